@@ -1,0 +1,54 @@
+using System.Security.Cryptography;
+using GpuPool.Devices;
+
+namespace GpuPool.Broker;
+
+/// <summary>How a broker runs: who it is, where it listens, whose tokens it trusts, and its limits.</summary>
+public sealed class BrokerOptions
+{
+    public string BrokerId { get; set; } = Environment.MachineName.ToLowerInvariant() + "-broker";
+
+    /// <summary>Address to listen on; port 0 picks a free port.</summary>
+    public string ListenAddress { get; set; } = "127.0.0.1";
+
+    public int Port { get; set; } = 7071;
+
+    /// <summary>The scheduler's public key: only tokens it signed open sessions.</summary>
+    public required ECDsa SchedulerPublicKey { get; set; }
+
+    public required IDeviceBackend Backend { get; set; }
+
+    /// <summary>Largest gRPC message the broker accepts; bigger ones end the call with ResourceExhausted.</summary>
+    public int MaxMessageBytes { get; set; } = 16 << 20;
+
+    /// <summary>Chunk size of device-to-host replies.</summary>
+    public int ReplyChunkBytes { get; set; } = 1 << 20;
+
+    /// <summary>Time to live of the broker's registration; its heartbeat renews it at a third of this.</summary>
+    public TimeSpan RegistrationTtl { get; set; } = TimeSpan.FromSeconds(10);
+
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    internal void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(BrokerId) || BrokerId.Contains('/', StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"BrokerId '{BrokerId}' must be non-empty and contain no '/'", nameof(BrokerId));
+        }
+
+        if (Port is < 0 or > 65535)
+        {
+            throw new ArgumentException($"Port {Port} is not a TCP port", nameof(Port));
+        }
+
+        if (MaxMessageBytes < 64 * 1024)
+        {
+            throw new ArgumentException($"MaxMessageBytes {MaxMessageBytes} is below the 64 KiB minimum", nameof(MaxMessageBytes));
+        }
+
+        if (ReplyChunkBytes < 4096 || ReplyChunkBytes > MaxMessageBytes - 1024)
+        {
+            throw new ArgumentException($"ReplyChunkBytes {ReplyChunkBytes} must be between 4 KiB and MaxMessageBytes less 1 KiB", nameof(ReplyChunkBytes));
+        }
+    }
+}

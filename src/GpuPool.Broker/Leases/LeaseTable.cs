@@ -1,0 +1,178 @@
+using System.Collections.Concurrent;
+using GpuPool.Coordination;
+using GpuPool.Devices;
+using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.Tokens;
+using GpuPool.Protocol.V1;
+using Microsoft.Extensions.Logging;
+
+namespace GpuPool.Broker.Leases;
+
+/// <summary>
+/// The leases this broker serves. A lease lives while its record exists in the coordination store
+/// (the scheduler writes it, keepalives renew it); when the record goes — released, expired, revoked —
+/// the broker closes the lease's context and frees everything it held.
+/// </summary>
+public sealed class LeaseTable : IAsyncDisposable
+{
+    public const string LeasePrefix = "leases/";
+
+    private readonly BrokerOptions _options;
+    private readonly IClusterStore _store;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<string, BrokerLease> _leases = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _openGate = new(1, 1);
+    private readonly CancellationTokenSource _stop = new();
+    private Task? _watch;
+
+    public LeaseTable(BrokerOptions options, IClusterStore store, ILogger logger)
+    {
+        _options = options;
+        _store = store;
+        _logger = logger;
+    }
+
+    public ICollection<BrokerLease> Leases => _leases.Values;
+
+    public void Start() => _watch = Task.Run(() => WatchLoopAsync(_stop.Token));
+
+    /// <summary>
+    /// Checks a session's token and returns its lease with the session attached, creating the lease's
+    /// context on first use. Throws GpuPoolException with the reason a client can act on.
+    /// </summary>
+    public async Task<BrokerLease> AttachSessionAsync(string leaseId, string token, CancellationToken cancellationToken)
+    {
+        var claims = LeaseToken.Verify(token, _options.SchedulerPublicKey, _options.TimeProvider.GetUtcNow());
+        if (!string.Equals(claims.LeaseId, leaseId, StringComparison.Ordinal))
+        {
+            throw new GpuPoolException(ErrorCode.PermissionDenied, $"the token was issued for lease {claims.LeaseId}, not for lease {leaseId}");
+        }
+
+        if (!string.Equals(claims.BrokerId, _options.BrokerId, StringComparison.Ordinal))
+        {
+            throw new GpuPoolException(ErrorCode.PermissionDenied, $"lease {leaseId} is placed on broker {claims.BrokerId}, not on this broker ({_options.BrokerId})");
+        }
+
+        var devices = _options.Backend.Devices;
+        if (claims.DeviceIndex >= devices.Count)
+        {
+            throw new GpuPoolException(ErrorCode.NotFound, $"lease {leaseId} names device {claims.DeviceIndex}, but this broker has {devices.Count} device(s)");
+        }
+
+        await _openGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (!await RecordExistsAsync(leaseId, cancellationToken).ConfigureAwait(false))
+            {
+                throw LeaseGone(leaseId);
+            }
+
+            if (!_leases.TryGetValue(leaseId, out var lease))
+            {
+                var device = devices[(int)claims.DeviceIndex];
+                IDeviceContext context;
+                try
+                {
+                    context = device.CreateContext(new ContextOptions(leaseId, claims.MemoryBytes, (int)claims.ComputeShare));
+                }
+                catch (DeviceException ex)
+                {
+                    throw OpErrors.ToGpuPool(ex);
+                }
+
+                lease = new BrokerLease(claims, device, context);
+                _leases[leaseId] = lease;
+                Log.LeaseOpened(_logger, leaseId, claims.Tenant, claims.DeviceIndex, claims.MemoryBytes, claims.ComputeShare);
+
+                // The record may have gone while the context was being made; the watch could have missed it.
+                if (!await RecordExistsAsync(leaseId, cancellationToken).ConfigureAwait(false))
+                {
+                    await EndAsync(leaseId, "lease record removed").ConfigureAwait(false);
+                    throw LeaseGone(leaseId);
+                }
+            }
+
+            if (!lease.TryAttachSession())
+            {
+                throw new GpuPoolException(ErrorCode.FailedPrecondition, $"lease {leaseId} already has an open session; close it before opening another");
+            }
+
+            return lease;
+        }
+        finally
+        {
+            _openGate.Release();
+        }
+    }
+
+    /// <summary>Ends a lease: closes its sessions, waits for its device work, frees all its memory.</summary>
+    public async Task EndAsync(string leaseId, string reason)
+    {
+        if (!_leases.TryRemove(leaseId, out var lease))
+        {
+            return;
+        }
+
+        lease.MarkEnded(reason);
+        var bytes = lease.Context.MemoryUsed;
+        await lease.Context.DisposeAsync().ConfigureAwait(false);
+        Log.LeaseEnded(_logger, leaseId, reason, bytes);
+    }
+
+    private async Task<bool> RecordExistsAsync(string leaseId, CancellationToken cancellationToken)
+        => await _store.GetAsync(LeasePrefix + leaseId, cancellationToken).ConfigureAwait(false) is not null;
+
+    private static GpuPoolException LeaseGone(string leaseId)
+        => new(ErrorCode.LeaseEnded, $"lease {leaseId} has ended (released, expired or revoked) or was never granted: allocate a new lease");
+
+    private async Task WatchLoopAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                var revision = _store.Revision;
+                var live = (await _store.ListAsync(LeasePrefix, cancellationToken).ConfigureAwait(false))
+                    .Select(e => e.Key[LeasePrefix.Length..]).ToHashSet(StringComparer.Ordinal);
+                foreach (var id in _leases.Keys.Where(id => !live.Contains(id)).ToArray())
+                {
+                    await EndAsync(id, "lease record removed").ConfigureAwait(false);
+                }
+
+                await foreach (var change in _store.WatchAsync(LeasePrefix, revision, cancellationToken).ConfigureAwait(false))
+                {
+                    if (change.Kind == WatchEventKind.Delete)
+                    {
+                        await EndAsync(change.Entry.Key[LeasePrefix.Length..], "released or expired").ConfigureAwait(false);
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or IOException or GpuPoolException)
+            {
+                Log.WatchFailed(_logger, ex.Message);
+                await Task.Delay(TimeSpan.FromMilliseconds(200), _options.TimeProvider, CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        if (_watch is not null)
+        {
+            await _watch.ConfigureAwait(false);
+        }
+
+        foreach (var id in _leases.Keys.ToArray())
+        {
+            await EndAsync(id, "broker shutting down").ConfigureAwait(false);
+        }
+
+        _stop.Dispose();
+        _openGate.Dispose();
+    }
+}

@@ -1,0 +1,25 @@
+using Microsoft.Extensions.Logging;
+
+namespace GpuPool.Broker;
+
+/// <summary>The broker's log messages, source-generated.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(1, LogLevel.Information, "Lease {LeaseId} of tenant {Tenant} opened on device {Device} ({MemoryBytes} bytes, share {Share})")]
+    public static partial void LeaseOpened(ILogger logger, string leaseId, string tenant, uint device, ulong memoryBytes, uint share);
+
+    [LoggerMessage(2, LogLevel.Information, "Lease {LeaseId} ended ({Reason}); reclaimed {Bytes} bytes")]
+    public static partial void LeaseEnded(ILogger logger, string leaseId, string reason, ulong bytes);
+
+    [LoggerMessage(3, LogLevel.Information, "Session for lease {LeaseId} refused: {Reason}")]
+    public static partial void SessionRefused(ILogger logger, string leaseId, string reason);
+
+    [LoggerMessage(4, LogLevel.Information, "Session for lease {LeaseId} closed: {Reason}")]
+    public static partial void SessionClosed(ILogger logger, string leaseId, string reason);
+
+    [LoggerMessage(5, LogLevel.Warning, "Broker registration heartbeat failed: {Reason}")]
+    public static partial void HeartbeatFailed(ILogger logger, string reason);
+
+    [LoggerMessage(6, LogLevel.Warning, "Lease watch failed; restarting: {Reason}")]
+    public static partial void WatchFailed(ILogger logger, string reason);
+}

@@ -1,0 +1,113 @@
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using GpuPool.Coordination;
+using GpuPool.Protocol.V1;
+using Microsoft.Extensions.Logging;
+
+namespace GpuPool.Broker.Registration;
+
+/// <summary>
+/// Keeps this broker's record (host, endpoint, devices and their use) in the coordination store under
+/// brokers/{id}, bound to a store session that the heartbeat renews; if the broker dies the record
+/// vanishes when the session's TTL runs out.
+/// </summary>
+public sealed class BrokerRegistration : IAsyncDisposable
+{
+    public const string BrokerPrefix = "brokers/";
+
+    private readonly BrokerOptions _options;
+    private readonly IClusterStore _store;
+    private readonly ILogger _logger;
+    private readonly string _endpoint;
+    private readonly CancellationTokenSource _stop = new();
+    private StoreSession? _session;
+    private Task? _heartbeat;
+
+    public BrokerRegistration(BrokerOptions options, IClusterStore store, string endpoint, ILogger logger)
+    {
+        _options = options;
+        _store = store;
+        _endpoint = endpoint;
+        _logger = logger;
+    }
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        _session = await _store.CreateSessionAsync(_options.RegistrationTtl, cancellationToken).ConfigureAwait(false);
+        await WriteAsync(cancellationToken).ConfigureAwait(false);
+        _heartbeat = Task.Run(() => HeartbeatAsync(_stop.Token));
+    }
+
+    public BrokerRecord Describe()
+    {
+        var record = new BrokerRecord
+        {
+            BrokerId = _options.BrokerId,
+            Host = Environment.MachineName,
+            Endpoint = _endpoint,
+            Heartbeat = Timestamp.FromDateTimeOffset(_options.TimeProvider.GetUtcNow()),
+        };
+        foreach (var d in _options.Backend.Devices)
+        {
+            record.Devices.Add(new DeviceInfo
+            {
+                Index = (uint)d.Index,
+                Name = d.Name,
+                Uuid = d.Uuid,
+                Backend = d.Backend,
+                MemoryTotalBytes = d.MemoryTotal,
+                MemoryUsedBytes = d.MemoryUsed,
+                MultiprocessorCount = (uint)d.MultiprocessorCount,
+                ComputeCapacity = 1000,
+            });
+        }
+
+        return record;
+    }
+
+    private async Task WriteAsync(CancellationToken cancellationToken)
+        => await _store.PutAsync(BrokerPrefix + _options.BrokerId, Describe().ToByteArray(), sessionId: _session!.Id, cancellationToken: cancellationToken).ConfigureAwait(false);
+
+    private async Task HeartbeatAsync(CancellationToken cancellationToken)
+    {
+        var period = _options.RegistrationTtl / 3;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(period, _options.TimeProvider, cancellationToken).ConfigureAwait(false);
+                if (!await _store.KeepAliveAsync(_session!.Id, cancellationToken).ConfigureAwait(false))
+                {
+                    // The session expired (a long pause): register again.
+                    _session = await _store.CreateSessionAsync(_options.RegistrationTtl, cancellationToken).ConfigureAwait(false);
+                }
+
+                await WriteAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is StoreSessionNotFoundException or IOException or InvalidOperationException)
+            {
+                Log.HeartbeatFailed(_logger, ex.Message);
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        if (_heartbeat is not null)
+        {
+            await _heartbeat.ConfigureAwait(false);
+        }
+
+        if (_session is not null)
+        {
+            await _store.RevokeSessionAsync(_session.Id).ConfigureAwait(false);
+        }
+
+        _stop.Dispose();
+    }
+}

@@ -1,0 +1,129 @@
+using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.V1;
+using Grpc.Core;
+
+namespace GpuPool.Client;
+
+/// <summary>
+/// A granted lease: a slice of one device on one broker. It renews itself at a third of its TTL until
+/// released or disposed; if a renewal finds the lease gone, <see cref="Lost"/> fires and sessions fail
+/// with LeaseEnded.
+/// </summary>
+public sealed class Lease : IAsyncDisposable
+{
+    private readonly GpuPoolClient _client;
+    private readonly Leases.LeasesClient _leases;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly CancellationTokenSource _lost = new();
+    private readonly Task _keepAlive;
+    private int _released;
+
+    internal Lease(GpuPoolClient client, Leases.LeasesClient leases, AllocateReply reply)
+    {
+        _client = client;
+        _leases = leases;
+        Record = reply.Lease;
+        Token = reply.Token;
+        Expires = reply.Expires.ToDateTimeOffset();
+        _keepAlive = Task.Run(() => KeepAliveLoopAsync(_stop.Token));
+    }
+
+    public LeaseRecord Record { get; }
+
+    public string Id => Record.LeaseId;
+
+    /// <summary>The current session token (refreshed by each keepalive).</summary>
+    public string Token { get; private set; }
+
+    public DateTimeOffset Expires { get; private set; }
+
+    /// <summary>Cancelled when the lease is found to have ended without being released by this client.</summary>
+    public CancellationToken Lost => _lost.Token;
+
+    /// <summary>Why the lease was lost, once it has been.</summary>
+    public GpuPoolException? LostReason { get; private set; }
+
+    /// <summary>Opens a device session on the lease's broker.</summary>
+    public Task<DeviceSession> OpenSessionAsync(CancellationToken cancellationToken = default)
+        => DeviceSession.OpenAsync(_client.BrokerChannel(Record.BrokerEndpoint), Id, Token, cancellationToken);
+
+    /// <summary>Gives the capacity back now; the broker frees everything the lease held.</summary>
+    public async Task ReleaseAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _released, 1) != 0)
+        {
+            return;
+        }
+
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _keepAlive.ConfigureAwait(false);
+        try
+        {
+            await _leases.ReleaseAsync(new ReleaseRequest { LeaseId = Id, Token = Token }, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (RpcException ex)
+        {
+            var error = GpuPoolException.FromRpc(ex, $"release lease {Id}");
+            if (error.Code != ErrorCode.LeaseEnded)
+            {
+                throw error;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Stops renewing without releasing, as a crashed client would: the lease ends when its TTL runs out.
+    /// </summary>
+    public async Task AbandonAsync()
+    {
+        Interlocked.Exchange(ref _released, 1);
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _keepAlive.ConfigureAwait(false);
+    }
+
+    private async Task KeepAliveLoopAsync(CancellationToken cancellationToken)
+    {
+        var period = TimeSpan.FromSeconds(Math.Max(0.2, Record.TtlSeconds / 3.0));
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(period, cancellationToken).ConfigureAwait(false);
+                var reply = await _leases.KeepAliveAsync(new KeepAliveRequest { LeaseId = Id, Token = Token }, cancellationToken: cancellationToken).ConfigureAwait(false);
+                Token = reply.Token;
+                Expires = reply.Expires.ToDateTimeOffset();
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (RpcException ex) when (ex.StatusCode != StatusCode.Cancelled || !cancellationToken.IsCancellationRequested)
+            {
+                var error = GpuPoolException.FromRpc(ex, $"keepalive of lease {Id}");
+                if (error.Code is ErrorCode.LeaseEnded or ErrorCode.Unauthenticated or ErrorCode.PermissionDenied)
+                {
+                    LostReason = error;
+                    await _lost.CancelAsync().ConfigureAwait(false);
+                    return;
+                }
+
+                // A transient failure: try again at the next period, while the TTL still covers us.
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await ReleaseAsync().ConfigureAwait(false);
+        }
+        catch (GpuPoolException)
+        {
+            // Disposal must not throw; the lease ends by TTL if the release did not reach the scheduler.
+        }
+
+        _stop.Dispose();
+        _lost.Dispose();
+    }
+}

@@ -1,0 +1,51 @@
+using System.Buffers.Binary;
+using Google.Protobuf;
+
+namespace GpuPool.Client;
+
+/// <summary>
+/// Packs kernel parameters the way cuLaunchKernel lays them out: each value at an offset aligned to
+/// its size, device pointers as 8-byte addresses.
+/// </summary>
+public sealed class KernelArgs
+{
+    private byte[] _buffer = new byte[64];
+    private int _length;
+
+    public int Length => _length;
+
+    public KernelArgs I32(int value)
+    {
+        BinaryPrimitives.WriteInt32LittleEndian(Slot(4), value);
+        return this;
+    }
+
+    public KernelArgs F32(float value)
+    {
+        BinaryPrimitives.WriteSingleLittleEndian(Slot(4), value);
+        return this;
+    }
+
+    public KernelArgs U64(ulong value)
+    {
+        BinaryPrimitives.WriteUInt64LittleEndian(Slot(8), value);
+        return this;
+    }
+
+    public KernelArgs Ptr(DevicePtr ptr) => U64(ptr.Address);
+
+    internal ByteString ToByteString() => ByteString.CopyFrom(_buffer, 0, _length);
+
+    private Span<byte> Slot(int size)
+    {
+        var offset = (_length + size - 1) / size * size;
+        if (offset + size > _buffer.Length)
+        {
+            Array.Resize(ref _buffer, Math.Max(_buffer.Length * 2, offset + size));
+        }
+
+        _buffer.AsSpan(_length, offset - _length).Clear();
+        _length = offset + size;
+        return _buffer.AsSpan(offset, size);
+    }
+}

@@ -1,0 +1,99 @@
+using System.Runtime.InteropServices;
+
+namespace GpuPool.Client.Tensors;
+
+public enum ElementType
+{
+    Float32,
+    Int32,
+}
+
+/// <summary>
+/// A row-major matrix (or vector, with one row) in a session's device memory. A tensor made by
+/// <see cref="AllocAsync"/> owns its memory; a <see cref="Rows"/> view borrows its parent's.
+/// </summary>
+public sealed class DeviceTensor : IAsyncDisposable
+{
+    private readonly bool _owner;
+
+    private DeviceTensor(DeviceSession session, DevicePtr ptr, int rows, int cols, ElementType type, bool owner)
+    {
+        Session = session;
+        Ptr = ptr;
+        RowCount = rows;
+        Cols = cols;
+        Type = type;
+        _owner = owner;
+    }
+
+    public DeviceSession Session { get; }
+
+    public DevicePtr Ptr { get; }
+
+    public int RowCount { get; }
+
+    public int Cols { get; }
+
+    public ElementType Type { get; }
+
+    public long Length => (long)RowCount * Cols;
+
+    public ulong Bytes => (ulong)Length * 4;
+
+    public static async Task<DeviceTensor> AllocAsync(DeviceSession session, int rows, int cols, ElementType type = ElementType.Float32, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(cols, 1);
+        var ptr = await session.AllocAsync((ulong)rows * (ulong)cols * 4, cancellationToken).ConfigureAwait(false);
+        return new DeviceTensor(session, ptr, rows, cols, type, owner: true);
+    }
+
+    /// <summary>A view of rows [start, start+count) sharing this tensor's memory.</summary>
+    public DeviceTensor Rows(int start, int count)
+    {
+        if (start < 0 || count < 1 || start + count > RowCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), $"rows [{start}, {start + count}) are outside a tensor of {RowCount} rows");
+        }
+
+        return new DeviceTensor(Session, Ptr + ((ulong)start * (ulong)Cols * 4), count, Cols, Type, owner: false);
+    }
+
+    public ValueTask UploadAsync(float[] values, CancellationToken cancellationToken = default)
+        => Upload(MemoryMarshal.AsBytes(values.AsSpan()), values.Length, ElementType.Float32, cancellationToken);
+
+    public ValueTask UploadAsync(int[] values, CancellationToken cancellationToken = default)
+        => Upload(MemoryMarshal.AsBytes(values.AsSpan()), values.Length, ElementType.Int32, cancellationToken);
+
+    public Task<float[]> DownloadAsync(CancellationToken cancellationToken = default)
+        => Session.CopyToHostAsync<float>(Ptr, checked((int)Length), cancellationToken: cancellationToken);
+
+    public Task<int[]> DownloadInt32Async(CancellationToken cancellationToken = default)
+        => Session.CopyToHostAsync<int>(Ptr, checked((int)Length), cancellationToken: cancellationToken);
+
+    private ValueTask Upload(ReadOnlySpan<byte> bytes, int count, ElementType type, CancellationToken cancellationToken)
+    {
+        if (count != Length || type != Type)
+        {
+            throw new ArgumentException($"uploading {count} {type} values into a {RowCount}x{Cols} {Type} tensor");
+        }
+
+        return Session.CopyToDeviceAsync(Ptr, bytes.ToArray(), cancellationToken: cancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_owner)
+        {
+            try
+            {
+                await Session.FreeAsync(Ptr).ConfigureAwait(false);
+            }
+            catch (Protocol.Errors.GpuPoolException)
+            {
+                // The session or lease is gone, and with it the memory.
+            }
+        }
+    }
+}

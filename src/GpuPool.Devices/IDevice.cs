@@ -1,0 +1,133 @@
+namespace GpuPool.Devices;
+
+/// <summary>The devices one backend serves on this host.</summary>
+public interface IDeviceBackend : IDisposable
+{
+    /// <summary>"cpu" or "cuda".</summary>
+    string Name { get; }
+
+    IReadOnlyList<IDevice> Devices { get; }
+}
+
+/// <summary>One device. Leases get isolated contexts on it.</summary>
+public interface IDevice
+{
+    int Index { get; }
+
+    string Name { get; }
+
+    string Uuid { get; }
+
+    string Backend { get; }
+
+    ulong MemoryTotal { get; }
+
+    /// <summary>Bytes allocated on the device by all contexts.</summary>
+    ulong MemoryUsed { get; }
+
+    /// <summary>Sum of the memory limits of the open contexts: what is promised, not what is used.</summary>
+    ulong MemoryReserved { get; }
+
+    int MultiprocessorCount { get; }
+
+    /// <summary>Device attributes by CUDA attribute id (CU_DEVICE_ATTRIBUTE_*), served to clients from a cache.</summary>
+    IReadOnlyDictionary<int, long> Attributes { get; }
+
+    /// <summary>
+    /// Opens an isolated context for one lease. Fails with OutOfMemory when the memory limits of the
+    /// open contexts would pass the device's memory: the device is never oversubscribed.
+    /// </summary>
+    IDeviceContext CreateContext(ContextOptions options);
+}
+
+/// <summary>What a lease is allowed on a device.</summary>
+public sealed record ContextOptions(string LeaseId, ulong MemoryLimit, int ComputeShare);
+
+/// <summary>Launch geometry, as cuLaunchKernel takes it.</summary>
+public readonly record struct LaunchDims(uint GridX, uint GridY, uint GridZ, uint BlockX, uint BlockY, uint BlockZ, uint SharedMemBytes);
+
+/// <summary>Names the client operation a piece of device work came from, so a failure can be reported against it.</summary>
+public readonly record struct OpTag(ulong Seq, string Op);
+
+/// <summary>The first failure of fire-and-forget work, kept until a synchronizing call reports it.</summary>
+public sealed record StickyError(OpTag Op, DeviceException Error);
+
+/// <summary>
+/// One lease's view of a device: its allocations, modules, streams and events. Work enqueued on a stream
+/// runs in order on that stream; different streams run concurrently. When enqueued work fails, the first
+/// failure is kept (sticky), later device work of the context is skipped, and <see cref="TakeError"/>
+/// hands it to the next synchronizing call, after which work runs again.
+/// </summary>
+public interface IDeviceContext : IAsyncDisposable
+{
+    string LeaseId { get; }
+
+    ulong MemoryLimit { get; }
+
+    ulong MemoryUsed { get; }
+
+    int ComputeShare { get; }
+
+    /// <summary>Allocates device memory (256-byte aligned, zeroed so no lease sees another's data).</summary>
+    ulong Allocate(ulong bytes);
+
+    /// <summary>Waits for the context's work, then frees an allocation named by its base address.</summary>
+    ValueTask FreeAsync(ulong ptr);
+
+    ulong LoadBuiltinModule();
+
+    /// <summary>Loads a module image (PTX or cubin); a backend that cannot run it fails with NotSupported.</summary>
+    ulong LoadModule(ReadOnlySpan<byte> image);
+
+    void UnloadModule(ulong module);
+
+    ulong GetFunction(ulong module, string name);
+
+    ulong CreateStream();
+
+    void DestroyStream(ulong stream);
+
+    ulong CreateEvent();
+
+    void DestroyEvent(ulong evt);
+
+    void EnqueueCopyToDevice(ulong stream, ulong dst, ReadOnlyMemory<byte> data, OpTag tag);
+
+    /// <summary>
+    /// Copies device memory to the host when the stream reaches it: <paramref name="sink"/> is called
+    /// with the bytes (valid only during the call), or with the error that stopped the copy.
+    /// </summary>
+    void EnqueueCopyToHost(ulong stream, ulong src, ulong bytes, ICopyToHostSink sink, OpTag tag);
+
+    void EnqueueCopyDeviceToDevice(ulong stream, ulong dst, ulong src, ulong bytes, OpTag tag);
+
+    void EnqueueMemset(ulong stream, ulong dst, uint value, int elementSize, ulong count, OpTag tag);
+
+    /// <summary>Checks the function, geometry and parameter block now (throws), and runs the kernel when the stream reaches it.</summary>
+    void EnqueueLaunch(ulong stream, ulong function, LaunchDims dims, ReadOnlyMemory<byte> parameters, OpTag tag);
+
+    void EnqueueEventRecord(ulong stream, ulong evt, OpTag tag);
+
+    void EnqueueStreamWaitEvent(ulong stream, ulong evt, OpTag tag);
+
+    Task SynchronizeStreamAsync(ulong stream, CancellationToken cancellationToken = default);
+
+    Task SynchronizeEventAsync(ulong evt, CancellationToken cancellationToken = default);
+
+    Task SynchronizeAsync(CancellationToken cancellationToken = default);
+
+    bool QueryEvent(ulong evt);
+
+    float EventElapsedMilliseconds(ulong start, ulong end);
+
+    /// <summary>The pending sticky error, cleared by taking it; null when none.</summary>
+    StickyError? TakeError();
+}
+
+/// <summary>Receives the bytes of a device-to-host copy, on the device's thread.</summary>
+public interface ICopyToHostSink
+{
+    void OnData(ReadOnlySpan<byte> data);
+
+    void OnError(StickyError error);
+}
