@@ -17,6 +17,7 @@ public sealed class Lease : IAsyncDisposable
     private readonly CancellationTokenSource _lost = new();
     private readonly Task _keepAlive;
     private int _released;
+    private int _disposed;
 
     internal Lease(GpuPoolClient client, Leases.LeasesClient leases, AllocateReply reply)
     {
@@ -114,6 +115,11 @@ public sealed class Lease : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         try
         {
             await ReleaseAsync().ConfigureAwait(false);

@@ -30,6 +30,7 @@ public sealed class DeviceSession : IAsyncDisposable
     private ulong _seq;
     private volatile GpuPoolException? _fatal;
     private int _chunkBytes = DefaultChunkBytes;
+    private int _disposed;
 
     private DeviceSession(AsyncDuplexStreamingCall<OpRequest, OpReply> call)
     {
@@ -78,22 +79,29 @@ public sealed class DeviceSession : IAsyncDisposable
     /// Copies host bytes to the device, fire-and-forget. The bytes are staged before this returns, so the
     /// caller may reuse its buffer at once. Large copies travel in chunks.
     /// </summary>
-    public async ValueTask CopyToDeviceAsync(DevicePtr dst, ReadOnlyMemory<byte> source, DeviceStream stream = default, CancellationToken cancellationToken = default)
+    public ValueTask CopyToDeviceAsync(DevicePtr dst, ReadOnlyMemory<byte> source, DeviceStream stream = default, CancellationToken cancellationToken = default)
+        => CopyChunksAsync(dst, source.Length, (offset, n) => ByteString.CopyFrom(source.Span.Slice(offset, n)), stream, cancellationToken);
+
+    /// <summary>Copies an array of values to the device, fire-and-forget, like the byte overload.</summary>
+    public ValueTask CopyToDeviceAsync<T>(DevicePtr dst, T[] source, DeviceStream stream = default, CancellationToken cancellationToken = default)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        return CopyChunksAsync(dst, checked(source.Length * Marshal.SizeOf<T>()), (offset, n) => ByteString.CopyFrom(MemoryMarshal.AsBytes(source.AsSpan()).Slice(offset, n)), stream, cancellationToken);
+    }
+
+    private async ValueTask CopyChunksAsync(DevicePtr dst, int length, Func<int, int, ByteString> slice, DeviceStream stream, CancellationToken cancellationToken)
     {
         var offset = 0;
         do
         {
-            var n = Math.Min(_chunkBytes, source.Length - offset);
-            var op = new MemcpyHtoD { Ptr = dst.Address + (ulong)offset, Data = ByteString.CopyFrom(source.Span.Slice(offset, n)), Stream = stream.Id };
+            var n = Math.Min(_chunkBytes, length - offset);
+            var op = new MemcpyHtoD { Ptr = dst.Address + (ulong)offset, Data = slice(offset, n), Stream = stream.Id };
             await SendAsync(new OpRequest { MemcpyHtod = op }, cancellationToken).ConfigureAwait(false);
             offset += n;
         }
-        while (offset < source.Length);
+        while (offset < length);
     }
-
-    public ValueTask CopyToDeviceAsync<T>(DevicePtr dst, T[] source, DeviceStream stream = default, CancellationToken cancellationToken = default)
-        where T : unmanaged
-        => CopyToDeviceAsync(dst, MemoryMarshal.AsBytes(source.AsSpan()).ToArray(), stream, cancellationToken);
 
     /// <summary>Copies device bytes into <paramref name="destination"/>; completes when they have all arrived.</summary>
     public async Task CopyToHostAsync(DevicePtr src, Memory<byte> destination, DeviceStream stream = default, CancellationToken cancellationToken = default)
@@ -301,6 +309,11 @@ public sealed class DeviceSession : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         _outgoing.Writer.TryComplete();
         try
         {

@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace GpuPool.Client.Tensors;
 
 public enum ElementType
@@ -61,10 +59,10 @@ public sealed class DeviceTensor : IAsyncDisposable
     }
 
     public ValueTask UploadAsync(float[] values, CancellationToken cancellationToken = default)
-        => Upload(MemoryMarshal.AsBytes(values.AsSpan()), values.Length, ElementType.Float32, cancellationToken);
+        => Upload(values, ElementType.Float32, cancellationToken);
 
     public ValueTask UploadAsync(int[] values, CancellationToken cancellationToken = default)
-        => Upload(MemoryMarshal.AsBytes(values.AsSpan()), values.Length, ElementType.Int32, cancellationToken);
+        => Upload(values, ElementType.Int32, cancellationToken);
 
     public Task<float[]> DownloadAsync(CancellationToken cancellationToken = default)
         => Session.CopyToHostAsync<float>(Ptr, checked((int)Length), cancellationToken: cancellationToken);
@@ -72,14 +70,16 @@ public sealed class DeviceTensor : IAsyncDisposable
     public Task<int[]> DownloadInt32Async(CancellationToken cancellationToken = default)
         => Session.CopyToHostAsync<int>(Ptr, checked((int)Length), cancellationToken: cancellationToken);
 
-    private ValueTask Upload(ReadOnlySpan<byte> bytes, int count, ElementType type, CancellationToken cancellationToken)
+    private ValueTask Upload<T>(T[] values, ElementType type, CancellationToken cancellationToken)
+        where T : unmanaged
     {
-        if (count != Length || type != Type)
+        ArgumentNullException.ThrowIfNull(values);
+        if (values.Length != Length || type != Type)
         {
-            throw new ArgumentException($"uploading {count} {type} values into a {RowCount}x{Cols} {Type} tensor");
+            throw new ArgumentException($"uploading {values.Length} {type} values into a {RowCount}x{Cols} {Type} tensor");
         }
 
-        return Session.CopyToDeviceAsync(Ptr, bytes.ToArray(), cancellationToken: cancellationToken);
+        return Session.CopyToDeviceAsync(Ptr, values, cancellationToken: cancellationToken);
     }
 
     public async ValueTask DisposeAsync()

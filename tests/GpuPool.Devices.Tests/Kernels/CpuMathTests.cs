@@ -214,6 +214,21 @@ public sealed class CpuMathTests
         }
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(5)]
+    [InlineData(20)]
+    public void Max_and_ArgmaxRows_treat_a_NaN_as_the_maximum(int at)
+    {
+        float[] x = RandomFloats(new Random(at), 21);
+        x[at] = float.NaN;
+        x[(at + 7) % 21] = float.NaN;
+        Assert.True(float.IsNaN(CpuMath.Max(x)));
+        int[] index = new int[1];
+        CpuMath.ArgmaxRows(1, 21, x, index);
+        Assert.Equal(Math.Min(at, (at + 7) % 21), index[0]);
+    }
+
     [Fact]
     public void Max_of_an_empty_span_throws() =>
         Assert.Throws<ArgumentException>(() => CpuMath.Max(ReadOnlySpan<float>.Empty));

@@ -1,0 +1,93 @@
+using System.CommandLine;
+using System.Globalization;
+using GpuPool.Protocol;
+
+namespace GpuPool.Cli.Commands;
+
+/// <summary>Options several commands share, and parsers that reject bad values with a sentence naming the option.</summary>
+internal static class CliOptions
+{
+    public static Option<string?> Scheduler() => new("--scheduler")
+    {
+        Description = "Scheduler address (default: $GPUPOOL_SCHEDULER, else the pool `gpupool up` started, else http://127.0.0.1:7070)",
+    };
+
+    public static Option<ulong> Bytes(string name, string description, string defaultValue) => new(name)
+    {
+        Description = description,
+        DefaultValueFactory = _ => ParseBytesOrThrow(defaultValue),
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : defaultValue;
+            if (Units.TryParseBytes(text, out var bytes) && bytes > 0)
+            {
+                return bytes;
+            }
+
+            result.AddError($"{name} '{text}' is not a size: write it like 512MiB, 2GiB or 1048576");
+            return 0;
+        },
+    };
+
+    public static Option<TimeSpan> Duration(string name, string description, TimeSpan defaultValue) => new(name)
+    {
+        Description = description + " (e.g. 30s, 5m, 2h)",
+        DefaultValueFactory = _ => defaultValue,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            if (TryParseDuration(text, out var value) && value > TimeSpan.Zero)
+            {
+                return value;
+            }
+
+            result.AddError($"{name} '{text}' is not a duration: write it like 30s, 5m or 2h");
+            return default;
+        },
+    };
+
+    public static Option<int> Ranged(string name, string description, int defaultValue, int min, int max) => new(name)
+    {
+        Description = $"{description} ({min}..{max})",
+        DefaultValueFactory = _ => defaultValue,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            if (int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max)
+            {
+                return value;
+            }
+
+            result.AddError($"{name} '{text}' must be a whole number from {min} to {max}");
+            return defaultValue;
+        },
+    };
+
+    private static ulong ParseBytesOrThrow(string text)
+        => Units.TryParseBytes(text, out var bytes) ? bytes : throw new ArgumentException($"bad default size {text}");
+
+    private static bool TryParseDuration(string text, out TimeSpan value)
+    {
+        value = default;
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return false;
+        }
+
+        var unit = text[^1];
+        var number = char.IsDigit(unit) ? text : text[..^1];
+        if (!double.TryParse(number, NumberStyles.Float, CultureInfo.InvariantCulture, out var n) || n < 0 || n > 1e7)
+        {
+            return false;
+        }
+
+        value = unit switch
+        {
+            'h' => TimeSpan.FromHours(n),
+            'm' => TimeSpan.FromMinutes(n),
+            's' or >= '0' and <= '9' => TimeSpan.FromSeconds(n),
+            _ => TimeSpan.MinValue,
+        };
+        return value != TimeSpan.MinValue;
+    }
+}

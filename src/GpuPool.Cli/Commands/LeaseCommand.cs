@@ -1,0 +1,76 @@
+using System.CommandLine;
+using GpuPool.Cli.Hosting;
+using GpuPool.Client;
+using GpuPool.Protocol;
+using Spectre.Console;
+
+namespace GpuPool.Cli.Commands;
+
+/// <summary><c>gpupool lease</c>: ask the pool for a slice of a device and print the lease.</summary>
+internal static class LeaseCommand
+{
+    public static Command Create()
+    {
+        var scheduler = CliOptions.Scheduler();
+        var memory = CliOptions.Bytes("--memory", "Memory limit of the slice", "1GiB");
+        var share = CliOptions.Ranged("--share", "Compute share in milli-GPU (1000 = a whole device)", 1000, 1, 1000);
+        var tenant = new Option<string>("--tenant") { Description = "Tenant the lease is charged to", DefaultValueFactory = _ => "default" };
+        var ttl = CliOptions.Duration("--ttl", "Lease time to live; without --hold the lease ends this long after it is granted", TimeSpan.FromMinutes(5));
+        var model = new Option<string>("--model") { Description = "Only devices whose name contains this", DefaultValueFactory = _ => "" };
+        var hold = new Option<bool>("--hold") { Description = "Keep the lease alive until Ctrl-C, then release it" };
+
+        var command = new Command("lease", "Lease a slice of a device and print it") { scheduler, memory, share, tenant, ttl, model, hold };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            using var client = new GpuPoolClient(CliPaths.ResolveScheduler(parse.GetValue(scheduler)));
+            var lease = await client.AllocateAsync(
+                new LeaseRequest
+                {
+                    MemoryBytes = parse.GetValue(memory),
+                    ComputeShare = parse.GetValue(share),
+                    Tenant = parse.GetValue(tenant)!,
+                    Ttl = parse.GetValue(ttl),
+                    DeviceModel = parse.GetValue(model)!,
+                },
+                cancellationToken);
+
+            var r = lease.Record;
+            var table = new Table().AddColumns("lease", "tenant", "broker", "endpoint", "device", "memory", "share", "expires");
+            table.AddRow(
+                Markup.Escape(r.LeaseId), Markup.Escape(r.Tenant), Markup.Escape(r.BrokerId), Markup.Escape(r.BrokerEndpoint),
+                r.DeviceIndex.ToString(System.Globalization.CultureInfo.InvariantCulture), Units.FormatBytes(r.MemoryBytes), r.ComputeShare.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                lease.Expires.ToLocalTime().ToString("HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture));
+            AnsiConsole.Write(table);
+            AnsiConsole.WriteLine($"token: {lease.Token}");
+
+            if (!parse.GetValue(hold))
+            {
+                // Leave the lease to its TTL: stop renewing without releasing.
+                await lease.AbandonAsync();
+                AnsiConsole.MarkupLine($"The lease ends at {lease.Expires.ToLocalTime():HH:mm:ss} unless renewed; run with --hold to keep it until Ctrl-C.");
+                return 0;
+            }
+
+            AnsiConsole.MarkupLine("Holding the lease; press Ctrl-C to release it.");
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, lease.Lost);
+            try
+            {
+                await Task.Delay(Timeout.Infinite, linked.Token);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            if (lease.Lost.IsCancellationRequested)
+            {
+                AnsiConsole.MarkupLine($"[red]The lease was lost:[/] {Markup.Escape(lease.LostReason?.Message ?? "unknown reason")}");
+                return 1;
+            }
+
+            await lease.ReleaseAsync(CancellationToken.None);
+            AnsiConsole.MarkupLine("Released.");
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,87 @@
+using System.CommandLine;
+using GpuPool.Cli.Hosting;
+using GpuPool.Protocol;
+using Microsoft.Extensions.Logging;
+using Spectre.Console;
+
+namespace GpuPool.Cli.Commands;
+
+/// <summary><c>gpupool up</c>: the whole pool on this machine, in the foreground, until Ctrl-C.</summary>
+internal static class UpCommand
+{
+    public static Command Create()
+    {
+        var listen = new Option<string>("--listen") { Description = "Address to listen on", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = CliOptions.Ranged("--port", "Scheduler port; 0 picks a free one", 7070, 0, 65535);
+        var brokerPort = CliOptions.Ranged("--broker-port", "Broker port; 0 picks a free one", 7071, 0, 65535);
+        var backend = new Option<string>("--backend") { Description = "Device backend: auto, cpu or cuda", DefaultValueFactory = _ => "auto" };
+        backend.AcceptOnlyFromAmong("auto", "cpu", "cuda");
+        var devices = CliOptions.Ranged("--devices", "Number of cpu devices to emulate", 1, 1, 64);
+        var memory = CliOptions.Bytes("--device-memory", "Memory of each cpu device", "8GiB");
+        var ttl = CliOptions.Duration("--lease-ttl", "Default lease time to live", TimeSpan.FromSeconds(30));
+        var verbose = new Option<bool>("--verbose") { Description = "Log leases and sessions as they come and go" };
+
+        var command = new Command("up", "Run a whole pool on this machine (embedded store, scheduler, broker) until Ctrl-C")
+        {
+            listen, port, brokerPort, backend, devices, memory, ttl, verbose,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            using var loggerFactory = parse.GetValue(verbose)
+                ? LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information))
+                : null;
+            var options = new LocalPoolOptions
+            {
+                Listen = parse.GetValue(listen)!,
+                SchedulerPort = parse.GetValue(port),
+                BrokerPort = parse.GetValue(brokerPort),
+                Backend = parse.GetValue(backend)!,
+                Devices = parse.GetValue(devices),
+                DeviceMemory = parse.GetValue(memory),
+                LeaseTtl = parse.GetValue(ttl),
+                KeyPath = CliPaths.SchedulerKey,
+            };
+
+            await using var pool = await LocalPool.StartAsync(options, loggerFactory, cancellationToken);
+            Directory.CreateDirectory(CliPaths.ConfigDir);
+            await File.WriteAllTextAsync(CliPaths.SchedulerEndpointFile, pool.Scheduler.Endpoint, CancellationToken.None);
+
+            var table = new Table().NoBorder().HideHeaders().AddColumn("").AddColumn("");
+            table.AddRow("scheduler", pool.Scheduler.Endpoint);
+            table.AddRow("broker", $"{pool.Broker.Endpoint}");
+            foreach (var d in pool.Backend.Devices)
+            {
+                table.AddRow($"device {d.Index}", Markup.Escape($"{d.Name} ({d.Backend}, {Units.FormatBytes(d.MemoryTotal)}, {d.MultiprocessorCount} slots)"));
+            }
+
+            table.AddRow("backend", Markup.Escape(pool.BackendNote));
+            table.AddRow("store", "embedded (in-process)");
+            table.AddRow("key", Markup.Escape(CliPaths.SchedulerKey));
+            AnsiConsole.MarkupLine("[green]GpuPool is up[/]");
+            AnsiConsole.Write(table);
+            AnsiConsole.MarkupLine("Press Ctrl-C to stop.");
+
+            try
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            AnsiConsole.MarkupLine("Stopping: ending leases and freeing device memory...");
+            try
+            {
+                File.Delete(CliPaths.SchedulerEndpointFile);
+            }
+            catch (IOException)
+            {
+            }
+
+            await pool.DisposeAsync();
+            AnsiConsole.MarkupLine("[green]Stopped.[/]");
+            return 0;
+        });
+        return command;
+    }
+}

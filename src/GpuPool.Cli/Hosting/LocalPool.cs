@@ -1,0 +1,121 @@
+using GpuPool.Broker;
+using GpuPool.Broker.Hosting;
+using GpuPool.Coordination;
+using GpuPool.Coordination.Embedded;
+using GpuPool.Devices;
+using GpuPool.Devices.Cpu;
+using GpuPool.Protocol.Tokens;
+using GpuPool.Scheduler;
+using GpuPool.Scheduler.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace GpuPool.Cli.Hosting;
+
+/// <summary>Settings of a whole pool on one machine.</summary>
+internal sealed record LocalPoolOptions
+{
+    public string Listen { get; init; } = "127.0.0.1";
+
+    public int SchedulerPort { get; init; } = 7070;
+
+    public int BrokerPort { get; init; } = 7071;
+
+    public string Backend { get; init; } = "auto";
+
+    public int Devices { get; init; } = 1;
+
+    public ulong DeviceMemory { get; init; } = 8UL << 30;
+
+    public TimeSpan LeaseTtl { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Where the scheduler's key pair lives; null makes a throwaway key (the demo).</summary>
+    public string? KeyPath { get; init; }
+}
+
+/// <summary>
+/// A whole pool in one process: the embedded store, a scheduler and a broker with its backend.
+/// What <c>gpupool up</c> runs and what <c>gpupool demo</c> starts for itself.
+/// </summary>
+internal sealed class LocalPool : IAsyncDisposable
+{
+    private LocalPool(IClusterStore store, SchedulerHost scheduler, BrokerHost broker, IDeviceBackend backend, string note)
+    {
+        Store = store;
+        Scheduler = scheduler;
+        Broker = broker;
+        Backend = backend;
+        BackendNote = note;
+    }
+
+    public IClusterStore Store { get; }
+
+    public SchedulerHost Scheduler { get; }
+
+    public BrokerHost Broker { get; }
+
+    public IDeviceBackend Backend { get; }
+
+    /// <summary>Why this backend was chosen, for the user.</summary>
+    public string BackendNote { get; }
+
+    public static async Task<LocalPool> StartAsync(LocalPoolOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    {
+        var (backend, note) = CreateBackend(options);
+        var key = options.KeyPath is null ? LeaseToken.CreateKey() : LeaseToken.LoadOrCreatePrivateKey(options.KeyPath);
+        var store = new EmbeddedClusterStore();
+        SchedulerHost? scheduler = null;
+        try
+        {
+            scheduler = await SchedulerHost.StartAsync(
+                new SchedulerOptions { ListenAddress = options.Listen, Port = options.SchedulerPort, SigningKey = key, DefaultLeaseTtl = options.LeaseTtl },
+                store, loggerFactory, cancellationToken).ConfigureAwait(false);
+            var publicKey = LeaseToken.ImportPem(LeaseToken.ExportPublicPem(key));
+            var broker = await BrokerHost.StartAsync(
+                new BrokerOptions { ListenAddress = options.Listen, Port = options.BrokerPort, SchedulerPublicKey = publicKey, Backend = backend },
+                store, loggerFactory, cancellationToken).ConfigureAwait(false);
+            return new LocalPool(store, scheduler, broker, backend, note);
+        }
+        catch
+        {
+            if (scheduler is not null)
+            {
+                await scheduler.DisposeAsync().ConfigureAwait(false);
+            }
+
+            await store.DisposeAsync().ConfigureAwait(false);
+            backend.Dispose();
+            throw;
+        }
+    }
+
+    private static (IDeviceBackend Backend, string Note) CreateBackend(LocalPoolOptions options)
+    {
+        if (options.Devices is < 1 or > 64)
+        {
+            throw new ArgumentException($"--devices must be 1..64, not {options.Devices}");
+        }
+
+        switch (options.Backend)
+        {
+            case "cpu":
+                return (new CpuBackend(options.Devices, options.DeviceMemory), "cpu backend (emulated devices in host memory), as asked");
+            case "auto":
+                var driver = File.Exists("/usr/lib/x86_64-linux-gnu/libcuda.so.1") || File.Exists("/usr/lib64/libcuda.so.1");
+                return (new CpuBackend(options.Devices, options.DeviceMemory), driver
+                    ? "cpu backend: an NVIDIA driver is present, but this build has no cuda backend yet"
+                    : "cpu backend: no NVIDIA driver found");
+            case "cuda":
+                throw new ArgumentException("--backend cuda is not available in this build yet; use --backend cpu (or auto)");
+            default:
+                throw new ArgumentException($"--backend must be auto, cpu or cuda, not '{options.Backend}'");
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Broker.DisposeAsync().ConfigureAwait(false);
+        await Scheduler.DisposeAsync().ConfigureAwait(false);
+        await Store.DisposeAsync().ConfigureAwait(false);
+        Backend.Dispose();
+    }
+}
