@@ -12,9 +12,29 @@ var root = new RootCommand("gpupool: lend GPUs over the network, whole or in sli
     LsCommand.Create(),
 };
 
+// Tables and progress lines are written for people; when output goes to a file or a pipe, do not
+// squeeze them into 80 columns.
+if (Console.IsOutputRedirected)
+{
+    AnsiConsole.Profile.Width = 200;
+}
+
+var parse = root.Parse(args.Length == 0 ? ["--help"] : args);
+if (parse.Errors.Count > 0)
+{
+    foreach (var error in parse.Errors)
+    {
+        AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(error.Message)}");
+    }
+
+    var name = parse.CommandResult.Command == root ? "gpupool" : $"gpupool {parse.CommandResult.Command.Name}";
+    AnsiConsole.MarkupLine($"See '{Markup.Escape(name)} --help'.");
+    return 2;
+}
+
 try
 {
-    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(20), EnableDefaultExceptionHandler = false });
+    return await parse.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(20), EnableDefaultExceptionHandler = false });
 }
 catch (GpuPoolException ex)
 {

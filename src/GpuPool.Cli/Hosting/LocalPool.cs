@@ -38,6 +38,8 @@ internal sealed record LocalPoolOptions
 /// </summary>
 internal sealed class LocalPool : IAsyncDisposable
 {
+    private int _disposed;
+
     private LocalPool(IClusterStore store, SchedulerHost scheduler, BrokerHost broker, IDeviceBackend backend, string note)
     {
         Store = store;
@@ -113,6 +115,11 @@ internal sealed class LocalPool : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await Broker.DisposeAsync().ConfigureAwait(false);
         await Scheduler.DisposeAsync().ConfigureAwait(false);
         await Store.DisposeAsync().ConfigureAwait(false);
