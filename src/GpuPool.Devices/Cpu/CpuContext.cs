@@ -14,6 +14,7 @@ internal sealed partial class CpuContext : IDeviceContext
     private readonly FairShareDispatcher.Account _account;
     private readonly object _allocGate = new();
     private readonly ConcurrentDictionary<ulong, CpuStream> _streams = new();
+    private readonly ConcurrentDictionary<ulong, Task> _destroyedStreamsDraining = new();
     private readonly ConcurrentDictionary<ulong, CpuEvent> _events = new();
     private readonly ConcurrentDictionary<ulong, IReadOnlySet<string>?> _modules = new();
     private readonly ConcurrentDictionary<ulong, (ulong Module, KernelDef Kernel)> _functions = new();
@@ -145,6 +146,15 @@ internal sealed partial class CpuContext : IDeviceContext
             throw new DeviceException(DeviceErrorCode.NotFound, $"no kernel named '{name}' in module {module}");
         }
 
+        // One handle per (module, kernel): looking a function up again must not grow the table.
+        foreach (var (existing, f) in _functions)
+        {
+            if (f.Module == module && ReferenceEquals(f.Kernel, kernel))
+            {
+                return existing;
+            }
+        }
+
         var id = NextHandle();
         _functions[id] = (module, kernel);
         return id;
@@ -160,11 +170,17 @@ internal sealed partial class CpuContext : IDeviceContext
 
     public void DestroyStream(ulong stream)
     {
-        // Work already queued on the stream still runs, as with cuStreamDestroy.
-        if (stream == 0 || !_streams.TryRemove(stream, out _))
+        if (stream == 0 || !_streams.TryRemove(stream, out var s))
         {
             throw new DeviceException(DeviceErrorCode.NotFound, stream == 0 ? "the default stream cannot be destroyed" : $"stream {stream} does not exist in this lease");
         }
+
+        // Work already queued on the stream still runs, as with cuStreamDestroy; until it has, synchronize (and so
+        // free and close) must wait for it too, or memory could be freed under a running kernel.
+        var drained = s.Marker();
+        _destroyedStreamsDraining[stream] = drained;
+        _ = drained.ContinueWith(
+            done => _destroyedStreamsDraining.TryRemove(stream, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     public ulong CreateEvent()
@@ -254,7 +270,7 @@ internal sealed partial class CpuContext : IDeviceContext
         => _events.TryGetValue(evt, out var e) ? (e.Recorded ?? Task.CompletedTask).WaitAsync(cancellationToken) : throw NoEvent(evt);
 
     public Task SynchronizeAsync(CancellationToken cancellationToken = default)
-        => Task.WhenAll(_streams.Values.Select(s => s.Marker())).WaitAsync(cancellationToken);
+        => Task.WhenAll(_streams.Values.Select(s => s.Marker()).Concat(_destroyedStreamsDraining.Values)).WaitAsync(cancellationToken);
 
     public bool QueryEvent(ulong evt)
         => _events.TryGetValue(evt, out var e) ? e.Recorded?.IsCompleted ?? true : throw NoEvent(evt);
@@ -315,8 +331,10 @@ internal sealed partial class CpuContext : IDeviceContext
         {
             Failed(work, ex);
         }
-        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or OverflowException or IndexOutOfRangeException)
+        catch (Exception ex)
         {
+            // Whatever went wrong, the stream must go on and the client must hear of it: an escaping
+            // exception would leave the stream's worker dead and every later sync hanging.
             Failed(work, new DeviceException(DeviceErrorCode.LaunchFailed, $"{work.Tag.Op} failed: {ex.Message}", ex));
         }
         finally

@@ -18,7 +18,7 @@ public sealed class CpuDevice : IDevice
         MemoryTotal = memoryTotal;
         Dispatcher = new FairShareDispatcher(slots);
         MultiprocessorCount = slots;
-        Uuid = $"CPU-{Environment.MachineName.GetHashCode(StringComparison.Ordinal):x8}-{index:x4}";
+        Uuid = $"CPU-{StableHash(Environment.MachineName):x8}-{index:x4}";
         Attributes = new Dictionary<int, long>
         {
             [1] = 1024,            // MAX_THREADS_PER_BLOCK
@@ -112,6 +112,18 @@ public sealed class CpuDevice : IDevice
         {
             _contexts.Remove(context);
         }
+    }
+
+    // string.GetHashCode is randomized per process; a device's id must survive a restart.
+    private static uint StableHash(string text)
+    {
+        var hash = 2166136261u;
+        foreach (var c in text)
+        {
+            hash = (hash ^ c) * 16777619u;
+        }
+
+        return hash;
     }
 
     private ulong Reserved()

@@ -29,8 +29,10 @@ public sealed class FairShareDispatcher
 
         internal double LastFinish { get; set; }
 
+        internal long GrantedCount;
+
         /// <summary>Slots granted to this account so far.</summary>
-        public long Granted { get; internal set; }
+        public long Granted => Interlocked.Read(ref GrantedCount);
     }
 
     /// <summary>
@@ -47,7 +49,7 @@ public sealed class FairShareDispatcher
             {
                 _freeSlots--;
                 _virtualTime = start;
-                account.Granted++;
+                Interlocked.Increment(ref account.GrantedCount);
                 return ValueTask.CompletedTask;
             }
 
@@ -81,7 +83,7 @@ public sealed class FairShareDispatcher
             next.Registration.Dispose();
             if (next.TrySetResult())
             {
-                next.Account.Granted++;
+                Interlocked.Increment(ref next.Account.GrantedCount);
                 return;
             }
 
