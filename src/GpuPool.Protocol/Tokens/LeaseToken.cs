@@ -79,10 +79,9 @@ public static class LeaseToken
             throw new GpuPoolException(ErrorCode.Unauthenticated, "lease token claims are malformed");
         }
 
-        var expires = DateTimeOffset.FromUnixTimeMilliseconds(claims.ExpiresUnixMs);
-        if (expires <= now)
+        if (claims.ExpiresUnixMs <= now.ToUnixTimeMilliseconds())
         {
-            throw new GpuPoolException(ErrorCode.Unauthenticated, $"lease token for lease {claims.LeaseId} expired at {expires:O}: renew the lease to get a fresh token");
+            throw new GpuPoolException(ErrorCode.Unauthenticated, $"lease token for lease {claims.LeaseId} expired at {DateTimeOffset.FromUnixTimeMilliseconds(Math.Max(0, claims.ExpiresUnixMs)):O}: renew the lease to get a fresh token");
         }
 
         return claims;
@@ -115,6 +114,9 @@ public static class LeaseToken
         var key = CreateKey();
         var pem = key.ExportPkcs8PrivateKeyPem();
         var temp = path + ".tmp";
+
+        // A stale temp file would keep its old permissions; the key must be created owner-only.
+        File.Delete(temp);
         var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
         if (!OperatingSystem.IsWindows())
         {

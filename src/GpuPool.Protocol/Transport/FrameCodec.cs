@@ -1,0 +1,249 @@
+using System.Buffers;
+using System.Buffers.Binary;
+
+namespace GpuPool.Protocol.Transport;
+
+/// <summary>
+/// The fixed 16-byte header of every fast-path frame, little-endian:
+/// u16 magic 0x5047 ("GP"), u16 type, u32 payload length, u64 sequence number. The type's fixed
+/// fields follow (their size is a property of the type, not sent), then the raw payload.
+/// </summary>
+public readonly record struct FrameHeader(FrameType Type, uint PayloadLength, ulong Seq);
+
+/// <summary>A decoded frame: its header, the type's fixed fields, and the payload, all views into the input.</summary>
+public readonly struct Frame
+{
+    public Frame(FrameHeader header, ReadOnlySequence<byte> fixedFields, ReadOnlySequence<byte> payload)
+    {
+        Header = header;
+        Fixed = fixedFields;
+        Payload = payload;
+    }
+
+    public FrameHeader Header { get; }
+
+    public FrameType Type => Header.Type;
+
+    public ulong Seq => Header.Seq;
+
+    public ReadOnlySequence<byte> Fixed { get; }
+
+    public ReadOnlySequence<byte> Payload { get; }
+}
+
+public enum DecodeStatus
+{
+    /// <summary>The input holds no whole frame yet; nothing was consumed.</summary>
+    NeedMore,
+
+    /// <summary>One frame was decoded and consumed.</summary>
+    Frame,
+
+    /// <summary>The input is not a valid frame; the connection should be closed after saying why.</summary>
+    Error,
+}
+
+/// <summary>
+/// Encodes and decodes fast-path frames. The decoder is a pure function over a
+/// <see cref="SequenceReader{T}"/>, as Kestrel parses: it never copies a payload to look at it and never
+/// trusts a length before checking it against the type's limit, so a peer cannot make it allocate.
+/// </summary>
+public static class FrameCodec
+{
+    public const ushort Magic = 0x5047;
+    public const int HeaderSize = 16;
+
+    /// <summary>Default largest payload of one frame (a copy chunk).</summary>
+    public const int DefaultMaxPayload = 16 << 20;
+
+    /// <summary>Size of the fixed fields of each type; -1 for a type that is not a frame.</summary>
+    public static int FixedSize(FrameType type) => type switch
+    {
+        FrameType.Hello => 4,
+        FrameType.MemAlloc => 8,                 // bytes
+        FrameType.MemFree => 8,                  // ptr
+        FrameType.MemcpyHtoD => 16,              // ptr, stream
+        FrameType.MemcpyDtoH => 24,              // ptr, bytes, stream
+        FrameType.MemcpyDtoD => 32,              // dst, src, bytes, stream
+        FrameType.Memset => 32,                  // ptr, count, stream, u32 value, u32 element size
+        FrameType.ModuleLoad => 8,               // u32 builtin, u32 reserved
+        FrameType.ModuleUnload => 8,             // module
+        FrameType.ModuleGetFunction => 8,        // module
+        FrameType.Launch => 48,                  // function, stream, grid xyz, block xyz, shared mem, u32 reserved
+        FrameType.StreamCreate or FrameType.EventCreate or FrameType.Synchronize or FrameType.MemGetInfo => 0,
+        FrameType.StreamDestroy or FrameType.StreamSynchronize => 8,
+        FrameType.StreamWaitEvent or FrameType.EventRecord => 16,  // stream/event pairs
+        FrameType.EventDestroy or FrameType.EventSynchronize or FrameType.EventQuery => 8,
+        FrameType.EventElapsedTime => 16,        // start, end
+        FrameType.Reply => 16,
+        FrameType.Data => 12,
+        FrameType.Error => 16,
+        _ => -1,
+    };
+
+    /// <summary>Largest payload a type may carry; bulk types are bounded by <paramref name="maxPayload"/>.</summary>
+    public static int MaxPayload(FrameType type, int maxPayload) => type switch
+    {
+        FrameType.MemcpyHtoD or FrameType.Data or FrameType.ModuleLoad => maxPayload,
+        FrameType.Hello => 16 * 1024,
+        FrameType.ModuleGetFunction => 1024,
+        FrameType.Launch => 4096,
+        FrameType.Error => 64 * 1024,
+        _ => 0,
+    };
+
+    /// <summary>
+    /// Decodes one frame from <paramref name="reader"/>. On <see cref="DecodeStatus.Frame"/> the reader has
+    /// moved past it; on NeedMore and Error it has not moved. <paramref name="error"/> says what is wrong.
+    /// </summary>
+    public static DecodeStatus TryDecode(ref SequenceReader<byte> reader, int maxPayload, out Frame frame, out string? error)
+    {
+        frame = default;
+        error = null;
+        if (reader.Remaining < HeaderSize)
+        {
+            return DecodeStatus.NeedMore;
+        }
+
+        Span<byte> header = stackalloc byte[HeaderSize];
+        reader.TryCopyTo(header);
+        var magic = BinaryPrimitives.ReadUInt16LittleEndian(header);
+        var type = (FrameType)BinaryPrimitives.ReadUInt16LittleEndian(header[2..]);
+        var payloadLength = BinaryPrimitives.ReadUInt32LittleEndian(header[4..]);
+        var seq = BinaryPrimitives.ReadUInt64LittleEndian(header[8..]);
+        if (magic != Magic)
+        {
+            error = $"bad frame magic 0x{magic:x4} (expected 0x{Magic:x4}): not a GpuPool fast-path peer, or the stream lost its framing";
+            return DecodeStatus.Error;
+        }
+
+        var fixedSize = FixedSize(type);
+        if (fixedSize < 0)
+        {
+            error = $"unknown frame type {(ushort)type} in frame #{seq}";
+            return DecodeStatus.Error;
+        }
+
+        var limit = MaxPayload(type, maxPayload);
+        if (payloadLength > (uint)limit)
+        {
+            error = $"frame #{seq} ({type}) declares a payload of {payloadLength} bytes; the limit for {type} is {limit}";
+            return DecodeStatus.Error;
+        }
+
+        var total = HeaderSize + fixedSize + (long)payloadLength;
+        if (reader.Remaining < total)
+        {
+            return DecodeStatus.NeedMore;
+        }
+
+        var sequence = reader.UnreadSequence;
+        var fixedFields = sequence.Slice(HeaderSize, fixedSize);
+        var payload = sequence.Slice(HeaderSize + fixedSize, payloadLength);
+        reader.Advance(total);
+        frame = new Frame(new FrameHeader(type, payloadLength, seq), fixedFields, payload);
+        return DecodeStatus.Frame;
+    }
+
+    /// <summary>
+    /// Writes one frame: header, the type's fixed fields (exactly <see cref="FixedSize"/> bytes) and the
+    /// payload, which is copied once, into the writer's own buffer.
+    /// </summary>
+    public static void Write(IBufferWriter<byte> writer, FrameType type, ulong seq, ReadOnlySpan<byte> fixedFields, ReadOnlySpan<byte> payload)
+    {
+        WriteHead(writer, type, seq, fixedFields, payload.Length);
+        writer.Write(payload);
+    }
+
+    /// <summary>Like the span overload, for a payload that is already a sequence (for example pipe memory).</summary>
+    public static void Write(IBufferWriter<byte> writer, FrameType type, ulong seq, ReadOnlySpan<byte> fixedFields, in ReadOnlySequence<byte> payload)
+    {
+        WriteHead(writer, type, seq, fixedFields, checked((int)payload.Length));
+        foreach (var segment in payload)
+        {
+            writer.Write(segment.Span);
+        }
+    }
+
+    private static void WriteHead(IBufferWriter<byte> writer, FrameType type, ulong seq, ReadOnlySpan<byte> fixedFields, int payloadLength)
+    {
+        var fixedSize = FixedSize(type);
+        if (fixedSize < 0 || fixedFields.Length != fixedSize)
+        {
+            throw new ArgumentException($"{type} takes {fixedSize} bytes of fixed fields, not {fixedFields.Length}", nameof(fixedFields));
+        }
+
+        var span = writer.GetSpan(HeaderSize + fixedSize);
+        BinaryPrimitives.WriteUInt16LittleEndian(span, Magic);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[2..], (ushort)type);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[4..], checked((uint)payloadLength));
+        BinaryPrimitives.WriteUInt64LittleEndian(span[8..], seq);
+        fixedFields.CopyTo(span[HeaderSize..]);
+        writer.Advance(HeaderSize + fixedSize);
+    }
+}
+
+/// <summary>Reads a frame's fixed fields in order; they are copied to the stack first, since they may span segments.</summary>
+public ref struct FixedFields
+{
+    private readonly Span<byte> _bytes;
+    private int _offset;
+
+    public FixedFields(in ReadOnlySequence<byte> source, Span<byte> scratch)
+    {
+        _bytes = scratch[..(int)source.Length];
+        source.CopyTo(_bytes);
+        _offset = 0;
+    }
+
+    public ulong U64()
+    {
+        var v = BinaryPrimitives.ReadUInt64LittleEndian(_bytes[_offset..]);
+        _offset += 8;
+        return v;
+    }
+
+    public uint U32()
+    {
+        var v = BinaryPrimitives.ReadUInt32LittleEndian(_bytes[_offset..]);
+        _offset += 4;
+        return v;
+    }
+
+    public ushort U16()
+    {
+        var v = BinaryPrimitives.ReadUInt16LittleEndian(_bytes[_offset..]);
+        _offset += 2;
+        return v;
+    }
+}
+
+/// <summary>Builds a frame's fixed fields on the stack, in order.</summary>
+public ref struct FixedBuilder(Span<byte> scratch)
+{
+    private readonly Span<byte> _bytes = scratch;
+    private int _offset;
+
+    public readonly ReadOnlySpan<byte> Written => _bytes[.._offset];
+
+    public FixedBuilder U64(ulong value)
+    {
+        BinaryPrimitives.WriteUInt64LittleEndian(_bytes[_offset..], value);
+        _offset += 8;
+        return this;
+    }
+
+    public FixedBuilder U32(uint value)
+    {
+        BinaryPrimitives.WriteUInt32LittleEndian(_bytes[_offset..], value);
+        _offset += 4;
+        return this;
+    }
+
+    public FixedBuilder U16(ushort value)
+    {
+        BinaryPrimitives.WriteUInt16LittleEndian(_bytes[_offset..], value);
+        _offset += 2;
+        return this;
+    }
+}

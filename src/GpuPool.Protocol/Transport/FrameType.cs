@@ -1,0 +1,42 @@
+namespace GpuPool.Protocol.Transport;
+
+/// <summary>
+/// Frame types of the raw fast path. Op types carry the same numbers as the fields of
+/// <c>OpRequest.op</c> in session.proto, so both transports name an op the same way.
+/// </summary>
+public enum FrameType : ushort
+{
+    /// <summary>Client → broker, first frame of a connection: fixed {u16 lease id length, u16 token length}, payload lease id + token (UTF-8).</summary>
+    Hello = 2,
+    MemAlloc = 3,
+    MemFree = 4,
+    MemcpyHtoD = 5,
+    MemcpyDtoH = 6,
+    MemcpyDtoD = 7,
+    Memset = 8,
+    ModuleLoad = 9,
+    ModuleUnload = 10,
+    ModuleGetFunction = 11,
+    Launch = 12,
+    StreamCreate = 13,
+    StreamDestroy = 14,
+    StreamSynchronize = 15,
+    StreamWaitEvent = 16,
+    EventCreate = 17,
+    EventDestroy = 18,
+    EventRecord = 19,
+    EventSynchronize = 20,
+    EventQuery = 21,
+    EventElapsedTime = 22,
+    Synchronize = 23,
+    MemGetInfo = 24,
+
+    /// <summary>Broker → client: an op succeeded; fixed {u64 value, u64 value2} (pointer, handle, flag, elapsed bits, free/total).</summary>
+    Reply = 64,
+
+    /// <summary>Broker → client: a chunk of a device-to-host copy; fixed {u64 offset, u32 last}, payload the bytes.</summary>
+    Data = 65,
+
+    /// <summary>Broker → client: an op failed; fixed {u32 code, u32 op length, u64 failed seq}, payload op name + message (UTF-8).</summary>
+    Error = 66,
+}
