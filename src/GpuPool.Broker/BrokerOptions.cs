@@ -21,8 +21,10 @@ public sealed class BrokerOptions
     /// <summary>Largest gRPC message the broker accepts; bigger ones end the call with ResourceExhausted.</summary>
     public int MaxMessageBytes { get; set; } = 16 << 20;
 
-    /// <summary>Chunk size of device-to-host replies.</summary>
-    public int ReplyChunkBytes { get; set; } = 1 << 20;
+    /// <summary>Chunk size of device-to-host replies; 0 picks 1 MiB, or less when the message limit is smaller.</summary>
+    public int ReplyChunkBytes { get; set; }
+
+    internal int EffectiveReplyChunkBytes => ReplyChunkBytes > 0 ? ReplyChunkBytes : Math.Min(1 << 20, MaxMessageBytes / 2);
 
     /// <summary>Time to live of the broker's registration; its heartbeat renews it at a third of this.</summary>
     public TimeSpan RegistrationTtl { get; set; } = TimeSpan.FromSeconds(10);
@@ -46,7 +48,7 @@ public sealed class BrokerOptions
             throw new ArgumentException($"MaxMessageBytes {MaxMessageBytes} is below the 64 KiB minimum", nameof(MaxMessageBytes));
         }
 
-        if (ReplyChunkBytes < 4096 || ReplyChunkBytes > MaxMessageBytes - 1024)
+        if (ReplyChunkBytes != 0 && (ReplyChunkBytes < 4096 || ReplyChunkBytes > MaxMessageBytes - 1024))
         {
             throw new ArgumentException($"ReplyChunkBytes {ReplyChunkBytes} must be between 4 KiB and MaxMessageBytes less 1 KiB", nameof(ReplyChunkBytes));
         }

@@ -47,13 +47,17 @@ public sealed class GpuPoolClient : IDisposable
 
     public string SchedulerEndpoint { get; }
 
-    /// <summary>Asks for a lease; the returned lease renews itself until released or disposed.</summary>
+    /// <summary>
+    /// Asks for a lease; the returned lease renews itself until released or disposed. A request the pool
+    /// refuses (malformed, or no room) throws <see cref="GpuPoolException"/>.
+    /// </summary>
     public async Task<Lease> AllocateAsync(LeaseRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (request.ComputeShare is < 1 or > 1000)
         {
-            throw new ArgumentOutOfRangeException(nameof(request), $"ComputeShare must be 1..1000 milli-GPU, not {request.ComputeShare}");
+            // Checked here because the wire field is unsigned; the same code the scheduler would answer with.
+            throw new GpuPoolException(ErrorCode.InvalidArgument, $"ComputeShare must be 1..1000 milli-GPU (1000 = a whole device), not {request.ComputeShare}");
         }
 
         var client = new Leases.LeasesClient(_scheduler);

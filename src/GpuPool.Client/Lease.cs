@@ -94,11 +94,12 @@ public sealed class Lease : IAsyncDisposable
                 Token = reply.Token;
                 Expires = reply.Expires.ToDateTimeOffset();
             }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            catch (Exception ex) when (cancellationToken.IsCancellationRequested && ex is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled })
             {
+                // Released or abandoned; a renewal in flight ends as a cancelled call, which is no failure.
                 return;
             }
-            catch (RpcException ex) when (ex.StatusCode != StatusCode.Cancelled || !cancellationToken.IsCancellationRequested)
+            catch (RpcException ex)
             {
                 var error = GpuPoolException.FromRpc(ex, $"keepalive of lease {Id}");
                 if (error.Code is ErrorCode.LeaseEnded or ErrorCode.Unauthenticated or ErrorCode.PermissionDenied)

@@ -15,6 +15,7 @@ public sealed class BrokerHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly BrokerRegistration _registration;
+    private int _disposed;
 
     private BrokerHost(WebApplication app, string endpoint, LeaseTable leases, BrokerRegistration registration)
     {
@@ -52,9 +53,17 @@ public sealed class BrokerHost : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _registration.DisposeAsync().ConfigureAwait(false);
-        await _app.StopAsync().ConfigureAwait(false);
+
+        // End the leases first: their open sessions close with LeaseEnded, so the server's graceful stop
+        // does not wait out its timeout for clients that keep their streams open.
         await Leases.DisposeAsync().ConfigureAwait(false);
+        await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
     }
 }

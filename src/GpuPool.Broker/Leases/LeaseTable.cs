@@ -24,6 +24,8 @@ public sealed class LeaseTable : IAsyncDisposable
     private readonly SemaphoreSlim _openGate = new(1, 1);
     private readonly CancellationTokenSource _stop = new();
     private Task? _watch;
+    private bool _closed;
+    private int _disposed;
 
     public LeaseTable(BrokerOptions options, IClusterStore store, ILogger logger)
     {
@@ -62,6 +64,11 @@ public sealed class LeaseTable : IAsyncDisposable
         await _openGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            if (_closed)
+            {
+                throw new GpuPoolException(ErrorCode.Unavailable, $"broker {_options.BrokerId} is shutting down: allocate a new lease");
+            }
+
             if (!await RecordExistsAsync(leaseId, cancellationToken).ConfigureAwait(false))
             {
                 throw LeaseGone(leaseId);
@@ -159,20 +166,36 @@ public sealed class LeaseTable : IAsyncDisposable
         }
     }
 
+    /// <summary>Ends every lease and refuses new sessions; the server may still be taking calls while this runs.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _stop.CancelAsync().ConfigureAwait(false);
         if (_watch is not null)
         {
             await _watch.ConfigureAwait(false);
         }
 
-        foreach (var id in _leases.Keys.ToArray())
+        // Under the gate, so that no session attaches to a lease after it has been ended here.
+        await _openGate.WaitAsync().ConfigureAwait(false);
+        try
         {
-            await EndAsync(id, "broker shutting down").ConfigureAwait(false);
+            _closed = true;
+            foreach (var id in _leases.Keys.ToArray())
+            {
+                await EndAsync(id, "broker shutting down").ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _openGate.Release();
         }
 
+        // The gate stays undisposed: a call still arriving waits on it and is refused, rather than failing on a disposed object.
         _stop.Dispose();
-        _openGate.Dispose();
     }
 }

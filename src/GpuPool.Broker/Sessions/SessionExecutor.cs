@@ -45,7 +45,26 @@ internal sealed class SessionExecutor
         {
             _replies.Writer.TryComplete();
             await writer.ConfigureAwait(false);
+            await ForgetUnreportedErrorAsync().ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// Lets the session's device work finish and drops a failure it never synchronized on: sequence numbers
+    /// are per session, so the error would name an op the next session on the lease never sent.
+    /// </summary>
+    private async Task ForgetUnreportedErrorAsync()
+    {
+        try
+        {
+            await _context.SynchronizeAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (DeviceException)
+        {
+            // The context has closed with its lease; nothing is left to report to anyone.
+        }
+
+        _context.TakeError();
     }
 
     private SessionInfo DescribeSession()
@@ -227,7 +246,7 @@ internal sealed class SessionExecutor
     {
         public void OnData(ReadOnlySpan<byte> data)
         {
-            var chunk = session._options.ReplyChunkBytes;
+            var chunk = session._options.EffectiveReplyChunkBytes;
             var offset = 0;
             do
             {

@@ -35,8 +35,10 @@ public sealed class DeviceSession : IAsyncDisposable
     private DeviceSession(AsyncDuplexStreamingCall<OpRequest, OpReply> call)
     {
         _call = call;
-        _writer = Task.Run(WriteLoopAsync);
+
+        // The reader first: a writer whose write fails waits for it.
         _reader = Task.Run(ReadLoopAsync);
+        _writer = Task.Run(WriteLoopAsync);
     }
 
     /// <summary>What the broker told us at open: device, limits, attributes.</summary>
@@ -249,13 +251,15 @@ public sealed class DeviceSession : IAsyncDisposable
 
             await _call.RequestStream.CompleteAsync().ConfigureAwait(false);
         }
-        catch (RpcException ex)
+        catch (Exception ex) when (ex is RpcException or InvalidOperationException or IOException or OperationCanceledException)
         {
-            Fail(GpuPoolException.FromRpc(ex, "device session"));
-        }
-        catch (Exception ex) when (ex is InvalidOperationException or IOException or OperationCanceledException)
-        {
-            Fail(new GpuPoolException(ErrorCode.Unavailable, $"device session: sending to the broker failed ({ex.Message})", inner: ex));
+            // A write fails once the broker has ended the call, and then only says "cancelled"; the status the
+            // broker ended it with (lease ended, message too large) reaches the reader, which fails the session
+            // with it. Ours is the fallback for a reader that does not finish.
+            await Task.WhenAny(_reader, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+            Fail(ex is RpcException rpc
+                ? FromCall(rpc)
+                : new GpuPoolException(ErrorCode.Unavailable, $"device session: sending to the broker failed ({ex.Message})", inner: ex));
         }
     }
 
@@ -275,13 +279,22 @@ public sealed class DeviceSession : IAsyncDisposable
         }
         catch (RpcException ex)
         {
-            Fail(GpuPoolException.FromRpc(ex, "device session"));
+            Fail(FromCall(ex));
         }
         catch (Exception ex) when (ex is InvalidOperationException or IOException or OperationCanceledException)
         {
             Fail(new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to the broker failed ({ex.Message})", inner: ex));
         }
     }
+
+    /// <summary>
+    /// The error a failed call stands for. A connection the broker closed under the call (it stopped, or the
+    /// network broke) comes out of grpc-dotnet as Internal; it is Unavailable, not a bug of ours.
+    /// </summary>
+    private static GpuPoolException FromCall(RpcException ex)
+        => ex.StatusCode == StatusCode.Internal && ex.Trailers.GetValueBytes(GpuPoolException.TrailerKey) is null && ex.Status.DebugException is IOException
+            ? new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to the broker was closed ({ex.Status.DebugException.Message})", inner: ex)
+            : GpuPoolException.FromRpc(ex, "device session");
 
     /// <summary>The session is over: every waiter and every later call gets <paramref name="error"/>.</summary>
     private void Fail(GpuPoolException error)

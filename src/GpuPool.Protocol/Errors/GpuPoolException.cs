@@ -52,6 +52,8 @@ public sealed class GpuPoolException : Exception
 
         return ex.StatusCode switch
         {
+            StatusCode.Internal when ex.Status.DebugException is IOException or System.Net.Http.HttpRequestException
+                => new GpuPoolException(ErrorCode.Unavailable, $"{what}: the connection to the server was lost ({ex.Status.Detail})", inner: ex),
             StatusCode.Unavailable => new GpuPoolException(ErrorCode.Unavailable, $"{what}: cannot reach the server ({ex.Status.Detail})", inner: ex),
             StatusCode.ResourceExhausted => new GpuPoolException(ErrorCode.ResourceExhausted, $"{what}: the server refused a message larger than its limit ({ex.Status.Detail})", inner: ex),
             StatusCode.Cancelled => new GpuPoolException(ErrorCode.Unavailable, $"{what}: the call was cancelled ({ex.Status.Detail})", inner: ex),

@@ -13,6 +13,7 @@ namespace GpuPool.Scheduler.Hosting;
 public sealed class SchedulerHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private int _disposed;
 
     private SchedulerHost(WebApplication app, string endpoint, LeaseManager leases)
     {
@@ -49,6 +50,11 @@ public sealed class SchedulerHost : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
     }

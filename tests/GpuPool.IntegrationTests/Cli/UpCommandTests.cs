@@ -1,0 +1,193 @@
+using System.Text.RegularExpressions;
+using GpuPool.Client;
+using GpuPool.IntegrationTests.Infrastructure;
+
+namespace GpuPool.IntegrationTests.Cli;
+
+/// <summary>A <c>gpupool up</c> child process for a test class, with its own config directory; stopped with SIGINT, killed if it will not stop.</summary>
+public sealed partial class UpProcessFixture : IAsyncLifetime
+{
+    public static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
+
+    private CliProcess? _up;
+
+    public string ConfigDir { get; } = Directory.CreateTempSubdirectory("gpupool-it-").FullName;
+
+    public string SchedulerEndpoint { get; private set; } = "";
+
+    public string BrokerEndpoint { get; private set; } = "";
+
+    public async Task InitializeAsync()
+    {
+        (_up, SchedulerEndpoint, BrokerEndpoint) = await StartUpAsync(ConfigDir);
+    }
+
+    /// <summary>Starts <c>gpupool up</c> on free ports and waits until it says it is up; returns the endpoints it printed.</summary>
+    internal static async Task<(CliProcess Up, string Scheduler, string Broker)> StartUpAsync(string configDir)
+    {
+        var up = CliProcess.Start(configDir, "up", "--port", "0", "--broker-port", "0", "--lease-ttl", "5s");
+        try
+        {
+            await up.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C to stop.", StringComparison.Ordinal), StartTimeout);
+            var scheduler = Endpoint().Match(await up.WaitForLineAsync(l => l.StartsWith("scheduler ", StringComparison.Ordinal), TimeSpan.Zero)).Value;
+            var broker = Endpoint().Match(await up.WaitForLineAsync(l => l.StartsWith("broker ", StringComparison.Ordinal), TimeSpan.Zero)).Value;
+            return (up, scheduler, broker);
+        }
+        catch
+        {
+            await up.DisposeAsync();
+            throw;
+        }
+    }
+
+    public async Task DisposeAsync()
+    {
+        try
+        {
+            if (_up is not null)
+            {
+                await _up.InterruptAsync();
+                await _up.WaitForExitAsync(TimeSpan.FromSeconds(20));
+            }
+        }
+        finally
+        {
+            if (_up is not null)
+            {
+                await _up.DisposeAsync();
+            }
+
+            Directory.Delete(ConfigDir, recursive: true);
+        }
+    }
+
+    [GeneratedRegex(@"http://127\.0\.0\.1:\d+", RegexOptions.CultureInvariant)]
+    public static partial Regex Endpoint();
+}
+
+/// <summary><c>gpupool up</c>, <c>lease</c> and <c>ls</c> as a user runs them, each a real child process.</summary>
+public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProcessFixture>
+{
+    private static readonly TimeSpan CommandTimeout = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task Up_prints_its_endpoints_and_writes_the_scheduler_endpoint_for_other_commands()
+    {
+        Assert.Matches(@"^http://127\.0\.0\.1:[1-9]\d*$", up.SchedulerEndpoint);
+        Assert.Matches(@"^http://127\.0\.0\.1:[1-9]\d*$", up.BrokerEndpoint);
+        Assert.NotEqual(up.SchedulerEndpoint, up.BrokerEndpoint);
+        Assert.Equal(up.SchedulerEndpoint, (await File.ReadAllTextAsync(Path.Combine(up.ConfigDir, "scheduler-endpoint"))).Trim());
+
+        using var client = new GpuPoolClient(up.SchedulerEndpoint);
+        var broker = Assert.Single((await client.ListClusterAsync()).Brokers);
+        Assert.Equal(up.BrokerEndpoint, broker.Endpoint);
+    }
+
+    [Fact]
+    public async Task Lease_exits_0_and_prints_the_granted_lease()
+    {
+        await using var lease = await CliProcess.RunAsync(up.ConfigDir, CommandTimeout, "lease", "--memory", "512MiB", "--share", "250");
+
+        Assert.True(lease.ExitCode == 0, $"exit code {lease.ExitCode}; stdout:\n{lease.Stdout}\nstderr:\n{lease.Stderr}");
+        var table = SpectreTable.Parse(lease.Stdout)[0];
+        var id = table.Column(0);
+        Assert.Matches("^l-[0-9a-f]{12}$", id);
+        Assert.Equal("512MiB", table.Column(5));
+        Assert.Equal("250", table.Column(6));
+        Assert.Equal(up.BrokerEndpoint, table.Column(3));
+
+        using var client = new GpuPoolClient(up.SchedulerEndpoint);
+        var record = Assert.Single((await client.ListClusterAsync()).Leases, l => l.LeaseId == id);
+        Assert.Equal(512UL << 20, record.MemoryBytes);
+        Assert.Equal(250U, record.ComputeShare);
+    }
+
+    [Fact]
+    public async Task Ls_shows_the_device_and_the_live_leases()
+    {
+        await using (var lease = await CliProcess.RunAsync(up.ConfigDir, CommandTimeout, "lease", "--memory", "256MiB", "--share", "100"))
+        {
+            Assert.Equal(0, lease.ExitCode);
+        }
+
+        await using var ls = await CliProcess.RunAsync(up.ConfigDir, CommandTimeout, "ls");
+
+        Assert.True(ls.ExitCode == 0, $"exit code {ls.ExitCode}; stdout:\n{ls.Stdout}\nstderr:\n{ls.Stderr}");
+        using var client = new GpuPoolClient(up.SchedulerEndpoint);
+        var view = await client.ListClusterAsync();
+        var tables = SpectreTable.Parse(ls.Stdout);
+        Assert.Equal(2, tables.Count);
+        var (devices, leases) = (tables[0], tables[1]);
+        Assert.Equal(view.Brokers[0].BrokerId, devices.Column(0));
+        Assert.Equal("GpuPoolCPUdevice", devices.Column(2));
+        Assert.Equal("cpu", devices.Column(3));
+        Assert.Equal(view.Leases.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), devices.Column(9));
+        Assert.NotEmpty(view.Leases);
+        Assert.Equal(string.Concat(view.Leases.OrderBy(l => l.Created.ToDateTimeOffset()).Select(l => l.LeaseId)), leases.Column(0));
+    }
+
+    [Fact]
+    public async Task Lease_with_a_memory_size_that_is_not_a_size_exits_non_zero_with_one_line_naming_the_option()
+    {
+        await using var lease = await CliProcess.RunAsync(up.ConfigDir, CommandTimeout, "lease", "--memory", "banana");
+
+        Assert.True(lease.ExitCode != 0, $"exit code 0; stdout:\n{lease.Stdout}\nstderr:\n{lease.Stderr}");
+        var output = lease.Stdout + lease.Stderr;
+        var error = Assert.Single(output.Split('\n'), l => l.Contains("banana", StringComparison.Ordinal));
+        Assert.Matches("^(error: )?--memory 'banana' is not a size: write it like 512MiB, 2GiB or 1048576$", error.Trim());
+        Assert.DoesNotContain("   at ", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Exception", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Up_stops_on_SIGINT_exits_0_and_says_Stopped()
+    {
+        var configDir = Directory.CreateTempSubdirectory("gpupool-it-").FullName;
+        try
+        {
+            var (process, _, _) = await UpProcessFixture.StartUpAsync(configDir);
+            await using (process)
+            {
+                await process.InterruptAsync();
+
+                Assert.True(await process.WaitForExitAsync(TimeSpan.FromSeconds(20)), $"gpupool up still runs 20 s after SIGINT; stdout:\n{process.Stdout}");
+                Assert.Equal(0, process.ExitCode);
+                Assert.Contains("Stopped.", process.Stdout, StringComparison.Ordinal);
+                Assert.False(File.Exists(Path.Combine(configDir, "scheduler-endpoint")), "up left its scheduler-endpoint file behind");
+            }
+        }
+        finally
+        {
+            Directory.Delete(configDir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Up_stops_promptly_on_SIGINT_while_a_client_holds_an_open_session()
+    {
+        var configDir = Directory.CreateTempSubdirectory("gpupool-it-").FullName;
+        try
+        {
+            var (process, scheduler, _) = await UpProcessFixture.StartUpAsync(configDir);
+            await using (process)
+            {
+                using var client = new GpuPoolClient(scheduler);
+                await using var lease = await client.AllocateAsync(new LeaseRequest { MemoryBytes = 16 << 20, ComputeShare = 100 });
+                await using var session = await lease.OpenSessionAsync();
+                await session.AllocAsync(1 << 20);
+
+                await process.InterruptAsync();
+
+                Assert.True(await process.WaitForExitAsync(TimeSpan.FromSeconds(10)), $"gpupool up still runs 10 s after SIGINT with a session open; stdout:\n{process.Stdout}");
+                Assert.Equal(0, process.ExitCode);
+                Assert.Contains("Stopped.", process.Stdout, StringComparison.Ordinal);
+                var error = await Assert.ThrowsAsync<Protocol.Errors.GpuPoolException>(() => session.SynchronizeAsync());
+                Assert.True(error.Code is Protocol.V1.ErrorCode.LeaseEnded or Protocol.V1.ErrorCode.Unavailable, error.ToString());
+            }
+        }
+        finally
+        {
+            Directory.Delete(configDir, recursive: true);
+        }
+    }
+}

@@ -1,0 +1,184 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace GpuPool.IntegrationTests.Infrastructure;
+
+/// <summary>
+/// The built CLI (gpupool.dll, copied next to this assembly) run as a real child process with its own
+/// GPUPOOL_CONFIG_DIR. Output is collected line by line; disposing kills the process if it still runs.
+/// </summary>
+internal sealed class CliProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _stdout = new();
+    private readonly StringBuilder _stderr = new();
+    private readonly TaskCompletionSource _stdoutClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _stderrClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private CliProcess(string configDir, IEnumerable<string> args)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "gpupool.dll");
+        Assert.True(File.Exists(dll), $"the CLI is not built next to the tests: {dll} is missing");
+
+        // env resets SIGINT to its default: a test host started in the background (SIGINT ignored) would
+        // otherwise pass the ignore on, and `kill -INT` could not stop `gpupool up`.
+        var start = new ProcessStartInfo("env")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add("--default-signal=INT");
+        start.ArgumentList.Add(DotnetHost());
+        start.ArgumentList.Add(dll);
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        start.Environment["GPUPOOL_CONFIG_DIR"] = configDir;
+        start.Environment.Remove("GPUPOOL_SCHEDULER");
+        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        start.Environment["DOTNET_NOLOGO"] = "1";
+
+        _process = new Process { StartInfo = start };
+        _process.OutputDataReceived += (_, e) => Collect(_stdout, e.Data, _stdoutClosed);
+        _process.ErrorDataReceived += (_, e) => Collect(_stderr, e.Data, _stderrClosed);
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public int Id => _process.Id;
+
+    public string Stdout
+    {
+        get
+        {
+            lock (_stdout)
+            {
+                return _stdout.ToString();
+            }
+        }
+    }
+
+    public string Stderr
+    {
+        get
+        {
+            lock (_stderr)
+            {
+                return _stderr.ToString();
+            }
+        }
+    }
+
+    public bool HasExited => _process.HasExited;
+
+    public int ExitCode => _process.ExitCode;
+
+    public static CliProcess Start(string configDir, params string[] args) => new(configDir, args);
+
+    /// <summary>Runs a command to completion; fails the test if it takes longer than <paramref name="timeout"/>.</summary>
+    public static async Task<CliProcess> RunAsync(string configDir, TimeSpan timeout, params string[] args)
+    {
+        var cli = new CliProcess(configDir, args);
+        if (!await cli.WaitForExitAsync(timeout))
+        {
+            await cli.DisposeAsync();
+            Assert.Fail($"gpupool {string.Join(' ', args)} did not exit within {timeout.TotalSeconds:0} s");
+        }
+
+        return cli;
+    }
+
+    /// <summary>Waits until the process has exited and its output has been read.</summary>
+    public async Task<bool> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+            await Task.WhenAll(_stdoutClosed.Task, _stderrClosed.Task).WaitAsync(cts.Token);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Polls the output until a line satisfies <paramref name="predicate"/>; fails the test at the deadline or if the process exits first.</summary>
+    public async Task<string> WaitForLineAsync(Func<string, bool> predicate, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var line = Stdout.Split('\n').FirstOrDefault(predicate);
+            if (line is not null)
+            {
+                return line;
+            }
+
+            if (_process.HasExited || DateTime.UtcNow > deadline)
+            {
+                Assert.Fail($"no expected line from gpupool within {timeout.TotalSeconds:0} s (exited: {_process.HasExited}); stdout:\n{Stdout}\nstderr:\n{Stderr}");
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>Sends SIGINT, as Ctrl-C in a terminal would.</summary>
+    public async Task InterruptAsync()
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-INT", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) }, UseShellExecute = false })!;
+        await kill.WaitForExitAsync();
+        Assert.Equal(0, kill.ExitCode);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+                await _process.WaitForExitAsync();
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // It exited between the check and the kill.
+        }
+
+        _process.Dispose();
+    }
+
+    private static void Collect(StringBuilder sink, string? line, TaskCompletionSource closed)
+    {
+        if (line is null)
+        {
+            closed.TrySetResult();
+            return;
+        }
+
+        lock (sink)
+        {
+            sink.Append(line).Append('\n');
+        }
+    }
+
+    /// <summary>The dotnet host running these tests, else the one on PATH.</summary>
+    private static string DotnetHost()
+    {
+        var self = Environment.ProcessPath;
+        if (self is not null && Path.GetFileNameWithoutExtension(self) == "dotnet")
+        {
+            return self;
+        }
+
+        return Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
+    }
+}

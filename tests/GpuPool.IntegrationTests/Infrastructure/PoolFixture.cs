@@ -1,0 +1,135 @@
+using System.Security.Cryptography;
+using GpuPool.Broker;
+using GpuPool.Broker.Hosting;
+using GpuPool.Client;
+using GpuPool.Coordination.Embedded;
+using GpuPool.Devices;
+using GpuPool.Devices.Cpu;
+using GpuPool.Protocol.Tokens;
+using GpuPool.Scheduler;
+using GpuPool.Scheduler.Hosting;
+
+namespace GpuPool.IntegrationTests.Infrastructure;
+
+/// <summary>
+/// A real pool on loopback for one test class: an embedded store, a scheduler and a broker (real Kestrel on
+/// port 0) with one emulated cpu device, and a client. Leases live 2 s without keepalives, so reclamation
+/// shows within a few seconds.
+/// </summary>
+public class PoolFixture : IAsyncLifetime
+{
+    public const string BrokerId = "it-broker";
+    public const ulong DeviceMemory = 4UL << 30;
+    public const ulong DefaultLeaseMemory = 64UL << 20;
+
+    public static readonly TimeSpan LeaseTtl = TimeSpan.FromSeconds(2);
+
+    private EmbeddedClusterStore? _store;
+    private SchedulerHost? _scheduler;
+    private BrokerHost? _broker;
+    private GpuPoolClient? _client;
+
+    /// <summary>The scheduler's signing key: tests sign their own (expired, misdirected) tokens with it.</summary>
+    public ECDsa SigningKey { get; } = LeaseToken.CreateKey();
+
+    public CpuBackend Backend { get; } = new(deviceCount: 1, memoryPerDevice: DeviceMemory);
+
+    public IDevice Device => Backend.Devices[0];
+
+    public SchedulerHost Scheduler => _scheduler ?? throw new InvalidOperationException("the pool is not started");
+
+    public BrokerHost Broker => _broker ?? throw new InvalidOperationException("the pool is not started");
+
+    public GpuPoolClient Client => _client ?? throw new InvalidOperationException("the pool is not started");
+
+    /// <summary>Lets a derived fixture change the broker's limits.</summary>
+    protected virtual void Configure(BrokerOptions options)
+    {
+    }
+
+    public async Task InitializeAsync()
+    {
+        _store = new EmbeddedClusterStore();
+        _scheduler = await SchedulerHost.StartAsync(
+            new SchedulerOptions { Port = 0, SigningKey = SigningKey, DefaultLeaseTtl = LeaseTtl },
+            _store);
+        var options = new BrokerOptions
+        {
+            BrokerId = BrokerId,
+            Port = 0,
+            SchedulerPublicKey = LeaseToken.ImportPem(LeaseToken.ExportPublicPem(SigningKey)),
+            Backend = Backend,
+
+            // The registration carries the device's memory in use; refresh it every second.
+            RegistrationTtl = TimeSpan.FromSeconds(3),
+        };
+        Configure(options);
+        _broker = await BrokerHost.StartAsync(options, _store);
+        _client = new GpuPoolClient(_scheduler.Endpoint);
+    }
+
+    public async Task DisposeAsync()
+    {
+        _client?.Dispose();
+        if (_broker is not null)
+        {
+            await _broker.DisposeAsync();
+        }
+
+        if (_scheduler is not null)
+        {
+            await _scheduler.DisposeAsync();
+        }
+
+        if (_store is not null)
+        {
+            await _store.DisposeAsync();
+        }
+
+        Backend.Dispose();
+        SigningKey.Dispose();
+    }
+
+    public Task<Lease> LeaseAsync(ulong memoryBytes = DefaultLeaseMemory, int share = 100)
+        => Client.AllocateAsync(new LeaseRequest { Tenant = "it", MemoryBytes = memoryBytes, ComputeShare = share });
+
+    /// <summary>
+    /// The postcondition of every failure test: a fresh lease on the same broker can allocate, copy, launch,
+    /// synchronize and read back the right numbers.
+    /// </summary>
+    public async Task AssertServesAnotherLeaseAsync()
+    {
+        await using var lease = await LeaseAsync();
+        await using var session = await lease.OpenSessionAsync();
+        var module = await session.LoadBuiltinModuleAsync();
+        var axpy = await session.GetFunctionAsync(module, "axpy_f32");
+
+        const int n = 5000;
+        var x = Enumerable.Range(0, n).Select(i => (float)i).ToArray();
+        var y = Enumerable.Repeat(1f, n).ToArray();
+        var px = await session.AllocAsync(n * sizeof(float));
+        var py = await session.AllocAsync(n * sizeof(float));
+        await session.CopyToDeviceAsync(px, x);
+        await session.CopyToDeviceAsync(py, y);
+        await session.LaunchAsync(axpy, new Dim3(20), new Dim3(256), new KernelArgs().U64(n).F32(2).Ptr(px).Ptr(py));
+        await session.SynchronizeAsync();
+
+        var result = await session.CopyToHostAsync<float>(py, n);
+        for (var i = 0; i < n; i++)
+        {
+            Assert.Equal((2f * i) + 1f, result[i]);
+        }
+    }
+}
+
+/// <summary>A pool whose broker takes gRPC messages of at most 1 MiB.</summary>
+public sealed class SmallMessagePoolFixture : PoolFixture
+{
+    public const int MaxMessageBytes = 1 << 20;
+
+    protected override void Configure(BrokerOptions options)
+    {
+        options.MaxMessageBytes = MaxMessageBytes;
+        options.ReplyChunkBytes = 256 << 10;
+    }
+}

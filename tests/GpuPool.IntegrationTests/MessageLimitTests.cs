@@ -1,0 +1,88 @@
+using Google.Protobuf;
+using GpuPool.IntegrationTests.Infrastructure;
+using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.V1;
+
+namespace GpuPool.IntegrationTests;
+
+/// <summary>A broker configured for 1 MiB messages ends a call that sends more, and only that call.</summary>
+public sealed class MessageLimitTests(SmallMessagePoolFixture pool) : IClassFixture<SmallMessagePoolFixture>
+{
+    [Fact]
+    public async Task Op_larger_than_the_broker_message_limit_ends_the_call_with_ResourceExhausted()
+    {
+        await using var lease = await pool.LeaseAsync();
+        await using var raw = await RawSession.OpenAsync(pool.Broker.Endpoint, lease.Id, lease.Token);
+        var ptr = (await raw.CallAsync(new OpRequest { MemAlloc = new MemAlloc { Bytes = 4 << 20 } })).DevicePtr;
+
+        await raw.SendAsync(new OpRequest { MemcpyHtod = new MemcpyHtoD { Ptr = ptr, Data = ByteString.CopyFrom(new byte[2 << 20]) } });
+        var error = await Assert.ThrowsAsync<GpuPoolException>(raw.ReadAsync);
+
+        Assert.Equal(ErrorCode.ResourceExhausted, error.Code);
+        Assert.StartsWith("raw device session: the server refused a message larger than its limit", error.Message, StringComparison.Ordinal);
+        await pool.AssertServesAnotherLeaseAsync();
+    }
+
+    [Fact]
+    public async Task Sessions_of_other_leases_keep_working_while_one_call_is_ended_for_an_oversized_message()
+    {
+        await using var bystander = await pool.LeaseAsync();
+        await using var session = await bystander.OpenSessionAsync();
+        var before = await session.AllocAsync(1024);
+        await session.MemsetAsync(before, 0x5A, 1024);
+
+        await using (var lease = await pool.LeaseAsync())
+        await using (var raw = await RawSession.OpenAsync(pool.Broker.Endpoint, lease.Id, lease.Token))
+        {
+            await raw.SendAsync(new OpRequest { MemcpyHtod = new MemcpyHtoD { Ptr = 0x1000, Data = ByteString.CopyFrom(new byte[2 << 20]) } });
+            Assert.Equal(ErrorCode.ResourceExhausted, (await Assert.ThrowsAsync<GpuPoolException>(raw.ReadAsync)).Code);
+        }
+
+        Assert.All(await session.CopyToHostAsync<byte>(before, 1024), b => Assert.Equal(0x5A, b));
+    }
+
+    [Fact]
+    public async Task Lease_whose_call_was_ended_for_an_oversized_message_can_open_a_new_session()
+    {
+        await using var lease = await pool.LeaseAsync();
+        await using (var raw = await RawSession.OpenAsync(pool.Broker.Endpoint, lease.Id, lease.Token))
+        {
+            await raw.SendAsync(new OpRequest { MemcpyHtod = new MemcpyHtoD { Ptr = 0x1000, Data = ByteString.CopyFrom(new byte[2 << 20]) } });
+            Assert.Equal(ErrorCode.ResourceExhausted, (await Assert.ThrowsAsync<GpuPoolException>(raw.ReadAsync)).Code);
+        }
+
+        await using var session = await lease.OpenSessionAsync();
+        var ptr = await session.AllocAsync(16);
+        await session.MemsetAsync(ptr, 1, 16);
+        Assert.Equal(Enumerable.Repeat((byte)1, 16).ToArray(), await session.CopyToHostAsync<byte>(ptr, 16));
+    }
+
+    [Fact]
+    public async Task Module_image_larger_than_the_message_limit_fails_with_ResourceExhausted_through_the_SDK()
+    {
+        await using var lease = await pool.LeaseAsync();
+        await using var session = await lease.OpenSessionAsync();
+
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.LoadModuleAsync(new byte[2 << 20]));
+
+        Assert.True(error.Code == ErrorCode.ResourceExhausted, error.ToString());
+        Assert.Contains("larger than its limit", error.Message, StringComparison.Ordinal);
+        await pool.AssertServesAnotherLeaseAsync();
+    }
+
+    [Fact]
+    public async Task SDK_chunks_copies_larger_than_the_message_limit_in_both_directions()
+    {
+        await using var lease = await pool.LeaseAsync();
+        await using var session = await lease.OpenSessionAsync();
+        var data = new byte[3 * SmallMessagePoolFixture.MaxMessageBytes + 12345];
+        new Random(11).NextBytes(data);
+        var ptr = await session.AllocAsync((ulong)data.Length);
+
+        await session.CopyToDeviceAsync(ptr, data);
+        var back = await session.CopyToHostAsync<byte>(ptr, data.Length);
+
+        Assert.Equal((uint)SmallMessagePoolFixture.MaxMessageBytes, session.Info.MaxMessageBytes);
+        Assert.True(data.AsSpan().SequenceEqual(back), "the bytes read back differ from the bytes written");
+    }
+}
