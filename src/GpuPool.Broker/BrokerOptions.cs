@@ -13,6 +13,21 @@ public sealed class BrokerOptions
 
     public int Port { get; set; } = 7071;
 
+    /// <summary>
+    /// Port of the raw fast path (TCP); 0 (the default) picks a free port — clients learn it from the
+    /// broker's record — and -1 serves no fast path.
+    /// </summary>
+    public int FastPathPort { get; set; }
+
+    /// <summary>
+    /// Unix socket of the fast path for clients on this host; null picks a path in the temp folder, ""
+    /// serves none.
+    /// </summary>
+    public string? FastPathUnixSocket { get; set; }
+
+    /// <summary>How long a new fast-path connection may take to send its hello frame.</summary>
+    public TimeSpan FastPathHelloTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>The scheduler's public key: only tokens it signed open sessions.</summary>
     public required ECDsa SchedulerPublicKey { get; set; }
 
@@ -41,6 +56,11 @@ public sealed class BrokerOptions
         if (Port is < 0 or > 65535)
         {
             throw new ArgumentException($"Port {Port} is not a TCP port", nameof(Port));
+        }
+
+        if (FastPathPort is < -1 or > 65535)
+        {
+            throw new ArgumentException($"FastPathPort {FastPathPort} is not a TCP port (or -1 for none)", nameof(FastPathPort));
         }
 
         if (MaxMessageBytes < 64 * 1024)

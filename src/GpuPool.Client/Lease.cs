@@ -44,9 +44,13 @@ public sealed class Lease : IAsyncDisposable
     /// <summary>Why the lease was lost, once it has been.</summary>
     public GpuPoolException? LostReason { get; private set; }
 
-    /// <summary>Opens a device session on the lease's broker.</summary>
+    /// <summary>Opens a device session on the lease's broker, over the fast path when it can be reached.</summary>
     public Task<DeviceSession> OpenSessionAsync(CancellationToken cancellationToken = default)
-        => DeviceSession.OpenAsync(_client.BrokerChannel(Record.BrokerEndpoint), Id, Token, cancellationToken);
+        => OpenSessionAsync(SessionTransportKind.Auto, cancellationToken);
+
+    /// <summary>Opens a device session over the given transport.</summary>
+    public Task<DeviceSession> OpenSessionAsync(SessionTransportKind transport, CancellationToken cancellationToken = default)
+        => DeviceSession.OpenAsync(_client, Record, Token, transport, cancellationToken);
 
     /// <summary>Gives the capacity back now; the broker frees everything the lease held.</summary>
     public async Task ReleaseAsync(CancellationToken cancellationToken = default)

@@ -91,7 +91,11 @@ public interface IDeviceContext : IAsyncDisposable
 
     void DestroyEvent(ulong evt);
 
-    void EnqueueCopyToDevice(ulong stream, ulong dst, ReadOnlyMemory<byte> data, OpTag tag);
+    /// <summary>
+    /// Copies <paramref name="data"/> to the device when the stream reaches it. <paramref name="dataOwner"/>,
+    /// if given, owns the bytes and is disposed once the copy has run, failed or been skipped.
+    /// </summary>
+    void EnqueueCopyToDevice(ulong stream, ulong dst, ReadOnlyMemory<byte> data, OpTag tag, IDisposable? dataOwner = null);
 
     /// <summary>
     /// Copies device memory to the host when the stream reaches it: <paramref name="sink"/> is called

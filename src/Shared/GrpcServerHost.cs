@@ -22,7 +22,8 @@ internal static class GrpcServerHost
         ILoggerFactory? loggerFactory,
         Action<IServiceCollection> configureServices,
         Action<WebApplication> mapServices,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        Action<KestrelServerOptions>? configureKestrel = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -37,6 +38,7 @@ internal static class GrpcServerHost
             kestrel.Limits.MaxRequestBodySize = null;
             kestrel.Limits.Http2.InitialConnectionWindowSize = 8 << 20;
             kestrel.Limits.Http2.InitialStreamWindowSize = 4 << 20;
+            configureKestrel?.Invoke(kestrel);
         });
         builder.Services.AddGrpc(grpc =>
         {
@@ -49,6 +51,7 @@ internal static class GrpcServerHost
         var app = builder.Build();
         mapServices(app);
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        // The gRPC listener is the first; others (raw fast-path listeners) come after it.
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         var endpoint = bound.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
         return (app, endpoint);

@@ -66,7 +66,7 @@ public sealed class MessageLimitTests(SmallMessagePoolFixture pool) : IClassFixt
         var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.LoadModuleAsync(new byte[2 << 20]));
 
         Assert.True(error.Code == ErrorCode.ResourceExhausted, error.ToString());
-        Assert.Contains("larger than its limit", error.Message, StringComparison.Ordinal);
+        Assert.Contains("larger than the broker's message limit", error.Message, StringComparison.Ordinal);
         await pool.AssertServesAnotherLeaseAsync();
     }
 

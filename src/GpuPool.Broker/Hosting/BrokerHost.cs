@@ -1,9 +1,13 @@
 using GpuPool.Broker.Leases;
 using GpuPool.Broker.Registration;
+using System.Net;
 using GpuPool.Broker.Sessions;
+using GpuPool.Broker.Transport;
 using GpuPool.Coordination;
 using GpuPool.Hosting;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -17,16 +21,20 @@ public sealed class BrokerHost : IAsyncDisposable
     private readonly BrokerRegistration _registration;
     private int _disposed;
 
-    private BrokerHost(WebApplication app, string endpoint, LeaseTable leases, BrokerRegistration registration)
+    private BrokerHost(WebApplication app, string endpoint, FastPathEndpoints fastPath, LeaseTable leases, BrokerRegistration registration)
     {
         _app = app;
         Endpoint = endpoint;
+        FastPath = fastPath;
         Leases = leases;
         _registration = registration;
     }
 
     /// <summary>Where clients open device sessions, for example http://127.0.0.1:7071.</summary>
     public string Endpoint { get; }
+
+    /// <summary>Where the raw fast path listens (empty strings when it is off).</summary>
+    public FastPathEndpoints FastPath { get; }
 
     public LeaseTable Leases { get; }
 
@@ -36,6 +44,8 @@ public sealed class BrokerHost : IAsyncDisposable
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
         var leases = new LeaseTable(options, store, loggerFactory.CreateLogger<LeaseTable>());
+        ListenOptions? tcp = null;
+        var unixPath = options.FastPathUnixSocket ?? Path.Combine(Path.GetTempPath(), $"gpupool-{options.BrokerId}-{Guid.NewGuid():N}.sock");
         var (app, endpoint) = await GrpcServerHost.StartAsync(
             options.ListenAddress,
             options.Port,
@@ -43,12 +53,35 @@ public sealed class BrokerHost : IAsyncDisposable
             loggerFactory,
             services => services.AddSingleton(options).AddSingleton(leases),
             app => app.MapGrpcService<DeviceSessionService>(),
-            cancellationToken).ConfigureAwait(false);
+            cancellationToken,
+            kestrel =>
+            {
+                if (options.FastPathPort < 0)
+                {
+                    return;
+                }
 
+                // A frame is parsed whole, so the input buffer must hold the largest one.
+                kestrel.Limits.MaxRequestBufferSize = options.MaxMessageBytes + (1L << 20);
+                kestrel.Listen(IPAddress.Parse(options.ListenAddress), options.FastPathPort, listen =>
+                {
+                    tcp = listen;
+                    listen.UseConnectionHandler<FastPathConnectionHandler>();
+                });
+                if (unixPath.Length > 0)
+                {
+                    File.Delete(unixPath);
+                    kestrel.ListenUnixSocket(unixPath, listen => listen.UseConnectionHandler<FastPathConnectionHandler>());
+                }
+            }).ConfigureAwait(false);
+
+        var fastPath = tcp?.IPEndPoint is { } bound
+            ? new FastPathEndpoints($"{options.ListenAddress}:{bound.Port}", unixPath)
+            : new FastPathEndpoints("", "");
         leases.Start();
-        var registration = new BrokerRegistration(options, store, endpoint, loggerFactory.CreateLogger<BrokerRegistration>());
+        var registration = new BrokerRegistration(options, store, endpoint, fastPath, loggerFactory.CreateLogger<BrokerRegistration>());
         await registration.StartAsync(cancellationToken).ConfigureAwait(false);
-        return new BrokerHost(app, endpoint, leases, registration);
+        return new BrokerHost(app, endpoint, fastPath, leases, registration);
     }
 
     public async ValueTask DisposeAsync()
@@ -65,5 +98,12 @@ public sealed class BrokerHost : IAsyncDisposable
         await Leases.DisposeAsync().ConfigureAwait(false);
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
+        if (FastPath.Unix.Length > 0)
+        {
+            File.Delete(FastPath.Unix);
+        }
     }
 }
+
+/// <summary>The fast path's TCP endpoint ("host:port") and Unix socket path.</summary>
+public sealed record FastPathEndpoints(string Tcp, string Unix);

@@ -19,12 +19,14 @@ public sealed class BrokerRegistration : IAsyncDisposable
     private readonly IClusterStore _store;
     private readonly ILogger _logger;
     private readonly string _endpoint;
+    private readonly Hosting.FastPathEndpoints _fastPath;
     private readonly CancellationTokenSource _stop = new();
     private StoreSession? _session;
     private Task? _heartbeat;
 
-    public BrokerRegistration(BrokerOptions options, IClusterStore store, string endpoint, ILogger logger)
+    public BrokerRegistration(BrokerOptions options, IClusterStore store, string endpoint, Hosting.FastPathEndpoints fastPath, ILogger logger)
     {
+        _fastPath = fastPath;
         _options = options;
         _store = store;
         _endpoint = endpoint;
@@ -45,6 +47,8 @@ public sealed class BrokerRegistration : IAsyncDisposable
             BrokerId = _options.BrokerId,
             Host = Environment.MachineName,
             Endpoint = _endpoint,
+            FastPathTcp = _fastPath.Tcp,
+            FastPathUnix = _fastPath.Unix,
             Heartbeat = Timestamp.FromDateTimeOffset(_options.TimeProvider.GetUtcNow()),
         };
         foreach (var d in _options.Backend.Devices)

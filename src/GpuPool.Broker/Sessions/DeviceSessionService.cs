@@ -37,7 +37,20 @@ internal sealed class DeviceSessionService(LeaseTable leases, BrokerOptions opti
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, lease.Ended);
         try
         {
-            await new SessionExecutor(lease, options).RunAsync(first.Seq, requestStream, responseStream, linked.Token).ConfigureAwait(false);
+            var executor = new SessionExecutor(lease, options, new GrpcReplies(responseStream, linked.Token), "grpc");
+            executor.Start(first.Seq);
+            try
+            {
+                while (await requestStream.MoveNext(linked.Token).ConfigureAwait(false))
+                {
+                    await executor.ExecuteAsync(requestStream.Current, payloadOwner: null, linked.Token).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                await executor.FinishAsync().ConfigureAwait(false);
+            }
+
             Log.SessionClosed(logger, lease.Claims.LeaseId, "client closed the session");
         }
         catch (OperationCanceledException) when (lease.Ended.IsCancellationRequested)

@@ -1,10 +1,7 @@
-using System.Threading.Channels;
-using Google.Protobuf;
 using GpuPool.Broker.Leases;
 using GpuPool.Devices;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.V1;
-using Grpc.Core;
 
 namespace GpuPool.Broker.Sessions;
 
@@ -19,34 +16,32 @@ internal sealed class SessionExecutor
     private readonly BrokerLease _lease;
     private readonly BrokerOptions _options;
     private readonly IDeviceContext _context;
-    private readonly Channel<OpReply> _replies = Channel.CreateUnbounded<OpReply>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly ISessionReplies _replies;
+    private readonly string _transport;
     private ulong _lastSeq;
 
-    public SessionExecutor(BrokerLease lease, BrokerOptions options)
+    public SessionExecutor(BrokerLease lease, BrokerOptions options, ISessionReplies replies, string transport)
     {
         _lease = lease;
         _options = options;
         _context = lease.Context;
+        _replies = replies;
+        _transport = transport;
     }
 
-    public async Task RunAsync(ulong openSeq, IAsyncStreamReader<OpRequest> requests, IServerStreamWriter<OpReply> responses, CancellationToken cancellationToken)
+    /// <summary>Answers the open op with the session's description; later ops must carry greater sequence numbers.</summary>
+    public void Start(ulong openSeq)
     {
         _lastSeq = openSeq;
-        var writer = WriteRepliesAsync(responses, cancellationToken);
         Reply(new OpReply { Seq = openSeq, Session = DescribeSession() });
-        try
-        {
-            while (await requests.MoveNext(cancellationToken).ConfigureAwait(false))
-            {
-                await ExecuteAsync(requests.Current, cancellationToken).ConfigureAwait(false);
-            }
-        }
-        finally
-        {
-            _replies.Writer.TryComplete();
-            await writer.ConfigureAwait(false);
-            await ForgetUnreportedErrorAsync().ConfigureAwait(false);
-        }
+    }
+
+    /// <summary>Ends the session: drains the replies, lets device work finish and forgets an unreported error.</summary>
+    public async Task FinishAsync()
+    {
+        _replies.Complete();
+        await _replies.Completion.ConfigureAwait(false);
+        await ForgetUnreportedErrorAsync().ConfigureAwait(false);
     }
 
     /// <summary>
@@ -81,6 +76,7 @@ internal sealed class SessionExecutor
             MultiprocessorCount = (uint)device.MultiprocessorCount,
             MaxMessageBytes = (uint)_options.MaxMessageBytes,
             Uuid = device.Uuid,
+            Transport = _transport,
         };
         foreach (var (id, value) in device.Attributes)
         {
@@ -90,11 +86,35 @@ internal sealed class SessionExecutor
         return info;
     }
 
-    private async Task ExecuteAsync(OpRequest request, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs one op. <paramref name="payloadOwner"/> owns the memory of a copy's payload (a staging buffer of
+    /// the fast path); it is disposed once the device no longer needs the bytes.
+    /// </summary>
+    public async Task ExecuteAsync(OpRequest request, IDisposable? payloadOwner, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await ExecuteCoreAsync(request, payloadOwner, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (request.OpCase != OpRequest.OpOneofCase.MemcpyHtod)
+            {
+                payloadOwner?.Dispose();
+            }
+        }
+    }
+
+    private async Task ExecuteCoreAsync(OpRequest request, IDisposable? payloadOwner, CancellationToken cancellationToken)
     {
         var seq = request.Seq;
         if (seq <= _lastSeq)
         {
+            if (request.OpCase == OpRequest.OpOneofCase.MemcpyHtod)
+            {
+                payloadOwner?.Dispose();
+            }
+
             Reply(new OpReply { Seq = seq, Error = new Error { Code = ErrorCode.InvalidArgument, Message = $"sequence number {seq} is not greater than the previous one ({_lastSeq}); the op was not run" } });
             return;
         }
@@ -115,7 +135,7 @@ internal sealed class SessionExecutor
                 case OpRequest.OpOneofCase.MemcpyHtod:
                     var htod = request.MemcpyHtod;
                     BrokerMetrics.BytesToDevice.Add(htod.Data.Length);
-                    _context.EnqueueCopyToDevice(htod.Stream, htod.Ptr, htod.Data.Memory, new OpTag(seq, "memcpy_htod"));
+                    _context.EnqueueCopyToDevice(htod.Stream, htod.Ptr, htod.Data.Memory, new OpTag(seq, "memcpy_htod"), payloadOwner);
                     break;
                 case OpRequest.OpOneofCase.MemcpyDtoh:
                     var dtoh = request.MemcpyDtoh;
@@ -224,22 +244,7 @@ internal sealed class SessionExecutor
 
     private void Handle(ulong seq, ulong handle) => Reply(new OpReply { Seq = seq, Handle = handle });
 
-    internal void Reply(OpReply reply) => _replies.Writer.TryWrite(reply);
-
-    private async Task WriteRepliesAsync(IServerStreamWriter<OpReply> responses, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await foreach (var reply in _replies.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-            {
-                await responses.WriteAsync(reply, cancellationToken).ConfigureAwait(false);
-            }
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
-        {
-            // The client went away; the reader side notices too and ends the session.
-        }
-    }
+    internal void Reply(OpReply reply) => _replies.Reply(reply);
 
     /// <summary>Turns a device-to-host copy into reply chunks no larger than the configured chunk size.</summary>
     private sealed class CopyReplySink(SessionExecutor session, ulong seq) : ICopyToHostSink
@@ -251,11 +256,7 @@ internal sealed class SessionExecutor
             do
             {
                 var n = Math.Min(chunk, data.Length - offset);
-                session.Reply(new OpReply
-                {
-                    Seq = seq,
-                    Data = new DataChunk { Offset = (ulong)offset, Bytes = ByteString.CopyFrom(data.Slice(offset, n)), LastChunk = offset + n == data.Length },
-                });
+                session._replies.Data(seq, (ulong)offset, data.Slice(offset, n), offset + n == data.Length);
                 offset += n;
             }
             while (offset < data.Length);

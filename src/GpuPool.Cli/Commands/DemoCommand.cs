@@ -46,7 +46,7 @@ internal static class DemoCommand
         string endpoint;
         if (string.IsNullOrEmpty(schedulerOption))
         {
-            pool = await LocalPool.StartAsync(new LocalPoolOptions { SchedulerPort = 0, BrokerPort = 0, DeviceMemory = 2UL << 30 }, null, cancellationToken);
+            pool = await LocalPool.StartAsync(new LocalPoolOptions { SchedulerPort = 0, BrokerPort = 0, FastPathPort = 0, DeviceMemory = 2UL << 30 }, null, cancellationToken);
             endpoint = pool.Scheduler.Endpoint;
             AnsiConsole.MarkupLine($"pool started on this machine: scheduler {endpoint}, broker {pool.Broker.Endpoint}");
             AnsiConsole.MarkupLine($"  {Markup.Escape(pool.BackendNote)}");
@@ -64,7 +64,7 @@ internal static class DemoCommand
             await using var session = await lease.OpenSessionAsync(cancellationToken);
             AnsiConsole.MarkupLine(
                 $"leased {Markup.Escape(lease.Id)}: {Units.FormatBytes(lease.Record.MemoryBytes)}, share {lease.Record.ComputeShare} on device {lease.Record.DeviceIndex} " +
-                $"({Markup.Escape(session.Info.DeviceName)}, {session.Info.Backend}) of broker {Markup.Escape(lease.Record.BrokerEndpoint)}");
+                $"({Markup.Escape(session.Info.DeviceName)}, {session.Info.Backend}) of broker {Markup.Escape(lease.Record.BrokerEndpoint)}, session over {session.Transport}");
 
             var train = SpiralData.Generate(samples, classes, seed);
             var test = SpiralData.Generate(Math.Max(300, samples / 5), classes, seed + 1);

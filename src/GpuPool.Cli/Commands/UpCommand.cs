@@ -14,6 +14,7 @@ internal static class UpCommand
         var listen = new Option<string>("--listen") { Description = "Address to listen on", DefaultValueFactory = _ => "127.0.0.1" };
         var port = CliOptions.Ranged("--port", "Scheduler port; 0 picks a free one", 7070, 0, 65535);
         var brokerPort = CliOptions.Ranged("--broker-port", "Broker port; 0 picks a free one", 7071, 0, 65535);
+        var fastPathPort = CliOptions.Ranged("--fast-path-port", "Broker's raw fast-path port; 0 picks a free one, -1 turns the fast path off", 7072, -1, 65535);
         var backend = new Option<string>("--backend") { Description = "Device backend: auto, cpu or cuda", DefaultValueFactory = _ => "auto" };
         backend.AcceptOnlyFromAmong("auto", "cpu", "cuda");
         var devices = CliOptions.Ranged("--devices", "Number of cpu devices to emulate", 1, 1, 64);
@@ -23,7 +24,7 @@ internal static class UpCommand
 
         var command = new Command("up", "Run a whole pool on this machine (embedded store, scheduler, broker) until Ctrl-C")
         {
-            listen, port, brokerPort, backend, devices, memory, ttl, verbose,
+            listen, port, brokerPort, fastPathPort, backend, devices, memory, ttl, verbose,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -35,6 +36,7 @@ internal static class UpCommand
                 Listen = parse.GetValue(listen)!,
                 SchedulerPort = parse.GetValue(port),
                 BrokerPort = parse.GetValue(brokerPort),
+                FastPathPort = parse.GetValue(fastPathPort),
                 Backend = parse.GetValue(backend)!,
                 Devices = parse.GetValue(devices),
                 DeviceMemory = parse.GetValue(memory),
@@ -49,6 +51,11 @@ internal static class UpCommand
             var table = new Table().NoBorder().HideHeaders().AddColumn("").AddColumn("");
             table.AddRow("scheduler", pool.Scheduler.Endpoint);
             table.AddRow("broker", $"{pool.Broker.Endpoint}");
+            if (pool.Broker.FastPath.Tcp.Length > 0)
+            {
+                table.AddRow("fast path", Markup.Escape($"tcp {pool.Broker.FastPath.Tcp}, unix {pool.Broker.FastPath.Unix}"));
+            }
+
             foreach (var d in pool.Backend.Devices)
             {
                 table.AddRow($"device {d.Index}", Markup.Escape($"{d.Name} ({d.Backend}, {Units.FormatBytes(d.MemoryTotal)}, {d.MultiprocessorCount} slots)"));

@@ -20,6 +20,9 @@ internal sealed record LocalPoolOptions
 
     public int BrokerPort { get; init; } = 7071;
 
+    /// <summary>The broker's raw fast path; 0 picks a free port, -1 turns it off.</summary>
+    public int FastPathPort { get; init; } = 7072;
+
     public string Backend { get; init; } = "auto";
 
     public int Devices { get; init; } = 1;
@@ -73,7 +76,7 @@ internal sealed class LocalPool : IAsyncDisposable
                 store, loggerFactory, cancellationToken).ConfigureAwait(false);
             var publicKey = LeaseToken.ImportPem(LeaseToken.ExportPublicPem(key));
             var broker = await BrokerHost.StartAsync(
-                new BrokerOptions { ListenAddress = options.Listen, Port = options.BrokerPort, SchedulerPublicKey = publicKey, Backend = backend },
+                new BrokerOptions { ListenAddress = options.Listen, Port = options.BrokerPort, FastPathPort = options.FastPathPort, SchedulerPublicKey = publicKey, Backend = backend },
                 store, loggerFactory, cancellationToken).ConfigureAwait(false);
             return new LocalPool(store, scheduler, broker, backend, note);
         }

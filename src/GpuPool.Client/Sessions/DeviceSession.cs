@@ -1,65 +1,70 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
-using System.Threading.Channels;
-using Google.Protobuf;
+using GpuPool.Client.Transport;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.V1;
-using Grpc.Core;
-using Grpc.Net.Client;
 
 namespace GpuPool.Client;
 
-/// <summary>
-/// A device session on a lease's broker: one bidirectional stream of operations. Launches, memsets,
-/// copies to the device, event records and stream waits are fire-and-forget — they return as soon as
-/// the op is queued for sending. A failure of such an op surfaces at the next synchronizing call
-/// (<see cref="SynchronizeAsync"/>, stream or event synchronize, a copy to the host) as a
-/// <see cref="GpuPoolException"/> whose FailedSeq names the op. Thread-safe.
-/// </summary>
-public sealed class DeviceSession : IAsyncDisposable
+/// <summary>Which transport a session uses.</summary>
+public enum SessionTransportKind
 {
-    private const int DefaultChunkBytes = 1 << 20;
+    /// <summary>The raw fast path when the broker serves one and it can be reached (Unix socket on the same host, else TCP), else gRPC.</summary>
+    Auto,
 
-    private readonly AsyncDuplexStreamingCall<OpRequest, OpReply> _call;
-    private readonly Channel<OpRequest> _outgoing = Channel.CreateBounded<OpRequest>(new BoundedChannelOptions(256) { SingleReader = true });
+    /// <summary>The gRPC op stream, the portable fallback.</summary>
+    Grpc,
+
+    /// <summary>The raw fast path over TCP.</summary>
+    Tcp,
+
+    /// <summary>The raw fast path over the broker's Unix socket (same host only).</summary>
+    Unix,
+}
+
+/// <summary>
+/// A device session on a lease's broker: one ordered stream of operations, over the raw fast path or
+/// gRPC. Launches, memsets, copies to the device, event records and stream waits are fire-and-forget —
+/// they return as soon as the op is queued for sending. A failure of such an op surfaces at the next
+/// synchronizing call (<see cref="SynchronizeAsync"/>, stream or event synchronize, a copy to the host)
+/// as a <see cref="GpuPoolException"/> whose FailedSeq names the op. Thread-safe.
+/// </summary>
+public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
+{
+    private readonly SessionTransport _transport;
     private readonly ConcurrentDictionary<ulong, Pending> _pending = new();
     private readonly SemaphoreSlim _submitGate = new(1, 1);
-    private readonly CancellationTokenSource _callCts = new();
-    private readonly Task _writer;
-    private readonly Task _reader;
     private ulong _seq;
     private volatile GpuPoolException? _fatal;
-    private int _chunkBytes = DefaultChunkBytes;
     private int _disposed;
 
-    private DeviceSession(AsyncDuplexStreamingCall<OpRequest, OpReply> call)
+    private DeviceSession(SessionTransport transport)
     {
-        _call = call;
-
-        // The reader first: a writer whose write fails waits for it.
-        _reader = Task.Run(ReadLoopAsync);
-        _writer = Task.Run(WriteLoopAsync);
+        _transport = transport;
+        transport.Start(this);
     }
 
-    /// <summary>What the broker told us at open: device, limits, attributes.</summary>
+    /// <summary>What the broker told us at open: device, limits, attributes, transport.</summary>
     public SessionInfo Info { get; private set; } = new();
+
+    /// <summary>"tcp", "unix" or "grpc".</summary>
+    public string Transport => _transport.Name;
 
     /// <summary>The highest sequence number used so far.</summary>
     public ulong LastSeq => Volatile.Read(ref _seq);
 
-    internal static async Task<DeviceSession> OpenAsync(GrpcChannel channel, string leaseId, string token, CancellationToken cancellationToken)
+    internal static async Task<DeviceSession> OpenAsync(GpuPoolClient client, LeaseRecord lease, string token, SessionTransportKind kind, CancellationToken cancellationToken)
     {
-        var cts = new CancellationTokenSource();
-        var call = new Protocol.V1.DeviceSession.DeviceSessionClient(channel).Open(cancellationToken: cts.Token);
-        var session = new DeviceSession(call);
-        session._callCts.Token.Register(cts.Cancel);
+        var transport = await ConnectAsync(client, lease, kind, cancellationToken).ConfigureAwait(false);
+        var session = new DeviceSession(transport);
         try
         {
-            var reply = await session.CallAsync(new OpRequest { Open = new SessionOpen { LeaseId = leaseId, Token = token } }, cancellationToken).ConfigureAwait(false);
-            session.Info = reply.Session;
+            var reply = await session.CallAsync(new OpRequest { Open = new SessionOpen { LeaseId = lease.LeaseId, Token = token } }, cancellationToken).ConfigureAwait(false);
+            session.Info = reply.Session ?? throw new GpuPoolException(ErrorCode.Internal, "the broker answered the open op without a session description");
             if (session.Info.MaxMessageBytes > 0)
             {
-                session._chunkBytes = (int)Math.Clamp(session.Info.MaxMessageBytes - (64u * 1024), 4096u, DefaultChunkBytes);
+                transport.UseMessageLimit((int)Math.Min(session.Info.MaxMessageBytes, int.MaxValue), transport is FastPathSessionTransport ? FastPathSessionTransport.PreferredChunk : GrpcSessionTransport.PreferredChunk);
             }
 
             return session;
@@ -71,38 +76,83 @@ public sealed class DeviceSession : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Picks the transport: the Unix socket when the broker is on this host, else its TCP fast path, else
+    /// gRPC. Asked-for fast paths that cannot be reached fail with Unavailable; Auto falls back quietly.
+    /// </summary>
+    private static async Task<SessionTransport> ConnectAsync(GpuPoolClient client, LeaseRecord lease, SessionTransportKind kind, CancellationToken cancellationToken)
+    {
+        const int maxMessageBytes = 16 << 20;
+        var sameHost = string.Equals(lease.BrokerHost, Environment.MachineName, StringComparison.OrdinalIgnoreCase);
+        var candidates = new List<(string Endpoint, bool Unix)>();
+        if ((kind is SessionTransportKind.Auto && sameHost) || kind is SessionTransportKind.Unix)
+        {
+            if (lease.BrokerFastPathUnix.Length > 0 && File.Exists(lease.BrokerFastPathUnix))
+            {
+                candidates.Add((lease.BrokerFastPathUnix, true));
+            }
+        }
+
+        if (kind is SessionTransportKind.Auto or SessionTransportKind.Tcp && lease.BrokerFastPathTcp.Length > 0)
+        {
+            candidates.Add((lease.BrokerFastPathTcp, false));
+        }
+
+        if (kind is SessionTransportKind.Tcp or SessionTransportKind.Unix && candidates.Count == 0)
+        {
+            throw new GpuPoolException(ErrorCode.Unavailable, $"broker {lease.BrokerId} serves no {kind.ToString().ToLowerInvariant()} fast path that this client can reach");
+        }
+
+        foreach (var (endpoint, unix) in candidates)
+        {
+            try
+            {
+                return await FastPathSessionTransport.ConnectAsync(endpoint, unix, maxMessageBytes, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is System.Net.Sockets.SocketException or IOException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+            {
+                if (kind is not SessionTransportKind.Auto)
+                {
+                    throw new GpuPoolException(ErrorCode.Unavailable, $"cannot reach broker {lease.BrokerId}'s fast path at {endpoint}: {ex.Message}", inner: ex);
+                }
+            }
+        }
+
+        return new GrpcSessionTransport(client.BrokerChannel(lease.BrokerEndpoint), maxMessageBytes);
+    }
+
     public async Task<DevicePtr> AllocAsync(ulong bytes, CancellationToken cancellationToken = default)
-        => new((await CallAsync(new OpRequest { MemAlloc = new MemAlloc { Bytes = bytes } }, cancellationToken).ConfigureAwait(false)).DevicePtr);
+        => new((await CallAsync(new OpRequest { MemAlloc = new MemAlloc { Bytes = bytes } }, cancellationToken).ConfigureAwait(false)).Value);
 
     public Task FreeAsync(DevicePtr ptr, CancellationToken cancellationToken = default)
         => CallAsync(new OpRequest { MemFree = new MemFree { Ptr = ptr.Address } }, cancellationToken);
 
     /// <summary>
-    /// Copies host bytes to the device, fire-and-forget. The bytes are staged before this returns, so the
-    /// caller may reuse its buffer at once. Large copies travel in chunks.
+    /// Copies host bytes to the device, fire-and-forget. When this returns the bytes have been taken (sent,
+    /// or copied into a send buffer), so the caller may reuse its buffer at once. Large copies travel in
+    /// chunks, which the broker puts on the device while the next one arrives.
     /// </summary>
-    public ValueTask CopyToDeviceAsync(DevicePtr dst, ReadOnlyMemory<byte> source, DeviceStream stream = default, CancellationToken cancellationToken = default)
-        => CopyChunksAsync(dst, source.Length, (offset, n) => ByteString.CopyFrom(source.Span.Slice(offset, n)), stream, cancellationToken);
+    public async ValueTask CopyToDeviceAsync(DevicePtr dst, ReadOnlyMemory<byte> source, DeviceStream stream = default, CancellationToken cancellationToken = default)
+    {
+        var chunk = _transport.MaxCopyChunk;
+        var offset = 0;
+        do
+        {
+            var n = Math.Min(chunk, source.Length - offset);
+            var part = source.Slice(offset, n);
+            var at = dst.Address + (ulong)offset;
+            await SubmitAsync((seq, ct) => _transport.SendCopyToDeviceAsync(seq, at, stream.Id, part, ct), null, cancellationToken).ConfigureAwait(false);
+            offset += n;
+        }
+        while (offset < source.Length);
+    }
 
     /// <summary>Copies an array of values to the device, fire-and-forget, like the byte overload.</summary>
     public ValueTask CopyToDeviceAsync<T>(DevicePtr dst, T[] source, DeviceStream stream = default, CancellationToken cancellationToken = default)
         where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(source);
-        return CopyChunksAsync(dst, checked(source.Length * Marshal.SizeOf<T>()), (offset, n) => ByteString.CopyFrom(MemoryMarshal.AsBytes(source.AsSpan()).Slice(offset, n)), stream, cancellationToken);
-    }
-
-    private async ValueTask CopyChunksAsync(DevicePtr dst, int length, Func<int, int, ByteString> slice, DeviceStream stream, CancellationToken cancellationToken)
-    {
-        var offset = 0;
-        do
-        {
-            var n = Math.Min(_chunkBytes, length - offset);
-            var op = new MemcpyHtoD { Ptr = dst.Address + (ulong)offset, Data = slice(offset, n), Stream = stream.Id };
-            await SendAsync(new OpRequest { MemcpyHtod = op }, cancellationToken).ConfigureAwait(false);
-            offset += n;
-        }
-        while (offset < length);
+        return CopyToDeviceAsync(dst, new ByteView<T>(source).Memory, stream, cancellationToken);
     }
 
     /// <summary>Copies device bytes into <paramref name="destination"/>; completes when they have all arrived.</summary>
@@ -131,17 +181,19 @@ public sealed class DeviceSession : IAsyncDisposable
         => SendAsync(new OpRequest { Memset = new Memset { Ptr = dst.Address, Value = value, Count = count, ElementSize = (uint)elementSize, Stream = stream.Id } }, cancellationToken);
 
     public async Task<DeviceModule> LoadBuiltinModuleAsync(CancellationToken cancellationToken = default)
-        => new((await CallAsync(new OpRequest { ModuleLoad = new ModuleLoad { Builtin = true } }, cancellationToken).ConfigureAwait(false)).Handle);
+        => new((await CallAsync(new OpRequest { ModuleLoad = new ModuleLoad { Builtin = true } }, cancellationToken).ConfigureAwait(false)).Value);
 
     /// <summary>Loads a PTX or cubin image.</summary>
     public async Task<DeviceModule> LoadModuleAsync(ReadOnlyMemory<byte> image, CancellationToken cancellationToken = default)
-        => new((await CallAsync(new OpRequest { ModuleLoad = new ModuleLoad { Image = ByteString.CopyFrom(image.Span) } }, cancellationToken).ConfigureAwait(false)).Handle);
+        => image.Length > _transport.MaxMessageBytes - 1024
+            ? throw new GpuPoolException(ErrorCode.ResourceExhausted, $"a module image of {image.Length} bytes is larger than the broker's message limit of {_transport.MaxMessageBytes} bytes")
+            : new((await CallAsync(new OpRequest { ModuleLoad = new ModuleLoad { Image = Google.Protobuf.ByteString.CopyFrom(image.Span) } }, cancellationToken).ConfigureAwait(false)).Value);
 
     public Task UnloadModuleAsync(DeviceModule module, CancellationToken cancellationToken = default)
         => CallAsync(new OpRequest { ModuleUnload = new ModuleUnload { Module = module.Id } }, cancellationToken);
 
     public async Task<KernelFunction> GetFunctionAsync(DeviceModule module, string name, CancellationToken cancellationToken = default)
-        => new((await CallAsync(new OpRequest { ModuleGetFunction = new ModuleGetFunction { Module = module.Id, Name = name } }, cancellationToken).ConfigureAwait(false)).Handle, name);
+        => new((await CallAsync(new OpRequest { ModuleGetFunction = new ModuleGetFunction { Module = module.Id, Name = name } }, cancellationToken).ConfigureAwait(false)).Value, name);
 
     /// <summary>Launches a kernel, fire-and-forget.</summary>
     public ValueTask LaunchAsync(KernelFunction function, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream stream = default, uint sharedMemBytes = 0, CancellationToken cancellationToken = default)
@@ -164,7 +216,7 @@ public sealed class DeviceSession : IAsyncDisposable
     }
 
     public async Task<DeviceStream> CreateStreamAsync(CancellationToken cancellationToken = default)
-        => new((await CallAsync(new OpRequest { StreamCreate = new StreamCreate() }, cancellationToken).ConfigureAwait(false)).Handle);
+        => new((await CallAsync(new OpRequest { StreamCreate = new StreamCreate() }, cancellationToken).ConfigureAwait(false)).Value);
 
     public Task DestroyStreamAsync(DeviceStream stream, CancellationToken cancellationToken = default)
         => CallAsync(new OpRequest { StreamDestroy = new StreamDestroy { Stream = stream.Id } }, cancellationToken);
@@ -176,7 +228,7 @@ public sealed class DeviceSession : IAsyncDisposable
         => SendAsync(new OpRequest { StreamWaitEvent = new StreamWaitEvent { Stream = stream.Id, Event = evt.Id } }, cancellationToken);
 
     public async Task<DeviceEvent> CreateEventAsync(CancellationToken cancellationToken = default)
-        => new((await CallAsync(new OpRequest { EventCreate = new EventCreate() }, cancellationToken).ConfigureAwait(false)).Handle);
+        => new((await CallAsync(new OpRequest { EventCreate = new EventCreate() }, cancellationToken).ConfigureAwait(false)).Value);
 
     public Task DestroyEventAsync(DeviceEvent evt, CancellationToken cancellationToken = default)
         => CallAsync(new OpRequest { EventDestroy = new EventDestroy { Event = evt.Id } }, cancellationToken);
@@ -188,10 +240,10 @@ public sealed class DeviceSession : IAsyncDisposable
         => CallAsync(new OpRequest { EventSynchronize = new EventSynchronize { Event = evt.Id } }, cancellationToken);
 
     public async Task<bool> QueryEventAsync(DeviceEvent evt, CancellationToken cancellationToken = default)
-        => (await CallAsync(new OpRequest { EventQuery = new EventQuery { Event = evt.Id } }, cancellationToken).ConfigureAwait(false)).Ready;
+        => (await CallAsync(new OpRequest { EventQuery = new EventQuery { Event = evt.Id } }, cancellationToken).ConfigureAwait(false)).Value != 0;
 
     public async Task<float> ElapsedMillisecondsAsync(DeviceEvent start, DeviceEvent end, CancellationToken cancellationToken = default)
-        => (await CallAsync(new OpRequest { EventElapsedTime = new EventElapsedTime { Start = start.Id, End = end.Id } }, cancellationToken).ConfigureAwait(false)).ElapsedMs;
+        => BitConverter.UInt32BitsToSingle((uint)(await CallAsync(new OpRequest { EventElapsedTime = new EventElapsedTime { Start = start.Id, End = end.Id } }, cancellationToken).ConfigureAwait(false)).Value);
 
     /// <summary>Waits for all work of the session; throws the sticky error of a failed fire-and-forget op.</summary>
     public Task SynchronizeAsync(CancellationToken cancellationToken = default)
@@ -199,38 +251,48 @@ public sealed class DeviceSession : IAsyncDisposable
 
     public async Task<(ulong Free, ulong Total)> MemGetInfoAsync(CancellationToken cancellationToken = default)
     {
-        var info = (await CallAsync(new OpRequest { MemGetInfo = new MemGetInfo() }, cancellationToken).ConfigureAwait(false)).MemInfo;
-        return (info.FreeBytes, info.TotalBytes);
+        var info = await CallAsync(new OpRequest { MemGetInfo = new MemGetInfo() }, cancellationToken).ConfigureAwait(false);
+        return (info.Value, info.Value2);
     }
 
     /// <summary>Sends an op and waits for its reply; an error reply becomes a GpuPoolException.</summary>
-    private async Task<OpReply> CallAsync(OpRequest request, CancellationToken cancellationToken)
+    private async Task<ReplyValue> CallAsync(OpRequest request, CancellationToken cancellationToken)
     {
         var pending = new ReplyPending();
         await SendAsync(request, cancellationToken, pending).ConfigureAwait(false);
         return await pending.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Numbers the op, registers who waits for its reply (if anyone), and queues it for the writer.</summary>
-    private async ValueTask SendAsync(OpRequest request, CancellationToken cancellationToken, Pending? pending = null)
+    private ValueTask SendAsync(OpRequest request, CancellationToken cancellationToken, Pending? pending = null)
+        => SubmitAsync(
+            (seq, ct) =>
+            {
+                request.Seq = seq;
+                return _transport.SendAsync(request, ct);
+            },
+            pending,
+            cancellationToken);
+
+    /// <summary>
+    /// Numbers an op, registers who waits for its reply (if anyone), and hands it to the transport, one at
+    /// a time so that the broker sees ops in sequence order. Uncontended, this completes synchronously.
+    /// </summary>
+    private async ValueTask SubmitAsync(Func<ulong, CancellationToken, ValueTask> send, Pending? pending, CancellationToken cancellationToken)
     {
         ThrowIfFatal();
         await _submitGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             ThrowIfFatal();
-            request.Seq = ++_seq;
+            var seq = ++_seq;
             if (pending is not null)
             {
-                _pending[request.Seq] = pending;
+                _pending[seq] = pending;
             }
 
-            if (!_outgoing.Writer.TryWrite(request))
-            {
-                await _outgoing.Writer.WriteAsync(request, cancellationToken).ConfigureAwait(false);
-            }
+            await send(seq, cancellationToken).ConfigureAwait(false);
         }
-        catch (ChannelClosedException)
+        catch (System.Threading.Channels.ChannelClosedException)
         {
             throw _fatal ?? Closed();
         }
@@ -240,67 +302,40 @@ public sealed class DeviceSession : IAsyncDisposable
         }
     }
 
-    private async Task WriteLoopAsync()
+    void IReplyTarget.OnValue(ulong seq, in ReplyValue value)
     {
-        try
+        if (_pending.TryRemove(seq, out var pending))
         {
-            await foreach (var request in _outgoing.Reader.ReadAllAsync().ConfigureAwait(false))
-            {
-                await _call.RequestStream.WriteAsync(request).ConfigureAwait(false);
-            }
-
-            await _call.RequestStream.CompleteAsync().ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is RpcException or InvalidOperationException or IOException or OperationCanceledException)
-        {
-            // A write fails once the broker has ended the call, and then only says "cancelled"; the status the
-            // broker ended it with (lease ended, message too large) reaches the reader, which fails the session
-            // with it. Ours is the fallback for a reader that does not finish.
-            await Task.WhenAny(_reader, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
-            Fail(ex is RpcException rpc
-                ? FromCall(rpc)
-                : new GpuPoolException(ErrorCode.Unavailable, $"device session: sending to the broker failed ({ex.Message})", inner: ex));
+            pending.OnValue(value);
         }
     }
 
-    private async Task ReadLoopAsync()
+    void IReplyTarget.OnData(ulong seq, ulong offset, in ReadOnlySequence<byte> bytes, bool last)
     {
-        try
+        if (_pending.TryGetValue(seq, out var pending) && pending.OnData(offset, bytes, last))
         {
-            await foreach (var reply in _call.ResponseStream.ReadAllAsync().ConfigureAwait(false))
-            {
-                if (_pending.TryGetValue(reply.Seq, out var pending) && pending.OnReply(reply))
-                {
-                    _pending.TryRemove(reply.Seq, out _);
-                }
-            }
-
-            Fail(Closed());
-        }
-        catch (RpcException ex)
-        {
-            Fail(FromCall(ex));
-        }
-        catch (Exception ex) when (ex is InvalidOperationException or IOException or OperationCanceledException)
-        {
-            Fail(new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to the broker failed ({ex.Message})", inner: ex));
+            _pending.TryRemove(seq, out _);
         }
     }
 
-    /// <summary>
-    /// The error a failed call stands for. A connection the broker closed under the call (it stopped, or the
-    /// network broke) comes out of grpc-dotnet as Internal; it is Unavailable, not a bug of ours.
-    /// </summary>
-    private static GpuPoolException FromCall(RpcException ex)
-        => ex.StatusCode == StatusCode.Internal && ex.Trailers.GetValueBytes(GpuPoolException.TrailerKey) is null && ex.Status.DebugException is IOException
-            ? new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to the broker was closed ({ex.Status.DebugException.Message})", inner: ex)
-            : GpuPoolException.FromRpc(ex, "device session");
+    void IReplyTarget.OnError(ulong seq, GpuPoolException error)
+    {
+        if (seq == 0)
+        {
+            Fail(error);
+        }
+        else if (_pending.TryRemove(seq, out var pending))
+        {
+            pending.Fail(error);
+        }
+    }
+
+    void IReplyTarget.OnClosed(GpuPoolException error) => Fail(error);
 
     /// <summary>The session is over: every waiter and every later call gets <paramref name="error"/>.</summary>
     private void Fail(GpuPoolException error)
     {
         _fatal ??= error;
-        _outgoing.Writer.TryComplete();
         foreach (var seq in _pending.Keys)
         {
             if (_pending.TryRemove(seq, out var pending))
@@ -327,50 +362,31 @@ public sealed class DeviceSession : IAsyncDisposable
             return;
         }
 
-        _outgoing.Writer.TryComplete();
-        try
-        {
-            await _writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-            await _reader.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            // The broker did not close its side in time; cancel the call below.
-        }
-
+        await _transport.DisposeAsync().ConfigureAwait(false);
         Fail(Closed());
-        await _callCts.CancelAsync().ConfigureAwait(false);
-        _call.Dispose();
-        _callCts.Dispose();
     }
 
     private abstract class Pending
     {
-        /// <summary>Takes a reply for this op; true when no more replies are expected.</summary>
-        public abstract bool OnReply(OpReply reply);
+        public virtual void OnValue(in ReplyValue value) => Fail(new GpuPoolException(ErrorCode.Internal, "the broker answered a copy with a value"));
+
+        /// <summary>Takes a chunk of copy data; true when no more replies are expected.</summary>
+        public virtual bool OnData(ulong offset, in ReadOnlySequence<byte> bytes, bool last)
+        {
+            Fail(new GpuPoolException(ErrorCode.Internal, "the broker answered an op with copy data"));
+            return true;
+        }
 
         public abstract void Fail(GpuPoolException error);
     }
 
     private sealed class ReplyPending : Pending
     {
-        private readonly TaskCompletionSource<OpReply> _tcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource<ReplyValue> _tcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public Task<OpReply> Task => _tcs.Task;
+        public Task<ReplyValue> Task => _tcs.Task;
 
-        public override bool OnReply(OpReply reply)
-        {
-            if (reply.Error is { } error)
-            {
-                _tcs.TrySetException(GpuPoolException.FromProto(error));
-            }
-            else
-            {
-                _tcs.TrySetResult(reply);
-            }
-
-            return true;
-        }
+        public override void OnValue(in ReplyValue value) => _tcs.TrySetResult(value);
 
         public override void Fail(GpuPoolException error) => _tcs.TrySetException(error);
     }
@@ -383,24 +399,17 @@ public sealed class DeviceSession : IAsyncDisposable
 
         public Task Task => _tcs.Task;
 
-        public override bool OnReply(OpReply reply)
+        public override bool OnData(ulong offset, in ReadOnlySequence<byte> bytes, bool last)
         {
-            if (reply.Error is { } error)
-            {
-                _tcs.TrySetException(GpuPoolException.FromProto(error));
-                return true;
-            }
-
-            var chunk = reply.Data;
-            if (chunk is null || chunk.Offset + (ulong)chunk.Bytes.Length > (ulong)destination.Length)
+            if (offset + (ulong)bytes.Length > (ulong)destination.Length)
             {
                 _tcs.TrySetException(new GpuPoolException(ErrorCode.Internal, "the broker sent copy data outside the requested range"));
                 return true;
             }
 
-            chunk.Bytes.Span.CopyTo(destination.Span[(int)chunk.Offset..]);
-            _received += chunk.Bytes.Length;
-            if (!chunk.LastChunk)
+            bytes.CopyTo(destination.Span[(int)offset..]);
+            _received += bytes.Length;
+            if (!last)
             {
                 return false;
             }
@@ -418,5 +427,36 @@ public sealed class DeviceSession : IAsyncDisposable
         }
 
         public override void Fail(GpuPoolException error) => _tcs.TrySetException(error);
+    }
+
+    /// <summary>The bytes of an array of unmanaged values as Memory, without copying them.</summary>
+    private sealed class ByteView<T>(T[] array) : MemoryManager<byte>
+        where T : unmanaged
+    {
+        private GCHandle _handle;
+
+        public override Span<byte> GetSpan() => MemoryMarshal.AsBytes(array.AsSpan());
+
+        public override unsafe MemoryHandle Pin(int elementIndex = 0)
+        {
+            if (!_handle.IsAllocated)
+            {
+                _handle = GCHandle.Alloc(array, GCHandleType.Pinned);
+            }
+
+            return new MemoryHandle((byte*)_handle.AddrOfPinnedObject() + elementIndex);
+        }
+
+        public override void Unpin()
+        {
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (_handle.IsAllocated)
+            {
+                _handle.Free();
+            }
+        }
     }
 }

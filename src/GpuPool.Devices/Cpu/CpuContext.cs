@@ -199,8 +199,13 @@ internal sealed partial class CpuContext : IDeviceContext
         }
     }
 
-    public void EnqueueCopyToDevice(ulong stream, ulong dst, ReadOnlyMemory<byte> data, OpTag tag)
-        => Enqueue(stream, tag, () => new CopyToDeviceWork(tag, dst, data));
+    public void EnqueueCopyToDevice(ulong stream, ulong dst, ReadOnlyMemory<byte> data, OpTag tag, IDisposable? dataOwner = null)
+    {
+        if (!Enqueue(stream, tag, () => new CopyToDeviceWork(tag, dst, data, dataOwner)))
+        {
+            dataOwner?.Dispose();
+        }
+    }
 
     public void EnqueueCopyToHost(ulong stream, ulong src, ulong bytes, ICopyToHostSink sink, OpTag tag)
     {
@@ -297,49 +302,56 @@ internal sealed partial class CpuContext : IDeviceContext
     /// <summary>Runs one item of stream work: waits, dispatches device work through the fair-share queue, records failures.</summary>
     internal async ValueTask ExecuteAsync(StreamWork work)
     {
-        if (work.WaitBefore is { } wait)
-        {
-            await wait.ConfigureAwait(false);
-        }
-
-        var cost = work.Cost;
-        if (cost == 0)
-        {
-            work.Run(this);
-            return;
-        }
-
-        var pending = Volatile.Read(ref _sticky);
-        if (pending is not null || _closed)
-        {
-            // Device work after a failure is skipped until the failure is reported; a copy to the host
-            // reports it itself, since the client is waiting on it.
-            if (work is CopyToHostWork)
-            {
-                work.Fail(TakeError() ?? pending ?? new StickyError(work.Tag, Closed()), ownFailure: false);
-            }
-
-            return;
-        }
-
-        await _device.Dispatcher.AcquireAsync(_account, cost).ConfigureAwait(false);
         try
         {
-            work.Run(this);
-        }
-        catch (DeviceException ex)
-        {
-            Failed(work, ex);
-        }
-        catch (Exception ex)
-        {
-            // Whatever went wrong, the stream must go on and the client must hear of it: an escaping
-            // exception would leave the stream's worker dead and every later sync hanging.
-            Failed(work, new DeviceException(DeviceErrorCode.LaunchFailed, $"{work.Tag.Op} failed: {ex.Message}", ex));
+            if (work.WaitBefore is { } wait)
+            {
+                await wait.ConfigureAwait(false);
+            }
+
+            var cost = work.Cost;
+            if (cost == 0)
+            {
+                work.Run(this);
+                return;
+            }
+
+            var pending = Volatile.Read(ref _sticky);
+            if (pending is not null || _closed)
+            {
+                // Device work after a failure is skipped until the failure is reported; a copy to the host
+                // reports it itself, since the client is waiting on it.
+                if (work is CopyToHostWork)
+                {
+                    work.Fail(TakeError() ?? pending ?? new StickyError(work.Tag, Closed()), ownFailure: false);
+                }
+
+                return;
+            }
+
+            await _device.Dispatcher.AcquireAsync(_account, cost).ConfigureAwait(false);
+            try
+            {
+                work.Run(this);
+            }
+            catch (DeviceException ex)
+            {
+                Failed(work, ex);
+            }
+            catch (Exception ex)
+            {
+                // Whatever went wrong, the stream must go on and the client must hear of it: an escaping
+                // exception would leave the stream's worker dead and every later sync hanging.
+                Failed(work, new DeviceException(DeviceErrorCode.LaunchFailed, $"{work.Tag.Op} failed: {ex.Message}", ex));
+            }
+            finally
+            {
+                _device.Dispatcher.Release();
+            }
         }
         finally
         {
-            _device.Dispatcher.Release();
+            work.Finish();
         }
     }
 
@@ -380,20 +392,23 @@ internal sealed partial class CpuContext : IDeviceContext
         _device.Release(this);
     }
 
-    private void Enqueue(ulong stream, OpTag tag, Func<StreamWork> create)
+    /// <summary>Queues the work <paramref name="create"/> makes; false when it was not made (the failure is queued instead).</summary>
+    private bool Enqueue(ulong stream, OpTag tag, Func<StreamWork> create)
     {
         if (!_streams.TryGetValue(stream, out var s))
         {
             // No stream to keep order on: the failure is pending from now.
             Interlocked.CompareExchange(ref _sticky, new StickyError(tag, _closed ? Closed() : NoStream(stream)), null);
-            return;
+            return false;
         }
 
         StreamWork work;
+        var made = false;
         try
         {
             ThrowIfClosed();
             work = create();
+            made = true;
         }
         catch (DeviceException ex)
         {
@@ -401,6 +416,7 @@ internal sealed partial class CpuContext : IDeviceContext
         }
 
         s.Enqueue(work);
+        return made;
     }
 
     private static void CheckGeometry(string kernel, LaunchDims d)

@@ -4,12 +4,14 @@ using GpuPool.Devices.Cpu.Kernels;
 namespace GpuPool.Devices.Cpu;
 
 /// <summary>Host-to-device copy of bytes the caller hands over (the gRPC message keeps them alive).</summary>
-internal sealed class CopyToDeviceWork(OpTag tag, ulong dst, ReadOnlyMemory<byte> data) : StreamWork(tag)
+internal sealed class CopyToDeviceWork(OpTag tag, ulong dst, ReadOnlyMemory<byte> data, IDisposable? owner) : StreamWork(tag)
 {
     public override double Cost => Math.Max(1, data.Length / 4.0);
 
     public override void Run(CpuContext context)
         => data.Span.CopyTo(context.Memory.Resolve(dst, (ulong)data.Length, "copy to device destination"));
+
+    public override void Finish() => owner?.Dispose();
 }
 
 /// <summary>Device-to-host copy: hands the bytes to the sink, or the error that stopped it.</summary>

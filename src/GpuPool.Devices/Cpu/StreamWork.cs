@@ -20,6 +20,11 @@ internal abstract class StreamWork(OpTag tag)
     {
     }
 
+    /// <summary>Called once the work has run, failed or been skipped: releases what it holds.</summary>
+    public virtual void Finish()
+    {
+    }
+
     /// <summary>Non-device work that waits for something (an event) before the stream goes on.</summary>
     public virtual Task? WaitBefore => null;
 }

@@ -78,6 +78,7 @@ public static class FrameCodec
         FrameType.Reply => 16,
         FrameType.Data => 12,
         FrameType.Error => 16,
+        FrameType.SessionInfo => 0,
         _ => -1,
     };
 
@@ -88,7 +89,7 @@ public static class FrameCodec
         FrameType.Hello => 16 * 1024,
         FrameType.ModuleGetFunction => 1024,
         FrameType.Launch => 4096,
-        FrameType.Error => 64 * 1024,
+        FrameType.Error or FrameType.SessionInfo => 64 * 1024,
         _ => 0,
     };
 
@@ -146,26 +147,46 @@ public static class FrameCodec
     }
 
     /// <summary>
+    /// True when <paramref name="unread"/> starts with a well-formed header whose payload is over its type's
+    /// limit: the peer sent a message too large, rather than garbage.
+    /// </summary>
+    public static bool IsOversized(in ReadOnlySequence<byte> unread, int maxPayload)
+    {
+        if (unread.Length < HeaderSize)
+        {
+            return false;
+        }
+
+        Span<byte> header = stackalloc byte[HeaderSize];
+        unread.Slice(0, HeaderSize).CopyTo(header);
+        var type = (FrameType)BinaryPrimitives.ReadUInt16LittleEndian(header[2..]);
+        return BinaryPrimitives.ReadUInt16LittleEndian(header) == Magic
+            && FixedSize(type) >= 0
+            && BinaryPrimitives.ReadUInt32LittleEndian(header[4..]) > (uint)MaxPayload(type, maxPayload);
+    }
+
+    /// <summary>
     /// Writes one frame: header, the type's fixed fields (exactly <see cref="FixedSize"/> bytes) and the
     /// payload, which is copied once, into the writer's own buffer.
     /// </summary>
     public static void Write(IBufferWriter<byte> writer, FrameType type, ulong seq, ReadOnlySpan<byte> fixedFields, ReadOnlySpan<byte> payload)
     {
-        WriteHead(writer, type, seq, fixedFields, payload.Length);
+        WriteHeader(writer, type, seq, fixedFields, payload.Length);
         writer.Write(payload);
     }
 
     /// <summary>Like the span overload, for a payload that is already a sequence (for example pipe memory).</summary>
     public static void Write(IBufferWriter<byte> writer, FrameType type, ulong seq, ReadOnlySpan<byte> fixedFields, in ReadOnlySequence<byte> payload)
     {
-        WriteHead(writer, type, seq, fixedFields, checked((int)payload.Length));
+        WriteHeader(writer, type, seq, fixedFields, checked((int)payload.Length));
         foreach (var segment in payload)
         {
             writer.Write(segment.Span);
         }
     }
 
-    private static void WriteHead(IBufferWriter<byte> writer, FrameType type, ulong seq, ReadOnlySpan<byte> fixedFields, int payloadLength)
+    /// <summary>Writes a header and fixed fields for a payload of <paramref name="payloadLength"/> bytes that the caller sends after them.</summary>
+    public static void WriteHeader(IBufferWriter<byte> writer, FrameType type, ulong seq, ReadOnlySpan<byte> fixedFields, int payloadLength)
     {
         var fixedSize = FixedSize(type);
         if (fixedSize < 0 || fixedFields.Length != fixedSize)

@@ -39,4 +39,7 @@ public enum FrameType : ushort
 
     /// <summary>Broker → client: an op failed; fixed {u32 code, u32 op length, u64 failed seq}, payload op name + message (UTF-8).</summary>
     Error = 66,
+
+    /// <summary>Broker → client: the answer to Hello; payload a serialized SessionInfo.</summary>
+    SessionInfo = 67,
 }

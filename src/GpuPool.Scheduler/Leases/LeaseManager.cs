@@ -65,6 +65,9 @@ public sealed class LeaseManager
                 Created = Timestamp.FromDateTimeOffset(now),
                 TtlSeconds = (uint)ttl.TotalSeconds,
                 StoreSession = session.Id,
+                BrokerFastPathTcp = broker.FastPathTcp,
+                BrokerFastPathUnix = broker.FastPathUnix,
+                BrokerHost = broker.Host,
             };
             var put = await _store.PutAsync(ClusterState.LeasePrefix + record.LeaseId, record.ToByteArray(), expectedModRevision: 0, sessionId: session.Id, cancellationToken: cancellationToken).ConfigureAwait(false);
             if (!put.Succeeded)

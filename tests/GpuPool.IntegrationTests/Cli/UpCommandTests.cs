@@ -25,7 +25,7 @@ public sealed partial class UpProcessFixture : IAsyncLifetime
     /// <summary>Starts <c>gpupool up</c> on free ports and waits until it says it is up; returns the endpoints it printed.</summary>
     internal static async Task<(CliProcess Up, string Scheduler, string Broker)> StartUpAsync(string configDir)
     {
-        var up = CliProcess.Start(configDir, "up", "--port", "0", "--broker-port", "0", "--lease-ttl", "5s");
+        var up = CliProcess.Start(configDir, "up", "--port", "0", "--broker-port", "0", "--fast-path-port", "0", "--lease-ttl", "5s");
         try
         {
             await up.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C to stop.", StringComparison.Ordinal), StartTimeout);

@@ -1,0 +1,222 @@
+using System.Buffers;
+using GpuPool.Broker.Leases;
+using GpuPool.Broker.Sessions;
+using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.Transport;
+using GpuPool.Protocol.V1;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+
+namespace GpuPool.Broker.Transport;
+
+/// <summary>
+/// One raw fast-path connection (TCP or Unix socket, on Kestrel's transport): the first frame must be a
+/// hello with the lease token; every later frame is an op, run by the same <see cref="SessionExecutor"/>
+/// as the gRPC stream. A frame the decoder rejects is answered with a protocol error and closes this
+/// connection only.
+/// </summary>
+internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions options, ILogger<FastPathConnectionHandler> logger) : ConnectionHandler
+{
+    public override async Task OnConnectedAsync(ConnectionContext connection)
+    {
+        var input = connection.Transport.Input;
+        var output = connection.Transport.Output;
+        var closed = connection.ConnectionClosed;
+        var batch = new List<(OpRequest Request, IDisposable? Owner)>();
+        try
+        {
+            var hello = await ReadHelloAsync(input, closed).ConfigureAwait(false);
+            if (hello is null)
+            {
+                await FailAsync(output, 0, ErrorCode.Unauthenticated, "a fast-path connection must start with a hello frame carrying the lease token").ConfigureAwait(false);
+                return;
+            }
+
+            BrokerLease lease;
+            try
+            {
+                lease = await leases.AttachSessionAsync(hello.Open.LeaseId, hello.Open.Token, closed).ConfigureAwait(false);
+            }
+            catch (GpuPoolException ex)
+            {
+                Log.SessionRefused(logger, hello.Open.LeaseId, ex.Message);
+                await FailAsync(output, hello.Seq, ex.Code, ex.Message).ConfigureAwait(false);
+                return;
+            }
+
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(closed, lease.Ended);
+            var replies = new FrameReplies(output, closed);
+            var executor = new SessionExecutor(lease, options, replies, connection.LocalEndPoint is System.Net.Sockets.UnixDomainSocketEndPoint ? "unix" : "tcp");
+            executor.Start(hello.Seq);
+            string? protocolError = null;
+            var errorCode = ErrorCode.InvalidArgument;
+            try
+            {
+                while (protocolError is null)
+                {
+                    var result = await input.ReadAsync(linked.Token).ConfigureAwait(false);
+                    var consumed = Decode(result.Buffer, batch, out protocolError);
+                    if (protocolError is not null && FrameCodec.IsOversized(result.Buffer.Slice(consumed), options.MaxMessageBytes))
+                    {
+                        // Like gRPC's message limit: a clear ResourceExhausted, and only this connection closes.
+                        errorCode = ErrorCode.ResourceExhausted;
+                    }
+
+                    input.AdvanceTo(consumed, result.Buffer.End);
+                    foreach (var (request, owner) in batch)
+                    {
+                        await executor.ExecuteAsync(request, owner, linked.Token).ConfigureAwait(false);
+                    }
+
+                    batch.Clear();
+                    if (result.IsCompleted)
+                    {
+                        break;
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (lease.Ended.IsCancellationRequested)
+            {
+                protocolError = null;
+                replies.Reply(new OpReply { Error = new Error { Code = ErrorCode.LeaseEnded, Message = $"lease {lease.Claims.LeaseId} has ended ({lease.EndReason}); its device memory has been freed" } });
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionResetException)
+            {
+                Log.SessionClosed(logger, lease.Claims.LeaseId, "client disconnected");
+            }
+            finally
+            {
+                if (protocolError is not null)
+                {
+                    var message = errorCode == ErrorCode.ResourceExhausted ? $"message larger than the broker's limit: {protocolError}" : "protocol error: " + protocolError;
+                    replies.Reply(new OpReply { Error = new Error { Code = errorCode, Message = message } });
+                    Log.SessionClosed(logger, lease.Claims.LeaseId, "protocol error: " + protocolError);
+                }
+
+                await executor.FinishAsync().ConfigureAwait(false);
+                lease.DetachSession();
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionResetException)
+        {
+            // The peer went away before or during the hello.
+        }
+        finally
+        {
+            foreach (var (_, owner) in batch)
+            {
+                owner?.Dispose();
+            }
+
+            await output.CompleteAsync().ConfigureAwait(false);
+            await input.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Reads frames until the hello; null when the first frame is something else, malformed, or late.</summary>
+    private async Task<OpRequest?> ReadHelloAsync(System.IO.Pipelines.PipeReader input, CancellationToken closed)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(closed);
+        timeout.CancelAfter(options.FastPathHelloTimeout);
+        try
+        {
+            while (true)
+            {
+                var result = await input.ReadAsync(timeout.Token).ConfigureAwait(false);
+                var hello = DecodeHello(result.Buffer, out var consumed, out var done);
+                input.AdvanceTo(consumed, result.Buffer.End);
+                if (done || result.IsCompleted)
+                {
+                    return hello;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (!closed.IsCancellationRequested)
+        {
+            return null;
+        }
+    }
+
+    private OpRequest? DecodeHello(ReadOnlySequence<byte> buffer, out SequencePosition consumed, out bool done)
+    {
+        var reader = new SequenceReader<byte>(buffer);
+        var status = FrameCodec.TryDecode(ref reader, FrameCodec.MaxPayload(FrameType.Hello, 0), out var frame, out _);
+        consumed = reader.Position;
+        done = status != DecodeStatus.NeedMore;
+        if (status != DecodeStatus.Frame || frame.Type != FrameType.Hello)
+        {
+            return null;
+        }
+
+        return OpFrames.Read(frame, NoStaging, out _, out _);
+    }
+
+    /// <summary>Decodes every whole frame in the buffer into ops; payloads are staged so the buffer can be released.</summary>
+    private SequencePosition Decode(ReadOnlySequence<byte> buffer, List<(OpRequest, IDisposable?)> into, out string? protocolError)
+    {
+        protocolError = null;
+        var reader = new SequenceReader<byte>(buffer);
+        while (true)
+        {
+            var status = FrameCodec.TryDecode(ref reader, options.MaxMessageBytes, out var frame, out var error);
+            if (status == DecodeStatus.NeedMore)
+            {
+                return reader.Position;
+            }
+
+            if (status == DecodeStatus.Error)
+            {
+                protocolError = error;
+                return reader.Position;
+            }
+
+            var request = OpFrames.Read(frame, Stage, out var owner, out error);
+            if (request is null || request.OpCase == OpRequest.OpOneofCase.Open)
+            {
+                owner?.Dispose();
+                protocolError = error ?? $"frame #{frame.Seq}: the session is already open";
+                return reader.Position;
+            }
+
+            into.Add((request, owner));
+        }
+    }
+
+    private static ReadOnlyMemory<byte> Stage(in ReadOnlySequence<byte> payload, out IDisposable? owner)
+    {
+        var staged = new StagingBuffer((int)payload.Length);
+        payload.CopyTo(staged.Span);
+        owner = staged;
+        return staged.Memory;
+    }
+
+    private static ReadOnlyMemory<byte> NoStaging(in ReadOnlySequence<byte> payload, out IDisposable? owner)
+    {
+        owner = null;
+        return ReadOnlyMemory<byte>.Empty;
+    }
+
+    private static async Task FailAsync(System.IO.Pipelines.PipeWriter output, ulong seq, ErrorCode code, string message)
+    {
+        OpFrames.WriteReply(output, new OpReply { Seq = seq, Error = new Error { Code = code, Message = message } });
+        await output.FlushAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>A pooled buffer that holds a copy's payload until the device has taken it.</summary>
+    private sealed class StagingBuffer(int length) : IDisposable
+    {
+        private byte[]? _array = ArrayPool<byte>.Shared.Rent(length);
+
+        public Span<byte> Span => _array.AsSpan(0, length);
+
+        public Memory<byte> Memory => _array.AsMemory(0, length);
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _array, null) is { } array)
+            {
+                ArrayPool<byte>.Shared.Return(array);
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Threading.Channels;
+using GpuPool.Broker.Sessions;
+using GpuPool.Protocol.Transport;
+using GpuPool.Protocol.V1;
+
+namespace GpuPool.Broker.Transport;
+
+/// <summary>
+/// Replies on a fast-path connection. Replies queue from any thread; one writer task turns them into
+/// frames and flushes only when the queue is empty, so replies that pile up while a flush is in flight
+/// leave in one write. Device-to-host bytes are copied once into a pooled buffer (the device may
+/// overwrite them as soon as the copy op returns), then once into the connection's buffers.
+/// </summary>
+internal sealed class FrameReplies : ISessionReplies
+{
+    private readonly Channel<Item> _items = Channel.CreateUnbounded<Item>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly PipeWriter _output;
+
+    public FrameReplies(PipeWriter output, CancellationToken cancellationToken)
+    {
+        _output = output;
+        Completion = WriteAsync(cancellationToken);
+    }
+
+    private readonly record struct Item(OpReply? Reply, ulong Seq, ulong Offset, byte[]? Data, int Length, bool Last);
+
+    public Task Completion { get; }
+
+    public void Reply(OpReply reply) => _items.Writer.TryWrite(new Item(reply, reply.Seq, 0, null, 0, false));
+
+    public void Data(ulong seq, ulong offset, ReadOnlySpan<byte> bytes, bool last)
+    {
+        var data = ArrayPool<byte>.Shared.Rent(bytes.Length);
+        bytes.CopyTo(data);
+        if (!_items.Writer.TryWrite(new Item(null, seq, offset, data, bytes.Length, last)))
+        {
+            ArrayPool<byte>.Shared.Return(data);
+        }
+    }
+
+    public void Complete() => _items.Writer.TryComplete();
+
+    private async Task WriteAsync(CancellationToken cancellationToken)
+    {
+        var reader = _items.Reader;
+        try
+        {
+            while (await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                while (reader.TryRead(out var item))
+                {
+                    if (item.Data is { } data)
+                    {
+                        OpFrames.WriteData(_output, item.Seq, item.Offset, data.AsSpan(0, item.Length), item.Last);
+                        ArrayPool<byte>.Shared.Return(data);
+                    }
+                    else
+                    {
+                        OpFrames.WriteReply(_output, item.Reply!);
+                    }
+                }
+
+                var flush = await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+                if (flush.IsCompleted || flush.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
+        {
+            // The connection is gone; the reader side ends the session.
+        }
+        finally
+        {
+            // Return what is still queued so pooled buffers are not lost.
+            while (reader.TryRead(out var item))
+            {
+                if (item.Data is { } data)
+                {
+                    ArrayPool<byte>.Shared.Return(data);
+                }
+            }
+        }
+    }
+}

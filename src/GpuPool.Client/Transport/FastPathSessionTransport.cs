@@ -1,0 +1,330 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.Transport;
+using GpuPool.Protocol.V1;
+
+namespace GpuPool.Client.Transport;
+
+/// <summary>
+/// The raw fast path: frames on one TCP or Unix-socket connection. Small ops are appended to a batch
+/// that one sender writes whenever the wire is free, so ops issued while a write is in flight leave
+/// together. Large copies to the device are sent straight from the caller's memory (no staging copy);
+/// the call returns once the kernel has taken the bytes. Replies are parsed with a PipeReader.
+/// </summary>
+internal sealed class FastPathSessionTransport : SessionTransport
+{
+    /// <summary>Copies up to this size are batched (one copy into the batch); larger ones go straight from the caller's memory.</summary>
+    private const int DirectCopyThreshold = 64 * 1024;
+
+    /// <summary>A sender that falls this far behind makes callers wait, so memory stays bounded.</summary>
+    private const int HighWater = 8 << 20;
+
+    private readonly Socket _socket;
+    private readonly PipeReader _input;
+    private readonly object _gate = new();
+    private readonly Queue<Segment> _segments = new();
+    private readonly Stack<ArrayBufferWriter<byte>> _spareWriters = new();
+    private ArrayBufferWriter<byte> _batch = new(64 * 1024);
+    private bool _sending;
+    private TaskCompletionSource? _drained;
+    private IReplyTarget _target = null!;
+    private Task _reader = Task.CompletedTask;
+    private GpuPoolException? _failed;
+
+    private FastPathSessionTransport(Socket socket, string name, int maxMessageBytes)
+    {
+        _socket = socket;
+        Name = name;
+        UseMessageLimit(maxMessageBytes, PreferredChunk);
+        _input = PipeReader.Create(new NetworkStream(socket, ownsSocket: false), new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024));
+    }
+
+    private readonly record struct Segment(ReadOnlyMemory<byte> Bytes, ArrayBufferWriter<byte>? Writer, TaskCompletionSource? Sent);
+
+    /// <summary>Copy chunk size when the broker allows it.</summary>
+    public const int PreferredChunk = 4 << 20;
+
+    public override string Name { get; }
+
+    /// <summary>Connects to a Unix socket path or a "host:port" TCP endpoint.</summary>
+    public static async Task<FastPathSessionTransport> ConnectAsync(string endpoint, bool unix, int maxMessageBytes, CancellationToken cancellationToken)
+    {
+        EndPoint target;
+        Socket socket;
+        if (unix)
+        {
+            target = new UnixDomainSocketEndPoint(endpoint);
+            socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        }
+        else
+        {
+            var colon = endpoint.LastIndexOf(':');
+            if (colon <= 0 || !int.TryParse(endpoint.AsSpan(colon + 1), out var port) || !IPAddress.TryParse(endpoint.AsSpan(0, colon).Trim("[]"), out var address))
+            {
+                throw new GpuPoolException(ErrorCode.InvalidArgument, $"fast-path endpoint '{endpoint}' is not host:port");
+            }
+
+            target = new IPEndPoint(address, port);
+            socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        }
+
+        socket.SendBufferSize = 4 << 20;
+        socket.ReceiveBufferSize = 4 << 20;
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(5));
+            await socket.ConnectAsync(target, timeout.Token).ConfigureAwait(false);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        return new FastPathSessionTransport(socket, unix ? "unix" : "tcp", maxMessageBytes);
+    }
+
+    public override void Start(IReplyTarget target)
+    {
+        _target = target;
+        _reader = Task.Run(ReadLoopAsync);
+    }
+
+    public override ValueTask SendAsync(OpRequest request, CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            ThrowIfFailed();
+            OpFrames.Write(_batch, request);
+            KickSender();
+            return _batch.WrittenCount > HighWater ? new ValueTask(WaitDrainedAsync(cancellationToken)) : default;
+        }
+    }
+
+    public override ValueTask SendCopyToDeviceAsync(ulong seq, ulong ptr, ulong stream, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        Span<byte> scratch = stackalloc byte[16];
+        var fixedFields = new FixedBuilder(scratch).U64(ptr).U64(stream).Written;
+        lock (_gate)
+        {
+            ThrowIfFailed();
+            if (data.Length <= DirectCopyThreshold)
+            {
+                FrameCodec.Write(_batch, FrameType.MemcpyHtoD, seq, fixedFields, data.Span);
+                KickSender();
+                return _batch.WrittenCount > HighWater ? new ValueTask(WaitDrainedAsync(cancellationToken)) : default;
+            }
+
+            // Whatever is batched goes first, then this frame's header, then the caller's bytes as they are.
+            var header = new ArrayBufferWriter<byte>(FrameCodec.HeaderSize + 16);
+            FrameCodec.WriteHeader(header, FrameType.MemcpyHtoD, seq, fixedFields, data.Length);
+            CloseBatch();
+            var sent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _segments.Enqueue(new Segment(header.WrittenMemory, null, null));
+            _segments.Enqueue(new Segment(data, null, sent));
+            KickSender();
+            return new ValueTask(sent.Task.WaitAsync(cancellationToken));
+        }
+    }
+
+    /// <summary>Moves the batch to the send queue. Under the gate.</summary>
+    private void CloseBatch()
+    {
+        if (_batch.WrittenCount == 0)
+        {
+            return;
+        }
+
+        _segments.Enqueue(new Segment(_batch.WrittenMemory, _batch, null));
+        _batch = _spareWriters.Count > 0 ? _spareWriters.Pop() : new ArrayBufferWriter<byte>(64 * 1024);
+    }
+
+    /// <summary>Starts the sender if it is idle. Under the gate.</summary>
+    private void KickSender()
+    {
+        if (!_sending)
+        {
+            _sending = true;
+            ThreadPool.UnsafeQueueUserWorkItem(static t => _ = t.SendLoopAsync(), this, preferLocal: false);
+        }
+    }
+
+    private async Task SendLoopAsync()
+    {
+        while (true)
+        {
+            Segment segment;
+            lock (_gate)
+            {
+                if (_segments.Count == 0)
+                {
+                    CloseBatch();
+                }
+
+                if (!_segments.TryDequeue(out segment))
+                {
+                    _sending = false;
+                    _drained?.TrySetResult();
+                    _drained = null;
+                    return;
+                }
+            }
+
+            try
+            {
+                await _socket.SendAsync(segment.Bytes, SocketFlags.None).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                Fail(new GpuPoolException(ErrorCode.Unavailable, $"device session: sending to the broker failed ({ex.Message})", inner: ex));
+                segment.Sent?.TrySetException(_failed!);
+                lock (_gate)
+                {
+                    _sending = false;
+                    _drained?.TrySetResult();
+                }
+
+                return;
+            }
+
+            segment.Sent?.TrySetResult();
+            if (segment.Writer is { } used)
+            {
+                used.ResetWrittenCount();
+                lock (_gate)
+                {
+                    _spareWriters.Push(used);
+                }
+            }
+        }
+    }
+
+    private Task WaitDrainedAsync(CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            if (!_sending)
+            {
+                return Task.CompletedTask;
+            }
+
+            _drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return _drained.Task.WaitAsync(cancellationToken);
+        }
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        GpuPoolException closed = new(ErrorCode.Unavailable, "the broker closed the fast-path connection");
+        try
+        {
+            while (true)
+            {
+                var result = await _input.ReadAsync().ConfigureAwait(false);
+                var consumed = Dispatch(result.Buffer, out var protocolError);
+                _input.AdvanceTo(consumed, result.Buffer.End);
+                if (protocolError is not null)
+                {
+                    closed = new GpuPoolException(ErrorCode.Internal, "the broker sent a malformed frame: " + protocolError);
+                    break;
+                }
+
+                if (result.IsCompleted)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            closed = new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to the broker failed ({ex.Message})", inner: ex);
+        }
+
+        Fail(closed);
+        await _input.CompleteAsync().ConfigureAwait(false);
+    }
+
+    private SequencePosition Dispatch(ReadOnlySequence<byte> buffer, out string? protocolError)
+    {
+        protocolError = null;
+        var reader = new SequenceReader<byte>(buffer);
+        Span<byte> scratch = stackalloc byte[16];
+        while (true)
+        {
+            var status = FrameCodec.TryDecode(ref reader, 64 << 20, out var frame, out var error);
+            if (status != DecodeStatus.Frame)
+            {
+                protocolError = error;
+                return reader.Position;
+            }
+
+            switch (frame.Type)
+            {
+                case FrameType.Reply:
+                    var f = new FixedFields(frame.Fixed, scratch);
+                    _target.OnValue(frame.Seq, new ReplyValue(f.U64(), f.U64(), null));
+                    break;
+                case FrameType.Data:
+                    var d = new FixedFields(frame.Fixed, scratch);
+                    var offset = d.U64();
+                    _target.OnData(frame.Seq, offset, frame.Payload, d.U32() != 0);
+                    break;
+                case FrameType.Error:
+                    _target.OnError(frame.Seq, OpFrames.ReadError(frame));
+                    break;
+                case FrameType.SessionInfo:
+                    _target.OnValue(frame.Seq, new ReplyValue(0, 0, SessionInfo.Parser.ParseFrom(frame.Payload)));
+                    break;
+                default:
+                    protocolError = $"frame #{frame.Seq} is a {frame.Type} frame, which a broker does not send";
+                    return reader.Position;
+            }
+        }
+    }
+
+    private void Fail(GpuPoolException error)
+    {
+        lock (_gate)
+        {
+            _failed ??= error;
+            foreach (var segment in _segments)
+            {
+                segment.Sent?.TrySetException(error);
+            }
+
+            _segments.Clear();
+        }
+
+        _target.OnClosed(error);
+    }
+
+    private void ThrowIfFailed()
+    {
+        if (_failed is { } failed)
+        {
+            throw new GpuPoolException(failed.Code, failed.Message, inner: failed);
+        }
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        // Let queued frames leave, then close our side; the broker ends the session and closes too.
+        var drained = WaitDrainedAsync(CancellationToken.None);
+        await Task.WhenAny(drained, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Send);
+        }
+        catch (SocketException)
+        {
+        }
+
+        await Task.WhenAny(_reader, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+        _socket.Dispose();
+        await _reader.ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,56 @@
+using System.Buffers;
+using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.V1;
+
+namespace GpuPool.Client.Transport;
+
+/// <summary>What a reply carries besides data: a pointer, handle, flag or pair of sizes, or the session's description.</summary>
+internal readonly record struct ReplyValue(ulong Value, ulong Value2, SessionInfo? Session);
+
+/// <summary>Receives a session's replies from its transport, on the transport's reader thread.</summary>
+internal interface IReplyTarget
+{
+    void OnValue(ulong seq, in ReplyValue value);
+
+    /// <summary>A chunk of a device-to-host copy; the bytes are valid only during the call.</summary>
+    void OnData(ulong seq, ulong offset, in ReadOnlySequence<byte> bytes, bool last);
+
+    /// <summary>An op failed; seq 0 is the session itself (the lease ended, a protocol error).</summary>
+    void OnError(ulong seq, GpuPoolException error);
+
+    /// <summary>The transport is closed; nothing more will arrive.</summary>
+    void OnClosed(GpuPoolException error);
+}
+
+/// <summary>
+/// How a device session's ops reach the broker: the gRPC op stream (portable) or the raw fast path.
+/// Sends are made in sequence order by the session, one at a time.
+/// </summary>
+internal abstract class SessionTransport : IAsyncDisposable
+{
+    /// <summary>"grpc", "tcp" or "unix".</summary>
+    public abstract string Name { get; }
+
+    /// <summary>Largest payload one copy op may carry on this transport.</summary>
+    public int MaxCopyChunk { get; private set; } = 1 << 20;
+
+    /// <summary>Largest message the broker takes, from its session description.</summary>
+    public int MaxMessageBytes { get; private set; } = 4 << 20;
+
+    /// <summary>Sizes copy chunks to the broker's message limit, once the session description has come.</summary>
+    public void UseMessageLimit(int maxMessageBytes, int preferredChunk)
+    {
+        MaxMessageBytes = maxMessageBytes;
+        MaxCopyChunk = Math.Clamp(maxMessageBytes - (64 * 1024), 4096, preferredChunk);
+    }
+
+    public abstract void Start(IReplyTarget target);
+
+    /// <summary>Queues an op; completes once it is queued (not sent), unless the queue is full.</summary>
+    public abstract ValueTask SendAsync(OpRequest request, CancellationToken cancellationToken);
+
+    /// <summary>Queues a copy to the device; completes once <paramref name="data"/> may be reused by the caller.</summary>
+    public abstract ValueTask SendCopyToDeviceAsync(ulong seq, ulong ptr, ulong stream, ReadOnlyMemory<byte> data, CancellationToken cancellationToken);
+
+    public abstract ValueTask DisposeAsync();
+}
