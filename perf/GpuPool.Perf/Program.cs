@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using GpuPool.Perf.Anchors;
+using GpuPool.Perf.GpuPoolSuites;
 using GpuPool.Perf.Harness;
 
 namespace GpuPool.Perf;
@@ -46,6 +47,9 @@ public static class Program
             new IperfAnchor(log),
             new SocketEchoAnchor(),
             new GrpcAnchor(),
+            new WireSuite(Client.SessionTransportKind.Tcp),
+            new WireSuite(Client.SessionTransportKind.Unix),
+            new WireSuite(Client.SessionTransportKind.Grpc),
         ];
 
         var startedUtc = DateTimeOffset.UtcNow;

@@ -6,8 +6,6 @@ using GpuPool.Broker.Transport;
 using GpuPool.Coordination;
 using GpuPool.Hosting;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -19,10 +17,12 @@ public sealed class BrokerHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly BrokerRegistration _registration;
+    private readonly List<FastPathListener> _listeners;
     private int _disposed;
 
-    private BrokerHost(WebApplication app, string endpoint, FastPathEndpoints fastPath, LeaseTable leases, BrokerRegistration registration)
+    private BrokerHost(WebApplication app, string endpoint, FastPathEndpoints fastPath, List<FastPathListener> listeners, LeaseTable leases, BrokerRegistration registration)
     {
+        _listeners = listeners;
         _app = app;
         Endpoint = endpoint;
         FastPath = fastPath;
@@ -44,8 +44,6 @@ public sealed class BrokerHost : IAsyncDisposable
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
         var leases = new LeaseTable(options, store, loggerFactory.CreateLogger<LeaseTable>());
-        ListenOptions? tcp = null;
-        var unixPath = options.FastPathUnixSocket ?? Path.Combine(Path.GetTempPath(), $"gpupool-{options.BrokerId}-{Guid.NewGuid():N}.sock");
         var (app, endpoint) = await GrpcServerHost.StartAsync(
             options.ListenAddress,
             options.Port,
@@ -53,35 +51,28 @@ public sealed class BrokerHost : IAsyncDisposable
             loggerFactory,
             services => services.AddSingleton(options).AddSingleton(leases),
             app => app.MapGrpcService<DeviceSessionService>(),
-            cancellationToken,
-            kestrel =>
+            cancellationToken).ConfigureAwait(false);
+
+        var listeners = new List<FastPathListener>();
+        var fastPath = new FastPathEndpoints("", "");
+        if (options.FastPathPort >= 0)
+        {
+            var handler = new FastPathConnectionHandler(leases, options, loggerFactory.CreateLogger<FastPathConnectionHandler>());
+            var tcp = FastPathListener.StartTcp(IPAddress.Parse(options.ListenAddress), options.FastPathPort, handler);
+            listeners.Add(tcp);
+            var unixPath = options.FastPathUnixSocket ?? Path.Combine(Path.GetTempPath(), $"gpupool-{options.BrokerId}-{Guid.NewGuid():N}.sock");
+            if (unixPath.Length > 0)
             {
-                if (options.FastPathPort < 0)
-                {
-                    return;
-                }
+                listeners.Add(FastPathListener.StartUnix(unixPath, handler));
+            }
 
-                // A frame is parsed whole, so the input buffer must hold the largest one.
-                kestrel.Limits.MaxRequestBufferSize = options.MaxMessageBytes + (1L << 20);
-                kestrel.Listen(IPAddress.Parse(options.ListenAddress), options.FastPathPort, listen =>
-                {
-                    tcp = listen;
-                    listen.UseConnectionHandler<FastPathConnectionHandler>();
-                });
-                if (unixPath.Length > 0)
-                {
-                    File.Delete(unixPath);
-                    kestrel.ListenUnixSocket(unixPath, listen => listen.UseConnectionHandler<FastPathConnectionHandler>());
-                }
-            }).ConfigureAwait(false);
+            fastPath = new FastPathEndpoints($"{options.ListenAddress}:{((IPEndPoint)tcp.LocalEndPoint).Port}", unixPath);
+        }
 
-        var fastPath = tcp?.IPEndPoint is { } bound
-            ? new FastPathEndpoints($"{options.ListenAddress}:{bound.Port}", unixPath)
-            : new FastPathEndpoints("", "");
         leases.Start();
         var registration = new BrokerRegistration(options, store, endpoint, fastPath, loggerFactory.CreateLogger<BrokerRegistration>());
         await registration.StartAsync(cancellationToken).ConfigureAwait(false);
-        return new BrokerHost(app, endpoint, fastPath, leases, registration);
+        return new BrokerHost(app, endpoint, fastPath, listeners, leases, registration);
     }
 
     public async ValueTask DisposeAsync()
@@ -96,6 +87,11 @@ public sealed class BrokerHost : IAsyncDisposable
         // End the leases first: their open sessions close with LeaseEnded, so the server's graceful stop
         // does not wait out its timeout for clients that keep their streams open.
         await Leases.DisposeAsync().ConfigureAwait(false);
+        foreach (var listener in _listeners)
+        {
+            await listener.DisposeAsync().ConfigureAwait(false);
+        }
+
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
         if (FastPath.Unix.Length > 0)

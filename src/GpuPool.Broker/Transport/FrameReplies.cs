@@ -49,12 +49,25 @@ internal sealed class FrameReplies : ISessionReplies
         {
             while (await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
             {
+                var unflushed = 0L;
                 while (reader.TryRead(out var item))
                 {
                     if (item.Data is { } data)
                     {
                         OpFrames.WriteData(_output, item.Seq, item.Offset, data.AsSpan(0, item.Length), item.Last);
                         ArrayPool<byte>.Shared.Return(data);
+                        unflushed += item.Length;
+
+                        // Bulk data is flushed as it goes, so the pipe's backpressure holds instead of a copy piling up.
+                        if (unflushed >= 1 << 20)
+                        {
+                            unflushed = 0;
+                            var partial = await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+                            if (partial.IsCompleted || partial.IsCanceled)
+                            {
+                                return;
+                            }
+                        }
                     }
                     else
                     {

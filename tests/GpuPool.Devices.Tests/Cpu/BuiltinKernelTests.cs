@@ -16,6 +16,7 @@ public sealed class BuiltinKernelTests
 
     private static readonly Dictionary<string, Func<Random, KernelCase>> Cases = new()
     {
+        ["noop"] = _ => new KernelCase("noop"),
         ["fill_f32"] = rng =>
         {
             var n = Length(rng);

@@ -17,6 +17,8 @@ internal static class BuiltinKernels
 
     private static IEnumerable<KernelDef> Build()
     {
+        // Does nothing: the cost of a launch itself, for launch-rate benchmarks and smoke tests.
+        yield return new("noop", [], static (ref _) => { }, []);
         yield return new("fill_f32", [P("n", U64), P("value", F32), P("y", Ptr)],
             static (ref c) => CpuMath.Fill(c.Ptr<float>(2, c.Count(0)), c.F32(1)), [0]);
         yield return new("copy_f32", [P("n", U64), P("x", Ptr), P("y", Ptr)],

@@ -1,0 +1,58 @@
+using GpuPool.Broker;
+using GpuPool.Broker.Hosting;
+using GpuPool.Client;
+using GpuPool.Coordination.Embedded;
+using GpuPool.Devices.Cpu;
+using GpuPool.Protocol.Tokens;
+using GpuPool.Scheduler;
+using GpuPool.Scheduler.Hosting;
+
+namespace GpuPool.Perf.GpuPoolSuites;
+
+/// <summary>A whole pool in this process (embedded store, scheduler, broker with one cpu device) on loopback ports.</summary>
+internal sealed class BenchPool : IAsyncDisposable
+{
+    private readonly EmbeddedClusterStore _store;
+    private readonly SchedulerHost _scheduler;
+    private readonly BrokerHost _broker;
+
+    private BenchPool(EmbeddedClusterStore store, SchedulerHost scheduler, BrokerHost broker)
+    {
+        _store = store;
+        _scheduler = scheduler;
+        _broker = broker;
+        Client = new GpuPoolClient(scheduler.Endpoint);
+    }
+
+    public GpuPoolClient Client { get; }
+
+    public static async Task<BenchPool> StartAsync(ulong deviceMemory, CancellationToken cancellationToken)
+    {
+        var key = LeaseToken.CreateKey();
+        var store = new EmbeddedClusterStore();
+        var scheduler = await SchedulerHost.StartAsync(new SchedulerOptions { Port = 0, SigningKey = key }, store, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var broker = await BrokerHost.StartAsync(
+            new BrokerOptions
+            {
+                BrokerId = "bench-broker",
+                Port = 0,
+                FastPathPort = 0,
+                SchedulerPublicKey = LeaseToken.ImportPem(LeaseToken.ExportPublicPem(key)),
+                Backend = new CpuBackend(1, deviceMemory),
+            },
+            store,
+            cancellationToken: cancellationToken).ConfigureAwait(false);
+        return new BenchPool(store, scheduler, broker);
+    }
+
+    public Task<Lease> LeaseAsync(ulong memory, int share, CancellationToken cancellationToken)
+        => Client.AllocateAsync(new LeaseRequest { Tenant = "bench", MemoryBytes = memory, ComputeShare = share }, cancellationToken);
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await _broker.DisposeAsync().ConfigureAwait(false);
+        await _scheduler.DisposeAsync().ConfigureAwait(false);
+        await _store.DisposeAsync().ConfigureAwait(false);
+    }
+}

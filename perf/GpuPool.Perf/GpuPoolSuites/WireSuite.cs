@@ -1,0 +1,174 @@
+using System.Diagnostics;
+using GpuPool.Client;
+using GpuPool.Perf.Anchors;
+using GpuPool.Perf.Harness;
+
+namespace GpuPool.Perf.GpuPoolSuites;
+
+/// <summary>
+/// GpuPool's own figures, over each transport, against a pool in this process: bulk copies to and from
+/// the device by size, the synchronous small-op round trip, and the fire-and-forget launch rate on one
+/// session and on four concurrent sessions.
+/// </summary>
+public sealed class WireSuite(SessionTransportKind transport) : IBenchmark
+{
+    private const int LaunchesPerSession = 200_000;
+
+    private string Label => transport.ToString().ToLowerInvariant();
+
+    public string Name => $"GpuPool over {Label}";
+
+    public async Task<IReadOnlyList<Measurement>> RunAsync(BenchmarkOptions options, CancellationToken cancellationToken)
+    {
+        var largest = options.Quick ? 256L << 20 : 1L << 30;
+        await using var pool = await BenchPool.StartAsync((ulong)largest * 3, cancellationToken).ConfigureAwait(false);
+        var results = new List<Measurement>();
+        await using (var lease = await pool.LeaseAsync((ulong)largest * 2, 1000, cancellationToken).ConfigureAwait(false))
+        await using (var session = await lease.OpenSessionAsync(transport, cancellationToken).ConfigureAwait(false))
+        {
+            var bulkAnchor = transport == SessionTransportKind.Grpc ? AnchorNames.GrpcUpload : AnchorNames.Iperf1M;
+            for (var size = 4L << 10; size <= largest; size *= size < (1 << 20) ? 16 : 4)
+            {
+                var (h2d, d2h) = await BandwidthAsync(session, size, options, cancellationToken).ConfigureAwait(false);
+                results.Add(new Measurement(Groups.Bandwidth, $"GpuPool H2D {Label} {Stats.FormatSize(size)}", h2d, Units.GBps, size, bulkAnchor, $"GpuPool H2D {Label}"));
+                results.Add(new Measurement(Groups.Bandwidth, $"GpuPool D2H {Label} {Stats.FormatSize(size)}", d2h, Units.GBps, size, bulkAnchor, $"GpuPool D2H {Label}"));
+            }
+
+            var (p50, p99) = await SmallOpRoundTripAsync(session, options, cancellationToken).ConfigureAwait(false);
+            results.Add(new Measurement(Groups.Latency, $"GpuPool 4 B D2H sync {Label}, p50", p50, Units.Microseconds, 4, AnchorNames.SocketEchoP50));
+            results.Add(new Measurement(Groups.Latency, $"GpuPool 4 B D2H sync {Label}, p99", p99, Units.Microseconds, 4, AnchorNames.SocketEchoP99));
+            results.Add(new Measurement(Groups.Rate, $"GpuPool empty launches {Label}, 1 session", await LaunchRateAsync([session], cancellationToken).ConfigureAwait(false), Units.OpsPerSecond,
+                Note: "target: at least 300,000 per second on one session"));
+        }
+
+        var leases = new List<Lease>();
+        var sessions = new List<DeviceSession>();
+        try
+        {
+            for (var i = 0; i < 4; i++)
+            {
+                leases.Add(await pool.LeaseAsync(64 << 20, 250, cancellationToken).ConfigureAwait(false));
+                sessions.Add(await leases[^1].OpenSessionAsync(transport, cancellationToken).ConfigureAwait(false));
+            }
+
+            results.Add(new Measurement(Groups.Rate, $"GpuPool empty launches {Label}, 4 sessions", await LaunchRateAsync(sessions, cancellationToken).ConfigureAwait(false), Units.OpsPerSecond,
+                Note: "sum over 4 concurrent sessions of 4 leases"));
+        }
+        finally
+        {
+            foreach (var s in sessions)
+            {
+                await s.DisposeAsync().ConfigureAwait(false);
+            }
+
+            foreach (var l in leases)
+            {
+                await l.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+
+        return results;
+    }
+
+    /// <summary>
+    /// Median GB/s of a copy of <paramref name="size"/> random bytes each way, repeated so that small sizes
+    /// run long enough to time; every byte is checked by checksum once per size.
+    /// </summary>
+    private static async Task<(double H2D, double D2H)> BandwidthAsync(DeviceSession session, long size, BenchmarkOptions options, CancellationToken cancellationToken)
+    {
+        var ptr = await session.AllocAsync((ulong)size, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var source = GC.AllocateUninitializedArray<byte>((int)size, pinned: true);
+            Random.Shared.NextBytes(source);
+            var back = GC.AllocateUninitializedArray<byte>((int)size, pinned: true);
+            var repeats = (int)Math.Clamp((options.Quick ? 64L << 20 : 256L << 20) / size, 1, 2000);
+
+            // Warm-up, and the correctness check: every byte comes back.
+            await session.CopyToDeviceAsync(ptr, source, cancellationToken: cancellationToken).ConfigureAwait(false);
+            await session.CopyToHostAsync(ptr, back, cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (!back.AsSpan().SequenceEqual(source))
+            {
+                throw new InvalidOperationException($"a {size}-byte copy came back different");
+            }
+
+            var h2d = new List<double>();
+            var d2h = new List<double>();
+            for (var r = 0; r < options.BandwidthRepetitions; r++)
+            {
+                var start = Stopwatch.GetTimestamp();
+                for (var i = 0; i < repeats; i++)
+                {
+                    await session.CopyToDeviceAsync(ptr, source, cancellationToken: cancellationToken).ConfigureAwait(false);
+                }
+
+                await session.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
+                h2d.Add(Stats.GigabytesPerSecond(size * repeats, Stopwatch.GetTimestamp() - start));
+
+                start = Stopwatch.GetTimestamp();
+                for (var i = 0; i < repeats; i++)
+                {
+                    await session.CopyToHostAsync(ptr, back, cancellationToken: cancellationToken).ConfigureAwait(false);
+                }
+
+                d2h.Add(Stats.GigabytesPerSecond(size * repeats, Stopwatch.GetTimestamp() - start));
+            }
+
+            return (Stats.Median(h2d), Stats.Median(d2h));
+        }
+        finally
+        {
+            await session.FreeAsync(ptr, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>p50 and p99 of a synchronous 4-byte copy to the host: one op, one reply.</summary>
+    private static async Task<(double P50, double P99)> SmallOpRoundTripAsync(DeviceSession session, BenchmarkOptions options, CancellationToken cancellationToken)
+    {
+        var ptr = await session.AllocAsync(4, cancellationToken).ConfigureAwait(false);
+        var back = new byte[4];
+        for (var i = 0; i < options.LatencyWarmupRoundTrips; i++)
+        {
+            await session.CopyToHostAsync(ptr, back, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+
+        var ticks = new long[options.LatencyRoundTrips];
+        for (var i = 0; i < ticks.Length; i++)
+        {
+            var start = Stopwatch.GetTimestamp();
+            await session.CopyToHostAsync(ptr, back, cancellationToken: cancellationToken).ConfigureAwait(false);
+            ticks[i] = Stopwatch.GetTimestamp() - start;
+        }
+
+        await session.FreeAsync(ptr, cancellationToken).ConfigureAwait(false);
+        return (Stats.PercentileMicroseconds(ticks, 50), Stats.PercentileMicroseconds(ticks, 99));
+    }
+
+    /// <summary>Empty-kernel launches per second, fire-and-forget, summed over the sessions, each ending with a synchronize.</summary>
+    private static async Task<double> LaunchRateAsync(IReadOnlyList<DeviceSession> sessions, CancellationToken cancellationToken)
+    {
+        var functions = new KernelFunction[sessions.Count];
+        for (var i = 0; i < sessions.Count; i++)
+        {
+            var module = await sessions[i].LoadBuiltinModuleAsync(cancellationToken).ConfigureAwait(false);
+            functions[i] = await sessions[i].GetFunctionAsync(module, "noop", cancellationToken).ConfigureAwait(false);
+            await LaunchAsync(sessions[i], functions[i], 10_000, cancellationToken).ConfigureAwait(false);
+        }
+
+        var start = Stopwatch.GetTimestamp();
+        await Task.WhenAll(sessions.Select((s, i) => Task.Run(() => LaunchAsync(s, functions[i], LaunchesPerSession, cancellationToken), cancellationToken))).ConfigureAwait(false);
+        var seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        return sessions.Count * (double)LaunchesPerSession / seconds;
+    }
+
+    private static async Task LaunchAsync(DeviceSession session, KernelFunction function, int count, CancellationToken cancellationToken)
+    {
+        var args = new KernelArgs();
+        for (var i = 0; i < count; i++)
+        {
+            await session.LaunchAsync(function, 1, 1, args, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+
+        await session.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
+    }
+}

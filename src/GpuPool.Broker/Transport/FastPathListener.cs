@@ -1,0 +1,105 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+
+namespace GpuPool.Broker.Transport;
+
+/// <summary>Accepts fast-path connections on one TCP port or Unix socket and serves each with the handler.</summary>
+internal sealed class FastPathListener : IAsyncDisposable
+{
+    private readonly Socket _listener;
+    private readonly FastPathConnectionHandler _handler;
+    private readonly string _transport;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ConcurrentDictionary<Socket, Task> _connections = new();
+    private readonly Task _accepting;
+
+    private FastPathListener(Socket listener, FastPathConnectionHandler handler, string transport)
+    {
+        _listener = listener;
+        _handler = handler;
+        _transport = transport;
+        _accepting = Task.Run(AcceptLoopAsync);
+    }
+
+    /// <summary>The bound endpoint (the real port when 0 was asked for).</summary>
+    public EndPoint LocalEndPoint => _listener.LocalEndPoint!;
+
+    public static FastPathListener StartTcp(IPAddress address, int port, FastPathConnectionHandler handler)
+    {
+        var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        return Start(socket, new IPEndPoint(address, port), handler, "tcp");
+    }
+
+    public static FastPathListener StartUnix(string path, FastPathConnectionHandler handler)
+    {
+        File.Delete(path);
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        return Start(socket, new UnixDomainSocketEndPoint(path), handler, "unix");
+    }
+
+    private static FastPathListener Start(Socket socket, EndPoint endPoint, FastPathConnectionHandler handler, string transport)
+    {
+        try
+        {
+            socket.Bind(endPoint);
+            socket.Listen(512);
+            return new FastPathListener(socket, handler, transport);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket socket;
+            try
+            {
+                socket = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                return;
+            }
+
+            if (_transport == "tcp")
+            {
+                socket.NoDelay = true;
+            }
+
+            socket.ReceiveBufferSize = 4 << 20;
+            socket.SendBufferSize = 4 << 20;
+            _connections[socket] = Task.Run(async () =>
+            {
+                try
+                {
+                    await _handler.RunAsync(socket, _transport, _stop.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    _connections.TryRemove(socket, out _);
+                }
+            });
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        _listener.Dispose();
+        await _accepting.ConfigureAwait(false);
+        foreach (var (socket, _) in _connections)
+        {
+            // Unblocks a handler waiting on a read.
+            socket.Dispose();
+        }
+
+        await Task.WhenAll(_connections.Values).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+        _stop.Dispose();
+    }
+}
