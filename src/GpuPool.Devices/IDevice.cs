@@ -101,6 +101,14 @@ public interface IDeviceContext : IAsyncDisposable
     /// Copies device memory to the host when the stream reaches it: <paramref name="sink"/> is called
     /// with the bytes (valid only during the call), or with the error that stopped the copy.
     /// </summary>
+    /// <summary>
+    /// Copies to the device at once when the stream has nothing queued or running and no error is pending,
+    /// so the copy lands exactly where its place in the stream's order is, without staging. False when it
+    /// cannot (busy stream, pending error, bad range, closed context): the caller then stages the bytes
+    /// and enqueues the copy, which reports any error the usual way.
+    /// </summary>
+    bool TryCopyToDeviceNow(ulong stream, ulong dst, in System.Buffers.ReadOnlySequence<byte> data);
+
     void EnqueueCopyToHost(ulong stream, ulong src, ulong bytes, ICopyToHostSink sink, OpTag tag);
 
     void EnqueueCopyDeviceToDevice(ulong stream, ulong dst, ulong src, ulong bytes, OpTag tag);

@@ -87,6 +87,23 @@ internal sealed class SessionExecutor
     }
 
     /// <summary>
+    /// Puts a copy's bytes on the device straight from the connection's buffer when its stream is idle;
+    /// false when the op must take the usual way (staged and queued), which also reports any error.
+    /// </summary>
+    public bool TryCopyToDeviceNow(ulong seq, ulong ptr, ulong stream, in System.Buffers.ReadOnlySequence<byte> payload)
+    {
+        if (seq <= _lastSeq || !_context.TryCopyToDeviceNow(stream, ptr, payload))
+        {
+            return false;
+        }
+
+        _lastSeq = seq;
+        BrokerMetrics.Ops.Add(1);
+        BrokerMetrics.BytesToDevice.Add(payload.Length);
+        return true;
+    }
+
+    /// <summary>
     /// Runs one op. <paramref name="payloadOwner"/> owns the memory of a copy's payload (a staging buffer of
     /// the fast path); it is disposed once the device no longer needs the bytes.
     /// </summary>

@@ -18,6 +18,9 @@ namespace GpuPool.Broker.Transport;
 /// </summary>
 internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions options, ILogger logger)
 {
+    /// <summary>Copies to the device this large are put on the device straight from the read buffer when they can be.</summary>
+    private const int DirectCopyThreshold = 64 * 1024;
+
     /// <summary>
     /// Serves one accepted socket until either side closes it. Reads go through a PipeReader with large
     /// buffers, so a bulk frame arrives in a few reads rather than thousands of 4 KiB ones.
@@ -60,21 +63,22 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
                 while (protocolError is null)
                 {
                     var result = await input.ReadAsync(linked.Token).ConfigureAwait(false);
-                    var consumed = Decode(result.Buffer, batch, out protocolError);
+                    var consumed = Decode(result.Buffer, executor, batch, out var stoppedEarly, out protocolError);
                     if (protocolError is not null && FrameCodec.IsOversized(result.Buffer.Slice(consumed), options.MaxMessageBytes))
                     {
                         // Like gRPC's message limit: a clear ResourceExhausted, and only this connection closes.
                         errorCode = ErrorCode.ResourceExhausted;
                     }
 
-                    input.AdvanceTo(consumed, result.Buffer.End);
+                    // Stopped early, the rest of the buffer holds a whole frame still to handle: it is not "examined".
+                    input.AdvanceTo(consumed, stoppedEarly ? consumed : result.Buffer.End);
                     foreach (var (request, owner) in batch)
                     {
                         await executor.ExecuteAsync(request, owner, linked.Token).ConfigureAwait(false);
                     }
 
                     batch.Clear();
-                    if (result.IsCompleted)
+                    if (result.IsCompleted && !stoppedEarly)
                     {
                         break;
                     }
@@ -156,13 +160,21 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
         return OpFrames.Read(frame, NoStaging, out _, out _);
     }
 
-    /// <summary>Decodes every whole frame in the buffer into ops; payloads are staged so the buffer can be released.</summary>
-    private SequencePosition Decode(ReadOnlySequence<byte> buffer, List<(OpRequest, IDisposable?)> into, out string? protocolError)
+    /// <summary>
+    /// Decodes the whole frames in the buffer into ops; payloads are staged so the buffer can be released.
+    /// A large copy to the device whose stream is idle goes straight from the buffer to the device instead —
+    /// only when no op before it is still waiting in <paramref name="into"/>; otherwise decoding stops before
+    /// it (<paramref name="stoppedEarly"/>) so it comes first in the next round.
+    /// </summary>
+    private SequencePosition Decode(ReadOnlySequence<byte> buffer, SessionExecutor executor, List<(OpRequest, IDisposable?)> into, out bool stoppedEarly, out string? protocolError)
     {
         protocolError = null;
+        stoppedEarly = false;
         var reader = new SequenceReader<byte>(buffer);
+        Span<byte> scratch = stackalloc byte[16];
         while (true)
         {
+            var before = reader.Position;
             var status = FrameCodec.TryDecode(ref reader, options.MaxMessageBytes, out var frame, out var error);
             if (status == DecodeStatus.NeedMore)
             {
@@ -173,6 +185,22 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
             {
                 protocolError = error;
                 return reader.Position;
+            }
+
+            if (frame.Type == FrameType.MemcpyHtoD && frame.Payload.Length >= DirectCopyThreshold)
+            {
+                if (into.Count > 0)
+                {
+                    stoppedEarly = true;
+                    return before;
+                }
+
+                var f = new FixedFields(frame.Fixed, scratch);
+                var ptr = f.U64();
+                if (executor.TryCopyToDeviceNow(frame.Seq, ptr, f.U64(), frame.Payload))
+                {
+                    continue;
+                }
             }
 
             var request = OpFrames.Read(frame, Stage, out var owner, out error);

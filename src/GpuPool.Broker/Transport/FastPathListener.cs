@@ -72,8 +72,6 @@ internal sealed class FastPathListener : IAsyncDisposable
                 socket.NoDelay = true;
             }
 
-            socket.ReceiveBufferSize = 4 << 20;
-            socket.SendBufferSize = 4 << 20;
             _connections[socket] = Task.Run(async () =>
             {
                 try

@@ -13,6 +13,7 @@ internal sealed partial class CpuContext : IDeviceContext
     private readonly CpuDevice _device;
     private readonly FairShareDispatcher.Account _account;
     private readonly object _allocGate = new();
+    private readonly object _directGate = new();
     private readonly ConcurrentDictionary<ulong, CpuStream> _streams = new();
     private readonly ConcurrentDictionary<ulong, Task> _destroyedStreamsDraining = new();
     private readonly ConcurrentDictionary<ulong, CpuEvent> _events = new();
@@ -207,6 +208,32 @@ internal sealed partial class CpuContext : IDeviceContext
         }
     }
 
+    public bool TryCopyToDeviceNow(ulong stream, ulong dst, in System.Buffers.ReadOnlySequence<byte> data)
+    {
+        // Copies do not take compute slots, as a GPU's copy engines do not; the gate keeps the context from
+        // being freed under the copy.
+        lock (_directGate)
+        {
+            if (_closed || Volatile.Read(ref _sticky) is not null || !_streams.TryGetValue(stream, out var s) || !s.IsIdle)
+            {
+                return false;
+            }
+
+            Span<byte> target;
+            try
+            {
+                target = Memory.Resolve(dst, (ulong)data.Length, "copy to device destination");
+            }
+            catch (DeviceException)
+            {
+                return false;
+            }
+
+            System.Buffers.BuffersExtensions.CopyTo(data, target);
+            return true;
+        }
+    }
+
     public void EnqueueCopyToHost(ulong stream, ulong src, ulong bytes, ICopyToHostSink sink, OpTag tag)
     {
         if (_closed)
@@ -375,7 +402,10 @@ internal sealed partial class CpuContext : IDeviceContext
             return;
         }
 
-        _closed = true;
+        lock (_directGate)
+        {
+            _closed = true;
+        }
 
         // Queued device work is skipped now that the context is closed; wait for the workers to let go.
         await SynchronizeAsync().ConfigureAwait(false);

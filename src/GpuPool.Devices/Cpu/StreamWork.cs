@@ -78,6 +78,9 @@ internal sealed class CpuStream(CpuContext context, ulong id)
 
     public ulong Id { get; } = id;
 
+    /// <summary>Nothing queued and nothing running. Only the session's own thread enqueues, so this stays true until it does.</summary>
+    public bool IsIdle => Volatile.Read(ref _running) == 0 && _queue.IsEmpty;
+
     public void Enqueue(StreamWork work)
     {
         _queue.Enqueue(work);

@@ -147,8 +147,10 @@ public static class FrameCodec
     }
 
     /// <summary>
-    /// True when <paramref name="unread"/> starts with a well-formed header whose payload is over its type's
-    /// limit: the peer sent a message too large, rather than garbage.
+    /// True when <paramref name="unread"/> starts with a well-formed header whose payload is over the message
+    /// limit <paramref name="maxPayload"/>: the peer sent a message too large, rather than garbage. A payload
+    /// over a small type's own limit but within the message limit (Launch params past 4 KiB, a MemFree with
+    /// any payload) is a malformed frame, not a large message, though the decoder rejects both alike.
     /// </summary>
     public static bool IsOversized(in ReadOnlySequence<byte> unread, int maxPayload)
     {
@@ -162,7 +164,9 @@ public static class FrameCodec
         var type = (FrameType)BinaryPrimitives.ReadUInt16LittleEndian(header[2..]);
         return BinaryPrimitives.ReadUInt16LittleEndian(header) == Magic
             && FixedSize(type) >= 0
-            && BinaryPrimitives.ReadUInt32LittleEndian(header[4..]) > (uint)MaxPayload(type, maxPayload);
+            && BinaryPrimitives.ReadUInt32LittleEndian(header[4..]) is var length
+            && length > (uint)MaxPayload(type, maxPayload)
+            && length > (uint)maxPayload;
     }
 
     /// <summary>
