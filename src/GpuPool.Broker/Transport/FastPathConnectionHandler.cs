@@ -187,6 +187,13 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
                 return reader.Position;
             }
 
+            if (frame.Seq == 0)
+            {
+                // Seq 0 is the session's own in replies (lease ended, protocol errors); an op may not use it.
+                protocolError = $"a {frame.Type} frame has sequence number 0; ops are numbered from 1";
+                return reader.Position;
+            }
+
             if (frame.Type == FrameType.MemcpyHtoD && frame.Payload.Length >= DirectCopyThreshold)
             {
                 if (into.Count > 0)

@@ -72,8 +72,11 @@ internal sealed class FastPathListener : IAsyncDisposable
                 socket.NoDelay = true;
             }
 
+            // Registered before it may run, so a connection that ends at once is not left in the table.
+            var registered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             _connections[socket] = Task.Run(async () =>
             {
+                await registered.Task.ConfigureAwait(false);
                 try
                 {
                     await _handler.RunAsync(socket, _transport, _stop.Token).ConfigureAwait(false);
@@ -83,6 +86,7 @@ internal sealed class FastPathListener : IAsyncDisposable
                     _connections.TryRemove(socket, out _);
                 }
             });
+            registered.SetResult();
         }
     }
 

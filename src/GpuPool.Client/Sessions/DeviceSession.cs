@@ -136,15 +136,24 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
     {
         var chunk = _transport.MaxCopyChunk;
         var offset = 0;
-        do
+        try
         {
-            var n = Math.Min(chunk, source.Length - offset);
-            var part = source.Slice(offset, n);
-            var at = dst.Address + (ulong)offset;
-            await SubmitAsync((seq, ct) => _transport.SendCopyToDeviceAsync(seq, at, stream.Id, part, ct), null, cancellationToken).ConfigureAwait(false);
-            offset += n;
+            do
+            {
+                var n = Math.Min(chunk, source.Length - offset);
+                var part = source.Slice(offset, n);
+                var at = dst.Address + (ulong)offset;
+                await SubmitAsync((seq, ct) => _transport.SendCopyToDeviceAsync(seq, at, stream.Id, part, ct), null, cancellationToken).ConfigureAwait(false);
+                offset += n;
+            }
+            while (offset < source.Length);
         }
-        while (offset < source.Length);
+        catch (GpuPoolException ex) when (ex.Code == ErrorCode.Unavailable)
+        {
+            // The connection broke under the copy: some of its chunks may have reached the device, so the copy
+            // as a whole failed. Say which copy, not only that the connection is gone.
+            throw new GpuPoolException(ex.Code, $"copy of {source.Length} bytes to the device at 0x{dst.Address:x} failed after {offset} bytes were sent: {ex.Message}", ex.FailedSeq, "memcpy_htod", ex);
+        }
     }
 
     /// <summary>Copies an array of values to the device, fire-and-forget, like the byte overload.</summary>

@@ -214,7 +214,8 @@ internal sealed partial class CpuContext : IDeviceContext
         // being freed under the copy.
         lock (_directGate)
         {
-            if (_closed || Volatile.Read(ref _sticky) is not null || !_streams.TryGetValue(stream, out var s) || !s.IsIdle)
+            // Idle first, then the error flag: work that fails sets the flag before its stream goes idle.
+            if (_closed || !_streams.TryGetValue(stream, out var s) || !s.IsIdle || Volatile.Read(ref _sticky) is not null)
             {
                 return false;
             }

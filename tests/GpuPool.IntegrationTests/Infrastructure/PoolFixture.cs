@@ -8,6 +8,7 @@ using GpuPool.Devices.Cpu;
 using GpuPool.Protocol.Tokens;
 using GpuPool.Scheduler;
 using GpuPool.Scheduler.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace GpuPool.IntegrationTests.Infrastructure;
 
@@ -47,6 +48,9 @@ public class PoolFixture : IAsyncLifetime
     {
     }
 
+    /// <summary>Lets a derived fixture watch the broker's log (Kestrel's included); null logs nowhere.</summary>
+    protected virtual ILoggerFactory? BrokerLoggerFactory => null;
+
     public async Task InitializeAsync()
     {
         _store = new EmbeddedClusterStore();
@@ -64,7 +68,7 @@ public class PoolFixture : IAsyncLifetime
             RegistrationTtl = TimeSpan.FromSeconds(3),
         };
         Configure(options);
-        _broker = await BrokerHost.StartAsync(options, _store);
+        _broker = await BrokerHost.StartAsync(options, _store, BrokerLoggerFactory);
         _client = new GpuPoolClient(_scheduler.Endpoint);
     }
 
@@ -97,10 +101,10 @@ public class PoolFixture : IAsyncLifetime
     /// The postcondition of every failure test: a fresh lease on the same broker can allocate, copy, launch,
     /// synchronize and read back the right numbers.
     /// </summary>
-    public async Task AssertServesAnotherLeaseAsync()
+    public async Task AssertServesAnotherLeaseAsync(SessionTransportKind transport = SessionTransportKind.Auto)
     {
         await using var lease = await LeaseAsync();
-        await using var session = await lease.OpenSessionAsync();
+        await using var session = await lease.OpenSessionAsync(transport);
         var module = await session.LoadBuiltinModuleAsync();
         var axpy = await session.GetFunctionAsync(module, "axpy_f32");
 
