@@ -75,22 +75,7 @@ public sealed class LeaseLifecycleTests(PoolFixture pool) : IClassFixture<PoolFi
 
         await lease.ReleaseAsync();
 
-        GpuPoolException? error = null;
-        await Poll.UntilAsync(async () =>
-        {
-            try
-            {
-                await session.MemGetInfoAsync();
-                return false;
-            }
-            catch (GpuPoolException ex)
-            {
-                error = ex;
-                return true;
-            }
-        }, Deadline, "the session fails");
-        Assert.True(error!.Code == ErrorCode.LeaseEnded, error.ToString());
-        Assert.Equal($"lease {lease.Id} has ended (released or expired); its device memory has been freed", error.Message);
+        await Sessions.AssertEndsWithLeaseEndedAsync(session, lease, Deadline);
     }
 
     [Fact]

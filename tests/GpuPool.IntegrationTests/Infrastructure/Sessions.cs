@@ -27,4 +27,28 @@ internal static class Sessions
         }, TimeSpan.FromSeconds(5), "the broker has detached the previous session from the lease");
         return session!;
     }
+
+    /// <summary>
+    /// Polls the session with a cheap call until it fails, and asserts the failure is the lease's end, with
+    /// the sentence a user sees.
+    /// </summary>
+    public static async Task AssertEndsWithLeaseEndedAsync(DeviceSession session, Lease lease, TimeSpan deadline)
+    {
+        GpuPoolException? error = null;
+        await Poll.UntilAsync(async () =>
+        {
+            try
+            {
+                await session.MemGetInfoAsync();
+                return false;
+            }
+            catch (GpuPoolException ex)
+            {
+                error = ex;
+                return true;
+            }
+        }, deadline, "the session fails");
+        Assert.True(error!.Code == ErrorCode.LeaseEnded, error.ToString());
+        Assert.Equal($"lease {lease.Id} has ended (released or expired); its device memory has been freed", error.Message);
+    }
 }

@@ -60,22 +60,7 @@ public sealed class FastPathReclamationTests(PoolFixture pool) : IClassFixture<P
         await lease.AbandonAsync();
 
         // The connection stays up; the lease's end must reach it all the same.
-        GpuPoolException? error = null;
-        await Poll.UntilAsync(async () =>
-        {
-            try
-            {
-                await session.MemGetInfoAsync();
-                return false;
-            }
-            catch (GpuPoolException ex)
-            {
-                error = ex;
-                return true;
-            }
-        }, Deadline, "the session fails");
-        Assert.True(error!.Code == ErrorCode.LeaseEnded, error.ToString());
-        Assert.Equal($"lease {lease.Id} has ended (released or expired); its device memory has been freed", error.Message);
+        await Sessions.AssertEndsWithLeaseEndedAsync(session, lease, Deadline);
         await Poll.UntilAsync(() => pool.Broker.Leases.Leases.Count == 0 && pool.Device.MemoryUsed == 0, TimeSpan.FromSeconds(5), "the broker has freed the lease's memory");
     }
 }

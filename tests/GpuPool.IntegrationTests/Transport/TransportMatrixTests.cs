@@ -247,22 +247,7 @@ public sealed class TransportMatrixTests(PoolFixture pool) : IClassFixture<PoolF
 
         await lease.ReleaseAsync();
 
-        GpuPoolException? error = null;
-        await Poll.UntilAsync(async () =>
-        {
-            try
-            {
-                await session.MemGetInfoAsync();
-                return false;
-            }
-            catch (GpuPoolException ex)
-            {
-                error = ex;
-                return true;
-            }
-        }, Deadline, "the session fails");
-        Assert.True(error!.Code == ErrorCode.LeaseEnded, error.ToString());
-        Assert.Equal($"lease {lease.Id} has ended (released or expired); its device memory has been freed", error.Message);
+        await Sessions.AssertEndsWithLeaseEndedAsync(session, lease, Deadline);
 
         // And every later call says the same, rather than hanging or naming a closed connection.
         var later = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
