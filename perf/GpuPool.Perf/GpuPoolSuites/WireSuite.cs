@@ -29,7 +29,16 @@ public sealed class WireSuite(SessionTransportKind transport) : IBenchmark
             var bulkAnchor = transport == SessionTransportKind.Grpc ? AnchorNames.GrpcUpload : AnchorNames.Iperf1M;
             for (var size = 4L << 10; size <= largest; size *= size < (1 << 20) ? 16 : 4)
             {
+                var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
                 var (h2d, d2h) = await BandwidthAsync(session, size, options, cancellationToken).ConfigureAwait(false);
+                if (size == largest)
+                {
+                    // Whole process (client and broker both run here), all repetitions of both directions.
+                    var copied = 2.0 * size * (1 + (options.BandwidthRepetitions * Math.Clamp((options.Quick ? 64L << 20 : 256L << 20) / size, 1, 2000)));
+                    results.Add(new Measurement("allocation", $"GpuPool bulk copies {Label}, allocated per MiB moved", (GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore) / (copied / (1 << 20)), "B/MiB", size,
+                        Note: "GC.GetTotalAllocatedBytes over the copies of this size, client and broker in one process"));
+                }
+
                 results.Add(new Measurement(Groups.Bandwidth, $"GpuPool H2D {Label} {Stats.FormatSize(size)}", h2d, Units.GBps, size, bulkAnchor, $"GpuPool H2D {Label}"));
                 results.Add(new Measurement(Groups.Bandwidth, $"GpuPool D2H {Label} {Stats.FormatSize(size)}", d2h, Units.GBps, size, bulkAnchor, $"GpuPool D2H {Label}"));
             }
@@ -39,6 +48,11 @@ public sealed class WireSuite(SessionTransportKind transport) : IBenchmark
             results.Add(new Measurement(Groups.Latency, $"GpuPool 4 B D2H sync {Label}, p99", p99, Units.Microseconds, 4, AnchorNames.SocketEchoP99));
             results.Add(new Measurement(Groups.Rate, $"GpuPool empty launches {Label}, 1 session", await LaunchRateAsync([session], cancellationToken).ConfigureAwait(false), Units.OpsPerSecond,
                 Note: "target: at least 300,000 per second on one session"));
+        }
+
+        if (transport != SessionTransportKind.Grpc)
+        {
+            results.Add(await StripedUploadAsync(pool, largest, options, cancellationToken).ConfigureAwait(false));
         }
 
         var leases = new List<Lease>();
@@ -119,6 +133,60 @@ public sealed class WireSuite(SessionTransportKind transport) : IBenchmark
         finally
         {
             await session.FreeAsync(ptr, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// What striping could give at best: one large upload split over two connections (two sessions of two
+    /// leases, each copying half), as aggregate GB/s. Compared with the single-connection figure of the same
+    /// size, it says whether striping one copy over several connections would help on this machine.
+    /// </summary>
+    private async Task<Measurement> StripedUploadAsync(BenchPool pool, long size, BenchmarkOptions options, CancellationToken cancellationToken)
+    {
+        var half = size / 2;
+        var leases = new List<Lease>();
+        var sessions = new List<DeviceSession>();
+        var pointers = new List<DevicePtr>();
+        try
+        {
+            for (var i = 0; i < 2; i++)
+            {
+                leases.Add(await pool.LeaseAsync((ulong)half + (1 << 20), 500, cancellationToken).ConfigureAwait(false));
+                sessions.Add(await leases[i].OpenSessionAsync(transport, cancellationToken).ConfigureAwait(false));
+                pointers.Add(await sessions[i].AllocAsync((ulong)half, cancellationToken).ConfigureAwait(false));
+            }
+
+            var source = GC.AllocateUninitializedArray<byte>((int)size, pinned: true);
+            Random.Shared.NextBytes(source);
+            var runs = new List<double>();
+            for (var r = 0; r <= options.BandwidthRepetitions; r++)
+            {
+                var start = Stopwatch.GetTimestamp();
+                await Task.WhenAll(Enumerable.Range(0, 2).Select(i => Task.Run(async () =>
+                {
+                    await sessions[i].CopyToDeviceAsync(pointers[i], source.AsMemory((int)(i * half), (int)half), cancellationToken: cancellationToken).ConfigureAwait(false);
+                    await sessions[i].SynchronizeAsync(cancellationToken).ConfigureAwait(false);
+                }, cancellationToken))).ConfigureAwait(false);
+                if (r > 0)
+                {
+                    runs.Add(Stats.GigabytesPerSecond(size, Stopwatch.GetTimestamp() - start));
+                }
+            }
+
+            return new Measurement(Groups.Bandwidth, $"GpuPool H2D {Label} {Stats.FormatSize(size)} over 2 connections", Stats.Median(runs), Units.GBps, size,
+                $"GpuPool H2D {Label} {Stats.FormatSize(size)}", Note: "two sessions each copying half, aggregate; the ceiling of striping one copy");
+        }
+        finally
+        {
+            foreach (var session in sessions)
+            {
+                await session.DisposeAsync().ConfigureAwait(false);
+            }
+
+            foreach (var lease in leases)
+            {
+                await lease.DisposeAsync().ConfigureAwait(false);
+            }
         }
     }
 

@@ -141,9 +141,7 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
             do
             {
                 var n = Math.Min(chunk, source.Length - offset);
-                var part = source.Slice(offset, n);
-                var at = dst.Address + (ulong)offset;
-                await SubmitAsync((seq, ct) => _transport.SendCopyToDeviceAsync(seq, at, stream.Id, part, ct), null, cancellationToken).ConfigureAwait(false);
+                await SubmitCopyAsync(dst.Address + (ulong)offset, stream.Id, source.Slice(offset, n), cancellationToken).ConfigureAwait(false);
                 offset += n;
             }
             while (offset < source.Length);
@@ -300,6 +298,26 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
             }
 
             await send(seq, cancellationToken).ConfigureAwait(false);
+        }
+        catch (System.Threading.Channels.ChannelClosedException)
+        {
+            throw _fatal ?? Closed();
+        }
+        finally
+        {
+            _submitGate.Release();
+        }
+    }
+
+    /// <summary>Like <see cref="SubmitAsync"/> for one chunk of a copy to the device, without a delegate per chunk.</summary>
+    private async ValueTask SubmitCopyAsync(ulong at, ulong stream, ReadOnlyMemory<byte> part, CancellationToken cancellationToken)
+    {
+        ThrowIfFatal();
+        await _submitGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfFatal();
+            await _transport.SendCopyToDeviceAsync(++_seq, at, stream, part, cancellationToken).ConfigureAwait(false);
         }
         catch (System.Threading.Channels.ChannelClosedException)
         {

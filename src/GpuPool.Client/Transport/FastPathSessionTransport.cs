@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using System.Threading.Tasks.Sources;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.Transport;
 using GpuPool.Protocol.V1;
@@ -27,6 +28,8 @@ internal sealed class FastPathSessionTransport : SessionTransport
     private readonly object _gate = new();
     private readonly Queue<Segment> _segments = new();
     private readonly Stack<ArrayBufferWriter<byte>> _spareWriters = new();
+    private readonly ArrayBufferWriter<byte> _copyHeader = new(FrameCodec.HeaderSize + 16);
+    private readonly SendSignal _copySent = new();
     private ArrayBufferWriter<byte> _batch = new(64 * 1024);
     private bool _sending;
     private TaskCompletionSource? _drained;
@@ -42,7 +45,7 @@ internal sealed class FastPathSessionTransport : SessionTransport
         _input = PipeReader.Create(new NetworkStream(socket, ownsSocket: false), new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024));
     }
 
-    private readonly record struct Segment(ReadOnlyMemory<byte> Bytes, ArrayBufferWriter<byte>? Writer, TaskCompletionSource? Sent);
+    private readonly record struct Segment(ReadOnlyMemory<byte> Bytes, ArrayBufferWriter<byte>? Writer, SendSignal? Sent);
 
     /// <summary>Copy chunk size when the broker allows it.</summary>
     public const int PreferredChunk = 4 << 20;
@@ -119,14 +122,17 @@ internal sealed class FastPathSessionTransport : SessionTransport
             }
 
             // Whatever is batched goes first, then this frame's header, then the caller's bytes as they are.
-            var header = new ArrayBufferWriter<byte>(FrameCodec.HeaderSize + 16);
-            FrameCodec.WriteHeader(header, FrameType.MemcpyHtoD, seq, fixedFields, data.Length);
+            // The session submits one op at a time and waits for this one to be sent, so one header buffer
+            // and one signal serve every large copy: nothing is allocated per chunk. Once queued, the frame is
+            // not cancelled: half a frame would break the stream for every later op.
+            _copyHeader.ResetWrittenCount();
+            FrameCodec.WriteHeader(_copyHeader, FrameType.MemcpyHtoD, seq, fixedFields, data.Length);
             CloseBatch();
-            var sent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            _segments.Enqueue(new Segment(header.WrittenMemory, null, null));
-            _segments.Enqueue(new Segment(data, null, sent));
+            var sent = _copySent.Reset();
+            _segments.Enqueue(new Segment(_copyHeader.WrittenMemory, null, null));
+            _segments.Enqueue(new Segment(data, null, _copySent));
             KickSender();
-            return new ValueTask(sent.Task.WaitAsync(cancellationToken));
+            return sent;
         }
     }
 
@@ -179,8 +185,11 @@ internal sealed class FastPathSessionTransport : SessionTransport
             }
             catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
             {
+                // A send fails once the broker has closed the connection; why it closed (the lease ended, a
+                // protocol error) is in frames the reader may not have parsed yet. Let it, so that reason wins.
+                await Task.WhenAny(_reader, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
                 Fail(new GpuPoolException(ErrorCode.Unavailable, $"device session: sending to the broker failed ({ex.Message})", inner: ex));
-                segment.Sent?.TrySetException(_failed!);
+                segment.Sent?.Fail(_failed!);
                 lock (_gate)
                 {
                     _sending = false;
@@ -190,7 +199,7 @@ internal sealed class FastPathSessionTransport : SessionTransport
                 return;
             }
 
-            segment.Sent?.TrySetResult();
+            segment.Sent?.Complete();
             if (segment.Writer is { } used)
             {
                 used.ResetWrittenCount();
@@ -292,7 +301,7 @@ internal sealed class FastPathSessionTransport : SessionTransport
             _failed ??= error;
             foreach (var segment in _segments)
             {
-                segment.Sent?.TrySetException(error);
+                segment.Sent?.Fail(error);
             }
 
             _segments.Clear();
@@ -325,5 +334,42 @@ internal sealed class FastPathSessionTransport : SessionTransport
         await Task.WhenAny(_reader, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
         _socket.Dispose();
         await _reader.ConfigureAwait(false);
+    }
+
+    /// <summary>A reusable completion for "the large copy's bytes have been sent", so a chunk costs no allocation.</summary>
+    private sealed class SendSignal : IValueTaskSource
+    {
+        private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
+        private int _done;
+
+        public ValueTask Reset()
+        {
+            _core.Reset();
+            Volatile.Write(ref _done, 0);
+            return new ValueTask(this, _core.Version);
+        }
+
+        public void Complete()
+        {
+            if (Interlocked.Exchange(ref _done, 1) == 0)
+            {
+                _core.SetResult(true);
+            }
+        }
+
+        public void Fail(Exception error)
+        {
+            if (Interlocked.Exchange(ref _done, 1) == 0)
+            {
+                _core.SetException(error);
+            }
+        }
+
+        public void GetResult(short token) => _core.GetResult(token);
+
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
+            => _core.OnCompleted(continuation, state, token, flags);
     }
 }
