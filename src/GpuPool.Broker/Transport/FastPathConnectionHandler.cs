@@ -21,6 +21,8 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
     /// <summary>Copies to the device this large are put on the device straight from the read buffer when they can be.</summary>
     private const int DirectCopyThreshold = 64 * 1024;
 
+    private static readonly TimeSpan ReplyDrainTimeout = TimeSpan.FromSeconds(5);
+
     /// <summary>
     /// Serves one accepted socket until either side closes it. Reads go through a PipeReader with large
     /// buffers, so a bulk frame arrives in a few reads rather than thousands of 4 KiB ones.
@@ -53,7 +55,10 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
             }
 
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(closed, lease.Ended);
-            var replies = new FrameReplies(output, closed);
+            // The replies outlive the lease by a little (the last one says it ended), but not a client that stops
+            // reading: once the session is over, writing gets a few seconds, then the connection is dropped.
+            using var writing = CancellationTokenSource.CreateLinkedTokenSource(closed);
+            var replies = new FrameReplies(output, writing.Token);
             var executor = new SessionExecutor(lease, options, replies, transport);
             executor.Start(hello.Seq);
             string? protocolError = null;
@@ -102,6 +107,7 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
                     Log.SessionClosed(logger, lease.Claims.LeaseId, "protocol error: " + protocolError);
                 }
 
+                writing.CancelAfter(ReplyDrainTimeout);
                 await executor.FinishAsync().ConfigureAwait(false);
                 lease.DetachSession();
             }

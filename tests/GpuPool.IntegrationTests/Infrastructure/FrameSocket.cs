@@ -174,6 +174,37 @@ internal sealed class FrameSocket : IDisposable
         return frames;
     }
 
+    /// <summary>
+    /// Reads raw bytes, frames or not, until the broker closes or resets the connection; returns how many
+    /// arrived (counting what was already buffered). Fails the test if the connection is still open at the end.
+    /// </summary>
+    public async Task<long> DrainUntilClosedAsync(TimeSpan timeout)
+    {
+        using var deadline = new CancellationTokenSource(timeout);
+        long total = _count;
+        _count = 0;
+        var scratch = new byte[256 * 1024];
+        try
+        {
+            while (!_closed)
+            {
+                var n = await _socket.ReceiveAsync(scratch, SocketFlags.None, deadline.Token);
+                total += n;
+                _closed = n == 0;
+            }
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        {
+            Assert.Fail($"the broker kept the connection open for more than {timeout.TotalSeconds:0.#} s ({total} bytes received)");
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted)
+        {
+            _closed = true;
+        }
+
+        return total;
+    }
+
     /// <summary>Reads to the close and returns the one Error frame that must be the last frame; fails the test otherwise.</summary>
     public async Task<GpuPoolException> ReadErrorThenCloseAsync(TimeSpan? timeout = null)
     {
