@@ -123,7 +123,16 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
                 owner?.Dispose();
             }
 
-            await output.CompleteAsync().ConfigureAwait(false);
+            try
+            {
+                // Completing the writer flushes what is left; the socket may already be gone (the client hung
+                // up, or the broker is stopping and closed it).
+                await output.CompleteAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException or OperationCanceledException)
+            {
+            }
+
             await input.CompleteAsync().ConfigureAwait(false);
         }
     }

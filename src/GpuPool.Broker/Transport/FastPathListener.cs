@@ -101,7 +101,14 @@ internal sealed class FastPathListener : IAsyncDisposable
             socket.Dispose();
         }
 
-        await Task.WhenAll(_connections.Values).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+        // A connection that ends with an error has nothing left to report at shutdown; stopping must not fail on it.
+        try
+        {
+            await Task.WhenAll(_connections.Values).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException or TimeoutException)
+        {
+        }
         _stop.Dispose();
     }
 }
