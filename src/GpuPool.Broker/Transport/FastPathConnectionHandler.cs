@@ -58,7 +58,7 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
             // The replies outlive the lease by a little (the last one says it ended), but not a client that stops
             // reading: once the session is over, writing gets a few seconds, then the connection is dropped.
             using var writing = CancellationTokenSource.CreateLinkedTokenSource(closed);
-            var replies = new FrameReplies(output, writing.Token);
+            var replies = new FrameReplies(output, writing.Token, linked.Token);
             var executor = new SessionExecutor(lease, options, replies, transport);
             executor.Start(hello.Seq);
             string? protocolError = null;

@@ -11,17 +11,29 @@ namespace GpuPool.Broker.Transport;
 /// Replies on a fast-path connection. Replies queue from any thread; one writer task turns them into
 /// frames and flushes only when the queue is empty, so replies that pile up while a flush is in flight
 /// leave in one write. Device-to-host bytes are copied once into a pooled buffer (the device may
-/// overwrite them as soon as the copy op returns), then once into the connection's buffers.
+/// overwrite them as soon as the copy op returns), then once into the connection's buffers. At most
+/// <see cref="StagedChunks"/> chunks wait at a time: a large copy to the host holds its stream until the
+/// connection has taken the earlier chunks, as a copy engine waits for the bus, so memory stays bounded
+/// and the staging buffers are reused instead of allocated.
 /// </summary>
 internal sealed class FrameReplies : ISessionReplies
 {
-    private readonly Channel<Item> _items = Channel.CreateUnbounded<Item>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly PipeWriter _output;
+    private const int StagedChunks = 16;
 
-    public FrameReplies(PipeWriter output, CancellationToken cancellationToken)
+    private readonly Channel<Item> _items = Channel.CreateUnbounded<Item>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly SemaphoreSlim _staging = new(StagedChunks, StagedChunks);
+    private readonly PipeWriter _output;
+    private readonly CancellationToken _cancellation;
+
+    /// <param name="output">The connection's writer.</param>
+    /// <param name="writing">Ends the writer (the connection is closing).</param>
+    /// <param name="session">Ends the session (the lease ended, the connection closed): a device stream
+    /// waiting for a staging buffer then gives up instead of holding the lease's context open.</param>
+    public FrameReplies(PipeWriter output, CancellationToken writing, CancellationToken session)
     {
         _output = output;
-        Completion = WriteAsync(cancellationToken);
+        _cancellation = session;
+        Completion = WriteAsync(writing);
     }
 
     private readonly record struct Item(OpReply? Reply, ulong Seq, ulong Offset, byte[]? Data, int Length, bool Last);
@@ -32,12 +44,28 @@ internal sealed class FrameReplies : ISessionReplies
 
     public void Data(ulong seq, ulong offset, ReadOnlySpan<byte> bytes, bool last)
     {
+        try
+        {
+            // Blocks the device stream (not the session's reader) while the connection is behind.
+            _staging.Wait(_cancellation);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
         var data = ArrayPool<byte>.Shared.Rent(bytes.Length);
         bytes.CopyTo(data);
         if (!_items.Writer.TryWrite(new Item(null, seq, offset, data, bytes.Length, last)))
         {
-            ArrayPool<byte>.Shared.Return(data);
+            Release(data);
         }
+    }
+
+    private void Release(byte[] data)
+    {
+        ArrayPool<byte>.Shared.Return(data);
+        _staging.Release();
     }
 
     public void Complete() => _items.Writer.TryComplete();
@@ -55,7 +83,7 @@ internal sealed class FrameReplies : ISessionReplies
                     if (item.Data is { } data)
                     {
                         OpFrames.WriteData(_output, item.Seq, item.Offset, data.AsSpan(0, item.Length), item.Last);
-                        ArrayPool<byte>.Shared.Return(data);
+                        Release(data);
                         unflushed += item.Length;
 
                         // Bulk data is flushed as it goes, so the pipe's backpressure holds instead of a copy piling up.
@@ -89,11 +117,12 @@ internal sealed class FrameReplies : ISessionReplies
         finally
         {
             // Return what is still queued so pooled buffers are not lost.
+            _items.Writer.TryComplete();
             while (reader.TryRead(out var item))
             {
                 if (item.Data is { } data)
                 {
-                    ArrayPool<byte>.Shared.Return(data);
+                    Release(data);
                 }
             }
         }
