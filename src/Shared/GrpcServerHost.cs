@@ -22,8 +22,7 @@ internal static class GrpcServerHost
         ILoggerFactory? loggerFactory,
         Action<IServiceCollection> configureServices,
         Action<WebApplication> mapServices,
-        CancellationToken cancellationToken,
-        Action<KestrelServerOptions>? configureKestrel = null)
+        CancellationToken cancellationToken)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -38,7 +37,6 @@ internal static class GrpcServerHost
             kestrel.Limits.MaxRequestBodySize = null;
             kestrel.Limits.Http2.InitialConnectionWindowSize = 8 << 20;
             kestrel.Limits.Http2.InitialStreamWindowSize = 4 << 20;
-            configureKestrel?.Invoke(kestrel);
         });
         builder.Services.AddGrpc(grpc =>
         {
@@ -51,7 +49,6 @@ internal static class GrpcServerHost
         var app = builder.Build();
         mapServices(app);
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
-        // The gRPC listener is the first; others (raw fast-path listeners) come after it.
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         var endpoint = bound.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
         return (app, endpoint);

@@ -272,19 +272,29 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
 
     private ValueTask SendAsync(OpRequest request, CancellationToken cancellationToken, Pending? pending = null)
         => SubmitAsync(
-            (seq, ct) =>
+            request,
+            static (session, op, seq, ct) =>
             {
-                request.Seq = seq;
-                return _transport.SendAsync(request, ct);
+                op.Seq = seq;
+                return session._transport.SendAsync(op, ct);
             },
             pending,
             cancellationToken);
 
+    /// <summary>One chunk of a copy to the device; its bytes go to the transport as they are, not in a message.</summary>
+    private ValueTask SubmitCopyAsync(ulong at, ulong stream, ReadOnlyMemory<byte> part, CancellationToken cancellationToken)
+        => SubmitAsync(
+            (At: at, Stream: stream, Part: part),
+            static (session, copy, seq, ct) => session._transport.SendCopyToDeviceAsync(seq, copy.At, copy.Stream, copy.Part, ct),
+            null,
+            cancellationToken);
+
     /// <summary>
     /// Numbers an op, registers who waits for its reply (if anyone), and hands it to the transport, one at
-    /// a time so that the broker sees ops in sequence order. Uncontended, this completes synchronously.
+    /// a time so that the broker sees ops in sequence order. The send is a static delegate over
+    /// <paramref name="state"/>, so nothing is allocated per op; uncontended, this completes synchronously.
     /// </summary>
-    private async ValueTask SubmitAsync(Func<ulong, CancellationToken, ValueTask> send, Pending? pending, CancellationToken cancellationToken)
+    private async ValueTask SubmitAsync<TState>(TState state, Func<DeviceSession, TState, ulong, CancellationToken, ValueTask> send, Pending? pending, CancellationToken cancellationToken)
     {
         ThrowIfFatal();
         await _submitGate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -297,27 +307,7 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
                 _pending[seq] = pending;
             }
 
-            await send(seq, cancellationToken).ConfigureAwait(false);
-        }
-        catch (System.Threading.Channels.ChannelClosedException)
-        {
-            throw _fatal ?? Closed();
-        }
-        finally
-        {
-            _submitGate.Release();
-        }
-    }
-
-    /// <summary>Like <see cref="SubmitAsync"/> for one chunk of a copy to the device, without a delegate per chunk.</summary>
-    private async ValueTask SubmitCopyAsync(ulong at, ulong stream, ReadOnlyMemory<byte> part, CancellationToken cancellationToken)
-    {
-        ThrowIfFatal();
-        await _submitGate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            ThrowIfFatal();
-            await _transport.SendCopyToDeviceAsync(++_seq, at, stream, part, cancellationToken).ConfigureAwait(false);
+            await send(this, state, seq, cancellationToken).ConfigureAwait(false);
         }
         catch (System.Threading.Channels.ChannelClosedException)
         {
