@@ -8,7 +8,7 @@ namespace GpuPool.Coordination.Tests;
 /// Tests use a fresh key prefix each and compare revisions relative to each other, so a shared server works;
 /// expiry is awaited with <see cref="EventuallyAsync"/>, so a driver whose server expires sessions late works.
 /// </summary>
-public abstract class ClusterStoreContract
+public abstract partial class ClusterStoreContract
 {
     /// <summary>A fresh prefix per test (xUnit makes one instance per test).</summary>
     protected string Prefix { get; } = $"contract/{Guid.NewGuid():N}/";
@@ -55,7 +55,7 @@ public abstract class ClusterStoreContract
     public async Task Revisions_IncreaseWithEveryWrite_AndCreateRevisionStays()
     {
         await using var store = await CreateStoreAsync();
-        var start = store.Revision;
+        var start = await store.GetRevisionAsync();
 
         var a1 = await store.PutAsync(Key("a"), Bytes("1"));
         var b1 = await store.PutAsync(Key("b"), Bytes("1"));
@@ -68,10 +68,10 @@ public abstract class ClusterStoreContract
         Assert.NotNull(a);
         Assert.Equal(a1.ModRevision, a.CreateRevision);
         Assert.Equal(a2.ModRevision, a.ModRevision);
-        Assert.True(store.Revision >= a2.ModRevision);
+        Assert.True(await store.GetRevisionAsync() >= a2.ModRevision);
 
         Assert.True(await store.DeleteAsync(Key("a")));
-        Assert.True(store.Revision > a2.ModRevision);
+        Assert.True(await store.GetRevisionAsync() > a2.ModRevision);
         var recreated = await store.PutAsync(Key("a"), Bytes("3"));
         Assert.Equal(recreated.ModRevision, (await store.GetAsync(Key("a")))!.CreateRevision);
     }
@@ -115,13 +115,13 @@ public abstract class ClusterStoreContract
         await using var store = await CreateStoreAsync();
         var first = await store.PutAsync(Key("a"), Bytes("1"));
         var second = await store.PutAsync(Key("a"), Bytes("2"));
-        var revisionBefore = store.Revision;
+        var revisionBefore = await store.GetRevisionAsync();
 
         Assert.False(await store.DeleteAsync(Key("a"), expectedModRevision: first.ModRevision));
         Assert.False(await store.DeleteAsync(Key("a"), expectedModRevision: 0));
         Assert.NotNull(await store.GetAsync(Key("a")));
         Assert.False(await store.DeleteAsync(Key("missing")));
-        Assert.Equal(revisionBefore, store.Revision);
+        Assert.Equal(revisionBefore, await store.GetRevisionAsync());
 
         Assert.True(await store.DeleteAsync(Key("a"), expectedModRevision: second.ModRevision));
         Assert.Null(await store.GetAsync(Key("a")));
@@ -140,9 +140,10 @@ public abstract class ClusterStoreContract
         var listed = await store.ListAsync(Key("n/"));
 
         string[] expected = ["n/B", "n/a", "n/a/x", "n/b", "n/z", "n/é"];
-        Assert.Equal(expected.Select(Key), listed.Select(e => e.Key));
-        Assert.Equal(expected, listed.Select(e => Text(e.Value)));
-        Assert.Empty(await store.ListAsync(Key("none/")));
+        Assert.Equal(expected.Select(Key), listed.Entries.Select(e => e.Key));
+        Assert.Equal(expected, listed.Entries.Select(e => Text(e.Value)));
+        Assert.True(listed.Revision >= listed.Entries.Max(e => e.ModRevision));
+        Assert.Empty((await store.ListAsync(Key("none/"))).Entries);
     }
 
     [Fact]
@@ -221,12 +222,12 @@ public abstract class ClusterStoreContract
         await store.PutAsync(Key("a"), Bytes("1"), sessionId: session.Id);
         await store.PutAsync(Key("b"), Bytes("1"), sessionId: session.Id);
         await store.PutAsync(Key("c"), Bytes("1"), sessionId: other.Id);
-        var before = store.Revision;
+        var before = await store.GetRevisionAsync();
 
         await store.RevokeSessionAsync(session.Id);
 
-        Assert.Equal([Key("c")], (await store.ListAsync(Prefix)).Select(e => e.Key));
-        Assert.True(store.Revision >= before + 2);
+        Assert.Equal([Key("c")], (await store.ListAsync(Prefix)).Entries.Select(e => e.Key));
+        Assert.True(await store.GetRevisionAsync() >= before + 2);
         Assert.False(await store.KeepAliveAsync(session.Id));
         Assert.True(await store.KeepAliveAsync(other.Id));
         await store.RevokeSessionAsync(session.Id);
@@ -277,7 +278,7 @@ public abstract class ClusterStoreContract
         Assert.Null((await store.GetAsync(Key("b")))!.SessionId);
 
         await store.RevokeSessionAsync(second.Id);
-        Assert.Equal([Key("b")], (await store.ListAsync(Prefix)).Select(e => e.Key));
+        Assert.Equal([Key("b")], (await store.ListAsync(Prefix)).Entries.Select(e => e.Key));
     }
 
     [Fact]
@@ -285,14 +286,14 @@ public abstract class ClusterStoreContract
     {
         await using var store = await CreateStoreAsync();
         using var cts = new CancellationTokenSource();
-        await using var watch = store.WatchAsync(Key("w/"), store.Revision, cts.Token).GetAsyncEnumerator();
+        await using var watch = store.WatchAsync(Key("w/"), await store.GetRevisionAsync(), cts.Token).GetAsyncEnumerator();
 
         var put1 = await store.PutAsync(Key("w/a"), Bytes("1"));
         await store.PutAsync(Key("other"), Bytes("ignored"));
         var put2 = await store.PutAsync(Key("w/b"), Bytes("2"));
         var put3 = await store.PutAsync(Key("w/a"), Bytes("3"));
         Assert.True(await store.DeleteAsync(Key("w/a")));
-        var deleteRevision = store.Revision;
+        var deleteRevision = await store.GetRevisionAsync();
 
         var events = await TakeAsync(watch, 4);
 
@@ -310,7 +311,7 @@ public abstract class ClusterStoreContract
     {
         await using var store = await CreateStoreAsync();
         await store.PutAsync(Key("w/a"), Bytes("1"));
-        var from = store.Revision;
+        var from = await store.GetRevisionAsync();
         var put2 = await store.PutAsync(Key("w/b"), Bytes("2"));
         var put3 = await store.PutAsync(Key("w/a"), Bytes("3"));
 
@@ -331,7 +332,7 @@ public abstract class ClusterStoreContract
         using var cts = new CancellationTokenSource();
 
         // Written after WatchAsync is called but before anything is enumerated.
-        var watchable = store.WatchAsync(Key("w/"), store.Revision, cts.Token);
+        var watchable = store.WatchAsync(Key("w/"), await store.GetRevisionAsync(), cts.Token);
         var put1 = await store.PutAsync(Key("w/a"), Bytes("1"));
         await using var watch = watchable.GetAsyncEnumerator();
         var put2 = await store.PutAsync(Key("w/b"), Bytes("2"));
@@ -350,7 +351,7 @@ public abstract class ClusterStoreContract
     {
         await using var store = await CreateStoreAsync();
         using var cts = new CancellationTokenSource();
-        await using var watch = store.WatchAsync(Key("w/"), store.Revision, cts.Token).GetAsyncEnumerator();
+        await using var watch = store.WatchAsync(Key("w/"), await store.GetRevisionAsync(), cts.Token).GetAsyncEnumerator();
 
         // The watch registers (on its first MoveNextAsync) while the writers run.
         var writes = Task.WhenAll(Enumerable.Range(0, 200).Select(i => Task.Run(async () => await store.PutAsync(Key($"w/{i % 5}"), Bytes($"{i}")))));

@@ -24,18 +24,18 @@ public sealed class EmbeddedClusterStoreTests : ClusterStoreContract
     public async Task Revisions_StartAtZero_AndEveryKeyDeletedByASessionEndGetsItsOwn()
     {
         await using var store = new EmbeddedClusterStore(_time);
-        Assert.Equal(0, store.Revision);
+        Assert.Equal(0, await store.GetRevisionAsync());
 
         var session = await store.CreateSessionAsync(TimeSpan.FromSeconds(1));
-        Assert.Equal(0, store.Revision);
+        Assert.Equal(0, await store.GetRevisionAsync());
         Assert.Equal(new PutResult(true, 1), await store.PutAsync("a", Bytes("1"), sessionId: session.Id));
         Assert.Equal(new PutResult(true, 2), await store.PutAsync("b", Bytes("1"), sessionId: session.Id));
         Assert.Equal(new PutResult(true, 3), await store.PutAsync("c", Bytes("1"), sessionId: session.Id));
 
         _time.Advance(TimeSpan.FromSeconds(1));
 
-        Assert.Equal(6, store.Revision);
-        Assert.Empty(await store.ListAsync(""));
+        Assert.Equal(6, await store.GetRevisionAsync());
+        Assert.Empty((await store.ListAsync("")).Entries);
     }
 
     [Fact]
@@ -62,7 +62,7 @@ public sealed class EmbeddedClusterStoreTests : ClusterStoreContract
         }
 
         using var cts = new CancellationTokenSource();
-        await using var watch = store.WatchAsync("k", store.Revision, cts.Token).GetAsyncEnumerator();
+        await using var watch = store.WatchAsync("k", await store.GetRevisionAsync(), cts.Token).GetAsyncEnumerator();
 
         // Only the clock moves: every delete below comes from the sweep timer.
         foreach (var seconds in new[] { 1, 2, 3 })
@@ -86,7 +86,7 @@ public sealed class EmbeddedClusterStoreTests : ClusterStoreContract
         clock.Now += TimeSpan.FromSeconds(0.001);
 
         Assert.Null(await store.GetAsync("a"));
-        Assert.Equal(2, store.Revision);
+        Assert.Equal(2, await store.GetRevisionAsync());
     }
 
     [Fact]
@@ -96,7 +96,7 @@ public sealed class EmbeddedClusterStoreTests : ClusterStoreContract
         var session = await store.CreateSessionAsync(TimeSpan.FromMilliseconds(100));
         await store.PutAsync("a", Bytes("1"), sessionId: session.Id);
         using var cts = new CancellationTokenSource();
-        await using var watch = store.WatchAsync("", store.Revision, cts.Token).GetAsyncEnumerator();
+        await using var watch = store.WatchAsync("", await store.GetRevisionAsync(), cts.Token).GetAsyncEnumerator();
 
         var e = Assert.Single(await TakeAsync(watch, 1));
 
@@ -112,8 +112,9 @@ public sealed class EmbeddedClusterStoreTests : ClusterStoreContract
             await store.PutAsync($"k{i % 10}", Bytes("x"));
         }
 
-        var error = Assert.Throws<InvalidOperationException>(() => store.WatchAsync("", 4));
-        Assert.Equal($"watch revision 4 has been compacted; list and watch from {store.Revision}", error.Message);
+        var error = Assert.Throws<StoreCompactedException>(() => store.WatchAsync("", 4));
+        Assert.Equal((4L, 5L), (error.AfterRevision, error.CompactedRevision));
+        Assert.Equal("the store has compacted its history past revision 4 (kept from 5); list again and watch from the listing's revision", error.Message);
 
         using var cts = new CancellationTokenSource();
         await using var watch = store.WatchAsync("", 5, cts.Token).GetAsyncEnumerator();
@@ -163,7 +164,7 @@ public sealed class EmbeddedClusterStoreTests : ClusterStoreContract
 
         Assert.False(await next.AsTask().WaitAsync(WatchTimeout));
         await Assert.ThrowsAsync<ObjectDisposedException>(async () => await store.GetAsync("a"));
-        Assert.Throws<ObjectDisposedException>(() => store.Revision);
+        await Assert.ThrowsAsync<ObjectDisposedException>(async () => await store.GetRevisionAsync());
     }
 
     [Fact]
@@ -221,11 +222,11 @@ public sealed class EmbeddedClusterStoreTests : ClusterStoreContract
                         }
                     }
 
-                    Assert.Equal(revision, store.Revision);
+                    Assert.Equal(revision, await store.GetRevisionAsync());
                     var listed = await store.ListAsync("");
                     Assert.Equal(
                         model.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => (p.Key, Convert.ToHexString(p.Value.Value), p.Value.Create, p.Value.Mod)),
-                        listed.Select(e => (e.Key, Convert.ToHexString(e.Value.Span), e.CreateRevision, e.ModRevision)));
+                        listed.Entries.Select(e => (e.Key, Convert.ToHexString(e.Value.Span), e.CreateRevision, e.ModRevision)));
                 }
             },
             iter: 500);

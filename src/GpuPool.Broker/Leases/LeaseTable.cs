@@ -138,9 +138,9 @@ public sealed class LeaseTable : IAsyncDisposable
         {
             try
             {
-                var revision = _store.Revision;
-                var live = (await _store.ListAsync(LeasePrefix, cancellationToken).ConfigureAwait(false))
-                    .Select(e => e.Key[LeasePrefix.Length..]).ToHashSet(StringComparer.Ordinal);
+                var listing = await _store.ListAsync(LeasePrefix, cancellationToken).ConfigureAwait(false);
+                var revision = listing.Revision;
+                var live = listing.Entries.Select(e => e.Key[LeasePrefix.Length..]).ToHashSet(StringComparer.Ordinal);
                 foreach (var id in _leases.Keys.Where(id => !live.Contains(id)).ToArray())
                 {
                     await EndAsync(id, "lease record removed").ConfigureAwait(false);

@@ -1,11 +1,12 @@
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Threading.Channels;
+using GpuPool.Coordination.Services;
 
 namespace GpuPool.Coordination.Embedded;
 
 /// <summary>
-/// The in-process <see cref="IClusterStore"/> driver: one machine, no persistence (yet). Revisions follow
+/// The in-process <see cref="IClusterStore"/> driver: one machine. Revisions follow
 /// etcd: one global counter starting at 0, incremented by every successful put or delete, including each
 /// key deleted because its session ended. Sessions expire <c>ttl</c> after creation or their last
 /// keepalive, measured with the injected <see cref="TimeProvider"/>; expiry is driven by a timer (so keys
@@ -25,6 +26,8 @@ public sealed class EmbeddedClusterStore : IClusterStore
     private readonly Queue<WatchEvent> _history = new();
     private readonly List<Watcher> _watchers = [];
 
+    private readonly KvServiceRegistry _services;
+
     private long _revision;
 
     /// <summary>Every event with a revision greater than this is still in <see cref="_history"/>.</summary>
@@ -38,6 +41,7 @@ public sealed class EmbeddedClusterStore : IClusterStore
     public EmbeddedClusterStore(TimeProvider? timeProvider = null)
     {
         _time = timeProvider ?? TimeProvider.System;
+        _services = new KvServiceRegistry(this);
 
         // The timer outlives the caller's context: don't capture its AsyncLocals.
         using (ExecutionContext.IsFlowSuppressed() ? default(AsyncFlowControl?) : ExecutionContext.SuppressFlow())
@@ -46,15 +50,13 @@ public sealed class EmbeddedClusterStore : IClusterStore
         }
     }
 
-    public long Revision
+    public ValueTask<long> GetRevisionAsync(CancellationToken cancellationToken = default)
     {
-        get
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
         {
-            lock (_gate)
-            {
-                Enter();
-                return _revision;
-            }
+            Enter();
+            return ValueTask.FromResult(_revision);
         }
     }
 
@@ -69,19 +71,21 @@ public sealed class EmbeddedClusterStore : IClusterStore
         }
     }
 
-    public ValueTask<IReadOnlyList<KvEntry>> ListAsync(string prefix, CancellationToken cancellationToken = default)
+    public ValueTask<KvListing> ListAsync(string prefix, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prefix);
         cancellationToken.ThrowIfCancellationRequested();
         List<KvEntry> result;
+        long revision;
         lock (_gate)
         {
             Enter();
+            revision = _revision;
             result = [.. _entries.Values.Where(e => e.Key.StartsWith(prefix, StringComparison.Ordinal))];
         }
 
         result.Sort(static (a, b) => string.CompareOrdinal(a.Key, b.Key));
-        return ValueTask.FromResult<IReadOnlyList<KvEntry>>(result);
+        return ValueTask.FromResult(new KvListing(result, revision));
     }
 
     public ValueTask<PutResult> PutAsync(string key, ReadOnlyMemory<byte> value, long? expectedModRevision = null, string? sessionId = null, CancellationToken cancellationToken = default)
@@ -106,17 +110,7 @@ public sealed class EmbeddedClusterStore : IClusterStore
             }
 
             var revision = ++_revision;
-            var entry = new KvEntry(key, value.ToArray(), current?.CreateRevision ?? revision, revision, sessionId);
-            _entries[key] = entry;
-
-            if (current?.SessionId is { } previousSession && previousSession != sessionId
-                && _sessions.TryGetValue(previousSession, out var previous))
-            {
-                previous.Keys.Remove(key);
-            }
-
-            session?.Keys.Add(key);
-            Publish(new WatchEvent(WatchEventKind.Put, entry, revision));
+            ApplyPut(key, value, session, revision);
             return ValueTask.FromResult(new PutResult(true, revision));
         }
     }
@@ -134,13 +128,65 @@ public sealed class EmbeddedClusterStore : IClusterStore
                 return ValueTask.FromResult(false);
             }
 
-            if (current.SessionId is { } sessionId && _sessions.TryGetValue(sessionId, out var session))
+            ApplyDelete(current, ++_revision);
+            return ValueTask.FromResult(true);
+        }
+    }
+
+    public ValueTask<TxnResult> TransactAsync(IReadOnlyList<TxnCheck> checks, IReadOnlyList<TxnWrite> writes, CancellationToken cancellationToken = default)
+    {
+        TxnValidation.Validate(checks, writes);
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            Enter();
+            List<string>? failed = null;
+            foreach (var check in checks)
             {
-                session.Keys.Remove(key);
+                if (!Matches(_entries.GetValueOrDefault(check.Key), check.ExpectedModRevision))
+                {
+                    (failed ??= []).Add(check.Key);
+                }
             }
 
-            RemoveEntry(current);
-            return ValueTask.FromResult(true);
+            if (failed is not null)
+            {
+                return ValueTask.FromResult(new TxnResult(false, _revision, failed));
+            }
+
+            var sessions = new Session?[writes.Count];
+            for (var i = 0; i < writes.Count; i++)
+            {
+                if (writes[i].SessionId is { } id)
+                {
+                    sessions[i] = _sessions.GetValueOrDefault(id) ?? throw new StoreSessionNotFoundException(id);
+                }
+            }
+
+            // One revision for the whole transaction, as etcd and Consul do.
+            var revision = _revision + 1;
+            var wrote = false;
+            for (var i = 0; i < writes.Count; i++)
+            {
+                var write = writes[i];
+                if (!write.IsDelete)
+                {
+                    ApplyPut(write.Key, write.Value, sessions[i], revision);
+                    wrote = true;
+                }
+                else if (_entries.TryGetValue(write.Key, out var current))
+                {
+                    ApplyDelete(current, revision);
+                    wrote = true;
+                }
+            }
+
+            if (wrote)
+            {
+                _revision = revision;
+            }
+
+            return ValueTask.FromResult(TxnResult.Committed(_revision));
         }
     }
 
@@ -216,6 +262,18 @@ public sealed class EmbeddedClusterStore : IClusterStore
 
         return WatchCore(prefix, afterRevision, cancellationToken);
     }
+
+    public ValueTask RegisterServiceAsync(ServiceRegistration registration, CancellationToken cancellationToken = default)
+        => _services.RegisterAsync(registration, cancellationToken);
+
+    public ValueTask<bool> PassServiceCheckAsync(string serviceId, CancellationToken cancellationToken = default)
+        => _services.PassCheckAsync(serviceId, cancellationToken);
+
+    public ValueTask DeregisterServiceAsync(string serviceId, CancellationToken cancellationToken = default)
+        => _services.DeregisterAsync(serviceId, cancellationToken);
+
+    public ValueTask<IReadOnlyList<ServiceInstance>> ListServicesAsync(string serviceName, CancellationToken cancellationToken = default)
+        => _services.ListAsync(serviceName, cancellationToken);
 
     public ValueTask DisposeAsync()
     {
@@ -359,14 +417,34 @@ public sealed class EmbeddedClusterStore : IClusterStore
         {
             if (_entries.TryGetValue(key, out var entry) && entry.SessionId == session.Id)
             {
-                RemoveEntry(entry);
+                ApplyDelete(entry, ++_revision);
             }
         }
     }
 
-    private void RemoveEntry(KvEntry current)
+    private void ApplyPut(string key, ReadOnlyMemory<byte> value, Session? session, long revision)
     {
-        var revision = ++_revision;
+        _entries.TryGetValue(key, out var current);
+        var entry = new KvEntry(key, value.ToArray(), current?.CreateRevision ?? revision, revision, session?.Id);
+        _entries[key] = entry;
+
+        if (current?.SessionId is { } previousSession && previousSession != session?.Id
+            && _sessions.TryGetValue(previousSession, out var previous))
+        {
+            previous.Keys.Remove(key);
+        }
+
+        session?.Keys.Add(key);
+        Publish(new WatchEvent(WatchEventKind.Put, entry, revision));
+    }
+
+    private void ApplyDelete(KvEntry current, long revision)
+    {
+        if (current.SessionId is { } sessionId && _sessions.TryGetValue(sessionId, out var session))
+        {
+            session.Keys.Remove(current.Key);
+        }
+
         _entries.Remove(current.Key);
         Publish(new WatchEvent(WatchEventKind.Delete, current with { ModRevision = revision }, revision));
     }
@@ -392,7 +470,7 @@ public sealed class EmbeddedClusterStore : IClusterStore
     {
         if (afterRevision < _compactedRevision)
         {
-            throw new InvalidOperationException($"watch revision {afterRevision} has been compacted; list and watch from {_revision}");
+            throw new StoreCompactedException(afterRevision, _compactedRevision);
         }
     }
 

@@ -19,8 +19,8 @@ public sealed class ClusterState
         var leases = await store.ListAsync(LeasePrefix, cancellationToken).ConfigureAwait(false);
         return new ClusterState
         {
-            Brokers = brokers.Select(e => BrokerRecord.Parser.ParseFrom(e.Value.Span)).ToArray(),
-            Leases = leases.Select(e => LeaseRecord.Parser.ParseFrom(e.Value.Span)).ToArray(),
+            Brokers = brokers.Entries.Select(e => BrokerRecord.Parser.ParseFrom(e.Value.Span)).ToArray(),
+            Leases = leases.Entries.Select(e => LeaseRecord.Parser.ParseFrom(e.Value.Span)).ToArray(),
         };
     }
 
