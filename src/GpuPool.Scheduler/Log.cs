@@ -13,4 +13,25 @@ internal static partial class Log
 
     [LoggerMessage(3, LogLevel.Information, "Allocation for tenant {Tenant} refused: {Reason}")]
     public static partial void AllocationRefused(ILogger logger, string tenant, string reason);
+
+    [LoggerMessage(4, LogLevel.Warning, "Lease {LeaseId} lost: {Reason}")]
+    public static partial void LeaseLost(ILogger logger, string leaseId, string reason);
+
+    [LoggerMessage(5, LogLevel.Information, "Preempting lease {LeaseId} of tenant {Tenant} for a request of class {Class} from tenant {Requester}")]
+    public static partial void Preempting(ILogger logger, string leaseId, string tenant, string @class, string requester);
+
+    [LoggerMessage(6, LogLevel.Warning, "Watch of {Prefix} restarts: {Reason}")]
+    public static partial void WatchRestart(ILogger logger, string prefix, string reason);
+
+    [LoggerMessage(7, LogLevel.Warning, "A store write failed and will be retried by the next change or tick: {Reason}")]
+    public static partial void StoreWriteFailed(ILogger logger, string reason);
+
+    [LoggerMessage(8, LogLevel.Information, "This replica ({Endpoint}) leads the pool (term {Term})")]
+    public static partial void Leading(ILogger logger, string endpoint, long term);
+
+    [LoggerMessage(9, LogLevel.Warning, "This replica ({Endpoint}) lost the leadership")]
+    public static partial void LostLeadership(ILogger logger, string endpoint);
+
+    [LoggerMessage(10, LogLevel.Warning, "Leader election failed, retrying: {Reason}")]
+    public static partial void ElectionFailed(ILogger logger, string reason);
 }

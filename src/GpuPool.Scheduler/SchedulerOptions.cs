@@ -22,6 +22,24 @@ public sealed class SchedulerOptions
 
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
+    /// <summary>When true, a tenant with no quota record gets an unlimited one (a one-machine pool); when false it is refused.</summary>
+    public bool OpenTenants { get; set; }
+
+    /// <summary>How long a preempted lease's holder has, after being told, before the lease is revoked.</summary>
+    public TimeSpan PreemptionGrace { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How often the leader re-decides waiting requests and checks preemption deadlines.</summary>
+    public TimeSpan TickInterval { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>The leader lock's session TTL: how long a dead leader blocks a standby at most.</summary>
+    public TimeSpan LeaderTtl { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The admin credential (a bearer token) that quota, priority and drain writes need; null refuses every admin write.</summary>
+    public string? AdminToken { get; set; }
+
+    /// <summary>The endpoint other replicas forward allocations to; defaults to the address this replica listens on.</summary>
+    public string? AdvertisedEndpoint { get; set; }
+
     internal void Validate()
     {
         if (DefaultLeaseTtl < TimeSpan.FromSeconds(1) || DefaultLeaseTtl > MaxLeaseTtl)
@@ -32,6 +50,11 @@ public sealed class SchedulerOptions
         if (TokenLifetime < TimeSpan.FromSeconds(1))
         {
             throw new ArgumentException($"TokenLifetime {TokenLifetime} must be at least 1 s", nameof(TokenLifetime));
+        }
+
+        if (PreemptionGrace < TimeSpan.Zero || TickInterval <= TimeSpan.Zero || LeaderTtl < TimeSpan.FromSeconds(1))
+        {
+            throw new ArgumentException($"PreemptionGrace {PreemptionGrace} must not be negative, TickInterval {TickInterval} must be positive and LeaderTtl {LeaderTtl} at least 1 s");
         }
 
         if (Port is < 0 or > 65535)

@@ -30,7 +30,7 @@ internal sealed class BenchPool : IAsyncDisposable
     {
         var key = LeaseToken.CreateKey();
         var store = new EmbeddedClusterStore();
-        var scheduler = await SchedulerHost.StartAsync(new SchedulerOptions { Port = 0, SigningKey = key }, store, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var scheduler = await SchedulerHost.StartAsync(new SchedulerOptions { Port = 0, SigningKey = key, OpenTenants = true }, store, cancellationToken: cancellationToken).ConfigureAwait(false);
         var broker = await BrokerHost.StartAsync(
             new BrokerOptions
             {

@@ -42,6 +42,7 @@ internal static class UpCommand
                 DeviceMemory = parse.GetValue(memory),
                 LeaseTtl = parse.GetValue(ttl),
                 KeyPath = CliPaths.SchedulerKey,
+                AdminToken = CliPaths.LoadOrCreateAdminToken(),
             };
 
             await using var pool = await LocalPool.StartAsync(options, loggerFactory, cancellationToken);

@@ -21,6 +21,60 @@ internal static class CliPaths
 
     public static string SchedulerKey => Path.Combine(ConfigDir, "scheduler-key.pem");
 
+    /// <summary>The admin credential of the pool <c>gpupool up</c> runs; admin commands read it from here.</summary>
+    public static string AdminTokenFile => Path.Combine(ConfigDir, "admin-token");
+
+    /// <summary>Reads the admin credential, making a random one (readable by the owner only) when there is none.</summary>
+    public static string LoadOrCreateAdminToken()
+    {
+        var path = AdminTokenFile;
+        if (File.Exists(path))
+        {
+            return File.ReadAllText(path).Trim();
+        }
+
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var token = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
+        var temp = path + ".tmp";
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        using (var writer = new StreamWriter(temp, System.Text.Encoding.ASCII, options))
+        {
+            writer.Write(token);
+        }
+
+        File.Move(temp, path, overwrite: true);
+        return token;
+    }
+
+    /// <summary>--admin-token if given, else $GPUPOOL_ADMIN_TOKEN, else the token file of the local pool (null when none).</summary>
+    public static string? ResolveAdminToken(string? option)
+    {
+        if (!string.IsNullOrWhiteSpace(option))
+        {
+            return option.Trim();
+        }
+
+        var env = Environment.GetEnvironmentVariable("GPUPOOL_ADMIN_TOKEN");
+        if (!string.IsNullOrWhiteSpace(env))
+        {
+            return env.Trim();
+        }
+
+        try
+        {
+            return File.ReadAllText(AdminTokenFile).Trim();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Written by <c>gpupool up</c> so that other commands find the pool without --scheduler.</summary>
     public static string SchedulerEndpointFile => Path.Combine(ConfigDir, "scheduler-endpoint");
 

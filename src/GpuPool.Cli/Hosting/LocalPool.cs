@@ -33,6 +33,9 @@ internal sealed record LocalPoolOptions
 
     /// <summary>Where the scheduler's key pair lives; null makes a throwaway key (the demo).</summary>
     public string? KeyPath { get; init; }
+
+    /// <summary>The admin credential quota, priority and drain changes need; null refuses them.</summary>
+    public string? AdminToken { get; init; }
 }
 
 /// <summary>
@@ -72,7 +75,17 @@ internal sealed class LocalPool : IAsyncDisposable
         try
         {
             scheduler = await SchedulerHost.StartAsync(
-                new SchedulerOptions { ListenAddress = options.Listen, Port = options.SchedulerPort, SigningKey = key, DefaultLeaseTtl = options.LeaseTtl },
+                new SchedulerOptions
+                {
+                    ListenAddress = options.Listen,
+                    Port = options.SchedulerPort,
+                    SigningKey = key,
+                    DefaultLeaseTtl = options.LeaseTtl,
+                    AdminToken = options.AdminToken,
+
+                    // One machine: a tenant without a quota may use the whole pool until an admin sets one.
+                    OpenTenants = true,
+                },
                 store, loggerFactory, cancellationToken).ConfigureAwait(false);
             var publicKey = LeaseToken.ImportPem(LeaseToken.ExportPublicPem(key));
             var broker = await BrokerHost.StartAsync(

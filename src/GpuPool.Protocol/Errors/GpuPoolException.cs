@@ -69,7 +69,7 @@ public sealed class GpuPoolException : Exception
     public static StatusCode ToStatusCode(ErrorCode code) => code switch
     {
         ErrorCode.InvalidArgument or ErrorCode.InvalidAddress => StatusCode.InvalidArgument,
-        ErrorCode.OutOfMemory or ErrorCode.ResourceExhausted => StatusCode.ResourceExhausted,
+        ErrorCode.OutOfMemory or ErrorCode.ResourceExhausted or ErrorCode.QuotaExceeded => StatusCode.ResourceExhausted,
         ErrorCode.NotFound => StatusCode.NotFound,
         ErrorCode.Unauthenticated => StatusCode.Unauthenticated,
         ErrorCode.PermissionDenied => StatusCode.PermissionDenied,

@@ -1,22 +1,44 @@
-using GpuPool.Coordination;
 using GpuPool.Protocol.V1;
 using GpuPool.Scheduler.Leases;
-using GpuPool.Scheduler.Placement;
 using Grpc.Core;
 
 namespace GpuPool.Scheduler.Admin;
 
-/// <summary>The admin API: what the pool has and who holds it.</summary>
-internal sealed class AdminService(IClusterStore store) : Protocol.V1.Admin.AdminBase
+/// <summary>The admin API over gRPC: reads the credential from the call's metadata; <see cref="AdminCore"/> does the work.</summary>
+internal sealed class AdminService(AdminCore core) : Protocol.V1.Admin.AdminBase
 {
+    private const string BearerPrefix = "Bearer ";
+
     public override Task<ClusterView> ListCluster(ListClusterRequest request, ServerCallContext context)
-        => LeaseService.Map(async () =>
-        {
-            var state = await ClusterState.ReadAsync(store, context.CancellationToken).ConfigureAwait(false);
-            var view = new ClusterView();
-            view.Brokers.AddRange(state.Brokers);
-            view.Devices.AddRange(state.Devices());
-            view.Leases.AddRange(state.Leases);
-            return view;
-        });
+        => LeaseService.Map(() => core.ListClusterAsync(context.CancellationToken));
+
+    public override Task<Quota> SetQuota(SetQuotaRequest request, ServerCallContext context)
+        => LeaseService.Map(() => core.SetQuotaAsync(request.Quota, Credential(context), context.CancellationToken));
+
+    public override Task<Quota> GetQuota(GetQuotaRequest request, ServerCallContext context)
+        => LeaseService.Map(() => core.GetQuotaAsync(request.Tenant, context.CancellationToken));
+
+    public override Task<ListQuotasReply> ListQuotas(ListQuotasRequest request, ServerCallContext context)
+        => LeaseService.Map(async () => new ListQuotasReply { Quotas = { await core.ListQuotasAsync(context.CancellationToken).ConfigureAwait(false) } });
+
+    public override Task<DeleteReply> DeleteQuota(GetQuotaRequest request, ServerCallContext context)
+        => LeaseService.Map(async () => new DeleteReply { Deleted = await core.DeleteQuotaAsync(request.Tenant, Credential(context), context.CancellationToken).ConfigureAwait(false) });
+
+    public override Task<PriorityClass> SetPriorityClass(SetPriorityClassRequest request, ServerCallContext context)
+        => LeaseService.Map(() => core.SetPriorityClassAsync(request.Class, Credential(context), context.CancellationToken));
+
+    public override Task<ListPriorityClassesReply> ListPriorityClasses(ListPriorityClassesRequest request, ServerCallContext context)
+        => LeaseService.Map(async () => new ListPriorityClassesReply { Classes = { await core.ListPriorityClassesAsync(context.CancellationToken).ConfigureAwait(false) } });
+
+    public override Task<DeleteReply> DeletePriorityClass(DeletePriorityClassRequest request, ServerCallContext context)
+        => LeaseService.Map(async () => new DeleteReply { Deleted = await core.DeletePriorityClassAsync(request.Name, Credential(context), context.CancellationToken).ConfigureAwait(false) });
+
+    public override Task<DrainReply> Drain(DrainRequest request, ServerCallContext context)
+        => LeaseService.Map(() => core.DrainAsync(request.BrokerId, request.Undo, Credential(context), context.CancellationToken));
+
+    private static string? Credential(ServerCallContext context)
+    {
+        var header = context.RequestHeaders.GetValue("authorization");
+        return header is not null && header.StartsWith(BearerPrefix, StringComparison.Ordinal) ? header[BearerPrefix.Length..] : header;
+    }
 }

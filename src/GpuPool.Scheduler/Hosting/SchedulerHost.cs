@@ -9,43 +9,72 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 namespace GpuPool.Scheduler.Hosting;
 
-/// <summary>A running scheduler: the lease and admin APIs over gRPC. Dispose to stop it.</summary>
+/// <summary>
+/// A running scheduler replica: the lease and admin APIs over gRPC, and its part in the leader election.
+/// Any number of replicas may share one store; one leads and allocates, the others forward to it. Dispose
+/// to stop (a leader resigns, so a standby takes over at once).
+/// </summary>
 public sealed class SchedulerHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private readonly Leadership _leadership;
+    private readonly LeaseManager _leases;
     private int _disposed;
 
-    private SchedulerHost(WebApplication app, string endpoint, LeaseManager leases)
+    private SchedulerHost(WebApplication app, string endpoint, Leadership leadership, LeaseManager leases)
     {
         _app = app;
         Endpoint = endpoint;
-        Leases = leases;
+        _leadership = leadership;
+        _leases = leases;
     }
 
     /// <summary>Where clients ask for leases, for example http://127.0.0.1:7070.</summary>
     public string Endpoint { get; }
 
-    public LeaseManager Leases { get; }
+    /// <summary>Whether this replica leads the pool now.</summary>
+    public bool IsLeader => _leadership.Current is not null;
 
     public static async Task<SchedulerHost> StartAsync(SchedulerOptions options, IClusterStore store, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(store);
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
-        var manager = new LeaseManager(options, store, loggerFactory.CreateLogger<LeaseManager>());
+        var logger = loggerFactory.CreateLogger<SchedulerHost>();
+
+        // The services need the leadership, which needs the endpoint Kestrel picks: late-bound through a box.
+        var box = new StrongBox<Leadership>();
+        var manager = new LeaseManager(options, store, () => box.Value?.Current);
+        var admin = new AdminCore(options, store, () => box.Value?.Current);
         var (app, endpoint) = await GrpcServerHost.StartAsync(
             options.ListenAddress,
             options.Port,
             4 << 20,
             loggerFactory,
-            services => services.AddSingleton(manager).AddSingleton(store),
+            services => services.AddSingleton(manager).AddSingleton(admin),
             app =>
             {
                 app.MapGrpcService<LeaseService>();
                 app.MapGrpcService<AdminService>();
             },
             cancellationToken).ConfigureAwait(false);
-        return new SchedulerHost(app, endpoint, manager);
+
+        options.AdvertisedEndpoint ??= endpoint;
+        var leadership = new Leadership(options, store, options.AdvertisedEndpoint, logger);
+        box.Value = leadership;
+        var host = new SchedulerHost(app, endpoint, leadership, manager);
+        try
+        {
+            await leadership.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await host.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        return host;
     }
 
     public async ValueTask DisposeAsync()
@@ -55,7 +84,15 @@ public sealed class SchedulerHost : IAsyncDisposable
             return;
         }
 
+        await _leadership.DisposeAsync().ConfigureAwait(false);
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
+        _leases.Dispose();
+    }
+
+    private sealed class StrongBox<T>
+        where T : class
+    {
+        public volatile T? Value;
     }
 }

@@ -1,87 +1,65 @@
-using System.Security.Cryptography;
-using Google.Protobuf;
+using System.Collections.Concurrent;
 using Google.Protobuf.WellKnownTypes;
 using GpuPool.Coordination;
-using GpuPool.Protocol;
+using GpuPool.Coordination.Election;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.Tokens;
 using GpuPool.Protocol.V1;
-using GpuPool.Scheduler.Placement;
-using Microsoft.Extensions.Logging;
+using GpuPool.Scheduler.Policy;
+using Grpc.Core;
+using Grpc.Net.Client;
 
 namespace GpuPool.Scheduler.Leases;
 
 /// <summary>
-/// Grants, renews and ends leases. A lease is a record under leases/{id} bound to a store session whose
-/// TTL is the lease's: keepalives renew the session, and when they stop the store deletes the record,
-/// which is how brokers and placement learn that the capacity is free again.
+/// The lease API's core: validates requests, hands allocations to the leader's <see cref="Allocator"/> (or
+/// forwards them to the replica that leads), and renews and ends leases — which any replica can do, since
+/// a lease is a record under leases/{id} bound to a store session whose TTL is the lease's. Keepalives renew
+/// the session; when they stop the store deletes the record, which is how brokers and placement learn that
+/// the capacity is free again.
 /// </summary>
-public sealed class LeaseManager
+public sealed class LeaseManager : IDisposable
 {
+    /// <summary>Marks a call one replica forwarded to another, so a call is forwarded once at most.</summary>
+    public const string ForwardedHeader = "gpupool-forwarded";
+
+    private static readonly TimeSpan MaxWait = TimeSpan.FromHours(1);
+
     private readonly SchedulerOptions _options;
     private readonly IClusterStore _store;
-    private readonly ILogger _logger;
+    private readonly Func<Allocator?> _leader;
+    private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
 
-    // Placement reads the whole pool and writes one record; one scheduler serializes it here, and the
-    // create-only put guards the record itself. Multi-replica placement uses store transactions (issue 4).
-    private readonly SemaphoreSlim _placementGate = new(1, 1);
-
-    public LeaseManager(SchedulerOptions options, IClusterStore store, ILogger logger)
+    internal LeaseManager(SchedulerOptions options, IClusterStore store, Func<Allocator?> leader)
     {
         _options = options;
         _store = store;
-        _logger = logger;
+        _leader = leader;
     }
 
-    public async Task<AllocateReply> AllocateAsync(AllocateRequest request, CancellationToken cancellationToken)
+    public async Task<AllocateReply> AllocateAsync(AllocateRequest request, bool forwarded, CancellationToken cancellationToken)
     {
-        var tenant = string.IsNullOrWhiteSpace(request.Tenant) ? "default" : request.Tenant.Trim();
-        var ttl = Validate(request, tenant);
-        await _placementGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var normalized = Normalize(request);
+        if (_leader() is { } allocator)
+        {
+            return await allocator.AllocateAsync(normalized, cancellationToken).ConfigureAwait(false);
+        }
+
+        var leader = await LeaderElection.GetLeaderAsync(_store, StoreKeys.Leader, cancellationToken).ConfigureAwait(false);
+        if (forwarded || leader is null || leader == _options.AdvertisedEndpoint)
+        {
+            throw new GpuPoolException(ErrorCode.Unavailable, "no scheduler replica leads the pool right now (an election is under way); retry in a few seconds");
+        }
+
+        var client = new Protocol.V1.Leases.LeasesClient(_channels.GetOrAdd(leader, static e => GrpcChannel.ForAddress(e)));
         try
         {
-            var state = await ClusterState.ReadAsync(_store, cancellationToken).ConfigureAwait(false);
-            var device = SlicePlacer.Place(state.Devices(), state.Brokers, request.MemoryBytes, request.ComputeShare, request.DeviceModel);
-            if (device is null)
-            {
-                var reason = NoRoom(state, request);
-                Log.AllocationRefused(_logger, tenant, reason);
-                throw new GpuPoolException(ErrorCode.ResourceExhausted, reason);
-            }
-
-            var broker = state.Brokers.First(b => b.BrokerId == device.BrokerId);
-            var session = await _store.CreateSessionAsync(ttl, cancellationToken).ConfigureAwait(false);
-            var now = _options.TimeProvider.GetUtcNow();
-            var record = new LeaseRecord
-            {
-                LeaseId = "l-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)),
-                Tenant = tenant,
-                BrokerId = broker.BrokerId,
-                BrokerEndpoint = broker.Endpoint,
-                DeviceIndex = device.Device.Index,
-                MemoryBytes = request.MemoryBytes,
-                ComputeShare = request.ComputeShare,
-                PriorityClass = request.PriorityClass,
-                Created = Timestamp.FromDateTimeOffset(now),
-                TtlSeconds = (uint)ttl.TotalSeconds,
-                StoreSession = session.Id,
-                BrokerFastPathTcp = broker.FastPathTcp,
-                BrokerFastPathUnix = broker.FastPathUnix,
-                BrokerHost = broker.Host,
-            };
-            var put = await _store.PutAsync(ClusterState.LeasePrefix + record.LeaseId, record.ToByteArray(), expectedModRevision: 0, sessionId: session.Id, cancellationToken: cancellationToken).ConfigureAwait(false);
-            if (!put.Succeeded)
-            {
-                await _store.RevokeSessionAsync(session.Id, CancellationToken.None).ConfigureAwait(false);
-                throw new GpuPoolException(ErrorCode.Internal, $"lease id {record.LeaseId} collided with an existing lease; try again");
-            }
-
-            Log.LeaseGranted(_logger, record.LeaseId, tenant, record.BrokerId, record.DeviceIndex, record.MemoryBytes, record.ComputeShare);
-            return new AllocateReply { Lease = record, Token = Sign(record, now), Expires = Timestamp.FromDateTimeOffset(now + ttl) };
+            var timeout = TimeSpan.FromMilliseconds(normalized.WaitTimeoutMs) + _options.PreemptionGrace * 2 + TimeSpan.FromSeconds(30);
+            return await client.AllocateAsync(normalized, new Metadata { { ForwardedHeader, "1" } }, _options.TimeProvider.GetUtcNow().UtcDateTime + timeout, cancellationToken).ConfigureAwait(false);
         }
-        finally
+        catch (RpcException ex)
         {
-            _placementGate.Release();
+            throw GpuPoolException.FromRpc(ex, $"the leading scheduler replica at {leader}");
         }
     }
 
@@ -90,35 +68,70 @@ public sealed class LeaseManager
         var record = await AuthorizeAsync(request.LeaseId, request.Token, cancellationToken).ConfigureAwait(false);
         if (!await _store.KeepAliveAsync(record.StoreSession, cancellationToken).ConfigureAwait(false))
         {
-            throw Ended(request.LeaseId);
+            throw await EndedAsync(request.LeaseId, cancellationToken).ConfigureAwait(false);
         }
 
         var now = _options.TimeProvider.GetUtcNow();
-        return new KeepAliveReply { Expires = Timestamp.FromDateTimeOffset(now + TimeSpan.FromSeconds(record.TtlSeconds)), Token = Sign(record, now) };
+        var reply = new KeepAliveReply { Expires = Timestamp.FromDateTimeOffset(now + TimeSpan.FromSeconds(record.TtlSeconds)), Token = Sign(_options, record, now) };
+        if (record.PreemptDeadline is not null)
+        {
+            reply.PreemptDeadline = record.PreemptDeadline;
+            reply.PreemptReason = record.PreemptReason;
+        }
+
+        return reply;
     }
 
     public async Task ReleaseAsync(ReleaseRequest request, CancellationToken cancellationToken)
     {
         var record = await AuthorizeAsync(request.LeaseId, request.Token, cancellationToken).ConfigureAwait(false);
         await _store.RevokeSessionAsync(record.StoreSession, cancellationToken).ConfigureAwait(false);
-        Log.LeaseReleased(_logger, record.LeaseId);
     }
 
-    private TimeSpan Validate(AllocateRequest request, string tenant)
+    public void Dispose()
     {
-        if (tenant.Length > 128 || tenant.Contains('/', StringComparison.Ordinal))
+        foreach (var channel in _channels.Values)
+        {
+            channel.Dispose();
+        }
+    }
+
+    /// <summary>Checks the request's fields and fills in defaults; what depends on the pool's state is the allocator's.</summary>
+    private AllocateRequest Normalize(AllocateRequest request)
+    {
+        var normalized = request.Clone();
+        normalized.Tenant = string.IsNullOrWhiteSpace(request.Tenant) ? "default" : request.Tenant.Trim();
+        if (normalized.Tenant.Length > 128 || normalized.Tenant.Contains('/', StringComparison.Ordinal))
         {
             throw new GpuPoolException(ErrorCode.InvalidArgument, "tenant must be at most 128 characters and contain no '/'");
         }
 
-        if (request.MemoryBytes == 0)
-        {
-            throw new GpuPoolException(ErrorCode.InvalidArgument, "memory_bytes must be at least 1 byte (for example --memory 512MiB)");
-        }
+        normalized.PriorityClass = string.IsNullOrWhiteSpace(request.PriorityClass) ? PriorityClasses.DefaultName : request.PriorityClass.Trim();
+        PriorityClasses.ValidateName(normalized.PriorityClass, "priority class");
 
-        if (request.ComputeShare is < 1 or > 1000)
+        if (request.WholeDevices > 0)
         {
-            throw new GpuPoolException(ErrorCode.InvalidArgument, $"compute_share must be 1..1000 milli-GPU (1000 = a whole device), not {request.ComputeShare}");
+            if (request.MemoryBytes != 0 || request.ComputeShare != 0)
+            {
+                throw new GpuPoolException(ErrorCode.InvalidArgument, "ask for either a slice (memory_bytes and compute_share) or whole devices (whole_devices), not both");
+            }
+
+            if (request.WholeDevices > 64)
+            {
+                throw new GpuPoolException(ErrorCode.InvalidArgument, $"whole_devices {request.WholeDevices} is more than the 64 devices one host can have");
+            }
+        }
+        else
+        {
+            if (request.MemoryBytes == 0)
+            {
+                throw new GpuPoolException(ErrorCode.InvalidArgument, "memory_bytes must be at least 1 byte (for example --memory 512MiB)");
+            }
+
+            if (request.ComputeShare is < 1 or > 1000)
+            {
+                throw new GpuPoolException(ErrorCode.InvalidArgument, $"compute_share must be 1..1000 milli-GPU (1000 = a whole device), not {request.ComputeShare}");
+            }
         }
 
         var ttl = request.TtlSeconds == 0 ? _options.DefaultLeaseTtl : TimeSpan.FromSeconds(request.TtlSeconds);
@@ -127,7 +140,13 @@ public sealed class LeaseManager
             throw new GpuPoolException(ErrorCode.InvalidArgument, $"ttl_seconds {request.TtlSeconds} is longer than this pool's maximum of {(int)_options.MaxLeaseTtl.TotalSeconds}");
         }
 
-        return ttl;
+        normalized.TtlSeconds = (uint)Math.Ceiling(ttl.TotalSeconds);
+        if (TimeSpan.FromMilliseconds(request.WaitTimeoutMs) > MaxWait)
+        {
+            throw new GpuPoolException(ErrorCode.InvalidArgument, $"wait_timeout_ms {request.WaitTimeoutMs} is longer than the most a request may wait ({(int)MaxWait.TotalSeconds} s)");
+        }
+
+        return normalized;
     }
 
     private async Task<LeaseRecord> AuthorizeAsync(string leaseId, string token, CancellationToken cancellationToken)
@@ -138,30 +157,25 @@ public sealed class LeaseManager
             throw new GpuPoolException(ErrorCode.PermissionDenied, $"the token was issued for lease {claims.LeaseId}, not for lease {leaseId}");
         }
 
-        var entry = await _store.GetAsync(ClusterState.LeasePrefix + leaseId, cancellationToken).ConfigureAwait(false);
-        return entry is null ? throw Ended(leaseId) : LeaseRecord.Parser.ParseFrom(entry.Value.Span);
+        var entry = await _store.GetAsync(StoreKeys.Leases + leaseId, cancellationToken).ConfigureAwait(false);
+        return entry is null ? throw await EndedAsync(leaseId, cancellationToken).ConfigureAwait(false) : LeaseRecord.Parser.ParseFrom(entry.Value.Span);
     }
 
-    private string Sign(LeaseRecord record, DateTimeOffset now)
+    internal static string Sign(SchedulerOptions options, LeaseRecord record, DateTimeOffset now)
         => LeaseToken.Sign(
-            new LeaseClaims(record.LeaseId, record.Tenant, record.BrokerId, record.DeviceIndex, record.MemoryBytes, record.ComputeShare, (now + _options.TokenLifetime).ToUnixTimeMilliseconds()),
-            _options.SigningKey);
+            new LeaseClaims(record.LeaseId, record.Tenant, record.BrokerId, record.DeviceIndex, record.MemoryBytes, record.ComputeShare, (now + options.TokenLifetime).ToUnixTimeMilliseconds()),
+            options.SigningKey);
 
-    private static GpuPoolException Ended(string leaseId)
-        => new(ErrorCode.LeaseEnded, $"lease {leaseId} has ended (released or expired after its keepalives stopped): allocate a new lease");
-
-    private static string NoRoom(ClusterState state, AllocateRequest request)
+    /// <summary>The error for a lease that is gone: with the reason when the scheduler ended it (preempted, broker lost).</summary>
+    private async Task<GpuPoolException> EndedAsync(string leaseId, CancellationToken cancellationToken)
     {
-        var devices = state.Devices();
-        if (devices.Count == 0)
+        var tombstone = await _store.GetAsync(StoreKeys.Tombstones + leaseId, cancellationToken).ConfigureAwait(false);
+        if (tombstone is not null)
         {
-            return "no broker is registered with this pool: start one (gpupool up, or gpupool broker)";
+            var reason = LeaseTombstone.Parser.ParseFrom(tombstone.Value.Span).Reason;
+            return new GpuPoolException(ErrorCode.LeaseEnded, $"lease {leaseId} has ended: {reason}; allocate a new lease");
         }
 
-        var largest = devices.Max(d => d.Device.MemoryTotalBytes - Math.Min(d.Device.MemoryTotalBytes, d.MemoryLeasedBytes));
-        var share = devices.Max(d => d.Device.ComputeCapacity - Math.Min(d.Device.ComputeCapacity, d.ComputeLeased));
-        return $"no device has room for {Units.FormatBytes(request.MemoryBytes)} with compute share {request.ComputeShare}"
-            + (string.IsNullOrEmpty(request.DeviceModel) ? "" : $" of model '{request.DeviceModel}'")
-            + $": the most free memory on one device is {Units.FormatBytes(largest)} and the most free share is {share}";
+        return new GpuPoolException(ErrorCode.LeaseEnded, $"lease {leaseId} has ended (released or expired after its keepalives stopped): allocate a new lease");
     }
 }

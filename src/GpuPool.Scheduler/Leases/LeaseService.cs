@@ -8,7 +8,7 @@ namespace GpuPool.Scheduler.Leases;
 internal sealed class LeaseService(LeaseManager manager) : Protocol.V1.Leases.LeasesBase
 {
     public override Task<AllocateReply> Allocate(AllocateRequest request, ServerCallContext context)
-        => Map(() => manager.AllocateAsync(request, context.CancellationToken));
+        => Map(() => manager.AllocateAsync(request, context.RequestHeaders.Get(LeaseManager.ForwardedHeader) is not null, context.CancellationToken));
 
     public override Task<KeepAliveReply> KeepAlive(KeepAliveRequest request, ServerCallContext context)
         => Map(() => manager.KeepAliveAsync(request, context.CancellationToken));

@@ -6,8 +6,8 @@ namespace GpuPool.Scheduler.Placement;
 /// <summary>A snapshot of the pool read from the store: live brokers, their devices, and the leases on each device.</summary>
 public sealed class ClusterState
 {
-    public const string BrokerPrefix = "brokers/";
-    public const string LeasePrefix = "leases/";
+    public const string BrokerPrefix = Policy.StoreKeys.Brokers;
+    public const string LeasePrefix = Policy.StoreKeys.Leases;
 
     public required IReadOnlyList<BrokerRecord> Brokers { get; init; }
 

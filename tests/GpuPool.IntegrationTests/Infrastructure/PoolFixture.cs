@@ -33,6 +33,9 @@ public class PoolFixture : IAsyncLifetime
     /// <summary>The scheduler's signing key: tests sign their own (expired, misdirected) tokens with it.</summary>
     public ECDsa SigningKey { get; } = LeaseToken.CreateKey();
 
+    /// <summary>The admin credential of this pool's scheduler.</summary>
+    public string AdminToken { get; } = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+
     public CpuBackend Backend { get; } = new(deviceCount: 1, memoryPerDevice: DeviceMemory);
 
     public IDevice Device => Backend.Devices[0];
@@ -55,7 +58,7 @@ public class PoolFixture : IAsyncLifetime
     {
         _store = new EmbeddedClusterStore();
         _scheduler = await SchedulerHost.StartAsync(
-            new SchedulerOptions { Port = 0, SigningKey = SigningKey, DefaultLeaseTtl = LeaseTtl },
+            new SchedulerOptions { Port = 0, SigningKey = SigningKey, DefaultLeaseTtl = LeaseTtl, OpenTenants = true, AdminToken = AdminToken },
             _store);
         var options = new BrokerOptions
         {

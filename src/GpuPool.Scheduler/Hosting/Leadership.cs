@@ -1,0 +1,113 @@
+using GpuPool.Coordination;
+using GpuPool.Coordination.Election;
+using GpuPool.Scheduler.Leases;
+using GpuPool.Scheduler.Policy;
+using Microsoft.Extensions.Logging;
+
+namespace GpuPool.Scheduler.Hosting;
+
+/// <summary>
+/// Runs this replica's part in the leader election: campaigns through the store's lock, runs an
+/// <see cref="Allocator"/> while it leads, and stops it (failing what waits, so clients retry elsewhere)
+/// the moment the term is lost. A standby serves reads and forwards allocations to the leader.
+/// </summary>
+internal sealed class Leadership : IAsyncDisposable
+{
+    private readonly SchedulerOptions _options;
+    private readonly IClusterStore _store;
+    private readonly string _endpoint;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly TaskCompletionSource _settled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Task? _loop;
+    private volatile Allocator? _current;
+
+    public Leadership(SchedulerOptions options, IClusterStore store, string endpoint, ILogger logger)
+    {
+        _options = options;
+        _store = store;
+        _endpoint = endpoint;
+        _logger = logger;
+    }
+
+    /// <summary>The allocator while this replica leads; null while it stands by.</summary>
+    public Allocator? Current => _current;
+
+    /// <summary>Starts campaigning; completes when this replica leads or another replica is known to.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        _loop = Task.Run(() => LoopAsync(_stop.Token), CancellationToken.None);
+        while (!_settled.Task.IsCompleted)
+        {
+            var leader = await LeaderElection.GetLeaderAsync(_store, StoreKeys.Leader, cancellationToken).ConfigureAwait(false);
+            if (leader is not null && leader != _endpoint)
+            {
+                return;
+            }
+
+            await Task.WhenAny(_settled.Task, Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken)).ConfigureAwait(false);
+        }
+    }
+
+    private async Task LoopAsync(CancellationToken cancellationToken)
+    {
+        var election = new LeaderElection(_store, StoreKeys.Leader, _endpoint, _options.LeaderTtl, _options.TimeProvider);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            LeaderTerm? term = null;
+            Allocator? allocator = null;
+            try
+            {
+                term = await election.CampaignAsync(cancellationToken).ConfigureAwait(false);
+                using var leading = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, term.Lost);
+                allocator = new Allocator(_options, _store, term, _logger);
+                await allocator.StartAsync(leading.Token).ConfigureAwait(false);
+                _current = allocator;
+                _settled.TrySetResult();
+                Log.Leading(_logger, _endpoint, term.Revision);
+                await Task.Delay(Timeout.Infinite, leading.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+            }
+            catch (OperationCanceledException) when (term?.IsLost == true)
+            {
+                Log.LostLeadership(_logger, _endpoint);
+            }
+            catch (Exception ex) when (ex is StoreUnavailableException or StoreSessionNotFoundException)
+            {
+                Log.ElectionFailed(_logger, ex.Message);
+                await Task.Delay(_options.TickInterval, _options.TimeProvider, CancellationToken.None).ConfigureAwait(false);
+            }
+            finally
+            {
+                _current = null;
+                if (allocator is not null)
+                {
+                    await allocator.DisposeAsync().ConfigureAwait(false);
+                }
+
+                if (term is not null)
+                {
+                    await term.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_stop.IsCancellationRequested)
+        {
+            return;
+        }
+
+        await _stop.CancelAsync().ConfigureAwait(false);
+        if (_loop is not null)
+        {
+            await _loop.ConfigureAwait(false);
+        }
+
+        _stop.Dispose();
+    }
+}

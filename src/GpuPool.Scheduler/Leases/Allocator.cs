@@ -1,0 +1,836 @@
+using System.Security.Cryptography;
+using System.Threading.Channels;
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using GpuPool.Coordination;
+using GpuPool.Coordination.Election;
+using GpuPool.Protocol;
+using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.V1;
+using GpuPool.Scheduler.Placement;
+using GpuPool.Scheduler.Policy;
+using Microsoft.Extensions.Logging;
+
+namespace GpuPool.Scheduler.Leases;
+
+/// <summary>
+/// The leader's allocation engine. One loop owns the <see cref="PoolModel"/>, the quotas, the priority classes
+/// and the queue; it takes work from a channel (requests, store changes, ticks) in batches, decides every
+/// waiting request in priority order, and commits the grants of a batch concurrently. Every commit is a
+/// store transaction fenced by the leader's term, so a deposed leader writes nothing; the model is charged
+/// before the commit, so two requests of one batch never take the same room.
+/// </summary>
+internal sealed class Allocator : IAsyncDisposable
+{
+    private const int MaxBatch = 512;
+
+    private readonly SchedulerOptions _options;
+    private readonly IClusterStore _store;
+    private readonly LeaderTerm? _term;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly Channel<Work> _work = Channel.CreateUnbounded<Work>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Task> _loops = [];
+
+    private readonly PoolModel _model = new();
+    private readonly Dictionary<string, Quota> _quotas = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, PriorityClass> _classes = new(StringComparer.Ordinal);
+    private readonly List<Pending> _pending = [];
+
+    /// <summary>Victims being preempted: lease id → when the broker and the scheduler revoke it.</summary>
+    private readonly Dictionary<string, DateTimeOffset> _evicting = new(StringComparer.Ordinal);
+
+    private readonly HashSet<string> _loaded = new(StringComparer.Ordinal);
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _sequence;
+    private ITimer? _ticker;
+
+    public Allocator(SchedulerOptions options, IClusterStore store, LeaderTerm? term, ILogger logger)
+    {
+        _options = options;
+        _store = store;
+        _term = term;
+        _logger = logger;
+        _time = options.TimeProvider;
+    }
+
+    private static readonly string[] WatchedPrefixes = [StoreKeys.Brokers, StoreKeys.Leases, StoreKeys.Quotas, StoreKeys.Priorities, StoreKeys.Draining];
+
+    /// <summary>Starts the loops; completes when the first listing of every prefix has been applied.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await SeedPriorityClassesAsync(cancellationToken).ConfigureAwait(false);
+        _loops.Add(Task.Run(() => RunAsync(_stop.Token), CancellationToken.None));
+        foreach (var prefix in WatchedPrefixes)
+        {
+            _loops.Add(Task.Run(() => WatchAsync(prefix, _stop.Token), CancellationToken.None));
+        }
+
+        using (ExecutionContext.SuppressFlow())
+        {
+            _ticker = _time.CreateTimer(static s => ((Allocator)s!)._work.Writer.TryWrite(Tick.Instance), this, _options.TickInterval, _options.TickInterval);
+        }
+
+        await _ready.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<AllocateReply> AllocateAsync(AllocateRequest request, CancellationToken cancellationToken)
+    {
+        var work = new AllocateWork(request, _time.GetUtcNow());
+        if (!_work.Writer.TryWrite(work))
+        {
+            throw NotLeading();
+        }
+
+        using var registration = cancellationToken.Register(static w => ((AllocateWork)w!).Reply.TrySetCanceled(), work);
+        return await work.Reply.Task.ConfigureAwait(false);
+    }
+
+    public async Task<ClusterView> SnapshotAsync(CancellationToken cancellationToken)
+    {
+        var work = new SnapshotWork();
+        if (!_work.Writer.TryWrite(work))
+        {
+            throw NotLeading();
+        }
+
+        return await work.Reply.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_stop.IsCancellationRequested)
+        {
+            return;
+        }
+
+        _work.Writer.TryComplete();
+        await _stop.CancelAsync().ConfigureAwait(false);
+        if (_ticker is not null)
+        {
+            await _ticker.DisposeAsync().ConfigureAwait(false);
+        }
+
+        try
+        {
+            await Task.WhenAll(_loops).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        // Whatever was still waiting learns that this replica stopped leading.
+        while (_work.Reader.TryRead(out var left))
+        {
+            Fail(left, NotLeading());
+        }
+
+        foreach (var pending in _pending)
+        {
+            pending.Work.Reply.TrySetException(NotLeading());
+        }
+
+        _pending.Clear();
+        _stop.Dispose();
+    }
+
+    private static GpuPoolException NotLeading()
+        => new(ErrorCode.Unavailable, "this scheduler replica stopped leading the pool while the request waited; retry (another replica takes over)");
+
+    private async Task SeedPriorityClassesAsync(CancellationToken cancellationToken)
+    {
+        var existing = await _store.ListAsync(StoreKeys.Priorities, cancellationToken).ConfigureAwait(false);
+        if (existing.Entries.Count > 0)
+        {
+            return;
+        }
+
+        foreach (var cls in PriorityClasses.Defaults)
+        {
+            await _store.PutAsync(StoreKeys.Priorities + cls.Name, cls.ToByteArray(), expectedModRevision: 0, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Lists a prefix and follows it, feeding the loop; starts over from a fresh listing when the watch breaks.</summary>
+    private async Task WatchAsync(string prefix, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                var listing = await _store.ListAsync(prefix, cancellationToken).ConfigureAwait(false);
+                _work.Writer.TryWrite(new ResetWork(prefix, listing.Entries));
+                await foreach (var change in _store.WatchAsync(prefix, listing.Revision, cancellationToken).ConfigureAwait(false))
+                {
+                    _work.Writer.TryWrite(new ChangeWork(prefix, change));
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is StoreUnavailableException or StoreCompactedException or ObjectDisposedException)
+            {
+                Log.WatchRestart(_logger, prefix, ex.Message);
+                try
+                {
+                    await Task.Delay(_options.TickInterval, _time, cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var batch = new List<Work>(MaxBatch);
+        try
+        {
+            while (await _work.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                batch.Clear();
+                while (batch.Count < MaxBatch && _work.Reader.TryRead(out var work))
+                {
+                    batch.Add(work);
+                }
+
+                var housekeeping = new List<Func<Task>>();
+                foreach (var work in batch)
+                {
+                    Apply(work, housekeeping);
+                }
+
+                foreach (var job in housekeeping)
+                {
+                    await RunQuietlyAsync(job).ConfigureAwait(false);
+                }
+
+                if (_ready.Task.IsCompleted)
+                {
+                    await ScheduleAsync(cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private void Apply(Work work, List<Func<Task>> housekeeping)
+    {
+        switch (work)
+        {
+            case ResetWork reset:
+                ApplyReset(reset, housekeeping);
+                break;
+            case ChangeWork change:
+                ApplyChange(change.Prefix, change.Event, housekeeping);
+                break;
+            case AllocateWork allocate:
+                Admit(allocate);
+                break;
+            case SnapshotWork snapshot:
+                snapshot.Reply.TrySetResult(Snapshot());
+                break;
+            case Tick:
+                OnTick(housekeeping);
+                break;
+        }
+    }
+
+    private void ApplyReset(ResetWork reset, List<Func<Task>> housekeeping)
+    {
+        switch (reset.Prefix)
+        {
+            case StoreKeys.Brokers:
+                var live = reset.Entries.Select(e => ParseBroker(e)).OfType<BrokerRecord>().ToArray();
+                foreach (var gone in _model.Brokers.Select(b => b.BrokerId).Except(live.Select(b => b.BrokerId)).ToArray())
+                {
+                    BrokerGone(gone, housekeeping);
+                }
+
+                foreach (var broker in live)
+                {
+                    _model.UpsertBroker(broker);
+                }
+
+                break;
+            case StoreKeys.Leases:
+                var leases = reset.Entries.Select(ParseLease).OfType<LeaseRecord>().ToDictionary(l => l.LeaseId, StringComparer.Ordinal);
+                foreach (var gone in _model.Leases.Select(l => l.LeaseId).Where(id => !leases.ContainsKey(id)).ToArray())
+                {
+                    _model.RemoveLease(gone);
+                }
+
+                foreach (var lease in leases.Values)
+                {
+                    _model.UpsertLease(lease);
+                }
+
+                break;
+            case StoreKeys.Quotas:
+                _quotas.Clear();
+                foreach (var quota in reset.Entries.Select(e => Parse(e, Quota.Parser)).OfType<Quota>())
+                {
+                    _quotas[quota.Tenant] = quota;
+                }
+
+                break;
+            case StoreKeys.Priorities:
+                _classes.Clear();
+                foreach (var cls in reset.Entries.Select(e => Parse(e, PriorityClass.Parser)).OfType<PriorityClass>())
+                {
+                    _classes[cls.Name] = cls;
+                }
+
+                break;
+            case StoreKeys.Draining:
+                var drained = reset.Entries.Select(e => e.Key[StoreKeys.Draining.Length..]).ToHashSet(StringComparer.Ordinal);
+                foreach (var id in _model.Drained.Except(drained).ToArray())
+                {
+                    _model.SetDrained(id, false);
+                }
+
+                foreach (var id in drained)
+                {
+                    _model.SetDrained(id, true);
+                }
+
+                break;
+        }
+
+        _loaded.Add(reset.Prefix);
+        if (_loaded.Count == WatchedPrefixes.Length && !_ready.Task.IsCompleted)
+        {
+            // Leases whose broker is not registered are orphans of a broker that died while nobody led.
+            foreach (var orphan in _model.Leases.Where(l => !_model.HasBroker(l.BrokerId)).ToArray())
+            {
+                LoseLease(orphan, $"its broker {orphan.BrokerId} is no longer registered", housekeeping);
+            }
+
+            _ready.TrySetResult();
+        }
+    }
+
+    private void ApplyChange(string prefix, WatchEvent change, List<Func<Task>> housekeeping)
+    {
+        var put = change.Kind == WatchEventKind.Put;
+        var id = change.Entry.Key[prefix.Length..];
+        switch (prefix)
+        {
+            case StoreKeys.Brokers when put:
+                if (ParseBroker(change.Entry) is { } broker)
+                {
+                    _model.UpsertBroker(broker);
+                }
+
+                break;
+            case StoreKeys.Brokers:
+                BrokerGone(id, housekeeping);
+                break;
+            case StoreKeys.Leases when put:
+                if (ParseLease(change.Entry) is { } lease)
+                {
+                    _model.UpsertLease(lease);
+                }
+
+                break;
+            case StoreKeys.Leases:
+                _model.RemoveLease(id);
+                _evicting.Remove(id);
+                break;
+            case StoreKeys.Quotas when put:
+                if (Parse(change.Entry, Quota.Parser) is { } quota)
+                {
+                    _quotas[quota.Tenant] = quota;
+                }
+
+                break;
+            case StoreKeys.Quotas:
+                _quotas.Remove(id);
+                break;
+            case StoreKeys.Priorities when put:
+                if (Parse(change.Entry, PriorityClass.Parser) is { } cls)
+                {
+                    _classes[cls.Name] = cls;
+                }
+
+                break;
+            case StoreKeys.Priorities:
+                _classes.Remove(id);
+                break;
+            case StoreKeys.Draining:
+                _model.SetDrained(id, put);
+                break;
+        }
+    }
+
+    /// <summary>A broker stopped heartbeating (or deregistered): its leases are lost, and their holders told on their next call.</summary>
+    private void BrokerGone(string brokerId, List<Func<Task>> housekeeping)
+    {
+        foreach (var lease in _model.RemoveBroker(brokerId))
+        {
+            LoseLease(lease, $"its broker {brokerId} stopped heartbeating", housekeeping);
+        }
+    }
+
+    private void LoseLease(LeaseRecord lease, string reason, List<Func<Task>> housekeeping)
+    {
+        _model.RemoveLease(lease.LeaseId);
+        Log.LeaseLost(_logger, lease.LeaseId, reason);
+        housekeeping.Add(() => EndLeaseAsync(lease, reason));
+    }
+
+    /// <summary>Writes why the lease ended, then ends its session (which deletes its record).</summary>
+    private async Task EndLeaseAsync(LeaseRecord lease, string reason)
+    {
+        var tombstone = new LeaseTombstone { LeaseId = lease.LeaseId, Reason = reason, Ended = Timestamp.FromDateTimeOffset(_time.GetUtcNow()) };
+        await _store.TransactAsync(Fence(), [TxnWrite.Put(StoreKeys.Tombstones + lease.LeaseId, tombstone.ToByteArray())], _stop.Token).ConfigureAwait(false);
+        await _store.RevokeSessionAsync(lease.StoreSession, _stop.Token).ConfigureAwait(false);
+    }
+
+    private void OnTick(List<Func<Task>> housekeeping)
+    {
+        var now = _time.GetUtcNow();
+        foreach (var (leaseId, deadline) in _evicting.ToArray())
+        {
+            if (deadline <= now)
+            {
+                _evicting.Remove(leaseId);
+                if (_model.FindLease(leaseId) is { } victim)
+                {
+                    LoseLease(victim, victim.PreemptReason, housekeeping);
+                }
+            }
+        }
+    }
+
+    /// <summary>Checks a new request against what never changes while it waits, then queues it.</summary>
+    private void Admit(AllocateWork work)
+    {
+        try
+        {
+            var request = work.Request;
+            var className = string.IsNullOrEmpty(request.PriorityClass) ? PriorityClasses.DefaultName : request.PriorityClass;
+            if (!_classes.TryGetValue(className, out var cls))
+            {
+                throw new GpuPoolException(ErrorCode.InvalidArgument, $"priority class '{className}' does not exist (classes: {string.Join(", ", _classes.Keys.Order(StringComparer.Ordinal))})");
+            }
+
+            if (QuotaOf(request.Tenant) is null)
+            {
+                throw new GpuPoolException(ErrorCode.PermissionDenied, $"tenant '{request.Tenant}' has no quota in this pool: an admin sets one with `gpupool quota set {request.Tenant} …`");
+            }
+
+            var ask = request.WholeDevices > 0 ? PlacementAsk.Gang(request.WholeDevices, request.DeviceModel) : PlacementAsk.Slice(request.MemoryBytes, request.ComputeShare, request.DeviceModel);
+            if (_model.BrokerCount > 0 && !_model.CouldEverFit(ask))
+            {
+                throw new GpuPoolException(ErrorCode.ResourceExhausted, ask.IsGang
+                    ? $"no host of this pool has {ask.WholeDevices} devices{ModelText(ask)}"
+                    : $"no device of this pool is large enough for {Units.FormatBytes(ask.MemoryBytes)} with compute share {ask.ComputeShare}{ModelText(ask)}");
+            }
+
+            var deadline = work.Received + TimeSpan.FromMilliseconds(request.WaitTimeoutMs);
+            _pending.Add(new Pending(work, ask, cls, deadline, ++_sequence));
+        }
+        catch (GpuPoolException ex)
+        {
+            work.Reply.TrySetException(ex);
+        }
+    }
+
+    private Quota? QuotaOf(string tenant)
+        => _quotas.GetValueOrDefault(tenant) ?? (_options.OpenTenants ? Unlimited(tenant) : null);
+
+    private static Quota Unlimited(string tenant) => new() { Tenant = tenant, MaxMilliGpus = uint.MaxValue, MaxMemoryBytes = ulong.MaxValue, MaxLeases = uint.MaxValue };
+
+    private static string ModelText(PlacementAsk ask) => string.IsNullOrEmpty(ask.DeviceModel) ? "" : $" of model '{ask.DeviceModel}'";
+
+    /// <summary>Decides every waiting request, highest class first and fair across tenants within a class; commits the grants.</summary>
+    private async Task ScheduleAsync(CancellationToken cancellationToken)
+    {
+        if (_pending.Count == 0)
+        {
+            return;
+        }
+
+        var now = _time.GetUtcNow();
+        var grants = new List<Grant>();
+        var evictions = new List<LeaseRecord>();
+        foreach (var pending in Order())
+        {
+            if (pending.Work.Reply.Task.IsCompleted)
+            {
+                _pending.Remove(pending);
+                continue;
+            }
+
+            var outcome = Decide(pending, now, grants, evictions);
+            if (outcome is not null)
+            {
+                _pending.Remove(pending);
+                if (outcome is GpuPoolException error)
+                {
+                    Log.AllocationRefused(_logger, pending.Work.Request.Tenant, error.Message);
+                    pending.Work.Reply.TrySetException(error);
+                }
+            }
+        }
+
+        foreach (var victim in evictions)
+        {
+            await RunQuietlyAsync(() => MarkPreemptedAsync(victim)).ConfigureAwait(false);
+        }
+
+        if (grants.Count > 0)
+        {
+            await Task.WhenAll(grants.Select(g => CommitAsync(g, cancellationToken))).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Null: keep waiting. A grant: placed (added to <paramref name="grants"/>). An exception: answer with it.</summary>
+    private object? Decide(Pending pending, DateTimeOffset now, List<Grant> grants, List<LeaseRecord> evictions)
+    {
+        var request = pending.Work.Request;
+        var quota = QuotaOf(request.Tenant);
+        if (quota is null)
+        {
+            return new GpuPoolException(ErrorCode.PermissionDenied, $"tenant '{request.Tenant}' has no quota in this pool any more");
+        }
+
+        var placement = _model.TryPlace(pending.Ask);
+        var wholeMemory = placement is not null && pending.Ask.IsGang ? _model.DeviceViews().First(d => d.BrokerId == placement.BrokerId && d.Device.Index == placement.DeviceIndexes[0]).Device.MemoryTotalBytes : 0;
+        var admission = Admission.Check(quota, _model.UsageOf(request.Tenant), pending.Ask, wholeMemory, pending.Class.Name);
+        switch (admission.Verdict)
+        {
+            case AdmissionVerdict.Refuse:
+                return new GpuPoolException(ErrorCode.QuotaExceeded, admission.Reason);
+            case AdmissionVerdict.Wait:
+                return now >= pending.Deadline ? new GpuPoolException(ErrorCode.QuotaExceeded, admission.Reason + (request.WaitTimeoutMs > 0 ? $" (waited {request.WaitTimeoutMs} ms)" : "")) : null;
+        }
+
+        var borrowed = admission.Verdict == AdmissionVerdict.Borrow;
+        if (placement is not null)
+        {
+            var grant = CreateGrant(pending, placement, borrowed, now);
+            foreach (var record in grant.Records)
+            {
+                _model.UpsertLease(record);
+            }
+
+            grants.Add(grant);
+            return grant;
+        }
+
+        // Borrowed capacity is idle capacity only: a borrower never evicts anyone.
+        if (!borrowed && !pending.Evicting && _model.FindEviction(pending.Ask, pending.Class.Value) is { } eviction)
+        {
+            var deadline = now + _options.PreemptionGrace;
+            foreach (var victim in eviction.Victims)
+            {
+                var marked = victim.Clone();
+                marked.PreemptDeadline = Timestamp.FromDateTimeOffset(deadline);
+                marked.PreemptReason = $"preempted by a request of priority class '{pending.Class.Name}' (tenant '{request.Tenant}')";
+                _model.UpsertLease(marked);
+                _evicting[victim.LeaseId] = deadline;
+                evictions.Add(marked);
+                Log.Preempting(_logger, victim.LeaseId, victim.Tenant, pending.Class.Name, request.Tenant);
+            }
+
+            // It waits at least until the victims are gone, whatever its own wait timeout.
+            pending.Evicting = true;
+            pending.Deadline = Max(pending.Deadline, deadline + _options.PreemptionGrace);
+            return null;
+        }
+
+        if (now < pending.Deadline)
+        {
+            return null;
+        }
+
+        var (memory, share) = _model.LargestFree();
+        var waited = request.WaitTimeoutMs > 0 ? $" after waiting {request.WaitTimeoutMs} ms" : "";
+        return _model.BrokerCount == 0
+            ? new GpuPoolException(ErrorCode.ResourceExhausted, "no broker is registered with this pool: start one (gpupool up, or gpupool broker)")
+            : new GpuPoolException(ErrorCode.ResourceExhausted, pending.Ask.IsGang
+                ? $"no host has {pending.Ask.WholeDevices} free devices{ModelText(pending.Ask)}{waited}"
+                : $"no device has room for {Units.FormatBytes(pending.Ask.MemoryBytes)} with compute share {pending.Ask.ComputeShare}{ModelText(pending.Ask)}{waited}: the most free memory on one device is {Units.FormatBytes(memory)} and the most free share is {share}");
+    }
+
+    private static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
+
+    /// <summary>Highest class first; within a class the tenant holding least goes next, FIFO per tenant.</summary>
+    private List<Pending> Order()
+    {
+        var ordered = new List<Pending>(_pending.Count);
+        foreach (var byClass in _pending.GroupBy(p => p.Class.Value).OrderByDescending(g => g.Key))
+        {
+            var queues = byClass.GroupBy(p => p.Work.Request.Tenant, StringComparer.Ordinal)
+                .ToDictionary(g => g.Key, g => new Queue<Pending>(g.OrderBy(p => p.Sequence)), StringComparer.Ordinal);
+            var served = queues.Keys.ToDictionary(t => t, t => _model.UsageOf(t).MilliGpus, StringComparer.Ordinal);
+            while (queues.Count > 0)
+            {
+                var tenant = queues.Keys.MinBy(t => (served[t], t), Comparer<(ulong, string)>.Create(static (a, b) => a.Item1 != b.Item1 ? a.Item1.CompareTo(b.Item1) : string.CompareOrdinal(a.Item2, b.Item2)))!;
+                var next = queues[tenant].Dequeue();
+                ordered.Add(next);
+                served[tenant] += Admission.Cost(next.Ask, 0).MilliGpus;
+                if (queues[tenant].Count == 0)
+                {
+                    queues.Remove(tenant);
+                }
+            }
+        }
+
+        return ordered;
+    }
+
+    private Grant CreateGrant(Pending pending, Site placement, bool borrowed, DateTimeOffset now)
+    {
+        var request = pending.Work.Request;
+        var broker = _model.Brokers.First(b => b.BrokerId == placement.BrokerId);
+        var ttl = TimeSpan.FromSeconds(request.TtlSeconds);
+        var gangId = pending.Ask.IsGang ? "g-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)) : "";
+        var records = new List<LeaseRecord>(placement.DeviceIndexes.Count);
+        foreach (var index in placement.DeviceIndexes)
+        {
+            var device = broker.Devices.First(d => d.Index == index);
+            records.Add(new LeaseRecord
+            {
+                LeaseId = "l-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)),
+                Tenant = request.Tenant,
+                BrokerId = broker.BrokerId,
+                BrokerEndpoint = broker.Endpoint,
+                DeviceIndex = index,
+                MemoryBytes = pending.Ask.IsGang ? device.MemoryTotalBytes : request.MemoryBytes,
+                ComputeShare = pending.Ask.IsGang ? device.ComputeCapacity : request.ComputeShare,
+                PriorityClass = pending.Class.Name,
+                PriorityValue = pending.Class.Value,
+                Preemptible = pending.Class.Preemptible || borrowed,
+                Borrowed = borrowed,
+                Created = Timestamp.FromDateTimeOffset(now),
+                TtlSeconds = request.TtlSeconds,
+                BrokerFastPathTcp = broker.FastPathTcp,
+                BrokerFastPathUnix = broker.FastPathUnix,
+                BrokerHost = broker.Host,
+                GangId = gangId,
+            });
+        }
+
+        return new Grant(pending, records, ttl);
+    }
+
+    /// <summary>One session for the grant's records (a gang lives and ends as one), written in one fenced transaction.</summary>
+    private async Task CommitAsync(Grant grant, CancellationToken cancellationToken)
+    {
+        var reply = grant.Pending.Work.Reply;
+        StoreSession? session = null;
+        try
+        {
+            session = await _store.CreateSessionAsync(grant.Ttl, cancellationToken).ConfigureAwait(false);
+            var writes = new List<TxnWrite>(grant.Records.Count);
+            var checks = new List<TxnCheck>(Fence());
+            foreach (var record in grant.Records)
+            {
+                record.StoreSession = session.Id;
+                checks.Add(TxnCheck.Absent(StoreKeys.Leases + record.LeaseId));
+                writes.Add(TxnWrite.Put(StoreKeys.Leases + record.LeaseId, record.ToByteArray(), session.Id));
+            }
+
+            var result = await _store.TransactAsync(checks, writes, cancellationToken).ConfigureAwait(false);
+            if (!result.Succeeded)
+            {
+                throw new GpuPoolException(ErrorCode.Unavailable, _term is not null && result.FailedChecks.Contains(_term.Key)
+                    ? "this scheduler replica lost the leadership while placing the request; retry"
+                    : "a lease id collided with an existing lease; retry");
+            }
+
+            foreach (var record in grant.Records)
+            {
+                _model.UpsertLease(record);
+                Log.LeaseGranted(_logger, record.LeaseId, record.Tenant, record.BrokerId, record.DeviceIndex, record.MemoryBytes, record.ComputeShare);
+            }
+
+            reply.TrySetResult(Reply(grant));
+        }
+        catch (Exception ex)
+        {
+            foreach (var record in grant.Records)
+            {
+                _model.RemoveLease(record.LeaseId);
+            }
+
+            if (session is not null)
+            {
+                await RunQuietlyAsync(() => _store.RevokeSessionAsync(session.Id, CancellationToken.None).AsTask()).ConfigureAwait(false);
+            }
+
+            reply.TrySetException(ex switch
+            {
+                GpuPoolException gp => gp,
+                StoreUnavailableException => new GpuPoolException(ErrorCode.Unavailable, "the coordination store is unavailable, so nothing was allocated: " + ex.Message),
+                OperationCanceledException => NotLeading(),
+                _ => new GpuPoolException(ErrorCode.Internal, "allocation failed while writing the lease: " + ex.Message),
+            });
+        }
+    }
+
+    private AllocateReply Reply(Grant grant)
+    {
+        var now = _time.GetUtcNow();
+        var reply = new AllocateReply { Expires = Timestamp.FromDateTimeOffset(now + grant.Ttl) };
+        foreach (var record in grant.Records)
+        {
+            var member = new GangMember { Lease = record, Token = LeaseManager.Sign(_options, record, now) };
+            if (reply.Lease is null)
+            {
+                reply.Lease = member.Lease;
+                reply.Token = member.Token;
+            }
+
+            if (grant.Records.Count > 1)
+            {
+                reply.Gang.Add(member);
+            }
+        }
+
+        return reply;
+    }
+
+    /// <summary>Writes the victim's preemption deadline; the broker tells its sessions, keepalives tell its holder.</summary>
+    private async Task MarkPreemptedAsync(LeaseRecord marked)
+    {
+        try
+        {
+            await _store.TransactAsync(Fence(), [TxnWrite.Put(StoreKeys.Leases + marked.LeaseId, marked.ToByteArray(), marked.StoreSession)], _stop.Token).ConfigureAwait(false);
+        }
+        catch (StoreSessionNotFoundException)
+        {
+            // It ended on its own meanwhile: the room is free already.
+        }
+    }
+
+    private ClusterView Snapshot()
+    {
+        var view = new ClusterView();
+        view.Brokers.AddRange(_model.Brokers.OrderBy(b => b.BrokerId, StringComparer.Ordinal));
+        view.Devices.AddRange(_model.DeviceViews().OrderBy(d => d.BrokerId, StringComparer.Ordinal).ThenBy(d => d.Device.Index));
+        view.Leases.AddRange(_model.Leases.OrderBy(l => l.LeaseId, StringComparer.Ordinal));
+        view.Draining.AddRange(_model.Drained.Order(StringComparer.Ordinal));
+        foreach (var pending in Order())
+        {
+            view.Queue.Add(new QueuedRequest
+            {
+                Tenant = pending.Work.Request.Tenant,
+                PriorityClass = pending.Class.Name,
+                MemoryBytes = pending.Ask.MemoryBytes,
+                ComputeShare = pending.Ask.ComputeShare,
+                WholeDevices = pending.Ask.WholeDevices,
+                Since = Timestamp.FromDateTimeOffset(pending.Work.Received),
+                Deadline = Timestamp.FromDateTimeOffset(pending.Deadline),
+            });
+        }
+
+        return view;
+    }
+
+    private IReadOnlyList<TxnCheck> Fence() => _term is null ? [] : [_term.Fence];
+
+    private async Task RunQuietlyAsync(Func<Task> job)
+    {
+        try
+        {
+            await job().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is StoreUnavailableException or StoreSessionNotFoundException or OperationCanceledException or ObjectDisposedException)
+        {
+            Log.StoreWriteFailed(_logger, ex.Message);
+        }
+    }
+
+    private static void Fail(Work work, GpuPoolException error)
+    {
+        switch (work)
+        {
+            case AllocateWork a:
+                a.Reply.TrySetException(error);
+                break;
+            case SnapshotWork s:
+                s.Reply.TrySetException(error);
+                break;
+        }
+    }
+
+    private static BrokerRecord? ParseBroker(KvEntry entry) => Parse(entry, BrokerRecord.Parser);
+
+    private static LeaseRecord? ParseLease(KvEntry entry) => Parse(entry, LeaseRecord.Parser);
+
+    private static T? Parse<T>(KvEntry entry, MessageParser<T> parser)
+        where T : class, IMessage<T>
+    {
+        try
+        {
+            return parser.ParseFrom(entry.Value.Span);
+        }
+        catch (InvalidProtocolBufferException)
+        {
+            return null;
+        }
+    }
+
+    private abstract class Work;
+
+    private sealed class Tick : Work
+    {
+        public static readonly Tick Instance = new();
+    }
+
+    private sealed class ResetWork(string prefix, IReadOnlyList<KvEntry> entries) : Work
+    {
+        public string Prefix { get; } = prefix;
+
+        public IReadOnlyList<KvEntry> Entries { get; } = entries;
+    }
+
+    private sealed class ChangeWork(string prefix, WatchEvent change) : Work
+    {
+        public string Prefix { get; } = prefix;
+
+        public WatchEvent Event { get; } = change;
+    }
+
+    private sealed class AllocateWork(AllocateRequest request, DateTimeOffset received) : Work
+    {
+        public AllocateRequest Request { get; } = request;
+
+        public DateTimeOffset Received { get; } = received;
+
+        public TaskCompletionSource<AllocateReply> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private sealed class SnapshotWork : Work
+    {
+        public TaskCompletionSource<ClusterView> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private sealed class Pending(AllocateWork work, PlacementAsk ask, PriorityClass cls, DateTimeOffset deadline, long sequence)
+    {
+        public AllocateWork Work { get; } = work;
+
+        public PlacementAsk Ask { get; } = ask;
+
+        public PriorityClass Class { get; } = cls;
+
+        public DateTimeOffset Deadline { get; set; } = deadline;
+
+        public long Sequence { get; } = sequence;
+
+        /// <summary>Victims have been chosen and told; the request waits for them to go.</summary>
+        public bool Evicting { get; set; }
+    }
+
+    private sealed record Grant(Pending Pending, IReadOnlyList<LeaseRecord> Records, TimeSpan Ttl);
+}

@@ -1,0 +1,457 @@
+using GpuPool.Protocol.V1;
+
+namespace GpuPool.Scheduler.Placement;
+
+/// <summary>What a request asks to be placed: a slice of one device, or N whole devices on one host.</summary>
+public readonly record struct PlacementAsk(ulong MemoryBytes, uint ComputeShare, uint WholeDevices, string DeviceModel)
+{
+    public bool IsGang => WholeDevices > 0;
+
+    public static PlacementAsk Slice(ulong memoryBytes, uint computeShare, string deviceModel = "") => new(memoryBytes, computeShare, 0, deviceModel);
+
+    public static PlacementAsk Gang(uint devices, string deviceModel = "") => new(0, 0, devices, deviceModel);
+}
+
+/// <summary>Where a request goes: one device for a slice, N devices of one broker for a gang.</summary>
+public sealed record Site(string BrokerId, IReadOnlyList<uint> DeviceIndexes);
+
+/// <summary>Leases a preemption would evict so that <see cref="Site"/> fits.</summary>
+public sealed record Eviction(Site Site, IReadOnlyList<LeaseRecord> Victims);
+
+/// <summary>
+/// The leader's in-memory picture of the pool: brokers and their devices, the leases on each device, and
+/// each tenant's usage, kept in step with the store by watches and by the leader's own commits. Indexes
+/// make placement cheap on a large pool: devices ordered by free memory (best fit for slices is the first
+/// device in that order with room), and brokers ordered by how many of their devices are wholly free (best
+/// fit for gangs). Not thread-safe: the allocator's single loop owns it.
+/// </summary>
+public sealed class PoolModel
+{
+    private readonly Dictionary<string, BrokerSlot> _brokers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, LeaseRecord> _leases = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, TenantUsage> _usage = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _drained = new(StringComparer.Ordinal);
+
+    /// <summary>Placeable devices by (free memory, key): draining brokers' devices are left out.</summary>
+    private readonly SortedSet<(ulong Free, DeviceSlot Device)> _byFreeMemory = new(FreeMemoryOrder.Instance);
+
+    /// <summary>Placeable brokers by (wholly free devices, id).</summary>
+    private readonly SortedSet<(int WholeFree, string BrokerId)> _byWholeFree = new();
+
+    public int BrokerCount => _brokers.Count;
+
+    public int DeviceCount { get; private set; }
+
+    public int LeaseCount => _leases.Count;
+
+    public IEnumerable<BrokerRecord> Brokers => _brokers.Values.Select(b => b.Record);
+
+    public IEnumerable<LeaseRecord> Leases => _leases.Values;
+
+    public IReadOnlyCollection<string> Drained => _drained;
+
+    public LeaseRecord? FindLease(string leaseId) => _leases.GetValueOrDefault(leaseId);
+
+    public bool HasBroker(string brokerId) => _brokers.ContainsKey(brokerId);
+
+    public TenantUsage UsageOf(string tenant) => _usage.GetValueOrDefault(tenant) ?? TenantUsage.None;
+
+    /// <summary>Adds or replaces a broker. Its devices keep the leases the model holds for them.</summary>
+    public void UpsertBroker(BrokerRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        if (_brokers.TryGetValue(record.BrokerId, out var existing))
+        {
+            Unindex(existing);
+            DeviceCount -= existing.Devices.Count;
+        }
+
+        var slot = new BrokerSlot(record);
+        foreach (var info in record.Devices)
+        {
+            // A device listed twice counts once: the later entry wins.
+            var device = new DeviceSlot(slot, info);
+            slot.Devices[info.Index] = device;
+        }
+
+        foreach (var lease in _leases.Values.Where(l => l.BrokerId == record.BrokerId))
+        {
+            foreach (var index in DeviceIndexes(lease))
+            {
+                if (slot.Devices.TryGetValue(index, out var device))
+                {
+                    device.Add(lease);
+                }
+            }
+        }
+
+        _brokers[record.BrokerId] = slot;
+        DeviceCount += slot.Devices.Count;
+        Index(slot);
+    }
+
+    /// <summary>Removes a broker; returns the leases that were on it (they stay in the model until removed).</summary>
+    public IReadOnlyList<LeaseRecord> RemoveBroker(string brokerId)
+    {
+        if (!_brokers.Remove(brokerId, out var slot))
+        {
+            return [];
+        }
+
+        Unindex(slot);
+        DeviceCount -= slot.Devices.Count;
+        return [.. _leases.Values.Where(l => l.BrokerId == brokerId)];
+    }
+
+    /// <summary>Marks a broker (by id) as drained by an admin, or returns it to service.</summary>
+    public void SetDrained(string brokerId, bool drained)
+    {
+        var slot = _brokers.GetValueOrDefault(brokerId);
+        if (slot is not null)
+        {
+            Unindex(slot);
+        }
+
+        if (drained)
+        {
+            _drained.Add(brokerId);
+        }
+        else
+        {
+            _drained.Remove(brokerId);
+        }
+
+        if (slot is not null)
+        {
+            Index(slot);
+        }
+    }
+
+    /// <summary>Adds or replaces a lease (by id), charging its device(s) and its tenant.</summary>
+    public void UpsertLease(LeaseRecord lease)
+    {
+        ArgumentNullException.ThrowIfNull(lease);
+        RemoveLease(lease.LeaseId);
+        _leases[lease.LeaseId] = lease;
+        Usage(lease.Tenant).Add(lease, +1);
+        if (_brokers.TryGetValue(lease.BrokerId, out var broker))
+        {
+            Unindex(broker);
+            foreach (var index in DeviceIndexes(lease))
+            {
+                if (broker.Devices.TryGetValue(index, out var device))
+                {
+                    device.Add(lease);
+                }
+            }
+
+            Index(broker);
+        }
+    }
+
+    public LeaseRecord? RemoveLease(string leaseId)
+    {
+        if (!_leases.Remove(leaseId, out var lease))
+        {
+            return null;
+        }
+
+        var usage = Usage(lease.Tenant);
+        usage.Add(lease, -1);
+        if (usage.Leases == 0)
+        {
+            _usage.Remove(lease.Tenant);
+        }
+
+        if (_brokers.TryGetValue(lease.BrokerId, out var broker))
+        {
+            Unindex(broker);
+            foreach (var index in DeviceIndexes(lease))
+            {
+                if (broker.Devices.TryGetValue(index, out var device))
+                {
+                    device.Remove(lease);
+                }
+            }
+
+            Index(broker);
+        }
+
+        return lease;
+    }
+
+    /// <summary>Best fit: the slice goes where it leaves the least free memory; a gang goes to the host with the fewest wholly free devices that still has enough.</summary>
+    public Site? TryPlace(PlacementAsk ask)
+    {
+        if (ask.IsGang)
+        {
+            foreach (var (_, brokerId) in _byWholeFree.GetViewBetween((checked((int)ask.WholeDevices), ""), (int.MaxValue, "\uffff")))
+            {
+                var broker = _brokers[brokerId];
+                var free = broker.Devices.Values.Where(d => d.IsWhollyFree && ModelMatches(d, ask.DeviceModel)).Take((int)ask.WholeDevices).ToArray();
+                if (free.Length == ask.WholeDevices)
+                {
+                    return new Site(brokerId, [.. free.Select(d => d.Info.Index)]);
+                }
+            }
+
+            return null;
+        }
+
+        foreach (var (_, device) in _byFreeMemory.GetViewBetween((ask.MemoryBytes, DeviceSlot.Lowest), (ulong.MaxValue, DeviceSlot.Highest)))
+        {
+            if (device.FreeShare >= ask.ComputeShare && ModelMatches(device, ask.DeviceModel))
+            {
+                return new Site(device.Broker.Record.BrokerId, [device.Info.Index]);
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// The cheapest eviction that makes room for <paramref name="ask"/> at priority <paramref name="priority"/>:
+    /// only preemptible leases of a lower priority are candidates; per device the lowest class and then the
+    /// youngest go first; among devices (or hosts, for a gang) the fewest victims win, then the lowest highest
+    /// class among them. Null when no eviction makes room.
+    /// </summary>
+    public Eviction? FindEviction(PlacementAsk ask, int priority)
+    {
+        Eviction? best = null;
+        (int Count, int MaxClass) bestCost = (int.MaxValue, int.MaxValue);
+        foreach (var broker in _brokers.Values)
+        {
+            if (!IsPlaceable(broker))
+            {
+                continue;
+            }
+
+            if (ask.IsGang)
+            {
+                var options = new List<(DeviceSlot Device, List<LeaseRecord> Victims)>();
+                foreach (var device in broker.Devices.Values)
+                {
+                    if (ModelMatches(device, ask.DeviceModel) && device.Leases.Values.All(l => Evictable(l, priority)))
+                    {
+                        options.Add((device, [.. device.Leases.Values]));
+                    }
+                }
+
+                if (options.Count < ask.WholeDevices)
+                {
+                    continue;
+                }
+
+                var chosen = options.OrderBy(o => o.Victims.Count).ThenBy(o => o.Victims.Count == 0 ? int.MinValue : o.Victims.Max(v => v.PriorityValue)).Take((int)ask.WholeDevices).ToArray();
+                var victims = chosen.SelectMany(o => o.Victims).ToArray();
+                Consider(new Site(broker.Record.BrokerId, [.. chosen.Select(o => o.Device.Info.Index)]), victims);
+                continue;
+            }
+
+            foreach (var device in broker.Devices.Values)
+            {
+                if (!ModelMatches(device, ask.DeviceModel) || device.Info.MemoryTotalBytes < ask.MemoryBytes || device.Info.ComputeCapacity < ask.ComputeShare)
+                {
+                    continue;
+                }
+
+                var freeMemory = device.FreeMemory;
+                var freeShare = device.FreeShare;
+                var victims = new List<LeaseRecord>();
+                foreach (var lease in device.Leases.Values.Where(l => Evictable(l, priority)).OrderBy(l => l.PriorityValue).ThenByDescending(l => l.Created?.ToDateTimeOffset() ?? default).ThenBy(l => l.LeaseId, StringComparer.Ordinal))
+                {
+                    if (freeMemory >= ask.MemoryBytes && freeShare >= ask.ComputeShare)
+                    {
+                        break;
+                    }
+
+                    victims.Add(lease);
+                    freeMemory += lease.MemoryBytes;
+                    freeShare += lease.ComputeShare;
+                }
+
+                if (freeMemory >= ask.MemoryBytes && freeShare >= ask.ComputeShare && victims.Count > 0)
+                {
+                    Consider(new Site(broker.Record.BrokerId, [device.Info.Index]), victims);
+                }
+            }
+        }
+
+        return best;
+
+        void Consider(Site placement, IReadOnlyList<LeaseRecord> victims)
+        {
+            var cost = (victims.Count, victims.Count == 0 ? int.MinValue : victims.Max(v => v.PriorityValue));
+            if (cost.CompareTo(bestCost) < 0)
+            {
+                best = new Eviction(placement, victims);
+                bestCost = cost;
+            }
+        }
+    }
+
+    /// <summary>Whether any device of the pool could ever hold <paramref name="ask"/> (ignoring what is leased).</summary>
+    public bool CouldEverFit(PlacementAsk ask)
+    {
+        if (ask.IsGang)
+        {
+            return _brokers.Values.Any(b => b.Devices.Values.Count(d => ModelMatches(d, ask.DeviceModel)) >= ask.WholeDevices);
+        }
+
+        return _brokers.Values.Any(b => b.Devices.Values.Any(d => ModelMatches(d, ask.DeviceModel) && d.Info.MemoryTotalBytes >= ask.MemoryBytes && d.Info.ComputeCapacity >= ask.ComputeShare));
+    }
+
+    /// <summary>The device views the admin API shows.</summary>
+    public IEnumerable<DeviceView> DeviceViews()
+        => _brokers.Values.SelectMany(b => b.Devices.Values).Select(d => new DeviceView
+        {
+            BrokerId = d.Broker.Record.BrokerId,
+            Device = d.Info,
+            MemoryLeasedBytes = d.MemoryLeased,
+            ComputeLeased = d.ShareLeased,
+            LeaseCount = (uint)d.Leases.Count,
+        });
+
+    /// <summary>The largest free memory and share on one placeable device, for "no room" messages.</summary>
+    public (ulong Memory, uint Share) LargestFree()
+    {
+        ulong memory = 0;
+        uint share = 0;
+        foreach (var device in _brokers.Values.Where(IsPlaceable).SelectMany(b => b.Devices.Values))
+        {
+            memory = Math.Max(memory, device.FreeMemory);
+            share = Math.Max(share, device.FreeShare);
+        }
+
+        return (memory, share);
+    }
+
+    public static IEnumerable<uint> DeviceIndexes(LeaseRecord lease) => [lease.DeviceIndex];
+
+    private static bool Evictable(LeaseRecord lease, int priority) => lease.Preemptible && lease.PriorityValue < priority && lease.PreemptDeadline is null;
+
+    private static bool ModelMatches(DeviceSlot device, string model)
+        => string.IsNullOrEmpty(model) || device.Info.Name.Contains(model, StringComparison.OrdinalIgnoreCase);
+
+    private bool IsPlaceable(BrokerSlot broker) => !broker.Record.Draining && !_drained.Contains(broker.Record.BrokerId);
+
+    private TenantUsage Usage(string tenant)
+    {
+        if (!_usage.TryGetValue(tenant, out var usage))
+        {
+            usage = new TenantUsage();
+            _usage[tenant] = usage;
+        }
+
+        return usage;
+    }
+
+    private void Index(BrokerSlot broker)
+    {
+        if (!IsPlaceable(broker))
+        {
+            return;
+        }
+
+        var wholeFree = 0;
+        foreach (var device in broker.Devices.Values)
+        {
+            _byFreeMemory.Add((device.FreeMemory, device));
+            wholeFree += device.IsWhollyFree ? 1 : 0;
+        }
+
+        _byWholeFree.Add((wholeFree, broker.Record.BrokerId));
+    }
+
+    private void Unindex(BrokerSlot broker)
+    {
+        var wholeFree = 0;
+        foreach (var device in broker.Devices.Values)
+        {
+            _byFreeMemory.Remove((device.FreeMemory, device));
+            wholeFree += device.IsWhollyFree ? 1 : 0;
+        }
+
+        _byWholeFree.Remove((wholeFree, broker.Record.BrokerId));
+    }
+
+    private sealed class BrokerSlot(BrokerRecord record)
+    {
+        public BrokerRecord Record { get; } = record;
+
+        public Dictionary<uint, DeviceSlot> Devices { get; } = [];
+    }
+
+    private sealed class DeviceSlot(BrokerSlot broker, DeviceInfo info)
+    {
+        /// <summary>Sentinels that order before and after every real device in the free-memory index.</summary>
+        public static readonly DeviceSlot Lowest = new(null!, new DeviceInfo()) { Key = "" };
+        public static readonly DeviceSlot Highest = new(null!, new DeviceInfo()) { Key = "\uffff" };
+
+        public BrokerSlot Broker { get; } = broker;
+
+        public DeviceInfo Info { get; } = info;
+
+        public string Key { get; private init; } = broker is null ? "" : broker.Record.BrokerId + "/" + info.Index.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+        public Dictionary<string, LeaseRecord> Leases { get; } = new(StringComparer.Ordinal);
+
+        public ulong MemoryLeased { get; private set; }
+
+        public uint ShareLeased { get; private set; }
+
+        public ulong FreeMemory => Info.MemoryTotalBytes - Math.Min(Info.MemoryTotalBytes, MemoryLeased);
+
+        public uint FreeShare => Info.ComputeCapacity - Math.Min(Info.ComputeCapacity, ShareLeased);
+
+        public bool IsWhollyFree => Leases.Count == 0;
+
+        public void Add(LeaseRecord lease)
+        {
+            if (Leases.TryAdd(lease.LeaseId, lease))
+            {
+                MemoryLeased += lease.MemoryBytes;
+                ShareLeased += lease.ComputeShare;
+            }
+        }
+
+        public void Remove(LeaseRecord lease)
+        {
+            if (Leases.Remove(lease.LeaseId))
+            {
+                MemoryLeased -= lease.MemoryBytes;
+                ShareLeased -= lease.ComputeShare;
+            }
+        }
+    }
+
+    private sealed class FreeMemoryOrder : IComparer<(ulong Free, DeviceSlot Device)>
+    {
+        public static readonly FreeMemoryOrder Instance = new();
+
+        public int Compare((ulong Free, DeviceSlot Device) x, (ulong Free, DeviceSlot Device) y)
+        {
+            var c = x.Free.CompareTo(y.Free);
+            return c != 0 ? c : string.CompareOrdinal(x.Device.Key, y.Device.Key);
+        }
+    }
+}
+
+/// <summary>What one tenant holds: the quota's units.</summary>
+public sealed class TenantUsage
+{
+    public static readonly TenantUsage None = new();
+
+    public ulong MilliGpus { get; private set; }
+
+    public ulong MemoryBytes { get; private set; }
+
+    public int Leases { get; private set; }
+
+    internal void Add(LeaseRecord lease, int sign)
+    {
+        MilliGpus = (ulong)((long)MilliGpus + (sign * (long)lease.ComputeShare));
+        MemoryBytes = sign > 0 ? MemoryBytes + lease.MemoryBytes : MemoryBytes - lease.MemoryBytes;
+        Leases += sign;
+    }
+}
