@@ -6,13 +6,13 @@ using Grpc.Net.Client;
 
 namespace GpuPool.Client;
 
-/// <summary>What a client asks the scheduler for: a slice of one device.</summary>
+/// <summary>What a client asks the scheduler for: a slice of one device, or whole devices on one host.</summary>
 public sealed record LeaseRequest
 {
     public string Tenant { get; init; } = "default";
 
-    /// <summary>Hard memory limit of the slice.</summary>
-    public required ulong MemoryBytes { get; init; }
+    /// <summary>Hard memory limit of the slice (0 with <see cref="WholeDevices"/>).</summary>
+    public ulong MemoryBytes { get; init; }
 
     /// <summary>Compute share in milli-GPU, 1..1000.</summary>
     public int ComputeShare { get; init; } = 1000;
@@ -23,6 +23,12 @@ public sealed record LeaseRequest
     public string PriorityClass { get; init; } = "";
 
     public string DeviceModel { get; init; } = "";
+
+    /// <summary>How long to wait in the scheduler's queue when nothing fits now. Null: answer at once.</summary>
+    public TimeSpan? WaitTimeout { get; init; }
+
+    /// <summary>N whole devices on one host instead of a slice (see <see cref="GpuPoolClient.AllocateGangAsync"/>).</summary>
+    public int WholeDevices { get; init; }
 }
 
 /// <summary>
@@ -54,34 +60,69 @@ public sealed class GpuPoolClient : IDisposable
     public async Task<Lease> AllocateAsync(LeaseRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        if (request.ComputeShare is < 1 or > 1000)
+        if (request.WholeDevices != 0)
+        {
+            throw new ArgumentException("a request for whole devices returns several leases: use AllocateGangAsync", nameof(request));
+        }
+
+        var (client, reply) = await RequestAsync(request, cancellationToken).ConfigureAwait(false);
+        return new Lease(this, client, reply.Lease, reply.Token, reply.Expires);
+    }
+
+    /// <summary>
+    /// Asks for <see cref="LeaseRequest.WholeDevices"/> whole devices on one host: one lease per device. The
+    /// members live and end together: a keepalive of any renews all, and releasing one releases all.
+    /// </summary>
+    public async Task<IReadOnlyList<Lease>> AllocateGangAsync(LeaseRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.WholeDevices < 1)
+        {
+            throw new ArgumentException("WholeDevices must be at least 1 for a gang", nameof(request));
+        }
+
+        var (client, reply) = await RequestAsync(request, cancellationToken).ConfigureAwait(false);
+        return reply.Gang.Count == 0
+            ? [new Lease(this, client, reply.Lease, reply.Token, reply.Expires)]
+            : [.. reply.Gang.Select(m => new Lease(this, client, m.Lease, m.Token, reply.Expires))];
+    }
+
+    private async Task<(Leases.LeasesClient Client, AllocateReply Reply)> RequestAsync(LeaseRequest request, CancellationToken cancellationToken)
+    {
+        var gang = request.WholeDevices > 0;
+        if (!gang && request.ComputeShare is < 1 or > 1000)
         {
             // Checked here because the wire field is unsigned; the same code the scheduler would answer with.
             throw new GpuPoolException(ErrorCode.InvalidArgument, $"ComputeShare must be 1..1000 milli-GPU (1000 = a whole device), not {request.ComputeShare}");
         }
 
+        if (request.WaitTimeout is { } wait && (wait < TimeSpan.Zero || wait.TotalMilliseconds > uint.MaxValue))
+        {
+            throw new GpuPoolException(ErrorCode.InvalidArgument, $"WaitTimeout {wait} is out of range");
+        }
+
         var client = new Leases.LeasesClient(_scheduler);
-        AllocateReply reply;
         try
         {
-            reply = await client.AllocateAsync(
+            var reply = await client.AllocateAsync(
                 new AllocateRequest
                 {
                     Tenant = request.Tenant,
-                    MemoryBytes = request.MemoryBytes,
-                    ComputeShare = (uint)request.ComputeShare,
+                    MemoryBytes = gang ? 0 : request.MemoryBytes,
+                    ComputeShare = gang ? 0 : (uint)request.ComputeShare,
                     TtlSeconds = request.Ttl is { } ttl ? (uint)Math.Max(1, Math.Ceiling(ttl.TotalSeconds)) : 0,
                     PriorityClass = request.PriorityClass,
                     DeviceModel = request.DeviceModel,
+                    WaitTimeoutMs = request.WaitTimeout is { } w ? (uint)Math.Ceiling(w.TotalMilliseconds) : 0,
+                    WholeDevices = (uint)Math.Max(0, request.WholeDevices),
                 },
                 cancellationToken: cancellationToken).ConfigureAwait(false);
+            return (client, reply);
         }
         catch (RpcException ex)
         {
             throw GpuPoolException.FromRpc(ex, "allocate");
         }
-
-        return new Lease(this, client, reply);
     }
 
     /// <summary>Brokers, devices with their capacity, and live leases.</summary>
@@ -89,13 +130,15 @@ public sealed class GpuPoolClient : IDisposable
     {
         try
         {
-            return await new Admin.AdminClient(_scheduler).ListClusterAsync(new ListClusterRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);
+            return await new Protocol.V1.Admin.AdminClient(_scheduler).ListClusterAsync(new ListClusterRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         catch (RpcException ex)
         {
             throw GpuPoolException.FromRpc(ex, "list cluster");
         }
     }
+
+    internal GrpcChannel SchedulerChannel => _scheduler;
 
     internal GrpcChannel BrokerChannel(string endpoint) => _brokers.GetOrAdd(endpoint, CreateChannel);
 

@@ -19,13 +19,15 @@ public sealed class Lease : IAsyncDisposable
     private int _released;
     private int _disposed;
 
-    internal Lease(GpuPoolClient client, Leases.LeasesClient leases, AllocateReply reply)
+    private readonly CancellationTokenSource _preempting = new();
+
+    internal Lease(GpuPoolClient client, Leases.LeasesClient leases, LeaseRecord record, string token, Google.Protobuf.WellKnownTypes.Timestamp expires)
     {
         _client = client;
         _leases = leases;
-        Record = reply.Lease;
-        Token = reply.Token;
-        Expires = reply.Expires.ToDateTimeOffset();
+        Record = record;
+        Token = token;
+        Expires = expires.ToDateTimeOffset();
         _keepAlive = Task.Run(() => KeepAliveLoopAsync(_stop.Token));
     }
 
@@ -43,6 +45,18 @@ public sealed class Lease : IAsyncDisposable
 
     /// <summary>Why the lease was lost, once it has been.</summary>
     public GpuPoolException? LostReason { get; private set; }
+
+    /// <summary>
+    /// Cancelled when a keepalive learns that a higher-priority request is preempting this lease: checkpoint
+    /// and release before <see cref="PreemptDeadline"/>, when the pool revokes it.
+    /// </summary>
+    public CancellationToken Preempting => _preempting.Token;
+
+    /// <summary>When the pool revokes this lease, once it is being preempted.</summary>
+    public DateTimeOffset? PreemptDeadline { get; private set; }
+
+    /// <summary>Who preempts it and why, once it is being preempted.</summary>
+    public string? PreemptReason { get; private set; }
 
     /// <summary>Opens a device session on the lease's broker, over the fast path when it can be reached.</summary>
     public Task<DeviceSession> OpenSessionAsync(CancellationToken cancellationToken = default)
@@ -97,6 +111,12 @@ public sealed class Lease : IAsyncDisposable
                 var reply = await _leases.KeepAliveAsync(new KeepAliveRequest { LeaseId = Id, Token = Token }, cancellationToken: cancellationToken).ConfigureAwait(false);
                 Token = reply.Token;
                 Expires = reply.Expires.ToDateTimeOffset();
+                if (reply.PreemptDeadline is not null && PreemptDeadline is null)
+                {
+                    PreemptDeadline = reply.PreemptDeadline.ToDateTimeOffset();
+                    PreemptReason = reply.PreemptReason;
+                    await _preempting.CancelAsync().ConfigureAwait(false);
+                }
             }
             catch (Exception ex) when (cancellationToken.IsCancellationRequested && ex is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled })
             {
