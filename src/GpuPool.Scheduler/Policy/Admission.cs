@@ -15,7 +15,7 @@ public enum AdmissionVerdict
     /// <summary>Past the quota now; it may fit once the tenant's own leases end (or an admin raises the quota).</summary>
     Wait,
 
-    /// <summary>The quota can never admit this request.</summary>
+    /// <summary>The quota can never admit this request (and the tenant may not borrow).</summary>
     Refuse,
 }
 
@@ -37,7 +37,7 @@ public static class Admission
         }
 
         var (milli, memory, leases) = Cost(ask, wholeDeviceMemory);
-        if (milli > quota.MaxMilliGpus || memory > quota.MaxMemoryBytes || leases > quota.MaxLeases)
+        if ((milli > quota.MaxMilliGpus || memory > quota.MaxMemoryBytes || leases > quota.MaxLeases) && !quota.AllowBorrowing)
         {
             return new(AdmissionVerdict.Refuse, $"the request ({Describe(milli, memory, leases)}) is larger than tenant '{quota.Tenant}''s whole quota ({Describe(quota.MaxMilliGpus, quota.MaxMemoryBytes, quota.MaxLeases)})");
         }
