@@ -10,6 +10,9 @@ var root = new RootCommand("gpupool: lend GPUs over the network, whole or in sli
     UpCommand.Create(),
     LeaseCommand.Create(),
     LsCommand.Create(),
+    AdminCommands.Quota(),
+    AdminCommands.Priority(),
+    AdminCommands.Drain(),
 };
 
 // Tables and progress lines are written for people; when output goes to a file or a pipe, do not

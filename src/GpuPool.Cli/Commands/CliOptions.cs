@@ -63,6 +63,10 @@ internal static class CliOptions
         },
     };
 
+    /// <summary>Parses a duration an option gave as text, or throws a sentence naming the option.</summary>
+    public static TimeSpan ParseDuration(string name, string text)
+        => TryParseDuration(text, out var value) && value >= TimeSpan.Zero ? value : throw new ArgumentException($"{name} '{text}' is not a duration: write it like 30s, 5m or 2h");
+
     private static ulong ParseBytesOrThrow(string text)
         => Units.TryParseBytes(text, out var bytes) ? bytes : throw new ArgumentException($"bad default size {text}");
 

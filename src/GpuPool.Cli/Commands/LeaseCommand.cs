@@ -18,8 +18,10 @@ internal static class LeaseCommand
         var ttl = CliOptions.Duration("--ttl", "Lease time to live; without --hold the lease ends this long after it is granted", TimeSpan.FromMinutes(5));
         var model = new Option<string>("--model") { Description = "Only devices whose name contains this", DefaultValueFactory = _ => "" };
         var hold = new Option<bool>("--hold") { Description = "Keep the lease alive until Ctrl-C, then release it" };
+        var priority = new Option<string>("--priority") { Description = "Priority class (default: normal; see gpupool priority ls)", DefaultValueFactory = _ => "" };
+        var wait = new Option<string?>("--wait") { Description = "Wait this long in the queue when nothing fits now (e.g. 30s, 5m)" };
 
-        var command = new Command("lease", "Lease a slice of a device and print it") { scheduler, memory, share, tenant, ttl, model, hold };
+        var command = new Command("lease", "Lease a slice of a device and print it") { scheduler, memory, share, tenant, ttl, model, hold, priority, wait };
         command.SetAction(async (parse, cancellationToken) =>
         {
             using var client = new GpuPoolClient(CliPaths.ResolveScheduler(parse.GetValue(scheduler)));
@@ -31,13 +33,15 @@ internal static class LeaseCommand
                     Tenant = parse.GetValue(tenant)!,
                     Ttl = parse.GetValue(ttl),
                     DeviceModel = parse.GetValue(model)!,
+                    PriorityClass = parse.GetValue(priority)!,
+                    WaitTimeout = parse.GetValue(wait) is { } w ? CliOptions.ParseDuration("--wait", w) : null,
                 },
                 cancellationToken);
 
             var r = lease.Record;
-            var table = new Table().AddColumns("lease", "tenant", "broker", "endpoint", "device", "memory", "share", "expires");
+            var table = new Table().AddColumns("lease", "tenant", "class", "broker", "endpoint", "device", "memory", "share", "expires");
             table.AddRow(
-                Markup.Escape(r.LeaseId), Markup.Escape(r.Tenant), Markup.Escape(r.BrokerId), Markup.Escape(r.BrokerEndpoint),
+                Markup.Escape(r.LeaseId), Markup.Escape(r.Tenant), Markup.Escape(r.PriorityClass), Markup.Escape(r.BrokerId), Markup.Escape(r.BrokerEndpoint),
                 r.DeviceIndex.ToString(System.Globalization.CultureInfo.InvariantCulture), Units.FormatBytes(r.MemoryBytes), r.ComputeShare.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 lease.Expires.ToLocalTime().ToString("HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture));
             AnsiConsole.Write(table);
@@ -53,6 +57,8 @@ internal static class LeaseCommand
 
             AnsiConsole.MarkupLine("Holding the lease; press Ctrl-C to release it.");
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, lease.Lost);
+            using var preempting = lease.Preempting.Register(() => AnsiConsole.MarkupLine(
+                $"[yellow]The lease is being preempted:[/] {Markup.Escape(lease.PreemptReason ?? "")}; it is revoked at {lease.PreemptDeadline?.ToLocalTime():HH:mm:ss}."));
             try
             {
                 await Task.Delay(Timeout.Infinite, linked.Token);

@@ -13,12 +13,20 @@ internal static class LsCommand
     public static Command Create()
     {
         var scheduler = CliOptions.Scheduler();
-        var command = new Command("ls", "Show the pool's devices, their capacity and the live leases") { scheduler };
+        var command = new Command("ls", "Show the pool's hosts, devices, capacity, live leases and waiting requests") { scheduler };
         command.SetAction(async (parse, cancellationToken) =>
         {
             using var client = new GpuPoolClient(CliPaths.ResolveScheduler(parse.GetValue(scheduler)));
             var view = await client.ListClusterAsync(cancellationToken);
 
+            AnsiConsole.MarkupLine(Markup.Escape($"scheduler {view.AnsweredBy}" + (view.Leader == view.AnsweredBy ? " (leader)" : $", leader {(view.Leader.Length > 0 ? view.Leader : "none (election under way)")}")));
+            var hosts = new Table().Title("hosts").AddColumns("broker", "host", "endpoint", "devices", "state");
+            foreach (var b in view.Brokers)
+            {
+                hosts.AddRow(Markup.Escape(b.BrokerId), Markup.Escape(b.Host), Markup.Escape(b.Endpoint), b.Devices.Count.ToString(CultureInfo.InvariantCulture), b.Draining || view.Draining.Contains(b.BrokerId) ? "draining" : "up");
+            }
+
+            AnsiConsole.Write(hosts);
             var devices = new Table().Title("devices").AddColumns("broker", "device", "name", "backend", "memory", "leased", "free", "in use", "share leased", "leases");
             foreach (var d in view.Devices)
             {
@@ -31,13 +39,14 @@ internal static class LsCommand
 
             AnsiConsole.Write(devices);
 
-            var leases = new Table().Title("leases").AddColumns("lease", "tenant", "broker", "device", "memory", "share", "created", "ttl");
+            var leases = new Table().Title("leases").AddColumns("lease", "tenant", "class", "broker", "device", "memory", "share", "created", "ttl", "state");
             foreach (var l in view.Leases.OrderBy(l => l.Created.ToDateTimeOffset()))
             {
+                var state = l.PreemptDeadline is not null ? "preempting" : l.Borrowed ? "borrowed" : string.IsNullOrEmpty(l.GangId) ? "" : $"gang {l.GangId}";
                 leases.AddRow(
-                    Markup.Escape(l.LeaseId), Markup.Escape(l.Tenant), Markup.Escape(l.BrokerId), l.DeviceIndex.ToString(CultureInfo.InvariantCulture),
+                    Markup.Escape(l.LeaseId), Markup.Escape(l.Tenant), Markup.Escape(l.PriorityClass), Markup.Escape(l.BrokerId), l.DeviceIndex.ToString(CultureInfo.InvariantCulture),
                     Units.FormatBytes(l.MemoryBytes), l.ComputeShare.ToString(CultureInfo.InvariantCulture),
-                    l.Created.ToDateTimeOffset().ToLocalTime().ToString("HH:mm:ss", CultureInfo.InvariantCulture), $"{l.TtlSeconds}s");
+                    l.Created.ToDateTimeOffset().ToLocalTime().ToString("HH:mm:ss", CultureInfo.InvariantCulture), $"{l.TtlSeconds}s", Markup.Escape(state));
             }
 
             if (view.Leases.Count == 0)
@@ -47,6 +56,21 @@ internal static class LsCommand
             else
             {
                 AnsiConsole.Write(leases);
+            }
+
+            if (view.Queue.Count > 0)
+            {
+                var queue = new Table().Title("queue").AddColumns("tenant", "class", "asks", "waiting since", "until");
+                foreach (var q in view.Queue)
+                {
+                    queue.AddRow(
+                        Markup.Escape(q.Tenant), Markup.Escape(q.PriorityClass),
+                        q.WholeDevices > 0 ? $"{q.WholeDevices} whole devices" : $"{Units.FormatBytes(q.MemoryBytes)}, share {q.ComputeShare}",
+                        q.Since.ToDateTimeOffset().ToLocalTime().ToString("HH:mm:ss", CultureInfo.InvariantCulture),
+                        q.Deadline.ToDateTimeOffset().ToLocalTime().ToString("HH:mm:ss", CultureInfo.InvariantCulture));
+                }
+
+                AnsiConsole.Write(queue);
             }
 
             return 0;
