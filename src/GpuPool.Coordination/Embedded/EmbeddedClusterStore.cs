@@ -12,6 +12,28 @@ namespace GpuPool.Coordination.Embedded;
 /// keepalive, measured with the injected <see cref="TimeProvider"/>; expiry is driven by a timer (so keys
 /// vanish with nobody calling the store) and also checked on every call. All state sits behind one lock.
 /// </summary>
+/// <remarks>
+/// <para>
+/// Made with the constructor it lives in memory only. Made with <see cref="Open(EmbeddedStoreOptions, TimeProvider?)"/>
+/// it keeps its state in one file (format: <see cref="StoreFormat"/>): a snapshot of the live state followed by
+/// a log of the commits since. Each commit (put, delete, transaction, session created or ended; not
+/// keepalives) is one checksummed record, appended before the change is applied in memory and before the
+/// call returns, so the file never lags what a caller was told, and a transaction is one record: after a
+/// crash it is there whole or not at all. When the file outgrows its bound the store writes a fresh
+/// snapshot beside it and renames it over the file: a log whose replay time and size stay bounded, without
+/// a second file whose agreement with the first would need checking.
+/// </para>
+/// <para>
+/// On open the snapshot and log are replayed: entries, revisions (the counter never goes backwards) and
+/// sessions come back. Sessions get a fresh deadline of one TTL from the reopen, since the store cannot
+/// know how long it was down: a client that is still alive resumes its keepalives, and an abandoned session
+/// ends one TTL after the restart. Watch history does not survive: a watch from a revision before the
+/// reopened store's first one fails with <see cref="StoreCompactedException"/>. A last record cut short by a
+/// crash is dropped and reported in <see cref="RecoveryWarnings"/>; any other damage fails the open with
+/// <see cref="EmbeddedStoreCorruptException"/>, and the file is left untouched. The file is locked while
+/// open: a second store on it fails with <see cref="EmbeddedStoreInUseException"/>.
+/// </para>
+/// </remarks>
 public sealed class EmbeddedClusterStore : IClusterStore
 {
     /// <summary>How many recent events are kept for watches that start from an older revision.</summary>
@@ -28,6 +50,9 @@ public sealed class EmbeddedClusterStore : IClusterStore
 
     private readonly KvServiceRegistry _services;
 
+    /// <summary>Where commits are logged; null for a store in memory only.</summary>
+    private readonly StoreFile? _file;
+
     private long _revision;
 
     /// <summary>Every event with a revision greater than this is still in <see cref="_history"/>.</summary>
@@ -38,9 +63,16 @@ public sealed class EmbeddedClusterStore : IClusterStore
 
     private bool _disposed;
 
+    /// <summary>A store in memory only: its state ends with it.</summary>
     public EmbeddedClusterStore(TimeProvider? timeProvider = null)
+        : this(timeProvider, file: null)
+    {
+    }
+
+    private EmbeddedClusterStore(TimeProvider? timeProvider, StoreFile? file)
     {
         _time = timeProvider ?? TimeProvider.System;
+        _file = file;
         _services = new KvServiceRegistry(this);
 
         // The timer outlives the caller's context: don't capture its AsyncLocals.
@@ -48,6 +80,44 @@ public sealed class EmbeddedClusterStore : IClusterStore
         {
             _sweepTimer = _time.CreateTimer(static state => ((EmbeddedClusterStore)state!).OnSweepTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         }
+    }
+
+    /// <summary>The store file, or null for a store in memory only.</summary>
+    public string? FilePath => _file?.Path;
+
+    /// <summary>What opening the file had to repair (a torn last record dropped); empty when nothing.</summary>
+    public IReadOnlyList<string> RecoveryWarnings { get; private set; } = [];
+
+    /// <summary>Opens (or creates) the store kept in <paramref name="path"/>, with the default options.</summary>
+    public static EmbeddedClusterStore Open(string path, TimeProvider? timeProvider = null) =>
+        Open(new EmbeddedStoreOptions(path), timeProvider);
+
+    /// <summary>
+    /// Opens (or creates) the store kept in <see cref="EmbeddedStoreOptions.Path"/> and replays it. Fails with
+    /// <see cref="EmbeddedStoreInUseException"/> when another store holds the file, and with
+    /// <see cref="EmbeddedStoreCorruptException"/> when it is damaged other than at its last record.
+    /// </summary>
+    public static EmbeddedClusterStore Open(EmbeddedStoreOptions options, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentException.ThrowIfNullOrWhiteSpace(options.Path, "options.Path");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.CompactionThreshold, "options.CompactionThreshold");
+
+        var store = new EmbeddedClusterStore(timeProvider, StoreFile.Open(options));
+        try
+        {
+            lock (store._gate)
+            {
+                store.Recover();
+            }
+        }
+        catch
+        {
+            store.DisposeCore();
+            throw;
+        }
+
+        return store;
     }
 
     public ValueTask<long> GetRevisionAsync(CancellationToken cancellationToken = default)
@@ -109,8 +179,20 @@ public sealed class EmbeddedClusterStore : IClusterStore
                 return ValueTask.FromResult(new PutResult(false, current?.ModRevision ?? 0));
             }
 
-            var revision = ++_revision;
+            var revision = _revision + 1;
+            if (_file is { } file)
+            {
+                var record = file.Begin(RecordType.Put);
+                record.WriteInt64(revision);
+                record.WriteString(key);
+                record.WriteBytes(value.Span);
+                record.WriteNullableString(sessionId);
+                file.Append();
+            }
+
+            _revision = revision;
             ApplyPut(key, value, session, revision);
+            CompactIfDue();
             return ValueTask.FromResult(new PutResult(true, revision));
         }
     }
@@ -128,7 +210,18 @@ public sealed class EmbeddedClusterStore : IClusterStore
                 return ValueTask.FromResult(false);
             }
 
-            ApplyDelete(current, ++_revision);
+            var revision = _revision + 1;
+            if (_file is { } file)
+            {
+                var record = file.Begin(RecordType.Delete);
+                record.WriteInt64(revision);
+                record.WriteString(key);
+                file.Append();
+            }
+
+            _revision = revision;
+            ApplyDelete(current, revision);
+            CompactIfDue();
             return ValueTask.FromResult(true);
         }
     }
@@ -163,30 +256,42 @@ public sealed class EmbeddedClusterStore : IClusterStore
                 }
             }
 
-            // One revision for the whole transaction, as etcd and Consul do.
-            var revision = _revision + 1;
+            // One revision for the whole transaction, as etcd and Consul do; none when it changes nothing.
             var wrote = false;
-            for (var i = 0; i < writes.Count; i++)
+            foreach (var write in writes)
             {
-                var write = writes[i];
-                if (!write.IsDelete)
-                {
-                    ApplyPut(write.Key, write.Value, sessions[i], revision);
-                    wrote = true;
-                }
-                else if (_entries.TryGetValue(write.Key, out var current))
-                {
-                    ApplyDelete(current, revision);
-                    wrote = true;
-                }
+                wrote |= !write.IsDelete || _entries.ContainsKey(write.Key);
             }
 
-            if (wrote)
+            if (!wrote)
             {
-                _revision = revision;
+                return ValueTask.FromResult(TxnResult.Committed(_revision));
             }
 
-            return ValueTask.FromResult(TxnResult.Committed(_revision));
+            var revision = _revision + 1;
+            if (_file is { } file)
+            {
+                var record = file.Begin(RecordType.Txn);
+                record.WriteInt64(revision);
+                record.WriteInt32(writes.Count);
+                foreach (var write in writes)
+                {
+                    record.WriteByte(write.IsDelete ? (byte)1 : (byte)0);
+                    record.WriteString(write.Key);
+                    if (!write.IsDelete)
+                    {
+                        record.WriteBytes(write.Value.Span);
+                        record.WriteNullableString(write.SessionId);
+                    }
+                }
+
+                file.Append();
+            }
+
+            _revision = revision;
+            ApplyTxn(writes, sessions, revision);
+            CompactIfDue();
+            return ValueTask.FromResult(TxnResult.Committed(revision));
         }
     }
 
@@ -204,8 +309,17 @@ public sealed class EmbeddedClusterStore : IClusterStore
             }
             while (_sessions.ContainsKey(id));
 
+            if (_file is { } file)
+            {
+                var record = file.Begin(RecordType.SessionCreate);
+                record.WriteString(id);
+                record.WriteInt64(ttl.Ticks);
+                file.Append();
+            }
+
             var session = new Session(id, ttl) { Deadline = DeadlineFrom(_time.GetUtcNow(), ttl) };
             _sessions.Add(id, session);
+            CompactIfDue();
             if (_sweepDue is not { } due || session.Deadline < due)
             {
                 ArmSweep(session.Deadline);
@@ -275,20 +389,28 @@ public sealed class EmbeddedClusterStore : IClusterStore
     public ValueTask<IReadOnlyList<ServiceInstance>> ListServicesAsync(string serviceName, CancellationToken cancellationToken = default)
         => _services.ListAsync(serviceName, cancellationToken);
 
+    /// <summary>Closes the store (and its file: every commit is already in it, so there is nothing to flush).</summary>
     public ValueTask DisposeAsync()
+    {
+        DisposeCore();
+        return ValueTask.CompletedTask;
+    }
+
+    private void DisposeCore()
     {
         Watcher[] watchers;
         lock (_gate)
         {
             if (_disposed)
             {
-                return ValueTask.CompletedTask;
+                return;
             }
 
             _disposed = true;
             _sweepDue = null;
             watchers = [.. _watchers];
             _watchers.Clear();
+            _file?.Dispose();
         }
 
         _sweepTimer.Dispose();
@@ -296,8 +418,6 @@ public sealed class EmbeddedClusterStore : IClusterStore
         {
             watcher.Channel.Writer.TryComplete();
         }
-
-        return ValueTask.CompletedTask;
     }
 
     private async IAsyncEnumerable<WatchEvent> WatchCore(string prefix, long afterRevision, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -337,6 +457,231 @@ public sealed class EmbeddedClusterStore : IClusterStore
         }
     }
 
+    /// <summary>Rewrites the file as a snapshot when it has outgrown its bound; called after a commit is applied, so the snapshot holds it.</summary>
+    private void CompactIfDue()
+    {
+        if (_file is { CompactionDue: true } file)
+        {
+            file.Compact(_revision, [.. _sessions.Values.Select(s => (s.Id, s.Ttl))], _entries.Values);
+        }
+    }
+
+    /// <summary>
+    /// Rebuilds the state from the file (under the lock, before anyone else can see the store): the snapshot
+    /// that opens it, then the log, checking that every record follows from the state before it.
+    /// </summary>
+    private void Recover()
+    {
+        var file = _file!;
+        var bytes = file.ReadAll();
+        if (bytes.Length == 0)
+        {
+            // New, or created by an open that crashed before writing anything.
+            file.WriteSnapshot(0, [], []);
+            return;
+        }
+
+        if (!bytes.AsSpan().StartsWith(StoreFormat.Magic))
+        {
+            throw new EmbeddedStoreCorruptException(file.Path, 0, "it does not start with the GpuPool store header (not a store file, or one from a newer version)");
+        }
+
+        // The snapshot (a checkpoint, its sessions, its entries) was whole when it was renamed into place, so
+        // anything short of it is damage; after it, a torn last record is what a crash leaves.
+        var offset = StoreFormat.Magic.Length;
+        long snapshotLength = 0;
+        int sessionsLeft = 0, entriesLeft = 0;
+        RecordType? snapshotNeeds = RecordType.Checkpoint;
+        while (true)
+        {
+            var status = StoreFormat.Read(bytes.AsSpan(offset), out var payload, out var consumed, out var problem);
+            if (status == ReadStatus.Corrupt || (status != ReadStatus.Record && snapshotNeeds is not null))
+            {
+                throw new EmbeddedStoreCorruptException(file.Path, offset, problem ?? "the file ends inside its snapshot");
+            }
+
+            if (status == ReadStatus.Torn)
+            {
+                RecoveryWarnings = [$"dropped the last record of '{file.Path}' at byte {offset}, cut short by a crash while it was written ({problem}); the store resumes at revision {_revision}"];
+            }
+
+            if (status != ReadStatus.Record)
+            {
+                break;
+            }
+
+            try
+            {
+                var type = !payload.IsEmpty ? (RecordType)payload[0] : throw new InvalidDataException("an empty record");
+                var fields = new RecordReader(payload[1..]);
+                if (snapshotNeeds is { } needed && type != needed)
+                {
+                    throw new InvalidDataException($"a {type} record where the snapshot's next {needed} record should be");
+                }
+
+                if (snapshotNeeds is null && type is RecordType.Checkpoint or RecordType.EntryState)
+                {
+                    throw new InvalidDataException($"a {type} record after the snapshot");
+                }
+
+                if (type == RecordType.Checkpoint)
+                {
+                    _revision = fields.ReadInt64();
+                    sessionsLeft = fields.ReadInt32();
+                    entriesLeft = fields.ReadInt32();
+                    if (_revision < 0 || sessionsLeft < 0 || entriesLeft < 0)
+                    {
+                        throw new InvalidDataException("the snapshot's checkpoint holds a negative number");
+                    }
+                }
+                else
+                {
+                    Replay(type, ref fields);
+                    sessionsLeft -= snapshotNeeds == RecordType.SessionCreate ? 1 : 0;
+                    entriesLeft -= snapshotNeeds == RecordType.EntryState ? 1 : 0;
+                }
+
+                fields.EnsureEnd();
+            }
+            catch (InvalidDataException ex)
+            {
+                throw new EmbeddedStoreCorruptException(file.Path, offset, ex.Message);
+            }
+
+            offset += consumed;
+            if (snapshotNeeds is not null)
+            {
+                snapshotNeeds = sessionsLeft > 0 ? RecordType.SessionCreate : entriesLeft > 0 ? RecordType.EntryState : null;
+                snapshotLength = offset;
+            }
+        }
+
+        file.Recovered(offset, snapshotLength);
+
+        // History does not survive a restart: watches resume from the reopened store's revision.
+        _history.Clear();
+        _compactedRevision = _revision;
+        var now = _time.GetUtcNow();
+        DateTimeOffset? first = null;
+        foreach (var session in _sessions.Values)
+        {
+            session.Deadline = DeadlineFrom(now, session.Ttl);
+            first = first is { } f && f < session.Deadline ? f : session.Deadline;
+        }
+
+        if (first is { } due)
+        {
+            ArmSweep(due);
+        }
+    }
+
+    private void Replay(RecordType type, ref RecordReader fields)
+    {
+        switch (type)
+        {
+            case RecordType.EntryState:
+            {
+                var key = fields.ReadString();
+                var value = fields.ReadBytes();
+                var create = fields.ReadInt64();
+                var mod = fields.ReadInt64();
+                var session = ReplaySession(fields.ReadNullableString());
+                if (create <= 0 || create > mod || mod > _revision || !_entries.TryAdd(key, new KvEntry(key, value, create, mod, session?.Id)))
+                {
+                    throw new InvalidDataException($"the snapshot's entry '{key}' does not fit the snapshot (revisions {create}..{mod} of {_revision}, or a duplicate)");
+                }
+
+                session?.Keys.Add(key);
+                break;
+            }
+
+            case RecordType.SessionCreate:
+            {
+                var id = fields.ReadString();
+                var ttl = TimeSpan.FromTicks(fields.ReadInt64());
+                if (ttl <= TimeSpan.Zero || !_sessions.TryAdd(id, new Session(id, ttl) { Deadline = DateTimeOffset.MaxValue }))
+                {
+                    throw new InvalidDataException($"session '{id}' is created twice or with a TTL of {ttl}");
+                }
+
+                break;
+            }
+
+            case RecordType.SessionEnd:
+            {
+                var session = ReplaySession(fields.ReadString())!;
+                var after = fields.ReadInt64();
+                ApplyEndSession(session);
+                if (after != _revision)
+                {
+                    throw new InvalidDataException($"session '{session.Id}' ends at revision {_revision}, and its record says {after}");
+                }
+
+                break;
+            }
+
+            case RecordType.Put:
+            {
+                var revision = NextRevision(fields.ReadInt64());
+                var key = fields.ReadString();
+                var value = fields.ReadBytes();
+                ApplyPut(key, value, ReplaySession(fields.ReadNullableString()), revision);
+                _revision = revision;
+                break;
+            }
+
+            case RecordType.Delete:
+            {
+                var revision = NextRevision(fields.ReadInt64());
+                var key = fields.ReadString();
+                ApplyDelete(_entries.GetValueOrDefault(key) ?? throw new InvalidDataException($"a delete of '{key}', which does not exist"), revision);
+                _revision = revision;
+                break;
+            }
+
+            case RecordType.Txn:
+            {
+                var revision = NextRevision(fields.ReadInt64());
+                var count = fields.ReadInt32();
+                if (count is <= 0 or > TxnLimits.MaxOperations)
+                {
+                    throw new InvalidDataException($"a transaction of {count} writes");
+                }
+
+                var writes = new TxnWrite[count];
+                var sessions = new Session?[count];
+                for (var i = 0; i < count; i++)
+                {
+                    var delete = fields.ReadByte() != 0;
+                    var key = fields.ReadString();
+                    if (delete)
+                    {
+                        writes[i] = TxnWrite.Delete(key);
+                    }
+                    else
+                    {
+                        var value = fields.ReadBytes();
+                        sessions[i] = ReplaySession(fields.ReadNullableString());
+                        writes[i] = TxnWrite.Put(key, value, sessions[i]?.Id);
+                    }
+                }
+
+                ApplyTxn(writes, sessions, revision);
+                _revision = revision;
+                break;
+            }
+
+            default:
+                throw new InvalidDataException($"an unknown record type {(byte)type}");
+        }
+    }
+
+    private Session? ReplaySession(string? id) =>
+        id is null ? null : _sessions.GetValueOrDefault(id) ?? throw new InvalidDataException($"session '{id}' is used where it does not exist");
+
+    private long NextRevision(long revision) =>
+        revision == _revision + 1 ? revision : throw new InvalidDataException($"revision {revision} follows revision {_revision}");
+
     /// <summary>Called under the lock at the start of every operation: refuses a disposed store and ends expired sessions.</summary>
     private void Enter()
     {
@@ -355,7 +700,17 @@ public sealed class EmbeddedClusterStore : IClusterStore
 
             _sweepDue = null;
             var now = _time.GetUtcNow();
-            SweepExpired(now);
+            try
+            {
+                SweepExpired(now);
+            }
+            catch (StoreUnavailableException)
+            {
+                // The file refused the session's end, so it has not ended: try again shortly (every call
+                // tries too, and reports the failure to its caller).
+                ArmSweep(now + TimeSpan.FromSeconds(1));
+                return;
+            }
 
             DateTimeOffset? next = null;
             foreach (var session in _sessions.Values)
@@ -407,8 +762,22 @@ public sealed class EmbeddedClusterStore : IClusterStore
         }
     }
 
-    /// <summary>Removes the session and deletes its keys in key order, one revision each.</summary>
+    /// <summary>Logs the session's end, then removes it and deletes its keys in key order, one revision each.</summary>
     private void EndSession(Session session)
+    {
+        if (_file is { } file)
+        {
+            var record = file.Begin(RecordType.SessionEnd);
+            record.WriteString(session.Id);
+            record.WriteInt64(_revision + session.Keys.Count(key => _entries.GetValueOrDefault(key)?.SessionId == session.Id));
+            file.Append();
+        }
+
+        ApplyEndSession(session);
+        CompactIfDue();
+    }
+
+    private void ApplyEndSession(Session session)
     {
         _sessions.Remove(session.Id);
         var keys = session.Keys.ToArray();
@@ -418,6 +787,22 @@ public sealed class EmbeddedClusterStore : IClusterStore
             if (_entries.TryGetValue(key, out var entry) && entry.SessionId == session.Id)
             {
                 ApplyDelete(entry, ++_revision);
+            }
+        }
+    }
+
+    private void ApplyTxn(IReadOnlyList<TxnWrite> writes, Session?[] sessions, long revision)
+    {
+        for (var i = 0; i < writes.Count; i++)
+        {
+            var write = writes[i];
+            if (!write.IsDelete)
+            {
+                ApplyPut(write.Key, write.Value, sessions[i], revision);
+            }
+            else if (_entries.TryGetValue(write.Key, out var current))
+            {
+                ApplyDelete(current, revision);
             }
         }
     }
