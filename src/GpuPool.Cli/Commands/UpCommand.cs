@@ -43,7 +43,9 @@ internal static class UpCommand
                 LeaseTtl = parse.GetValue(ttl),
                 KeyPath = CliPaths.SchedulerKey,
                 AdminToken = CliPaths.LoadOrCreateAdminToken(),
+                StorePath = CliPaths.StoreFile,
             };
+            Directory.CreateDirectory(Path.GetDirectoryName(CliPaths.StoreFile)!);
 
             await using var pool = await LocalPool.StartAsync(options, loggerFactory, cancellationToken);
             Directory.CreateDirectory(CliPaths.ConfigDir);
@@ -63,7 +65,13 @@ internal static class UpCommand
             }
 
             table.AddRow("backend", Markup.Escape(pool.BackendNote));
-            table.AddRow("store", "embedded (in-process)");
+            table.AddRow("store", Markup.Escape($"embedded, kept in {CliPaths.StoreFile}"));
+            table.AddRow("admin token", Markup.Escape(CliPaths.AdminTokenFile));
+            foreach (var warning in pool.StoreWarnings)
+            {
+                AnsiConsole.MarkupLine($"[yellow]store:[/] {Markup.Escape(warning)}");
+            }
+
             table.AddRow("key", Markup.Escape(CliPaths.SchedulerKey));
             AnsiConsole.MarkupLine("[green]GpuPool is up[/]");
             AnsiConsole.Write(table);

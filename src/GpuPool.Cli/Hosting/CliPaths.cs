@@ -21,6 +21,9 @@ internal static class CliPaths
 
     public static string SchedulerKey => Path.Combine(ConfigDir, "scheduler-key.pem");
 
+    /// <summary>The embedded store's file: quotas, priority classes and leases survive a restart of <c>gpupool up</c>.</summary>
+    public static string StoreFile => Path.Combine(ConfigDir, "store", "embedded.db");
+
     /// <summary>The admin credential of the pool <c>gpupool up</c> runs; admin commands read it from here.</summary>
     public static string AdminTokenFile => Path.Combine(ConfigDir, "admin-token");
 

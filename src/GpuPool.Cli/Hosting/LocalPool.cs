@@ -34,6 +34,9 @@ internal sealed record LocalPoolOptions
     /// <summary>Where the scheduler's key pair lives; null makes a throwaway key (the demo).</summary>
     public string? KeyPath { get; init; }
 
+    /// <summary>The embedded store's file, so a restart keeps quotas and leases; null keeps the store in memory only.</summary>
+    public string? StorePath { get; init; }
+
     /// <summary>The admin credential quota, priority and drain changes need; null refuses them.</summary>
     public string? AdminToken { get; init; }
 }
@@ -57,6 +60,9 @@ internal sealed class LocalPool : IAsyncDisposable
 
     public IClusterStore Store { get; }
 
+    /// <summary>What the store's recovery had to drop (a record cut short by a crash), for the user.</summary>
+    public IReadOnlyList<string> StoreWarnings => Store is EmbeddedClusterStore embedded ? embedded.RecoveryWarnings : [];
+
     public SchedulerHost Scheduler { get; }
 
     public BrokerHost Broker { get; }
@@ -70,7 +76,7 @@ internal sealed class LocalPool : IAsyncDisposable
     {
         var (backend, note) = CreateBackend(options);
         var key = options.KeyPath is null ? LeaseToken.CreateKey() : LeaseToken.LoadOrCreatePrivateKey(options.KeyPath);
-        var store = new EmbeddedClusterStore();
+        var store = options.StorePath is null ? new EmbeddedClusterStore() : EmbeddedClusterStore.Open(options.StorePath);
         SchedulerHost? scheduler = null;
         try
         {

@@ -52,6 +52,7 @@ internal sealed class Leadership : IAsyncDisposable
     private async Task LoopAsync(CancellationToken cancellationToken)
     {
         var election = new LeaderElection(_store, StoreKeys.Leader, _endpoint, _options.LeaderTtl, _options.TimeProvider);
+        await ClearOwnStaleLockAsync(cancellationToken).ConfigureAwait(false);
         while (!cancellationToken.IsCancellationRequested)
         {
             LeaderTerm? term = null;
@@ -92,6 +93,26 @@ internal sealed class Leadership : IAsyncDisposable
                     await term.DisposeAsync().ConfigureAwait(false);
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// A lock held under this replica's own endpoint belongs to its previous run (one endpoint, one process):
+    /// a restart after a crash takes the lead at once instead of waiting out the dead run's TTL.
+    /// </summary>
+    private async Task ClearOwnStaleLockAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var current = await _store.GetAsync(StoreKeys.Leader, cancellationToken).ConfigureAwait(false);
+            if (current is not null && System.Text.Encoding.UTF8.GetString(current.Value.Span) == _endpoint)
+            {
+                await _store.DeleteAsync(StoreKeys.Leader, current.ModRevision, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (StoreUnavailableException ex)
+        {
+            Log.ElectionFailed(_logger, ex.Message);
         }
     }
 
