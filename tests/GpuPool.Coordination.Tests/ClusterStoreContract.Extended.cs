@@ -5,7 +5,7 @@ namespace GpuPool.Coordination.Tests;
 /// <summary>The contract's transactions, leader lock and service registration.</summary>
 public abstract partial class ClusterStoreContract
 {
-    [Fact]
+    [StoreFact]
     public async Task Transaction_WhenEveryCheckHolds_AppliesAllWritesAtOneRevision()
     {
         await using var store = await CreateStoreAsync();
@@ -23,7 +23,7 @@ public abstract partial class ClusterStoreContract
         Assert.Equal(result.Revision, (await store.GetAsync(Key("c")))!.ModRevision);
     }
 
-    [Fact]
+    [StoreFact]
     public async Task Transaction_WhenOneCheckFails_AppliesNothing_AndNamesTheFailedCheck()
     {
         await using var store = await CreateStoreAsync();
@@ -42,7 +42,7 @@ public abstract partial class ClusterStoreContract
         Assert.Equal("2", Text((await store.GetAsync(Key("a")))!.Value));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task Transaction_ConcurrentWithAConflictingPut_EitherCommitsWholeOrNotAtAll()
     {
         await using var store = await CreateStoreAsync();
@@ -62,7 +62,7 @@ public abstract partial class ClusterStoreContract
         }
     }
 
-    [Fact]
+    [StoreFact]
     public async Task Transaction_SessionBoundWrite_VanishesWithTheSession()
     {
         await using var store = await CreateStoreAsync();
@@ -77,7 +77,7 @@ public abstract partial class ClusterStoreContract
         Assert.NotNull(await store.GetAsync(Key("p")));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task Transaction_NamingAnEndedSession_ThrowsAndAppliesNothing()
     {
         await using var store = await CreateStoreAsync();
@@ -90,7 +90,7 @@ public abstract partial class ClusterStoreContract
         Assert.Null(await store.GetAsync(Key("bound")));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task Transaction_TooLargeOrWritingAKeyTwice_IsRefusedBeforeAnythingIsWritten()
     {
         await using var store = await CreateStoreAsync();
@@ -104,7 +104,7 @@ public abstract partial class ClusterStoreContract
         Assert.Empty((await store.ListAsync(Prefix)).Entries);
     }
 
-    [Fact]
+    [StoreFact]
     public async Task LeaderLock_HasOneHolder_AndTheNextCandidateTakesOverWhenTheHoldersSessionExpires()
     {
         await using var store = await CreateStoreAsync();
@@ -129,7 +129,7 @@ public abstract partial class ClusterStoreContract
         Assert.False(await store.KeepAliveAsync(first.Session.Id));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task LeaderLock_Resigning_HandsOverWithoutWaitingForTheTtl()
     {
         await using var store = await CreateStoreAsync();
@@ -146,7 +146,7 @@ public abstract partial class ClusterStoreContract
         Assert.Equal("second", await LeaderElection.GetLeaderAsync(store, lockKey));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task LeaderFence_MakesADeposedLeadersTransactionFail()
     {
         await using var store = await CreateStoreAsync();
@@ -163,7 +163,7 @@ public abstract partial class ClusterStoreContract
         Assert.Equal("first", Text((await store.GetAsync(Key("state")))!.Value));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task ServiceRegistration_PassesWhileChecked_TurnsCriticalWhenChecksStop_AndRecovers()
     {
         await using var store = await CreateStoreAsync();
@@ -190,7 +190,7 @@ public abstract partial class ClusterStoreContract
         await store.DeregisterServiceAsync("inst-1");
     }
 
-    [Fact]
+    [StoreFact]
     public async Task ServiceDeregistration_RemovesTheInstance_AndUnknownInstancesFailTheirCheck()
     {
         await using var store = await CreateStoreAsync();
@@ -208,7 +208,7 @@ public abstract partial class ClusterStoreContract
         await store.DeregisterServiceAsync("inst-b");
     }
 
-    [Fact]
+    [StoreFact]
     public async Task ServiceRegistration_WithABadIdOrTtl_IsRefused()
     {
         await using var store = await CreateStoreAsync();

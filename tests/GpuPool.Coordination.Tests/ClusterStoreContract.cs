@@ -33,7 +33,7 @@ public abstract partial class ClusterStoreContract
 
     protected static string Text(ReadOnlyMemory<byte> value) => Encoding.UTF8.GetString(value.Span);
 
-    [Fact]
+    [StoreFact]
     public async Task PutThenGet_ReturnsTheValue()
     {
         await using var store = await CreateStoreAsync();
@@ -51,7 +51,7 @@ public abstract partial class ClusterStoreContract
         Assert.Null(await store.GetAsync(Key("missing")));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task Revisions_IncreaseWithEveryWrite_AndCreateRevisionStays()
     {
         await using var store = await CreateStoreAsync();
@@ -76,7 +76,7 @@ public abstract partial class ClusterStoreContract
         Assert.Equal(recreated.ModRevision, (await store.GetAsync(Key("a")))!.CreateRevision);
     }
 
-    [Fact]
+    [StoreFact]
     public async Task CasWithExpectedZero_FailsWhenTheKeyExists()
     {
         await using var store = await CreateStoreAsync();
@@ -90,7 +90,7 @@ public abstract partial class ClusterStoreContract
         Assert.Equal("first", Text((await store.GetAsync(Key("a")))!.Value));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task CasWithAStaleModRevision_FailsAndReturnsTheCurrentRevision()
     {
         await using var store = await CreateStoreAsync();
@@ -109,7 +109,7 @@ public abstract partial class ClusterStoreContract
         Assert.Null(await store.GetAsync(Key("absent")));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task CasDelete_DeletesOnlyAtTheExpectedRevision()
     {
         await using var store = await CreateStoreAsync();
@@ -128,7 +128,7 @@ public abstract partial class ClusterStoreContract
         Assert.False(await store.DeleteAsync(Key("a")));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task ListByPrefix_ReturnsOnlyThatPrefix_OrderedByKey()
     {
         await using var store = await CreateStoreAsync();
@@ -146,7 +146,7 @@ public abstract partial class ClusterStoreContract
         Assert.Empty((await store.ListAsync(Key("none/"))).Entries);
     }
 
-    [Fact]
+    [StoreFact]
     public async Task Values_AreCopied_SoTheCallerMayReuseItsBuffer()
     {
         await using var store = await CreateStoreAsync();
@@ -158,7 +158,7 @@ public abstract partial class ClusterStoreContract
         Assert.Equal("abc", Text((await store.GetAsync(Key("a")))!.Value));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task CreateSession_WithANonPositiveTtl_Throws()
     {
         await using var store = await CreateStoreAsync();
@@ -167,7 +167,7 @@ public abstract partial class ClusterStoreContract
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await store.CreateSessionAsync(TimeSpan.FromSeconds(-1)));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task SessionExpiry_DeletesItsKeys_AndOnlyThose()
     {
         await using var store = await CreateStoreAsync();
@@ -183,7 +183,7 @@ public abstract partial class ClusterStoreContract
         Assert.False(await store.KeepAliveAsync(session.Id));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task KeepAliveBeforeTheDeadline_KeepsTheKeys()
     {
         await using var store = await CreateStoreAsync();
@@ -205,7 +205,7 @@ public abstract partial class ClusterStoreContract
         await EventuallyAsync(async () => await store.GetAsync(Key("bound")) is null, "the session's key was not deleted");
     }
 
-    [Fact]
+    [StoreFact]
     public async Task KeepAlive_OfAnUnknownSession_ReturnsFalse()
     {
         await using var store = await CreateStoreAsync();
@@ -213,7 +213,7 @@ public abstract partial class ClusterStoreContract
         Assert.False(await store.KeepAliveAsync("0123456789abcdef"));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task Revoke_DeletesTheSessionsKeys()
     {
         await using var store = await CreateStoreAsync();
@@ -234,7 +234,7 @@ public abstract partial class ClusterStoreContract
         await store.RevokeSessionAsync("0123456789abcdef");
     }
 
-    [Fact]
+    [StoreFact]
     public async Task PutWithAnEndedSession_Throws()
     {
         await using var store = await CreateStoreAsync();
@@ -249,7 +249,7 @@ public abstract partial class ClusterStoreContract
         Assert.Null(await store.GetAsync(Key("a")));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task PutWithAnExpiredSession_Throws()
     {
         await using var store = await CreateStoreAsync();
@@ -261,7 +261,7 @@ public abstract partial class ClusterStoreContract
         await Assert.ThrowsAsync<StoreSessionNotFoundException>(async () => await store.PutAsync(Key("a"), Bytes("1"), sessionId: session.Id));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task RePutWithAnotherSession_RebindsTheKey()
     {
         await using var store = await CreateStoreAsync();
@@ -281,7 +281,7 @@ public abstract partial class ClusterStoreContract
         Assert.Equal([Key("b")], (await store.ListAsync(Prefix)).Entries.Select(e => e.Key));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task Watch_SeesPutAndDeleteInOrder()
     {
         await using var store = await CreateStoreAsync();
@@ -306,7 +306,7 @@ public abstract partial class ClusterStoreContract
         Assert.Equal(deleteRevision, events[3].Entry.ModRevision);
     }
 
-    [Fact]
+    [StoreFact]
     public async Task WatchFromAnOlderRevision_ReplaysThenStreams()
     {
         await using var store = await CreateStoreAsync();
@@ -325,7 +325,7 @@ public abstract partial class ClusterStoreContract
         Assert.Equal(["2", "3", "4"], replayed.Concat(live).Select(e => Text(e.Entry.Value)));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task WatchStartedThenWritten_IsNotLost()
     {
         await using var store = await CreateStoreAsync();
@@ -346,7 +346,7 @@ public abstract partial class ClusterStoreContract
         Assert.Equal([put1.ModRevision, put2.ModRevision, put3.ModRevision], rest.Prepend(firstEvent).Select(e => e.Revision));
     }
 
-    [Fact]
+    [StoreFact]
     public async Task ConcurrentWriters_DuringAWatch_AreSeenOnceEach_InRevisionOrder()
     {
         await using var store = await CreateStoreAsync();
@@ -364,7 +364,7 @@ public abstract partial class ClusterStoreContract
         Assert.Equal(last.ModRevision, Assert.Single(after).Revision);
     }
 
-    [Fact]
+    [StoreFact]
     public async Task SessionExpiry_IsSeenByAWatch_AsADelete()
     {
         await using var store = await CreateStoreAsync();
@@ -384,7 +384,7 @@ public abstract partial class ClusterStoreContract
         Assert.True(watch.Current.Revision > put.ModRevision);
     }
 
-    [Fact]
+    [StoreFact]
     public async Task TwoConcurrentCasWriters_OnOneKey_ExactlyOneWins()
     {
         await using var store = await CreateStoreAsync();
