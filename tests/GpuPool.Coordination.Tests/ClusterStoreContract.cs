@@ -227,7 +227,7 @@ public abstract partial class ClusterStoreContract
         await store.RevokeSessionAsync(session.Id);
 
         Assert.Equal([Key("c")], (await store.ListAsync(Prefix)).Entries.Select(e => e.Key));
-        Assert.True(await store.GetRevisionAsync() >= before + 2);
+        Assert.True(await store.GetRevisionAsync() > before);
         Assert.False(await store.KeepAliveAsync(session.Id));
         Assert.True(await store.KeepAliveAsync(other.Id));
         await store.RevokeSessionAsync(session.Id);
