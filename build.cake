@@ -31,6 +31,7 @@ Task("Build")
 // reported with a dump instead of eating CI's time.
 Task("Test")
     .IsDependentOn("Build")
+    .IsDependentOn("Clang")
     .Does(() =>
 {
     var failures = new List<string>();
@@ -103,6 +104,42 @@ Task("PerfKernels")
     });
 });
 
+// clang-14, which the CUDA kernel tests use to rebuild native/kernels' PTX and to run the kernels' source on the
+// host (no CUDA SDK or GPU needed).
+Task("Clang")
+    .Does(() =>
+{
+    if (!EnsureDebianPackage("clang-14", "clang-14"))
+    {
+        throw new Exception("clang-14 is missing and could not be installed; install it with `apt-get update && apt-get install -y clang-14` as root.");
+    }
+});
+
 Task("Default").IsDependentOn("Test");
+
+// True when `command` is on PATH, installing Debian's `package` first if it is not and we are root. The package
+// lists are refreshed once per build, before the first install.
+bool EnsureDebianPackage(string command, string package)
+{
+    if (StartProcess("sh", new ProcessSettings { Arguments = $"-c \"command -v {command}\"", RedirectStandardOutput = true }) == 0)
+    {
+        return true;
+    }
+
+    if (!aptListsUpdated)
+    {
+        if (StartProcess("sh", new ProcessSettings { Arguments = "-c \"[ $(id -u) -eq 0 ] && apt-get update\"" }) != 0)
+        {
+            return false;
+        }
+
+        aptListsUpdated = true;
+    }
+
+    return StartProcess("sh", new ProcessSettings { Arguments = $"-c \"DEBIAN_FRONTEND=noninteractive apt-get install -y {package}\"" }) == 0
+        && StartProcess("sh", new ProcessSettings { Arguments = $"-c \"command -v {command}\"", RedirectStandardOutput = true }) == 0;
+}
+
+bool aptListsUpdated = false;
 
 RunTarget(target);
