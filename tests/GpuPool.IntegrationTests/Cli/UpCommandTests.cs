@@ -92,9 +92,10 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
         var table = SpectreTable.Parse(lease.Stdout)[0];
         var id = table.Column(0);
         Assert.Matches("^l-[0-9a-f]{12}$", id);
-        Assert.Equal("512MiB", table.Column(5));
-        Assert.Equal("250", table.Column(6));
-        Assert.Equal(up.BrokerEndpoint, table.Column(3));
+        Assert.Equal("normal", table.Column(2));
+        Assert.Equal("512MiB", table.Column(6));
+        Assert.Equal("250", table.Column(7));
+        Assert.Equal(up.BrokerEndpoint, table.Column(4));
 
         using var client = new GpuPoolClient(up.SchedulerEndpoint);
         var record = Assert.Single((await client.ListClusterAsync()).Leases, l => l.LeaseId == id);
@@ -116,8 +117,11 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
         using var client = new GpuPoolClient(up.SchedulerEndpoint);
         var view = await client.ListClusterAsync();
         var tables = SpectreTable.Parse(ls.Stdout);
-        Assert.Equal(2, tables.Count);
-        var (devices, leases) = (tables[0], tables[1]);
+        Assert.Equal(3, tables.Count);
+        var (hosts, devices, leases) = (tables[0], tables[1], tables[2]);
+        Assert.Equal(view.Brokers[0].BrokerId, hosts.Column(0));
+        Assert.Equal("up", hosts.Column(4));
+        Assert.Contains($"scheduler {up.SchedulerEndpoint} (leader)", ls.Stdout, StringComparison.Ordinal);
         Assert.Equal(view.Brokers[0].BrokerId, devices.Column(0));
         Assert.Equal("GpuPoolCPUdevice", devices.Column(2));
         Assert.Equal("cpu", devices.Column(3));
