@@ -74,7 +74,7 @@ internal sealed class LocalPool : IAsyncDisposable
 
     public static async Task<LocalPool> StartAsync(LocalPoolOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
-        var (backend, note) = CreateBackend(options);
+        var (backend, note) = CreateBackend(options.Backend, options.Devices, options.DeviceMemory);
         var key = options.KeyPath is null ? LeaseToken.CreateKey() : LeaseToken.LoadOrCreatePrivateKey(options.KeyPath);
         var store = options.StorePath is null ? new EmbeddedClusterStore() : EmbeddedClusterStore.Open(options.StorePath);
         SchedulerHost? scheduler = null;
@@ -112,26 +112,27 @@ internal sealed class LocalPool : IAsyncDisposable
         }
     }
 
-    private static (IDeviceBackend Backend, string Note) CreateBackend(LocalPoolOptions options)
+    /// <summary>The device backend a --backend value names, and why it was chosen, for the user.</summary>
+    public static (IDeviceBackend Backend, string Note) CreateBackend(string name, int devices, ulong deviceMemory)
     {
-        if (options.Devices is < 1 or > 64)
+        if (devices is < 1 or > 64)
         {
-            throw new ArgumentException($"--devices must be 1..64, not {options.Devices}");
+            throw new ArgumentException($"--devices must be 1..64, not {devices}");
         }
 
-        switch (options.Backend)
+        switch (name)
         {
             case "cpu":
-                return (new CpuBackend(options.Devices, options.DeviceMemory), "cpu backend (emulated devices in host memory), as asked");
+                return (new CpuBackend(devices, deviceMemory), "cpu backend (emulated devices in host memory), as asked");
             case "auto":
                 var driver = File.Exists("/usr/lib/x86_64-linux-gnu/libcuda.so.1") || File.Exists("/usr/lib64/libcuda.so.1");
-                return (new CpuBackend(options.Devices, options.DeviceMemory), driver
+                return (new CpuBackend(devices, deviceMemory), driver
                     ? "cpu backend: an NVIDIA driver is present, but this build has no cuda backend yet"
                     : "cpu backend: no NVIDIA driver found");
             case "cuda":
                 throw new ArgumentException("--backend cuda is not available in this build yet; use --backend cpu (or auto)");
             default:
-                throw new ArgumentException($"--backend must be auto, cpu or cuda, not '{options.Backend}'");
+                throw new ArgumentException($"--backend must be auto, cpu or cuda, not '{name}'");
         }
     }
 

@@ -134,19 +134,7 @@ public sealed class PoolModel
         RemoveLease(lease.LeaseId);
         _leases[lease.LeaseId] = lease;
         Usage(lease.Tenant).Add(lease, +1);
-        if (_brokers.TryGetValue(lease.BrokerId, out var broker))
-        {
-            Unindex(broker);
-            foreach (var index in DeviceIndexes(lease))
-            {
-                if (broker.Devices.TryGetValue(index, out var device))
-                {
-                    device.Add(lease);
-                }
-            }
-
-            Index(broker);
-        }
+        OnDevices(lease, static (device, l) => device.Add(l));
     }
 
     public LeaseRecord? RemoveLease(string leaseId)
@@ -163,6 +151,13 @@ public sealed class PoolModel
             _usage.Remove(lease.Tenant);
         }
 
+        OnDevices(lease, static (device, l) => device.Remove(l));
+        return lease;
+    }
+
+    /// <summary>Applies a change to the lease's device(s), keeping the broker's index entries in step.</summary>
+    private void OnDevices(LeaseRecord lease, Action<DeviceSlot, LeaseRecord> change)
+    {
         if (_brokers.TryGetValue(lease.BrokerId, out var broker))
         {
             Unindex(broker);
@@ -170,14 +165,12 @@ public sealed class PoolModel
             {
                 if (broker.Devices.TryGetValue(index, out var device))
                 {
-                    device.Remove(lease);
+                    change(device, lease);
                 }
             }
 
             Index(broker);
         }
-
-        return lease;
     }
 
     /// <summary>Best fit: the slice goes where it leaves the least free memory; a gang goes to the host with the fewest wholly free devices that still has enough.</summary>
