@@ -37,18 +37,28 @@ public sealed record LeaseRequest
 /// </summary>
 public sealed class GpuPoolClient : IDisposable
 {
-    private readonly GrpcChannel _scheduler;
+    private readonly GrpcChannel[] _schedulers;
+    private int _current;
     private readonly ConcurrentDictionary<string, GrpcChannel> _brokers = new(StringComparer.Ordinal);
 
+    /// <param name="schedulerEndpoint">
+    /// The scheduler's address, or the addresses of a pool's scheduler replicas separated by commas: calls go to
+    /// one and move to the next when it cannot be reached or is between leaders.
+    /// </param>
     public GpuPoolClient(string schedulerEndpoint)
     {
-        if (!Uri.TryCreate(schedulerEndpoint, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+        ArgumentException.ThrowIfNullOrWhiteSpace(schedulerEndpoint);
+        var endpoints = schedulerEndpoint.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var endpoint in endpoints)
         {
-            throw new ArgumentException($"scheduler endpoint '{schedulerEndpoint}' is not an http:// or https:// address", nameof(schedulerEndpoint));
+            if (!Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+            {
+                throw new ArgumentException($"scheduler endpoint '{endpoint}' is not an http:// or https:// address", nameof(schedulerEndpoint));
+            }
         }
 
         SchedulerEndpoint = schedulerEndpoint;
-        _scheduler = CreateChannel(schedulerEndpoint);
+        _schedulers = [.. endpoints.Select(CreateChannel)];
     }
 
     public string SchedulerEndpoint { get; }
@@ -65,8 +75,8 @@ public sealed class GpuPoolClient : IDisposable
             throw new ArgumentException("a request for whole devices returns several leases: use AllocateGangAsync", nameof(request));
         }
 
-        var (client, reply) = await RequestAsync(request, cancellationToken).ConfigureAwait(false);
-        return new Lease(this, client, reply.Lease, reply.Token, reply.Expires);
+        var reply = await RequestAsync(request, cancellationToken).ConfigureAwait(false);
+        return new Lease(this, reply.Lease, reply.Token, reply.Expires);
     }
 
     /// <summary>
@@ -81,13 +91,13 @@ public sealed class GpuPoolClient : IDisposable
             throw new ArgumentException("WholeDevices must be at least 1 for a gang", nameof(request));
         }
 
-        var (client, reply) = await RequestAsync(request, cancellationToken).ConfigureAwait(false);
+        var reply = await RequestAsync(request, cancellationToken).ConfigureAwait(false);
         return reply.Gang.Count == 0
-            ? [new Lease(this, client, reply.Lease, reply.Token, reply.Expires)]
-            : [.. reply.Gang.Select(m => new Lease(this, client, m.Lease, m.Token, reply.Expires))];
+            ? [new Lease(this, reply.Lease, reply.Token, reply.Expires)]
+            : [.. reply.Gang.Select(m => new Lease(this, m.Lease, m.Token, reply.Expires))];
     }
 
-    private async Task<(Leases.LeasesClient Client, AllocateReply Reply)> RequestAsync(LeaseRequest request, CancellationToken cancellationToken)
+    private async Task<AllocateReply> RequestAsync(LeaseRequest request, CancellationToken cancellationToken)
     {
         var gang = request.WholeDevices > 0;
         if (!gang && request.ComputeShare is < 1 or > 1000)
@@ -101,10 +111,9 @@ public sealed class GpuPoolClient : IDisposable
             throw new GpuPoolException(ErrorCode.InvalidArgument, $"WaitTimeout {wait} is out of range");
         }
 
-        var client = new Leases.LeasesClient(_scheduler);
         try
         {
-            var reply = await client.AllocateAsync(
+            var reply = await CallSchedulerAsync(channel => new Leases.LeasesClient(channel).AllocateAsync(
                 new AllocateRequest
                 {
                     Tenant = request.Tenant,
@@ -116,8 +125,8 @@ public sealed class GpuPoolClient : IDisposable
                     WaitTimeoutMs = request.WaitTimeout is { } w ? (uint)Math.Ceiling(w.TotalMilliseconds) : 0,
                     WholeDevices = (uint)Math.Max(0, request.WholeDevices),
                 },
-                cancellationToken: cancellationToken).ConfigureAwait(false);
-            return (client, reply);
+                cancellationToken: cancellationToken).ResponseAsync).ConfigureAwait(false);
+            return reply;
         }
         catch (RpcException ex)
         {
@@ -130,7 +139,7 @@ public sealed class GpuPoolClient : IDisposable
     {
         try
         {
-            return await new Protocol.V1.Admin.AdminClient(_scheduler).ListClusterAsync(new ListClusterRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);
+            return await CallSchedulerAsync(channel => new Protocol.V1.Admin.AdminClient(channel).ListClusterAsync(new ListClusterRequest(), cancellationToken: cancellationToken).ResponseAsync).ConfigureAwait(false);
         }
         catch (RpcException ex)
         {
@@ -138,7 +147,28 @@ public sealed class GpuPoolClient : IDisposable
         }
     }
 
-    internal GrpcChannel SchedulerChannel => _scheduler;
+    /// <summary>
+    /// Runs a scheduler call, moving on to the next replica when one cannot be reached or answers that it is
+    /// between leaders; every other answer (and the last replica's) is the caller's.
+    /// </summary>
+    internal async Task<T> CallSchedulerAsync<T>(Func<GrpcChannel, Task<T>> call)
+    {
+        var start = Volatile.Read(ref _current);
+        for (var attempt = 0; ; attempt++)
+        {
+            var index = (start + attempt) % _schedulers.Length;
+            try
+            {
+                var result = await call(_schedulers[index]).ConfigureAwait(false);
+                Volatile.Write(ref _current, index);
+                return result;
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable && attempt + 1 < _schedulers.Length)
+            {
+                // Try the next replica.
+            }
+        }
+    }
 
     internal GrpcChannel BrokerChannel(string endpoint) => _brokers.GetOrAdd(endpoint, CreateChannel);
 
@@ -158,7 +188,10 @@ public sealed class GpuPoolClient : IDisposable
 
     public void Dispose()
     {
-        _scheduler.Dispose();
+        foreach (var channel in _schedulers)
+        {
+            channel.Dispose();
+        }
         foreach (var channel in _brokers.Values)
         {
             channel.Dispose();

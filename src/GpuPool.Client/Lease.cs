@@ -12,7 +12,6 @@ namespace GpuPool.Client;
 public sealed class Lease : IAsyncDisposable
 {
     private readonly GpuPoolClient _client;
-    private readonly Leases.LeasesClient _leases;
     private readonly CancellationTokenSource _stop = new();
     private readonly CancellationTokenSource _lost = new();
     private readonly Task _keepAlive;
@@ -21,10 +20,9 @@ public sealed class Lease : IAsyncDisposable
 
     private readonly CancellationTokenSource _preempting = new();
 
-    internal Lease(GpuPoolClient client, Leases.LeasesClient leases, LeaseRecord record, string token, Google.Protobuf.WellKnownTypes.Timestamp expires)
+    internal Lease(GpuPoolClient client, LeaseRecord record, string token, Google.Protobuf.WellKnownTypes.Timestamp expires)
     {
         _client = client;
-        _leases = leases;
         Record = record;
         Token = token;
         Expires = expires.ToDateTimeOffset();
@@ -78,7 +76,7 @@ public sealed class Lease : IAsyncDisposable
         await _keepAlive.ConfigureAwait(false);
         try
         {
-            await _leases.ReleaseAsync(new ReleaseRequest { LeaseId = Id, Token = Token }, cancellationToken: cancellationToken).ConfigureAwait(false);
+            await _client.CallSchedulerAsync(channel => new Leases.LeasesClient(channel).ReleaseAsync(new ReleaseRequest { LeaseId = Id, Token = Token }, cancellationToken: cancellationToken).ResponseAsync).ConfigureAwait(false);
         }
         catch (RpcException ex)
         {
@@ -108,7 +106,7 @@ public sealed class Lease : IAsyncDisposable
             try
             {
                 await Task.Delay(period, cancellationToken).ConfigureAwait(false);
-                var reply = await _leases.KeepAliveAsync(new KeepAliveRequest { LeaseId = Id, Token = Token }, cancellationToken: cancellationToken).ConfigureAwait(false);
+                var reply = await _client.CallSchedulerAsync(channel => new Leases.LeasesClient(channel).KeepAliveAsync(new KeepAliveRequest { LeaseId = Id, Token = Token }, cancellationToken: cancellationToken).ResponseAsync).ConfigureAwait(false);
                 Token = reply.Token;
                 Expires = reply.Expires.ToDateTimeOffset();
                 if (reply.PreemptDeadline is not null && PreemptDeadline is null)
