@@ -101,6 +101,12 @@ public sealed class EtcdClusterStore : IClusterStore
                 return new PutResult(true, result.Header.Revision);
             }
 
+            // etcd checks the lease only on the branch it runs; the interface refuses an ended session either way.
+            if (lease != 0 && !await LeaseExistsAsync(lease, cancellationToken).ConfigureAwait(false))
+            {
+                throw new StoreSessionNotFoundException(sessionId!);
+            }
+
             var current = result.Responses[0].ResponseRange.Kvs;
             return new PutResult(false, current.Count == 0 ? 0 : current[0].ModRevision);
         }
@@ -336,9 +342,7 @@ public sealed class EtcdClusterStore : IClusterStore
         {
             foreach (var id in ids)
             {
-                var request = new LeaseTimeToLiveRequest { ID = ParseLease(id)!.Value };
-                var response = await CallAsync((m, o) => m.Lease.LeaseTimeToLiveAsync(request, o).ResponseAsync, RetrySafety.Always, cancellationToken).ConfigureAwait(false);
-                if (response.TTL <= 0)
+                if (!await LeaseExistsAsync(ParseLease(id)!.Value, cancellationToken).ConfigureAwait(false))
                 {
                     return id;
                 }
@@ -346,6 +350,22 @@ public sealed class EtcdClusterStore : IClusterStore
         }
 
         return ids[0];
+    }
+
+    private async Task<bool> LeaseExistsAsync(long lease, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var request = new LeaseTimeToLiveRequest { ID = lease };
+            var response = await CallAsync((m, o) => m.Lease.LeaseTimeToLiveAsync(request, o).ResponseAsync, RetrySafety.Always, cancellationToken).ConfigureAwait(false);
+
+            // etcd answers TTL -1 for a lease it does not know (0 for one in its last second).
+            return response.TTL >= 0;
+        }
+        catch (EtcdRefusedException ex) when (ex.IsLeaseNotFound)
+        {
+            return false;
+        }
     }
 
     private KvEntry? ToEntry(KeyValue kv)

@@ -60,6 +60,20 @@ public sealed class EtcdClusterStoreTests(EtcdFixture etcd) : ClusterStoreContra
     }
 
     [Fact]
+    public async Task ACasPutNamingAnEndedSession_Throws_EvenWhenItsCheckFails()
+    {
+        await using var store = etcd.CreateStore();
+        var session = await store.CreateSessionAsync(SessionTtl);
+        await store.RevokeSessionAsync(session.Id);
+        await store.PutAsync("a", Bytes("1"));
+
+        // etcd itself checks the lease only on the branch it runs: the check failing must not hide the ended session.
+        await Assert.ThrowsAsync<StoreSessionNotFoundException>(async () => await store.PutAsync("a", Bytes("2"), expectedModRevision: 0, sessionId: session.Id));
+        await Assert.ThrowsAsync<StoreSessionNotFoundException>(async () => await store.PutAsync("b", Bytes("2"), expectedModRevision: 0, sessionId: session.Id));
+        Assert.Null(await store.GetAsync("b"));
+    }
+
+    [Fact]
     public async Task ASessionsKeys_VanishInOneRevision_WhenItEnds()
     {
         await using var store = etcd.CreateStore();

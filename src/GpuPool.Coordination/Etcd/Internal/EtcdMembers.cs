@@ -130,8 +130,7 @@ internal sealed class EtcdMembers : IDisposable
     /// <summary>Runs <paramref name="call"/> against the members in turn as described on the class.</summary>
     public async Task<T> CallAsync<T>(Func<EtcdMember, CallOptions, Task<T>> call, RetrySafety safety, CancellationToken cancellationToken)
     {
-        var started = DateTime.UtcNow;
-        var deadline = started + _requestTimeout;
+        var deadline = DateTime.UtcNow + _requestTimeout;
         var first = Current;
         RpcException? last = null;
         for (var attempt = 0; ; attempt++)
@@ -164,22 +163,14 @@ internal sealed class EtcdMembers : IDisposable
 
                 return result;
             }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            catch (Exception e) when (e is RpcException or OperationCanceledException && cancellationToken.IsCancellationRequested)
             {
-                // A stream torn down under a write or read (its status surfaced as a cancellation).
-                var ex = new RpcException(new Status(StatusCode.Cancelled, "the call was torn down"));
-                if (safety == RetrySafety.IfNotApplied)
-                {
-                    Skip(index);
-                    throw new StoreUnavailableException($"etcd at {member.Endpoint} failed while a write was in flight ({Describe(ex)}); the write may or may not have been applied: read before retrying", ex);
-                }
-
-                last = ex;
-                Skip(index);
+                throw new OperationCanceledException(cancellationToken);
             }
-            catch (RpcException ex)
+            catch (Exception e) when (e is RpcException or OperationCanceledException)
             {
-                cancellationToken.ThrowIfCancellationRequested();
+                // A cancellation we did not ask for is a stream torn down under the call.
+                var ex = e as RpcException ?? new RpcException(new Status(StatusCode.Cancelled, "the call was torn down", e));
                 switch (Classify(ex))
                 {
                     case FailureKind.Refused:
