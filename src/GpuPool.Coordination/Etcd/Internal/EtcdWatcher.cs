@@ -80,6 +80,13 @@ internal sealed class EtcdWatcher(EtcdMembers members, ByteString key, ByteStrin
 
             if (response.Events.Count == 0)
             {
+                // A progress notification: every change up to its revision has been sent. Moving on keeps a quiet watch
+                // from resuming at a revision compacted long ago (and failing) when its stream breaks.
+                if (!response.Created)
+                {
+                    _next = Math.Max(_next, response.Header.Revision + 1);
+                }
+
                 continue;
             }
 
@@ -123,7 +130,7 @@ internal sealed class EtcdWatcher(EtcdMembers members, ByteString key, ByteStrin
         _member = members.Current;
         _callStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         _call = members[_member].Watch.Watch(EtcdMembers.Options(null, _callStop.Token));
-        var create = new WatchCreateRequest { Key = key, RangeEnd = rangeEnd, StartRevision = _next, PrevKv = true };
+        var create = new WatchCreateRequest { Key = key, RangeEnd = rangeEnd, StartRevision = _next, PrevKv = true, ProgressNotify = true };
         try
         {
             await _call.RequestStream.WriteAsync(new WatchRequest { CreateRequest = create }, cancellationToken).ConfigureAwait(false);
