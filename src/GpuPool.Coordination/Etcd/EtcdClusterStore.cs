@@ -19,6 +19,9 @@ namespace GpuPool.Coordination.Etcd;
 /// </summary>
 public sealed class EtcdClusterStore : IClusterStore
 {
+    /// <summary>etcd's largest lease TTL (about 285 years).</summary>
+    private const long MaxLeaseTtlSeconds = 9_000_000_000;
+
     private readonly EtcdMembers _members;
     private readonly EtcdKeys _keys;
     private readonly KvServiceRegistry _services;
@@ -300,9 +303,6 @@ public sealed class EtcdClusterStore : IClusterStore
         return ValueTask.CompletedTask;
     }
 
-    /// <summary>etcd's largest lease TTL (about 285 years).</summary>
-    private const long MaxLeaseTtlSeconds = 9_000_000_000;
-
     private async IAsyncEnumerable<WatchEvent> WatchCore(string prefix, long afterRevision, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var (key, rangeEnd) = _keys.Range(prefix);
@@ -310,7 +310,7 @@ public sealed class EtcdClusterStore : IClusterStore
         await using var watcher = new EtcdWatcher(_members, key, rangeEnd, afterRevision, ToEntry);
         while (true)
         {
-            IReadOnlyList<WatchEvent>? batch;
+            IReadOnlyList<WatchEvent> batch;
             try
             {
                 batch = await watcher.NextAsync(stop.Token).ConfigureAwait(false);

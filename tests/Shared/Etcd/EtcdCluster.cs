@@ -164,11 +164,18 @@ public sealed class EtcdCluster : IAsyncDisposable
                 return;
             }
 
-            if (leader >= 0)
+            // Mid-election a member may name no leader (its status then reads as null): ask again.
+            if (leader >= 0 && await Members[to].StatusAsync(cancellationToken).ConfigureAwait(false) is { } target)
             {
-                var target = await Members[to].StatusAsync(cancellationToken).ConfigureAwait(false);
-                using var body = new StringContent($"{{\"targetID\":\"{target!.Value.MemberId}\"}}", Encoding.UTF8, "application/json");
-                using var _ = await Http.PostAsync(Members[leader].ClientUrl + "/v3/maintenance/transfer-leadership", body, cancellationToken).ConfigureAwait(false);
+                using var body = new StringContent($"{{\"targetID\":\"{target.MemberId}\"}}", Encoding.UTF8, "application/json");
+                try
+                {
+                    using var _ = await Http.PostAsync(Members[leader].ClientUrl + "/v3/maintenance/transfer-leadership", body, cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+                {
+                    // The leader changed or went away under the request: look again.
+                }
             }
 
             if (DateTime.UtcNow > deadline)
