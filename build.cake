@@ -3,6 +3,29 @@ var target = Argument("target", "Test");
 var configuration = Argument("configuration", "Release");
 var solution = "./GpuPool.sln";
 
+// Installs a Debian package when its command is missing (CI and developer machines run as root), running
+// apt-get update once per build. True when the command is there afterwards.
+var aptUpdated = false;
+bool EnsureDebianPackage(string command, string package)
+{
+    bool Present() => StartProcess("sh", new ProcessSettings { Arguments = $"-c \"command -v {command}\"", RedirectStandardOutput = true }) == 0;
+    if (Present())
+    {
+        return true;
+    }
+
+    if (StartProcess("sh", new ProcessSettings { Arguments = "-c \"[ $(id -u) -eq 0 ]\"" }) != 0)
+    {
+        Warning($"{command} is missing and installing {package} needs root: apt-get install -y {package}");
+        return false;
+    }
+
+    Information($"{command} is missing: installing {package} from Debian's packages");
+    aptUpdated = aptUpdated || StartProcess("apt-get", new ProcessSettings { Arguments = "update" }) == 0;
+    StartProcess("sh", new ProcessSettings { Arguments = $"-c \"DEBIAN_FRONTEND=noninteractive apt-get install -y {package}\"" });
+    return Present();
+}
+
 Task("Clean")
     .Does(() =>
 {
@@ -27,11 +50,22 @@ Task("Build")
     });
 });
 
+// The etcd driver's tests start real etcd members; etcd comes from Debian's etcd-server when missing.
+Task("EnsureEtcd")
+    .Does(() =>
+{
+    if (!EnsureDebianPackage("etcd", "etcd-server"))
+    {
+        Warning("etcd is missing and could not be installed: the etcd tests will fail and say how to install it.");
+    }
+});
+
 // Every test project of the solution, against real servers and child processes. A hang is
 // reported with a dump instead of eating CI's time.
 Task("Test")
     .IsDependentOn("Build")
     .IsDependentOn("Clang")
+    .IsDependentOn("EnsureEtcd")
     .Does(() =>
 {
     var failures = new List<string>();
@@ -116,30 +150,5 @@ Task("Clang")
 });
 
 Task("Default").IsDependentOn("Test");
-
-// True when `command` is on PATH, installing Debian's `package` first if it is not and we are root. The package
-// lists are refreshed once per build, before the first install.
-bool EnsureDebianPackage(string command, string package)
-{
-    if (StartProcess("sh", new ProcessSettings { Arguments = $"-c \"command -v {command}\"", RedirectStandardOutput = true }) == 0)
-    {
-        return true;
-    }
-
-    if (!aptListsUpdated)
-    {
-        if (StartProcess("sh", new ProcessSettings { Arguments = "-c \"[ $(id -u) -eq 0 ] && apt-get update\"" }) != 0)
-        {
-            return false;
-        }
-
-        aptListsUpdated = true;
-    }
-
-    return StartProcess("sh", new ProcessSettings { Arguments = $"-c \"DEBIAN_FRONTEND=noninteractive apt-get install -y {package}\"" }) == 0
-        && StartProcess("sh", new ProcessSettings { Arguments = $"-c \"command -v {command}\"", RedirectStandardOutput = true }) == 0;
-}
-
-bool aptListsUpdated = false;
 
 RunTarget(target);

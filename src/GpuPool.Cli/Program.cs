@@ -8,6 +8,8 @@ var root = new RootCommand("gpupool: lend GPUs over the network, whole or in sli
 {
     DemoCommand.Create(),
     UpCommand.Create(),
+    ServeCommands.Scheduler(),
+    ServeCommands.Broker(),
     LeaseCommand.Create(),
     LsCommand.Create(),
     AdminCommands.Quota(),

@@ -1,0 +1,134 @@
+using System.CommandLine;
+using GpuPool.Broker;
+using GpuPool.Broker.Hosting;
+using GpuPool.Cli.Hosting;
+using GpuPool.Coordination;
+using GpuPool.Protocol.Tokens;
+using GpuPool.Scheduler;
+using GpuPool.Scheduler.Hosting;
+using Microsoft.Extensions.Logging;
+using Spectre.Console;
+
+namespace GpuPool.Cli.Commands;
+
+/// <summary>
+/// <c>gpupool scheduler</c> and <c>gpupool broker</c>: one part of a pool of many hosts each, in the foreground
+/// until Ctrl-C, sharing a coordination store (etcd or Consul; embedded only when both run in one process).
+/// </summary>
+internal static class ServeCommands
+{
+    private static Option<string> Store() => new("--store")
+    {
+        Description = $"Coordination store: {StoreFactory.Help}",
+        Required = true,
+    };
+
+    private static Option<bool> Verbose() => new("--verbose") { Description = "Log leases and sessions as they come and go" };
+
+    public static Command Scheduler()
+    {
+        var store = Store();
+        var listen = new Option<string>("--listen") { Description = "Address to listen on", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = CliOptions.Ranged("--port", "Port; 0 picks a free one", 7070, 0, 65535);
+        var key = new Option<string>("--key") { Description = "The scheduler's signing key (PEM); every replica of a pool uses the same one; made if missing", DefaultValueFactory = _ => CliPaths.SchedulerKey };
+        var adminToken = new Option<string?>("--admin-token-file") { Description = "File holding the admin credential (default: the config dir's admin-token, made if missing)" };
+        var ttl = CliOptions.Duration("--lease-ttl", "Default lease time to live", TimeSpan.FromSeconds(30));
+        var grace = CliOptions.Duration("--preemption-grace", "How long a preempted lease's holder has before it is revoked", TimeSpan.FromSeconds(10));
+        var openTenants = new Option<bool>("--open-tenants") { Description = "Give tenants without a quota an unlimited one (default: refuse them)" };
+        var verbose = Verbose();
+        var command = new Command("scheduler", "Run a scheduler replica of a pool of many hosts until Ctrl-C")
+        {
+            store, listen, port, key, adminToken, ttl, grace, openTenants, verbose,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            using var loggerFactory = CreateLogging(parse.GetValue(verbose));
+            var tokenFile = parse.GetValue(adminToken);
+            await using var clusterStore = StoreFactory.Open(parse.GetValue(store)!);
+            await using var host = await SchedulerHost.StartAsync(
+                new SchedulerOptions
+                {
+                    ListenAddress = parse.GetValue(listen)!,
+                    Port = parse.GetValue(port),
+                    SigningKey = LeaseToken.LoadOrCreatePrivateKey(parse.GetValue(key)!),
+                    AdminToken = tokenFile is null ? CliPaths.LoadOrCreateAdminToken() : File.ReadAllText(tokenFile).Trim(),
+                    DefaultLeaseTtl = parse.GetValue(ttl),
+                    PreemptionGrace = parse.GetValue(grace),
+                    OpenTenants = parse.GetValue(openTenants),
+                },
+                clusterStore,
+                loggerFactory,
+                cancellationToken);
+            AnsiConsole.MarkupLine(Markup.Escape($"scheduler {host.Endpoint}"));
+            AnsiConsole.MarkupLine(host.IsLeader ? "role leader" : "role standby");
+            return await RunUntilStoppedAsync(cancellationToken);
+        });
+        return command;
+    }
+
+    public static Command Broker()
+    {
+        var store = Store();
+        var id = new Option<string>("--id") { Description = "Broker id, unique in the pool", DefaultValueFactory = _ => Environment.MachineName.ToLowerInvariant() + "-broker" };
+        var listen = new Option<string>("--listen") { Description = "Address to listen on", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = CliOptions.Ranged("--port", "Port; 0 picks a free one", 7071, 0, 65535);
+        var fastPathPort = CliOptions.Ranged("--fast-path-port", "Raw fast-path port; 0 picks a free one, -1 turns it off", 7072, -1, 65535);
+        var key = new Option<string>("--scheduler-key") { Description = "The scheduler's key (PEM, public or private): only tokens it signed open sessions", Required = true };
+        var backend = new Option<string>("--backend") { Description = "Device backend: auto, cpu or cuda", DefaultValueFactory = _ => "auto" };
+        backend.AcceptOnlyFromAmong("auto", "cpu", "cuda");
+        var devices = CliOptions.Ranged("--devices", "Number of cpu devices to emulate", 1, 1, 64);
+        var memory = CliOptions.Bytes("--device-memory", "Memory of each cpu device", "8GiB");
+        var heartbeat = CliOptions.Duration("--heartbeat-ttl", "How long after its last heartbeat the pool counts this broker down", TimeSpan.FromSeconds(10));
+        var verbose = Verbose();
+        var command = new Command("broker", "Run a broker that lends this host's devices to a pool until Ctrl-C")
+        {
+            store, id, listen, port, fastPathPort, key, backend, devices, memory, heartbeat, verbose,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            using var loggerFactory = CreateLogging(parse.GetValue(verbose));
+            var (devicesBackend, note) = LocalPool.CreateBackend(parse.GetValue(backend)!, parse.GetValue(devices), parse.GetValue(memory));
+            using (devicesBackend)
+            {
+                var pem = File.ReadAllText(parse.GetValue(key)!);
+                await using var clusterStore = StoreFactory.Open(parse.GetValue(store)!);
+                await using var host = await BrokerHost.StartAsync(
+                    new BrokerOptions
+                    {
+                        BrokerId = parse.GetValue(id)!,
+                        ListenAddress = parse.GetValue(listen)!,
+                        Port = parse.GetValue(port),
+                        FastPathPort = parse.GetValue(fastPathPort),
+                        SchedulerPublicKey = LeaseToken.ImportPem(pem),
+                        Backend = devicesBackend,
+                        RegistrationTtl = parse.GetValue(heartbeat),
+                    },
+                    clusterStore,
+                    loggerFactory,
+                    cancellationToken);
+                AnsiConsole.MarkupLine(Markup.Escape($"broker {host.Endpoint}"));
+                AnsiConsole.MarkupLine(Markup.Escape($"backend {note}"));
+                return await RunUntilStoppedAsync(cancellationToken);
+            }
+        });
+        return command;
+    }
+
+    private static ILoggerFactory? CreateLogging(bool verbose)
+        => verbose ? LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information)) : null;
+
+    private static async Task<int> RunUntilStoppedAsync(CancellationToken cancellationToken)
+    {
+        AnsiConsole.MarkupLine("Press Ctrl-C to stop.");
+        try
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        AnsiConsole.MarkupLine("Stopping.");
+        return 0;
+    }
+}
