@@ -34,4 +34,7 @@ internal static partial class Log
 
     [LoggerMessage(10, LogLevel.Warning, "Leader election failed, retrying: {Reason}")]
     public static partial void ElectionFailed(ILogger logger, string reason);
+
+    [LoggerMessage(11, LogLevel.Error, "The allocation loop failed on a piece of work; it goes on")]
+    public static partial void AllocatorFailed(ILogger logger, Exception exception);
 }

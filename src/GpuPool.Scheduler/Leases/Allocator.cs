@@ -201,7 +201,16 @@ internal sealed class Allocator : IAsyncDisposable
                 var housekeeping = new List<Func<Task>>();
                 foreach (var work in batch)
                 {
-                    Apply(work, housekeeping);
+                    try
+                    {
+                        Apply(work, housekeeping);
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException)
+                    {
+                        // A bug must cost one request, never the loop: everything else would wait forever.
+                        Log.AllocatorFailed(_logger, ex);
+                        Fail(work, new GpuPoolException(ErrorCode.Internal, "the scheduler failed on this request (see its log): " + ex.Message));
+                    }
                 }
 
                 foreach (var job in housekeeping)
@@ -211,7 +220,20 @@ internal sealed class Allocator : IAsyncDisposable
 
                 if (_ready.Task.IsCompleted)
                 {
-                    await ScheduleAsync(cancellationToken).ConfigureAwait(false);
+                    try
+                    {
+                        await ScheduleAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException)
+                    {
+                        Log.AllocatorFailed(_logger, ex);
+                        foreach (var pending in _pending)
+                        {
+                            pending.Work.Reply.TrySetException(new GpuPoolException(ErrorCode.Internal, "the scheduler failed while deciding the queue (see its log): " + ex.Message));
+                        }
+
+                        _pending.Clear();
+                    }
                 }
             }
         }
@@ -488,7 +510,30 @@ internal sealed class Allocator : IAsyncDisposable
 
         if (grants.Count > 0)
         {
-            await Task.WhenAll(grants.Select(g => CommitAsync(g, cancellationToken))).ConfigureAwait(false);
+            var outcomes = await Task.WhenAll(grants.Select(g => CommitAsync(g, cancellationToken))).ConfigureAwait(false);
+            for (var i = 0; i < grants.Count; i++)
+            {
+                var (grant, (reply, error)) = (grants[i], outcomes[i]);
+                if (reply is not null)
+                {
+                    foreach (var record in grant.Records)
+                    {
+                        Log.LeaseGranted(_logger, record.LeaseId, record.Tenant, record.BrokerId, record.DeviceIndex, record.MemoryBytes, record.ComputeShare);
+                    }
+
+                    grant.Pending.Work.Reply.TrySetResult(reply);
+                }
+                else
+                {
+                    // The room it was charged goes back; a record that did get written shows up by the watch.
+                    foreach (var record in grant.Records)
+                    {
+                        _model.RemoveLease(record.LeaseId);
+                    }
+
+                    grant.Pending.Work.Reply.TrySetException(error!);
+                }
+            }
         }
     }
 
@@ -623,10 +668,13 @@ internal sealed class Allocator : IAsyncDisposable
         return new Grant(pending, records, ttl);
     }
 
-    /// <summary>One session for the grant's records (a gang lives and ends as one), written in one fenced transaction.</summary>
-    private async Task CommitAsync(Grant grant, CancellationToken cancellationToken)
+    /// <summary>
+    /// One session for the grant's records (a gang lives and ends as one), written in one fenced transaction, and
+    /// the reply signed. Runs concurrently with the batch's other commits, so it touches no state of the loop:
+    /// it returns the error, and the loop settles the model.
+    /// </summary>
+    private async Task<(AllocateReply? Reply, GpuPoolException? Error)> CommitAsync(Grant grant, CancellationToken cancellationToken)
     {
-        var reply = grant.Pending.Work.Reply;
         StoreSession? session = null;
         try
         {
@@ -648,27 +696,16 @@ internal sealed class Allocator : IAsyncDisposable
                     : "a lease id collided with an existing lease; retry");
             }
 
-            foreach (var record in grant.Records)
-            {
-                _model.UpsertLease(record);
-                Log.LeaseGranted(_logger, record.LeaseId, record.Tenant, record.BrokerId, record.DeviceIndex, record.MemoryBytes, record.ComputeShare);
-            }
-
-            reply.TrySetResult(Reply(grant));
+            return (Reply(grant), null);
         }
         catch (Exception ex)
         {
-            foreach (var record in grant.Records)
-            {
-                _model.RemoveLease(record.LeaseId);
-            }
-
             if (session is not null)
             {
                 await RunQuietlyAsync(() => _store.RevokeSessionAsync(session.Id, CancellationToken.None).AsTask()).ConfigureAwait(false);
             }
 
-            reply.TrySetException(ex switch
+            return (null, ex switch
             {
                 GpuPoolException gp => gp,
                 StoreUnavailableException => new GpuPoolException(ErrorCode.Unavailable, "the coordination store is unavailable, so nothing was allocated: " + ex.Message),
@@ -748,6 +785,10 @@ internal sealed class Allocator : IAsyncDisposable
         catch (Exception ex) when (ex is StoreUnavailableException or StoreSessionNotFoundException or OperationCanceledException or ObjectDisposedException)
         {
             Log.StoreWriteFailed(_logger, ex.Message);
+        }
+        catch (Exception ex)
+        {
+            Log.AllocatorFailed(_logger, ex);
         }
     }
 

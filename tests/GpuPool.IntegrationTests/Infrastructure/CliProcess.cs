@@ -14,6 +14,7 @@ internal sealed class CliProcess : IAsyncDisposable
     private readonly StringBuilder _stderr = new();
     private readonly TaskCompletionSource _stdoutClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stderrClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private bool _disposed;
 
     private CliProcess(string configDir, IEnumerable<string> args)
     {
@@ -74,7 +75,8 @@ internal sealed class CliProcess : IAsyncDisposable
         }
     }
 
-    public bool HasExited => _process.HasExited;
+    /// <summary>True once the process has ended (or been killed by <see cref="DisposeAsync"/>).</summary>
+    public bool HasExited => _disposed || _process.HasExited;
 
     public int ExitCode => _process.ExitCode;
 
@@ -140,6 +142,12 @@ internal sealed class CliProcess : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
         try
         {
             if (!_process.HasExited)

@@ -1,0 +1,354 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using GpuPool.Client;
+using GpuPool.Client.Admin;
+using GpuPool.Coordination;
+using GpuPool.Coordination.Etcd;
+using GpuPool.IntegrationTests.Cli;
+using GpuPool.IntegrationTests.Infrastructure;
+using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.Tokens;
+using GpuPool.Protocol.V1;
+using GpuPool.Testing.Etcd;
+using Xunit.Abstractions;
+
+namespace GpuPool.IntegrationTests.Scheduling;
+
+/// <summary>
+/// A pool of many hosts, all real processes on loopback: a three-member etcd cluster, two scheduler replicas
+/// and three brokers (`gpupool scheduler`, `gpupool broker`, cpu backend). Several tenants allocate and
+/// release concurrently while the leader, a broker and an etcd member are killed; the store is checked all
+/// along for over-committed devices and broken quotas.
+/// </summary>
+public sealed class MultiHostTests(ITestOutputHelper output)
+{
+    private const ulong MiB = 1UL << 20;
+    private const int DevicesPerBroker = 2;
+    private const ulong DeviceMemory = 1UL << 30;
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
+    private static readonly string[] Tenants = ["t0", "t1", "t2"];
+
+    [Fact]
+    public async Task Under_concurrent_allocations_killing_the_leader_a_broker_and_an_etcd_member_loses_nothing_silently()
+    {
+        var dir = Directory.CreateTempSubdirectory("gpupool-multihost-").FullName;
+        var processes = new List<CliProcess>();
+        await using var etcd = await EtcdCluster.StartAsync(size: 3);
+        var storeSpec = "etcd://" + string.Join(",", etcd.Members.Select(m => new Uri(m.ClientUrl).Authority));
+        await using var store = new EtcdClusterStore(EtcdClusterStoreOptions.FromEndpoints(etcd.Endpoints));
+        try
+        {
+            var keyPath = Path.Combine(dir, "scheduler-key.pem");
+            LeaseToken.LoadOrCreatePrivateKey(keyPath).Dispose();
+            var tokenPath = Path.Combine(dir, "admin-token");
+            var adminToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+            await File.WriteAllTextAsync(tokenPath, adminToken);
+
+            var schedulers = new Dictionary<string, CliProcess>(StringComparer.Ordinal);
+            for (var i = 0; i < 2; i++)
+            {
+                var (process, endpoint) = await StartAsync(dir, "scheduler", "scheduler", "--store", storeSpec, "--port", "0", "--key", keyPath, "--admin-token-file", tokenPath, "--lease-ttl", "3s", "--preemption-grace", "2s", "--verbose");
+                processes.Add(process);
+                schedulers[endpoint] = process;
+            }
+
+            var brokers = new Dictionary<string, CliProcess>(StringComparer.Ordinal);
+            for (var i = 0; i < 3; i++)
+            {
+                var (process, _) = await StartAsync(dir, "broker", "broker", "--store", storeSpec, "--id", $"b{i}", "--port", "0", "--fast-path-port", "-1", "--scheduler-key", keyPath, "--backend", "cpu", "--devices", $"{DevicesPerBroker}", "--device-memory", "1GiB", "--heartbeat-ttl", "3s");
+                processes.Add(process);
+                brokers[$"b{i}"] = process;
+            }
+
+            using var client = new GpuPoolClient(string.Join(",", schedulers.Keys));
+            var admin = new PoolAdmin(client, adminToken);
+            await Poll.UntilAsync(async () => (await client.ListClusterAsync()).Devices.Count == 3 * DevicesPerBroker, StartTimeout, "the leader sees every broker's devices");
+            var quotas = new Dictionary<string, Quota>(StringComparer.Ordinal)
+            {
+                ["sentinel"] = new Quota { Tenant = "sentinel", MaxMilliGpus = 600, MaxMemoryBytes = 6 * 800 * MiB, MaxLeases = 6 },
+            };
+            foreach (var tenant in Tenants)
+            {
+                quotas[tenant] = new Quota { Tenant = tenant, MaxMilliGpus = 800, MaxMemoryBytes = 640 * MiB, MaxLeases = 5 };
+            }
+
+            foreach (var quota in quotas.Values)
+            {
+                await admin.SetQuotaAsync(quota);
+            }
+
+            // One long-held sentinel per device (800 MiB leaves no room for a second): they must live through
+            // everything but the death of their own broker, and then their holders must be told.
+            var sentinels = new List<Lease>();
+            await Poll.UntilAsync(async () => (await admin.ListQuotasAsync()).Count == quotas.Count, TimeSpan.FromSeconds(10), "the quotas are stored");
+            for (var i = 0; i < 3 * DevicesPerBroker; i++)
+            {
+                sentinels.Add(await client.AllocateAsync(new LeaseRequest { Tenant = "sentinel", MemoryBytes = 800 * MiB, ComputeShare = 100, Ttl = TimeSpan.FromSeconds(3), WaitTimeout = TimeSpan.FromSeconds(10) }));
+            }
+
+            Assert.Equal(3 * DevicesPerBroker, sentinels.Select(s => (s.Record.BrokerId, s.Record.DeviceIndex)).Distinct().Count());
+
+            var checker = new InvariantChecker(store, quotas);
+            using var stop = new CancellationTokenSource();
+            var stats = new WorkloadStats();
+            var workers = Enumerable.Range(0, 12).Select(w => Task.Run(() => WorkAsync(client, store, w, stats, stop.Token))).ToArray();
+            var checking = Task.Run(() => checker.RunAsync(stop.Token));
+
+            async Task StepAsync(string what)
+            {
+                await checker.CheckAsync();
+                output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {what}: {stats}");
+            }
+
+            await Task.Delay(TimeSpan.FromSeconds(4));
+            await StepAsync("steady");
+            using (var listing = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+            {
+                // The leader answers while it works: its loop is alive.
+                Assert.NotEmpty((await client.ListClusterAsync(listing.Token)).Devices);
+            }
+
+            // 1. The leader dies: the standby takes over and allocations go on.
+            var leader = (await client.ListClusterAsync()).Leader;
+            Assert.True(schedulers.ContainsKey(leader), $"the leader '{leader}' is none of the replicas");
+            await schedulers[leader].DisposeAsync();
+            var survivor = schedulers.Keys.Single(e => e != leader);
+            await Poll.UntilAsync(async () => (await client.ListClusterAsync()).Leader == survivor, TimeSpan.FromSeconds(30), "the standby leads");
+            await StepAsync("leader killed");
+            await Task.Delay(TimeSpan.FromSeconds(3));
+
+            // 2. A broker dies: its sentinels' holders are told, the others' are not.
+            await brokers["b0"].DisposeAsync();
+            var onB0 = sentinels.Where(s => s.Record.BrokerId == "b0").ToArray();
+            await Poll.UntilAsync(() => onB0.All(s => s.Lost.IsCancellationRequested), TimeSpan.FromSeconds(30), "the holders of b0's sentinels are told");
+            Assert.All(onB0, s => Assert.Contains("its broker b0 stopped heartbeating", s.LostReason!.Message, StringComparison.Ordinal));
+            await StepAsync("broker b0 killed");
+
+            // 3. An etcd member that does not lead dies: the store keeps a quorum and everything goes on.
+            var etcdLeader = await etcd.LeaderIndexAsync();
+            etcd.Members[(etcdLeader + 1) % 3].Kill();
+            await Task.Delay(TimeSpan.FromSeconds(3));
+            await StepAsync("an etcd member killed");
+
+            // The survivors keep allocating.
+            var before = stats.Granted;
+            await Task.Delay(TimeSpan.FromSeconds(5));
+            var grantedAfterKills = stats.Granted - before;
+            await stop.CancelAsync();
+            await Task.WhenAll(workers);
+            await checking;
+            await StepAsync("done");
+            foreach (var unexpected in stats.Unexpected.Take(10))
+            {
+                output.WriteLine("unexpected: " + unexpected);
+            }
+
+            Assert.Empty(checker.Violations);
+            Assert.Empty(stats.Unexpected);
+            Assert.Empty(stats.LostUntold);
+            Assert.True(stats.Attempts >= 200, $"only {stats.Attempts} allocate calls were made");
+
+            // The limits were reached, so the checks above checked something.
+            Assert.True(stats.Refused.GetValueOrDefault(ErrorCode.QuotaExceeded) > 0, "no request ever met its tenant's quota");
+            Assert.True(stats.Refused.GetValueOrDefault(ErrorCode.ResourceExhausted) > 0, "no request ever found the pool full");
+            Assert.True(grantedAfterKills >= 10, $"only {grantedAfterKills} allocations were granted after the kills");
+            Assert.All(sentinels.Where(s => s.Record.BrokerId != "b0"), s => Assert.False(s.Lost.IsCancellationRequested, $"sentinel {s.Id} on {s.Record.BrokerId} was lost: {s.LostReason?.Message}"));
+            foreach (var sentinel in sentinels)
+            {
+                await sentinel.DisposeAsync();
+            }
+        }
+        finally
+        {
+            foreach (var process in processes)
+            {
+                // What the schedulers logged (leases granted and lost, errors): kept in the test's output.
+                var log = process.Stdout + process.Stderr;
+                if (log.Contains("fail:", StringComparison.Ordinal) || log.Contains("crit:", StringComparison.Ordinal))
+                {
+                    output.WriteLine(string.Join('\n', log.Split('\n').Where(l => l.Contains("fail:", StringComparison.Ordinal) || l.Contains("crit:", StringComparison.Ordinal) || l.StartsWith("   at ", StringComparison.Ordinal)).Take(60)));
+                }
+
+                await process.DisposeAsync();
+            }
+
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static async Task<(CliProcess Process, string Endpoint)> StartAsync(string dir, string prefix, params string[] args)
+    {
+        var process = CliProcess.Start(dir, args);
+        try
+        {
+            var line = await process.WaitForLineAsync(l => l.StartsWith(prefix + " http://", StringComparison.Ordinal), StartTimeout);
+            await process.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C to stop.", StringComparison.Ordinal), StartTimeout);
+            return (process, UpProcessFixture.Endpoint().Match(line).Value);
+        }
+        catch
+        {
+            await process.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Allocates, holds briefly and releases in a loop; a lease whose record vanishes must be reported lost to its holder.</summary>
+    private static async Task WorkAsync(GpuPoolClient client, IClusterStore store, int worker, WorkloadStats stats, CancellationToken stop)
+    {
+        var random = new Random(worker);
+        while (!stop.IsCancellationRequested)
+        {
+            var request = new LeaseRequest
+            {
+                Tenant = Tenants[random.Next(Tenants.Length)],
+                MemoryBytes = (ulong)random.Next(32, 193) * MiB,
+                ComputeShare = random.Next(50, 301),
+                Ttl = TimeSpan.FromSeconds(3),
+                WaitTimeout = TimeSpan.FromMilliseconds(500),
+            };
+            Interlocked.Increment(ref stats.Attempts);
+            Lease lease;
+            try
+            {
+                lease = await client.AllocateAsync(request, CancellationToken.None);
+            }
+            catch (GpuPoolException ex) when (ex.Code is ErrorCode.ResourceExhausted or ErrorCode.QuotaExceeded or ErrorCode.Unavailable)
+            {
+                stats.Refused.AddOrUpdate(ex.Code, 1, static (_, n) => n + 1);
+                if (ex.Code == ErrorCode.Unavailable)
+                {
+                    // Between leaders: back off as a client should.
+                    await Task.Delay(100, CancellationToken.None);
+                }
+
+                continue;
+            }
+            catch (GpuPoolException ex)
+            {
+                stats.Unexpected.Add($"allocate: {ex.Code}: {ex.Message}");
+                continue;
+            }
+
+            Interlocked.Increment(ref stats.Granted);
+            await Task.Delay(random.Next(50, 400), CancellationToken.None);
+            if (!lease.Lost.IsCancellationRequested && await RecordGoneAsync(store, lease.Id))
+            {
+                // The record went without a release: the holder must learn it from its next keepalive.
+                var told = await WaitAsync(lease.Lost, TimeSpan.FromSeconds(8));
+                if (!told)
+                {
+                    stats.LostUntold.Add($"{lease.Id} on {lease.Record.BrokerId}");
+                }
+            }
+
+            try
+            {
+                await lease.ReleaseAsync(CancellationToken.None);
+            }
+            catch (GpuPoolException ex) when (ex.Code is ErrorCode.Unavailable)
+            {
+                // Both replicas were unreachable for a moment: the lease ends with its TTL.
+                await lease.AbandonAsync();
+            }
+
+            await lease.DisposeAsync();
+        }
+    }
+
+    private static async Task<bool> RecordGoneAsync(IClusterStore store, string leaseId)
+    {
+        try
+        {
+            return await store.GetAsync("leases/" + leaseId) is null;
+        }
+        catch (StoreUnavailableException)
+        {
+            return false;
+        }
+    }
+
+    private static async Task<bool> WaitAsync(CancellationToken token, TimeSpan timeout)
+    {
+        try
+        {
+            await Task.Delay(timeout, token);
+            return false;
+        }
+        catch (OperationCanceledException)
+        {
+            return true;
+        }
+    }
+
+    private sealed class WorkloadStats
+    {
+        public long Attempts;
+        public long Granted;
+
+        public ConcurrentDictionary<ErrorCode, int> Refused { get; } = new();
+
+        public ConcurrentBag<string> Unexpected { get; } = [];
+
+        public ConcurrentBag<string> LostUntold { get; } = [];
+
+        public override string ToString()
+            => $"{Interlocked.Read(ref Attempts)} asked, {Interlocked.Read(ref Granted)} granted, refused {string.Join(", ", Refused.Select(p => $"{p.Key} {p.Value}"))}";
+    }
+
+    /// <summary>Reads the store and checks that no device is over its capacity and no tenant over its quota.</summary>
+    private sealed class InvariantChecker(IClusterStore store, IReadOnlyDictionary<string, Quota> quotas)
+    {
+        public ConcurrentBag<string> Violations { get; } = [];
+
+        public async Task RunAsync(CancellationToken stop)
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                await CheckAsync();
+                try
+                {
+                    await Task.Delay(200, stop);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+
+        public async Task CheckAsync()
+        {
+            KvListing leases;
+            try
+            {
+                leases = await store.ListAsync("leases/");
+            }
+            catch (StoreUnavailableException)
+            {
+                return;
+            }
+
+            var records = leases.Entries.Select(e => LeaseRecord.Parser.ParseFrom(e.Value.Span)).ToArray();
+            foreach (var device in records.GroupBy(r => (r.BrokerId, r.DeviceIndex)))
+            {
+                var memory = device.Aggregate(0UL, (sum, r) => sum + r.MemoryBytes);
+                var share = device.Sum(r => (long)r.ComputeShare);
+                if (memory > DeviceMemory || share > 1000)
+                {
+                    Violations.Add($"revision {leases.Revision}: device {device.Key.BrokerId}/{device.Key.DeviceIndex} holds {memory / MiB} MiB and share {share}");
+                }
+            }
+
+            foreach (var tenant in records.GroupBy(r => r.Tenant))
+            {
+                var quota = quotas[tenant.Key];
+                var milli = tenant.Sum(r => (long)r.ComputeShare);
+                var memory = tenant.Aggregate(0UL, (sum, r) => sum + r.MemoryBytes);
+                if (milli > quota.MaxMilliGpus || memory > quota.MaxMemoryBytes || tenant.Count() > quota.MaxLeases)
+                {
+                    Violations.Add($"revision {leases.Revision}: tenant {tenant.Key} holds {milli} milli-GPU, {memory / MiB} MiB, {tenant.Count()} leases");
+                }
+            }
+        }
+    }
+}
