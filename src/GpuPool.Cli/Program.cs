@@ -10,6 +10,7 @@ var root = new RootCommand("gpupool: lend GPUs over the network, whole or in sli
     UpCommand.Create(),
     LeaseCommand.Create(),
     LsCommand.Create(),
+    RunCommand.Create(),
 };
 
 // Tables and progress lines are written for people; when output goes to a file or a pipe, do not
