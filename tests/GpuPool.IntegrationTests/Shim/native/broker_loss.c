@@ -1,8 +1,9 @@
 /*
  * broker_loss: works in a loop (copy, launch, synchronize) until a call fails, for the test that stops the
  * broker mid-run. Prints "running" once the first round has succeeded, then, when a call fails, the failing
- * call and its result, and what a later call returns. Exits 3 when the failures are CUDA_ERROR_LAUNCH_FAILED,
- * 4 for any other error, 5 if nothing failed within 120 s.
+ * call and its result, and what a later call returns. Exits 3 when the failure is of the launch-failed class
+ * (CUDA_ERROR_LAUNCH_FAILED, or CUDA_ERROR_LAUNCH_TIMEOUT for a broker that stopped answering) and a later call
+ * gets CUDA_ERROR_LAUNCH_FAILED, 4 for any other error, 5 if nothing failed within 120 s.
  *
  *   broker_loss kernels.ptx
  */
@@ -67,5 +68,6 @@ lost:
     printf("later: cuMemAlloc returned %s\n", result_name(later));
     fflush(stdout);
     (void)context;
-    return result == CUDA_ERROR_LAUNCH_FAILED && later == CUDA_ERROR_LAUNCH_FAILED ? 3 : 4;
+    int launch_failed_class = result == CUDA_ERROR_LAUNCH_FAILED || result == CUDA_ERROR_LAUNCH_TIMEOUT;
+    return launch_failed_class && later == CUDA_ERROR_LAUNCH_FAILED ? 3 : 4;
 }
