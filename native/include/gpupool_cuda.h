@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 /* The driver API version the shim reports from cuDriverGetVersion (1000 * major + 10 * minor). */
-#define GPUPOOL_CUDA_DRIVER_VERSION 12040
+#define GPUPOOL_CUDA_DRIVER_VERSION 12080
 #ifndef CUDA_VERSION
 #define CUDA_VERSION GPUPOOL_CUDA_DRIVER_VERSION
 #endif

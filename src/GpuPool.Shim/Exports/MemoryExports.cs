@@ -128,7 +128,24 @@ internal static unsafe partial class Cuda
 
     // ---- Host memory: local to the program ----
 
-    private static readonly HashSet<nint> HostAllocations = [];
+    /// <summary>Host memory from cuMemAllocHost/cuMemHostAlloc, by start: the only memory an asynchronous copy to the host may land in later.</summary>
+    private static readonly Dictionary<nint, nuint> HostAllocations = [];
+
+    private static bool IsPinned(byte* pointer, nuint bytes)
+    {
+        lock (HostAllocations)
+        {
+            foreach (var (start, size) in HostAllocations)
+            {
+                if ((nuint)pointer >= (nuint)start && (nuint)pointer - (nuint)start <= size && bytes <= size - ((nuint)pointer - (nuint)start))
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
+    }
 
     [UnmanagedCallersOnly(EntryPoint = "cuMemAllocHost_v2")]
     internal static CuResult MemAllocHost(void** pointer, nuint bytes) => AllocHost("cuMemAllocHost", pointer, bytes, 0);
@@ -166,7 +183,7 @@ internal static unsafe partial class Cuda
 
             lock (HostAllocations)
             {
-                HostAllocations.Add((nint)p);
+                HostAllocations.Add((nint)p, bytes);
             }
 
             *pointer = p;
@@ -245,6 +262,10 @@ internal static unsafe partial class Cuda
     [UnmanagedCallersOnly(EntryPoint = "cuMemcpyDtoH_v2")]
     internal static CuResult MemcpyDtoH(byte* dst, ulong src, nuint bytes) => CopyToHost("cuMemcpyDtoH", dst, src, bytes, 0, async: false);
 
+    /// <summary>
+    /// Asynchronous only into pinned memory (cuMemAllocHost): into pageable memory the driver returns once the copy
+    /// is done, and programs may count on that, so the shim does too.
+    /// </summary>
     [UnmanagedCallersOnly(EntryPoint = "cuMemcpyDtoHAsync_v2")]
     internal static CuResult MemcpyDtoHAsync(byte* dst, ulong src, nuint bytes, nint stream) => CopyToHost("cuMemcpyDtoHAsync", dst, src, bytes, stream, async: true);
 
@@ -266,7 +287,7 @@ internal static unsafe partial class Cuda
             {
                 var n = (int)Math.Min(CopyPiece, bytes - offset);
                 var copy = driver.Session.CopyToHostAsync(new DevicePtr(src + offset), new NativeBuffer(dst + offset, n).Memory, s);
-                if (async)
+                if (async && IsPinned(dst, bytes))
                 {
                     driver.TrackCopy(s, copy);
                     driver.NoteWork(s);
