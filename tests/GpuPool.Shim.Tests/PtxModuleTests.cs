@@ -31,6 +31,21 @@ public sealed class PtxModuleTests
     }
 
     [Fact]
+    public void Clang_output_with_device_functions_module_variables_and_a_struct_parameter_parses()
+    {
+        var ptx = PtxModule.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Ptx", "clang14_sample.ptx")));
+
+        Assert.Equal(["axpy_f32", "bystruct", "gemm_f32", "noop"], ptx.Entries.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(32, ptx.Entries["axpy_f32"].ParamBytes);
+        Assert.Equal(13, ptx.Entries["gemm_f32"].Params.Count);
+        Assert.Equal(68, ptx.Entries["gemm_f32"].ParamBytes);
+        Assert.Equal([0, 16, 24], ptx.Entries["bystruct"].Offsets);
+        Assert.Equal(0, ptx.Entries["noop"].ParamBytes);
+        Assert.Equal(["table"], ptx.Globals);
+        Assert.Equal(60, ptx.Version);
+    }
+
+    [Fact]
     public void The_alignment_after_ptr_is_the_pointees_not_the_parameters()
     {
         var ptx = PtxModule.Parse(Header + ".entry k(.param .u32 a, .param .u64 .ptr .align 16 p) { ret; }");
