@@ -57,6 +57,50 @@ Task("EnsureEtcd")
     if (!EnsureDebianPackage("etcd", "etcd-server"))
     {
         Warning("etcd is missing and could not be installed: the etcd tests will fail and say how to install it.");
+
+// The libcuda shim, published with NativeAOT as artifacts/shim/libgpupool-cuda.so (what `gpupool run` loads as
+// libcuda.so.1), plus artifacts/shim/link/libcuda.so for linking C programs with -lcuda. NativeAOT links with
+// clang, or gcc where clang is missing; when neither is there, clang comes from Debian's packages (as root).
+Task("Shim")
+    .Does(() =>
+{
+    if (StartProcess("sh", new ProcessSettings { Arguments = "-c \"command -v clang || command -v gcc\"", RedirectStandardOutput = true }) != 0)
+    {
+        if (StartProcess("sh", new ProcessSettings { Arguments = "-c \"[ $(id -u) -eq 0 ] && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y clang\"" }) != 0)
+        {
+            throw new Exception("NativeAOT needs clang or gcc to link the shim, and neither could be installed: apt-get install clang (as root).");
+        }
+    }
+
+    DotNetPublish("./src/GpuPool.Shim/GpuPool.Shim.csproj", new DotNetPublishSettings
+    {
+        Configuration = configuration,
+        Runtime = "linux-x64",
+        OutputDirectory = "./artifacts/shim",
+    });
+    EnsureDirectoryExists("./artifacts/shim/link");
+    if (StartProcess("ln", new ProcessSettings { Arguments = "-sfn ../libgpupool-cuda.so artifacts/shim/link/libcuda.so" }) != 0)
+    {
+        throw new Exception("could not link artifacts/shim/link/libcuda.so to the shim");
+    }
+});
+
+// The C samples (native/samples) and the shim's test programs (tests/GpuPool.IntegrationTests/Shim/native),
+// built with gcc against native/include and linked with -lcuda against the shim: unmodified CUDA programs.
+Task("Samples")
+    .IsDependentOn("Shim")
+    .Does(() =>
+{
+    EnsureDirectoryExists("./artifacts/samples");
+    var programs = GetFiles("./native/samples/*.c").Concat(GetFiles("./tests/GpuPool.IntegrationTests/Shim/native/*.c"));
+    foreach (var source in programs)
+    {
+        var output = "./artifacts/samples/" + source.GetFilenameWithoutExtension();
+        var args = $"-std=c11 -O2 -Wall -Wextra -Werror -Inative/include -Inative/samples -o {output} {source.FullPath} -Lartifacts/shim/link -lcuda -lm -lpthread";
+        if (StartProcess("gcc", new ProcessSettings { Arguments = args }) != 0)
+        {
+            throw new Exception($"gcc failed on {source.GetFilename()}");
+        }
     }
 });
 
@@ -66,6 +110,7 @@ Task("Test")
     .IsDependentOn("Build")
     .IsDependentOn("Clang")
     .IsDependentOn("EnsureEtcd")
+    .IsDependentOn("Samples")
     .Does(() =>
 {
     var failures = new List<string>();

@@ -15,6 +15,7 @@ var root = new RootCommand("gpupool: lend GPUs over the network, whole or in sli
     AdminCommands.Quota(),
     AdminCommands.Priority(),
     AdminCommands.Drain(),
+    RunCommand.Create(),
 };
 
 // Tables and progress lines are written for people; when output goes to a file or a pipe, do not

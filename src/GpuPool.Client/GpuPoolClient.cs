@@ -134,6 +134,23 @@ public sealed class GpuPoolClient : IDisposable
         }
     }
 
+    /// <summary>
+    /// Opens a device session on a lease that someone else holds and renews (for example the parent process
+    /// that ran <c>gpupool run</c>): the lease record says where the broker is, the token opens the session.
+    /// Nothing here renews or releases the lease.
+    /// </summary>
+    public Task<DeviceSession> OpenSessionAsync(LeaseRecord lease, string token, SessionTransportKind transport = SessionTransportKind.Auto, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(lease);
+        ArgumentException.ThrowIfNullOrEmpty(token);
+        if (string.IsNullOrEmpty(lease.LeaseId) || string.IsNullOrEmpty(lease.BrokerEndpoint))
+        {
+            throw new ArgumentException("the lease record must name the lease and its broker's endpoint", nameof(lease));
+        }
+
+        return DeviceSession.OpenAsync(this, lease, token, transport, cancellationToken);
+    }
+
     /// <summary>Brokers, devices with their capacity, and live leases.</summary>
     public async Task<ClusterView> ListClusterAsync(CancellationToken cancellationToken = default)
     {

@@ -14,6 +14,23 @@ public sealed class KernelArgs
 
     public int Length => _length;
 
+    /// <summary>
+    /// Arguments already packed the cuLaunchKernel way (for example a C program's parameter buffer, or one the
+    /// caller laid out from the kernel's signature); the bytes are copied.
+    /// </summary>
+    public static KernelArgs FromPacked(ReadOnlySpan<byte> packed)
+    {
+        var args = new KernelArgs();
+        if (packed.Length > args._buffer.Length)
+        {
+            args._buffer = new byte[packed.Length];
+        }
+
+        packed.CopyTo(args._buffer);
+        args._length = packed.Length;
+        return args;
+    }
+
     public KernelArgs I32(int value)
     {
         BinaryPrimitives.WriteInt32LittleEndian(Slot(4), value);

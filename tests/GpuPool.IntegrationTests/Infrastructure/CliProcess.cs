@@ -16,7 +16,7 @@ internal sealed class CliProcess : IAsyncDisposable
     private readonly TaskCompletionSource _stderrClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _disposed;
 
-    private CliProcess(string configDir, IEnumerable<string> args)
+    private CliProcess(string configDir, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "gpupool.dll");
         Assert.True(File.Exists(dll), $"the CLI is not built next to the tests: {dll} is missing");
@@ -42,6 +42,17 @@ internal sealed class CliProcess : IAsyncDisposable
         start.Environment.Remove("GPUPOOL_SCHEDULER");
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         start.Environment["DOTNET_NOLOGO"] = "1";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+        {
+            if (value is null)
+            {
+                start.Environment.Remove(name);
+            }
+            else
+            {
+                start.Environment[name] = value;
+            }
+        }
 
         _process = new Process { StartInfo = start };
         _process.OutputDataReceived += (_, e) => Collect(_stdout, e.Data, _stdoutClosed);
@@ -81,6 +92,9 @@ internal sealed class CliProcess : IAsyncDisposable
     public int ExitCode => _process.ExitCode;
 
     public static CliProcess Start(string configDir, params string[] args) => new(configDir, args);
+
+    /// <summary>Starts the CLI with environment variables set (a null value removes one).</summary>
+    public static CliProcess Start(string configDir, IReadOnlyDictionary<string, string?> environment, params string[] args) => new(configDir, args, environment);
 
     /// <summary>Runs a command to completion; fails the test if it takes longer than <paramref name="timeout"/>.</summary>
     public static async Task<CliProcess> RunAsync(string configDir, TimeSpan timeout, params string[] args)

@@ -1,0 +1,229 @@
+using System.Collections.Frozen;
+using System.Runtime.InteropServices;
+using GpuPool.Shim.Internal;
+
+namespace GpuPool.Shim.Exports;
+
+/// <summary>
+/// cuGetProcAddress: the shim's own entry points by base name and CUDA version. A name may have several ABI
+/// versions (cuCtxCreate: _v2 since 3.2, _v3 since 11.4, _v4 since 12.5); the caller gets the newest one not
+/// newer than the version it asks for. Names the shim does not serve get no pointer and are logged once each
+/// when GPUPOOL_SHIM_LOG is set (the CUDA runtime probes hundreds of them at start, so not by default).
+/// </summary>
+internal static unsafe partial class Cuda
+{
+    private const int ProcFound = 0;
+    private const int ProcSymbolNotFound = 1;
+    private const int ProcVersionNotSufficient = 2;
+
+    /// <summary>Base name → (CUDA version that introduced the ABI, exported symbol), oldest first.</summary>
+    internal static readonly FrozenDictionary<string, (int Version, string Symbol)[]> ProcTable = BuildProcTable();
+
+    private static readonly object ProcGate = new();
+    private static nint s_self;
+
+    private static FrozenDictionary<string, (int, string)[]> BuildProcTable()
+    {
+        var table = new Dictionary<string, List<(int, string)>>(StringComparer.Ordinal);
+        void Add(string name, int version, string? symbol = null)
+        {
+            if (!table.TryGetValue(name, out var list))
+            {
+                table[name] = list = [];
+            }
+
+            list.Add((version, symbol ?? name));
+        }
+
+        Add("cuInit", 2000);
+        Add("cuDriverGetVersion", 2020);
+        Add("cuGetErrorName", 6000);
+        Add("cuGetErrorString", 6000);
+        Add("cuGetExportTable", 3000);
+        Add("cuGetProcAddress", 11030);
+        Add("cuGetProcAddress", 12000, "cuGetProcAddress_v2");
+
+        Add("cuDeviceGet", 2000);
+        Add("cuDeviceGetCount", 2000);
+        Add("cuDeviceGetName", 2000);
+        Add("cuDeviceGetUuid", 9020);
+        Add("cuDeviceGetUuid", 11040, "cuDeviceGetUuid_v2");
+        Add("cuDeviceTotalMem", 3020, "cuDeviceTotalMem_v2");
+        Add("cuDeviceGetAttribute", 2000);
+        Add("cuDeviceComputeCapability", 2000);
+
+        Add("cuDevicePrimaryCtxRetain", 7000);
+        Add("cuDevicePrimaryCtxRelease", 7000);
+        Add("cuDevicePrimaryCtxRelease", 11000, "cuDevicePrimaryCtxRelease_v2");
+        Add("cuDevicePrimaryCtxReset", 7000);
+        Add("cuDevicePrimaryCtxReset", 11000, "cuDevicePrimaryCtxReset_v2");
+        Add("cuDevicePrimaryCtxSetFlags", 7000);
+        Add("cuDevicePrimaryCtxSetFlags", 11000, "cuDevicePrimaryCtxSetFlags_v2");
+        Add("cuDevicePrimaryCtxGetState", 7000);
+
+        Add("cuCtxCreate", 3020, "cuCtxCreate_v2");
+        Add("cuCtxCreate", 11040, "cuCtxCreate_v3");
+        Add("cuCtxCreate", 12050, "cuCtxCreate_v4");
+        Add("cuCtxDestroy", 4000, "cuCtxDestroy_v2");
+        Add("cuCtxSetCurrent", 4000);
+        Add("cuCtxGetCurrent", 4000);
+        Add("cuCtxPushCurrent", 4000, "cuCtxPushCurrent_v2");
+        Add("cuCtxPopCurrent", 4000, "cuCtxPopCurrent_v2");
+        Add("cuCtxSynchronize", 2000);
+        Add("cuCtxGetDevice", 2000);
+        Add("cuCtxGetFlags", 7000);
+        Add("cuCtxGetApiVersion", 3020);
+        Add("cuCtxGetStreamPriorityRange", 5050);
+
+        Add("cuMemGetInfo", 3020, "cuMemGetInfo_v2");
+        Add("cuMemAlloc", 3020, "cuMemAlloc_v2");
+        Add("cuMemFree", 3020, "cuMemFree_v2");
+        Add("cuMemGetAddressRange", 3020, "cuMemGetAddressRange_v2");
+        Add("cuMemAllocHost", 3020, "cuMemAllocHost_v2");
+        Add("cuMemHostAlloc", 2020);
+        Add("cuMemFreeHost", 2000);
+        Add("cuMemcpy", 4000);
+        Add("cuMemcpyAsync", 4000);
+        Add("cuMemcpyHtoD", 3020, "cuMemcpyHtoD_v2");
+        Add("cuMemcpyDtoH", 3020, "cuMemcpyDtoH_v2");
+        Add("cuMemcpyDtoD", 3020, "cuMemcpyDtoD_v2");
+        Add("cuMemcpyHtoDAsync", 3020, "cuMemcpyHtoDAsync_v2");
+        Add("cuMemcpyDtoHAsync", 3020, "cuMemcpyDtoHAsync_v2");
+        Add("cuMemcpyDtoDAsync", 3020, "cuMemcpyDtoDAsync_v2");
+        Add("cuMemsetD8", 3020, "cuMemsetD8_v2");
+        Add("cuMemsetD16", 3020, "cuMemsetD16_v2");
+        Add("cuMemsetD32", 3020, "cuMemsetD32_v2");
+        Add("cuMemsetD8Async", 3020);
+        Add("cuMemsetD16Async", 3020);
+        Add("cuMemsetD32Async", 3020);
+
+        Add("cuModuleLoad", 2000);
+        Add("cuModuleLoadData", 2000);
+        Add("cuModuleLoadDataEx", 2010);
+        Add("cuModuleUnload", 2000);
+        Add("cuModuleGetFunction", 2000);
+        Add("cuModuleGetGlobal", 3020, "cuModuleGetGlobal_v2");
+        Add("cuFuncGetAttribute", 2020);
+        Add("cuLaunchKernel", 4000);
+        Add("cuOccupancyMaxActiveBlocksPerMultiprocessor", 6050);
+        Add("cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags", 7000);
+        Add("cuOccupancyMaxPotentialBlockSize", 6050);
+        Add("cuOccupancyMaxPotentialBlockSizeWithFlags", 7000);
+
+        Add("cuStreamCreate", 2000);
+        Add("cuStreamCreateWithPriority", 5050);
+        Add("cuStreamDestroy", 4000, "cuStreamDestroy_v2");
+        Add("cuStreamSynchronize", 2000);
+        Add("cuStreamQuery", 2000);
+        Add("cuStreamWaitEvent", 3020);
+        Add("cuStreamGetPriority", 5050);
+        Add("cuStreamGetFlags", 5050);
+        Add("cuEventCreate", 2000);
+        Add("cuEventDestroy", 4000, "cuEventDestroy_v2");
+        Add("cuEventRecord", 2000);
+        Add("cuEventRecordWithFlags", 11010);
+        Add("cuEventSynchronize", 2000);
+        Add("cuEventQuery", 2000);
+        Add("cuEventElapsedTime", 2000);
+        Add("cuEventElapsedTime", 12080, "cuEventElapsedTime_v2");
+
+        return table.ToFrozenDictionary(kv => kv.Key, kv => kv.Value.OrderBy(e => e.Item1).ToArray(), StringComparer.Ordinal);
+    }
+
+    /// <summary>The CUDA 11.3 form: no status; a name not served is CUDA_ERROR_NOT_FOUND.</summary>
+    [UnmanagedCallersOnly(EntryPoint = "cuGetProcAddress")]
+    internal static CuResult GetProcAddressV1(byte* symbol, void** function, int cudaVersion, ulong flags)
+    {
+        var result = GetProcAddress(symbol, function, cudaVersion, flags, out var status);
+        return result == CuResult.Success && status != ProcFound ? CuResult.NotFound : result;
+    }
+
+    /// <summary>The CUDA 12.0 form: a name not served is CUDA_SUCCESS with a null pointer and the reason in symbolStatus.</summary>
+    [UnmanagedCallersOnly(EntryPoint = "cuGetProcAddress_v2")]
+    internal static CuResult GetProcAddressV2(byte* symbol, void** function, int cudaVersion, ulong flags, int* symbolStatus)
+    {
+        var result = GetProcAddress(symbol, function, cudaVersion, flags, out var status);
+        if (symbolStatus is not null)
+        {
+            *symbolStatus = status;
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// Per-thread default stream variants (CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) get the same functions:
+    /// the shim treats the per-thread and legacy default streams alike.
+    /// </summary>
+    private static CuResult GetProcAddress(byte* symbol, void** function, int cudaVersion, ulong flags, out int status)
+    {
+        status = ProcSymbolNotFound;
+        try
+        {
+            NotNull(symbol, "symbol");
+            NotNull(function, "pfn");
+            *function = null;
+            if (flags > 3)
+            {
+                throw new CudaException(CuResult.InvalidValue, $"0x{flags:x} is not a set of cuGetProcAddress flags");
+            }
+
+            if (cudaVersion > Driver.Version)
+            {
+                throw new CudaException(CuResult.InvalidValue, $"CUDA version {cudaVersion} is newer than the driver's {Driver.Version}");
+            }
+
+            var name = Utf8.Read(symbol, 256);
+            if (!ProcTable.TryGetValue(name, out var versions))
+            {
+                ShimLog.Once("proc:" + name, $"cuGetProcAddress: {name} is not served by the shim");
+                return CuResult.Success;
+            }
+
+            var chosen = versions.LastOrDefault(v => v.Version <= cudaVersion);
+            if (chosen.Symbol is null)
+            {
+                status = ProcVersionNotSufficient;
+                return CuResult.Success;
+            }
+
+            *function = (void*)OwnExport(chosen.Symbol);
+            status = *function is null ? ProcSymbolNotFound : ProcFound;
+            return CuResult.Success;
+        }
+        catch (Exception ex)
+        {
+            return Errors.Report("cuGetProcAddress", ex);
+        }
+    }
+
+    /// <summary>The address of one of this library's exports, looked up in the library itself (found once through dladdr).</summary>
+    private static nint OwnExport(string symbol)
+    {
+        lock (ProcGate)
+        {
+            if (s_self == 0)
+            {
+                var dladdr = (delegate* unmanaged<void*, DlInfo*, int>)Libc.Function("dladdr");
+                DlInfo info;
+                if (dladdr is null || dladdr((void*)(delegate* unmanaged<uint, CuResult>)&Init, &info) == 0 || info.FileName is null)
+                {
+                    throw new CudaException(CuResult.Unknown, "cannot find the shim's own file (dladdr failed)");
+                }
+
+                s_self = NativeLibrary.Load(Utf8.Read(info.FileName));
+            }
+
+            return NativeLibrary.TryGetExport(s_self, symbol, out var address) ? address : 0;
+        }
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct DlInfo
+    {
+        public byte* FileName;
+        public void* FileBase;
+        public byte* SymbolName;
+        public void* SymbolAddress;
+    }
+}

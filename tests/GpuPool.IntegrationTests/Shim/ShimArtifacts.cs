@@ -1,0 +1,58 @@
+namespace GpuPool.IntegrationTests.Shim;
+
+/// <summary>
+/// What the build made for the shim's tests: the NativeAOT shim and the C programs linked against it. Missing
+/// ones fail the test with the command that builds them; they are never skipped.
+/// </summary>
+internal static class ShimArtifacts
+{
+    public const string BuildCommand = "./build.sh --target=Samples";
+
+    public static string RepoRoot { get; } = FindRoot();
+
+    /// <summary>artifacts/shim/libgpupool-cuda.so, or a failed test.</summary>
+    public static string Shim => Require(Path.Combine(RepoRoot, "artifacts", "shim", "libgpupool-cuda.so"), "the libcuda shim");
+
+    /// <summary>A program built from native/samples or Shim/native, or a failed test.</summary>
+    public static string Program(string name) => Require(Path.Combine(RepoRoot, "artifacts", "samples", name), $"the program {name}");
+
+    /// <summary>
+    /// The built-in kernels' PTX module: the one checked in under native/kernels/ptx once it is there, else the
+    /// tests' stand-in with the same entry declarations.
+    /// </summary>
+    public static string KernelsPtx
+    {
+        get
+        {
+            var shipped = Path.Combine(RepoRoot, "native", "kernels", "ptx", "gpupool_kernels.ptx");
+            return File.Exists(shipped) ? shipped : Path.Combine(RepoRoot, "tests", "GpuPool.IntegrationTests", "Shim", "ptx", "builtin_subset.ptx");
+        }
+    }
+
+    /// <summary>A folder holding libcuda.so.1 → the shim, to put first on LD_LIBRARY_PATH as `gpupool run` does.</summary>
+    public static string LibraryFolder()
+    {
+        var folder = Directory.CreateTempSubdirectory("gpupool-shim-it-").FullName;
+        File.CreateSymbolicLink(Path.Combine(folder, "libcuda.so.1"), Shim);
+        return folder;
+    }
+
+    private static string Require(string path, string what)
+    {
+        Assert.True(File.Exists(path), $"{what} is not built ({path} is missing): run `{BuildCommand}` first.");
+        return path;
+    }
+
+    private static string FindRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "GpuPool.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new InvalidOperationException($"no GpuPool.sln above {AppContext.BaseDirectory}");
+    }
+}

@@ -1,0 +1,69 @@
+using GpuPool.IntegrationTests.Infrastructure;
+
+namespace GpuPool.IntegrationTests.Shim;
+
+/// <summary>
+/// The samples in native/samples, unmodified C programs linked with -lcuda, run through `gpupool run` on a pool
+/// with a cpu-backend broker: each checks its results against the host and prints its verdict.
+/// </summary>
+public sealed class ShimSampleTests(PoolFixture pool) : IClassFixture<PoolFixture>, IDisposable
+{
+    private readonly string _configDir = Directory.CreateTempSubdirectory("gpupool-it-shim-").FullName;
+
+    [Theory]
+    [InlineData("vector_add")]
+    [InlineData("saxpy")]
+    [InlineData("matmul")]
+    [InlineData("streams_events")]
+    public async Task Sample_passes_through_gpupool_run(string sample)
+    {
+        var run = await GpuPoolRun.RunProgramAsync(pool, _configDir, sample);
+
+        Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
+        Assert.Contains($"PASS {sample}:", run.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Sample_runs_over_the_grpc_fallback_too()
+    {
+        var run = await GpuPoolRun.RunProgramAsync(pool, _configDir, "vector_add", "--transport", "grpc");
+
+        Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
+        Assert.Contains("PASS vector_add:", run.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Out_of_bounds_copy_gets_invalid_value_and_the_broker_keeps_serving()
+    {
+        var run = await GpuPoolRun.RunProgramAsync(pool, _configDir, "oob_copy");
+
+        Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
+        Assert.Matches(@"copy of 2048 bytes into a 1024-byte allocation\s+CUDA_ERROR_INVALID_VALUE\n", run.Stdout);
+        Assert.Matches(@"the next synchronize reports the launch\s+CUDA_ERROR_ILLEGAL_ADDRESS\n", run.Stdout);
+        Assert.Contains("after the errors: vector add on the same context, 0 wrong values", run.Stdout, StringComparison.Ordinal);
+        await pool.AssertServesAnotherLeaseAsync();
+    }
+
+    [Fact]
+    public async Task Module_the_cpu_backend_cannot_run_gets_not_supported_not_a_crash()
+    {
+        var run = await GpuPoolRun.RunProgramAsync(pool, _configDir, "unsupported_module");
+
+        Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
+        Assert.Matches(@"PTX with a kernel outside the built-in library\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
+        Assert.Matches(@"a cubin \(ELF\) image\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
+        Assert.Matches(@"bytes that are not a module\s+CUDA_ERROR_INVALID_IMAGE\n", run.Stdout);
+        Assert.Contains("PASS unsupported_module:", run.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_shim_says_why_a_module_was_refused_when_asked_to_log()
+    {
+        var run = await GpuPoolRun.RunProgramAsync(pool, _configDir, "unsupported_module", "--verbose");
+
+        Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
+        Assert.Contains("cuModuleLoadData: CUDA_ERROR_NOT_SUPPORTED: the cpu backend cannot run kernel(s) my_custom_kernel", run.Stderr, StringComparison.Ordinal);
+    }
+
+    public void Dispose() => Directory.Delete(_configDir, recursive: true);
+}
