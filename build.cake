@@ -172,6 +172,17 @@ Task("Perf")
     });
 });
 
+// The scheduler's placement benchmark on a simulated 10,000-host pool, in memory (about 20 s with --quick).
+Task("PerfPlacement")
+    .IsDependentOn("Build")
+    .Does(() =>
+{
+    DotNetRun("./perf/GpuPool.Perf.Scheduler/GpuPool.Perf.Scheduler.csproj", new ProcessArgumentBuilder().Append("--quick"), new DotNetRunSettings
+    {
+        Configuration = "Release",
+    });
+});
+
 // Kernel micro-benchmarks against their naive anchors (BenchmarkDotNet; takes minutes).
 Task("PerfKernels")
     .IsDependentOn("Build")

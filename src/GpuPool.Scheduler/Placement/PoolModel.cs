@@ -204,9 +204,9 @@ public sealed class PoolModel
 
     /// <summary>
     /// The cheapest eviction that makes room for <paramref name="ask"/> at priority <paramref name="priority"/>:
-    /// only preemptible leases of a lower priority are candidates; per device the lowest class and then the
-    /// youngest go first; among devices (or hosts, for a gang) the fewest victims win, then the lowest highest
-    /// class among them. Null when no eviction makes room.
+    /// only preemptible leases of a lower priority not already being preempted are candidates; the fewest
+    /// victims win, then the lowest highest class among them (per device for a slice, per host for a gang, and
+    /// across them); within a class the youngest go first. Null when no eviction makes room.
     /// </summary>
     public Eviction? FindEviction(PlacementAsk ask, int priority)
     {
@@ -248,22 +248,7 @@ public sealed class PoolModel
                     continue;
                 }
 
-                var freeMemory = device.FreeMemory;
-                var freeShare = device.FreeShare;
-                var victims = new List<LeaseRecord>();
-                foreach (var lease in device.Leases.Values.Where(l => Evictable(l, priority)).OrderBy(l => l.PriorityValue).ThenByDescending(l => l.Created?.ToDateTimeOffset() ?? default).ThenBy(l => l.LeaseId, StringComparer.Ordinal))
-                {
-                    if (freeMemory >= ask.MemoryBytes && freeShare >= ask.ComputeShare)
-                    {
-                        break;
-                    }
-
-                    victims.Add(lease);
-                    freeMemory += lease.MemoryBytes;
-                    freeShare += lease.ComputeShare;
-                }
-
-                if (freeMemory >= ask.MemoryBytes && freeShare >= ask.ComputeShare && victims.Count > 0)
+                if (SliceVictims(device, ask, priority) is { Count: > 0 } victims)
                 {
                     Consider(new Site(broker.Record.BrokerId, [device.Info.Index]), victims);
                 }
@@ -281,6 +266,155 @@ public sealed class PoolModel
                 bestCost = cost;
             }
         }
+    }
+
+    /// <summary>
+    /// The victims on one device for a slice: the fewest evictable leases whose removal makes room, and of those
+    /// sets the one whose highest class is lowest (younger before older within a class). Empty when the slice
+    /// fits already; null when evicting every candidate is not enough.
+    /// </summary>
+    private static List<LeaseRecord>? SliceVictims(DeviceSlot device, PlacementAsk ask, int priority)
+    {
+        // What must be freed, from what is leased rather than from the free figures (which stop at zero): on a
+        // device leased past its size, as after its broker re-registered smaller, the excess must go too.
+        var needMemory = Deficit(device.MemoryLeased, ask.MemoryBytes, device.Info.MemoryTotalBytes);
+        var needShare = Deficit(device.ShareLeased, ask.ComputeShare, device.Info.ComputeCapacity);
+        if (needMemory == 0 && needShare == 0)
+        {
+            return [];
+        }
+
+        var candidates = device.Leases.Values.Where(l => Evictable(l, priority))
+            .OrderBy(l => l.PriorityValue).ThenByDescending(l => l.Created?.ToDateTimeOffset() ?? default).ThenBy(l => l.LeaseId, StringComparer.Ordinal)
+            .ToArray();
+
+        // Taking candidates in that order until the slice fits gives the lowest highest class for its count…
+        UInt128 memory = 0, share = 0;
+        var taken = 0;
+        while (taken < candidates.Length && (memory < needMemory || share < needShare))
+        {
+            memory += candidates[taken].MemoryBytes;
+            share += candidates[taken].ComputeShare;
+            taken++;
+        }
+
+        if (memory < needMemory || share < needShare)
+        {
+            return null;
+        }
+
+        // …but not always the fewest: one large lease of a higher class can free what several small ones do.
+        if (taken > 1)
+        {
+            for (var count = FewestPossible(candidates, needMemory, needShare); count < taken; count++)
+            {
+                if (SmallestCover(candidates, count, needMemory, needShare) is { } fewer)
+                {
+                    return fewer;
+                }
+            }
+        }
+
+        return [.. candidates.Take(taken)];
+    }
+
+    private static UInt128 Deficit(UInt128 leased, UInt128 asked, UInt128 capacity)
+        => leased + asked > capacity ? leased + asked - capacity : 0;
+
+    /// <summary>A lower bound on the victims: the largest leases first, for memory and for share separately.</summary>
+    private static int FewestPossible(LeaseRecord[] candidates, UInt128 needMemory, UInt128 needShare)
+    {
+        static int Count(IEnumerable<ulong> sizes, UInt128 need)
+        {
+            var count = 0;
+            UInt128 sum = 0;
+            foreach (var size in sizes)
+            {
+                if (sum >= need)
+                {
+                    break;
+                }
+
+                sum += size;
+                count++;
+            }
+
+            return count;
+        }
+
+        return Math.Max(
+            Count(candidates.Select(l => l.MemoryBytes).OrderDescending(), needMemory),
+            Count(candidates.Select(l => (ulong)l.ComputeShare).OrderDescending(), needShare));
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> candidates that free enough, whose last (highest class, oldest) is as early in the
+    /// preference order as possible, or null. A depth-first search with a bound on the nodes it visits, so that a
+    /// device with very many small leases costs a bounded time; past the bound the caller keeps its answer.
+    /// </summary>
+    private static List<LeaseRecord>? SmallestCover(LeaseRecord[] candidates, int count, UInt128 needMemory, UInt128 needShare)
+    {
+        var budget = 20_000;
+        var chosen = new int[count];
+
+        // Prefix sums: what candidates [i, j) free together is memoryUpTo[j] - memoryUpTo[i].
+        var memoryUpTo = new UInt128[candidates.Length + 1];
+        var shareUpTo = new UInt128[candidates.Length + 1];
+        for (var i = 0; i < candidates.Length; i++)
+        {
+            memoryUpTo[i + 1] = memoryUpTo[i] + candidates[i].MemoryBytes;
+            shareUpTo[i + 1] = shareUpTo[i] + candidates[i].ComputeShare;
+        }
+
+        for (var last = count - 1; last < candidates.Length; last++)
+        {
+            // The cover ends at candidates[last]: pick the rest among the candidates before it.
+            chosen[count - 1] = last;
+            if (Search(0, count - 1, Sub(needMemory, candidates[last].MemoryBytes), Sub(needShare, candidates[last].ComputeShare), last))
+            {
+                return [.. chosen.Select(i => candidates[i])];
+            }
+
+            if (budget <= 0)
+            {
+                return null;
+            }
+        }
+
+        return null;
+
+        bool Search(int from, int left, UInt128 memory, UInt128 share, int end)
+        {
+            if (memory == 0 && share == 0)
+            {
+                // With picks to spare a smaller count makes room, and the caller tried smaller counts first.
+                return left == 0;
+            }
+
+            if (left == 0 || --budget < 0)
+            {
+                return false;
+            }
+
+            for (var i = from; i <= end - left; i++)
+            {
+                // All of the rest together is not enough: no pick from here on is.
+                if (memoryUpTo[end] - memoryUpTo[i] < memory || shareUpTo[end] - shareUpTo[i] < share)
+                {
+                    return false;
+                }
+
+                chosen[count - 1 - left] = i;
+                if (Search(i + 1, left - 1, Sub(memory, candidates[i].MemoryBytes), Sub(share, candidates[i].ComputeShare), end))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+
+        static UInt128 Sub(UInt128 need, ulong freed) => need > freed ? need - freed : 0;
     }
 
     /// <summary>Whether any device of the pool could ever hold <paramref name="ask"/> (ignoring what is leased).</summary>
