@@ -44,11 +44,11 @@ internal static class PlacementSuites
         var label = $"slices, pool {Percent(fill)} full";
         var figures = new List<Figure>(Steady(pool, options, label, pool.NextSlice, () => pool.MemoryFill > fill, $"held at {Percent(fill)} of memory leased"));
 
-        // The same decisions with the lookups Allocator.Decide and CreateGrant make today (a scan of the brokers).
+        // The same decisions with the lookups Allocator.Decide and CreateGrant make.
         pool.AllocatorLookups = true;
         var (ticks, elapsed, placed) = Run(pool, options.AllocatorShapedSlices, pool.NextSlice, () => pool.MemoryFill > fill);
         figures.Add(new Figure(Decisions, label + ", with the allocator's broker lookup", Timings.PerSecond(ticks.Length, elapsed), "decisions/s", PlacementOptions.DecisionsPerSecondTarget,
-            $"{ticks.Length:N0} decisions; p50 {Timings.PercentileMicroseconds(ticks, 50):N1} µs, p99 {Timings.PercentileMicroseconds(ticks, 99):N1} µs; placed {Percent(placed, ticks.Length)}; finds the placed broker by Model.Brokers.First (a scan of {options.Hosts:N0} brokers) and each device by Devices.First, as Allocator.CreateGrant does"));
+            $"{ticks.Length:N0} decisions; p50 {Timings.PercentileMicroseconds(ticks, 50):N1} µs, p99 {Timings.PercentileMicroseconds(ticks, 99):N1} µs; placed {Percent(placed, ticks.Length)}; finds the placed broker and devices by PoolModel.FindBroker/FindDevice, as Allocator.CreateGrant does"));
         return figures;
     }
 
@@ -64,7 +64,7 @@ internal static class PlacementSuites
         pool.AllocatorLookups = true;
         var (ticks, elapsed, placed) = Run(pool, options.AllocatorShapedGangs, pool.NextGang, () => pool.DeviceFill > fill);
         figures.Add(new Figure(Decisions, label + ", with the allocator's device lookup", Timings.PerSecond(ticks.Length, elapsed), "decisions/s", PlacementOptions.DecisionsPerSecondTarget,
-            $"{ticks.Length:N0} decisions; p50 {Timings.PercentileMicroseconds(ticks, 50):N1} µs, p99 {Timings.PercentileMicroseconds(ticks, 99):N1} µs; placed {Percent(placed, ticks.Length)}; finds the first device's memory by Model.DeviceViews().First (a view of each of {options.Hosts * options.DevicesPerHost:N0} devices) as Allocator.Decide does, and the broker as CreateGrant does"));
+            $"{ticks.Length:N0} decisions; p50 {Timings.PercentileMicroseconds(ticks, 50):N1} µs, p99 {Timings.PercentileMicroseconds(ticks, 99):N1} µs; placed {Percent(placed, ticks.Length)}; finds the first device's memory by PoolModel.FindDevice as Allocator.Decide does, and the broker as CreateGrant does"));
         return figures;
     }
 

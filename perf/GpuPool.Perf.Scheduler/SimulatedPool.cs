@@ -67,7 +67,7 @@ internal sealed class SimulatedPool
 
     public PoolModel Model { get; } = new();
 
-    /// <summary>Find the broker and devices of a placement the way the allocator does today, instead of by key.</summary>
+    /// <summary>Find the broker and devices of a placement the way the allocator does (the model's lookups), instead of the simulation's own table.</summary>
     public bool AllocatorLookups { get; set; }
 
     public ulong TotalMemory { get; }
@@ -116,9 +116,9 @@ internal sealed class SimulatedPool
         ulong wholeMemory;
         if (AllocatorLookups)
         {
-            // As Allocator.Decide and CreateGrant find them today: scans of the model's brokers and devices.
-            wholeMemory = ask.IsGang ? Model.DeviceViews().First(d => d.BrokerId == site.BrokerId && d.Device.Index == site.DeviceIndexes[0]).Device.MemoryTotalBytes : 0;
-            broker = Model.Brokers.First(b => b.BrokerId == site.BrokerId);
+            // As Allocator.Decide and CreateGrant find them: the model's lookups by id.
+            wholeMemory = ask.IsGang ? Model.FindDevice(site.BrokerId, site.DeviceIndexes[0])!.MemoryTotalBytes : 0;
+            broker = Model.FindBroker(site.BrokerId)!;
         }
         else
         {
@@ -137,7 +137,7 @@ internal sealed class SimulatedPool
         for (var i = 0; i < grant.Length; i++)
         {
             var index = site.DeviceIndexes[i];
-            var device = AllocatorLookups ? broker.Devices.First(d => d.Index == index) : broker.Devices[(int)index];
+            var device = AllocatorLookups ? Model.FindDevice(site.BrokerId, index)! : broker.Devices[(int)index];
             grant[i] = new LeaseRecord
             {
                 LeaseId = "l-" + (++_nextLease).ToString("x12", System.Globalization.CultureInfo.InvariantCulture),

@@ -548,7 +548,7 @@ internal sealed class Allocator : IAsyncDisposable
         }
 
         var placement = _model.TryPlace(pending.Ask);
-        var wholeMemory = placement is not null && pending.Ask.IsGang ? _model.DeviceViews().First(d => d.BrokerId == placement.BrokerId && d.Device.Index == placement.DeviceIndexes[0]).Device.MemoryTotalBytes : 0;
+        var wholeMemory = placement is not null && pending.Ask.IsGang ? _model.FindDevice(placement.BrokerId, placement.DeviceIndexes[0])!.MemoryTotalBytes : 0;
         var admission = Admission.Check(quota, _model.UsageOf(request.Tenant), pending.Ask, wholeMemory, pending.Class.Name);
         switch (admission.Verdict)
         {
@@ -636,13 +636,13 @@ internal sealed class Allocator : IAsyncDisposable
     private Grant CreateGrant(Pending pending, Site placement, bool borrowed, DateTimeOffset now)
     {
         var request = pending.Work.Request;
-        var broker = _model.Brokers.First(b => b.BrokerId == placement.BrokerId);
+        var broker = _model.FindBroker(placement.BrokerId)!;
         var ttl = TimeSpan.FromSeconds(request.TtlSeconds);
         var gangId = pending.Ask.IsGang ? "g-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)) : "";
         var records = new List<LeaseRecord>(placement.DeviceIndexes.Count);
         foreach (var index in placement.DeviceIndexes)
         {
-            var device = broker.Devices.First(d => d.Index == index);
+            var device = _model.FindDevice(placement.BrokerId, index)!;
             records.Add(new LeaseRecord
             {
                 LeaseId = "l-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)),

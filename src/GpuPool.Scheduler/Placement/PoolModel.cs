@@ -29,6 +29,9 @@ public sealed class PoolModel
 {
     private readonly Dictionary<string, BrokerSlot> _brokers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, LeaseRecord> _leases = new(StringComparer.Ordinal);
+
+    /// <summary>Lease ids by broker id, so a broker's coming and going costs its own leases, not the pool's.</summary>
+    private readonly Dictionary<string, HashSet<string>> _leasesByBroker = new(StringComparer.Ordinal);
     private readonly Dictionary<string, TenantUsage> _usage = new(StringComparer.Ordinal);
     private readonly HashSet<string> _drained = new(StringComparer.Ordinal);
 
@@ -54,6 +57,17 @@ public sealed class PoolModel
 
     public bool HasBroker(string brokerId) => _brokers.ContainsKey(brokerId);
 
+    /// <summary>The broker's record, or null when it is not registered.</summary>
+    public BrokerRecord? FindBroker(string brokerId) => _brokers.GetValueOrDefault(brokerId)?.Record;
+
+    /// <summary>A device of a registered broker, or null.</summary>
+    public DeviceInfo? FindDevice(string brokerId, uint index)
+        => _brokers.TryGetValue(brokerId, out var broker) && broker.Devices.TryGetValue(index, out var device) ? device.Info : null;
+
+    /// <summary>The leases the model holds on a broker's devices (also for a broker that is not registered).</summary>
+    public IEnumerable<LeaseRecord> LeasesOn(string brokerId)
+        => _leasesByBroker.TryGetValue(brokerId, out var ids) ? ids.Select(id => _leases[id]) : [];
+
     public TenantUsage UsageOf(string tenant) => _usage.GetValueOrDefault(tenant) ?? TenantUsage.None;
 
     /// <summary>Adds or replaces a broker. Its devices keep the leases the model holds for them.</summary>
@@ -62,6 +76,19 @@ public sealed class PoolModel
         ArgumentNullException.ThrowIfNull(record);
         if (_brokers.TryGetValue(record.BrokerId, out var existing))
         {
+            // A heartbeat: the same devices with fresh telemetry. Placement reads only what stays the same, so the
+            // slot takes the new record in place, without walking the leases (10,000 hosts heartbeat all the time).
+            if (existing.Record.Draining == record.Draining && SameDevices(existing, record))
+            {
+                existing.Record = record;
+                foreach (var info in record.Devices)
+                {
+                    existing.Devices[info.Index].Info = info;
+                }
+
+                return;
+            }
+
             Unindex(existing);
             DeviceCount -= existing.Devices.Count;
         }
@@ -74,7 +101,7 @@ public sealed class PoolModel
             slot.Devices[info.Index] = device;
         }
 
-        foreach (var lease in _leases.Values.Where(l => l.BrokerId == record.BrokerId))
+        foreach (var lease in LeasesOn(record.BrokerId))
         {
             foreach (var index in DeviceIndexes(lease))
             {
@@ -100,7 +127,7 @@ public sealed class PoolModel
 
         Unindex(slot);
         DeviceCount -= slot.Devices.Count;
-        return [.. _leases.Values.Where(l => l.BrokerId == brokerId)];
+        return [.. LeasesOn(brokerId)];
     }
 
     /// <summary>Marks a broker (by id) as drained by an admin, or returns it to service.</summary>
@@ -133,6 +160,13 @@ public sealed class PoolModel
         ArgumentNullException.ThrowIfNull(lease);
         RemoveLease(lease.LeaseId);
         _leases[lease.LeaseId] = lease;
+        if (!_leasesByBroker.TryGetValue(lease.BrokerId, out var ids))
+        {
+            ids = new HashSet<string>(StringComparer.Ordinal);
+            _leasesByBroker[lease.BrokerId] = ids;
+        }
+
+        ids.Add(lease.LeaseId);
         Usage(lease.Tenant).Add(lease, +1);
         OnDevices(lease, static (device, l) => device.Add(l));
     }
@@ -142,6 +176,11 @@ public sealed class PoolModel
         if (!_leases.Remove(leaseId, out var lease))
         {
             return null;
+        }
+
+        if (_leasesByBroker.TryGetValue(lease.BrokerId, out var ids) && ids.Remove(leaseId) && ids.Count == 0)
+        {
+            _leasesByBroker.Remove(lease.BrokerId);
         }
 
         var usage = Usage(lease.Tenant);
@@ -502,9 +541,29 @@ public sealed class PoolModel
         _byWholeFree.Remove((wholeFree, broker.Record.BrokerId));
     }
 
+    /// <summary>Whether a broker record lists the same devices, with the same size, capacity and name, as the slot.</summary>
+    private static bool SameDevices(BrokerSlot slot, BrokerRecord record)
+    {
+        if (record.Devices.Count != slot.Devices.Count)
+        {
+            return false;
+        }
+
+        foreach (var info in record.Devices)
+        {
+            if (!slot.Devices.TryGetValue(info.Index, out var device) || device.Info.MemoryTotalBytes != info.MemoryTotalBytes
+                || device.Info.ComputeCapacity != info.ComputeCapacity || device.Info.Name != info.Name)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     private sealed class BrokerSlot(BrokerRecord record)
     {
-        public BrokerRecord Record { get; } = record;
+        public BrokerRecord Record { get; set; } = record;
 
         public Dictionary<uint, DeviceSlot> Devices { get; } = [];
     }
@@ -517,7 +576,8 @@ public sealed class PoolModel
 
         public BrokerSlot Broker { get; } = broker;
 
-        public DeviceInfo Info { get; } = info;
+        /// <summary>The device's latest description; what placement reads of it (size, capacity, name) never changes in place.</summary>
+        public DeviceInfo Info { get; set; } = info;
 
         public string Key { get; private init; } = broker is null ? "" : broker.Record.BrokerId + "/" + info.Index.ToString(System.Globalization.CultureInfo.InvariantCulture);
 

@@ -32,7 +32,8 @@ public sealed class PoolModelInvariantTests
         (1, Gen.OneOf<string>([.. BrokerIds, "unknown"]).Select(id => (Op)new RemoveBroker(id))),
         (6, AnyLease.Select(lease => (Op)new UpsertLease(lease))),
         (3, Gen.OneOf<string>([.. LeaseIds, "unknown"]).Select(id => (Op)new RemoveLease(id))),
-        (1, Gen.Select(Gen.OneOf<string>([.. BrokerIds, "unknown"]), Gen.Bool, (id, drained) => (Op)new SetDrained(id, drained))));
+        (1, Gen.Select(Gen.OneOf<string>([.. BrokerIds, "unknown"]), Gen.Bool, (id, drained) => (Op)new SetDrained(id, drained))),
+        (3, Gen.Select(Gen.OneOf(BrokerIds), Gen.ULong[0, 80], Gen.Frequency((4, Gen.Const(false)), (1, Gen.Const(true))), (id, used, flip) => (Op)new Heartbeat(id, used * GiB, flip))));
 
     [Fact]
     public void Any_sequence_of_changes_keeps_the_model_equal_to_a_full_scan()
@@ -182,6 +183,29 @@ public sealed class PoolModelInvariantTests
         {
             model.UpsertBroker(Record);
             shadow.Brokers[Record.BrokerId] = Record;
+        }
+    }
+
+    /// <summary>A registered broker re-registers its devices with fresh telemetry, sometimes flipping its own draining flag.</summary>
+    private sealed record Heartbeat(string Id, ulong MemoryUsed, bool FlipDraining) : Op
+    {
+        public override void Apply(PoolModel model, ShadowPool shadow)
+        {
+            if (!shadow.Brokers.TryGetValue(Id, out var current))
+            {
+                return;
+            }
+
+            var record = current.Clone();
+            record.Draining ^= FlipDraining;
+            foreach (var device in record.Devices)
+            {
+                device.MemoryUsedBytes = MemoryUsed;
+            }
+
+            model.UpsertBroker(record);
+            shadow.Brokers[Id] = record;
+            Assert.Equal(record, model.FindBroker(Id));
         }
     }
 

@@ -61,15 +61,17 @@ public sealed class AdmissionTests
     }
 
     [Fact]
-    public void A_request_larger_than_the_whole_quota_is_refused_even_with_borrowing()
+    public void A_request_larger_than_the_whole_quota_is_refused_unless_the_tenant_may_borrow()
     {
-        var quota = Team.Clone();
-        quota.AllowBorrowing = true;
+        var borrowing = Team.Clone();
+        borrowing.AllowBorrowing = true;
 
-        var result = Admission.Check(quota, TenantUsage.None, PlacementAsk.Slice(65 * GiB, 100), 0, "default");
+        var refused = Admission.Check(Team, TenantUsage.None, PlacementAsk.Slice(65 * GiB, 100), 0, "default");
+        var borrowed = Admission.Check(borrowing, TenantUsage.None, PlacementAsk.Slice(65 * GiB, 100), 0, "default");
 
-        Assert.Equal(AdmissionVerdict.Refuse, result.Verdict);
-        Assert.Equal("the request (100 milli-GPU, 65 GiB, 1 lease) is larger than tenant 'team-a''s whole quota (2000 milli-GPU, 64 GiB, 4 leases)", result.Reason);
+        Assert.Equal(AdmissionVerdict.Refuse, refused.Verdict);
+        Assert.Equal("the request (100 milli-GPU, 65 GiB, 1 lease) is larger than tenant 'team-a''s whole quota (2000 milli-GPU, 64 GiB, 4 leases)", refused.Reason);
+        Assert.Equal(AdmissionVerdict.Borrow, borrowed.Verdict);
     }
 
     [Fact]
@@ -144,7 +146,7 @@ public sealed class AdmissionTests
             BigInteger heldMilli = held.Sum(h => (long)h.Item2), heldMemory = held.Aggregate(BigInteger.Zero, (s, h) => s + (h.Item1 * GiB));
             var expected =
                 q.AllowedPriorityClasses.Count > 0 && !q.AllowedPriorityClasses.Contains(cls) ? AdmissionVerdict.Refuse
-                : milli > q.MaxMilliGpus || memory > q.MaxMemoryBytes || n > q.MaxLeases ? AdmissionVerdict.Refuse
+                : (milli > q.MaxMilliGpus || memory > q.MaxMemoryBytes || n > q.MaxLeases) && !q.AllowBorrowing ? AdmissionVerdict.Refuse
                 : heldMilli + milli <= q.MaxMilliGpus && heldMemory + memory <= q.MaxMemoryBytes && held.Length + n <= q.MaxLeases ? AdmissionVerdict.Admit
                 : q.AllowBorrowing ? AdmissionVerdict.Borrow
                 : AdmissionVerdict.Wait;
