@@ -57,6 +57,8 @@ Task("EnsureEtcd")
     if (!EnsureDebianPackage("etcd", "etcd-server"))
     {
         Warning("etcd is missing and could not be installed: the etcd tests will fail and say how to install it.");
+    }
+});
 
 // The libcuda shim, published with NativeAOT as artifacts/shim/libgpupool-cuda.so (what `gpupool run` loads as
 // libcuda.so.1), plus artifacts/shim/link/libcuda.so for linking C programs with -lcuda. NativeAOT links with
