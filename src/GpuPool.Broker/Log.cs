@@ -22,4 +22,7 @@ internal static partial class Log
 
     [LoggerMessage(6, LogLevel.Warning, "Lease watch failed; restarting: {Reason}")]
     public static partial void WatchFailed(ILogger logger, string reason);
+
+    [LoggerMessage(7, LogLevel.Information, "Lease {LeaseId} is being preempted ({Reason}); revoking it at {Deadline}")]
+    public static partial void LeasePreempting(ILogger logger, string leaseId, string reason, DateTimeOffset deadline);
 }

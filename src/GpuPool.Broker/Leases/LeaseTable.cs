@@ -126,6 +126,63 @@ public sealed class LeaseTable : IAsyncDisposable
         Log.LeaseEnded(_logger, leaseId, reason, bytes);
     }
 
+    /// <summary>
+    /// A lease record changed. When the scheduler has marked it for preemption, the holder's session is told now
+    /// and the broker revokes the lease itself at the deadline (the scheduler ends its record then too).
+    /// </summary>
+    private void OnRecord(KvEntry entry)
+    {
+        var leaseId = entry.Key[LeasePrefix.Length..];
+        if (!_leases.TryGetValue(leaseId, out var lease))
+        {
+            return;
+        }
+
+        LeaseRecord record;
+        try
+        {
+            record = LeaseRecord.Parser.ParseFrom(entry.Value.Span);
+        }
+        catch (Google.Protobuf.InvalidProtocolBufferException)
+        {
+            return;
+        }
+
+        if (record.PreemptDeadline is null)
+        {
+            return;
+        }
+
+        var deadline = record.PreemptDeadline.ToDateTimeOffset();
+        var notice = new Notice { Kind = "preempting", Message = record.PreemptReason, DeadlineUnixMs = deadline.ToUnixTimeMilliseconds() };
+        if (lease.MarkPreempting(notice))
+        {
+            Log.LeasePreempting(_logger, leaseId, record.PreemptReason, deadline);
+            _ = RevokeAtAsync(leaseId, deadline, record.PreemptReason);
+        }
+    }
+
+    private async Task RevokeAtAsync(string leaseId, DateTimeOffset deadline, string reason)
+    {
+        var wait = deadline - _options.TimeProvider.GetUtcNow();
+        try
+        {
+            if (wait > TimeSpan.Zero)
+            {
+                await Task.Delay(wait, _options.TimeProvider, _stop.Token).ConfigureAwait(false);
+            }
+
+            await EndAsync(leaseId, reason).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // The broker is stopping: every lease ends anyway.
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
     private async Task<bool> RecordExistsAsync(string leaseId, CancellationToken cancellationToken)
         => await _store.GetAsync(LeasePrefix + leaseId, cancellationToken).ConfigureAwait(false) is not null;
 
@@ -146,11 +203,20 @@ public sealed class LeaseTable : IAsyncDisposable
                     await EndAsync(id, "lease record removed").ConfigureAwait(false);
                 }
 
+                foreach (var entry in listing.Entries)
+                {
+                    OnRecord(entry);
+                }
+
                 await foreach (var change in _store.WatchAsync(LeasePrefix, revision, cancellationToken).ConfigureAwait(false))
                 {
                     if (change.Kind == WatchEventKind.Delete)
                     {
                         await EndAsync(change.Entry.Key[LeasePrefix.Length..], "released or expired").ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        OnRecord(change.Entry);
                     }
                 }
             }
@@ -158,7 +224,7 @@ public sealed class LeaseTable : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception ex) when (ex is InvalidOperationException or IOException or GpuPoolException)
+            catch (Exception ex) when (ex is InvalidOperationException or IOException or GpuPoolException or StoreUnavailableException or StoreCompactedException)
             {
                 Log.WatchFailed(_logger, ex.Message);
                 await Task.Delay(TimeSpan.FromMilliseconds(200), _options.TimeProvider, CancellationToken.None).ConfigureAwait(false);

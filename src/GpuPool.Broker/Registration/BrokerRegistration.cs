@@ -92,7 +92,7 @@ public sealed class BrokerRegistration : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception ex) when (ex is StoreSessionNotFoundException or IOException or InvalidOperationException)
+            catch (Exception ex) when (ex is StoreSessionNotFoundException or StoreUnavailableException or IOException or InvalidOperationException)
             {
                 Log.HeartbeatFailed(_logger, ex.Message);
             }

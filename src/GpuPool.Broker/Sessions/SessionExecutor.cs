@@ -34,11 +34,13 @@ internal sealed class SessionExecutor
     {
         _lastSeq = openSeq;
         Reply(new OpReply { Seq = openSeq, Session = DescribeSession() });
+        _lease.AttachNotices(_replies);
     }
 
     /// <summary>Ends the session: drains the replies, lets device work finish and forgets an unreported error.</summary>
     public async Task FinishAsync()
     {
+        _lease.DetachNotices(_replies);
         _replies.Complete();
         await _replies.Completion.ConfigureAwait(false);
         await ForgetUnreportedErrorAsync().ConfigureAwait(false);

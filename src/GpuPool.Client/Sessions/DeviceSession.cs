@@ -37,6 +37,7 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
     private readonly SemaphoreSlim _submitGate = new(1, 1);
     private ulong _seq;
     private volatile GpuPoolException? _fatal;
+    private readonly CancellationTokenSource _preempting = new();
     private int _disposed;
 
     private DeviceSession(SessionTransport transport)
@@ -53,6 +54,18 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
 
     /// <summary>The highest sequence number used so far.</summary>
     public ulong LastSeq => Volatile.Read(ref _seq);
+
+    /// <summary>
+    /// Cancelled when the broker tells this session that its lease is being preempted: checkpoint and close before
+    /// <see cref="PreemptDeadline"/>, when the broker revokes the lease. Comes sooner than the lease's keepalive.
+    /// </summary>
+    public CancellationToken Preempting => _preempting.Token;
+
+    /// <summary>When the broker revokes the lease, once it is being preempted.</summary>
+    public DateTimeOffset? PreemptDeadline { get; private set; }
+
+    /// <summary>Who preempts the lease and why, once it is being preempted.</summary>
+    public string? PreemptReason { get; private set; }
 
     internal static async Task<DeviceSession> OpenAsync(GpuPoolClient client, LeaseRecord lease, string token, SessionTransportKind kind, CancellationToken cancellationToken)
     {
@@ -348,6 +361,20 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
     }
 
     void IReplyTarget.OnClosed(GpuPoolException error) => Fail(error);
+
+    void IReplyTarget.OnNotice(Notice notice)
+    {
+        if (notice.Kind != "preempting" || PreemptDeadline is not null)
+        {
+            return;
+        }
+
+        PreemptReason = notice.Message;
+        PreemptDeadline = DateTimeOffset.FromUnixTimeMilliseconds(notice.DeadlineUnixMs);
+
+        // On the transport's reader thread: the callbacks must not hold it up.
+        ThreadPool.UnsafeQueueUserWorkItem(static cts => cts.Cancel(), _preempting, preferLocal: false);
+    }
 
     /// <summary>The session is over: every waiter and every later call gets <paramref name="error"/>.</summary>
     private void Fail(GpuPoolException error)

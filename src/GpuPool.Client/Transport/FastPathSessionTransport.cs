@@ -287,6 +287,9 @@ internal sealed class FastPathSessionTransport : SessionTransport
                 case FrameType.SessionInfo:
                     _target.OnValue(frame.Seq, new ReplyValue(0, 0, SessionInfo.Parser.ParseFrom(frame.Payload)));
                     break;
+                case FrameType.Notice:
+                    _target.OnNotice(OpFrames.ReadNotice(frame));
+                    break;
                 default:
                     protocolError = $"frame #{frame.Seq} is a {frame.Type} frame, which a broker does not send";
                     return reader.Position;

@@ -119,6 +119,9 @@ internal sealed class GrpcSessionTransport : SessionTransport
             case OpReply.ResultOneofCase.MemInfo:
                 _target.OnValue(reply.Seq, new ReplyValue(reply.MemInfo.FreeBytes, reply.MemInfo.TotalBytes, null));
                 break;
+            case OpReply.ResultOneofCase.Notice:
+                _target.OnNotice(reply.Notice);
+                break;
             default:
                 _target.OnValue(reply.Seq, default);
                 break;

@@ -18,6 +18,9 @@ internal interface IReplyTarget
     /// <summary>An op failed; seq 0 is the session itself (the lease ended, a protocol error).</summary>
     void OnError(ulong seq, GpuPoolException error);
 
+    /// <summary>The broker told the session something unasked (seq 0), such as a preemption.</summary>
+    void OnNotice(Notice notice);
+
     /// <summary>The transport is closed; nothing more will arrive.</summary>
     void OnClosed(GpuPoolException error);
 }

@@ -79,6 +79,7 @@ public static class FrameCodec
         FrameType.Data => 12,
         FrameType.Error => 16,
         FrameType.SessionInfo => 0,
+        FrameType.Notice => 8,
         _ => -1,
     };
 
@@ -89,7 +90,7 @@ public static class FrameCodec
         FrameType.Hello => 16 * 1024,
         FrameType.ModuleGetFunction => 1024,
         FrameType.Launch => 4096,
-        FrameType.Error or FrameType.SessionInfo => 64 * 1024,
+        FrameType.Error or FrameType.SessionInfo or FrameType.Notice => 64 * 1024,
         _ => 0,
     };
 

@@ -42,4 +42,7 @@ public enum FrameType : ushort
 
     /// <summary>Broker → client: the answer to Hello; payload a serialized SessionInfo.</summary>
     SessionInfo = 67,
+
+    /// <summary>Broker → client, unasked (seq 0): a notice such as a preemption; fixed {i64 deadline unix ms}, payload kind + '\n' + message (UTF-8).</summary>
+    Notice = 68,
 }

@@ -217,6 +217,18 @@ public static class OpFrames
         return r;
     }
 
+    /// <summary>Reads a Notice frame back into the message the gRPC stream carries.</summary>
+    public static Notice ReadNotice(in Frame frame)
+    {
+        Span<byte> scratch = stackalloc byte[8];
+        var deadline = unchecked((long)new FixedFields(frame.Fixed, scratch).U64());
+        var text = Encoding.UTF8.GetString(frame.Payload);
+        var newline = text.IndexOf('\n', StringComparison.Ordinal);
+        return newline < 0
+            ? new Notice { Kind = text, DeadlineUnixMs = deadline }
+            : new Notice { Kind = text[..newline], Message = text[(newline + 1)..], DeadlineUnixMs = deadline };
+    }
+
     private static void Fixed(IBufferWriter<byte> writer, FrameType type, ulong seq, FixedBuilder fixedFields)
         => FrameCodec.Write(writer, type, seq, fixedFields.Written, ReadOnlySpan<byte>.Empty);
 
@@ -238,6 +250,10 @@ public static class OpFrames
         {
             case OpReply.ResultOneofCase.Session:
                 FrameCodec.Write(writer, FrameType.SessionInfo, reply.Seq, [], reply.Session.ToByteArray());
+                return;
+            case OpReply.ResultOneofCase.Notice:
+                var text = Encoding.UTF8.GetBytes(reply.Notice.Kind + "\n" + (reply.Notice.Message.Length > 16_000 ? reply.Notice.Message[..16_000] : reply.Notice.Message));
+                FrameCodec.Write(writer, FrameType.Notice, reply.Seq, f.U64(unchecked((ulong)reply.Notice.DeadlineUnixMs)).Written, text);
                 return;
             case OpReply.ResultOneofCase.DevicePtr:
                 f = f.U64(reply.DevicePtr).U64(0);

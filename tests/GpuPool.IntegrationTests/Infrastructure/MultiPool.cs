@@ -96,7 +96,7 @@ public sealed class MultiPool : IAsyncDisposable
             {
                 BrokerId = id,
                 Port = 0,
-                FastPathPort = -1,
+                FastPathPort = 0,
                 SchedulerPublicKey = LeaseToken.ImportPem(LeaseToken.ExportPublicPem(SigningKey)),
                 Backend = backend,
                 RegistrationTtl = TimeSpan.FromSeconds(2),

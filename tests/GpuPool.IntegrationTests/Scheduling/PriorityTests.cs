@@ -51,6 +51,41 @@ public sealed class PriorityTests
         await victim.DisposeAsync();
     }
 
+    [Theory]
+    [InlineData(SessionTransportKind.Grpc)]
+    [InlineData(SessionTransportKind.Tcp)]
+    [InlineData(SessionTransportKind.Unix)]
+    public async Task A_preempted_leases_open_session_is_told_by_the_broker_before_its_keepalive_could_and_ends_at_the_deadline(SessionTransportKind transport)
+    {
+        await using var pool = await StartAsync([1]);
+        var client = pool.Client();
+
+        // A long TTL: the next keepalive is 10 s away, so only the session can bring the news within the grace.
+        await using var victim = await client.AllocateAsync(new LeaseRequest { Tenant = "batch", MemoryBytes = 512 * MiB, ComputeShare = 1000, PriorityClass = "low", Ttl = TimeSpan.FromSeconds(30) });
+        await using var session = await victim.OpenSessionAsync(transport);
+        var buffer = await session.AllocAsync(MiB);
+
+        var urgent = client.AllocateAsync(new LeaseRequest { Tenant = "prod", MemoryBytes = 512 * MiB, ComputeShare = 1000, PriorityClass = "high", WaitTimeout = TimeSpan.FromSeconds(1) });
+
+        await Poll.UntilAsync(() => session.Preempting.IsCancellationRequested, TimeSpan.FromSeconds(3), "the broker tells the open session");
+        Assert.False(victim.Preempting.IsCancellationRequested, "the keepalive, not the session, brought the news");
+        Assert.Equal("preempted by a request of priority class 'high' (tenant 'prod')", session.PreemptReason);
+        Assert.InRange(session.PreemptDeadline!.Value, DateTimeOffset.UtcNow - TimeSpan.FromSeconds(1), DateTimeOffset.UtcNow + TimeSpan.FromSeconds(3));
+
+        // Until the deadline the session still works; after it, the lease is gone.
+        await session.CopyToDeviceAsync(buffer, new byte[16]);
+        await using var granted = await urgent;
+        var ended = await Assert.ThrowsAsync<GpuPoolException>(async () =>
+        {
+            while (true)
+            {
+                await session.AllocAsync(MiB);
+                await Task.Delay(50);
+            }
+        });
+        Assert.Equal(ErrorCode.LeaseEnded, ended.Code);
+    }
+
     [Fact]
     public async Task A_lease_of_a_class_that_is_not_preemptible_is_never_evicted()
     {
