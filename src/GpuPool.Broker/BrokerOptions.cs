@@ -48,9 +48,9 @@ public sealed class BrokerOptions
 
     internal void Validate()
     {
-        if (string.IsNullOrWhiteSpace(BrokerId) || BrokerId.Contains('/', StringComparison.Ordinal))
+        if (string.IsNullOrEmpty(BrokerId) || BrokerId.Length > 128 || BrokerId.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
         {
-            throw new ArgumentException($"BrokerId '{BrokerId}' must be non-empty and contain no '/'", nameof(BrokerId));
+            throw new ArgumentException($"BrokerId '{BrokerId}' must be 1-128 letters, digits, '-', '_' or '.'", nameof(BrokerId));
         }
 
         if (Port is < 0 or > 65535)

@@ -9,11 +9,15 @@ namespace GpuPool.Broker.Registration;
 /// <summary>
 /// Keeps this broker's record (host, endpoint, devices and their use) in the coordination store under
 /// brokers/{id}, bound to a store session that the heartbeat renews; if the broker dies the record
-/// vanishes when the session's TTL runs out.
+/// vanishes when the session's TTL runs out. It also registers the broker as an instance of the
+/// <see cref="ServiceName"/> service with a TTL health check passed at every heartbeat, so a store with a
+/// service catalog (Consul) shows brokers and their health to its own tools.
 /// </summary>
 public sealed class BrokerRegistration : IAsyncDisposable
 {
     public const string BrokerPrefix = "brokers/";
+
+    public const string ServiceName = "gpupool-broker";
 
     private readonly BrokerOptions _options;
     private readonly IClusterStore _store;
@@ -37,6 +41,14 @@ public sealed class BrokerRegistration : IAsyncDisposable
     {
         _session = await _store.CreateSessionAsync(_options.RegistrationTtl, cancellationToken).ConfigureAwait(false);
         await WriteAsync(cancellationToken).ConfigureAwait(false);
+        var uri = new Uri(_endpoint);
+        var meta = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["devices"] = _options.Backend.Devices.Count.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["backend"] = _options.Backend.Devices.Count > 0 ? _options.Backend.Devices[0].Backend : "",
+            ["fast_path_tcp"] = _fastPath.Tcp,
+        };
+        await _store.RegisterServiceAsync(new ServiceRegistration(_options.BrokerId, ServiceName, uri.Host, uri.Port, meta, _options.RegistrationTtl), cancellationToken).ConfigureAwait(false);
         _heartbeat = Task.Run(() => HeartbeatAsync(_stop.Token));
     }
 
@@ -87,6 +99,7 @@ public sealed class BrokerRegistration : IAsyncDisposable
                 }
 
                 await WriteAsync(cancellationToken).ConfigureAwait(false);
+                await _store.PassServiceCheckAsync(_options.BrokerId, cancellationToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
@@ -107,9 +120,18 @@ public sealed class BrokerRegistration : IAsyncDisposable
             await _heartbeat.ConfigureAwait(false);
         }
 
-        if (_session is not null)
+        try
         {
-            await _store.RevokeSessionAsync(_session.Id).ConfigureAwait(false);
+            await _store.DeregisterServiceAsync(_options.BrokerId).ConfigureAwait(false);
+            if (_session is not null)
+            {
+                await _store.RevokeSessionAsync(_session.Id).ConfigureAwait(false);
+            }
+        }
+        catch (StoreUnavailableException ex)
+        {
+            // The record and the check end with their TTL.
+            Log.HeartbeatFailed(_logger, ex.Message);
         }
 
         _stop.Dispose();

@@ -1,4 +1,5 @@
 using GpuPool.Client;
+using GpuPool.Coordination;
 using GpuPool.IntegrationTests.Infrastructure;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.V1;
@@ -88,6 +89,20 @@ public sealed class PoolTopologyTests
         await using var survivor = await client.AllocateAsync(new LeaseRequest { MemoryBytes = MiB, ComputeShare = 100 });
         Assert.Equal("b1", survivor.Record.BrokerId);
         await doomed.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Brokers_register_as_a_service_with_a_passing_check_and_deregister_when_they_stop()
+    {
+        await using var pool = await StartAsync([1, 2]);
+
+        var services = await pool.Store.ListServicesAsync(GpuPool.Broker.Registration.BrokerRegistration.ServiceName);
+        Assert.Equal(["b0", "b1"], services.Select(s => s.Id));
+        Assert.All(services, s => Assert.Equal(ServiceHealth.Passing, s.Health));
+        Assert.Equal("2", services.Single(s => s.Id == "b1").Meta["devices"]);
+
+        await pool.StopBrokerAsync("b0");
+        Assert.Equal(["b1"], (await pool.Store.ListServicesAsync(GpuPool.Broker.Registration.BrokerRegistration.ServiceName)).Select(s => s.Id));
     }
 
     [Fact]
