@@ -18,7 +18,7 @@ internal sealed class SimulatedPool
     private static readonly PriorityClass Normal = PriorityClasses.Defaults.Single(c => c.Name == PriorityClasses.DefaultName);
 
     /// <summary>Slice sizes in GiB a request picks from; the share is proportional to memory on an 80 GiB device.</summary>
-    private static readonly ulong[] SliceGiB = [1, 2, 4, 5, 8, 10, 16, 20, 24, 40];
+    internal static readonly ulong[] SliceGiB = [1, 2, 4, 5, 8, 10, 16, 20, 24, 40];
 
     /// <summary>Gang sizes, small ones more often.</summary>
     private static readonly uint[] GangSizes = [1, 1, 1, 1, 2, 2, 2, 4, 4, 8];
@@ -36,33 +36,40 @@ internal sealed class SimulatedPool
         _random = new Random(seed);
         for (var h = 0; h < hosts; h++)
         {
-            var a100 = h % 4 == 3;
-            var broker = new BrokerRecord
-            {
-                BrokerId = $"host-{h:D5}",
-                Host = $"host-{h:D5}.pool",
-                Endpoint = $"http://host-{h:D5}.pool:7071",
-                FastPathTcp = $"host-{h:D5}.pool:7072",
-                Heartbeat = _created,
-            };
-            for (var d = 0; d < devicesPerHost; d++)
-            {
-                broker.Devices.Add(new DeviceInfo
-                {
-                    Index = (uint)d,
-                    Name = a100 ? "NVIDIA A100-SXM4-40GB" : "NVIDIA H100 80GB HBM3",
-                    Backend = "cuda",
-                    MemoryTotalBytes = (a100 ? 40UL : 80UL) * GiB,
-                    ComputeCapacity = 1000,
-                });
-            }
-
+            var broker = CreateBroker(h, devicesPerHost, _created);
             _brokers[broker.BrokerId] = broker;
             Model.UpsertBroker(broker);
             TotalMemory += broker.Devices.Aggregate(0UL, (sum, d) => sum + d.MemoryTotalBytes);
         }
 
         DeviceCount = hosts * devicesPerHost;
+    }
+
+    /// <summary>Host <paramref name="h"/> of the inventory as its broker registers it: three in four with 80 GiB H100s, one in four with 40 GiB A100s.</summary>
+    public static BrokerRecord CreateBroker(int h, int devicesPerHost, Timestamp heartbeat)
+    {
+        var a100 = h % 4 == 3;
+        var broker = new BrokerRecord
+        {
+            BrokerId = $"host-{h:D5}",
+            Host = $"host-{h:D5}.pool",
+            Endpoint = $"http://host-{h:D5}.pool:7071",
+            FastPathTcp = $"host-{h:D5}.pool:7072",
+            Heartbeat = heartbeat,
+        };
+        for (var d = 0; d < devicesPerHost; d++)
+        {
+            broker.Devices.Add(new DeviceInfo
+            {
+                Index = (uint)d,
+                Name = a100 ? "NVIDIA A100-SXM4-40GB" : "NVIDIA H100 80GB HBM3",
+                Backend = "cuda",
+                MemoryTotalBytes = (a100 ? 40UL : 80UL) * GiB,
+                ComputeCapacity = 1000,
+            });
+        }
+
+        return broker;
     }
 
     public PoolModel Model { get; } = new();

@@ -16,13 +16,17 @@ namespace GpuPool.Scheduler.Leases;
 /// <summary>
 /// The leader's allocation engine. One loop owns the <see cref="PoolModel"/>, the quotas, the priority classes
 /// and the queue; it takes work from a channel (requests, store changes, ticks) in batches, decides every
-/// waiting request in priority order, and commits the grants of a batch concurrently. Every commit is a
-/// store transaction fenced by the leader's term, so a deposed leader writes nothing; the model is charged
-/// before the commit, so two requests of one batch never take the same room.
+/// waiting request in priority order, and commits the grants of a batch off the loop (a session per grant,
+/// the records of many grants per transaction) while it decides the next; the loop settles every commit itself.
+/// Every commit is a store transaction fenced by the leader's term, so a deposed leader writes nothing; the model
+/// is charged before the commit, so two requests never take the same room.
 /// </summary>
 internal sealed class Allocator : IAsyncDisposable
 {
     private const int MaxBatch = 512;
+
+    /// <summary>Batches being committed at once: the loop decides the next while the last one's round trips to the store are under way.</summary>
+    private const int MaxCommitsInFlight = 2;
 
     private readonly SchedulerOptions _options;
     private readonly IClusterStore _store;
@@ -45,6 +49,12 @@ internal sealed class Allocator : IAsyncDisposable
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _sequence;
     private ITimer? _ticker;
+
+    /// <summary>Batches whose commit has started and whose <see cref="CommittedWork"/> the loop has not settled (the loop's own count).</summary>
+    private int _commitsInFlight;
+
+    /// <summary>Commits under way, so that disposing waits for them (each answers its callers).</summary>
+    private readonly List<Task> _commits = [];
 
     public Allocator(SchedulerOptions options, IClusterStore store, LeaderTerm? term, ILogger logger)
     {
@@ -119,6 +129,15 @@ internal sealed class Allocator : IAsyncDisposable
         catch (OperationCanceledException)
         {
         }
+
+        // Commits under way end (their store calls are cancelled) and answer their callers themselves.
+        Task[] commits;
+        lock (_commits)
+        {
+            commits = [.. _commits];
+        }
+
+        await Task.WhenAll(commits).ConfigureAwait(false);
 
         // Whatever was still waiting learns that this replica stopped leading.
         while (_work.Reader.TryRead(out var left))
@@ -257,6 +276,9 @@ internal sealed class Allocator : IAsyncDisposable
                 break;
             case SnapshotWork snapshot:
                 snapshot.Reply.TrySetResult(Snapshot());
+                break;
+            case CommittedWork committed:
+                Settle(committed);
                 break;
             case Tick:
                 OnTick(housekeeping);
@@ -475,7 +497,9 @@ internal sealed class Allocator : IAsyncDisposable
     /// <summary>Decides every waiting request, highest class first and fair across tenants within a class; commits the grants.</summary>
     private async Task ScheduleAsync(CancellationToken cancellationToken)
     {
-        if (_pending.Count == 0)
+        // With the most batches in flight, requests wait for one to settle (its CommittedWork wakes the loop): the
+        // next batch then takes all of them, and shares its transactions among more grants.
+        if (_pending.Count == 0 || _commitsInFlight >= MaxCommitsInFlight)
         {
             return;
         }
@@ -510,29 +534,85 @@ internal sealed class Allocator : IAsyncDisposable
 
         if (grants.Count > 0)
         {
-            var outcomes = await Task.WhenAll(grants.Select(g => CommitAsync(g, cancellationToken))).ConfigureAwait(false);
-            for (var i = 0; i < grants.Count; i++)
+            StartCommit(grants, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Commits a batch's grants off the loop; the loop goes on applying store changes and deciding the next batch
+    /// meanwhile (up to <see cref="MaxCommitsInFlight"/> batches in flight), and settles the outcomes itself when
+    /// the <see cref="CommittedWork"/> arrives. Once the loop has stopped, the outcomes go straight to the callers.
+    /// </summary>
+    private void StartCommit(List<Grant> grants, CancellationToken cancellationToken)
+    {
+        _commitsInFlight++;
+        var commit = Task.Run(async () =>
+        {
+            (AllocateReply? Reply, GpuPoolException? Error)[] outcomes;
+            try
             {
-                var (grant, (reply, error)) = (grants[i], outcomes[i]);
-                if (reply is not null)
-                {
-                    foreach (var record in grant.Records)
-                    {
-                        Log.LeaseGranted(_logger, record.LeaseId, record.Tenant, record.BrokerId, record.DeviceIndex, record.MemoryBytes, record.ComputeShare);
-                    }
+                outcomes = await CommitAllAsync(grants, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                // CommitAllAsync answers every failure per grant; this is a bug, and must still answer everyone.
+                Log.AllocatorFailed(_logger, ex);
+                outcomes = [.. grants.Select(_ => ((AllocateReply?)null, (GpuPoolException?)new GpuPoolException(ErrorCode.Internal, "the scheduler failed while writing the lease (see its log): " + ex.Message)))];
+            }
 
-                    grant.Pending.Work.Reply.TrySetResult(reply);
-                }
-                else
-                {
-                    // The room it was charged goes back; a record that did get written shows up by the watch.
-                    foreach (var record in grant.Records)
-                    {
-                        _model.RemoveLease(record.LeaseId);
-                    }
+            var done = new CommittedWork(grants, outcomes);
+            if (!_work.Writer.TryWrite(done))
+            {
+                Answer(done);
+            }
+        }, CancellationToken.None);
+        lock (_commits)
+        {
+            _commits.Add(commit);
+        }
 
-                    grant.Pending.Work.Reply.TrySetException(error!);
+        _ = commit.ContinueWith(t => { lock (_commits) { _commits.Remove(t); } }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    /// <summary>On the loop: a committed batch's grants answered, and the room of every failed one given back.</summary>
+    private void Settle(CommittedWork done)
+    {
+        _commitsInFlight--;
+        for (var i = 0; i < done.Grants.Count; i++)
+        {
+            var (grant, (reply, error)) = (done.Grants[i], done.Outcomes[i]);
+            if (reply is not null)
+            {
+                foreach (var record in grant.Records)
+                {
+                    Log.LeaseGranted(_logger, record.LeaseId, record.Tenant, record.BrokerId, record.DeviceIndex, record.MemoryBytes, record.ComputeShare);
                 }
+            }
+            else
+            {
+                // The room it was charged goes back; a record that did get written shows up by the watch.
+                foreach (var record in grant.Records)
+                {
+                    _model.RemoveLease(record.LeaseId);
+                }
+            }
+        }
+
+        Answer(done);
+    }
+
+    private static void Answer(CommittedWork done)
+    {
+        for (var i = 0; i < done.Grants.Count; i++)
+        {
+            var (reply, error) = done.Outcomes[i];
+            if (reply is not null)
+            {
+                done.Grants[i].Pending.Work.Reply.TrySetResult(reply);
+            }
+            else
+            {
+                done.Grants[i].Pending.Work.Reply.TrySetException(error!);
             }
         }
     }
@@ -669,30 +749,127 @@ internal sealed class Allocator : IAsyncDisposable
     }
 
     /// <summary>
-    /// One session for the grant's records (a gang lives and ends as one), written in one fenced transaction, and
-    /// the reply signed. Runs concurrently with the batch's other commits, so it touches no state of the loop:
-    /// it returns the error, and the loop settles the model.
+    /// Commits a batch's grants: one session each (a lease's TTL is its own; a gang's records share one, as it lives
+    /// and ends as one), granted concurrently, then the records of as many grants as fit in one fenced transaction
+    /// (TxnLimits.MaxOperations), so etcd sees one write per lease grant plus a few transactions per batch instead
+    /// of a transaction per grant. A shared transaction that fails is retried grant by grant, so an id collision or
+    /// a session gone costs only its own grant. Runs off the loop and touches no state of it: it returns each
+    /// grant's reply or error, and the loop settles the model.
+    /// </summary>
+    private async Task<(AllocateReply? Reply, GpuPoolException? Error)[]> CommitAllAsync(List<Grant> grants, CancellationToken cancellationToken)
+    {
+        var outcomes = new (AllocateReply? Reply, GpuPoolException? Error)[grants.Count];
+        var sessions = await Task.WhenAll(grants.Select(async g =>
+        {
+            try
+            {
+                return await _store.CreateSessionAsync(g.Ttl, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                return (object)CommitError(ex);
+            }
+        })).ConfigureAwait(false);
+
+        // Grants in order, cut into transactions of at most MaxOperations checks and writes (the fence, then an
+        // absent-check and a put per record); a grant too large to share goes alone, as it always did.
+        var chunks = new List<List<int>>();
+        var fence = Fence().Count;
+        var operations = fence;
+        for (var i = 0; i < grants.Count; i++)
+        {
+            if (sessions[i] is GpuPoolException error)
+            {
+                outcomes[i] = (null, error);
+                continue;
+            }
+
+            var session = (StoreSession)sessions[i];
+            foreach (var record in grants[i].Records)
+            {
+                record.StoreSession = session.Id;
+            }
+
+            var needed = 2 * grants[i].Records.Count;
+            if (chunks.Count == 0 || (chunks[^1].Count > 0 && operations + needed > TxnLimits.MaxOperations))
+            {
+                chunks.Add([]);
+                operations = fence;
+            }
+
+            chunks[^1].Add(i);
+            operations += needed;
+        }
+
+        await Task.WhenAll(chunks.Select(chunk => CommitChunkAsync(chunk, grants, outcomes, cancellationToken))).ConfigureAwait(false);
+        return outcomes;
+    }
+
+    /// <summary>The grants of <paramref name="chunk"/> (their sessions granted) in one fenced transaction; grant by grant if it fails.</summary>
+    private async Task CommitChunkAsync(List<int> chunk, List<Grant> grants, (AllocateReply? Reply, GpuPoolException? Error)[] outcomes, CancellationToken cancellationToken)
+    {
+        if (chunk.Count > 1)
+        {
+            try
+            {
+                var (checks, writes) = Transaction(chunk.Select(i => grants[i]));
+                var result = await _store.TransactAsync(checks, writes, cancellationToken).ConfigureAwait(false);
+                if (result.Succeeded)
+                {
+                    foreach (var i in chunk)
+                    {
+                        outcomes[i] = (Reply(grants[i]), null);
+                    }
+
+                    return;
+                }
+
+                if (_term is not null && result.FailedChecks.Contains(_term.Key))
+                {
+                    await FailAllAsync(new GpuPoolException(ErrorCode.Unavailable, LostLeadership)).ConfigureAwait(false);
+                    return;
+                }
+
+                // A lease id collided: nothing was written; each grant on its own finds whose.
+            }
+            catch (StoreSessionNotFoundException)
+            {
+                // One of the sessions ended already: nothing was written; each grant on its own finds whose.
+            }
+            catch (Exception ex)
+            {
+                await FailAllAsync(CommitError(ex)).ConfigureAwait(false);
+                return;
+            }
+        }
+
+        await Task.WhenAll(chunk.Select(async i => outcomes[i] = await CommitAsync(grants[i], cancellationToken).ConfigureAwait(false))).ConfigureAwait(false);
+
+        async Task FailAllAsync(GpuPoolException error)
+        {
+            foreach (var i in chunk)
+            {
+                // The transaction may have been applied (a store that stopped answering): ending the session deletes what it wrote.
+                await RunQuietlyAsync(() => _store.RevokeSessionAsync(grants[i].Records[0].StoreSession, CancellationToken.None).AsTask()).ConfigureAwait(false);
+                outcomes[i] = (null, error);
+            }
+        }
+    }
+
+    /// <summary>
+    /// One grant's records, bound to its session (already granted), in one fenced transaction, and the reply signed;
+    /// on failure the session is ended, which deletes whatever it may have written.
     /// </summary>
     private async Task<(AllocateReply? Reply, GpuPoolException? Error)> CommitAsync(Grant grant, CancellationToken cancellationToken)
     {
-        StoreSession? session = null;
         try
         {
-            session = await _store.CreateSessionAsync(grant.Ttl, cancellationToken).ConfigureAwait(false);
-            var writes = new List<TxnWrite>(grant.Records.Count);
-            var checks = new List<TxnCheck>(Fence());
-            foreach (var record in grant.Records)
-            {
-                record.StoreSession = session.Id;
-                checks.Add(TxnCheck.Absent(StoreKeys.Leases + record.LeaseId));
-                writes.Add(TxnWrite.Put(StoreKeys.Leases + record.LeaseId, record.ToByteArray(), session.Id));
-            }
-
+            var (checks, writes) = Transaction([grant]);
             var result = await _store.TransactAsync(checks, writes, cancellationToken).ConfigureAwait(false);
             if (!result.Succeeded)
             {
                 throw new GpuPoolException(ErrorCode.Unavailable, _term is not null && result.FailedChecks.Contains(_term.Key)
-                    ? "this scheduler replica lost the leadership while placing the request; retry"
+                    ? LostLeadership
                     : "a lease id collided with an existing lease; retry");
             }
 
@@ -700,20 +877,34 @@ internal sealed class Allocator : IAsyncDisposable
         }
         catch (Exception ex)
         {
-            if (session is not null)
-            {
-                await RunQuietlyAsync(() => _store.RevokeSessionAsync(session.Id, CancellationToken.None).AsTask()).ConfigureAwait(false);
-            }
-
-            return (null, ex switch
-            {
-                GpuPoolException gp => gp,
-                StoreUnavailableException => new GpuPoolException(ErrorCode.Unavailable, "the coordination store is unavailable, so nothing was allocated: " + ex.Message),
-                OperationCanceledException => NotLeading(),
-                _ => new GpuPoolException(ErrorCode.Internal, "allocation failed while writing the lease: " + ex.Message),
-            });
+            await RunQuietlyAsync(() => _store.RevokeSessionAsync(grant.Records[0].StoreSession, CancellationToken.None).AsTask()).ConfigureAwait(false);
+            return (null, CommitError(ex));
         }
     }
+
+    private const string LostLeadership = "this scheduler replica lost the leadership while placing the request; retry";
+
+    /// <summary>The fence, and for every record a check that its key is free and a put bound to its grant's session.</summary>
+    private (List<TxnCheck> Checks, List<TxnWrite> Writes) Transaction(IEnumerable<Grant> grants)
+    {
+        var checks = new List<TxnCheck>(Fence());
+        var writes = new List<TxnWrite>();
+        foreach (var record in grants.SelectMany(g => g.Records))
+        {
+            checks.Add(TxnCheck.Absent(StoreKeys.Leases + record.LeaseId));
+            writes.Add(TxnWrite.Put(StoreKeys.Leases + record.LeaseId, record.ToByteArray(), record.StoreSession));
+        }
+
+        return (checks, writes);
+    }
+
+    private static GpuPoolException CommitError(Exception ex) => ex switch
+    {
+        GpuPoolException gp => gp,
+        StoreUnavailableException => new GpuPoolException(ErrorCode.Unavailable, "the coordination store is unavailable, so nothing was allocated: " + ex.Message),
+        OperationCanceledException => NotLeading(),
+        _ => new GpuPoolException(ErrorCode.Internal, "allocation failed while writing the lease: " + ex.Message),
+    };
 
     private AllocateReply Reply(Grant grant)
     {
@@ -802,6 +993,10 @@ internal sealed class Allocator : IAsyncDisposable
             case SnapshotWork s:
                 s.Reply.TrySetException(error);
                 break;
+            case CommittedWork c:
+                // Committed or not, its outcome stands: the store has the leases that did commit.
+                Answer(c);
+                break;
         }
     }
 
@@ -850,6 +1045,14 @@ internal sealed class Allocator : IAsyncDisposable
         public DateTimeOffset Received { get; } = received;
 
         public TaskCompletionSource<AllocateReply> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>A batch's commit finished: its grants and their outcomes, in order.</summary>
+    private sealed class CommittedWork(List<Grant> grants, (AllocateReply? Reply, GpuPoolException? Error)[] outcomes) : Work
+    {
+        public List<Grant> Grants { get; } = grants;
+
+        public (AllocateReply? Reply, GpuPoolException? Error)[] Outcomes { get; } = outcomes;
     }
 
     private sealed class SnapshotWork : Work
