@@ -138,7 +138,8 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
             }
             else
             {
-                await store.PutAsync(StoreKeys.Draining + id, Encoding.UTF8.GetBytes(DateTimeOffset.UtcNow.ToString("O")), cancellationToken: cancellationToken).ConfigureAwait(false);
+                var put = await store.PutAsync(StoreKeys.Draining + id, Encoding.UTF8.GetBytes(DateTimeOffset.UtcNow.ToString("O")), cancellationToken: cancellationToken).ConfigureAwait(false);
+                await InForceAsync(StoreKeys.Draining + id, put.ModRevision, cancellationToken).ConfigureAwait(false);
             }
         }
 
@@ -148,7 +149,33 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
     }
 
     private async Task Put(string key, IMessage message, CancellationToken cancellationToken)
-        => await store.PutAsync(key, message.ToByteArray(), cancellationToken: cancellationToken).ConfigureAwait(false);
+    {
+        var put = await store.PutAsync(key, message.ToByteArray(), cancellationToken: cancellationToken).ConfigureAwait(false);
+        await InForceAsync(key, put.ModRevision, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>On the leader, returns once its allocator has applied the change, so the next request sees it.</summary>
+    private async Task InForceAsync(string key, long revision, CancellationToken cancellationToken)
+    {
+        if (leader() is { } allocator)
+        {
+            var prefix = key[..(key.IndexOf('/', StringComparison.Ordinal) + 1)];
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(10));
+            try
+            {
+                await allocator.WaitAppliedAsync(prefix, revision, timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                // Written; the leader applies it when its watch catches up.
+            }
+            catch (GpuPoolException)
+            {
+                // The leadership moved on: the next leader lists the store afresh.
+            }
+        }
+    }
 
     private void Authorize(string? credential)
     {

@@ -46,6 +46,10 @@ internal sealed class Allocator : IAsyncDisposable
     private readonly Dictionary<string, DateTimeOffset> _evicting = new(StringComparer.Ordinal);
 
     private readonly HashSet<string> _loaded = new(StringComparer.Ordinal);
+
+    /// <summary>The highest store revision applied per watched prefix, and the admin calls waiting to see theirs.</summary>
+    private readonly Dictionary<string, long> _applied = new(StringComparer.Ordinal);
+    private readonly List<SyncWork> _syncs = [];
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _sequence;
     private ITimer? _ticker;
@@ -95,6 +99,21 @@ internal sealed class Allocator : IAsyncDisposable
 
         using var registration = cancellationToken.Register(static w => ((AllocateWork)w!).Reply.TrySetCanceled(), work);
         return await work.Reply.Task.ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Completes once this leader has applied the store's changes under <paramref name="prefix"/> up to
+    /// <paramref name="revision"/>: an admin's change is in force when its call returns.
+    /// </summary>
+    public async Task WaitAppliedAsync(string prefix, long revision, CancellationToken cancellationToken)
+    {
+        var work = new SyncWork(prefix, revision);
+        if (!_work.Writer.TryWrite(work))
+        {
+            throw NotLeading();
+        }
+
+        await work.Done.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<ClusterView> SnapshotAsync(CancellationToken cancellationToken)
@@ -179,7 +198,7 @@ internal sealed class Allocator : IAsyncDisposable
             try
             {
                 var listing = await _store.ListAsync(prefix, cancellationToken).ConfigureAwait(false);
-                _work.Writer.TryWrite(new ResetWork(prefix, listing.Entries));
+                _work.Writer.TryWrite(new ResetWork(prefix, listing.Entries, listing.Revision));
                 await foreach (var change in _store.WatchAsync(prefix, listing.Revision, cancellationToken).ConfigureAwait(false))
                 {
                     _work.Writer.TryWrite(new ChangeWork(prefix, change));
@@ -237,6 +256,7 @@ internal sealed class Allocator : IAsyncDisposable
                     await RunQuietlyAsync(job).ConfigureAwait(false);
                 }
 
+                CompleteSyncs();
                 if (_ready.Task.IsCompleted)
                 {
                     try
@@ -276,6 +296,9 @@ internal sealed class Allocator : IAsyncDisposable
                 break;
             case SnapshotWork snapshot:
                 snapshot.Reply.TrySetResult(Snapshot());
+                break;
+            case SyncWork sync:
+                _syncs.Add(sync);
                 break;
             case CommittedWork committed:
                 Settle(committed);
@@ -347,6 +370,7 @@ internal sealed class Allocator : IAsyncDisposable
                 break;
         }
 
+        Applied(reset.Prefix, reset.Revision);
         _loaded.Add(reset.Prefix);
         if (_loaded.Count == WatchedPrefixes.Length && !_ready.Task.IsCompleted)
         {
@@ -362,6 +386,7 @@ internal sealed class Allocator : IAsyncDisposable
 
     private void ApplyChange(string prefix, WatchEvent change, List<Func<Task>> housekeeping)
     {
+        Applied(prefix, change.Revision);
         var put = change.Kind == WatchEventKind.Put;
         var id = change.Entry.Key[prefix.Length..];
         switch (prefix)
@@ -684,6 +709,21 @@ internal sealed class Allocator : IAsyncDisposable
             : new GpuPoolException(ErrorCode.ResourceExhausted, pending.Ask.IsGang
                 ? $"no host has {pending.Ask.WholeDevices} free devices{ModelText(pending.Ask)}{waited}"
                 : $"no device has room for {Units.FormatBytes(pending.Ask.MemoryBytes)} with compute share {pending.Ask.ComputeShare}{ModelText(pending.Ask)}{waited}: the most free memory on one device is {Units.FormatBytes(memory)} and the most free share is {share}");
+    }
+
+    private void Applied(string prefix, long revision)
+        => _applied[prefix] = Math.Max(_applied.GetValueOrDefault(prefix), revision);
+
+    private void CompleteSyncs()
+    {
+        for (var i = _syncs.Count - 1; i >= 0; i--)
+        {
+            if (_applied.GetValueOrDefault(_syncs[i].Prefix) >= _syncs[i].Revision)
+            {
+                _syncs[i].Done.TrySetResult();
+                _syncs.RemoveAt(i);
+            }
+        }
     }
 
     private static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
@@ -1024,8 +1064,10 @@ internal sealed class Allocator : IAsyncDisposable
         public static readonly Tick Instance = new();
     }
 
-    private sealed class ResetWork(string prefix, IReadOnlyList<KvEntry> entries) : Work
+    private sealed class ResetWork(string prefix, IReadOnlyList<KvEntry> entries, long revision) : Work
     {
+        public long Revision { get; } = revision;
+
         public string Prefix { get; } = prefix;
 
         public IReadOnlyList<KvEntry> Entries { get; } = entries;
@@ -1053,6 +1095,15 @@ internal sealed class Allocator : IAsyncDisposable
         public List<Grant> Grants { get; } = grants;
 
         public (AllocateReply? Reply, GpuPoolException? Error)[] Outcomes { get; } = outcomes;
+    }
+
+    private sealed class SyncWork(string prefix, long revision) : Work
+    {
+        public string Prefix { get; } = prefix;
+
+        public long Revision { get; } = revision;
+
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
     private sealed class SnapshotWork : Work
