@@ -142,9 +142,25 @@ internal sealed class LocalPool : IAsyncDisposable
         }
     }
 
-    /// <summary>The cuda backend's settings; GPUPOOL_CUDA_DRIVER names the driver library when it is not on the loader's path.</summary>
+    /// <summary>
+    /// The cuda backend's settings; GPUPOOL_CUDA_DRIVER and GPUPOOL_NVML_LIBRARY name the driver's libraries when they
+    /// are not on the loader's path.
+    /// </summary>
     private static CudaOptions CudaOptions()
-        => Environment.GetEnvironmentVariable("GPUPOOL_CUDA_DRIVER") is { Length: > 0 } driver ? new CudaOptions { DriverLibrary = driver } : new CudaOptions();
+    {
+        var options = new CudaOptions();
+        if (Environment.GetEnvironmentVariable("GPUPOOL_CUDA_DRIVER") is { Length: > 0 } driver)
+        {
+            options = options with { DriverLibrary = driver };
+        }
+
+        if (Environment.GetEnvironmentVariable("GPUPOOL_NVML_LIBRARY") is { Length: > 0 } nvml)
+        {
+            options = options with { NvmlLibrary = nvml };
+        }
+
+        return options;
+    }
 
     private static string CudaNote(CudaBackend backend, string why)
         => $"cuda backend ({backend.Devices.Count} GPU{(backend.Devices.Count == 1 ? "" : "s")}, driver for CUDA {backend.DriverVersion}), {why}"
