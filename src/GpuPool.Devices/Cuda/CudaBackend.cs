@@ -87,7 +87,7 @@ public sealed class CudaBackend : IDeviceBackend
         {
             return TryStart(options, out backend, out reason);
         }
-        catch (Exception ex) when (ex is DeviceException or EntryPointNotFoundException or DllNotFoundException or BadImageFormatException or ArgumentException)
+        catch (Exception ex) when (ex is DeviceException or EntryPointNotFoundException or DllNotFoundException or BadImageFormatException or ArgumentException or InvalidOperationException)
         {
             reason = ex is EntryPointNotFoundException
                 ? $"the NVIDIA driver is too old for the cuda backend: {ex.Message}"
