@@ -10,7 +10,7 @@ internal static class Gpu
     public const string SkipReason = "needs an NVIDIA GPU: set GPUPOOL_GPU_TESTS=1 on a machine with one (see docs/operations.md)";
 
     private static readonly Lazy<(CudaBackend? Backend, string Reason)> Shared = new(() =>
-        CudaBackend.TryCreate(out var backend, out var reason) ? (backend, "") : (null, reason));
+        CudaBackend.TryCreate(CudaOptions.FromEnvironment(), out var backend, out var reason) ? (backend, "") : (null, reason));
 
     public static bool Requested => Environment.GetEnvironmentVariable(Variable) == "1";
 

@@ -130,36 +130,16 @@ internal sealed class LocalPool : IAsyncDisposable
             case "cpu":
                 return (new CpuBackend(devices, deviceMemory), "cpu backend (emulated devices in host memory), as asked");
             case "auto":
-                return CudaBackend.TryCreate(CudaOptions(), out var found, out var why)
+                return CudaBackend.TryCreate(CudaOptions.FromEnvironment(), out var found, out var why)
                     ? (found, CudaNote(found, "an NVIDIA driver and GPU were found"))
                     : (new CpuBackend(devices, deviceMemory), $"cpu backend, because the cuda backend cannot start: {why}");
             case "cuda":
-                return CudaBackend.TryCreate(CudaOptions(), out var cuda, out var reason)
+                return CudaBackend.TryCreate(CudaOptions.FromEnvironment(), out var cuda, out var reason)
                     ? (cuda, CudaNote(cuda, "as asked"))
                     : throw new ArgumentException($"--backend cuda cannot start: {reason}");
             default:
                 throw new ArgumentException($"--backend must be auto, cpu or cuda, not '{name}'");
         }
-    }
-
-    /// <summary>
-    /// The cuda backend's settings; GPUPOOL_CUDA_DRIVER and GPUPOOL_NVML_LIBRARY name the driver's libraries when they
-    /// are not on the loader's path.
-    /// </summary>
-    private static CudaOptions CudaOptions()
-    {
-        var options = new CudaOptions();
-        if (Environment.GetEnvironmentVariable("GPUPOOL_CUDA_DRIVER") is { Length: > 0 } driver)
-        {
-            options = options with { DriverLibrary = driver };
-        }
-
-        if (Environment.GetEnvironmentVariable("GPUPOOL_NVML_LIBRARY") is { Length: > 0 } nvml)
-        {
-            options = options with { NvmlLibrary = nvml };
-        }
-
-        return options;
     }
 
     private static string CudaNote(CudaBackend backend, string why)

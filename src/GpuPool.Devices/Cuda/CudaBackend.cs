@@ -6,7 +6,7 @@ namespace GpuPool.Devices.Cuda;
 /// <summary>Settings of the cuda backend.</summary>
 public sealed record CudaOptions
 {
-    /// <summary>The driver library: a name the loader searches for, or a path (GPUPOOL_CUDA_DRIVER in the CLI).</summary>
+    /// <summary>The driver library: a name the loader searches for, or a path.</summary>
     public string DriverLibrary { get; init; } = CuApi.Library;
 
     /// <summary>NVML, for telemetry; optional.</summary>
@@ -32,6 +32,26 @@ public sealed record CudaOptions
 
     /// <summary>How long closing a lease waits for its queued work before it destroys the context under it.</summary>
     public TimeSpan CloseGrace { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// The defaults, with the driver's libraries taken from GPUPOOL_CUDA_DRIVER and GPUPOOL_NVML_LIBRARY where set
+    /// (for a driver that is not on the loader's path).
+    /// </summary>
+    public static CudaOptions FromEnvironment()
+    {
+        var options = new CudaOptions();
+        if (Environment.GetEnvironmentVariable("GPUPOOL_CUDA_DRIVER") is { Length: > 0 } driver)
+        {
+            options = options with { DriverLibrary = driver };
+        }
+
+        if (Environment.GetEnvironmentVariable("GPUPOOL_NVML_LIBRARY") is { Length: > 0 } nvml)
+        {
+            options = options with { NvmlLibrary = nvml };
+        }
+
+        return options;
+    }
 }
 
 /// <summary>
