@@ -24,6 +24,13 @@ public sealed record CudaOptions
     /// </summary>
     public int KernelSlots { get; init; } = 1;
 
+    /// <summary>
+    /// How a stream's thread waits for the device: false (the driver's automatic choice, which spins while the
+    /// process has fewer contexts than cores) answers soonest but keeps a core busy per waiting stream; true
+    /// (CU_CTX_SCHED_BLOCKING_SYNC) sleeps in the kernel, at some microseconds per operation.
+    /// </summary>
+    public bool BlockingSync { get; init; }
+
     /// <summary>Size of one pinned staging buffer: the chunk a copy moves at a time.</summary>
     public int StagingBufferBytes { get; init; } = 8 << 20;
 

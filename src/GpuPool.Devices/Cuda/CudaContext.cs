@@ -71,7 +71,8 @@ internal sealed class CudaContext : IDeviceContext
     /// </summary>
     internal static CudaContext Create(CudaDevice device, ContextOptions options, ulong promisedToOthers)
     {
-        CudaErrors.Check(CuApi.cuCtxCreate_v2(out var handle, CuApi.CtxSchedAuto, device.Ordinal), "cuCtxCreate_v2", $"device {device.Index}");
+        var flags = device.Options.BlockingSync ? CuApi.CtxSchedBlockingSync : CuApi.CtxSchedAuto;
+        CudaErrors.Check(CuApi.cuCtxCreate_v2(out var handle, flags, device.Ordinal), "cuCtxCreate_v2", $"device {device.Index}");
 
         // cuCtxCreate made the new context current to this (pool) thread: leave the thread as it was.
         _ = CuApi.cuCtxPopCurrent_v2(out _);

@@ -17,6 +17,7 @@ internal static unsafe partial class CuApi
     public const string Library = "libcuda.so.1";
 
     public const uint CtxSchedAuto = 0;
+    public const uint CtxSchedBlockingSync = 0x4;
     public const uint StreamNonBlocking = 0x1;
     public const uint EventDefault = 0;
     public const uint MemHostAllocPortable = 0x1;
