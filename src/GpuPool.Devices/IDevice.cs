@@ -33,12 +33,22 @@ public interface IDevice
     /// <summary>Device attributes by CUDA attribute id (CU_DEVICE_ATTRIBUTE_*), served to clients from a cache.</summary>
     IReadOnlyDictionary<int, long> Attributes { get; }
 
+    /// <summary>Live readings from the device's management interface (NVML on the cuda backend); null where the backend has none.</summary>
+    DeviceTelemetry? ReadTelemetry() => null;
+
     /// <summary>
     /// Opens an isolated context for one lease. Fails with OutOfMemory when the memory limits of the
     /// open contexts would pass the device's memory: the device is never oversubscribed.
     /// </summary>
     IDeviceContext CreateContext(ContextOptions options);
 }
+
+/// <summary>
+/// A device's readings at one moment: its whole memory and what every process uses of it (which includes what
+/// the driver keeps per context, unlike <see cref="IDevice.MemoryUsed"/>), GPU utilization over the driver's last
+/// sample period, and temperature. A reading the device did not give is null.
+/// </summary>
+public sealed record DeviceTelemetry(ulong? MemoryTotal, ulong? MemoryUsed, uint? UtilizationPercent, int? TemperatureC);
 
 /// <summary>What a lease is allowed on a device.</summary>
 public sealed record ContextOptions(string LeaseId, ulong MemoryLimit, int ComputeShare);
@@ -98,10 +108,6 @@ public interface IDeviceContext : IAsyncDisposable
     void EnqueueCopyToDevice(ulong stream, ulong dst, ReadOnlyMemory<byte> data, OpTag tag, IDisposable? dataOwner = null);
 
     /// <summary>
-    /// Copies device memory to the host when the stream reaches it: <paramref name="sink"/> is called
-    /// with the bytes (valid only during the call), or with the error that stopped the copy.
-    /// </summary>
-    /// <summary>
     /// Copies to the device at once when the stream has nothing queued or running and no error is pending,
     /// so the copy lands exactly where its place in the stream's order is, without staging. False when it
     /// cannot (busy stream, pending error, bad range, closed context): the caller then stages the bytes
@@ -109,6 +115,11 @@ public interface IDeviceContext : IAsyncDisposable
     /// </summary>
     bool TryCopyToDeviceNow(ulong stream, ulong dst, in System.Buffers.ReadOnlySequence<byte> data);
 
+    /// <summary>
+    /// Copies device memory to the host when the stream reaches it: <paramref name="sink"/> is called
+    /// with the bytes (valid only during the call; whole or, if it accepts them, in chunks), or with the
+    /// error that stopped the copy.
+    /// </summary>
     void EnqueueCopyToHost(ulong stream, ulong src, ulong bytes, ICopyToHostSink sink, OpTag tag);
 
     void EnqueueCopyDeviceToDevice(ulong stream, ulong dst, ulong src, ulong bytes, OpTag tag);
@@ -139,7 +150,21 @@ public interface IDeviceContext : IAsyncDisposable
 /// <summary>Receives the bytes of a device-to-host copy, on the device's thread.</summary>
 public interface ICopyToHostSink
 {
+    /// <summary>
+    /// Whether the sink takes a copy in pieces through <see cref="OnChunk"/>. A backend that stages copies through
+    /// bounded buffers (cuda) then needs no host buffer as large as the copy; otherwise it gathers the pieces and
+    /// calls <see cref="OnData"/> once.
+    /// </summary>
+    bool AcceptsChunks => false;
+
+    /// <summary>The whole copy at once.</summary>
     void OnData(ReadOnlySpan<byte> data);
+
+    /// <summary>
+    /// One piece of the copy, in order: <paramref name="offset"/> is where it starts in the copy, and <paramref name="last"/>
+    /// marks the final piece. Called only when <see cref="AcceptsChunks"/> is true; bytes are valid only during the call.
+    /// </summary>
+    void OnChunk(ulong offset, ReadOnlySpan<byte> data, bool last) => throw new NotSupportedException("this sink takes a copy only whole, through OnData");
 
     void OnError(StickyError error);
 }

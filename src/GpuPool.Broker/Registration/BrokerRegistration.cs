@@ -65,7 +65,7 @@ public sealed class BrokerRegistration : IAsyncDisposable
         };
         foreach (var d in _options.Backend.Devices)
         {
-            record.Devices.Add(new DeviceInfo
+            var info = new DeviceInfo
             {
                 Index = (uint)d.Index,
                 Name = d.Name,
@@ -75,7 +75,31 @@ public sealed class BrokerRegistration : IAsyncDisposable
                 MemoryUsedBytes = d.MemoryUsed,
                 MultiprocessorCount = (uint)d.MultiprocessorCount,
                 ComputeCapacity = 1000,
-            });
+            };
+            if (d.ReadTelemetry() is { } telemetry)
+            {
+                if (telemetry.UtilizationPercent is { } utilization)
+                {
+                    info.UtilizationPercent = utilization;
+                }
+
+                if (telemetry.TemperatureC is { } temperature)
+                {
+                    info.TemperatureC = temperature;
+                }
+
+                if (telemetry.MemoryTotal is { } total)
+                {
+                    info.DeviceMemoryTotalBytes = total;
+                }
+
+                if (telemetry.MemoryUsed is { } used)
+                {
+                    info.DeviceMemoryUsedBytes = used;
+                }
+            }
+
+            record.Devices.Add(info);
         }
 
         return record;

@@ -265,20 +265,27 @@ internal sealed class SessionExecutor
 
     internal void Reply(OpReply reply) => _replies.Reply(reply);
 
-    /// <summary>Turns a device-to-host copy into reply chunks no larger than the configured chunk size.</summary>
+    /// <summary>
+    /// Turns a device-to-host copy into reply chunks no larger than the configured chunk size. It takes the copy in
+    /// pieces too, as a backend that stages through bounded buffers (cuda) hands it over.
+    /// </summary>
     private sealed class CopyReplySink(SessionExecutor session, ulong seq) : ICopyToHostSink
     {
-        public void OnData(ReadOnlySpan<byte> data)
+        public bool AcceptsChunks => true;
+
+        public void OnData(ReadOnlySpan<byte> data) => OnChunk(0, data, last: true);
+
+        public void OnChunk(ulong offset, ReadOnlySpan<byte> data, bool last)
         {
             var chunk = session._options.EffectiveReplyChunkBytes;
-            var offset = 0;
+            var at = 0;
             do
             {
-                var n = Math.Min(chunk, data.Length - offset);
-                session._replies.Data(seq, (ulong)offset, data.Slice(offset, n), offset + n == data.Length);
-                offset += n;
+                var n = Math.Min(chunk, data.Length - at);
+                session._replies.Data(seq, offset + (ulong)at, data.Slice(at, n), last && at + n == data.Length);
+                at += n;
             }
-            while (offset < data.Length);
+            while (at < data.Length);
         }
 
         public void OnError(StickyError error)

@@ -27,14 +27,16 @@ internal static class LsCommand
             }
 
             AnsiConsole.Write(hosts);
-            var devices = new Table().Title("devices").AddColumns("broker", "device", "name", "backend", "memory", "leased", "free", "in use", "share leased", "leases");
+            var devices = new Table().Title("devices").AddColumns("broker", "device", "name", "backend", "memory", "leased", "free", "in use", "share leased", "leases", "util", "temp");
             foreach (var d in view.Devices)
             {
                 var total = d.Device.MemoryTotalBytes;
                 devices.AddRow(
                     Markup.Escape(d.BrokerId), d.Device.Index.ToString(CultureInfo.InvariantCulture), Markup.Escape(d.Device.Name), d.Device.Backend,
                     Units.FormatBytes(total), Units.FormatBytes(d.MemoryLeasedBytes), Units.FormatBytes(total - Math.Min(total, d.MemoryLeasedBytes)),
-                    Units.FormatBytes(d.Device.MemoryUsedBytes), $"{d.ComputeLeased}/{d.Device.ComputeCapacity}", d.LeaseCount.ToString(CultureInfo.InvariantCulture));
+                    Units.FormatBytes(d.Device.MemoryUsedBytes), $"{d.ComputeLeased}/{d.Device.ComputeCapacity}", d.LeaseCount.ToString(CultureInfo.InvariantCulture),
+                    d.Device.HasUtilizationPercent ? $"{d.Device.UtilizationPercent}%" : "-",
+                    d.Device.HasTemperatureC ? $"{d.Device.TemperatureC}°C" : "-");
             }
 
             AnsiConsole.Write(devices);

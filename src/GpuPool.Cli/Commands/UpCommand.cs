@@ -61,7 +61,7 @@ internal static class UpCommand
 
             foreach (var d in pool.Backend.Devices)
             {
-                table.AddRow($"device {d.Index}", Markup.Escape($"{d.Name} ({d.Backend}, {Units.FormatBytes(d.MemoryTotal)}, {d.MultiprocessorCount} slots)"));
+                table.AddRow($"device {d.Index}", Markup.Escape($"{d.Name} ({d.Backend}, {Units.FormatBytes(d.MemoryTotal)}, {d.MultiprocessorCount} {(d.Backend == "cuda" ? "SMs" : "slots")})"));
             }
 
             table.AddRow("backend", Markup.Escape(pool.BackendNote));

@@ -4,6 +4,7 @@ using GpuPool.Coordination;
 using GpuPool.Coordination.Embedded;
 using GpuPool.Devices;
 using GpuPool.Devices.Cpu;
+using GpuPool.Devices.Cuda;
 using GpuPool.Protocol.Tokens;
 using GpuPool.Scheduler;
 using GpuPool.Scheduler.Hosting;
@@ -112,7 +113,11 @@ internal sealed class LocalPool : IAsyncDisposable
         }
     }
 
-    /// <summary>The device backend a --backend value names, and why it was chosen, for the user.</summary>
+    /// <summary>
+    /// The device backend a --backend value names, and why it was chosen, for the user. <c>cuda</c> that cannot start
+    /// is an ArgumentException whose message is one sentence saying why; <c>auto</c> then falls back to <c>cpu</c> and
+    /// says why in the note. --devices and --device-memory shape only cpu devices.
+    /// </summary>
     public static (IDeviceBackend Backend, string Note) CreateBackend(string name, int devices, ulong deviceMemory)
     {
         if (devices is < 1 or > 64)
@@ -125,16 +130,21 @@ internal sealed class LocalPool : IAsyncDisposable
             case "cpu":
                 return (new CpuBackend(devices, deviceMemory), "cpu backend (emulated devices in host memory), as asked");
             case "auto":
-                var driver = File.Exists("/usr/lib/x86_64-linux-gnu/libcuda.so.1") || File.Exists("/usr/lib64/libcuda.so.1");
-                return (new CpuBackend(devices, deviceMemory), driver
-                    ? "cpu backend: an NVIDIA driver is present, but this build has no cuda backend yet"
-                    : "cpu backend: no NVIDIA driver found");
+                return CudaBackend.TryCreate(CudaOptions.FromEnvironment(), out var found, out var why)
+                    ? (found, CudaNote(found, "an NVIDIA driver and GPU were found"))
+                    : (new CpuBackend(devices, deviceMemory), $"cpu backend, because the cuda backend cannot start: {why}");
             case "cuda":
-                throw new ArgumentException("--backend cuda is not available in this build yet; use --backend cpu (or auto)");
+                return CudaBackend.TryCreate(CudaOptions.FromEnvironment(), out var cuda, out var reason)
+                    ? (cuda, CudaNote(cuda, "as asked"))
+                    : throw new ArgumentException($"--backend cuda cannot start: {reason}");
             default:
                 throw new ArgumentException($"--backend must be auto, cpu or cuda, not '{name}'");
         }
     }
+
+    private static string CudaNote(CudaBackend backend, string why)
+        => $"cuda backend ({backend.Devices.Count} GPU{(backend.Devices.Count == 1 ? "" : "s")}, driver for CUDA {backend.DriverVersion}), {why}"
+            + (backend.TelemetryNote.Length > 0 ? $"; {backend.TelemetryNote}" : "");
 
     public async ValueTask DisposeAsync()
     {
