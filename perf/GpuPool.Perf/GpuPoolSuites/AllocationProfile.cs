@@ -52,6 +52,19 @@ public static class AllocationProfile
                 await session.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
             }).ConfigureAwait(false);
 
+            // Chunks that arrive while their stream is busy are staged and queued instead of going straight
+            // to the device: a memset of the whole buffer ahead of each copy keeps the stream busy a while.
+            await PhaseAsync(log, ticks, $"{transport} host-to-device behind a memset (staged chunks)", copies, size, top, async () =>
+            {
+                for (var i = 0; i < copies; i++)
+                {
+                    await session.MemsetAsync(ptr, 0, (ulong)size, cancellationToken: cancellationToken).ConfigureAwait(false);
+                    await session.CopyToDeviceAsync(ptr, source, cancellationToken: cancellationToken).ConfigureAwait(false);
+                }
+
+                await session.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
+            }).ConfigureAwait(false);
+
             await PhaseAsync(log, ticks, $"{transport} device-to-host", copies, size, top, async () =>
             {
                 for (var i = 0; i < copies; i++)
