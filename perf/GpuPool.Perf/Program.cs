@@ -16,7 +16,11 @@ public static class Program
         "usage: dotnet run -c Release --project perf/GpuPool.Perf -- [--quick] [--out DIR] [--skip-iperf]\n" +
         "  --quick       shorter runs (the anchors take well under a minute)\n" +
         "  --out DIR     where results.md, results.json and bandwidth.png go (default perf/results)\n" +
-        "  --skip-iperf  leave out the iperf3 anchor (recorded as missing)";
+        "  --skip-iperf  leave out the iperf3 anchor (recorded as missing)\n" +
+        "  --alloc-profile [--copies N] [--size MiB] [--max-message KiB]\n" +
+        "                only profile where bulk fast-path copies allocate (N copies of MiB each way, TCP and Unix;\n" +
+        "                default 16 of 64 MiB; a smaller broker message limit means smaller chunks, so more of them):\n" +
+        "                bytes per MiB moved and the top allocating types";
 
     public static async Task<int> Main(string[] args)
     {
@@ -39,6 +43,10 @@ public static class Program
         using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Cancel);
 
         var log = Console.Out;
+        if (AllocationProfileArgs(args) is { } profile)
+        {
+            return await AllocationProfile.RunAsync(log, profile.Copies, profile.SizeMiB, profile.MaxMessageKiB, 20, cts.Token).ConfigureAwait(false);
+        }
 
         // Every suite that runs, in order. GpuPool's own suites (fast path and gRPC path bandwidth,
         // small-op round trip, launch rate) are added here, naming AnchorNames.* as their anchors.
@@ -100,6 +108,23 @@ public static class Program
         return failed ? 1 : 0;
     }
 
+    /// <summary>The --alloc-profile mode's settings, or null when it was not asked for.</summary>
+    private static (int Copies, int SizeMiB, int MaxMessageKiB)? AllocationProfileArgs(string[] args)
+    {
+        if (!args.Contains("--alloc-profile"))
+        {
+            return null;
+        }
+
+        static int Value(string[] args, string name, int fallback)
+        {
+            var i = Array.IndexOf(args, name);
+            return i >= 0 && i + 1 < args.Length && int.TryParse(args[i + 1], System.Globalization.CultureInfo.InvariantCulture, out var v) && v > 0 ? v : fallback;
+        }
+
+        return (Value(args, "--copies", 16), Value(args, "--size", 64), Value(args, "--max-message", 16 << 10));
+    }
+
     /// <summary>False with a null error for --help; false with an error naming the bad argument otherwise.</summary>
     private static bool TryParse(string[] args, out BenchmarkOptions options, out string? error)
     {
@@ -126,6 +151,11 @@ public static class Program
                     return false;
                 case var a when a.StartsWith("--out=", StringComparison.Ordinal):
                     outDir = a["--out=".Length..];
+                    break;
+                case "--alloc-profile":
+                    break;
+                case "--copies" or "--size" or "--max-message" when i + 1 < args.Length:
+                    i++;
                     break;
                 case "-h" or "--help":
                     return false;

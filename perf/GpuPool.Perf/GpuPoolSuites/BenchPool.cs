@@ -26,7 +26,7 @@ internal sealed class BenchPool : IAsyncDisposable
 
     public GpuPoolClient Client { get; }
 
-    public static async Task<BenchPool> StartAsync(ulong deviceMemory, CancellationToken cancellationToken)
+    public static async Task<BenchPool> StartAsync(ulong deviceMemory, CancellationToken cancellationToken, int maxMessageBytes = 16 << 20)
     {
         var key = LeaseToken.CreateKey();
         var store = new EmbeddedClusterStore();
@@ -37,6 +37,7 @@ internal sealed class BenchPool : IAsyncDisposable
                 BrokerId = "bench-broker",
                 Port = 0,
                 FastPathPort = 0,
+                MaxMessageBytes = maxMessageBytes,
                 SchedulerPublicKey = LeaseToken.ImportPem(LeaseToken.ExportPublicPem(key)),
                 Backend = new CpuBackend(1, deviceMemory),
             },

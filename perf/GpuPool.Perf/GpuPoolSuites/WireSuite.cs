@@ -29,14 +29,11 @@ public sealed class WireSuite(SessionTransportKind transport) : IBenchmark
             var bulkAnchor = transport == SessionTransportKind.Grpc ? AnchorNames.GrpcUpload : AnchorNames.Iperf1M;
             for (var size = 4L << 10; size <= largest; size *= size < (1 << 20) ? 16 : 4)
             {
-                var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
-                var (h2d, d2h) = await BandwidthAsync(session, size, options, cancellationToken).ConfigureAwait(false);
+                var (h2d, d2h, allocatedPerMiB) = await BandwidthAsync(session, size, options, cancellationToken).ConfigureAwait(false);
                 if (size == largest)
                 {
-                    // Whole process (client and broker both run here), all repetitions of both directions.
-                    var copied = 2.0 * size * (1 + (options.BandwidthRepetitions * Math.Clamp((options.Quick ? 64L << 20 : 256L << 20) / size, 1, 2000)));
-                    results.Add(new Measurement("allocation", $"GpuPool bulk copies {Label}, allocated per MiB moved", (GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore) / (copied / (1 << 20)), "B/MiB", size,
-                        Note: "GC.GetTotalAllocatedBytes over the copies of this size, client and broker in one process"));
+                    results.Add(new Measurement("allocation", $"GpuPool bulk copies {Label}, allocated per MiB moved", allocatedPerMiB, "B/MiB", size,
+                        Note: "GC.GetTotalAllocatedBytes over the timed copies of this size (both directions, after the warm-up; the benchmark's own buffers excluded), client and broker in one process"));
                 }
 
                 results.Add(new Measurement(Groups.Bandwidth, $"GpuPool H2D {Label} {Stats.FormatSize(size)}", h2d, Units.GBps, size, bulkAnchor, $"GpuPool H2D {Label}"));
@@ -86,9 +83,10 @@ public sealed class WireSuite(SessionTransportKind transport) : IBenchmark
 
     /// <summary>
     /// Median GB/s of a copy of <paramref name="size"/> random bytes each way, repeated so that small sizes
-    /// run long enough to time; every byte is checked by checksum once per size.
+    /// run long enough to time; every byte is checked by checksum once per size. Also the bytes the process
+    /// allocated per MiB moved over the timed copies (the warm-up and the benchmark's own buffers left out).
     /// </summary>
-    private static async Task<(double H2D, double D2H)> BandwidthAsync(DeviceSession session, long size, BenchmarkOptions options, CancellationToken cancellationToken)
+    private static async Task<(double H2D, double D2H, double AllocatedPerMiB)> BandwidthAsync(DeviceSession session, long size, BenchmarkOptions options, CancellationToken cancellationToken)
     {
         var ptr = await session.AllocAsync((ulong)size, cancellationToken).ConfigureAwait(false);
         try
@@ -106,8 +104,9 @@ public sealed class WireSuite(SessionTransportKind transport) : IBenchmark
                 throw new InvalidOperationException($"a {size}-byte copy came back different");
             }
 
-            var h2d = new List<double>();
-            var d2h = new List<double>();
+            var h2d = new List<double>(options.BandwidthRepetitions);
+            var d2h = new List<double>(options.BandwidthRepetitions);
+            var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
             for (var r = 0; r < options.BandwidthRepetitions; r++)
             {
                 var start = Stopwatch.GetTimestamp();
@@ -128,7 +127,9 @@ public sealed class WireSuite(SessionTransportKind transport) : IBenchmark
                 d2h.Add(Stats.GigabytesPerSecond(size * repeats, Stopwatch.GetTimestamp() - start));
             }
 
-            return (Stats.Median(h2d), Stats.Median(d2h));
+            var allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+            var movedMiB = 2.0 * size * repeats * options.BandwidthRepetitions / (1 << 20);
+            return (Stats.Median(h2d), Stats.Median(d2h), allocated / movedMiB);
         }
         finally
         {

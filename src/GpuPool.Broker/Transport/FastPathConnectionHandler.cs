@@ -24,14 +24,21 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
     private static readonly TimeSpan ReplyDrainTimeout = TimeSpan.FromSeconds(5);
 
     /// <summary>
+    /// The connections' pipe buffers and device-to-host staging, shared by every connection of this broker:
+    /// 1 MiB blocks, reused rather than rented from ArrayPool.Shared, which misses now and then when a
+    /// buffer is returned on another thread than the one that rents the next. Up to 64 MiB stays pooled.
+    /// </summary>
+    private readonly BlockMemoryPool _blocks = new(1 << 20, maxRetained: 64);
+
+    /// <summary>
     /// Serves one accepted socket until either side closes it. Reads go through a PipeReader with large
     /// buffers, so a bulk frame arrives in a few reads rather than thousands of 4 KiB ones.
     /// </summary>
     public async Task RunAsync(Socket socket, string transport, CancellationToken closed)
     {
         await using var stream = new NetworkStream(socket, ownsSocket: true);
-        var input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 1 << 20, minimumReadSize: 256 << 10, leaveOpen: true));
-        var output = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 256 << 10, leaveOpen: true));
+        var input = PipeReader.Create(stream, new StreamPipeReaderOptions(_blocks, bufferSize: _blocks.BlockSize, minimumReadSize: 256 << 10, leaveOpen: true));
+        var output = PipeWriter.Create(stream, new StreamPipeWriterOptions(_blocks, minimumBufferSize: 256 << 10, leaveOpen: true));
         var batch = new List<(OpRequest Request, IDisposable? Owner)>();
         try
         {
@@ -58,7 +65,7 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
             // The replies outlive the lease by a little (the last one says it ended), but not a client that stops
             // reading: once the session is over, writing gets a few seconds, then the connection is dropped.
             using var writing = CancellationTokenSource.CreateLinkedTokenSource(closed);
-            var replies = new FrameReplies(output, writing.Token, linked.Token);
+            var replies = new FrameReplies(output, _blocks, writing.Token, linked.Token);
             var executor = new SessionExecutor(lease, options, replies, transport);
             executor.Start(hello.Seq);
             string? protocolError = null;

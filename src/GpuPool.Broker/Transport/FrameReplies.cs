@@ -10,11 +10,11 @@ namespace GpuPool.Broker.Transport;
 /// <summary>
 /// Replies on a fast-path connection. Replies queue from any thread; one writer task turns them into
 /// frames and flushes only when the queue is empty, so replies that pile up while a flush is in flight
-/// leave in one write. Device-to-host bytes are copied once into a pooled buffer (the device may
+/// leave in one write. Device-to-host bytes are copied once into a staging block (the device may
 /// overwrite them as soon as the copy op returns), then once into the connection's buffers. At most
 /// <see cref="StagedChunks"/> chunks wait at a time: a large copy to the host holds its stream until the
 /// connection has taken the earlier chunks, as a copy engine waits for the bus, so memory stays bounded
-/// and the staging buffers are reused instead of allocated.
+/// and the staging blocks, from the broker's block pool, are reused instead of allocated.
 /// </summary>
 internal sealed class FrameReplies : ISessionReplies
 {
@@ -23,24 +23,34 @@ internal sealed class FrameReplies : ISessionReplies
     private readonly Channel<Item> _items = Channel.CreateUnbounded<Item>(new UnboundedChannelOptions { SingleReader = true });
     private readonly SemaphoreSlim _staging = new(StagedChunks, StagedChunks);
     private readonly PipeWriter _output;
+    private readonly BlockMemoryPool _blocks;
     private readonly CancellationToken _cancellation;
 
     /// <param name="output">The connection's writer.</param>
+    /// <param name="blocks">Where device-to-host chunks are staged; a chunk larger than a block (a reply
+    /// chunk size configured past it) is staged in an ArrayPool array instead.</param>
     /// <param name="writing">Ends the writer (the connection is closing).</param>
     /// <param name="session">Ends the session (the lease ended, the connection closed): a device stream
     /// waiting for a staging buffer then gives up instead of holding the lease's context open.</param>
-    public FrameReplies(PipeWriter output, CancellationToken writing, CancellationToken session)
+    public FrameReplies(PipeWriter output, BlockMemoryPool blocks, CancellationToken writing, CancellationToken session)
     {
         _output = output;
+        _blocks = blocks;
         _cancellation = session;
         Completion = WriteAsync(writing);
     }
 
-    private readonly record struct Item(OpReply? Reply, ulong Seq, ulong Offset, byte[]? Data, int Length, bool Last);
+    /// <summary>A reply, or a staged chunk of copy data in <see cref="Block"/> or <see cref="Array"/>.</summary>
+    private readonly record struct Item(OpReply? Reply, ulong Seq, ulong Offset, IMemoryOwner<byte>? Block, byte[]? Array, int Length, bool Last)
+    {
+        public bool IsData => Block is not null || Array is not null;
+
+        public ReadOnlySpan<byte> Bytes => Block is not null ? Block.Memory.Span[..Length] : Array.AsSpan(0, Length);
+    }
 
     public Task Completion { get; }
 
-    public void Reply(OpReply reply) => _items.Writer.TryWrite(new Item(reply, reply.Seq, 0, null, 0, false));
+    public void Reply(OpReply reply) => _items.Writer.TryWrite(new Item(reply, reply.Seq, 0, null, null, 0, false));
 
     public void Data(ulong seq, ulong offset, ReadOnlySpan<byte> bytes, bool last)
     {
@@ -54,17 +64,24 @@ internal sealed class FrameReplies : ISessionReplies
             return;
         }
 
-        var data = ArrayPool<byte>.Shared.Rent(bytes.Length);
-        bytes.CopyTo(data);
-        if (!_items.Writer.TryWrite(new Item(null, seq, offset, data, bytes.Length, last)))
+        var item = bytes.Length <= _blocks.BlockSize
+            ? new Item(null, seq, offset, _blocks.Rent(bytes.Length), null, bytes.Length, last)
+            : new Item(null, seq, offset, null, ArrayPool<byte>.Shared.Rent(bytes.Length), bytes.Length, last);
+        bytes.CopyTo(item.Block is { } block ? block.Memory.Span : item.Array);
+        if (!_items.Writer.TryWrite(item))
         {
-            Release(data);
+            Release(item);
         }
     }
 
-    private void Release(byte[] data)
+    private void Release(in Item item)
     {
-        ArrayPool<byte>.Shared.Return(data);
+        item.Block?.Dispose();
+        if (item.Array is { } array)
+        {
+            ArrayPool<byte>.Shared.Return(array);
+        }
+
         _staging.Release();
     }
 
@@ -73,17 +90,21 @@ internal sealed class FrameReplies : ISessionReplies
     private async Task WriteAsync(CancellationToken cancellationToken)
     {
         var reader = _items.Reader;
+
+        // The reader waits without a token, so the channel can hand it the same waiter every time (a
+        // cancellable wait allocates one per wait); cancelling completes the channel to wake it instead.
+        using var stop = cancellationToken.UnsafeRegister(static items => ((Channel<Item>)items!).Writer.TryComplete(), _items);
         try
         {
-            while (await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
             {
                 var unflushed = 0L;
-                while (reader.TryRead(out var item))
+                while (!cancellationToken.IsCancellationRequested && reader.TryRead(out var item))
                 {
-                    if (item.Data is { } data)
+                    if (item.IsData)
                     {
-                        OpFrames.WriteData(_output, item.Seq, item.Offset, data.AsSpan(0, item.Length), item.Last);
-                        Release(data);
+                        OpFrames.WriteData(_output, item.Seq, item.Offset, item.Bytes, item.Last);
+                        Release(item);
                         unflushed += item.Length;
 
                         // Bulk data is flushed as it goes, so the pipe's backpressure holds instead of a copy piling up.
@@ -103,6 +124,7 @@ internal sealed class FrameReplies : ISessionReplies
                     }
                 }
 
+                cancellationToken.ThrowIfCancellationRequested();
                 var flush = await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
                 if (flush.IsCompleted || flush.IsCanceled)
                 {
@@ -120,9 +142,9 @@ internal sealed class FrameReplies : ISessionReplies
             _items.Writer.TryComplete();
             while (reader.TryRead(out var item))
             {
-                if (item.Data is { } data)
+                if (item.IsData)
                 {
-                    Release(data);
+                    Release(item);
                 }
             }
         }

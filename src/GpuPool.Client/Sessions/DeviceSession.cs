@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using GpuPool.Client.Transport;
 using GpuPool.Protocol.Errors;
@@ -143,8 +144,10 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
     /// <summary>
     /// Copies host bytes to the device, fire-and-forget. When this returns the bytes have been taken (sent,
     /// or copied into a send buffer), so the caller may reuse its buffer at once. Large copies travel in
-    /// chunks, which the broker puts on the device while the next one arrives.
+    /// chunks, which the broker puts on the device while the next one arrives. Like every ValueTask, await
+    /// it once: its state machine is pooled, so a copy allocates nothing once the session has warmed up.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask CopyToDeviceAsync(DevicePtr dst, ReadOnlyMemory<byte> source, DeviceStream stream = default, CancellationToken cancellationToken = default)
     {
         var chunk = _transport.MaxCopyChunk;
@@ -305,8 +308,11 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
     /// <summary>
     /// Numbers an op, registers who waits for its reply (if anyone), and hands it to the transport, one at
     /// a time so that the broker sees ops in sequence order. The send is a static delegate over
-    /// <paramref name="state"/>, so nothing is allocated per op; uncontended, this completes synchronously.
+    /// <paramref name="state"/>, and the state machine of a submit that has to wait (a large copy chunk
+    /// waits until its bytes are sent) is pooled, so nothing is allocated per op or per chunk; uncontended,
+    /// a small op completes synchronously.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SubmitAsync<TState>(TState state, Func<DeviceSession, TState, ulong, CancellationToken, ValueTask> send, Pending? pending, CancellationToken cancellationToken)
     {
         ThrowIfFatal();

@@ -20,6 +20,12 @@ internal sealed class FastPathSessionTransport : SessionTransport
     /// <summary>Copies up to this size are batched (one copy into the batch); larger ones go straight from the caller's memory.</summary>
     private const int DirectCopyThreshold = 64 * 1024;
 
+    /// <summary>
+    /// A batch buffer's starting size: room for the largest batched copy (the tail chunk of a large copy
+    /// may be one) beside other frames, so that a batch grows only while the wire is busy, not per copy.
+    /// </summary>
+    private const int BatchCapacity = 2 * DirectCopyThreshold;
+
     /// <summary>A sender that falls this far behind makes callers wait, so memory stays bounded.</summary>
     private const int HighWater = 8 << 20;
 
@@ -30,19 +36,31 @@ internal sealed class FastPathSessionTransport : SessionTransport
     private readonly Stack<ArrayBufferWriter<byte>> _spareWriters = new();
     private readonly ArrayBufferWriter<byte> _copyHeader = new(FrameCodec.HeaderSize + 16);
     private readonly SendSignal _copySent = new();
-    private ArrayBufferWriter<byte> _batch = new(64 * 1024);
+    private readonly SendSignal _wake = new();
+    private ArrayBufferWriter<byte> _batch = new(BatchCapacity);
     private bool _sending;
+    private bool _closing;
+    private bool _senderDone;
     private TaskCompletionSource? _drained;
     private IReplyTarget _target = null!;
     private Task _reader = Task.CompletedTask;
+    private Task _sender = Task.CompletedTask;
     private GpuPoolException? _failed;
+
+    /// <summary>
+    /// The reply readers' buffers, shared by every session of the process: reused blocks rather than
+    /// ArrayPool rentals, which a reader thread that is not the returning one misses now and then.
+    /// </summary>
+    private static readonly BlockMemoryPool ReadBuffers = new(ReadBufferSize, maxRetained: 64);
+
+    private const int ReadBufferSize = 256 * 1024;
 
     private FastPathSessionTransport(Socket socket, string name, int maxMessageBytes)
     {
         _socket = socket;
         Name = name;
         UseMessageLimit(maxMessageBytes, PreferredChunk);
-        _input = PipeReader.Create(new NetworkStream(socket, ownsSocket: false), new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024));
+        _input = PipeReader.Create(new NetworkStream(socket, ownsSocket: false), new StreamPipeReaderOptions(ReadBuffers, bufferSize: ReadBufferSize, minimumReadSize: 64 * 1024));
     }
 
     private readonly record struct Segment(ReadOnlyMemory<byte> Bytes, ArrayBufferWriter<byte>? Writer, SendSignal? Sent);
@@ -94,6 +112,7 @@ internal sealed class FastPathSessionTransport : SessionTransport
     {
         _target = target;
         _reader = Task.Run(ReadLoopAsync);
+        _sender = Task.Run(SendLoopAsync);
     }
 
     public override ValueTask SendAsync(OpRequest request, CancellationToken cancellationToken)
@@ -145,67 +164,97 @@ internal sealed class FastPathSessionTransport : SessionTransport
         }
 
         _segments.Enqueue(new Segment(_batch.WrittenMemory, _batch, null));
-        _batch = _spareWriters.Count > 0 ? _spareWriters.Pop() : new ArrayBufferWriter<byte>(64 * 1024);
+        _batch = _spareWriters.Count > 0 ? _spareWriters.Pop() : new ArrayBufferWriter<byte>(BatchCapacity);
     }
 
-    /// <summary>Starts the sender if it is idle. Under the gate.</summary>
+    /// <summary>Wakes the sender if it is idle. Under the gate.</summary>
     private void KickSender()
     {
-        if (!_sending)
+        if (!_sending && !_senderDone)
         {
             _sending = true;
-            ThreadPool.UnsafeQueueUserWorkItem(static t => _ = t.SendLoopAsync(), this, preferLocal: false);
+            _wake.Complete();
         }
     }
 
+    /// <summary>
+    /// The connection's one sender, for its whole life: it sleeps on a reusable signal while there is
+    /// nothing to send, so waking it allocates nothing (no work item, no new state machine per burst).
+    /// <c>_sending</c> is false exactly while it sleeps: it re-arms the signal in the same locked step in
+    /// which it finds the queue empty and clears the flag, so a wake-up is never lost.
+    /// </summary>
     private async Task SendLoopAsync()
     {
+        ValueTask wake;
+        lock (_gate)
+        {
+            wake = _wake.Reset();
+            if (_sending || _closing)
+            {
+                // Woken (or closed) before the sender started.
+                _sending = true;
+                _wake.Complete();
+            }
+        }
+
         while (true)
         {
-            Segment segment;
-            lock (_gate)
+            await wake.ConfigureAwait(false);
+            while (true)
             {
-                if (_segments.Count == 0)
+                Segment segment;
+                lock (_gate)
                 {
-                    CloseBatch();
+                    if (_segments.Count == 0)
+                    {
+                        CloseBatch();
+                    }
+
+                    if (!_segments.TryDequeue(out segment))
+                    {
+                        _sending = false;
+                        _drained?.TrySetResult();
+                        _drained = null;
+                        if (_closing)
+                        {
+                            _senderDone = true;
+                            return;
+                        }
+
+                        wake = _wake.Reset();
+                        break;
+                    }
                 }
 
-                if (!_segments.TryDequeue(out segment))
+                try
                 {
-                    _sending = false;
-                    _drained?.TrySetResult();
-                    _drained = null;
+                    await _socket.SendAsync(segment.Bytes, SocketFlags.None).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                {
+                    // A send fails once the broker has closed the connection; why it closed (the lease ended, a
+                    // protocol error) is in frames the reader may not have parsed yet. Let it, so that reason wins.
+                    await Task.WhenAny(_reader, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
+                    Fail(new GpuPoolException(ErrorCode.Unavailable, $"device session: sending to the broker failed ({ex.Message})", inner: ex));
+                    segment.Sent?.Fail(_failed!);
+                    lock (_gate)
+                    {
+                        _sending = false;
+                        _senderDone = true;
+                        _drained?.TrySetResult();
+                    }
+
                     return;
                 }
-            }
 
-            try
-            {
-                await _socket.SendAsync(segment.Bytes, SocketFlags.None).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-            {
-                // A send fails once the broker has closed the connection; why it closed (the lease ended, a
-                // protocol error) is in frames the reader may not have parsed yet. Let it, so that reason wins.
-                await Task.WhenAny(_reader, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
-                Fail(new GpuPoolException(ErrorCode.Unavailable, $"device session: sending to the broker failed ({ex.Message})", inner: ex));
-                segment.Sent?.Fail(_failed!);
-                lock (_gate)
+                segment.Sent?.Complete();
+                if (segment.Writer is { } used)
                 {
-                    _sending = false;
-                    _drained?.TrySetResult();
-                }
-
-                return;
-            }
-
-            segment.Sent?.Complete();
-            if (segment.Writer is { } used)
-            {
-                used.ResetWrittenCount();
-                lock (_gate)
-                {
-                    _spareWriters.Push(used);
+                    used.ResetWrittenCount();
+                    lock (_gate)
+                    {
+                        _spareWriters.Push(used);
+                    }
                 }
             }
         }
@@ -326,6 +375,13 @@ internal sealed class FastPathSessionTransport : SessionTransport
         // Let queued frames leave, then close our side; the broker ends the session and closes too.
         var drained = WaitDrainedAsync(CancellationToken.None);
         await Task.WhenAny(drained, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+        lock (_gate)
+        {
+            // The sender ends once it has sent what is queued.
+            _closing = true;
+            KickSender();
+        }
+
         try
         {
             _socket.Shutdown(SocketShutdown.Send);
@@ -337,9 +393,13 @@ internal sealed class FastPathSessionTransport : SessionTransport
         await Task.WhenAny(_reader, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
         _socket.Dispose();
         await _reader.ConfigureAwait(false);
+        await _sender.ConfigureAwait(false);
     }
 
-    /// <summary>A reusable completion for "the large copy's bytes have been sent", so a chunk costs no allocation.</summary>
+    /// <summary>
+    /// A reusable completion ("the large copy's bytes have been sent", "there is something to send"), so a
+    /// chunk costs no allocation. Continuations run on the thread pool, never inline under the caller's lock.
+    /// </summary>
     private sealed class SendSignal : IValueTaskSource
     {
         private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };

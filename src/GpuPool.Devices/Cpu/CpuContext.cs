@@ -202,7 +202,8 @@ internal sealed partial class CpuContext : IDeviceContext
 
     public void EnqueueCopyToDevice(ulong stream, ulong dst, ReadOnlyMemory<byte> data, OpTag tag, IDisposable? dataOwner = null)
     {
-        if (!Enqueue(stream, tag, () => new CopyToDeviceWork(tag, dst, data, dataOwner)))
+        // A static factory over a state tuple: a copy chunk that cannot go straight to the device costs no closure.
+        if (!Enqueue(stream, tag, (tag, dst, data, dataOwner), static s => new CopyToDeviceWork(s.tag, s.dst, s.data, s.dataOwner)))
         {
             dataOwner?.Dispose();
         }
@@ -425,6 +426,10 @@ internal sealed partial class CpuContext : IDeviceContext
 
     /// <summary>Queues the work <paramref name="create"/> makes; false when it was not made (the failure is queued instead).</summary>
     private bool Enqueue(ulong stream, OpTag tag, Func<StreamWork> create)
+        => Enqueue(stream, tag, create, static c => c());
+
+    /// <summary>Like the closure overload, with the factory's state passed in rather than captured.</summary>
+    private bool Enqueue<TState>(ulong stream, OpTag tag, TState state, Func<TState, StreamWork> create)
     {
         if (!_streams.TryGetValue(stream, out var s))
         {
@@ -438,7 +443,7 @@ internal sealed partial class CpuContext : IDeviceContext
         try
         {
             ThrowIfClosed();
-            work = create();
+            work = create(state);
             made = true;
         }
         catch (DeviceException ex)
