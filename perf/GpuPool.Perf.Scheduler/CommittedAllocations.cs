@@ -128,6 +128,9 @@ internal static class CommittedAllocations
             figures.Add(new Figure(group, $"allocations/s, {callers} callers", loop.Completed == 0 ? null : loop.PerSecond, "allocations/s", AllocationOptions.AllocationsPerSecondTarget, note));
             figures.Add(new Figure(group, $"allocate p50, {callers} callers", loop.PercentileMilliseconds(50), "ms"));
             figures.Add(new Figure(group, $"allocate p99, {callers} callers", loop.PercentileMilliseconds(99), "ms", AllocationOptions.P99TargetMilliseconds, Ceiling: true));
+            var cores = loop.Use.ThisProcess + loop.Use.Etcd;
+            figures.Add(new Figure(group, $"allocations per core-second, {callers} callers", cores <= 0 ? null : loop.PerSecond / cores, "per core-s",
+                Note: string.Create(CultureInfo.InvariantCulture, $"allocations/s over the cores this process (scheduler and callers) and etcd used in the window ({cores:F2}): what the system under test does per core, whatever other processes took ({Math.Max(0, loop.Use.Machine - cores):F2} cores)")));
         }
 
         // Both targets at once: the best rate among the runs whose p99 stays under the ceiling.

@@ -16,7 +16,7 @@ public static class Program
         "usage: dotnet run -c Release --project perf/GpuPool.Perf.Scheduler -- [--etcd] [--quick] [--out DIR] [--hosts N] [--gpus N] [--seed N]\n" +
         "                                                                     [--callers N,N,..] [--members N,..] [--seconds S]\n" +
         "  --etcd          committed allocations with real etcd in the loop instead of placement decisions in memory\n" +
-        "  --quick         shorter runs (placement about 20 s on two cores, --etcd about 90 s; the full runs a minute, three)\n" +
+        "  --quick         shorter runs (placement about 20 s on two cores, --etcd about 2 min; the full runs 1 min and 5 min)\n" +
         "  --out DIR       where the .md and .json go (default perf/results)\n" +
         "  --hosts N       simulated hosts (default 10000)\n" +
         "  --gpus N        GPUs per host (default 8)\n" +
