@@ -34,6 +34,9 @@ public sealed class SchedulerOptions
     /// <summary>The leader lock's session TTL: how long a dead leader blocks a standby at most.</summary>
     public TimeSpan LeaderTtl { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>How long the reason a lease was lost (preempted, its broker gone) stays for its holder's next call.</summary>
+    public TimeSpan TombstoneTtl { get; set; } = TimeSpan.FromHours(1);
+
     /// <summary>The admin credential (a bearer token) that quota, priority and drain writes need; null refuses every admin write.</summary>
     public string? AdminToken { get; set; }
 
@@ -50,6 +53,11 @@ public sealed class SchedulerOptions
         if (TokenLifetime < TimeSpan.FromSeconds(1))
         {
             throw new ArgumentException($"TokenLifetime {TokenLifetime} must be at least 1 s", nameof(TokenLifetime));
+        }
+
+        if (TombstoneTtl < TimeSpan.FromSeconds(10))
+        {
+            throw new ArgumentException($"TombstoneTtl {TombstoneTtl} must be at least 10 s", nameof(TombstoneTtl));
         }
 
         if (PreemptionGrace < TimeSpan.Zero || TickInterval <= TimeSpan.Zero || LeaderTtl < TimeSpan.FromSeconds(1))

@@ -118,6 +118,8 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
             throw new GpuPoolException(ErrorCode.InvalidArgument, "name the broker id or host to drain");
         }
 
+        PriorityClasses.ValidateName(target, "broker id or host", maxLength: 128);
+
         var state = await ClusterState.ReadAsync(store, cancellationToken).ConfigureAwait(false);
         var brokers = state.Brokers.Where(b => b.BrokerId == target || string.Equals(b.Host, target, StringComparison.OrdinalIgnoreCase)).Select(b => b.BrokerId).ToArray();
         if (brokers.Length == 0 && !undo)

@@ -52,6 +52,9 @@ internal sealed class Allocator : IAsyncDisposable
     private readonly List<SyncWork> _syncs = [];
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _sequence;
+
+    /// <summary>The unrenewed session tombstones are written under, and when it was made (housekeeping runs on the loop).</summary>
+    private (string Id, DateTimeOffset Created)? _tombstones;
     private ITimer? _ticker;
 
     /// <summary>Batches whose commit has started and whose <see cref="CommittedWork"/> the loop has not settled (the loop's own count).</summary>
@@ -458,8 +461,26 @@ internal sealed class Allocator : IAsyncDisposable
     private async Task EndLeaseAsync(LeaseRecord lease, string reason)
     {
         var tombstone = new LeaseTombstone { LeaseId = lease.LeaseId, Reason = reason, Ended = Timestamp.FromDateTimeOffset(_time.GetUtcNow()) };
-        await _store.TransactAsync(Fence(), [TxnWrite.Put(StoreKeys.Tombstones + lease.LeaseId, tombstone.ToByteArray())], _stop.Token).ConfigureAwait(false);
+        var session = await TombstoneSessionAsync().ConfigureAwait(false);
+        await _store.TransactAsync(Fence(), [TxnWrite.Put(StoreKeys.Tombstones + lease.LeaseId, tombstone.ToByteArray(), session)], _stop.Token).ConfigureAwait(false);
         await _store.RevokeSessionAsync(lease.StoreSession, _stop.Token).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Tombstones are bound to a session that is never renewed, so they vanish on their own: the store never
+    /// fills with them. A fresh session every sixth of <see cref="SchedulerOptions.TombstoneTtl"/> keeps each
+    /// tombstone for between five sixths of it and all of it.
+    /// </summary>
+    private async Task<string> TombstoneSessionAsync()
+    {
+        var now = _time.GetUtcNow();
+        if (_tombstones is not { } current || now - current.Created > _options.TombstoneTtl / 6)
+        {
+            var session = await _store.CreateSessionAsync(_options.TombstoneTtl, _stop.Token).ConfigureAwait(false);
+            _tombstones = current = (session.Id, now);
+        }
+
+        return current.Id;
     }
 
     private void OnTick(List<Func<Task>> housekeeping)

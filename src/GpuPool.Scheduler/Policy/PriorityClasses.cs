@@ -16,11 +16,11 @@ public static class PriorityClasses
         new PriorityClass { Name = "high", Value = 1000, Preemptible = false },
     ];
 
-    public static void ValidateName(string name, string what)
+    public static void ValidateName(string name, string what, int maxLength = 64)
     {
-        if (string.IsNullOrEmpty(name) || name.Length > 64 || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
+        if (string.IsNullOrEmpty(name) || name.Length > maxLength || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
         {
-            throw new GpuPoolException(ErrorCode.InvalidArgument, $"{what} '{name}' must be 1-64 letters, digits, '-', '_' or '.'");
+            throw new GpuPoolException(ErrorCode.InvalidArgument, $"{what} '{name}' must be 1-{maxLength} letters, digits, '-', '_' or '.'");
         }
     }
 }

@@ -37,52 +37,7 @@ internal enum CuResult
 /// <summary>Names and descriptions of result codes, as NUL-terminated strings that live as long as the process (cuGetErrorName/String hand them out).</summary>
 internal static unsafe class CuResultText
 {
-    private static readonly FrozenDictionary<int, (string Name, string Description)> Texts = new Dictionary<int, (string, string)>
-    {
-        [0] = ("CUDA_SUCCESS", "no error"),
-        [1] = ("CUDA_ERROR_INVALID_VALUE", "invalid argument"),
-        [2] = ("CUDA_ERROR_OUT_OF_MEMORY", "out of memory"),
-        [3] = ("CUDA_ERROR_NOT_INITIALIZED", "initialization error"),
-        [4] = ("CUDA_ERROR_DEINITIALIZED", "driver shutting down"),
-        [5] = ("CUDA_ERROR_PROFILER_DISABLED", "profiler disabled while using external profiling tool"),
-        [34] = ("CUDA_ERROR_STUB_LIBRARY", "CUDA driver is a stub library"),
-        [46] = ("CUDA_ERROR_DEVICE_UNAVAILABLE", "CUDA-capable device(s) is/are busy or unavailable"),
-        [100] = ("CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected"),
-        [101] = ("CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal"),
-        [102] = ("CUDA_ERROR_DEVICE_NOT_LICENSED", "device doesn't have valid Grid license"),
-        [200] = ("CUDA_ERROR_INVALID_IMAGE", "device kernel image is invalid"),
-        [201] = ("CUDA_ERROR_INVALID_CONTEXT", "invalid device context"),
-        [202] = ("CUDA_ERROR_CONTEXT_ALREADY_CURRENT", "context already current"),
-        [205] = ("CUDA_ERROR_MAP_FAILED", "mapping of buffer object failed"),
-        [206] = ("CUDA_ERROR_UNMAP_FAILED", "unmapping of buffer object failed"),
-        [209] = ("CUDA_ERROR_NO_BINARY_FOR_GPU", "no kernel image is available for execution on the device"),
-        [215] = ("CUDA_ERROR_UNSUPPORTED_LIMIT", "limit is not supported on this architecture"),
-        [216] = ("CUDA_ERROR_CONTEXT_ALREADY_IN_USE", "exclusive-thread device already in use by a different thread"),
-        [218] = ("CUDA_ERROR_INVALID_PTX", "a PTX JIT compilation failed"),
-        [221] = ("CUDA_ERROR_JIT_COMPILER_NOT_FOUND", "PTX JIT compiler library not found"),
-        [222] = ("CUDA_ERROR_UNSUPPORTED_PTX_VERSION", "the provided PTX was compiled with an unsupported toolchain"),
-        [300] = ("CUDA_ERROR_INVALID_SOURCE", "device kernel image is invalid"),
-        [301] = ("CUDA_ERROR_FILE_NOT_FOUND", "file not found"),
-        [304] = ("CUDA_ERROR_OPERATING_SYSTEM", "OS call failed or operation not supported on this OS"),
-        [400] = ("CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"),
-        [401] = ("CUDA_ERROR_ILLEGAL_STATE", "the operation cannot be performed in the present state"),
-        [500] = ("CUDA_ERROR_NOT_FOUND", "named symbol not found"),
-        [600] = ("CUDA_ERROR_NOT_READY", "device not ready"),
-        [700] = ("CUDA_ERROR_ILLEGAL_ADDRESS", "an illegal memory access was encountered"),
-        [701] = ("CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES", "too many resources requested for launch"),
-        [702] = ("CUDA_ERROR_LAUNCH_TIMEOUT", "the launch timed out and was terminated"),
-        [708] = ("CUDA_ERROR_PRIMARY_CONTEXT_ACTIVE", "primary context active"),
-        [709] = ("CUDA_ERROR_CONTEXT_IS_DESTROYED", "context is destroyed"),
-        [710] = ("CUDA_ERROR_ASSERT", "device-side assert triggered"),
-        [716] = ("CUDA_ERROR_MISALIGNED_ADDRESS", "misaligned address"),
-        [719] = ("CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"),
-        [720] = ("CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE", "too many blocks in cooperative launch"),
-        [800] = ("CUDA_ERROR_NOT_PERMITTED", "operation not permitted"),
-        [801] = ("CUDA_ERROR_NOT_SUPPORTED", "operation not supported"),
-        [802] = ("CUDA_ERROR_SYSTEM_NOT_READY", "system not yet initialized"),
-        [909] = ("CUDA_ERROR_TIMEOUT", "wait operation timed out"),
-        [999] = ("CUDA_ERROR_UNKNOWN", "unknown error"),
-    }.ToFrozenDictionary();
+    private static FrozenDictionary<int, (string Name, string Description)> Texts => GpuPool.DriverApi.CuResultNames.Known;
 
     private static readonly object Gate = new();
     private static readonly Dictionary<(int, bool), nint> Native = [];

@@ -63,6 +63,8 @@ public sealed class PoolTopologyTests
         Assert.Equal("b0", onB0.Record.BrokerId);
         var unknown = await Assert.ThrowsAsync<GpuPoolException>(() => admin.DrainAsync("nowhere"));
         Assert.Equal(ErrorCode.NotFound, unknown.Code);
+        var malformed = await Assert.ThrowsAsync<GpuPoolException>(() => admin.DrainAsync("b0/../b1", undo: true));
+        Assert.Equal((ErrorCode.InvalidArgument, "broker id or host 'b0/../b1' must be 1-128 letters, digits, '-', '_' or '.'"), (malformed.Code, malformed.Message));
         foreach (var lease in leases)
         {
             await lease.DisposeAsync();
@@ -70,9 +72,9 @@ public sealed class PoolTopologyTests
     }
 
     [Fact]
-    public async Task When_a_broker_dies_its_leases_are_lost_and_their_holders_told_why()
+    public async Task When_a_broker_dies_its_leases_are_lost_and_their_holders_told_why_for_a_while()
     {
-        await using var pool = await StartAsync([1, 1]);
+        await using var pool = await MultiPool.StartAsync([1, 1], configure: o => (o.OpenTenants, o.TombstoneTtl) = (true, TimeSpan.FromSeconds(10)));
         var client = pool.Client();
         var admin = pool.Admin();
         await admin.DrainAsync("b1");
@@ -86,6 +88,10 @@ public sealed class PoolTopologyTests
         await Poll.UntilAsync(() => doomed.Lost.IsCancellationRequested, TimeSpan.FromSeconds(15), "the holder learns the lease is lost");
         Assert.Equal(ErrorCode.LeaseEnded, doomed.LostReason!.Code);
         Assert.Contains("its broker b0 stopped heartbeating", doomed.LostReason.Message, StringComparison.Ordinal);
+
+        // The reason is kept for the tombstone TTL, then the store forgets it by itself.
+        Assert.NotNull(await pool.Store.GetAsync("tombstones/" + doomed.Id));
+        await Poll.UntilAsync(async () => await pool.Store.GetAsync("tombstones/" + doomed.Id) is null, TimeSpan.FromSeconds(20), "the tombstone expires");
         await using var survivor = await client.AllocateAsync(new LeaseRequest { MemoryBytes = MiB, ComputeShare = 100 });
         Assert.Equal("b1", survivor.Record.BrokerId);
         await doomed.DisposeAsync();
