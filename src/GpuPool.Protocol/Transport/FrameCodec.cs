@@ -75,6 +75,10 @@ public static class FrameCodec
         FrameType.StreamWaitEvent or FrameType.EventRecord => 16,  // stream/event pairs
         FrameType.EventDestroy or FrameType.EventSynchronize or FrameType.EventQuery => 8,
         FrameType.EventElapsedTime => 16,        // start, end
+        FrameType.Join => 16,                    // session, u16 lease id length, u16 token length, u32 reserved
+        FrameType.MemcpyHtoDStriped => 32,       // ptr, stream, bytes, u32 chunk bytes, u32 connections
+        FrameType.MemcpyDtoHStriped => 32,       // ptr, bytes, stream, u32 chunk bytes, u32 connections
+        FrameType.StripeChunk => 8,              // offset
         FrameType.Reply => 16,
         FrameType.Data => 12,
         FrameType.Error => 16,
@@ -86,8 +90,8 @@ public static class FrameCodec
     /// <summary>Largest payload a type may carry; bulk types are bounded by <paramref name="maxPayload"/>.</summary>
     public static int MaxPayload(FrameType type, int maxPayload) => type switch
     {
-        FrameType.MemcpyHtoD or FrameType.Data or FrameType.ModuleLoad => maxPayload,
-        FrameType.Hello => 16 * 1024,
+        FrameType.MemcpyHtoD or FrameType.Data or FrameType.ModuleLoad or FrameType.StripeChunk => maxPayload,
+        FrameType.Hello or FrameType.Join => 16 * 1024,
         FrameType.ModuleGetFunction => 1024,
         FrameType.Launch => 4096,
         FrameType.Error or FrameType.SessionInfo or FrameType.Notice => 64 * 1024,
