@@ -111,7 +111,8 @@ public interface IDeviceContext : IAsyncDisposable
     /// Copies to the device at once when the stream has nothing queued or running and no error is pending,
     /// so the copy lands exactly where its place in the stream's order is, without staging. False when it
     /// cannot (busy stream, pending error, bad range, closed context): the caller then stages the bytes
-    /// and enqueues the copy, which reports any error the usual way.
+    /// and enqueues the copy, which reports any error the usual way. Safe to call from several threads at
+    /// once for disjoint ranges (the chunks of one striped copy).
     /// </summary>
     bool TryCopyToDeviceNow(ulong stream, ulong dst, in System.Buffers.ReadOnlySequence<byte> data);
 
@@ -123,6 +124,13 @@ public interface IDeviceContext : IAsyncDisposable
     void EnqueueCopyToHost(ulong stream, ulong src, ulong bytes, ICopyToHostSink sink, OpTag tag);
 
     void EnqueueCopyDeviceToDevice(ulong stream, ulong dst, ulong src, ulong bytes, OpTag tag);
+
+    /// <summary>
+    /// Queues a failure in the stream's order: when the stream reaches it, <paramref name="error"/> becomes the
+    /// context's sticky error for <paramref name="tag"/> (unless an earlier one is pending), as if the op had run and
+    /// failed. For failures found outside the device, such as a copy whose bytes stopped arriving.
+    /// </summary>
+    void EnqueueFailure(ulong stream, OpTag tag, DeviceException error);
 
     void EnqueueMemset(ulong stream, ulong dst, uint value, int elementSize, ulong count, OpTag tag);
 
