@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Net.Sockets;
 using System.Threading.Channels;
 using GpuPool.Broker.Sessions;
 using GpuPool.Protocol.Transport;
@@ -10,38 +11,66 @@ namespace GpuPool.Broker.Transport;
 /// <summary>
 /// Replies on a fast-path connection. Replies queue from any thread; one writer task turns them into
 /// frames and flushes only when the queue is empty, so replies that pile up while a flush is in flight
-/// leave in one write. Device-to-host bytes are copied once into a staging block (the device may
-/// overwrite them as soon as the copy op returns), then once into the connection's buffers. At most
-/// <see cref="StagedChunks"/> chunks wait at a time: a large copy to the host holds its stream until the
-/// connection has taken the earlier chunks, as a copy engine waits for the bus, so memory stays bounded
-/// and the staging blocks, from the broker's block pool, are reused instead of allocated.
+/// leave in one write.
+/// <para>
+/// Device-to-host chunks of 64 KiB and more go straight from device memory to the socket
+/// (<see cref="IDirectReplies"/>): the device stream, which holds the copy, waits while the writer sends them, as
+/// a copy engine waits for the bus, so the bytes are copied once, by the kernel, and memory stays bounded. Smaller
+/// chunks are copied once into a staging block (the device may overwrite them as soon as the copy op returns),
+/// then once into the connection's buffers; at most <see cref="StagedChunks"/> of them wait at a time.
+/// </para>
 /// </summary>
-internal sealed class FrameReplies : ISessionReplies
+internal sealed class FrameReplies : ISessionReplies, IDirectReplies
 {
     private const int StagedChunks = 16;
+
+    /// <summary>
+    /// How long a session that has ended lets a direct send in progress finish before cancelling it: a client that
+    /// reads takes a chunk in far less, and one that does not must not hold the lease's memory.
+    /// </summary>
+    private static readonly TimeSpan AbandonGrace = TimeSpan.FromSeconds(1);
+
+    private const int Idle = 0, Posted = 1, Sending = 2, Sent = 3, NotSent = 4;
 
     private readonly Channel<Item> _items = Channel.CreateUnbounded<Item>(new UnboundedChannelOptions { SingleReader = true });
     private readonly SemaphoreSlim _staging = new(StagedChunks, StagedChunks);
     private readonly PipeWriter _output;
+    private readonly Socket _socket;
     private readonly BlockMemoryPool _blocks;
     private readonly CancellationToken _cancellation;
+    private readonly CancellationTokenSource _sendCancel;
+    private readonly CancellationTokenSource _failed = new();
+
+    // The one direct chunk in flight: written by the device thread before posting, read by the writer.
+    private readonly ManualResetEventSlim _directDone = new(true);
+    private readonly ArrayBufferWriter<byte> _directHeader = new(FrameCodec.HeaderSize + 16);
+    private readonly PointerMemory _directBytes = new();
+    private int _directState;
+    private ulong _directSeq;
+    private ulong _directOffset;
+    private nint _directPointer;
+    private int _directLength;
+    private bool _directLast;
 
     /// <param name="output">The connection's writer.</param>
-    /// <param name="blocks">Where device-to-host chunks are staged; a chunk larger than a block (a reply
+    /// <param name="socket">The connection's socket, which direct chunks are sent on once <paramref name="output"/> is flushed.</param>
+    /// <param name="blocks">Where small device-to-host chunks are staged; a chunk larger than a block (a reply
     /// chunk size configured past it) is staged in an ArrayPool array instead.</param>
     /// <param name="writing">Ends the writer (the connection is closing).</param>
     /// <param name="session">Ends the session (the lease ended, the connection closed): a device stream
-    /// waiting for a staging buffer then gives up instead of holding the lease's context open.</param>
-    public FrameReplies(PipeWriter output, BlockMemoryPool blocks, CancellationToken writing, CancellationToken session)
+    /// waiting for a staging buffer or a direct send then gives up instead of holding the lease's context open.</param>
+    public FrameReplies(PipeWriter output, Socket socket, BlockMemoryPool blocks, CancellationToken writing, CancellationToken session)
     {
         _output = output;
+        _socket = socket;
         _blocks = blocks;
         _cancellation = session;
+        _sendCancel = CancellationTokenSource.CreateLinkedTokenSource(writing);
         Completion = WriteAsync(writing);
     }
 
-    /// <summary>A reply, or a staged chunk of copy data in <see cref="Block"/> or <see cref="Array"/>.</summary>
-    private readonly record struct Item(OpReply? Reply, ulong Seq, ulong Offset, IMemoryOwner<byte>? Block, byte[]? Array, int Length, bool Last)
+    /// <summary>A reply, a staged chunk of copy data in <see cref="Block"/> or <see cref="Array"/>, or the direct chunk.</summary>
+    private readonly record struct Item(OpReply? Reply, ulong Seq, ulong Offset, IMemoryOwner<byte>? Block, byte[]? Array, int Length, bool Last, bool Direct = false)
     {
         public bool IsData => Block is not null || Array is not null;
 
@@ -49,6 +78,13 @@ internal sealed class FrameReplies : ISessionReplies
     }
 
     public Task Completion { get; }
+
+    /// <summary>Cancelled when the writer could not write (the peer went away, or a send was cancelled mid-frame): the connection is unusable.</summary>
+    public CancellationToken Failed => _failed.Token;
+
+    public int DirectThreshold => 64 * 1024;
+
+    public bool SessionEnded => _cancellation.IsCancellationRequested;
 
     public void Reply(OpReply reply) => _items.Writer.TryWrite(new Item(reply, reply.Seq, 0, null, null, 0, false));
 
@@ -72,6 +108,59 @@ internal sealed class FrameReplies : ISessionReplies
         {
             Release(item);
         }
+    }
+
+    public bool PostDirect(ulong seq, ulong offset, nint bytes, int length, bool last)
+    {
+        if (_cancellation.IsCancellationRequested || _failed.IsCancellationRequested)
+        {
+            return false;
+        }
+
+        _directSeq = seq;
+        _directOffset = offset;
+        _directPointer = bytes;
+        _directLength = length;
+        _directLast = last;
+        _directDone.Reset();
+        Volatile.Write(ref _directState, Posted);
+        if (!_items.Writer.TryWrite(new Item(null, seq, offset, null, null, length, last, Direct: true)))
+        {
+            Volatile.Write(ref _directState, NotSent);
+            _directDone.Set();
+            return false;
+        }
+
+        return true;
+    }
+
+    public bool WaitDirect()
+    {
+        if (!_directDone.IsSet)
+        {
+            try
+            {
+                _directDone.Wait(_cancellation);
+            }
+            catch (OperationCanceledException)
+            {
+                // The session is over. Bytes the writer has not started on are taken back at once; bytes it is sending
+                // get a moment to go, then the send is cancelled (which breaks the connection: the frame is cut).
+                if (Interlocked.CompareExchange(ref _directState, NotSent, Posted) == Posted)
+                {
+                    _directDone.Set();
+                    return false;
+                }
+
+                if (!_directDone.Wait(AbandonGrace))
+                {
+                    _sendCancel.Cancel();
+                    _directDone.Wait();
+                }
+            }
+        }
+
+        return Volatile.Read(ref _directState) is Idle or Sent;
     }
 
     private void Release(in Item item)
@@ -101,7 +190,12 @@ internal sealed class FrameReplies : ISessionReplies
                 var unflushed = 0L;
                 while (!cancellationToken.IsCancellationRequested && reader.TryRead(out var item))
                 {
-                    if (item.IsData)
+                    if (item.Direct)
+                    {
+                        await SendDirectAsync(cancellationToken).ConfigureAwait(false);
+                        unflushed = 0;
+                    }
+                    else if (item.IsData)
                     {
                         OpFrames.WriteData(_output, item.Seq, item.Offset, item.Bytes, item.Last);
                         Release(item);
@@ -132,13 +226,14 @@ internal sealed class FrameReplies : ISessionReplies
                 }
             }
         }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException or SocketException or ObjectDisposedException)
         {
             // The connection is gone; the reader side ends the session.
+            _failed.Cancel();
         }
         finally
         {
-            // Return what is still queued so pooled buffers are not lost.
+            // Return what is still queued so pooled buffers are not lost, and let a device stream waiting on a direct chunk go.
             _items.Writer.TryComplete();
             while (reader.TryRead(out var item))
             {
@@ -147,6 +242,85 @@ internal sealed class FrameReplies : ISessionReplies
                     Release(item);
                 }
             }
+
+            if (Interlocked.CompareExchange(ref _directState, NotSent, Posted) == Posted)
+            {
+                _directDone.Set();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends the posted chunk straight from the device's memory: what is queued before it goes first, then its
+    /// header, then its bytes. A failure or a cancelled send leaves a frame cut short, so the writer stops.
+    /// </summary>
+    private async ValueTask SendDirectAsync(CancellationToken cancellationToken)
+    {
+        if (Interlocked.CompareExchange(ref _directState, Sending, Posted) != Posted)
+        {
+            // Taken back by a device stream whose session ended.
+            return;
+        }
+
+        try
+        {
+            var flush = await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+            if (flush.IsCompleted || flush.IsCanceled)
+            {
+                throw new OperationCanceledException("the connection's writer has been completed");
+            }
+
+            Span<byte> scratch = stackalloc byte[12];
+            _directHeader.ResetWrittenCount();
+            FrameCodec.WriteHeader(_directHeader, FrameType.Data, _directSeq, new FixedBuilder(scratch).U64(_directOffset).U32(_directLast ? 1u : 0u).Written, _directLength);
+            await SendAllAsync(_directHeader.WrittenMemory).ConfigureAwait(false);
+            _directBytes.Reset(_directPointer, _directLength);
+            await SendAllAsync(_directBytes.Memory).ConfigureAwait(false);
+            Volatile.Write(ref _directState, Sent);
+        }
+        catch
+        {
+            Volatile.Write(ref _directState, NotSent);
+            throw;
+        }
+        finally
+        {
+            _directBytes.Reset(0, 0);
+            _directDone.Set();
+        }
+    }
+
+    private async ValueTask SendAllAsync(ReadOnlyMemory<byte> bytes)
+    {
+        while (!bytes.IsEmpty)
+        {
+            var n = await _socket.SendAsync(bytes, SocketFlags.None, _sendCancel.Token).ConfigureAwait(false);
+            bytes = bytes[n..];
+        }
+    }
+
+    /// <summary>Memory over bytes the device owns (native memory, or a pinned staging buffer), reused for every direct chunk.</summary>
+    private sealed unsafe class PointerMemory : MemoryManager<byte>
+    {
+        private byte* _pointer;
+        private int _length;
+
+        public void Reset(nint pointer, int length)
+        {
+            _pointer = (byte*)pointer;
+            _length = length;
+        }
+
+        public override Span<byte> GetSpan() => new(_pointer, _length);
+
+        public override MemoryHandle Pin(int elementIndex = 0) => new(_pointer + elementIndex);
+
+        public override void Unpin()
+        {
+        }
+
+        protected override void Dispose(bool disposing)
+        {
         }
     }
 }

@@ -1,0 +1,29 @@
+namespace GpuPool.Broker.Sessions;
+
+/// <summary>
+/// A reply writer that sends a chunk of a device-to-host copy straight from the memory the device hands over,
+/// with no staging copy: the caller (the device stream, which holds the copy) keeps the bytes valid from
+/// <see cref="PostDirect"/> until <see cref="WaitDirect"/> returns. One chunk at a time per writer; several
+/// writers (the connections of a striped copy) send theirs in parallel.
+/// </summary>
+internal interface IDirectReplies
+{
+    /// <summary>Smallest chunk worth sending this way; smaller ones are staged and batched with other replies.</summary>
+    int DirectThreshold { get; }
+
+    /// <summary>The session is over (its lease ended, its first connection closed): a copy cut short then reports nothing.</summary>
+    bool SessionEnded { get; }
+
+    /// <summary>
+    /// Queues a Data frame whose payload is the <paramref name="length"/> bytes at <paramref name="bytes"/>. False
+    /// when the connection is gone or the session is over: nothing was queued.
+    /// </summary>
+    bool PostDirect(ulong seq, ulong offset, nint bytes, int length, bool last);
+
+    /// <summary>
+    /// Waits until the posted bytes have been sent (true), or will not be (false: the connection failed, or the
+    /// session ended and the client did not take them). Either way the writer no longer reads them. True at once
+    /// when nothing is posted.
+    /// </summary>
+    bool WaitDirect();
+}
