@@ -148,7 +148,7 @@ public sealed class GpuPoolClient : IDisposable
             throw new ArgumentException("the lease record must name the lease and its broker's endpoint", nameof(lease));
         }
 
-        return DeviceSession.OpenAsync(this, lease, token, transport, cancellationToken);
+        return DeviceSession.OpenAsync(this, lease, () => token, new SessionOptions { Transport = transport }, cancellationToken);
     }
 
     /// <summary>Brokers, devices with their capacity, and live leases.</summary>

@@ -174,5 +174,15 @@ public interface ICopyToHostSink
     /// </summary>
     void OnChunk(ulong offset, ReadOnlySpan<byte> data, bool last) => throw new NotSupportedException("this sink takes a copy only whole, through OnData");
 
+    /// <summary>
+    /// Whether the sink takes the whole copy as memory that stays valid until <see cref="OnMemoryAsync"/>'s task
+    /// completes: a backend whose device memory is host memory (cpu) then lets the sink send the bytes from where they
+    /// are, and waits for it without holding a thread.
+    /// </summary>
+    bool AcceptsMemory => false;
+
+    /// <summary>The whole copy, <paramref name="length"/> bytes at <paramref name="bytes"/>, valid until the returned task completes.</summary>
+    ValueTask OnMemoryAsync(nint bytes, int length) => throw new NotSupportedException("this sink takes a copy only as a span");
+
     void OnError(StickyError error);
 }

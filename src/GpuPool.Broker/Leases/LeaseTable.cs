@@ -114,8 +114,8 @@ public sealed class LeaseTable : IAsyncDisposable
 
     /// <summary>
     /// Checks the token of a connection that asks to join an open session of <paramref name="leaseId"/> (a fast-path
-    /// data connection): it must verify, be this lease's and this broker's, and the lease must be live here. Throws
-    /// GpuPoolException with the reason; whether the session it names is this lease's is the caller's check.
+    /// data connection): it must verify and be this lease's and this broker's. Throws GpuPoolException with the
+    /// reason; whether the session it names is open and this lease's is the caller's check.
     /// </summary>
     public void VerifyJoin(string leaseId, string token)
     {
@@ -128,11 +128,6 @@ public sealed class LeaseTable : IAsyncDisposable
         if (!string.Equals(claims.BrokerId, _options.BrokerId, StringComparison.Ordinal))
         {
             throw new GpuPoolException(ErrorCode.PermissionDenied, $"lease {leaseId} is placed on broker {claims.BrokerId}, not on this broker ({_options.BrokerId})");
-        }
-
-        if (!_leases.ContainsKey(leaseId))
-        {
-            throw LeaseGone(leaseId);
         }
     }
 

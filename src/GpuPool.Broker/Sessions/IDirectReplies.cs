@@ -3,7 +3,7 @@ namespace GpuPool.Broker.Sessions;
 /// <summary>
 /// A reply writer that sends a chunk of a device-to-host copy straight from the memory the device hands over,
 /// with no staging copy: the caller (the device stream, which holds the copy) keeps the bytes valid from
-/// <see cref="PostDirect"/> until <see cref="WaitDirect"/> returns. One chunk at a time per writer; several
+/// <see cref="PostDirect"/> until <see cref="WaitDirect"/> returns (or <see cref="WaitDirectAsync"/> completes). One chunk at a time per writer; several
 /// writers (the connections of a striped copy) send theirs in parallel.
 /// </summary>
 internal interface IDirectReplies
@@ -23,7 +23,10 @@ internal interface IDirectReplies
     /// <summary>
     /// Waits until the posted bytes have been sent (true), or will not be (false: the connection failed, or the
     /// session ended and the client did not take them). Either way the writer no longer reads them. True at once
-    /// when nothing is posted.
+    /// when nothing is posted. For a caller on a thread of its own (a cuda stream).
     /// </summary>
     bool WaitDirect();
+
+    /// <summary>Like <see cref="WaitDirect"/>, without holding a thread; await it once per <see cref="PostDirect"/> that returned true.</summary>
+    ValueTask<bool> WaitDirectAsync();
 }

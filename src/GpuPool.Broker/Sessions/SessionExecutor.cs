@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using GpuPool.Broker.Leases;
 using GpuPool.Devices;
 using GpuPool.Protocol.Errors;
@@ -177,7 +178,9 @@ internal sealed class SessionExecutor
     /// Runs a copy to the host whose chunks go out on <paramref name="lanes"/> (the connections of a striped copy):
     /// chunk i on lane i mod n, each sent straight from device memory while the copy holds its stream.
     /// </summary>
-    public void ExecuteStripedCopyToHost(in Protocol.Transport.StripedCopy copy, (IDirectReplies Writer, string Name)[] lanes)
+    /// <param name="carriedBy">The connections <paramref name="lanes"/> are (bit i: index i), told to the client in a
+    /// Reply once every chunk has been sent: a copy's chunks may still be on their way on the others then.</param>
+    public void ExecuteStripedCopyToHost(in Protocol.Transport.StripedCopy copy, (IDirectReplies Writer, string Name)[] lanes, uint carriedBy)
     {
         if (!TryTakeSeq(copy.Seq))
         {
@@ -192,7 +195,7 @@ internal sealed class SessionExecutor
 
         BrokerMetrics.BytesToHost.Add((long)copy.Bytes);
         BrokerMetrics.StripedCopies.Add(1, new KeyValuePair<string, object?>("direction", "to_host"));
-        _context.EnqueueCopyToHost(copy.Stream, copy.Ptr, copy.Bytes, new CopyReplySink(this, copy.Seq, copy.Ptr, copy.Bytes, (int)copy.ChunkBytes, lanes), new OpTag(copy.Seq, "memcpy_dtoh"));
+        _context.EnqueueCopyToHost(copy.Stream, copy.Ptr, copy.Bytes, new CopyReplySink(this, copy.Seq, copy.Ptr, copy.Bytes, (int)copy.ChunkBytes, lanes, carriedBy), new OpTag(copy.Seq, "memcpy_dtoh"));
     }
 
     /// <summary>
@@ -363,11 +366,13 @@ internal sealed class SessionExecutor
     /// (chunk i of the copy on lane i mod n), and the device stream waits until each lane has sent its share; else
     /// they are staged (the gRPC stream). A lane that closes fails the copy with an error naming it.
     /// </summary>
-    private sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong ptr, ulong total, int chunk, (IDirectReplies Writer, string Name)[]? lanes) : ICopyToHostSink
+    private sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong ptr, ulong total, int chunk, (IDirectReplies Writer, string Name)[]? lanes, uint? carriedBy = null) : ICopyToHostSink
     {
         private bool _failed;
 
         public bool AcceptsChunks => true;
+
+        public bool AcceptsMemory => lanes is not null;
 
         public void OnData(ReadOnlySpan<byte> data) => OnChunk(0, data, last: true);
 
@@ -378,7 +383,7 @@ internal sealed class SessionExecutor
                 return;
             }
 
-            if (lanes is null || (lanes.Length == 1 && data.Length < lanes[0].Writer.DirectThreshold))
+            if (lanes is null || (carriedBy is null && data.Length < lanes[0].Writer.DirectThreshold))
             {
                 var at = 0;
                 do
@@ -394,6 +399,59 @@ internal sealed class SessionExecutor
             SendDirect(offset, data);
         }
 
+        /// <summary>The whole copy from device memory (cpu): each lane sends its chunks from where they are; nothing holds a thread meanwhile.</summary>
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+        public async ValueTask OnMemoryAsync(nint bytes, int length)
+        {
+            if (carriedBy is null && length < lanes![0].Writer.DirectThreshold)
+            {
+                OnChunk(0, Span(bytes, length), last: true);
+                return;
+            }
+
+            var posted = 0u;
+            var at = 0;
+            string? lost = null;
+            while (at < length)
+            {
+                var position = (ulong)at;
+                var k = (int)(position / (ulong)chunk % (ulong)lanes!.Length);
+                var n = (int)Math.Min((ulong)chunk - (position % (ulong)chunk), (ulong)(length - at));
+                if ((posted & (1u << k)) != 0)
+                {
+                    posted &= ~(1u << k);
+                    if (!await lanes[k].Writer.WaitDirectAsync().ConfigureAwait(false))
+                    {
+                        lost = lanes[k].Name;
+                        break;
+                    }
+                }
+
+                if (!lanes[k].Writer.PostDirect(seq, position, bytes + at, n, position + (ulong)n == total))
+                {
+                    lost = lanes[k].Name;
+                    break;
+                }
+
+                posted |= 1u << k;
+                at += n;
+            }
+
+            // Every lane must have let go of the bytes before the stream goes on.
+            for (var k = 0; k < lanes!.Length; k++)
+            {
+                if ((posted & (1u << k)) != 0 && !await lanes[k].Writer.WaitDirectAsync().ConfigureAwait(false))
+                {
+                    lost ??= lanes[k].Name;
+                }
+            }
+
+            Finish(lost, (ulong)at, whole: at == length);
+        }
+
+        private static unsafe ReadOnlySpan<byte> Span(nint bytes, int length) => new((void*)bytes, length);
+
+        /// <summary>A piece handed over as a span (cuda's staging): sent from it while this thread, the stream's own, waits.</summary>
         private unsafe void SendDirect(ulong offset, ReadOnlySpan<byte> data)
         {
             fixed (byte* bytes = data)
@@ -423,28 +481,41 @@ internal sealed class SessionExecutor
                     }
                 }
 
-                if (lost is not null)
-                {
-                    // A session that is over says why itself (the lease ended); the copy adds nothing to it.
-                    _failed = true;
-                    if (lanes[0].Writer.SessionEnded)
-                    {
-                        return;
-                    }
-
-                    session.Reply(new OpReply
-                    {
-                        Seq = seq,
-                        Error = new Error
-                        {
-                            Code = ErrorCode.Unavailable,
-                            Message = $"copy #{seq} of {total} bytes from the device at 0x{ptr:x} to the host failed: {lost} closed after {offset + (ulong)at} of {total} bytes had been sent; the rest was not",
-                            FailedSeq = seq,
-                            FailedOp = "memcpy_dtoh",
-                        },
-                    });
-                }
+                Finish(lost, offset + (ulong)at, whole: offset + (ulong)data.Length == total);
             }
+        }
+
+        /// <summary>After the last piece, a striped copy's last word (which connections carried it); after a lost lane, the error naming the copy.</summary>
+        private void Finish(string? lost, ulong sent, bool whole)
+        {
+            if (lost is null)
+            {
+                if (carriedBy is { } carried && whole)
+                {
+                    session.Reply(new OpReply { Seq = seq, Handle = carried });
+                }
+
+                return;
+            }
+
+            // A session that is over says why itself (the lease ended); the copy adds nothing to it.
+            _failed = true;
+            if (lanes![0].Writer.SessionEnded)
+            {
+                return;
+            }
+
+            session.Reply(new OpReply
+            {
+                Seq = seq,
+                Error = new Error
+                {
+                    Code = ErrorCode.Unavailable,
+                    Message = $"copy #{seq} of {total} bytes from the device at 0x{ptr:x} to the host failed: {lost} closed after {sent} of {total} bytes had been sent; the rest was not",
+                    FailedSeq = seq,
+                    FailedOp = "memcpy_dtoh",
+                },
+            });
         }
 
         public void OnError(StickyError error)

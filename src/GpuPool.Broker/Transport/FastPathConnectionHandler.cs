@@ -236,14 +236,16 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
         var problem = copy.ChunkBytes < FastPathSession.MinChunkBytes || copy.ChunkBytes > options.MaxMessageBytes
             ? $"its chunks of {copy.ChunkBytes} bytes are not between {FastPathSession.MinChunkBytes} and the broker's message limit of {options.MaxMessageBytes} bytes"
             : null;
-        var lanes = problem is null ? session.Lanes(copy.Connections, out problem) : null;
+        var open = 0u;
+        var lanes = problem is null ? session.Lanes(copy.Connections, out open, out _, out problem) : null;
         if (lanes is null)
         {
             executor.Refuse(copy.Seq, ErrorCode.InvalidArgument, $"striped copy of {copy.Bytes} bytes from the device at 0x{copy.Ptr:x} to the host: {problem}");
             return;
         }
 
-        executor.ExecuteStripedCopyToHost(copy, lanes);
+        // A named connection that has closed is left out: the copy goes over the others, and its last word says which.
+        executor.ExecuteStripedCopyToHost(copy, lanes, open);
     }
 
     /// <summary>

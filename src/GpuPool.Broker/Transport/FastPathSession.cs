@@ -141,18 +141,22 @@ internal sealed class FastPathSession(ulong id, BrokerLease lease, SessionExecut
         await Task.WhenAny(Task.WhenAll(tasks), Task.Delay(timeout)).ConfigureAwait(false);
     }
 
-    /// <summary>The writers of the connections a copy to the host names; null with the reason when one is not open.</summary>
-    public (IDirectReplies Writer, string Name)[]? Lanes(uint connections, out string? error)
+    /// <summary>
+    /// The writers of the connections a copy names that are open now, and their mask. Null with the reason when it
+    /// names none, or one that never joined; <paramref name="closed"/> says which named one has closed, if any.
+    /// </summary>
+    public (IDirectReplies Writer, string Name)[]? Lanes(uint connections, out uint open, out string? closed, out string? error)
     {
         error = null;
+        closed = null;
+        open = 0;
         if (connections == 0)
         {
-            error = "a striped copy must name at least one connection";
+            error = "it names no connection";
             return null;
         }
 
-        var lanes = new (IDirectReplies, string)[System.Numerics.BitOperations.PopCount(connections)];
-        var n = 0;
+        var lanes = new List<(IDirectReplies, string)>(System.Numerics.BitOperations.PopCount(connections));
         lock (_gate)
         {
             for (var i = 0; i < StripeFrames.MaxConnections; i++)
@@ -163,17 +167,24 @@ internal sealed class FastPathSession(ulong id, BrokerLease lease, SessionExecut
                 }
 
                 var lane = _lanes[i];
-                if (lane is null || lane.ClosedBecause is not null)
+                if (lane is null)
                 {
-                    error = lane is null ? $"it names connection {i}, which has not joined the session" : $"it names {lane.Name}, which has closed ({lane.ClosedBecause})";
+                    error = $"it names connection {i}, which has not joined the session";
                     return null;
                 }
 
-                lanes[n++] = (lane.Replies, lane.Name);
+                if (lane.ClosedBecause is not null)
+                {
+                    closed ??= $"{lane.Name} had closed before it began ({lane.ClosedBecause})";
+                    continue;
+                }
+
+                lanes.Add((lane.Replies, lane.Name));
+                open |= 1u << i;
             }
         }
 
-        return lanes;
+        return [.. lanes];
     }
 
     /// <summary>
@@ -190,10 +201,18 @@ internal sealed class FastPathSession(ulong id, BrokerLease lease, SessionExecut
             _ => null,
         };
         var code = DeviceErrorCode.InvalidArgument;
-        if (error is null && copy.Bytes > 0 && Lanes(copy.Connections, out var laneError) is null)
+        if (error is null && copy.Bytes > 0)
         {
-            error = laneError;
-            code = laneError!.Contains("has closed", StringComparison.Ordinal) ? DeviceErrorCode.TransferFailed : DeviceErrorCode.InvalidArgument;
+            // Chunks meant for a connection that has closed cannot come: the copy fails at once rather than wait.
+            if (Lanes(copy.Connections, out _, out var closed, out var laneError) is null)
+            {
+                error = laneError;
+            }
+            else if (closed is not null)
+            {
+                error = closed;
+                code = DeviceErrorCode.TransferFailed;
+            }
         }
 
         if (error is not null)

@@ -1,7 +1,9 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
+using System.Threading.Tasks.Sources;
 using GpuPool.Broker.Sessions;
 using GpuPool.Protocol.Transport;
 using GpuPool.Protocol.V1;
@@ -20,7 +22,7 @@ namespace GpuPool.Broker.Transport;
 /// then once into the connection's buffers; at most <see cref="StagedChunks"/> of them wait at a time.
 /// </para>
 /// </summary>
-internal sealed class FrameReplies : ISessionReplies, IDirectReplies
+internal sealed class FrameReplies : ISessionReplies, IDirectReplies, IValueTaskSource<bool>
 {
     private const int StagedChunks = 16;
 
@@ -41,8 +43,11 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
     private readonly CancellationTokenSource _sendCancel;
     private readonly CancellationTokenSource _failed = new();
 
-    // The one direct chunk in flight: written by the device thread before posting, read by the writer.
+    // The one direct chunk in flight: written by the device stream before posting, read by the writer. Whoever ends it
+    // (the writer, or the session ending before the writer got to it) completes both the event and the task source.
     private readonly ManualResetEventSlim _directDone = new(true);
+    private ManualResetValueTaskSourceCore<bool> _directSent = new() { RunContinuationsAsynchronously = true };
+    private int _directEnded = 1;
     private readonly ArrayBufferWriter<byte> _directHeader = new(FrameCodec.HeaderSize + 16);
     private readonly PointerMemory _directBytes = new();
     private int _directState;
@@ -66,6 +71,7 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
         _blocks = blocks;
         _cancellation = session;
         _sendCancel = CancellationTokenSource.CreateLinkedTokenSource(writing);
+        session.UnsafeRegister(static r => ((FrameReplies)r!).OnSessionEnded(), this);
         Completion = WriteAsync(writing);
     }
 
@@ -123,11 +129,12 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
         _directLength = length;
         _directLast = last;
         _directDone.Reset();
+        _directSent.Reset();
+        Volatile.Write(ref _directEnded, 0);
         Volatile.Write(ref _directState, Posted);
         if (!_items.Writer.TryWrite(new Item(null, seq, offset, null, null, length, last, Direct: true)))
         {
-            Volatile.Write(ref _directState, NotSent);
-            _directDone.Set();
+            EndDirect(NotSent);
             return false;
         }
 
@@ -136,31 +143,49 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
 
     public bool WaitDirect()
     {
-        if (!_directDone.IsSet)
-        {
-            try
-            {
-                _directDone.Wait(_cancellation);
-            }
-            catch (OperationCanceledException)
-            {
-                // The session is over. Bytes the writer has not started on are taken back at once; bytes it is sending
-                // get a moment to go, then the send is cancelled (which breaks the connection: the frame is cut).
-                if (Interlocked.CompareExchange(ref _directState, NotSent, Posted) == Posted)
-                {
-                    _directDone.Set();
-                    return false;
-                }
+        _directDone.Wait();
+        return Volatile.Read(ref _directState) is Idle or Sent;
+    }
 
-                if (!_directDone.Wait(AbandonGrace))
-                {
-                    _sendCancel.Cancel();
-                    _directDone.Wait();
-                }
-            }
+    public ValueTask<bool> WaitDirectAsync() => new(this, _directSent.Version);
+
+    bool IValueTaskSource<bool>.GetResult(short token) => _directSent.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<bool>.GetStatus(short token) => _directSent.GetStatus(token);
+
+    void IValueTaskSource<bool>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
+        => _directSent.OnCompleted(continuation, state, token, flags);
+
+    /// <summary>Ends the posted chunk, once: sent, or not (and then never read again).</summary>
+    private void EndDirect(int state)
+    {
+        if (Interlocked.Exchange(ref _directEnded, 1) == 0)
+        {
+            Volatile.Write(ref _directState, state);
+            _directDone.Set();
+            _directSent.SetResult(state == Sent);
+        }
+    }
+
+    /// <summary>
+    /// The session is over. A chunk the writer has not started on is given back at once; one it is sending gets a
+    /// moment to go (a client that reads takes a chunk in far less), then the send is cancelled, which cuts the
+    /// frame and so ends the connection: the device must not wait on a client that stopped reading.
+    /// </summary>
+    private void OnSessionEnded()
+    {
+        if (Interlocked.CompareExchange(ref _directState, NotSent, Posted) == Posted)
+        {
+            EndDirect(NotSent);
         }
 
-        return Volatile.Read(ref _directState) is Idle or Sent;
+        try
+        {
+            _sendCancel.CancelAfter(AbandonGrace);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
     }
 
     private void Release(in Item item)
@@ -243,9 +268,9 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
                 }
             }
 
-            if (Interlocked.CompareExchange(ref _directState, NotSent, Posted) == Posted)
+            if (Volatile.Read(ref _directState) == Posted)
             {
-                _directDone.Set();
+                EndDirect(NotSent);
             }
         }
     }
@@ -254,13 +279,16 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
     /// Sends the posted chunk straight from the device's memory: what is queued before it goes first, then its
     /// header, then its bytes. A failure or a cancelled send leaves a frame cut short, so the writer stops.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendDirectAsync(CancellationToken cancellationToken)
     {
         if (Interlocked.CompareExchange(ref _directState, Sending, Posted) != Posted)
         {
-            // Taken back by a device stream whose session ended.
+            // Given back: the session ended before the writer got to it.
             return;
         }
+
+        var state = NotSent;
 
         try
         {
@@ -276,20 +304,16 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
             await SendAllAsync(_directHeader.WrittenMemory).ConfigureAwait(false);
             _directBytes.Reset(_directPointer, _directLength);
             await SendAllAsync(_directBytes.Memory).ConfigureAwait(false);
-            Volatile.Write(ref _directState, Sent);
-        }
-        catch
-        {
-            Volatile.Write(ref _directState, NotSent);
-            throw;
+            state = Sent;
         }
         finally
         {
             _directBytes.Reset(0, 0);
-            _directDone.Set();
+            EndDirect(state);
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendAllAsync(ReadOnlyMemory<byte> bytes)
     {
         while (!bytes.IsEmpty)

@@ -21,6 +21,9 @@ internal interface IReplyTarget
     /// <summary>The broker told the session something unasked (seq 0), such as a preemption.</summary>
     void OnNotice(Notice notice);
 
+    /// <summary>A data connection of a striped session closed: copies in flight over it (bit <paramref name="lane"/> of their connections) fail.</summary>
+    void OnLaneClosed(int lane, GpuPoolException error);
+
     /// <summary>The transport is closed; nothing more will arrive.</summary>
     void OnClosed(GpuPoolException error);
 }

@@ -369,7 +369,7 @@ internal sealed partial class CpuContext : IDeviceContext
             await _device.Dispatcher.AcquireAsync(_account, cost).ConfigureAwait(false);
             try
             {
-                work.Run(this);
+                await work.RunAsync(this).ConfigureAwait(false);
             }
             catch (DeviceException ex)
             {
