@@ -399,6 +399,17 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
         }
     }
 
+    Memory<byte> IReplyTarget.DataDestination(ulong seq, ulong offset, int length)
+        => _pending.TryGetValue(seq, out var pending) && pending is CopyPending copy ? copy.Destination(offset, length) : Memory<byte>.Empty;
+
+    void IReplyTarget.OnDataReceived(ulong seq, ulong offset, int length, bool last)
+    {
+        if (_pending.TryGetValue(seq, out var pending) && pending is CopyPending copy && copy.Received(length, last))
+        {
+            _pending.TryRemove(seq, out _);
+        }
+    }
+
     void IReplyTarget.OnError(ulong seq, GpuPoolException error)
     {
         if (seq == 0)
@@ -536,7 +547,17 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
             }
 
             bytes.CopyTo(destination.Span[(int)offset..]);
-            var received = Interlocked.Add(ref _received, bytes.Length);
+            return Received((int)bytes.Length, last);
+        }
+
+        /// <summary>The part of the caller's buffer a chunk covers, for the chunk to be received into; empty when it does not fit.</summary>
+        public Memory<byte> Destination(ulong offset, int length)
+            => offset + (ulong)length <= (ulong)destination.Length ? destination.Slice((int)offset, length) : Memory<byte>.Empty;
+
+        /// <summary>Counts a chunk that is in the caller's buffer; true when no more replies are expected.</summary>
+        public bool Received(int length, bool last)
+        {
+            var received = Interlocked.Add(ref _received, length);
             if (striped)
             {
                 return Check();

@@ -444,6 +444,10 @@ internal sealed class FastPathSessionTransport : SessionTransport
 
         public void OnData(ulong seq, ulong offset, in ReadOnlySequence<byte> bytes, bool last) => session.OnData(seq, offset, bytes, last);
 
+        public Memory<byte> DataDestination(ulong seq, ulong offset, int length) => session.DataDestination(seq, offset, length);
+
+        public void OnDataReceived(ulong seq, ulong offset, int length, bool last) => session.OnDataReceived(seq, offset, length, last);
+
         public void OnError(ulong seq, GpuPoolException error)
         {
             if (seq != 0)
@@ -590,6 +594,12 @@ internal sealed class FastPathSessionTransport : SessionTransport
         }
     }
 
+    /// <summary>Data frames at least this large whose payload is still arriving are received straight into the copy's destination.</summary>
+    private const int DirectReceiveThreshold = 128 * 1024;
+
+    /// <summary>A Data frame being received straight into its copy's destination: what is still to come.</summary>
+    private readonly record struct DirectReceive(ulong Seq, ulong Offset, Memory<byte> Rest, int Length, bool Last);
+
     private async Task ReadLoopAsync()
     {
         GpuPoolException closed = new(ErrorCode.Unavailable, "the broker closed the fast-path connection");
@@ -598,12 +608,32 @@ internal sealed class FastPathSessionTransport : SessionTransport
             while (true)
             {
                 var result = await _input.ReadAsync().ConfigureAwait(false);
-                var consumed = Dispatch(result.Buffer, out var protocolError);
-                _input.AdvanceTo(consumed, result.Buffer.End);
+                var consumed = Dispatch(result.Buffer, out var protocolError, out var direct);
+                _input.AdvanceTo(consumed, direct is null ? result.Buffer.End : consumed);
                 if (protocolError is not null)
                 {
                     closed = new GpuPoolException(ErrorCode.Internal, "the broker sent a malformed frame: " + protocolError);
                     break;
+                }
+
+                if (direct is { } receive)
+                {
+                    // The pipe holds nothing more and reads nothing until asked: the rest of the payload is read from the
+                    // socket into the copy's destination, then the pipe goes on from the next frame.
+                    var rest = receive.Rest;
+                    while (!rest.IsEmpty)
+                    {
+                        var n = await _socket.ReceiveAsync(rest, SocketFlags.None).ConfigureAwait(false);
+                        if (n == 0)
+                        {
+                            throw new IOException("the broker closed the connection in the middle of a frame");
+                        }
+
+                        rest = rest[n..];
+                    }
+
+                    _target.OnDataReceived(receive.Seq, receive.Offset, receive.Length, receive.Last);
+                    continue;
                 }
 
                 if (result.IsCompleted)
@@ -621,14 +651,26 @@ internal sealed class FastPathSessionTransport : SessionTransport
         await _input.CompleteAsync().ConfigureAwait(false);
     }
 
-    private SequencePosition Dispatch(ReadOnlySequence<byte> buffer, out string? protocolError)
+    /// <summary>
+    /// Hands the whole frames in the buffer to the target. A large Data frame whose payload has only begun to arrive
+    /// is not waited for in the pipe: what has come is copied into its copy's destination now, and
+    /// <paramref name="direct"/> says where the rest goes, straight from the socket.
+    /// </summary>
+    private SequencePosition Dispatch(ReadOnlySequence<byte> buffer, out string? protocolError, out DirectReceive? direct)
     {
         protocolError = null;
+        direct = null;
         var reader = new SequenceReader<byte>(buffer);
         Span<byte> scratch = stackalloc byte[16];
         while (true)
         {
             var status = FrameCodec.TryDecode(ref reader, 64 << 20, out var frame, out var error);
+            if (status == DecodeStatus.NeedMore)
+            {
+                direct = StartDirectReceive(ref reader);
+                return reader.Position;
+            }
+
             if (status != DecodeStatus.Frame)
             {
                 protocolError = error;
@@ -660,6 +702,36 @@ internal sealed class FastPathSessionTransport : SessionTransport
                     return reader.Position;
             }
         }
+    }
+
+    /// <summary>
+    /// When the reader is at a large Data frame whose copy has a destination for it, copies the payload that has come
+    /// into it and moves the reader past everything; null (the reader unmoved) otherwise, and the frame waits whole.
+    /// </summary>
+    private DirectReceive? StartDirectReceive(ref SequenceReader<byte> reader)
+    {
+        if (FrameCodec.TryDecodeHeader(reader, 64 << 20, out var header, out var fixedFields, out _) != DecodeStatus.Frame
+            || header.Type != FrameType.Data || header.PayloadLength < DirectReceiveThreshold)
+        {
+            return null;
+        }
+
+        Span<byte> scratch = stackalloc byte[12];
+        var d = new FixedFields(fixedFields, scratch);
+        var offset = d.U64();
+        var last = d.U32() != 0;
+        var length = (int)header.PayloadLength;
+        var destination = _target.DataDestination(header.Seq, offset, length);
+        if (destination.IsEmpty)
+        {
+            return null;
+        }
+
+        reader.Advance(FrameCodec.HeaderSize + fixedFields.Length);
+        var arrived = (int)reader.Remaining;
+        reader.UnreadSequence.CopyTo(destination.Span);
+        reader.Advance(arrived);
+        return new DirectReceive(header.Seq, offset, destination[arrived..], length, last);
     }
 
     private void Fail(GpuPoolException error)
