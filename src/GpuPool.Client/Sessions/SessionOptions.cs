@@ -3,17 +3,28 @@ namespace GpuPool.Client;
 /// <summary>How a device session travels, and how it stripes large copies over the fast path.</summary>
 public sealed record SessionOptions
 {
-    /// <summary>Connections a large copy uses by default, the session's own included. Chosen by the wire benchmark on loopback (see the README).</summary>
-    public const int DefaultStripes = 2;
+    /// <summary>
+    /// Connections a large copy uses over TCP when <see cref="Stripes"/> is left at 0, the session's own included: the
+    /// count that the wire benchmark's striping rows found faster than one connection most often on loopback (README,
+    /// "Wire benchmark").
+    /// </summary>
+    public const int DefaultTcpStripes = 3;
+
+    /// <summary>
+    /// The same over a Unix socket: no striping, since there the benchmark measured two, three and four connections no
+    /// faster than one (README, "Wire benchmark").
+    /// </summary>
+    public const int DefaultUnixStripes = 1;
 
     public SessionTransportKind Transport { get; init; } = SessionTransportKind.Auto;
 
     /// <summary>
     /// Connections one large copy is striped over on the fast path, the session's own included: chunks of the copy go
     /// out on all of them at once, and come back on all of them. The extra data connections are opened at the first
-    /// large copy. 1 turns striping off; the broker may allow fewer (its FastPathMaxDataConnections).
+    /// large copy. 1 turns striping off; 0 (the default) picks <see cref="DefaultTcpStripes"/> over TCP and
+    /// <see cref="DefaultUnixStripes"/> over a Unix socket. The broker may allow fewer (its FastPathMaxDataConnections).
     /// </summary>
-    public int Stripes { get; init; } = DefaultStripes;
+    public int Stripes { get; init; }
 
     /// <summary>Copies of at least this many bytes are striped; smaller ones travel on the session's own connection.</summary>
     public long StripeThresholdBytes { get; init; } = 8 << 20;
@@ -23,9 +34,9 @@ public sealed record SessionOptions
 
     internal void Validate()
     {
-        if (Stripes is < 1 or > 32)
+        if (Stripes is < 0 or > 32)
         {
-            throw new ArgumentOutOfRangeException(nameof(Stripes), Stripes, "stripes must be between 1 (no striping) and 32");
+            throw new ArgumentOutOfRangeException(nameof(Stripes), Stripes, "stripes must be between 1 (no striping) and 32, or 0 for the transport's default");
         }
 
         if (StripeThresholdBytes < 0)

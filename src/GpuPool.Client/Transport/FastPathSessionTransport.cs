@@ -185,13 +185,14 @@ internal sealed class FastPathSessionTransport : SessionTransport
     /// <summary>Turns striping on for copies of at least <paramref name="options"/>' threshold, over the session <paramref name="info"/> names.</summary>
     public void ConfigureStriping(SessionInfo info, SessionOptions options, Func<string> token)
     {
-        if (info.FastPathSession == 0 || info.MaxDataConnections == 0 || options.Stripes < 2)
+        var stripes = options.Stripes > 0 ? options.Stripes : Name == "unix" ? SessionOptions.DefaultUnixStripes : SessionOptions.DefaultTcpStripes;
+        if (info.FastPathSession == 0 || info.MaxDataConnections == 0 || stripes < 2)
         {
             return;
         }
 
         var chunk = Math.Min(options.StripeChunkBytes, MaxCopyChunk);
-        _striping = new Striping(info.FastPathSession, info.LeaseId, token, Math.Min(options.Stripes, (int)info.MaxDataConnections + 1), Math.Max(options.StripeThresholdBytes, 1), chunk, (int)info.MaxDataConnections);
+        _striping = new Striping(info.FastPathSession, info.LeaseId, token, Math.Min(stripes, (int)info.MaxDataConnections + 1), Math.Max(options.StripeThresholdBytes, 1), chunk, (int)info.MaxDataConnections);
     }
 
     /// <summary>

@@ -127,7 +127,7 @@ public sealed class FastPathJoinTests(FastPathPoolFixture pool) : IClassFixture<
         using var proxy = new CuttingProxy(pool.Broker.FastPath.Tcp, cutAfterBytes: 0, cutConnection: 2, andLater: true);
         var record = lease.Record.Clone();
         record.BrokerFastPathTcp = proxy.Endpoint;
-        await using var session = await pool.Client.OpenSessionAsync(record, lease.Token, SessionTransportKind.Tcp);
+        await using var session = await pool.Client.OpenSessionAsync(record, lease.Token, new SessionOptions { Transport = SessionTransportKind.Tcp, Stripes = 2 });
         var ptr = await session.AllocAsync(16 << 20);
         var bytes = new byte[16 << 20];
         new Random(5).NextBytes(bytes);
