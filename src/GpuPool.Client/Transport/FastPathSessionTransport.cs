@@ -179,8 +179,19 @@ internal sealed class FastPathSessionTransport : SessionTransport
     /// <summary>A data connection of this session, and the index the broker gave it.</summary>
     private sealed record Lane(FastPathSessionTransport Connection, int Index);
 
-    /// <summary>The extra data connections open now.</summary>
-    public int DataConnections => Volatile.Read(ref _lanes).Length;
+    /// <summary>The extra data connections open now (one that has failed but whose closing is not handled yet not counted).</summary>
+    public int DataConnections => LiveLanes();
+
+    private int LiveLanes()
+    {
+        var live = 0;
+        foreach (var lane in Volatile.Read(ref _lanes))
+        {
+            live += lane.Connection._failed is null ? 1 : 0;
+        }
+
+        return live;
+    }
 
     /// <summary>Turns striping on for copies of at least <paramref name="options"/>' threshold, over the session <paramref name="info"/> names.</summary>
     public void ConfigureStriping(SessionInfo info, SessionOptions options, Func<string> token)
@@ -207,15 +218,15 @@ internal sealed class FastPathSessionTransport : SessionTransport
             return false;
         }
 
-        if (Volatile.Read(ref _lanes).Length + 1 >= striping.Stripes || Volatile.Read(ref _joinFailures) >= 3)
+        if (LiveLanes() + 1 >= striping.Stripes || Volatile.Read(ref _joinFailures) >= 3)
         {
-            return Volatile.Read(ref _lanes).Length > 0;
+            return LiveLanes() > 0;
         }
 
         await _joinGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            while (Volatile.Read(ref _lanes).Length + 1 < striping.Stripes && _joinFailures < 3)
+            while (LiveLanes() + 1 < striping.Stripes && _joinFailures < 3)
             {
                 if (await JoinAsync(striping, cancellationToken).ConfigureAwait(false) is not { } lane)
                 {
@@ -234,7 +245,7 @@ internal sealed class FastPathSessionTransport : SessionTransport
             _joinGate.Release();
         }
 
-        return Volatile.Read(ref _lanes).Length > 0;
+        return LiveLanes() > 0;
     }
 
     /// <summary>Opens one data connection and joins it to the session; null when it cannot be reached or is refused.</summary>

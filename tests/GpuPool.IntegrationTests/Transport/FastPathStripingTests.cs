@@ -149,7 +149,8 @@ public sealed class FastPathStripingTests(FastPathPoolFixture pool) : IClassFixt
         Assert.Matches($"^copy #{copySeq} of {size} bytes (from the device at 0x{ptr.Address:x} )?to the host failed: ", error.Message);
         await proxy.Cut.WaitAsync(Bound);
 
-        // The session goes on, striping again over a new data connection.
+        // The session goes on: once the client has seen the cut connection close, it stripes over a new one.
+        await Poll.UntilAsync(() => Task.FromResult(session.DataConnections == 0), Bound, "the client has left the cut connection out");
         await session.CopyToHostAsync(ptr, back).WaitAsync(Bound);
         Assert.Equal(-1, data.AsSpan().IndexOfAnyExcept(back));
         Assert.Equal(1, session.DataConnections);
