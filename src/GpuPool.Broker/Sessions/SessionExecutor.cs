@@ -399,7 +399,10 @@ internal sealed class SessionExecutor
             SendDirect(offset, data);
         }
 
-        /// <summary>The whole copy from device memory (cpu): each lane sends its chunks from where they are; nothing holds a thread meanwhile.</summary>
+        /// <summary>
+        /// The whole copy from device memory (cpu): chunk i goes on lane i mod n, in that lane's next slot; a slot is
+        /// waited for before it is used again, so each lane has several chunks in flight and nothing holds a thread.
+        /// </summary>
         [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
         public async ValueTask OnMemoryAsync(nint bytes, int length)
         {
@@ -409,40 +412,43 @@ internal sealed class SessionExecutor
                 return;
             }
 
-            var posted = 0u;
+            var slots = lanes![0].Writer.DirectSlots;
+            var posted = new bool[lanes.Length * slots];
             var at = 0;
             string? lost = null;
-            while (at < length)
+            for (var i = 0; at < length; i++)
             {
                 var position = (ulong)at;
-                var k = (int)(position / (ulong)chunk % (ulong)lanes!.Length);
-                var n = (int)Math.Min((ulong)chunk - (position % (ulong)chunk), (ulong)(length - at));
-                if ((posted & (1u << k)) != 0)
+                var k = i % lanes.Length;
+                var slot = i / lanes.Length % slots;
+                var n = Math.Min(chunk, length - at);
+                var lane = lanes[k].Writer;
+                if (posted[(k * slots) + slot])
                 {
-                    posted &= ~(1u << k);
-                    if (!await lanes[k].Writer.WaitDirectAsync().ConfigureAwait(false))
+                    posted[(k * slots) + slot] = false;
+                    if (!await lane.WaitDirectAsync(slot).ConfigureAwait(false))
                     {
                         lost = lanes[k].Name;
                         break;
                     }
                 }
 
-                if (!lanes[k].Writer.PostDirect(seq, position, bytes + at, n, position + (ulong)n == total))
+                if (!lane.PostDirect(slot, seq, position, bytes + at, n, position + (ulong)n == total))
                 {
                     lost = lanes[k].Name;
                     break;
                 }
 
-                posted |= 1u << k;
+                posted[(k * slots) + slot] = true;
                 at += n;
             }
 
             // Every lane must have let go of the bytes before the stream goes on.
-            for (var k = 0; k < lanes!.Length; k++)
+            for (var p = 0; p < posted.Length; p++)
             {
-                if ((posted & (1u << k)) != 0 && !await lanes[k].Writer.WaitDirectAsync().ConfigureAwait(false))
+                if (posted[p] && !await lanes[p / slots].Writer.WaitDirectAsync(p % slots).ConfigureAwait(false))
                 {
-                    lost ??= lanes[k].Name;
+                    lost ??= lanes[p / slots].Name;
                 }
             }
 
@@ -463,7 +469,7 @@ internal sealed class SessionExecutor
                     var position = offset + (ulong)at;
                     var lane = lanes![(int)(position / (ulong)chunk % (ulong)lanes.Length)];
                     var n = (int)Math.Min((ulong)chunk - (position % (ulong)chunk), (ulong)(data.Length - at));
-                    if (!lane.Writer.WaitDirect() || !lane.Writer.PostDirect(seq, position, (nint)(bytes + at), n, position + (ulong)n == total))
+                    if (!lane.Writer.WaitDirect(0) || !lane.Writer.PostDirect(0, seq, position, (nint)(bytes + at), n, position + (ulong)n == total))
                     {
                         lost = lane.Name;
                         break;
@@ -475,7 +481,7 @@ internal sealed class SessionExecutor
                 // Every lane must have let go of the bytes before they are given back to the device.
                 foreach (var lane in lanes!)
                 {
-                    if (!lane.Writer.WaitDirect())
+                    if (!lane.Writer.WaitDirect(0))
                     {
                         lost ??= lane.Name;
                     }

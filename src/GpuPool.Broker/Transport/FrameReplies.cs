@@ -22,7 +22,7 @@ namespace GpuPool.Broker.Transport;
 /// then once into the connection's buffers; at most <see cref="StagedChunks"/> of them wait at a time.
 /// </para>
 /// </summary>
-internal sealed class FrameReplies : ISessionReplies, IDirectReplies, IValueTaskSource<bool>
+internal sealed class FrameReplies : ISessionReplies, IDirectReplies
 {
     private const int StagedChunks = 16;
 
@@ -31,8 +31,6 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies, IValueTask
     /// reads takes a chunk in far less, and one that does not must not hold the lease's memory.
     /// </summary>
     private static readonly TimeSpan AbandonGrace = TimeSpan.FromSeconds(1);
-
-    private const int Idle = 0, Posted = 1, Sending = 2, Sent = 3, NotSent = 4;
 
     private readonly Channel<Item> _items = Channel.CreateUnbounded<Item>(new UnboundedChannelOptions { SingleReader = true });
     private readonly SemaphoreSlim _staging = new(StagedChunks, StagedChunks);
@@ -43,19 +41,11 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies, IValueTask
     private readonly CancellationTokenSource _sendCancel;
     private readonly CancellationTokenSource _failed = new();
 
-    // The one direct chunk in flight: written by the device stream before posting, read by the writer. Whoever ends it
-    // (the writer, or the session ending before the writer got to it) completes both the event and the task source.
-    private readonly ManualResetEventSlim _directDone = new(true);
-    private ManualResetValueTaskSourceCore<bool> _directSent = new() { RunContinuationsAsynchronously = true };
-    private int _directEnded = 1;
+    // The direct chunks in flight, each in a slot of its own: filled by the device stream before posting, read by the
+    // writer, which sends them in the order posted, so the next is on its way while the device stream hears of the last.
+    private readonly DirectSlot[] _slots = [new(), new(), new(), new()];
     private readonly ArrayBufferWriter<byte> _directHeader = new(FrameCodec.HeaderSize + 16);
     private readonly PointerMemory _directBytes = new();
-    private int _directState;
-    private ulong _directSeq;
-    private ulong _directOffset;
-    private nint _directPointer;
-    private int _directLength;
-    private bool _directLast;
 
     /// <param name="output">The connection's writer.</param>
     /// <param name="socket">The connection's socket, which direct chunks are sent on once <paramref name="output"/> is flushed.</param>
@@ -76,7 +66,7 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies, IValueTask
     }
 
     /// <summary>A reply, a staged chunk of copy data in <see cref="Block"/> or <see cref="Array"/>, or the direct chunk.</summary>
-    private readonly record struct Item(OpReply? Reply, ulong Seq, ulong Offset, IMemoryOwner<byte>? Block, byte[]? Array, int Length, bool Last, bool Direct = false)
+    private readonly record struct Item(OpReply? Reply, ulong Seq, ulong Offset, IMemoryOwner<byte>? Block, byte[]? Array, int Length, bool Last, DirectSlot? Direct = null)
     {
         public bool IsData => Block is not null || Array is not null;
 
@@ -89,6 +79,8 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies, IValueTask
     public CancellationToken Failed => _failed.Token;
 
     public int DirectThreshold => 64 * 1024;
+
+    public int DirectSlots => _slots.Length;
 
     public bool SessionEnded => _cancellation.IsCancellationRequested;
 
@@ -116,67 +108,38 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies, IValueTask
         }
     }
 
-    public bool PostDirect(ulong seq, ulong offset, nint bytes, int length, bool last)
+    public bool PostDirect(int slot, ulong seq, ulong offset, nint bytes, int length, bool last)
     {
         if (_cancellation.IsCancellationRequested || _failed.IsCancellationRequested)
         {
             return false;
         }
 
-        _directSeq = seq;
-        _directOffset = offset;
-        _directPointer = bytes;
-        _directLength = length;
-        _directLast = last;
-        _directDone.Reset();
-        _directSent.Reset();
-        Volatile.Write(ref _directEnded, 0);
-        Volatile.Write(ref _directState, Posted);
-        if (!_items.Writer.TryWrite(new Item(null, seq, offset, null, null, length, last, Direct: true)))
+        var direct = _slots[slot];
+        direct.Post(seq, offset, bytes, length, last);
+        if (!_items.Writer.TryWrite(new Item(null, seq, offset, null, null, length, last, direct)))
         {
-            EndDirect(NotSent);
+            direct.End(DirectSlot.NotSent);
             return false;
         }
 
         return true;
     }
 
-    public bool WaitDirect()
-    {
-        _directDone.Wait();
-        return Volatile.Read(ref _directState) is Idle or Sent;
-    }
+    public bool WaitDirect(int slot) => _slots[slot].Wait();
 
-    public ValueTask<bool> WaitDirectAsync() => new(this, _directSent.Version);
-
-    bool IValueTaskSource<bool>.GetResult(short token) => _directSent.GetResult(token);
-
-    ValueTaskSourceStatus IValueTaskSource<bool>.GetStatus(short token) => _directSent.GetStatus(token);
-
-    void IValueTaskSource<bool>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
-        => _directSent.OnCompleted(continuation, state, token, flags);
-
-    /// <summary>Ends the posted chunk, once: sent, or not (and then never read again).</summary>
-    private void EndDirect(int state)
-    {
-        if (Interlocked.Exchange(ref _directEnded, 1) == 0)
-        {
-            Volatile.Write(ref _directState, state);
-            _directDone.Set();
-            _directSent.SetResult(state == Sent);
-        }
-    }
+    public ValueTask<bool> WaitDirectAsync(int slot) => _slots[slot].WaitAsync();
 
     /// <summary>
-    /// The session is over. A chunk the writer has not started on is given back at once; one it is sending gets a
+    /// The session is over. Chunks the writer has not started on are given back at once; one it is sending gets a
     /// moment to go (a client that reads takes a chunk in far less), then the send is cancelled, which cuts the
     /// frame and so ends the connection: the device must not wait on a client that stopped reading.
     /// </summary>
     private void OnSessionEnded()
     {
-        if (Interlocked.CompareExchange(ref _directState, NotSent, Posted) == Posted)
+        foreach (var slot in _slots)
         {
-            EndDirect(NotSent);
+            slot.GiveBack();
         }
 
         try
@@ -215,9 +178,9 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies, IValueTask
                 var unflushed = 0L;
                 while (!cancellationToken.IsCancellationRequested && reader.TryRead(out var item))
                 {
-                    if (item.Direct)
+                    if (item.Direct is { } direct)
                     {
-                        await SendDirectAsync(cancellationToken).ConfigureAwait(false);
+                        await SendDirectAsync(direct, cancellationToken).ConfigureAwait(false);
                         unflushed = 0;
                     }
                     else if (item.IsData)
@@ -268,9 +231,9 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies, IValueTask
                 }
             }
 
-            if (Volatile.Read(ref _directState) == Posted)
+            foreach (var slot in _slots)
             {
-                EndDirect(NotSent);
+                slot.GiveBack();
             }
         }
     }
@@ -280,16 +243,15 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies, IValueTask
     /// header, then its bytes. A failure or a cancelled send leaves a frame cut short, so the writer stops.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask SendDirectAsync(CancellationToken cancellationToken)
+    private async ValueTask SendDirectAsync(DirectSlot direct, CancellationToken cancellationToken)
     {
-        if (Interlocked.CompareExchange(ref _directState, Sending, Posted) != Posted)
+        if (!direct.TryStart())
         {
             // Given back: the session ended before the writer got to it.
             return;
         }
 
-        var state = NotSent;
-
+        var state = DirectSlot.NotSent;
         try
         {
             var flush = await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
@@ -300,16 +262,16 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies, IValueTask
 
             Span<byte> scratch = stackalloc byte[12];
             _directHeader.ResetWrittenCount();
-            FrameCodec.WriteHeader(_directHeader, FrameType.Data, _directSeq, new FixedBuilder(scratch).U64(_directOffset).U32(_directLast ? 1u : 0u).Written, _directLength);
+            FrameCodec.WriteHeader(_directHeader, FrameType.Data, direct.Seq, new FixedBuilder(scratch).U64(direct.Offset).U32(direct.Last ? 1u : 0u).Written, direct.Length);
             await SendAllAsync(_directHeader.WrittenMemory).ConfigureAwait(false);
-            _directBytes.Reset(_directPointer, _directLength);
+            _directBytes.Reset(direct.Pointer, direct.Length);
             await SendAllAsync(_directBytes.Memory).ConfigureAwait(false);
-            state = Sent;
+            state = DirectSlot.Sent;
         }
         finally
         {
             _directBytes.Reset(0, 0);
-            EndDirect(state);
+            direct.End(state);
         }
     }
 
@@ -321,6 +283,81 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies, IValueTask
             var n = await _socket.SendAsync(bytes, SocketFlags.None, _sendCancel.Token).ConfigureAwait(false);
             bytes = bytes[n..];
         }
+    }
+
+    /// <summary>
+    /// One chunk sent straight from the device's memory: posted by the device stream, sent by the writer or given back
+    /// when the session ends first. Whoever ends it completes both the event (for a stream on a thread of its own) and
+    /// the task source (for one that waits without a thread), once per post.
+    /// </summary>
+    private sealed class DirectSlot : IValueTaskSource<bool>
+    {
+        public const int Idle = 0, Posted = 1, Sending = 2, Sent = 3, NotSent = 4;
+
+        private readonly ManualResetEventSlim _done = new(true);
+        private ManualResetValueTaskSourceCore<bool> _sent = new() { RunContinuationsAsynchronously = true };
+        private int _state;
+        private int _ended = 1;
+
+        public ulong Seq { get; private set; }
+
+        public ulong Offset { get; private set; }
+
+        public nint Pointer { get; private set; }
+
+        public int Length { get; private set; }
+
+        public bool Last { get; private set; }
+
+        public void Post(ulong seq, ulong offset, nint pointer, int length, bool last)
+        {
+            Seq = seq;
+            Offset = offset;
+            Pointer = pointer;
+            Length = length;
+            Last = last;
+            _done.Reset();
+            _sent.Reset();
+            Volatile.Write(ref _ended, 0);
+            Volatile.Write(ref _state, Posted);
+        }
+
+        /// <summary>The writer takes the chunk to send it; false when it was given back.</summary>
+        public bool TryStart() => Interlocked.CompareExchange(ref _state, Sending, Posted) == Posted;
+
+        /// <summary>Gives back a chunk the writer has not started on (the session ended, or the writer stopped).</summary>
+        public void GiveBack()
+        {
+            if (Interlocked.CompareExchange(ref _state, NotSent, Posted) == Posted)
+            {
+                End(NotSent);
+            }
+        }
+
+        public void End(int state)
+        {
+            if (Interlocked.Exchange(ref _ended, 1) == 0)
+            {
+                Volatile.Write(ref _state, state);
+                _done.Set();
+                _sent.SetResult(state == Sent);
+            }
+        }
+
+        public bool Wait()
+        {
+            _done.Wait();
+            return Volatile.Read(ref _state) is Idle or Sent;
+        }
+
+        public ValueTask<bool> WaitAsync() => new(this, _sent.Version);
+
+        public bool GetResult(short token) => _sent.GetResult(token);
+
+        public ValueTaskSourceStatus GetStatus(short token) => _sent.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
+            => _sent.OnCompleted(continuation, state, token, flags);
     }
 
     /// <summary>Memory over bytes the device owns (native memory, or a pinned staging buffer), reused for every direct chunk.</summary>

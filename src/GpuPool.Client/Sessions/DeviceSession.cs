@@ -168,14 +168,32 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
         var offset = 0;
         try
         {
-            if (_transport is FastPathSessionTransport fast && await fast.PrepareStripesAsync(source.Length, cancellationToken).ConfigureAwait(false))
+            if (_transport is FastPathSessionTransport fast)
             {
-                await SubmitAsync(
-                    (Fast: fast, At: dst.Address, Stream: stream.Id, Source: source),
-                    static (session, copy, seq, ct) => copy.Fast.SendStripedCopyToDeviceAsync(seq, copy.At, copy.Stream, copy.Source, ct),
-                    null,
-                    cancellationToken).ConfigureAwait(false);
-                return;
+                if (await fast.PrepareStripesAsync(source.Length, cancellationToken).ConfigureAwait(false))
+                {
+                    await SubmitAsync(
+                        (Fast: fast, At: dst.Address, Stream: stream.Id, Source: source),
+                        static (session, copy, seq, ct) => copy.Fast.SendStripedCopyToDeviceAsync(seq, copy.At, copy.Stream, copy.Source, ct),
+                        null,
+                        cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+
+                if (source.Length > chunk)
+                {
+                    var sent = new StrongBox<int>();
+                    try
+                    {
+                        await SubmitChunksAsync(fast, dst.Address, stream.Id, source, chunk, sent, cancellationToken).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        offset = sent.Value;
+                    }
+
+                    return;
+                }
             }
 
             do
@@ -349,6 +367,28 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
             static (session, copy, seq, ct) => session._transport.SendCopyToDeviceAsync(seq, copy.At, copy.Stream, copy.Part, ct),
             null,
             cancellationToken);
+
+    /// <summary>
+    /// A copy to the device on the fast path's one connection, chunk by chunk with two in flight: each chunk is an op
+    /// of its own, numbered here all at once, and the gate is held until the last has been sent, so nothing comes between.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask SubmitChunksAsync(FastPathSessionTransport fast, ulong at, ulong stream, ReadOnlyMemory<byte> source, int chunk, StrongBox<int> sent, CancellationToken cancellationToken)
+    {
+        ThrowIfFatal();
+        await _submitGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfFatal();
+            var first = _seq + 1;
+            _seq += (ulong)((source.Length + chunk - 1) / chunk);
+            await fast.SendCopyInChunksAsync(first, at, stream, source, chunk, sent, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _submitGate.Release();
+        }
+    }
 
     /// <summary>
     /// Numbers an op, registers who waits for its reply (if anyone), and hands it to the transport, one at

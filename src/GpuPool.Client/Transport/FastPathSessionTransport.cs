@@ -173,6 +173,87 @@ internal sealed class FastPathSessionTransport : SessionTransport
         }
     }
 
+    /// <summary>
+    /// Sends a copy to the device in chunks of <paramref name="chunk"/> bytes, chunk i as op <paramref name="firstSeq"/> + i
+    /// (the session has numbered them all), straight from the caller's memory with two chunks in flight, so the socket
+    /// never waits for the caller between them. Completes once every chunk has been sent; <paramref name="sent"/> counts
+    /// the bytes sent, for an error to say how far the copy got.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public async ValueTask SendCopyInChunksAsync(ulong firstSeq, ulong ptr, ulong stream, ReadOnlyMemory<byte> data, int chunk, StrongBox<int> sent, CancellationToken cancellationToken)
+    {
+        var first = default(ValueTask);
+        var second = default(ValueTask);
+        int firstLength = 0, secondLength = 0;
+        GpuPoolException? failure = null;
+        var at = 0;
+        for (var i = 0; at < data.Length; i++)
+        {
+            var n = Math.Min(chunk, data.Length - at);
+            try
+            {
+                // The slot's previous chunk has gone before the slot is used again.
+                if (i % 2 == 0)
+                {
+                    var pending = first;
+                    first = default;
+                    await pending.ConfigureAwait(false);
+                    sent.Value += firstLength;
+                    first = SendCopy(firstSeq + (ulong)i, ptr + (ulong)at, stream, data.Slice(at, n), 0, cancellationToken);
+                    firstLength = n;
+                }
+                else
+                {
+                    var pending = second;
+                    second = default;
+                    await pending.ConfigureAwait(false);
+                    sent.Value += secondLength;
+                    second = SendCopy(firstSeq + (ulong)i, ptr + (ulong)at, stream, data.Slice(at, n), 1, cancellationToken);
+                    secondLength = n;
+                }
+            }
+            catch (GpuPoolException ex)
+            {
+                failure = ex;
+                break;
+            }
+
+            at += n;
+        }
+
+        // Both slots let go of the caller's memory before the copy returns, whatever happened.
+        try
+        {
+            await first.ConfigureAwait(false);
+            sent.Value += firstLength;
+        }
+        catch (GpuPoolException ex)
+        {
+            failure ??= ex;
+        }
+
+        try
+        {
+            await second.ConfigureAwait(false);
+            sent.Value += secondLength;
+        }
+        catch (GpuPoolException ex)
+        {
+            failure ??= ex;
+        }
+
+        if (failure is not null)
+        {
+            throw failure;
+        }
+    }
+
+    private ValueTask SendCopy(ulong seq, ulong at, ulong stream, ReadOnlyMemory<byte> bytes, int slot, CancellationToken cancellationToken)
+    {
+        Span<byte> scratch = stackalloc byte[16];
+        return SendBulkAsync(FrameType.MemcpyHtoD, seq, new FixedBuilder(scratch).U64(at).U64(stream).Written, bytes, slot, cancellationToken);
+    }
+
     /// <summary>How large copies are striped, once the session has said it serves data connections.</summary>
     private sealed record Striping(ulong Session, string LeaseId, Func<string> Token, int Stripes, long Threshold, int ChunkBytes, int MaxDataConnections);
 
