@@ -53,6 +53,12 @@ public sealed class BrokerOptions
 
     internal int EffectiveReplyChunkBytes => ReplyChunkBytes > 0 ? ReplyChunkBytes : Math.Min(1 << 20, MaxMessageBytes / 2);
 
+    /// <summary>
+    /// Chunk size of device-to-host replies on the fast path, which are sent from device memory and received into the
+    /// caller's buffer, so a larger frame costs no buffer: 4 MiB unless <see cref="ReplyChunkBytes"/> says otherwise.
+    /// </summary>
+    internal int EffectiveFastPathReplyChunkBytes => ReplyChunkBytes > 0 ? ReplyChunkBytes : Math.Min(4 << 20, MaxMessageBytes / 2);
+
     /// <summary>Time to live of the broker's registration; its heartbeat renews it at a third of this.</summary>
     public TimeSpan RegistrationTtl { get; set; } = TimeSpan.FromSeconds(10);
 

@@ -185,7 +185,7 @@ public sealed class WireSuite(SessionTransportKind transport) : IBenchmark
 
             var h2d = counts.Select(_ => new List<double>()).ToArray();
             var d2h = counts.Select(_ => new List<double>()).ToArray();
-            var rounds = options.BandwidthRepetitions + 1;
+            var rounds = options.BandwidthRepetitions;
             for (var r = 0; r < rounds; r++)
             {
                 for (var i = 0; i < sessions.Count; i++)

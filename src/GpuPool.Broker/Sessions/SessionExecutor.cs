@@ -258,7 +258,7 @@ internal sealed class SessionExecutor
 
                     BrokerMetrics.BytesToHost.Add((long)dtoh.Bytes);
                     var lane = _replies is IDirectReplies direct ? new[] { (direct, "the connection") } : null;
-                    _context.EnqueueCopyToHost(dtoh.Stream, dtoh.Ptr, dtoh.Bytes, new CopyReplySink(this, seq, dtoh.Ptr, dtoh.Bytes, _options.EffectiveReplyChunkBytes, lane), new OpTag(seq, "memcpy_dtoh"));
+                    _context.EnqueueCopyToHost(dtoh.Stream, dtoh.Ptr, dtoh.Bytes, new CopyReplySink(this, seq, dtoh.Ptr, dtoh.Bytes, lane is null ? _options.EffectiveReplyChunkBytes : _options.EffectiveFastPathReplyChunkBytes, lane), new OpTag(seq, "memcpy_dtoh"));
                     break;
                 case OpRequest.OpOneofCase.MemcpyDtod:
                     var dtod = request.MemcpyDtod;
