@@ -23,7 +23,7 @@ public sealed class WireSuite(SessionTransportKind transport) : IBenchmark
         var largest = options.Quick ? 256L << 20 : 1L << 30;
         // Room for the striping rows' sessions and the four launch-rate sessions at once: a lease just released may not
         // have been given back yet when the next is asked for.
-        await using var pool = await BenchPool.StartAsync(Math.Max((ulong)largest * 3, (ulong)(StripeCounts.Length + 2) * StripedSize + (512 << 20)), cancellationToken).ConfigureAwait(false);
+        await using var pool = await BenchPool.StartAsync(Math.Max((ulong)largest * 3, (ulong)(MostStripingSessions + 1) * StripedSize + (512 << 20)), cancellationToken).ConfigureAwait(false);
         var results = new List<Measurement>();
         // The sizes, the round trip and the launch rate on one connection: striping has rows of its own below.
         await using (var lease = await pool.LeaseAsync((ulong)largest * 2, 1000, cancellationToken).ConfigureAwait(false))
@@ -140,14 +140,20 @@ public sealed class WireSuite(SessionTransportKind transport) : IBenchmark
         }
     }
 
-    /// <summary>Connections one copy is striped over in the striping rows, the session's own included.</summary>
-    private static readonly int[] StripeCounts = [2, 3, 4];
+    /// <summary>
+    /// Connections one copy is striped over in the striping rows, the session's own included; --quick leaves out 4,
+    /// which keeps the whole run under two minutes on the loaded development machine.
+    /// </summary>
+    private static int[] StripeCounts(BenchmarkOptions options) => options.Quick ? [2, 3] : [2, 3, 4];
+
+    /// <summary>The most sessions the striping rows hold at once: one per stripe count and the one-connection one.</summary>
+    private const int MostStripingSessions = 4;
 
     /// <summary>The size of the striped copies: issue 3's target is stated at 256 MiB.</summary>
     private const long StripedSize = 256L << 20;
 
     /// <summary>
-    /// One copy of 256 MiB striped over 2, 3 and 4 connections of one session, each way, as GB/s against iperf3's 1 MiB
+    /// One copy of 256 MiB striped over 2, 3 (and, without --quick, 4) connections of one session, each way, as GB/s against iperf3's 1 MiB
     /// writes, next to the same copy on one connection. The four sessions take turns, one copy each per round, so load
     /// from elsewhere on the machine falls on all of them alike; each row's note gives its ratio to the one-connection
     /// copy of the same rounds. Every byte is checked once per session, and each must really have opened its data
@@ -155,7 +161,7 @@ public sealed class WireSuite(SessionTransportKind transport) : IBenchmark
     /// </summary>
     private async Task<IReadOnlyList<Measurement>> StripedCopiesAsync(BenchPool pool, BenchmarkOptions options, CancellationToken cancellationToken)
     {
-        var counts = new[] { 1 }.Concat(StripeCounts).ToArray();
+        var counts = new[] { 1 }.Concat(StripeCounts(options)).ToArray();
         var leases = new List<Lease>();
         var sessions = new List<(DeviceSession Session, DevicePtr Ptr)>();
         var source = GC.AllocateUninitializedArray<byte>((int)StripedSize, pinned: true);
