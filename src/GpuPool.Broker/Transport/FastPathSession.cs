@@ -48,6 +48,7 @@ internal sealed class FastPathSession(ulong id, BrokerLease lease, SessionExecut
     private int _nextIndex = 1;
     private StripedUpload? _upload;
     private ulong _processed;
+    private int _waiting;
     private TaskCompletionSource _progress = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public ulong Id { get; } = id;
@@ -228,20 +229,32 @@ internal sealed class FastPathSession(ulong id, BrokerLease lease, SessionExecut
         Processed(copy.Seq);
     }
 
-    /// <summary>The first connection has run every op up to <paramref name="seq"/>: chunks of copies up to it may land (or be dropped).</summary>
+    /// <summary>
+    /// The first connection has run every op up to <paramref name="seq"/>: chunks of copies up to it may land (or be
+    /// dropped). Called after every batch of ops, so it takes no lock and allocates nothing unless a data connection
+    /// is waiting for it.
+    /// </summary>
     public void Processed(ulong seq)
     {
+        if (seq <= Volatile.Read(ref _processed))
+        {
+            return;
+        }
+
+        // Only the first connection's reader writes it. The fences pair with the waiter's: one of the two sees the other.
+        Volatile.Write(ref _processed, seq);
+        Interlocked.MemoryBarrier();
+        if (Volatile.Read(ref _waiting) == 0)
+        {
+            return;
+        }
+
         TaskCompletionSource wake;
         lock (_gate)
         {
-            if (seq <= _processed)
-            {
-                return;
-            }
-
-            _processed = seq;
             wake = _progress;
             _progress = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _waiting = 0;
         }
 
         wake.TrySetResult();
@@ -252,7 +265,9 @@ internal sealed class FastPathSession(ulong id, BrokerLease lease, SessionExecut
     {
         lock (_gate)
         {
-            return seq <= _processed ? Task.CompletedTask : _progress.Task.WaitAsync(cancellationToken);
+            Volatile.Write(ref _waiting, 1);
+            Interlocked.MemoryBarrier();
+            return seq <= Volatile.Read(ref _processed) ? Task.CompletedTask : _progress.Task.WaitAsync(cancellationToken);
         }
     }
 
@@ -266,14 +281,13 @@ internal sealed class FastPathSession(ulong id, BrokerLease lease, SessionExecut
         var upload = Volatile.Read(ref _upload);
         if (upload is null || upload.Copy.Seq != frame.Seq)
         {
-            // Looked at again under the gate: a copy is announced before the progress that says so.
-            lock (_gate)
+            // Progress first, then the copy: a copy is announced before the progress that says so, so a chunk whose op
+            // has been run finds its copy, unless the copy is over.
+            var processed = Volatile.Read(ref _processed);
+            upload = Volatile.Read(ref _upload);
+            if (upload is null || upload.Copy.Seq != frame.Seq)
             {
-                upload = Volatile.Read(ref _upload);
-                if (upload is null || upload.Copy.Seq != frame.Seq)
-                {
-                    return frame.Seq > _processed ? ChunkOutcome.NotYet : ChunkOutcome.Dropped;
-                }
+                return frame.Seq > processed ? ChunkOutcome.NotYet : ChunkOutcome.Dropped;
             }
         }
 
