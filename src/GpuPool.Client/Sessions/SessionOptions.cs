@@ -8,7 +8,7 @@ public sealed record SessionOptions
     /// count that the wire benchmark's striping rows found faster than one connection most often on loopback (README,
     /// "Wire benchmark").
     /// </summary>
-    public const int DefaultTcpStripes = 3;
+    public const int DefaultTcpStripes = 2;
 
     /// <summary>
     /// The same over a Unix socket: no striping, since there the benchmark measured two, three and four connections no
