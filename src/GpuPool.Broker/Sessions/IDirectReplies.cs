@@ -19,6 +19,19 @@ internal interface IDirectReplies
     bool SessionEnded { get; }
 
     /// <summary>
+    /// Takes the writer's slots for one copy: copies on other streams of the session wait until it has sent its
+    /// chunks (a connection carries one copy's bytes at a time, as a copy engine does). False when the session is over.
+    /// Every lane of a striped copy is taken in the order of its index, so two copies never wait on each other.
+    /// </summary>
+    ValueTask<bool> AcquireDirectAsync();
+
+    /// <summary>Like <see cref="AcquireDirectAsync"/>, for a caller on a thread of its own (a cuda stream).</summary>
+    bool AcquireDirect();
+
+    /// <summary>Gives the slots back, once every chunk posted has been waited for.</summary>
+    void ReleaseDirect();
+
+    /// <summary>
     /// Queues a Data frame whose payload is the <paramref name="length"/> bytes at <paramref name="bytes"/>, in
     /// <paramref name="slot"/>, which must be free (never used, or waited for since). False when the connection is
     /// gone or the session is over: nothing was queued.

@@ -412,6 +412,35 @@ internal sealed class SessionExecutor
                 return;
             }
 
+            // The lanes' slots are this copy's until it has sent its chunks; another stream's copy waits its turn.
+            var taken = 0;
+            while (taken < lanes!.Length && await lanes[taken].Writer.AcquireDirectAsync().ConfigureAwait(false))
+            {
+                taken++;
+            }
+
+            try
+            {
+                if (taken < lanes.Length)
+                {
+                    Finish(lanes[taken].Name, 0, whole: false);
+                    return;
+                }
+
+                await SendFromMemoryAsync(bytes, length).ConfigureAwait(false);
+            }
+            finally
+            {
+                for (var k = 0; k < taken; k++)
+                {
+                    lanes[k].Writer.ReleaseDirect();
+                }
+            }
+        }
+
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+        private async ValueTask SendFromMemoryAsync(nint bytes, int length)
+        {
             var slots = lanes![0].Writer.DirectSlots;
             var posted = new bool[lanes.Length * slots];
             var at = 0;
@@ -458,7 +487,34 @@ internal sealed class SessionExecutor
         private static unsafe ReadOnlySpan<byte> Span(nint bytes, int length) => new((void*)bytes, length);
 
         /// <summary>A piece handed over as a span (cuda's staging): sent from it while this thread, the stream's own, waits.</summary>
-        private unsafe void SendDirect(ulong offset, ReadOnlySpan<byte> data)
+        private void SendDirect(ulong offset, ReadOnlySpan<byte> data)
+        {
+            var taken = 0;
+            while (taken < lanes!.Length && lanes[taken].Writer.AcquireDirect())
+            {
+                taken++;
+            }
+
+            try
+            {
+                if (taken < lanes.Length)
+                {
+                    Finish(lanes[taken].Name, offset, whole: false);
+                    return;
+                }
+
+                SendFromSpan(offset, data);
+            }
+            finally
+            {
+                for (var k = 0; k < taken; k++)
+                {
+                    lanes[k].Writer.ReleaseDirect();
+                }
+            }
+        }
+
+        private unsafe void SendFromSpan(ulong offset, ReadOnlySpan<byte> data)
         {
             fixed (byte* bytes = data)
             {

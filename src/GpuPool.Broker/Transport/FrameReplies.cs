@@ -44,6 +44,7 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
     // The direct chunks in flight, each in a slot of its own: filled by the device stream before posting, read by the
     // writer, which sends them in the order posted, so the next is on its way while the device stream hears of the last.
     private readonly DirectSlot[] _slots = [new(), new(), new(), new()];
+    private readonly SemaphoreSlim _directOwner = new(1, 1);
     private readonly ArrayBufferWriter<byte> _directHeader = new(FrameCodec.HeaderSize + 16);
     private readonly PointerMemory _directBytes = new();
 
@@ -127,6 +128,34 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
     }
 
     public bool WaitDirect(int slot) => _slots[slot].Wait();
+
+    public async ValueTask<bool> AcquireDirectAsync()
+    {
+        try
+        {
+            await _directOwner.WaitAsync(_cancellation).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    public bool AcquireDirect()
+    {
+        try
+        {
+            _directOwner.Wait(_cancellation);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    public void ReleaseDirect() => _directOwner.Release();
 
     public ValueTask<bool> WaitDirectAsync(int slot) => _slots[slot].WaitAsync();
 
