@@ -950,7 +950,7 @@ internal sealed class Allocator : IAsyncDisposable
             var device = _model.FindDevice(placement.BrokerId, index)!;
             records.Add(new LeaseRecord
             {
-                LeaseId = "l-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)),
+                LeaseId = NewLeaseId(records),
                 Tenant = request.Tenant,
                 BrokerId = broker.BrokerId,
                 BrokerEndpoint = broker.Endpoint,
@@ -971,6 +971,21 @@ internal sealed class Allocator : IAsyncDisposable
         }
 
         return new Grant(pending, records, ttl);
+    }
+
+    /// <summary>
+    /// A lease id no lease this leader knows has (the store's absent-check catches one it does not know yet); after a
+    /// few tries it gives up and lets the commit refuse the collision.
+    /// </summary>
+    private string NewLeaseId(List<LeaseRecord> siblings)
+    {
+        var id = _options.NewLeaseId();
+        for (var tries = 1; tries < 8 && (_model.FindLease(id) is not null || _removing.ContainsKey(id) || siblings.Exists(r => r.LeaseId == id)); tries++)
+        {
+            id = _options.NewLeaseId();
+        }
+
+        return id;
     }
 
     /// <summary>
