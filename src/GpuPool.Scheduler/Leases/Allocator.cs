@@ -858,11 +858,25 @@ internal sealed class Allocator : IAsyncDisposable
             return grant;
         }
 
-        // Borrowed capacity is idle capacity only: a borrower never evicts anyone.
-        // A victim that is ending already is not marked (a marked record must never outlive its deletion): once its
-        // removal settles, the next round sees the room it leaves.
-        if (!borrowed && !pending.Evicting && _model.FindEviction(pending.Ask, pending.Class.Value) is { } eviction
-            && !eviction.Victims.Any(v => _removing.ContainsKey(v.LeaseId)))
+        // Borrowed capacity is idle capacity only: a borrower never evicts anyone. An ask that found no eviction
+        // searches again only once room may have come (the search walks every lease of the pool). A victim that is
+        // ending already is not marked (a marked record must never outlive its deletion): once its removal settles,
+        // the next round sees the room it leaves.
+        Eviction? eviction = null;
+        if (!borrowed && !pending.Evicting && pending.NoEvictionAt != _model.RoomGeneration)
+        {
+            eviction = _model.FindEviction(pending.Ask, pending.Class.Value);
+            if (eviction is null)
+            {
+                pending.NoEvictionAt = _model.RoomGeneration;
+            }
+            else if (eviction.Victims.Any(v => _removing.ContainsKey(v.LeaseId)))
+            {
+                eviction = null;
+            }
+        }
+
+        if (eviction is not null)
         {
             var deadline = now + _options.PreemptionGrace;
             foreach (var victim in eviction.Victims)
@@ -1423,6 +1437,9 @@ internal sealed class Allocator : IAsyncDisposable
 
         /// <summary>Victims have been chosen and told; the request waits for them to go.</summary>
         public bool Evicting { get; set; }
+
+        /// <summary>The model's <see cref="PoolModel.RoomGeneration"/> when a search found no eviction (-1: none yet).</summary>
+        public long NoEvictionAt { get; set; } = -1;
     }
 
     private sealed record Grant(Pending Pending, IReadOnlyList<LeaseRecord> Records, TimeSpan Ttl);

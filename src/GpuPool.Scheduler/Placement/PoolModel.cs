@@ -73,6 +73,14 @@ public sealed class PoolModel
 
     public TenantUsage UsageOf(string tenant) => _usage.GetValueOrDefault(tenant) ?? TenantUsage.None;
 
+    /// <summary>
+    /// Changes whenever room may have come to the pool: a lease gone (or replaced), a broker registered anew or
+    /// changed, a broker returned to service. While it stays the same, an ask that found neither a place nor an
+    /// eviction finds neither again (a lease added only takes room, and an evictable one offers what it takes),
+    /// so the allocator does not search again (<see cref="FindEviction"/> walks every lease of the pool).
+    /// </summary>
+    public long RoomGeneration { get; private set; }
+
     /// <summary>Adds or replaces a broker. Its devices keep the leases the model holds for them.</summary>
     public void UpsertBroker(BrokerRecord record)
     {
@@ -96,6 +104,7 @@ public sealed class PoolModel
             DeviceCount -= existing.Devices.Count;
         }
 
+        RoomGeneration++;
         var slot = new BrokerSlot(record);
         foreach (var info in record.Devices)
         {
@@ -148,6 +157,7 @@ public sealed class PoolModel
         }
         else
         {
+            RoomGeneration++;
             _drained.Remove(brokerId);
         }
 
@@ -180,6 +190,8 @@ public sealed class PoolModel
         {
             return null;
         }
+
+        RoomGeneration++;
 
         if (_leasesByBroker.TryGetValue(lease.BrokerId, out var ids) && ids.Remove(leaseId) && ids.Count == 0)
         {
