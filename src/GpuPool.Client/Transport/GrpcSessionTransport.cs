@@ -120,6 +120,8 @@ internal sealed class GrpcSessionTransport : SessionTransport
 
     private async Task ReadLoopAsync()
     {
+        // Flows, with the execution context, into the deserializer that the reads below run.
+        Reading.Value = this;
         try
         {
             await foreach (var reply in _call.ResponseStream.ReadAllAsync().ConfigureAwait(false))
@@ -127,6 +129,10 @@ internal sealed class GrpcSessionTransport : SessionTransport
                 if (reply is ReceivedData data)
                 {
                     data.Dispatch(_target);
+                }
+                else if (reply == Delivered)
+                {
+                    continue;
                 }
                 else
                 {
@@ -227,12 +233,29 @@ internal sealed class GrpcSessionTransport : SessionTransport
         chunk?.Done();
     }
 
+    /// <summary>
+    /// A chunk of a copy to the host is handed to the session inside the deserializer, straight from the message
+    /// buffer into the caller's destination, when the deserializer can tell whose read it runs in: the reader
+    /// loop's transport, which reaches it through the execution context. In order: the reader takes one message
+    /// at a time. Without it (the context did not flow) the chunk goes through a pooled array.
+    /// </summary>
+    private static readonly AsyncLocal<GrpcSessionTransport?> Reading = new();
+
+    /// <summary>What the deserializer returns for a chunk it has already handed to the session.</summary>
+    private static readonly object Delivered = new();
+
     private static object DeserializeReply(DeserializationContext context)
     {
         var message = context.PayloadAsReadOnlySequence();
         if (!GrpcOpStream.TryReadCopyData(message, out var seq, out var offset, out var last, out var data))
         {
             return OpReply.Parser.ParseFrom(message);
+        }
+
+        if (Reading.Value is { } transport)
+        {
+            transport._target.OnData(seq, offset, data, last);
+            return Delivered;
         }
 
         var length = (int)data.Length;
