@@ -58,11 +58,17 @@ internal sealed class DeviceSessionService(LeaseTable leases, BrokerOptions opti
 
             // Not disposed: a device thread may release a slot after the session has ended.
             var staging = new SemaphoreSlim(StagedCopies, StagedCopies);
+            GrpcOpStreamMethod.Session.Value = executor;
             try
             {
                 while (await requestStream.MoveNext(linked.Token).ConfigureAwait(false))
                 {
                     var op = requestStream.Current;
+                    if (op == ReceivedOp.Landed)
+                    {
+                        continue;
+                    }
+
                     if (op.HasPayload)
                     {
                         try

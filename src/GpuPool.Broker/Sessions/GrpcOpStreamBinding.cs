@@ -22,6 +22,9 @@ internal sealed class ReceivedOp : IDisposable
         _payload = payload;
     }
 
+    /// <summary>A copy the deserializer has already put on the device; there is nothing left to run.</summary>
+    public static ReceivedOp Landed { get; } = new(new OpRequest(), null);
+
     public OpRequest Request { get; }
 
     /// <summary>Whether the op holds staged bytes (a non-empty copy to the device).</summary>
@@ -59,6 +62,15 @@ internal static class GrpcOpStreamMethod
         Marshallers.Create<ReceivedOp>(static (_, _) => throw new NotSupportedException("the broker does not send ops"), Deserialize),
         Marshallers.Create<OpReply>(Serialize, static context => OpReply.Parser.ParseFrom(context.PayloadAsReadOnlySequence())));
 
+    /// <summary>
+    /// The session whose read runs the deserializer, reached through the execution context: the session's loop
+    /// sets it, and the deserializer runs inside the loop's read. A copy whose stream is idle then goes from the
+    /// request buffers straight to device memory, as on the fast path, and is not staged at all. The loop reads
+    /// one message at a time and runs it before reading the next, so the order of ops holds. Where the context did
+    /// not flow, or the stream is busy, the copy is staged.
+    /// </summary>
+    internal static readonly AsyncLocal<SessionExecutor?> Session = new();
+
     private static ReceivedOp Deserialize(DeserializationContext context)
     {
         var message = context.PayloadAsReadOnlySequence();
@@ -66,6 +78,11 @@ internal static class GrpcOpStreamMethod
         {
             // Any other op, or a copy in an unusual encoding: the generated parser, which also says what is malformed.
             return new ReceivedOp(OpRequest.Parser.ParseFrom(message), null);
+        }
+
+        if (Session.Value is { } session && session.TryCopyToDeviceNow(seq, ptr, stream, data))
+        {
+            return ReceivedOp.Landed;
         }
 
         var length = (int)data.Length;
