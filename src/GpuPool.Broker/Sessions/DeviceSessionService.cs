@@ -9,7 +9,7 @@ namespace GpuPool.Broker.Sessions;
 
 /// <summary>
 /// The gRPC face of device sessions: checks the opening token, then hands the stream to a <see cref="SessionExecutor"/>.
-/// At most <see cref="StagedCopies"/> copies to the device wait for their stream at a time; past that the session
+/// A copy to the device whose stream is idle lands while it is read (<see cref="GrpcOpStreamMethod.Session"/>); at most <see cref="StagedCopies"/> copies to the device wait for their stream at a time; past that the session
 /// stops reading, so HTTP/2 flow control holds the client back instead of the broker buffering without bound.
 /// </summary>
 internal sealed class DeviceSessionService(LeaseTable leases, BrokerOptions options, ILogger<DeviceSessionService> logger) : GrpcOpStreamServiceBase

@@ -1,7 +1,7 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Google.Protobuf;
-using System.Runtime.CompilerServices;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.Transport;
 using GpuPool.Protocol.V1;
@@ -14,8 +14,8 @@ namespace GpuPool.Client.Transport;
 /// The portable transport: ops and replies as protobuf messages on one gRPC bidirectional stream. The stream
 /// is bound with our own marshallers (wire-compatible with session.proto) so that bulk bytes are copied as
 /// little as the protocol allows: a copy to the device is serialized straight from the caller's memory, and
-/// the caller is let go as soon as its bytes are serialized; a chunk of a copy to the host is read into a
-/// pooled buffer rather than a new <c>ByteString</c>.
+/// the caller is let go as soon as its bytes are serialized; a chunk of a copy to the host goes from the
+/// received message straight into the caller's buffer, never through a <c>ByteString</c>.
 /// </summary>
 internal sealed class GrpcSessionTransport : SessionTransport
 {
