@@ -51,7 +51,9 @@ public sealed class GrpcOpStreamTests(PoolFixture pool) : IClassFixture<PoolFixt
         // session must stop reading while they wait, and let go of each staged chunk once it is on the device.
         const int region = 256 << 20;
         const int size = 64 << 20;
-        await using var lease = await pool.LeaseAsync(region);
+        // Seconds of memsets on two loaded cores: a TTL that a keepalive delayed by the load cannot miss (the
+        // fixture's 2 s is for the tests of expiry; this one is about copies).
+        await using var lease = await pool.Client.AllocateAsync(new LeaseRequest { Tenant = "it", MemoryBytes = region, ComputeShare = 100, Ttl = TimeSpan.FromSeconds(30) });
         await using var session = await lease.OpenSessionAsync(SessionTransportKind.Grpc);
         var stream = await session.CreateStreamAsync();
         var ptr = await session.AllocAsync(region);
