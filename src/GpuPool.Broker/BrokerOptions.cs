@@ -28,6 +28,18 @@ public sealed class BrokerOptions
     /// <summary>How long a new fast-path connection may take to send its hello frame.</summary>
     public TimeSpan FastPathHelloTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How many extra data connections one fast-path session may join, to stripe large copies over (0: none; at
+    /// most 31, the first connection being the 32nd).
+    /// </summary>
+    public int FastPathMaxDataConnections { get; set; } = 7;
+
+    /// <summary>
+    /// Bytes of copies to the device one fast-path connection may hold in staging while their stream is busy;
+    /// past it the broker stops reading that connection until staged chunks have gone to the device.
+    /// </summary>
+    public long FastPathStagingBytes { get; set; } = 16 << 20;
+
     /// <summary>The scheduler's public key: only tokens it signed open sessions.</summary>
     public required ECDsa SchedulerPublicKey { get; set; }
 
@@ -40,6 +52,12 @@ public sealed class BrokerOptions
     public int ReplyChunkBytes { get; set; }
 
     internal int EffectiveReplyChunkBytes => ReplyChunkBytes > 0 ? ReplyChunkBytes : Math.Min(1 << 20, MaxMessageBytes / 2);
+
+    /// <summary>
+    /// Chunk size of device-to-host replies on the fast path, which are sent from device memory and received into the
+    /// caller's buffer, so a larger frame costs no buffer: 4 MiB unless <see cref="ReplyChunkBytes"/> says otherwise.
+    /// </summary>
+    internal int EffectiveFastPathReplyChunkBytes => ReplyChunkBytes > 0 ? ReplyChunkBytes : Math.Min(4 << 20, MaxMessageBytes / 2);
 
     /// <summary>Time to live of the broker's registration; its heartbeat renews it at a third of this.</summary>
     public TimeSpan RegistrationTtl { get; set; } = TimeSpan.FromSeconds(10);
@@ -61,6 +79,16 @@ public sealed class BrokerOptions
         if (FastPathPort is < -1 or > 65535)
         {
             throw new ArgumentException($"FastPathPort {FastPathPort} is not a TCP port (or -1 for none)", nameof(FastPathPort));
+        }
+
+        if (FastPathMaxDataConnections is < 0 or > 31)
+        {
+            throw new ArgumentException($"FastPathMaxDataConnections {FastPathMaxDataConnections} must be between 0 and 31", nameof(FastPathMaxDataConnections));
+        }
+
+        if (FastPathStagingBytes < 1 << 20)
+        {
+            throw new ArgumentException($"FastPathStagingBytes {FastPathStagingBytes} is below the 1 MiB minimum", nameof(FastPathStagingBytes));
         }
 
         if (MaxMessageBytes < 64 * 1024)

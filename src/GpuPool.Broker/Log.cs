@@ -25,4 +25,10 @@ internal static partial class Log
 
     [LoggerMessage(7, LogLevel.Information, "Lease {LeaseId} is being preempted ({Reason}); revoking it at {Deadline}")]
     public static partial void LeasePreempting(ILogger logger, string leaseId, string reason, DateTimeOffset deadline);
+
+    [LoggerMessage(8, LogLevel.Information, "Data connection for lease {LeaseId} refused: {Reason}")]
+    public static partial void JoinRefused(ILogger logger, string leaseId, string reason);
+
+    [LoggerMessage(9, LogLevel.Debug, "Data connection {Index} of session {Session} for lease {LeaseId} closed: {Reason}")]
+    public static partial void DataConnectionClosed(ILogger logger, int index, ulong session, string leaseId, string reason);
 }

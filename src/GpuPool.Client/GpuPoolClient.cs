@@ -140,6 +140,10 @@ public sealed class GpuPoolClient : IDisposable
     /// Nothing here renews or releases the lease.
     /// </summary>
     public Task<DeviceSession> OpenSessionAsync(LeaseRecord lease, string token, SessionTransportKind transport = SessionTransportKind.Auto, CancellationToken cancellationToken = default)
+        => OpenSessionAsync(lease, token, new SessionOptions { Transport = transport }, cancellationToken);
+
+    /// <summary>Like the overload with a transport, with the transport and striping given in <paramref name="options"/>.</summary>
+    public Task<DeviceSession> OpenSessionAsync(LeaseRecord lease, string token, SessionOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(lease);
         ArgumentException.ThrowIfNullOrEmpty(token);
@@ -148,7 +152,7 @@ public sealed class GpuPoolClient : IDisposable
             throw new ArgumentException("the lease record must name the lease and its broker's endpoint", nameof(lease));
         }
 
-        return DeviceSession.OpenAsync(this, lease, token, transport, cancellationToken);
+        return DeviceSession.OpenAsync(this, lease, () => token, options, cancellationToken);
     }
 
     /// <summary>Brokers, devices with their capacity, and live leases.</summary>

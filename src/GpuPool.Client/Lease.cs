@@ -62,7 +62,11 @@ public sealed class Lease : IAsyncDisposable
 
     /// <summary>Opens a device session over the given transport.</summary>
     public Task<DeviceSession> OpenSessionAsync(SessionTransportKind transport, CancellationToken cancellationToken = default)
-        => DeviceSession.OpenAsync(_client, Record, Token, transport, cancellationToken);
+        => OpenSessionAsync(new SessionOptions { Transport = transport }, cancellationToken);
+
+    /// <summary>Opens a device session with the given transport and striping.</summary>
+    public Task<DeviceSession> OpenSessionAsync(SessionOptions options, CancellationToken cancellationToken = default)
+        => DeviceSession.OpenAsync(_client, Record, () => Token, options, cancellationToken);
 
     /// <summary>Gives the capacity back now; the broker frees everything the lease held.</summary>
     public async Task ReleaseAsync(CancellationToken cancellationToken = default)

@@ -11,6 +11,9 @@ public enum DeviceErrorCode
     LaunchFailed,
     NotReady,
     ContextClosed,
+
+    /// <summary>The bytes of a copy stopped arriving: the connection that carried them closed before the copy was whole.</summary>
+    TransferFailed,
 }
 
 /// <summary>A device operation failed; the message names the operation and the bad value.</summary>

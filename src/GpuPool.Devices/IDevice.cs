@@ -111,7 +111,8 @@ public interface IDeviceContext : IAsyncDisposable
     /// Copies to the device at once when the stream has nothing queued or running and no error is pending,
     /// so the copy lands exactly where its place in the stream's order is, without staging. False when it
     /// cannot (busy stream, pending error, bad range, closed context): the caller then stages the bytes
-    /// and enqueues the copy, which reports any error the usual way.
+    /// and enqueues the copy, which reports any error the usual way. Safe to call from several threads at
+    /// once for disjoint ranges (the chunks of one striped copy).
     /// </summary>
     bool TryCopyToDeviceNow(ulong stream, ulong dst, in System.Buffers.ReadOnlySequence<byte> data);
 
@@ -123,6 +124,13 @@ public interface IDeviceContext : IAsyncDisposable
     void EnqueueCopyToHost(ulong stream, ulong src, ulong bytes, ICopyToHostSink sink, OpTag tag);
 
     void EnqueueCopyDeviceToDevice(ulong stream, ulong dst, ulong src, ulong bytes, OpTag tag);
+
+    /// <summary>
+    /// Queues a failure in the stream's order: when the stream reaches it, <paramref name="error"/> becomes the
+    /// context's sticky error for <paramref name="tag"/> (unless an earlier one is pending), as if the op had run and
+    /// failed. For failures found outside the device, such as a copy whose bytes stopped arriving.
+    /// </summary>
+    void EnqueueFailure(ulong stream, OpTag tag, DeviceException error);
 
     void EnqueueMemset(ulong stream, ulong dst, uint value, int elementSize, ulong count, OpTag tag);
 
@@ -165,6 +173,16 @@ public interface ICopyToHostSink
     /// marks the final piece. Called only when <see cref="AcceptsChunks"/> is true; bytes are valid only during the call.
     /// </summary>
     void OnChunk(ulong offset, ReadOnlySpan<byte> data, bool last) => throw new NotSupportedException("this sink takes a copy only whole, through OnData");
+
+    /// <summary>
+    /// Whether the sink takes the whole copy as memory that stays valid until <see cref="OnMemoryAsync"/>'s task
+    /// completes: a backend whose device memory is host memory (cpu) then lets the sink send the bytes from where they
+    /// are, and waits for it without holding a thread.
+    /// </summary>
+    bool AcceptsMemory => false;
+
+    /// <summary>The whole copy, <paramref name="length"/> bytes at <paramref name="bytes"/>, valid until the returned task completes.</summary>
+    ValueTask OnMemoryAsync(nint bytes, int length) => throw new NotSupportedException("this sink takes a copy only as a span");
 
     void OnError(StickyError error);
 }

@@ -112,6 +112,25 @@ public sealed class LeaseTable : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Checks the token of a connection that asks to join an open session of <paramref name="leaseId"/> (a fast-path
+    /// data connection): it must verify and be this lease's and this broker's. Throws GpuPoolException with the
+    /// reason; whether the session it names is open and this lease's is the caller's check.
+    /// </summary>
+    public void VerifyJoin(string leaseId, string token)
+    {
+        var claims = LeaseToken.Verify(token, _options.SchedulerPublicKey, _options.TimeProvider.GetUtcNow());
+        if (!string.Equals(claims.LeaseId, leaseId, StringComparison.Ordinal))
+        {
+            throw new GpuPoolException(ErrorCode.PermissionDenied, $"the token was issued for lease {claims.LeaseId}, not for lease {leaseId}");
+        }
+
+        if (!string.Equals(claims.BrokerId, _options.BrokerId, StringComparison.Ordinal))
+        {
+            throw new GpuPoolException(ErrorCode.PermissionDenied, $"lease {leaseId} is placed on broker {claims.BrokerId}, not on this broker ({_options.BrokerId})");
+        }
+    }
+
     /// <summary>Ends a lease: closes its sessions, waits for its device work, frees all its memory.</summary>
     public async Task EndAsync(string leaseId, string reason)
     {

@@ -17,6 +17,7 @@ internal static class OpErrors
         DeviceErrorCode.LaunchFailed => ErrorCode.LaunchFailed,
         DeviceErrorCode.NotReady => ErrorCode.FailedPrecondition,
         DeviceErrorCode.ContextClosed => ErrorCode.LeaseEnded,
+        DeviceErrorCode.TransferFailed => ErrorCode.Unavailable,
         _ => ErrorCode.Internal,
     };
 

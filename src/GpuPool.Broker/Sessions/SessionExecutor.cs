@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using GpuPool.Broker.Leases;
 using GpuPool.Devices;
 using GpuPool.Protocol.Errors;
@@ -18,16 +19,27 @@ internal sealed class SessionExecutor
     private readonly IDeviceContext _context;
     private readonly ISessionReplies _replies;
     private readonly string _transport;
+    private readonly ulong _fastPathSession;
+    private readonly int _maxDataConnections;
     private ulong _lastSeq;
 
-    public SessionExecutor(BrokerLease lease, BrokerOptions options, ISessionReplies replies, string transport)
+    /// <param name="fastPathSession">The fast-path session's id, which its data connections name to join (0: none).</param>
+    /// <param name="maxDataConnections">How many data connections may join it, told to the client.</param>
+    public SessionExecutor(BrokerLease lease, BrokerOptions options, ISessionReplies replies, string transport, ulong fastPathSession = 0, int maxDataConnections = 0)
     {
         _lease = lease;
         _options = options;
         _context = lease.Context;
         _replies = replies;
         _transport = transport;
+        _fastPathSession = fastPathSession;
+        _maxDataConnections = maxDataConnections;
     }
+
+    /// <summary>The highest sequence number run so far.</summary>
+    public ulong LastSeq => _lastSeq;
+
+    public ulong MemoryLimit => _context.MemoryLimit;
 
     /// <summary>Answers the open op with the session's description; later ops must carry greater sequence numbers.</summary>
     public void Start(ulong openSeq)
@@ -79,6 +91,8 @@ internal sealed class SessionExecutor
             MaxMessageBytes = (uint)_options.MaxMessageBytes,
             Uuid = device.Uuid,
             Transport = _transport,
+            FastPathSession = _fastPathSession,
+            MaxDataConnections = (uint)_maxDataConnections,
         };
         foreach (var (id, value) in device.Attributes)
         {
@@ -103,6 +117,85 @@ internal sealed class SessionExecutor
         BrokerMetrics.Ops.Add(1);
         BrokerMetrics.BytesToDevice.Add(payload.Length);
         return true;
+    }
+
+    /// <summary>Whether <paramref name="seq"/> may be the next op's (greater than the previous one).</summary>
+    public bool SeqIsNew(ulong seq) => seq > _lastSeq;
+
+    /// <summary>Numbers an op and answers it with an error without running it (a malformed striped copy to the host).</summary>
+    public void Refuse(ulong seq, ErrorCode code, string message)
+    {
+        if (TryTakeSeq(seq))
+        {
+            Reply(new OpReply { Seq = seq, Error = new Error { Code = code, Message = message } });
+        }
+    }
+
+    /// <summary>
+    /// Numbers an op that the connection runs itself (a staged or striped copy): false, with the error replied,
+    /// when its sequence number is not greater than the previous one.
+    /// </summary>
+    public bool TryTakeSeq(ulong seq)
+    {
+        if (seq <= _lastSeq)
+        {
+            Reply(new OpReply { Seq = seq, Error = new Error { Code = ErrorCode.InvalidArgument, Message = $"sequence number {seq} is not greater than the previous one ({_lastSeq}); the op was not run" } });
+            return false;
+        }
+
+        _lastSeq = seq;
+        BrokerMetrics.Ops.Add(1);
+        return true;
+    }
+
+    /// <summary>
+    /// Lands a chunk of a copy already numbered (a striped one) straight from the connection's buffer when its
+    /// stream is idle; false when it must be staged and queued instead. Safe from several connections at once.
+    /// </summary>
+    public bool TryLandNow(ulong stream, ulong dst, in System.Buffers.ReadOnlySequence<byte> payload)
+    {
+        if (!_context.TryCopyToDeviceNow(stream, dst, payload))
+        {
+            return false;
+        }
+
+        BrokerMetrics.BytesToDevice.Add(payload.Length);
+        return true;
+    }
+
+    /// <summary>Queues a staged piece of copy #<paramref name="seq"/> to the device in its stream's order; <paramref name="owner"/> is disposed once the device has the bytes.</summary>
+    public void EnqueueCopyToDevice(ulong seq, ulong stream, ulong dst, ReadOnlyMemory<byte> bytes, IDisposable owner)
+    {
+        BrokerMetrics.BytesToDevice.Add(bytes.Length);
+        _context.EnqueueCopyToDevice(stream, dst, bytes, new OpTag(seq, "memcpy_htod"), owner);
+    }
+
+    /// <summary>Fails copy #<paramref name="seq"/> to the device in its stream's order: the error is sticky, as if the copy had run and failed.</summary>
+    public void FailCopyToDevice(ulong seq, ulong stream, DeviceErrorCode code, string message)
+        => _context.EnqueueFailure(stream, new OpTag(seq, "memcpy_htod"), new DeviceException(code, message));
+
+    /// <summary>
+    /// Runs a copy to the host whose chunks go out on <paramref name="lanes"/> (the connections of a striped copy):
+    /// chunk i on lane i mod n, each sent straight from device memory while the copy holds its stream.
+    /// </summary>
+    /// <param name="carriedBy">The connections <paramref name="lanes"/> are (bit i: index i), told to the client in a
+    /// Reply once every chunk has been sent: a copy's chunks may still be on their way on the others then.</param>
+    public void ExecuteStripedCopyToHost(in Protocol.Transport.StripedCopy copy, (IDirectReplies Writer, string Name)[] lanes, uint carriedBy)
+    {
+        if (!TryTakeSeq(copy.Seq))
+        {
+            return;
+        }
+
+        if (copy.Bytes > _context.MemoryLimit)
+        {
+            Reply(new OpReply { Seq = copy.Seq, Error = OpErrors.Own(new DeviceException(DeviceErrorCode.InvalidArgument, $"a copy of {copy.Bytes} bytes is larger than the lease's memory ({_context.MemoryLimit} bytes)")) });
+            return;
+        }
+
+        BrokerMetrics.BytesToHost.Add((long)copy.Bytes);
+        BrokerMetrics.StripedCopies.Add(1, new KeyValuePair<string, object?>("direction", "to_host"));
+        _context.EnqueueCopyToHost(copy.Stream, copy.Ptr, copy.Bytes, new CopyReplySink(this, copy.Seq, copy.Ptr, copy.Bytes, (int)copy.ChunkBytes, lanes, carriedBy), new OpTag(copy.Seq, "memcpy_dtoh"));
     }
 
     /// <summary>
@@ -164,7 +257,8 @@ internal sealed class SessionExecutor
                     }
 
                     BrokerMetrics.BytesToHost.Add((long)dtoh.Bytes);
-                    _context.EnqueueCopyToHost(dtoh.Stream, dtoh.Ptr, dtoh.Bytes, new CopyReplySink(this, seq), new OpTag(seq, "memcpy_dtoh"));
+                    var lane = _replies is IDirectReplies direct ? new[] { (direct, "the connection") } : null;
+                    _context.EnqueueCopyToHost(dtoh.Stream, dtoh.Ptr, dtoh.Bytes, new CopyReplySink(this, seq, dtoh.Ptr, dtoh.Bytes, lane is null ? _options.EffectiveReplyChunkBytes : _options.EffectiveFastPathReplyChunkBytes, lane), new OpTag(seq, "memcpy_dtoh"));
                     break;
                 case OpRequest.OpOneofCase.MemcpyDtod:
                     var dtod = request.MemcpyDtod;
@@ -266,26 +360,168 @@ internal sealed class SessionExecutor
     internal void Reply(OpReply reply) => _replies.Reply(reply);
 
     /// <summary>
-    /// Turns a device-to-host copy into reply chunks no larger than the configured chunk size. It takes the copy in
-    /// pieces too, as a backend that stages through bounded buffers (cuda) hands it over.
+    /// Turns a device-to-host copy into reply chunks no larger than <c>chunk</c>. It takes the copy in pieces too, as a
+    /// backend that stages through bounded buffers (cuda) hands it over. When the connection can send straight from
+    /// device memory (<see cref="IDirectReplies"/>), chunks go that way, spread over the lanes of a striped copy
+    /// (chunk i of the copy on lane i mod n), and the device stream waits until each lane has sent its share; else
+    /// they are staged (the gRPC stream). A lane that closes fails the copy with an error naming it.
     /// </summary>
-    private sealed class CopyReplySink(SessionExecutor session, ulong seq) : ICopyToHostSink
+    private sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong ptr, ulong total, int chunk, (IDirectReplies Writer, string Name)[]? lanes, uint? carriedBy = null) : ICopyToHostSink
     {
+        private bool _failed;
+
         public bool AcceptsChunks => true;
+
+        public bool AcceptsMemory => lanes is not null;
 
         public void OnData(ReadOnlySpan<byte> data) => OnChunk(0, data, last: true);
 
         public void OnChunk(ulong offset, ReadOnlySpan<byte> data, bool last)
         {
-            var chunk = session._options.EffectiveReplyChunkBytes;
-            var at = 0;
-            do
+            if (_failed)
             {
-                var n = Math.Min(chunk, data.Length - at);
-                session._replies.Data(seq, offset + (ulong)at, data.Slice(at, n), last && at + n == data.Length);
+                return;
+            }
+
+            if (lanes is null || (carriedBy is null && data.Length < lanes[0].Writer.DirectThreshold))
+            {
+                var at = 0;
+                do
+                {
+                    var n = Math.Min(chunk, data.Length - at);
+                    session._replies.Data(seq, offset + (ulong)at, data.Slice(at, n), last && at + n == data.Length);
+                    at += n;
+                }
+                while (at < data.Length);
+                return;
+            }
+
+            SendDirect(offset, data);
+        }
+
+        /// <summary>
+        /// The whole copy from device memory (cpu): chunk i goes on lane i mod n, in that lane's next slot; a slot is
+        /// waited for before it is used again, so each lane has several chunks in flight and nothing holds a thread.
+        /// </summary>
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+        public async ValueTask OnMemoryAsync(nint bytes, int length)
+        {
+            if (carriedBy is null && length < lanes![0].Writer.DirectThreshold)
+            {
+                OnChunk(0, Span(bytes, length), last: true);
+                return;
+            }
+
+            var slots = lanes![0].Writer.DirectSlots;
+            var posted = new bool[lanes.Length * slots];
+            var at = 0;
+            string? lost = null;
+            for (var i = 0; at < length; i++)
+            {
+                var position = (ulong)at;
+                var k = i % lanes.Length;
+                var slot = i / lanes.Length % slots;
+                var n = Math.Min(chunk, length - at);
+                var lane = lanes[k].Writer;
+                if (posted[(k * slots) + slot])
+                {
+                    posted[(k * slots) + slot] = false;
+                    if (!await lane.WaitDirectAsync(slot).ConfigureAwait(false))
+                    {
+                        lost = lanes[k].Name;
+                        break;
+                    }
+                }
+
+                if (!lane.PostDirect(slot, seq, position, bytes + at, n, position + (ulong)n == total))
+                {
+                    lost = lanes[k].Name;
+                    break;
+                }
+
+                posted[(k * slots) + slot] = true;
                 at += n;
             }
-            while (at < data.Length);
+
+            // Every lane must have let go of the bytes before the stream goes on.
+            for (var p = 0; p < posted.Length; p++)
+            {
+                if (posted[p] && !await lanes[p / slots].Writer.WaitDirectAsync(p % slots).ConfigureAwait(false))
+                {
+                    lost ??= lanes[p / slots].Name;
+                }
+            }
+
+            Finish(lost, (ulong)at, whole: at == length);
+        }
+
+        private static unsafe ReadOnlySpan<byte> Span(nint bytes, int length) => new((void*)bytes, length);
+
+        /// <summary>A piece handed over as a span (cuda's staging): sent from it while this thread, the stream's own, waits.</summary>
+        private unsafe void SendDirect(ulong offset, ReadOnlySpan<byte> data)
+        {
+            fixed (byte* bytes = data)
+            {
+                var at = 0;
+                string? lost = null;
+                while (at < data.Length)
+                {
+                    var position = offset + (ulong)at;
+                    var lane = lanes![(int)(position / (ulong)chunk % (ulong)lanes.Length)];
+                    var n = (int)Math.Min((ulong)chunk - (position % (ulong)chunk), (ulong)(data.Length - at));
+                    if (!lane.Writer.WaitDirect(0) || !lane.Writer.PostDirect(0, seq, position, (nint)(bytes + at), n, position + (ulong)n == total))
+                    {
+                        lost = lane.Name;
+                        break;
+                    }
+
+                    at += n;
+                }
+
+                // Every lane must have let go of the bytes before they are given back to the device.
+                foreach (var lane in lanes!)
+                {
+                    if (!lane.Writer.WaitDirect(0))
+                    {
+                        lost ??= lane.Name;
+                    }
+                }
+
+                Finish(lost, offset + (ulong)at, whole: offset + (ulong)data.Length == total);
+            }
+        }
+
+        /// <summary>After the last piece, a striped copy's last word (which connections carried it); after a lost lane, the error naming the copy.</summary>
+        private void Finish(string? lost, ulong sent, bool whole)
+        {
+            if (lost is null)
+            {
+                if (carriedBy is { } carried && whole)
+                {
+                    session.Reply(new OpReply { Seq = seq, Handle = carried });
+                }
+
+                return;
+            }
+
+            // A session that is over says why itself (the lease ended); the copy adds nothing to it.
+            _failed = true;
+            if (lanes![0].Writer.SessionEnded)
+            {
+                return;
+            }
+
+            session.Reply(new OpReply
+            {
+                Seq = seq,
+                Error = new Error
+                {
+                    Code = ErrorCode.Unavailable,
+                    Message = $"copy #{seq} of {total} bytes from the device at 0x{ptr:x} to the host failed: {lost} closed after {sent} of {total} bytes had been sent; the rest was not",
+                    FailedSeq = seq,
+                    FailedOp = "memcpy_dtoh",
+                },
+            });
         }
 
         public void OnError(StickyError error)

@@ -71,6 +71,19 @@ internal sealed class FastPathListener : IAsyncDisposable
             {
                 socket.NoDelay = true;
             }
+            else
+            {
+                // A Unix socket has no autotuning: its default buffers (about 200 KiB) make a bulk copy wait on
+                // wake-ups every few hundred KiB. 4 MiB each way, or the most the kernel allows.
+                try
+                {
+                    socket.SendBufferSize = 4 << 20;
+                    socket.ReceiveBufferSize = 4 << 20;
+                }
+                catch (SocketException)
+                {
+                }
+            }
 
             // Registered before it may run, so a connection that ends at once is not left in the table.
             var registered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

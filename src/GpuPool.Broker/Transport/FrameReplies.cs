@@ -1,6 +1,9 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
+using System.Threading.Tasks.Sources;
 using GpuPool.Broker.Sessions;
 using GpuPool.Protocol.Transport;
 using GpuPool.Protocol.V1;
@@ -10,38 +13,60 @@ namespace GpuPool.Broker.Transport;
 /// <summary>
 /// Replies on a fast-path connection. Replies queue from any thread; one writer task turns them into
 /// frames and flushes only when the queue is empty, so replies that pile up while a flush is in flight
-/// leave in one write. Device-to-host bytes are copied once into a staging block (the device may
-/// overwrite them as soon as the copy op returns), then once into the connection's buffers. At most
-/// <see cref="StagedChunks"/> chunks wait at a time: a large copy to the host holds its stream until the
-/// connection has taken the earlier chunks, as a copy engine waits for the bus, so memory stays bounded
-/// and the staging blocks, from the broker's block pool, are reused instead of allocated.
+/// leave in one write.
+/// <para>
+/// Device-to-host chunks of 64 KiB and more go straight from device memory to the socket
+/// (<see cref="IDirectReplies"/>): the device stream, which holds the copy, waits while the writer sends them, as
+/// a copy engine waits for the bus, so the bytes are copied once, by the kernel, and memory stays bounded. Smaller
+/// chunks are copied once into a staging block (the device may overwrite them as soon as the copy op returns),
+/// then once into the connection's buffers; at most <see cref="StagedChunks"/> of them wait at a time.
+/// </para>
 /// </summary>
-internal sealed class FrameReplies : ISessionReplies
+internal sealed class FrameReplies : ISessionReplies, IDirectReplies
 {
     private const int StagedChunks = 16;
+
+    /// <summary>
+    /// How long a session that has ended lets a direct send in progress finish before cancelling it: a client that
+    /// reads takes a chunk in far less, and one that does not must not hold the lease's memory.
+    /// </summary>
+    private static readonly TimeSpan AbandonGrace = TimeSpan.FromSeconds(1);
 
     private readonly Channel<Item> _items = Channel.CreateUnbounded<Item>(new UnboundedChannelOptions { SingleReader = true });
     private readonly SemaphoreSlim _staging = new(StagedChunks, StagedChunks);
     private readonly PipeWriter _output;
+    private readonly Socket _socket;
     private readonly BlockMemoryPool _blocks;
     private readonly CancellationToken _cancellation;
+    private readonly CancellationTokenSource _sendCancel;
+    private readonly CancellationTokenSource _failed = new();
+
+    // The direct chunks in flight, each in a slot of its own: filled by the device stream before posting, read by the
+    // writer, which sends them in the order posted, so the next is on its way while the device stream hears of the last.
+    private readonly DirectSlot[] _slots = [new(), new(), new(), new()];
+    private readonly ArrayBufferWriter<byte> _directHeader = new(FrameCodec.HeaderSize + 16);
+    private readonly PointerMemory _directBytes = new();
 
     /// <param name="output">The connection's writer.</param>
-    /// <param name="blocks">Where device-to-host chunks are staged; a chunk larger than a block (a reply
+    /// <param name="socket">The connection's socket, which direct chunks are sent on once <paramref name="output"/> is flushed.</param>
+    /// <param name="blocks">Where small device-to-host chunks are staged; a chunk larger than a block (a reply
     /// chunk size configured past it) is staged in an ArrayPool array instead.</param>
     /// <param name="writing">Ends the writer (the connection is closing).</param>
     /// <param name="session">Ends the session (the lease ended, the connection closed): a device stream
-    /// waiting for a staging buffer then gives up instead of holding the lease's context open.</param>
-    public FrameReplies(PipeWriter output, BlockMemoryPool blocks, CancellationToken writing, CancellationToken session)
+    /// waiting for a staging buffer or a direct send then gives up instead of holding the lease's context open.</param>
+    public FrameReplies(PipeWriter output, Socket socket, BlockMemoryPool blocks, CancellationToken writing, CancellationToken session)
     {
         _output = output;
+        _socket = socket;
         _blocks = blocks;
         _cancellation = session;
+        _sendCancel = CancellationTokenSource.CreateLinkedTokenSource(writing);
+        session.UnsafeRegister(static r => ((FrameReplies)r!).OnSessionEnded(), this);
         Completion = WriteAsync(writing);
     }
 
-    /// <summary>A reply, or a staged chunk of copy data in <see cref="Block"/> or <see cref="Array"/>.</summary>
-    private readonly record struct Item(OpReply? Reply, ulong Seq, ulong Offset, IMemoryOwner<byte>? Block, byte[]? Array, int Length, bool Last)
+    /// <summary>A reply, a staged chunk of copy data in <see cref="Block"/> or <see cref="Array"/>, or the direct chunk.</summary>
+    private readonly record struct Item(OpReply? Reply, ulong Seq, ulong Offset, IMemoryOwner<byte>? Block, byte[]? Array, int Length, bool Last, DirectSlot? Direct = null)
     {
         public bool IsData => Block is not null || Array is not null;
 
@@ -49,6 +74,15 @@ internal sealed class FrameReplies : ISessionReplies
     }
 
     public Task Completion { get; }
+
+    /// <summary>Cancelled when the writer could not write (the peer went away, or a send was cancelled mid-frame): the connection is unusable.</summary>
+    public CancellationToken Failed => _failed.Token;
+
+    public int DirectThreshold => 64 * 1024;
+
+    public int DirectSlots => _slots.Length;
+
+    public bool SessionEnded => _cancellation.IsCancellationRequested;
 
     public void Reply(OpReply reply) => _items.Writer.TryWrite(new Item(reply, reply.Seq, 0, null, null, 0, false));
 
@@ -71,6 +105,49 @@ internal sealed class FrameReplies : ISessionReplies
         if (!_items.Writer.TryWrite(item))
         {
             Release(item);
+        }
+    }
+
+    public bool PostDirect(int slot, ulong seq, ulong offset, nint bytes, int length, bool last)
+    {
+        if (_cancellation.IsCancellationRequested || _failed.IsCancellationRequested)
+        {
+            return false;
+        }
+
+        var direct = _slots[slot];
+        direct.Post(seq, offset, bytes, length, last);
+        if (!_items.Writer.TryWrite(new Item(null, seq, offset, null, null, length, last, direct)))
+        {
+            direct.End(DirectSlot.NotSent);
+            return false;
+        }
+
+        return true;
+    }
+
+    public bool WaitDirect(int slot) => _slots[slot].Wait();
+
+    public ValueTask<bool> WaitDirectAsync(int slot) => _slots[slot].WaitAsync();
+
+    /// <summary>
+    /// The session is over. Chunks the writer has not started on are given back at once; one it is sending gets a
+    /// moment to go (a client that reads takes a chunk in far less), then the send is cancelled, which cuts the
+    /// frame and so ends the connection: the device must not wait on a client that stopped reading.
+    /// </summary>
+    private void OnSessionEnded()
+    {
+        foreach (var slot in _slots)
+        {
+            slot.GiveBack();
+        }
+
+        try
+        {
+            _sendCancel.CancelAfter(AbandonGrace);
+        }
+        catch (ObjectDisposedException)
+        {
         }
     }
 
@@ -101,7 +178,12 @@ internal sealed class FrameReplies : ISessionReplies
                 var unflushed = 0L;
                 while (!cancellationToken.IsCancellationRequested && reader.TryRead(out var item))
                 {
-                    if (item.IsData)
+                    if (item.Direct is { } direct)
+                    {
+                        await SendDirectAsync(direct, cancellationToken).ConfigureAwait(false);
+                        unflushed = 0;
+                    }
+                    else if (item.IsData)
                     {
                         OpFrames.WriteData(_output, item.Seq, item.Offset, item.Bytes, item.Last);
                         Release(item);
@@ -132,13 +214,14 @@ internal sealed class FrameReplies : ISessionReplies
                 }
             }
         }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException or SocketException or ObjectDisposedException)
         {
             // The connection is gone; the reader side ends the session.
+            _failed.Cancel();
         }
         finally
         {
-            // Return what is still queued so pooled buffers are not lost.
+            // Return what is still queued so pooled buffers are not lost, and let a device stream waiting on a direct chunk go.
             _items.Writer.TryComplete();
             while (reader.TryRead(out var item))
             {
@@ -147,6 +230,158 @@ internal sealed class FrameReplies : ISessionReplies
                     Release(item);
                 }
             }
+
+            foreach (var slot in _slots)
+            {
+                slot.GiveBack();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends the posted chunk straight from the device's memory: what is queued before it goes first, then its
+    /// header, then its bytes. A failure or a cancelled send leaves a frame cut short, so the writer stops.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask SendDirectAsync(DirectSlot direct, CancellationToken cancellationToken)
+    {
+        if (!direct.TryStart())
+        {
+            // Given back: the session ended before the writer got to it.
+            return;
+        }
+
+        var state = DirectSlot.NotSent;
+        try
+        {
+            var flush = await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+            if (flush.IsCompleted || flush.IsCanceled)
+            {
+                throw new OperationCanceledException("the connection's writer has been completed");
+            }
+
+            Span<byte> scratch = stackalloc byte[12];
+            _directHeader.ResetWrittenCount();
+            FrameCodec.WriteHeader(_directHeader, FrameType.Data, direct.Seq, new FixedBuilder(scratch).U64(direct.Offset).U32(direct.Last ? 1u : 0u).Written, direct.Length);
+            await SendAllAsync(_directHeader.WrittenMemory).ConfigureAwait(false);
+            _directBytes.Reset(direct.Pointer, direct.Length);
+            await SendAllAsync(_directBytes.Memory).ConfigureAwait(false);
+            state = DirectSlot.Sent;
+        }
+        finally
+        {
+            _directBytes.Reset(0, 0);
+            direct.End(state);
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask SendAllAsync(ReadOnlyMemory<byte> bytes)
+    {
+        while (!bytes.IsEmpty)
+        {
+            var n = await _socket.SendAsync(bytes, SocketFlags.None, _sendCancel.Token).ConfigureAwait(false);
+            bytes = bytes[n..];
+        }
+    }
+
+    /// <summary>
+    /// One chunk sent straight from the device's memory: posted by the device stream, sent by the writer or given back
+    /// when the session ends first. Whoever ends it completes both the event (for a stream on a thread of its own) and
+    /// the task source (for one that waits without a thread), once per post.
+    /// </summary>
+    private sealed class DirectSlot : IValueTaskSource<bool>
+    {
+        public const int Idle = 0, Posted = 1, Sending = 2, Sent = 3, NotSent = 4;
+
+        private readonly ManualResetEventSlim _done = new(true);
+        private ManualResetValueTaskSourceCore<bool> _sent = new() { RunContinuationsAsynchronously = true };
+        private int _state;
+        private int _ended = 1;
+
+        public ulong Seq { get; private set; }
+
+        public ulong Offset { get; private set; }
+
+        public nint Pointer { get; private set; }
+
+        public int Length { get; private set; }
+
+        public bool Last { get; private set; }
+
+        public void Post(ulong seq, ulong offset, nint pointer, int length, bool last)
+        {
+            Seq = seq;
+            Offset = offset;
+            Pointer = pointer;
+            Length = length;
+            Last = last;
+            _done.Reset();
+            _sent.Reset();
+            Volatile.Write(ref _ended, 0);
+            Volatile.Write(ref _state, Posted);
+        }
+
+        /// <summary>The writer takes the chunk to send it; false when it was given back.</summary>
+        public bool TryStart() => Interlocked.CompareExchange(ref _state, Sending, Posted) == Posted;
+
+        /// <summary>Gives back a chunk the writer has not started on (the session ended, or the writer stopped).</summary>
+        public void GiveBack()
+        {
+            if (Interlocked.CompareExchange(ref _state, NotSent, Posted) == Posted)
+            {
+                End(NotSent);
+            }
+        }
+
+        public void End(int state)
+        {
+            if (Interlocked.Exchange(ref _ended, 1) == 0)
+            {
+                Volatile.Write(ref _state, state);
+                _done.Set();
+                _sent.SetResult(state == Sent);
+            }
+        }
+
+        public bool Wait()
+        {
+            _done.Wait();
+            return Volatile.Read(ref _state) is Idle or Sent;
+        }
+
+        public ValueTask<bool> WaitAsync() => new(this, _sent.Version);
+
+        public bool GetResult(short token) => _sent.GetResult(token);
+
+        public ValueTaskSourceStatus GetStatus(short token) => _sent.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
+            => _sent.OnCompleted(continuation, state, token, flags);
+    }
+
+    /// <summary>Memory over bytes the device owns (native memory, or a pinned staging buffer), reused for every direct chunk.</summary>
+    private sealed unsafe class PointerMemory : MemoryManager<byte>
+    {
+        private byte* _pointer;
+        private int _length;
+
+        public void Reset(nint pointer, int length)
+        {
+            _pointer = (byte*)pointer;
+            _length = length;
+        }
+
+        public override Span<byte> GetSpan() => new(_pointer, _length);
+
+        public override MemoryHandle Pin(int elementIndex = 0) => new(_pointer + elementIndex);
+
+        public override void Unpin()
+        {
+        }
+
+        protected override void Dispose(bool disposing)
+        {
         }
     }
 }

@@ -68,18 +68,26 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
     /// <summary>Who preempts the lease and why, once it is being preempted.</summary>
     public string? PreemptReason { get; private set; }
 
-    internal static async Task<DeviceSession> OpenAsync(GpuPoolClient client, LeaseRecord lease, string token, SessionTransportKind kind, CancellationToken cancellationToken)
+    /// <summary>Extra data connections a striped session has open now (0: its copies travel on its own connection).</summary>
+    public int DataConnections => _transport is FastPathSessionTransport fast ? fast.DataConnections : 0;
+
+    /// <param name="token">The lease's current token: read at open, and again when a data connection joins later.</param>
+    internal static async Task<DeviceSession> OpenAsync(GpuPoolClient client, LeaseRecord lease, Func<string> token, SessionOptions options, CancellationToken cancellationToken)
     {
-        var transport = await ConnectAsync(client, lease, kind, cancellationToken).ConfigureAwait(false);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var transport = await ConnectAsync(client, lease, options.Transport, cancellationToken).ConfigureAwait(false);
         var session = new DeviceSession(transport);
         try
         {
-            var reply = await session.CallAsync(new OpRequest { Open = new SessionOpen { LeaseId = lease.LeaseId, Token = token } }, cancellationToken).ConfigureAwait(false);
+            var reply = await session.CallAsync(new OpRequest { Open = new SessionOpen { LeaseId = lease.LeaseId, Token = token() } }, cancellationToken).ConfigureAwait(false);
             session.Info = reply.Session ?? throw new GpuPoolException(ErrorCode.Internal, "the broker answered the open op without a session description");
             if (session.Info.MaxMessageBytes > 0)
             {
                 transport.UseMessageLimit((int)Math.Min(session.Info.MaxMessageBytes, int.MaxValue), transport is FastPathSessionTransport ? FastPathSessionTransport.PreferredChunk : GrpcSessionTransport.PreferredChunk);
             }
+
+            (transport as FastPathSessionTransport)?.ConfigureStriping(session.Info, options, token);
 
             return session;
         }
@@ -147,6 +155,12 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
     /// chunks, which the broker puts on the device while the next one arrives. Like every ValueTask, await
     /// it once: its state machine is pooled, so a copy allocates nothing once the session has warmed up.
     /// </summary>
+    /// <para>
+    /// On the fast path a copy of at least <see cref="SessionOptions.StripeThresholdBytes"/> is striped: its chunks go
+    /// out on several connections at once and land as they arrive, and the copy keeps its place in the stream's order.
+    /// If a data connection fails during it, the copy fails on the broker and the next synchronizing call reports it
+    /// (FailedSeq names it), as for any fire-and-forget op.
+    /// </para>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask CopyToDeviceAsync(DevicePtr dst, ReadOnlyMemory<byte> source, DeviceStream stream = default, CancellationToken cancellationToken = default)
     {
@@ -154,6 +168,34 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
         var offset = 0;
         try
         {
+            if (_transport is FastPathSessionTransport fast)
+            {
+                if (await fast.PrepareStripesAsync(source.Length, cancellationToken).ConfigureAwait(false))
+                {
+                    await SubmitAsync(
+                        (Fast: fast, At: dst.Address, Stream: stream.Id, Source: source),
+                        static (session, copy, seq, ct) => copy.Fast.SendStripedCopyToDeviceAsync(seq, copy.At, copy.Stream, copy.Source, ct),
+                        null,
+                        cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+
+                if (source.Length > chunk)
+                {
+                    var sent = new StrongBox<int>();
+                    try
+                    {
+                        await SubmitChunksAsync(fast, dst.Address, stream.Id, source, chunk, sent, cancellationToken).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        offset = sent.Value;
+                    }
+
+                    return;
+                }
+            }
+
             do
             {
                 var n = Math.Min(chunk, source.Length - offset);
@@ -179,9 +221,30 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
     }
 
     /// <summary>Copies device bytes into <paramref name="destination"/>; completes when they have all arrived.</summary>
+    /// <remarks>
+    /// On the fast path a copy of at least <see cref="SessionOptions.StripeThresholdBytes"/> comes back striped over
+    /// several connections. If one of them fails during it, the copy fails with an error naming it.
+    /// </remarks>
     public async Task CopyToHostAsync(DevicePtr src, Memory<byte> destination, DeviceStream stream = default, CancellationToken cancellationToken = default)
     {
-        var pending = new CopyPending(destination);
+        if (_transport is FastPathSessionTransport fast && await fast.PrepareStripesAsync(destination.Length, cancellationToken).ConfigureAwait(false))
+        {
+            var striped = new CopyPending(destination, striped: true);
+            await SubmitAsync(
+                (Fast: fast, Ptr: src.Address, Bytes: (ulong)destination.Length, Stream: stream.Id, Pending: striped),
+                static (session, copy, seq, ct) =>
+                {
+                    copy.Pending.Seq = seq;
+                    copy.Pending.Lanes = copy.Fast.SendStripedCopyToHost(seq, copy.Ptr, copy.Bytes, copy.Stream);
+                    return default;
+                },
+                striped,
+                cancellationToken).ConfigureAwait(false);
+            await striped.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        var pending = new CopyPending(destination, striped: false);
         await SendAsync(new OpRequest { MemcpyDtoh = new MemcpyDtoH { Ptr = src.Address, Bytes = (ulong)destination.Length, Stream = stream.Id } }, cancellationToken, pending).ConfigureAwait(false);
         await pending.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -306,6 +369,28 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
             cancellationToken);
 
     /// <summary>
+    /// A copy to the device on the fast path's one connection, chunk by chunk with two in flight: each chunk is an op
+    /// of its own, numbered here all at once, and the gate is held until the last has been sent, so nothing comes between.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask SubmitChunksAsync(FastPathSessionTransport fast, ulong at, ulong stream, ReadOnlyMemory<byte> source, int chunk, StrongBox<int> sent, CancellationToken cancellationToken)
+    {
+        ThrowIfFatal();
+        await _submitGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfFatal();
+            var first = _seq + 1;
+            _seq += (ulong)((source.Length + chunk - 1) / chunk);
+            await fast.SendCopyInChunksAsync(first, at, stream, source, chunk, sent, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _submitGate.Release();
+        }
+    }
+
+    /// <summary>
     /// Numbers an op, registers who waits for its reply (if anyone), and hands it to the transport, one at
     /// a time so that the broker sees ops in sequence order. The send is a static delegate over
     /// <paramref name="state"/>, and the state machine of a submit that has to wait (a large copy chunk
@@ -340,15 +425,26 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
 
     void IReplyTarget.OnValue(ulong seq, in ReplyValue value)
     {
-        if (_pending.TryRemove(seq, out var pending))
+        if (_pending.TryGetValue(seq, out var pending) && pending.OnValue(value))
         {
-            pending.OnValue(value);
+            _pending.TryRemove(seq, out _);
         }
     }
 
     void IReplyTarget.OnData(ulong seq, ulong offset, in ReadOnlySequence<byte> bytes, bool last)
     {
         if (_pending.TryGetValue(seq, out var pending) && pending.OnData(offset, bytes, last))
+        {
+            _pending.TryRemove(seq, out _);
+        }
+    }
+
+    Memory<byte> IReplyTarget.DataDestination(ulong seq, ulong offset, int length)
+        => _pending.TryGetValue(seq, out var pending) && pending is CopyPending copy ? copy.Destination(offset, length) : Memory<byte>.Empty;
+
+    void IReplyTarget.OnDataReceived(ulong seq, ulong offset, int length, bool last)
+    {
+        if (_pending.TryGetValue(seq, out var pending) && pending is CopyPending copy && copy.Received(length, last))
         {
             _pending.TryRemove(seq, out _);
         }
@@ -367,6 +463,17 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
     }
 
     void IReplyTarget.OnClosed(GpuPoolException error) => Fail(error);
+
+    void IReplyTarget.OnLaneClosed(int lane, GpuPoolException error)
+    {
+        foreach (var (seq, pending) in _pending)
+        {
+            if (pending is CopyPending { Striped: true } copy && copy.LaneClosed(lane, error))
+            {
+                _pending.TryRemove(seq, out _);
+            }
+        }
+    }
 
     void IReplyTarget.OnNotice(Notice notice)
     {
@@ -418,7 +525,12 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
 
     private abstract class Pending
     {
-        public virtual void OnValue(in ReplyValue value) => Fail(new GpuPoolException(ErrorCode.Internal, "the broker answered a copy with a value"));
+        /// <summary>Takes the op's reply value; true when no more replies are expected.</summary>
+        public virtual bool OnValue(in ReplyValue value)
+        {
+            Fail(new GpuPoolException(ErrorCode.Internal, "the broker answered a copy with a value"));
+            return true;
+        }
 
         /// <summary>Takes a chunk of copy data; true when no more replies are expected.</summary>
         public virtual bool OnData(ulong offset, in ReadOnlySequence<byte> bytes, bool last)
@@ -436,18 +548,35 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
 
         public Task<ReplyValue> Task => _tcs.Task;
 
-        public override void OnValue(in ReplyValue value) => _tcs.TrySetResult(value);
+        public override bool OnValue(in ReplyValue value) => _tcs.TrySetResult(value) || true;
 
         public override void Fail(GpuPoolException error) => _tcs.TrySetException(error);
     }
 
-    /// <summary>Assembles the chunks of a device-to-host copy into the caller's buffer.</summary>
-    private sealed class CopyPending(Memory<byte> destination) : Pending
+    /// <summary>
+    /// Assembles the chunks of a device-to-host copy into the caller's buffer. A striped copy's chunks arrive on
+    /// several connections at once, in any order, and the broker says, once it has sent them all, which connections
+    /// carried them: the copy is whole when that word has come and so have all its bytes. A connection that closes
+    /// fails the copy if it carried some of it and bytes are missing.
+    /// </summary>
+    private sealed class CopyPending(Memory<byte> destination, bool striped) : Pending
     {
         private readonly TaskCompletionSource _tcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly object _gate = new();
         private long _received;
+        private uint _closed;
+        private uint? _carriedBy;
+        private GpuPoolException? _closedBecause;
 
         public Task Task => _tcs.Task;
+
+        public bool Striped => striped;
+
+        /// <summary>The copy's sequence number, once submitted.</summary>
+        public ulong Seq { get; set; }
+
+        /// <summary>The connections a striped copy asked for (bit i: index i).</summary>
+        public uint Lanes { get; set; }
 
         public override bool OnData(ulong offset, in ReadOnlySequence<byte> bytes, bool last)
         {
@@ -458,21 +587,100 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
             }
 
             bytes.CopyTo(destination.Span[(int)offset..]);
-            _received += bytes.Length;
+            return Received((int)bytes.Length, last);
+        }
+
+        /// <summary>The part of the caller's buffer a chunk covers, for the chunk to be received into; empty when it does not fit.</summary>
+        public Memory<byte> Destination(ulong offset, int length)
+            => offset + (ulong)length <= (ulong)destination.Length ? destination.Slice((int)offset, length) : Memory<byte>.Empty;
+
+        /// <summary>Counts a chunk that is in the caller's buffer; true when no more replies are expected.</summary>
+        public bool Received(int length, bool last)
+        {
+            var received = Interlocked.Add(ref _received, length);
+            if (striped)
+            {
+                return Check();
+            }
+
             if (!last)
             {
                 return false;
             }
 
-            if (_received != destination.Length)
+            if (received != destination.Length)
             {
-                _tcs.TrySetException(new GpuPoolException(ErrorCode.Internal, $"the copy ended after {_received} of {destination.Length} bytes"));
+                _tcs.TrySetException(new GpuPoolException(ErrorCode.Internal, $"the copy ended after {received} of {destination.Length} bytes"));
             }
             else
             {
                 _tcs.TrySetResult();
             }
 
+            return true;
+        }
+
+        /// <summary>A striped copy's last word: the connections that carried it.</summary>
+        public override bool OnValue(in ReplyValue value)
+        {
+            if (!striped)
+            {
+                return base.OnValue(value);
+            }
+
+            lock (_gate)
+            {
+                _carriedBy = (uint)value.Value;
+            }
+
+            return Check();
+        }
+
+        /// <summary>Data connection <paramref name="lane"/> closed; true when that fails this copy.</summary>
+        public bool LaneClosed(int lane, GpuPoolException error)
+        {
+            lock (_gate)
+            {
+                _closed |= 1u << lane;
+                _closedBecause ??= error;
+            }
+
+            return Check();
+        }
+
+        /// <summary>Completes or fails the copy once it can tell; true when it has.</summary>
+        private bool Check()
+        {
+            uint missingFrom;
+            lock (_gate)
+            {
+                var received = Interlocked.Read(ref _received);
+                if (received > destination.Length)
+                {
+                    return _tcs.TrySetException(new GpuPoolException(ErrorCode.Internal, $"the broker sent {received} bytes for a copy of {destination.Length}")) || true;
+                }
+
+                if (_carriedBy is { } carried && received == destination.Length)
+                {
+                    return _tcs.TrySetResult() || true;
+                }
+
+                // Before the last word a closed connection may not have been used; after it, one that was fails the copy.
+                missingFrom = _carriedBy is { } used ? used & _closed : 0;
+            }
+
+            if (missingFrom == 0)
+            {
+                return false;
+            }
+
+            var lane = System.Numerics.BitOperations.TrailingZeroCount(missingFrom);
+            _tcs.TrySetException(new GpuPoolException(
+                ErrorCode.Unavailable,
+                $"copy #{Seq} of {destination.Length} bytes to the host failed: data connection {lane} closed after {Interlocked.Read(ref _received)} of {destination.Length} bytes had arrived ({_closedBecause?.Message})",
+                Seq,
+                "memcpy_dtoh",
+                _closedBecause));
             return true;
         }
 

@@ -15,11 +15,25 @@ internal interface IReplyTarget
     /// <summary>A chunk of a device-to-host copy; the bytes are valid only during the call.</summary>
     void OnData(ulong seq, ulong offset, in ReadOnlySequence<byte> bytes, bool last);
 
+    /// <summary>
+    /// Where the payload of a Data frame of op <paramref name="seq"/> may be received directly, without a staging copy:
+    /// the part of the copy's destination it covers. Empty when there is none (then it comes through <see cref="OnData"/>).
+    /// </summary>
+    Memory<byte> DataDestination(ulong seq, ulong offset, int length) => Memory<byte>.Empty;
+
+    /// <summary>A Data frame's payload was received straight into <see cref="DataDestination"/>.</summary>
+    void OnDataReceived(ulong seq, ulong offset, int length, bool last)
+    {
+    }
+
     /// <summary>An op failed; seq 0 is the session itself (the lease ended, a protocol error).</summary>
     void OnError(ulong seq, GpuPoolException error);
 
     /// <summary>The broker told the session something unasked (seq 0), such as a preemption.</summary>
     void OnNotice(Notice notice);
+
+    /// <summary>A data connection of a striped session closed: copies in flight over it (bit <paramref name="lane"/> of their connections) fail.</summary>
+    void OnLaneClosed(int lane, GpuPoolException error);
 
     /// <summary>The transport is closed; nothing more will arrive.</summary>
     void OnClosed(GpuPoolException error);

@@ -13,7 +13,6 @@ internal sealed partial class CpuContext : IDeviceContext
     private readonly CpuDevice _device;
     private readonly FairShareDispatcher.Account _account;
     private readonly object _allocGate = new();
-    private readonly object _directGate = new();
     private readonly ConcurrentDictionary<ulong, CpuStream> _streams = new();
     private readonly ConcurrentDictionary<ulong, Task> _destroyedStreamsDraining = new();
     private readonly ConcurrentDictionary<ulong, CpuEvent> _events = new();
@@ -22,6 +21,7 @@ internal sealed partial class CpuContext : IDeviceContext
     private StickyError? _sticky;
     private long _nextHandle;
     private volatile bool _closed;
+    private int _directCopies;
 
     public CpuContext(CpuDevice device, ContextOptions options)
     {
@@ -211,9 +211,10 @@ internal sealed partial class CpuContext : IDeviceContext
 
     public bool TryCopyToDeviceNow(ulong stream, ulong dst, in System.Buffers.ReadOnlySequence<byte> data)
     {
-        // Copies do not take compute slots, as a GPU's copy engines do not; the gate keeps the context from
-        // being freed under the copy.
-        lock (_directGate)
+        // Copies do not take compute slots, as a GPU's copy engines do not. The in-flight count keeps the context
+        // from being freed under a copy without serializing copies: the chunks of one striped copy land in parallel.
+        Interlocked.Increment(ref _directCopies);
+        try
         {
             // Idle first, then the error flag: work that fails sets the flag before its stream goes idle.
             if (_closed || !_streams.TryGetValue(stream, out var s) || !s.IsIdle || Volatile.Read(ref _sticky) is not null)
@@ -233,6 +234,10 @@ internal sealed partial class CpuContext : IDeviceContext
 
             System.Buffers.BuffersExtensions.CopyTo(data, target);
             return true;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _directCopies);
         }
     }
 
@@ -255,6 +260,9 @@ internal sealed partial class CpuContext : IDeviceContext
 
     public void EnqueueCopyDeviceToDevice(ulong stream, ulong dst, ulong src, ulong bytes, OpTag tag)
         => Enqueue(stream, tag, () => new CopyDeviceToDeviceWork(tag, dst, src, bytes));
+
+    public void EnqueueFailure(ulong stream, OpTag tag, DeviceException error)
+        => Enqueue(stream, tag, (tag, error), static s => new FailedWork(s.tag, s.error));
 
     public void EnqueueMemset(ulong stream, ulong dst, uint value, int elementSize, ulong count, OpTag tag)
         => Enqueue(stream, tag, () => elementSize is 1 or 2 or 4
@@ -361,7 +369,7 @@ internal sealed partial class CpuContext : IDeviceContext
             await _device.Dispatcher.AcquireAsync(_account, cost).ConfigureAwait(false);
             try
             {
-                work.Run(this);
+                await work.RunAsync(this).ConfigureAwait(false);
             }
             catch (DeviceException ex)
             {
@@ -404,9 +412,13 @@ internal sealed partial class CpuContext : IDeviceContext
             return;
         }
 
-        lock (_directGate)
+        // A copy that counted itself in before it could see the flag finishes first; one that counts itself in after sees it.
+        _closed = true;
+        Interlocked.MemoryBarrier();
+        var wait = new SpinWait();
+        while (Volatile.Read(ref _directCopies) != 0)
         {
-            _closed = true;
+            wait.SpinOnce();
         }
 
         // Queued device work is skipped now that the context is closed; wait for the workers to let go.

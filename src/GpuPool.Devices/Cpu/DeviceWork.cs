@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using GpuPool.Devices.Cpu.Kernels;
 
@@ -21,6 +22,22 @@ internal sealed class CopyToHostWork(OpTag tag, ulong src, ulong bytes, ICopyToH
 
     public override void Run(CpuContext context)
         => sink.OnData(context.Memory.Resolve(src, bytes, "copy to host source"));
+
+    /// <summary>
+    /// Device memory is host memory here: a sink that can send it from where it is gets it as memory, and the stream
+    /// waits for it without holding a thread (the memory stays valid: freeing waits for the stream).
+    /// </summary>
+    public override unsafe ValueTask RunAsync(CpuContext context)
+    {
+        var memory = context.Memory.Resolve(src, bytes, "copy to host source");
+        if (!sink.AcceptsMemory)
+        {
+            sink.OnData(memory);
+            return default;
+        }
+
+        return sink.OnMemoryAsync((nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(memory)), memory.Length);
+    }
 
     public override void Fail(StickyError error, bool ownFailure) => sink.OnError(error);
 }

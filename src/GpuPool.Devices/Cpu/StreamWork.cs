@@ -15,6 +15,13 @@ internal abstract class StreamWork(OpTag tag)
     {
     }
 
+    /// <summary>Runs device work that may wait without holding a thread (a copy to the host draining into a connection).</summary>
+    public virtual ValueTask RunAsync(CpuContext context)
+    {
+        Run(context);
+        return default;
+    }
+
     /// <summary>Called instead of <see cref="Run"/> when the work is skipped or fails; <paramref name="error"/> is what the client will see.</summary>
     public virtual void Fail(StickyError error, bool ownFailure)
     {
@@ -78,7 +85,10 @@ internal sealed class CpuStream(CpuContext context, ulong id)
 
     public ulong Id { get; } = id;
 
-    /// <summary>Nothing queued and nothing running. Only the session's own thread enqueues, so this stays true until it does.</summary>
+    /// <summary>
+    /// Nothing queued and nothing running. Only the session enqueues (its first connection, or the connections landing
+    /// the chunks of its one striped copy in progress), so this stays true until it does.
+    /// </summary>
     public bool IsIdle => Volatile.Read(ref _running) == 0 && _queue.IsEmpty;
 
     public void Enqueue(StreamWork work)

@@ -355,6 +355,9 @@ internal sealed class CudaContext : IDeviceContext
     public void EnqueueCopyDeviceToDevice(ulong stream, ulong dst, ulong src, ulong bytes, OpTag tag)
         => Enqueue(stream, tag, () => new CudaCopyDeviceToDeviceWork(tag, dst, src, bytes));
 
+    public void EnqueueFailure(ulong stream, OpTag tag, DeviceException error)
+        => Enqueue(stream, tag, () => new CudaFailedWork(tag, error));
+
     public void EnqueueMemset(ulong stream, ulong dst, uint value, int elementSize, ulong count, OpTag tag)
         => Enqueue(stream, tag, () => elementSize is 1 or 2 or 4
             ? new CudaMemsetWork(tag, dst, value, elementSize, count)

@@ -75,6 +75,10 @@ public static class FrameCodec
         FrameType.StreamWaitEvent or FrameType.EventRecord => 16,  // stream/event pairs
         FrameType.EventDestroy or FrameType.EventSynchronize or FrameType.EventQuery => 8,
         FrameType.EventElapsedTime => 16,        // start, end
+        FrameType.Join => 16,                    // session, u16 lease id length, u16 token length, u32 reserved
+        FrameType.MemcpyHtoDStriped => 32,       // ptr, stream, bytes, u32 chunk bytes, u32 connections
+        FrameType.MemcpyDtoHStriped => 32,       // ptr, bytes, stream, u32 chunk bytes, u32 connections
+        FrameType.StripeChunk => 8,              // offset
         FrameType.Reply => 16,
         FrameType.Data => 12,
         FrameType.Error => 16,
@@ -86,8 +90,8 @@ public static class FrameCodec
     /// <summary>Largest payload a type may carry; bulk types are bounded by <paramref name="maxPayload"/>.</summary>
     public static int MaxPayload(FrameType type, int maxPayload) => type switch
     {
-        FrameType.MemcpyHtoD or FrameType.Data or FrameType.ModuleLoad => maxPayload,
-        FrameType.Hello => 16 * 1024,
+        FrameType.MemcpyHtoD or FrameType.Data or FrameType.ModuleLoad or FrameType.StripeChunk => maxPayload,
+        FrameType.Hello or FrameType.Join => 16 * 1024,
         FrameType.ModuleGetFunction => 1024,
         FrameType.Launch => 4096,
         FrameType.Error or FrameType.SessionInfo or FrameType.Notice => 64 * 1024,
@@ -101,18 +105,46 @@ public static class FrameCodec
     public static DecodeStatus TryDecode(ref SequenceReader<byte> reader, int maxPayload, out Frame frame, out string? error)
     {
         frame = default;
+        var status = TryDecodeHeader(reader, maxPayload, out var header, out var fixedFields, out error);
+        if (status != DecodeStatus.Frame)
+        {
+            return status;
+        }
+
+        var total = HeaderSize + fixedFields.Length + (long)header.PayloadLength;
+        if (reader.Remaining < total)
+        {
+            return DecodeStatus.NeedMore;
+        }
+
+        var payload = reader.UnreadSequence.Slice(HeaderSize + fixedFields.Length, header.PayloadLength);
+        reader.Advance(total);
+        frame = new Frame(header, fixedFields, payload);
+        return DecodeStatus.Frame;
+    }
+
+    /// <summary>
+    /// Decodes only the header and fixed fields of the frame <paramref name="reader"/> is at, for a reader that takes
+    /// a large payload straight from the connection into its destination instead of waiting for it in a buffer. Never
+    /// moves the reader. <see cref="DecodeStatus.Frame"/> means the header and fixed fields are whole and valid
+    /// (whatever of the payload has come); the checks and errors are those of <see cref="TryDecode"/>.
+    /// </summary>
+    public static DecodeStatus TryDecodeHeader(in SequenceReader<byte> reader, int maxPayload, out FrameHeader header, out ReadOnlySequence<byte> fixedFields, out string? error)
+    {
+        header = default;
+        fixedFields = default;
         error = null;
         if (reader.Remaining < HeaderSize)
         {
             return DecodeStatus.NeedMore;
         }
 
-        Span<byte> header = stackalloc byte[HeaderSize];
-        reader.TryCopyTo(header);
-        var magic = BinaryPrimitives.ReadUInt16LittleEndian(header);
-        var type = (FrameType)BinaryPrimitives.ReadUInt16LittleEndian(header[2..]);
-        var payloadLength = BinaryPrimitives.ReadUInt32LittleEndian(header[4..]);
-        var seq = BinaryPrimitives.ReadUInt64LittleEndian(header[8..]);
+        Span<byte> bytes = stackalloc byte[HeaderSize];
+        reader.TryCopyTo(bytes);
+        var magic = BinaryPrimitives.ReadUInt16LittleEndian(bytes);
+        var type = (FrameType)BinaryPrimitives.ReadUInt16LittleEndian(bytes[2..]);
+        var payloadLength = BinaryPrimitives.ReadUInt32LittleEndian(bytes[4..]);
+        var seq = BinaryPrimitives.ReadUInt64LittleEndian(bytes[8..]);
         if (magic != Magic)
         {
             error = $"bad frame magic 0x{magic:x4} (expected 0x{Magic:x4}): not a GpuPool fast-path peer, or the stream lost its framing";
@@ -133,17 +165,13 @@ public static class FrameCodec
             return DecodeStatus.Error;
         }
 
-        var total = HeaderSize + fixedSize + (long)payloadLength;
-        if (reader.Remaining < total)
+        if (reader.Remaining < HeaderSize + fixedSize)
         {
             return DecodeStatus.NeedMore;
         }
 
-        var sequence = reader.UnreadSequence;
-        var fixedFields = sequence.Slice(HeaderSize, fixedSize);
-        var payload = sequence.Slice(HeaderSize + fixedSize, payloadLength);
-        reader.Advance(total);
-        frame = new Frame(new FrameHeader(type, payloadLength, seq), fixedFields, payload);
+        header = new FrameHeader(type, payloadLength, seq);
+        fixedFields = reader.UnreadSequence.Slice(HeaderSize, fixedSize);
         return DecodeStatus.Frame;
     }
 

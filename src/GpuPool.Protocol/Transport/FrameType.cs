@@ -31,6 +31,29 @@ public enum FrameType : ushort
     Synchronize = 23,
     MemGetInfo = 24,
 
+    /// <summary>
+    /// Client → broker, first frame of an extra data connection of an open session (seq 0): fixed {u64 session,
+    /// u16 lease id length, u16 token length, u32 reserved}, payload lease id + token (UTF-8). Answered with a
+    /// Reply (seq 0) whose value is the connection's index, or an Error (seq 0) and the close.
+    /// </summary>
+    Join = 32,
+
+    /// <summary>
+    /// Client → broker, on the session's first connection: a copy to the device whose bytes come as
+    /// <see cref="StripeChunk"/> frames on the connections it names; fixed {u64 ptr, u64 stream, u64 bytes,
+    /// u32 chunk bytes, u32 connections (bit i: connection index i; bit 0 is the first connection)}.
+    /// </summary>
+    MemcpyHtoDStriped = 33,
+
+    /// <summary>
+    /// Client → broker, on the session's first connection: a copy to the host whose Data frames the broker
+    /// spreads over the connections it names; fixed {u64 ptr, u64 bytes, u64 stream, u32 chunk bytes, u32 connections}.
+    /// </summary>
+    MemcpyDtoHStriped = 34,
+
+    /// <summary>Client → broker: one chunk of a striped copy to the device (seq: the copy's); fixed {u64 offset}, payload the bytes.</summary>
+    StripeChunk = 35,
+
     /// <summary>Broker → client: an op succeeded; fixed {u64 value, u64 value2} (pointer, handle, flag, elapsed bits, free/total).</summary>
     Reply = 64,
 

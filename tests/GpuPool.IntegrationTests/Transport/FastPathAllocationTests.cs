@@ -24,7 +24,10 @@ namespace GpuPool.IntegrationTests.Transport;
 /// broke it to the device; its waste to the host was occasional pool misses, under the bound, which
 /// stands there to catch a per-chunk allocation coming back. Other threads of this process (Kestrel,
 /// lease keepalives, the broker's registration) allocate too, so each figure is the least of three
-/// rounds, and the test runs alone (its collection is not run in parallel with others).
+/// rounds, and the test runs alone (its collection is not run in parallel with others). Since copies of 8 MiB and
+/// more are striped over two connections by default over TCP, a copy carries a few more objects (its list of
+/// connections, its op state, the broker's last word on a copy to the host): 39–48 to the device and 48–49 to the
+/// host over TCP, 9–11 / 37–41 over the Unix socket, which is not striped by default.
 /// </remarks>
 [Collection(nameof(FastPathAllocationCollection))]
 public sealed class FastPathAllocationTests(SmallChunkPoolFixture pool, ITestOutputHelper output) : IClassFixture<SmallChunkPoolFixture>

@@ -75,7 +75,8 @@ public sealed class FastPathDisconnectTests(PoolFixture pool) : IClassFixture<Po
         using var proxy = new CuttingProxy(pool.Broker.FastPath.Tcp, cutAfterBytes: 6 << 20);
         var direct = lease.Record.BrokerFastPathTcp;
         lease.Record.BrokerFastPathTcp = proxy.Endpoint;
-        await using var session = await lease.OpenSessionAsync(SessionTransportKind.Tcp);
+        // One connection: a striped copy's data connections have a test of their own (FastPathStripingTests).
+        await using var session = await lease.OpenSessionAsync(new SessionOptions { Transport = SessionTransportKind.Tcp, Stripes = 1 });
         var ptr = await session.AllocAsync(size);
         var data = new byte[size];
         new Random(6).NextBytes(data);

@@ -105,8 +105,26 @@ public sealed class FastPathFuzzTests(FastPathPoolFixture pool) : IClassFixture<
     {
         ulong Any() => (ulong)random.NextInt64();
         var op = new OpRequest { Seq = 2 };
-        switch (random.Next(16))
+        switch (random.Next(20))
         {
+            case 16 or 17:
+                // A striped copy either way: it names this connection (always open), or others that never joined.
+                var striped = new StripedCopy(2, Any(), Any(), (ulong)random.Next(0, 4 << 20), (uint)random.Next(0, 2 << 20), random.Next(2) == 0 ? 1u : (uint)random.Next());
+                var stripedWriter = new System.Buffers.ArrayBufferWriter<byte>();
+                StripeFrames.WriteCopy(stripedWriter, random.Next(2) == 0 ? FrameType.MemcpyHtoDStriped : FrameType.MemcpyDtoHStriped, striped);
+                return stripedWriter.WrittenSpan.ToArray();
+            case 18:
+                // A chunk of a striped copy this connection never announced.
+                var chunkWriter = new System.Buffers.ArrayBufferWriter<byte>();
+                Span<byte> offset = stackalloc byte[8];
+                BinaryPrimitives.WriteUInt64LittleEndian(offset, (ulong)random.Next(0, 1 << 20));
+                FrameCodec.Write(chunkWriter, FrameType.StripeChunk, 2, offset, RandomBytes(random, random.Next(0, 300)));
+                return chunkWriter.WrittenSpan.ToArray();
+            case 19:
+                // A join on a connection whose session is open already.
+                var joinWriter = new System.Buffers.ArrayBufferWriter<byte>();
+                StripeFrames.WriteJoin(joinWriter, Any(), "l-x", "t");
+                return joinWriter.WrittenSpan.ToArray();
             case 0: op.MemAlloc = new MemAlloc { Bytes = (ulong)random.Next(1, 1 << 20) }; break;
             case 1: op.MemFree = new MemFree { Ptr = Any() }; break;
             case 2: op.MemcpyHtod = new MemcpyHtoD { Ptr = Any(), Data = ByteString.CopyFrom(RandomBytes(random, random.Next(0, 300))) }; break;
@@ -163,10 +181,11 @@ public sealed class FastPathFuzzTests(FastPathPoolFixture pool) : IClassFixture<
                 return frame;
             case 5:
                 // Another type: unknown, a broker-to-client type, or an op whose fixed fields have another size.
-                BinaryPrimitives.WriteUInt16LittleEndian(frame.AsSpan(2), random.Next(3) switch
+                BinaryPrimitives.WriteUInt16LittleEndian(frame.AsSpan(2), random.Next(4) switch
                 {
                     0 => (ushort)random.Next(ushort.MaxValue + 1),
-                    1 => (ushort)random.Next(64, 68),
+                    1 => (ushort)random.Next(64, 69),
+                    2 => (ushort)random.Next(32, 36),
                     _ => (ushort)random.Next(2, 25),
                 });
                 return frame;

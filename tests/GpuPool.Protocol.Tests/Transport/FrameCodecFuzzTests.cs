@@ -80,7 +80,10 @@ public sealed class FrameCodecFuzzTests(ITestOutputHelper output)
                 throw new InvalidOperationException($"case {i} ({mutation}, {length} bytes): the decoder threw", ex);
             }
 
+            // The header-only decoder (for payloads taken straight from the connection) agrees with the whole one.
+            var headerStatus = FrameCodec.TryDecodeHeader(new SequenceReader<byte>(sequence), FrameCodec.DefaultMaxPayload, out var header, out var fixedFields, out var headerError);
             var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            CheckHeader(i, mutation, length, status, in frame, error, headerStatus, header, fixedFields, headerError);
             if (status == DecodeStatus.Error)
             {
                 errors++;
@@ -199,6 +202,23 @@ public sealed class FrameCodecFuzzTests(ITestOutputHelper output)
         if (!ok || (expected is { } e && status != e))
         {
             Assert.Fail($"case {i} ({mutation}, {length} bytes): {status} (expected {expected?.ToString() ?? "any"}), consumed {consumed}, frame {frame.Header}, error '{error}'");
+        }
+    }
+
+    private static void CheckHeader(int i, Mutation mutation, int length, DecodeStatus status, in Frame frame, string? error, DecodeStatus headerStatus, FrameHeader header, ReadOnlySequence<byte> fixedFields, string? headerError)
+    {
+        var ok = status switch
+        {
+            DecodeStatus.Frame => headerStatus == DecodeStatus.Frame && header == frame.Header && fixedFields.Length == frame.Fixed.Length,
+            DecodeStatus.Error => headerStatus == DecodeStatus.Error && headerError == error,
+            _ => headerStatus == DecodeStatus.NeedMore
+                || (headerStatus == DecodeStatus.Frame && fixedFields.Length == FrameCodec.FixedSize(header.Type)
+                    && header.PayloadLength <= (uint)FrameCodec.MaxPayload(header.Type, FrameCodec.DefaultMaxPayload)
+                    && FrameCodec.HeaderSize + fixedFields.Length <= length),
+        };
+        if (!ok)
+        {
+            Assert.Fail($"case {i} ({mutation}, {length} bytes): the whole decoder said {status} ('{error}'), the header decoder {headerStatus} ('{headerError}', {header})");
         }
     }
 
