@@ -50,8 +50,8 @@ public sealed record AllocationOptions(bool Quick, string OutDir, int Hosts, int
 /// inventory registered in it, a <see cref="SchedulerHost"/> in this process on the etcd driver, and N callers
 /// asking for slices over gRPC while as many releasers hand the leases back (so the pool stays far from full
 /// and etcd sees the steady state: every allocation's writes and a release's). Then the anchor, etcd alone
-/// through the same driver and at the same concurrency: create-only puts (one txn each), and a session plus a
-/// txn (what the allocator writes per grant).
+/// through the same driver and at the same concurrency: create-only puts, one txn each (what committing each
+/// grant on its own would cost; the allocator shares a transaction among a batch's grants and releases).
 /// </summary>
 internal static class CommittedAllocations
 {
@@ -108,13 +108,12 @@ internal static class CommittedAllocations
             allocations.Add((callers, result));
         }
 
-        var anchors = new Dictionary<int, (LoopResult Txn, LoopResult Session)>();
+        var anchors = new Dictionary<int, LoopResult>();
         foreach (var callers in options.Callers)
         {
             var txn = await AnchorTxnAsync(store, callers, options, cpu).ConfigureAwait(false);
-            var session = await AnchorSessionTxnAsync(store, callers, options, cpu).ConfigureAwait(false);
-            log.WriteLine($"   {callers,4} concurrent, etcd alone: {txn.PerSecond,8:N0} txn/s ({txn.Summary()}); {session.PerSecond:N0} session+txn/s ({session.Summary()})");
-            anchors[callers] = (txn, session);
+            log.WriteLine($"   {callers,4} concurrent, etcd alone: {txn.PerSecond,8:N0} txn/s ({txn.Summary()})");
+            anchors[callers] = txn;
         }
 
         var group = "committed allocations, " + label;
@@ -122,8 +121,8 @@ internal static class CommittedAllocations
         foreach (var (callers, result) in allocations)
         {
             var loop = result.Loop;
-            var (txn, session) = anchors[callers];
-            var ratio = txn.Completed == 0 ? "" : string.Create(CultureInfo.InvariantCulture, $"{loop.PerSecond / txn.PerSecond:F2}× etcd's create-only txn rate and {loop.PerSecond / session.PerSecond:F2}× its session+txn rate at {callers} concurrent; ");
+            var txn = anchors[callers];
+            var ratio = txn.Completed == 0 ? "" : string.Create(CultureInfo.InvariantCulture, $"{loop.PerSecond / txn.PerSecond:F2}× etcd's create-only txn rate at {callers} concurrent; ");
             var note = string.Create(CultureInfo.InvariantCulture, $"{loop.Summary()}; {ratio}{result.Released:N0} releases alongside ({result.ReleasedPerSecond:N0}/s{(result.ReleaseFailed > 0 ? $", {result.ReleaseFailed} failed" : "")}); {loop.Use.Summary(Environment.ProcessorCount)}; {loop.Use.Heap(loop.Completed)}");
             figures.Add(new Figure(group, $"allocations/s, {callers} callers", loop.Completed == 0 ? null : loop.PerSecond, "allocations/s", AllocationOptions.AllocationsPerSecondTarget, note));
             figures.Add(new Figure(group, $"allocate p50, {callers} callers", loop.PercentileMilliseconds(50), "ms"));
@@ -144,12 +143,10 @@ internal static class CommittedAllocations
                 ? $"no run kept its p99 under {AllocationOptions.P99TargetMilliseconds:F0} ms"
                 : string.Create(CultureInfo.InvariantCulture, $"at {w.Callers} callers, p99 {w.Result.Loop.PercentileMilliseconds(99):F1} ms: both targets are met in one run where this meets its target")));
 
-        foreach (var (callers, (txn, session)) in anchors)
+        foreach (var (callers, txn) in anchors)
         {
             figures.Add(new Figure(anchorGroup, $"create-only put txn/s, {callers} concurrent", txn.Completed == 0 ? null : txn.PerSecond, "txn/s",
                 Note: $"one key each, TxnCheck.Absent + put (IClusterStore.PutAsync with expected revision 0); {txn.Summary()}; {txn.Use.Summary(Environment.ProcessorCount)}"));
-            figures.Add(new Figure(anchorGroup, $"session + txn/s, {callers} concurrent", session.Completed == 0 ? null : session.PerSecond, "pairs/s",
-                Note: $"a lease grant, then a txn putting one key bound to it (the allocator's commit of one grant, less the fence check); {session.Summary()}; {session.Use.Summary(Environment.ProcessorCount)}"));
         }
 
         return figures;
@@ -264,7 +261,6 @@ internal static class CommittedAllocations
         PriorityClass = PriorityClasses.DefaultName,
         TtlSeconds = 60,
         Created = Timestamp.FromDateTimeOffset(DateTimeOffset.UnixEpoch),
-        StoreSession = "7587889411234567890",
     }.ToByteArray();
 
     private static async Task<LoopResult> AnchorTxnAsync(IClusterStore store, int concurrency, AllocationOptions options, WindowProbe cpu)
@@ -280,32 +276,5 @@ internal static class CommittedAllocations
                 throw new InvalidOperationException($"the create-only put of {key} found the key present");
             }
         }, options.Seed).ConfigureAwait(false);
-    }
-
-    private static async Task<LoopResult> AnchorSessionTxnAsync(IClusterStore store, int concurrency, AllocationOptions options, WindowProbe cpu)
-    {
-        var run = Guid.NewGuid().ToString("N")[..8];
-        var counters = new long[concurrency];
-        var sessions = new List<string>[concurrency];
-        for (var i = 0; i < concurrency; i++)
-        {
-            sessions[i] = [];
-        }
-
-        var result = await ClosedLoop.RunAsync(concurrency, Window.After(options.AnchorWarmup, options.AnchorMeasure), cpu, async (worker, _) =>
-        {
-            var key = string.Create(CultureInfo.InvariantCulture, $"bench/anchor/{run}/{worker}/{++counters[worker]}");
-            var session = await store.CreateSessionAsync(TimeSpan.FromSeconds(60)).ConfigureAwait(false);
-            sessions[worker].Add(session.Id);
-            var txn = await store.TransactAsync([TxnCheck.Absent(key)], [TxnWrite.Put(key, RecordBytes, session.Id)]).ConfigureAwait(false);
-            if (!txn.Succeeded)
-            {
-                throw new InvalidOperationException($"the session+txn anchor found {key} present");
-            }
-        }, options.Seed).ConfigureAwait(false);
-
-        // Its sessions end now, outside the window, so their expiry does not load the next run.
-        await Parallel.ForEachAsync(sessions.SelectMany(s => s), new ParallelOptions { MaxDegreeOfParallelism = 64 }, async (id, cancellationToken) => await store.RevokeSessionAsync(id, cancellationToken).ConfigureAwait(false)).ConfigureAwait(false);
-        return result;
     }
 }

@@ -170,7 +170,7 @@ public static class AllocationReport
         sb.AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"Run {run.StartedUtc:yyyy-MM-dd HH:mm} UTC, {(run.Quick ? "--quick" : "full")}, {run.ElapsedSeconds:F0} s; {run.EtcdVersion}; simulated inventory of {run.Hosts:N0} hosts × {run.DevicesPerHost} GPUs registered in etcd; callers {string.Join(", ", run.Callers)}, {run.MeasureSeconds:F0} s measured each; {m.ProcessorCount} cores, {m.Os}, {m.Runtime}; load average (1/5/15 min) at the end: {m.LoadAverage ?? "unknown"}.");
         sb.AppendLine("Real etcd processes (tests/Shared/Etcd) on loopback with their data on the local disk; the scheduler (SchedulerHost on the etcd driver, open tenants) and the callers share this process and the machine's cores with etcd.");
-        sb.AppendLine("An allocation counts when its Allocate call over gRPC has returned a lease committed to etcd (its session and its fenced transaction); releasers hand every lease back meanwhile, so etcd carries the steady state.");
+        sb.AppendLine("An allocation counts when its Allocate call over gRPC has returned a lease committed to etcd (its record written by a fenced transaction the leader shares among a batch's grants and releases); releasers hand every lease back meanwhile (each Release returns once the record is deleted), so etcd carries the steady state.");
         sb.AppendLine("The anchor is etcd alone through the same driver at the same concurrency. Targets are the issue's (benchmarks, not timed tests).");
         Report.AppendTables(sb, run.Figures);
         return sb.ToString();

@@ -28,7 +28,10 @@ public sealed class SchedulerOptions
     /// <summary>How long a preempted lease's holder has, after being told, before the lease is revoked.</summary>
     public TimeSpan PreemptionGrace { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>How often the leader re-decides waiting requests and checks preemption deadlines.</summary>
+    /// <summary>Makes lease ids ("l-" and 12 random hex digits); a test may hand out ids that collide.</summary>
+    public Func<string> NewLeaseId { get; set; } = static () => "l-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
+
+    /// <summary>How often the leader re-decides waiting requests, checks preemption deadlines and ends leases whose keepalives stopped.</summary>
     public TimeSpan TickInterval { get; set; } = TimeSpan.FromMilliseconds(200);
 
     /// <summary>The leader lock's session TTL: how long a dead leader blocks a standby at most.</summary>

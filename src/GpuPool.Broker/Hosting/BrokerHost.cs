@@ -6,6 +6,7 @@ using GpuPool.Broker.Transport;
 using GpuPool.Coordination;
 using GpuPool.Hosting;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -49,7 +50,7 @@ public sealed class BrokerHost : IAsyncDisposable
             options.Port,
             options.MaxMessageBytes,
             loggerFactory,
-            services => services.AddSingleton(options).AddSingleton(leases),
+            services => services.AddSingleton(options).AddSingleton(leases).AddSingleton<IMemoryPoolFactory<byte>, KestrelBlockPoolFactory>(),
             app => app.MapGrpcService<DeviceSessionService>(),
             cancellationToken).ConfigureAwait(false);
 

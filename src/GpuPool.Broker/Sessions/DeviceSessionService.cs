@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using GpuPool.Broker.Leases;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.V1;
@@ -6,18 +7,33 @@ using Microsoft.Extensions.Logging;
 
 namespace GpuPool.Broker.Sessions;
 
-/// <summary>The gRPC face of device sessions: checks the opening token, then hands the stream to a <see cref="SessionExecutor"/>.</summary>
-internal sealed class DeviceSessionService(LeaseTable leases, BrokerOptions options, ILogger<DeviceSessionService> logger) : DeviceSession.DeviceSessionBase
+/// <summary>
+/// The gRPC face of device sessions: checks the opening token, then hands the stream to a <see cref="SessionExecutor"/>.
+/// A copy to the device whose stream is idle lands while it is read (<see cref="GrpcOpStreamMethod.Session"/>); at most <see cref="StagedCopies"/> copies to the device wait for their stream at a time; past that the session
+/// stops reading, so HTTP/2 flow control holds the client back instead of the broker buffering without bound.
+/// </summary>
+internal sealed class DeviceSessionService(LeaseTable leases, BrokerOptions options, ILogger<DeviceSessionService> logger) : GrpcOpStreamServiceBase
 {
-    public override async Task Open(IAsyncStreamReader<OpRequest> requestStream, IServerStreamWriter<OpReply> responseStream, ServerCallContext context)
+    /// <summary>Copy chunks a session may have staged and not yet on the device (8 MiB at the client's 1 MiB chunks).</summary>
+    internal const int StagedCopies = 8;
+
+    public override async Task Open(IAsyncStreamReader<ReceivedOp> requestStream, IServerStreamWriter<OpReply> responseStream, ServerCallContext context)
     {
         var cancellationToken = context.CancellationToken;
-        if (!await requestStream.MoveNext(cancellationToken).ConfigureAwait(false))
+        try
         {
-            return;
+            if (!await requestStream.MoveNext(cancellationToken).ConfigureAwait(false))
+            {
+                return;
+            }
+        }
+        catch (InvalidProtocolBufferException ex)
+        {
+            throw NotAnOp(ex);
         }
 
-        var first = requestStream.Current;
+        var first = requestStream.Current.Request;
+        requestStream.Current.Dispose();
         if (first.OpCase != OpRequest.OpOneofCase.Open)
         {
             throw new GpuPoolException(ErrorCode.Unauthenticated, "a session must start with an open op carrying the lease token").ToRpcException();
@@ -39,12 +55,42 @@ internal sealed class DeviceSessionService(LeaseTable leases, BrokerOptions opti
         {
             var executor = new SessionExecutor(lease, options, new GrpcReplies(responseStream, linked.Token), "grpc");
             executor.Start(first.Seq);
+
+            // Not disposed: a device thread may release a slot after the session has ended.
+            var staging = new SemaphoreSlim(StagedCopies, StagedCopies);
+            GrpcOpStreamMethod.Session.Value = executor;
             try
             {
                 while (await requestStream.MoveNext(linked.Token).ConfigureAwait(false))
                 {
-                    await executor.ExecuteAsync(requestStream.Current, payloadOwner: null, linked.Token).ConfigureAwait(false);
+                    var op = requestStream.Current;
+                    if (op == ReceivedOp.Landed)
+                    {
+                        continue;
+                    }
+
+                    if (op.HasPayload)
+                    {
+                        try
+                        {
+                            await staging.WaitAsync(linked.Token).ConfigureAwait(false);
+                        }
+                        catch
+                        {
+                            op.Dispose();
+                            throw;
+                        }
+
+                        op.HoldSlot(staging);
+                    }
+
+                    // The op owns its staged bytes; the executor disposes it once the device has taken them.
+                    await executor.ExecuteAsync(op.Request, op, linked.Token).ConfigureAwait(false);
                 }
+            }
+            catch (InvalidProtocolBufferException ex)
+            {
+                throw NotAnOp(ex);
             }
             finally
             {
@@ -68,4 +114,7 @@ internal sealed class DeviceSessionService(LeaseTable leases, BrokerOptions opti
             lease.DetachSession();
         }
     }
+
+    private static RpcException NotAnOp(InvalidProtocolBufferException ex)
+        => new GpuPoolException(ErrorCode.InvalidArgument, $"the op stream carried a message that is not a valid OpRequest ({ex.Message}); the session is closed").ToRpcException();
 }

@@ -1,26 +1,44 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Google.Protobuf;
 using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.Transport;
 using GpuPool.Protocol.V1;
 using Grpc.Core;
 using Grpc.Net.Client;
 
 namespace GpuPool.Client.Transport;
 
-/// <summary>The portable transport: ops and replies as protobuf messages on one gRPC bidirectional stream.</summary>
+/// <summary>
+/// The portable transport: ops and replies as protobuf messages on one gRPC bidirectional stream. The stream
+/// is bound with our own marshallers (wire-compatible with session.proto) so that bulk bytes are copied as
+/// little as the protocol allows: a copy to the device is serialized straight from the caller's memory, and
+/// the caller is let go as soon as its bytes are serialized; a chunk of a copy to the host goes from the
+/// received message straight into the caller's buffer, never through a <c>ByteString</c>.
+/// </summary>
 internal sealed class GrpcSessionTransport : SessionTransport
 {
-    private readonly AsyncDuplexStreamingCall<OpRequest, OpReply> _call;
+    private static readonly Method<object, object> OpenMethod = new(
+        MethodType.DuplexStreaming,
+        GrpcOpStream.ServiceName,
+        GrpcOpStream.MethodName,
+        Marshallers.Create<object>(SerializeOp, static _ => throw new NotSupportedException("the client does not receive ops")),
+        Marshallers.Create<object>(static (_, _) => throw new NotSupportedException("the client does not send replies"), DeserializeReply));
+
+    private readonly AsyncDuplexStreamingCall<object, object> _call;
     private readonly CancellationTokenSource _callCts = new();
-    private readonly Channel<OpRequest> _outgoing = Channel.CreateBounded<OpRequest>(new BoundedChannelOptions(256) { SingleReader = true });
+
+    /// <summary>Ops (<see cref="OpRequest"/>) and copy chunks (<see cref="CopyChunk"/>) in sequence order.</summary>
+    private readonly Channel<object> _outgoing = Channel.CreateBounded<object>(new BoundedChannelOptions(256) { SingleReader = true });
     private IReplyTarget _target = null!;
+    private GpuPoolException? _closed;
     private Task _reader = Task.CompletedTask;
     private Task _writer = Task.CompletedTask;
 
     public GrpcSessionTransport(GrpcChannel channel, int maxMessageBytes)
     {
-        _call = new Protocol.V1.DeviceSession.DeviceSessionClient(channel).Open(cancellationToken: _callCts.Token);
+        _call = channel.CreateCallInvoker().AsyncDuplexStreamingCall(OpenMethod, null, new CallOptions(cancellationToken: _callCts.Token));
         UseMessageLimit(maxMessageBytes, PreferredChunk);
     }
 
@@ -41,16 +59,42 @@ internal sealed class GrpcSessionTransport : SessionTransport
     public override ValueTask SendAsync(OpRequest request, CancellationToken cancellationToken)
         => _outgoing.Writer.TryWrite(request) ? default : _outgoing.Writer.WriteAsync(request, cancellationToken);
 
-    public override ValueTask SendCopyToDeviceAsync(ulong seq, ulong ptr, ulong stream, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
-        => SendAsync(new OpRequest { Seq = seq, MemcpyHtod = new MemcpyHtoD { Ptr = ptr, Stream = stream, Data = ByteString.CopyFrom(data.Span) } }, cancellationToken);
+    /// <summary>
+    /// Queues a chunk that refers to the caller's bytes, not a copy of them, and waits until the writer has
+    /// serialized it (or the stream has failed, or the chunk was withdrawn before the writer took it).
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public override async ValueTask SendCopyToDeviceAsync(ulong seq, ulong ptr, ulong stream, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        var chunk = new CopyChunk(new OpRequest { Seq = seq, MemcpyHtod = new MemcpyHtoD { Ptr = ptr, Stream = stream, Data = UnsafeByteOperations.UnsafeWrap(data) } });
+        if (!_outgoing.Writer.TryWrite(chunk))
+        {
+            await _outgoing.Writer.WriteAsync(chunk, cancellationToken).ConfigureAwait(false);
+        }
+
+        // Until the writer takes the chunk, cancelling withdraws it; once taken, its bytes are being read, and
+        // the caller may not have its buffer back before they have been.
+        using var withdraw = cancellationToken.CanBeCanceled
+            ? cancellationToken.UnsafeRegister(static (state, token) => ((CopyChunk)state!).TryWithdraw(token), chunk)
+            : default;
+        await chunk.Serialized.ConfigureAwait(false);
+    }
 
     private async Task WriteLoopAsync()
     {
+        CopyChunk? current = null;
         try
         {
-            await foreach (var request in _outgoing.Reader.ReadAllAsync().ConfigureAwait(false))
+            await foreach (var item in _outgoing.Reader.ReadAllAsync().ConfigureAwait(false))
             {
-                await _call.RequestStream.WriteAsync(request).ConfigureAwait(false);
+                current = item as CopyChunk;
+                if (current is not null && !current.TryTake())
+                {
+                    continue;
+                }
+
+                await _call.RequestStream.WriteAsync(item).ConfigureAwait(false);
+                current = null;
             }
 
             await _call.RequestStream.CompleteAsync().ConfigureAwait(false);
@@ -61,30 +105,72 @@ internal sealed class GrpcSessionTransport : SessionTransport
             // broker ended it with (lease ended, message too large) reaches the reader, which reports it.
             // Ours is the fallback for a reader that does not finish.
             await Task.WhenAny(_reader, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
-            _target.OnClosed(ex is RpcException rpc
+            Close(ex is RpcException rpc
                 ? FromCall(rpc)
                 : new GpuPoolException(ErrorCode.Unavailable, $"device session: sending to the broker failed ({ex.Message})", inner: ex));
+
+            // Copies waiting for their chunks to be taken fail with the session's error: nothing more is sent.
+            current?.Fail(_closed!);
+            while (_outgoing.Reader.TryRead(out var item))
+            {
+                (item as CopyChunk)?.Fail(_closed!);
+            }
         }
     }
 
     private async Task ReadLoopAsync()
     {
+        // Flows, with the execution context, into the deserializer that the reads below run.
+        Reading.Value = this;
         try
         {
             await foreach (var reply in _call.ResponseStream.ReadAllAsync().ConfigureAwait(false))
             {
-                Dispatch(reply);
+                if (reply is ReceivedData data)
+                {
+                    data.Dispatch(_target);
+                }
+                else if (reply == Delivered)
+                {
+                    continue;
+                }
+                else
+                {
+                    Dispatch((OpReply)reply);
+                }
             }
 
-            _target.OnClosed(new GpuPoolException(ErrorCode.Unavailable, "the device session is closed"));
+            Close(new GpuPoolException(ErrorCode.Unavailable, "the device session is closed"));
         }
         catch (RpcException ex)
         {
-            _target.OnClosed(FromCall(ex));
+            Close(FromCall(ex));
         }
         catch (Exception ex) when (ex is InvalidOperationException or IOException or OperationCanceledException)
         {
-            _target.OnClosed(new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to the broker failed ({ex.Message})", inner: ex));
+            Close(new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to the broker failed ({ex.Message})", inner: ex));
+        }
+    }
+
+    /// <summary>
+    /// The session is over: the first error is the one reported; nothing more is queued, and the call is cancelled
+    /// so that a write waiting on flow control fails now and lets its copy go.
+    /// </summary>
+    private void Close(GpuPoolException error)
+    {
+        if (Interlocked.CompareExchange(ref _closed, error, null) is null)
+        {
+            _target.OnClosed(error);
+        }
+
+        _outgoing.Writer.TryComplete();
+        try
+        {
+            _callCts.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Disposed: the call is over already.
         }
     }
 
@@ -137,6 +223,47 @@ internal sealed class GrpcSessionTransport : SessionTransport
             ? new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to the broker was closed ({ex.Status.DebugException.Message})", inner: ex)
             : GpuPoolException.FromRpc(ex, "device session");
 
+    private static void SerializeOp(object message, SerializationContext context)
+    {
+        var chunk = message as CopyChunk;
+        var request = chunk?.Request ?? (OpRequest)message;
+        context.SetPayloadLength(request.CalculateSize());
+        request.WriteTo(context.GetBufferWriter());
+        context.Complete();
+        chunk?.Done();
+    }
+
+    /// <summary>
+    /// A chunk of a copy to the host is handed to the session inside the deserializer, straight from the message
+    /// buffer into the caller's destination, when the deserializer can tell whose read it runs in: the reader
+    /// loop's transport, which reaches it through the execution context. In order: the reader takes one message
+    /// at a time. Without it (the context did not flow) the chunk goes through a pooled array.
+    /// </summary>
+    private static readonly AsyncLocal<GrpcSessionTransport?> Reading = new();
+
+    /// <summary>What the deserializer returns for a chunk it has already handed to the session.</summary>
+    private static readonly object Delivered = new();
+
+    private static object DeserializeReply(DeserializationContext context)
+    {
+        var message = context.PayloadAsReadOnlySequence();
+        if (!GrpcOpStream.TryReadCopyData(message, out var seq, out var offset, out var last, out var data))
+        {
+            return OpReply.Parser.ParseFrom(message);
+        }
+
+        if (Reading.Value is { } transport)
+        {
+            transport._target.OnData(seq, offset, data, last);
+            return Delivered;
+        }
+
+        var length = (int)data.Length;
+        var array = length == 0 ? [] : ArrayPool<byte>.Shared.Rent(length);
+        data.CopyTo(array);
+        return new ReceivedData(seq, offset, last, array, length);
+    }
+
     public override async ValueTask DisposeAsync()
     {
         _outgoing.Writer.TryComplete();
@@ -153,5 +280,52 @@ internal sealed class GrpcSessionTransport : SessionTransport
         await _callCts.CancelAsync().ConfigureAwait(false);
         _call.Dispose();
         _callCts.Dispose();
+    }
+
+    /// <summary>A chunk of a copy to the device, referring to the caller's bytes until the writer has serialized them.</summary>
+    private sealed class CopyChunk(OpRequest request)
+    {
+        private const int Queued = 0, Taken = 1, Withdrawn = 2;
+        private readonly TaskCompletionSource _serialized = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _state;
+
+        public OpRequest Request => request;
+
+        /// <summary>Completes once the caller's bytes are no longer needed; fails when they were not sent.</summary>
+        public Task Serialized => _serialized.Task;
+
+        /// <summary>The writer takes the chunk to send it; false when its caller withdrew it first.</summary>
+        public bool TryTake() => Interlocked.CompareExchange(ref _state, Taken, Queued) == Queued;
+
+        public void TryWithdraw(CancellationToken token)
+        {
+            if (Interlocked.CompareExchange(ref _state, Withdrawn, Queued) == Queued)
+            {
+                _serialized.TrySetCanceled(token);
+            }
+        }
+
+        public void Done() => _serialized.TrySetResult();
+
+        public void Fail(GpuPoolException error) => _serialized.TrySetException(error);
+    }
+
+    /// <summary>A chunk of a copy to the host, its bytes in a pooled array until dispatched.</summary>
+    private sealed class ReceivedData(ulong seq, ulong offset, bool last, byte[] array, int length)
+    {
+        public void Dispatch(IReplyTarget target)
+        {
+            try
+            {
+                target.OnData(seq, offset, new ReadOnlySequence<byte>(array, 0, length), last);
+            }
+            finally
+            {
+                if (array.Length > 0)
+                {
+                    ArrayPool<byte>.Shared.Return(array);
+                }
+            }
+        }
     }
 }

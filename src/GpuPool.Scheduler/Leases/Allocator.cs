@@ -15,11 +15,12 @@ namespace GpuPool.Scheduler.Leases;
 
 /// <summary>
 /// The leader's allocation engine. One loop owns the <see cref="PoolModel"/>, the quotas, the priority classes
-/// and the queue; it takes work from a channel (requests, store changes, ticks) in batches, decides every
-/// waiting request in priority order, and commits the grants of a batch off the loop (a session per grant,
-/// the records of many grants per transaction) while it decides the next; the loop settles every commit itself.
-/// Every commit is a store transaction fenced by the leader's term, so a deposed leader writes nothing; the model
-/// is charged before the commit, so two requests never take the same room.
+/// and the queue, and when each lease expires (<see cref="LeaseLiveness"/>); it takes work from a channel
+/// (requests, keepalives, releases, store changes, ticks) in batches, decides every waiting request in priority
+/// order, and commits a batch's grants and the leases it ends (released, expired, lost) off the loop, many per
+/// transaction, while it decides the next; the loop settles every commit itself. Every commit is a store
+/// transaction fenced by the leader's term, so a deposed leader writes nothing; the model is charged before the
+/// commit, so two requests never take the same room, and a lease's room is given back once its record is gone.
 /// </summary>
 internal sealed class Allocator : IAsyncDisposable
 {
@@ -47,13 +48,22 @@ internal sealed class Allocator : IAsyncDisposable
 
     private readonly HashSet<string> _loaded = new(StringComparer.Ordinal);
 
+    private readonly LeaseLiveness _liveness = new();
+
+    /// <summary>Leases to end that wait for the next commit, and every lease being ended (waiting or committing), by id.</summary>
+    private readonly List<Removal> _removals = [];
+    private readonly Dictionary<string, Removal> _removing = new(StringComparer.Ordinal);
+
+    /// <summary>Guards <see cref="_tombstones"/>, which commits running at once share.</summary>
+    private readonly SemaphoreSlim _tombstoneGate = new(1, 1);
+
     /// <summary>The highest store revision applied per watched prefix, and the admin calls waiting to see theirs.</summary>
     private readonly Dictionary<string, long> _applied = new(StringComparer.Ordinal);
     private readonly List<SyncWork> _syncs = [];
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _sequence;
 
-    /// <summary>The unrenewed session tombstones are written under, and when it was made (housekeeping runs on the loop).</summary>
+    /// <summary>The unrenewed session tombstones are written under, and when it was made.</summary>
     private (string Id, DateTimeOffset Created)? _tombstones;
     private ITimer? _ticker;
 
@@ -102,6 +112,33 @@ internal sealed class Allocator : IAsyncDisposable
 
         using var registration = cancellationToken.Register(static w => ((AllocateWork)w!).Reply.TrySetCanceled(), work);
         return await work.Reply.Task.ConfigureAwait(false);
+    }
+
+    /// <summary>Renews a lease (its gang's members with it) for its TTL; null when it has ended or is ending.</summary>
+    public async Task<LeaseRecord?> RenewAsync(string leaseId, CancellationToken cancellationToken)
+    {
+        var work = new RenewWork(leaseId);
+        if (!_work.Writer.TryWrite(work))
+        {
+            throw NotLeading();
+        }
+
+        return await work.Reply.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Ends a lease (a gang's members with it) on behalf of its holder; completes when its record is gone from the
+    /// store. False when it had ended already.
+    /// </summary>
+    public async Task<bool> ReleaseAsync(string leaseId, CancellationToken cancellationToken)
+    {
+        var work = new ReleaseWork(leaseId);
+        if (!_work.Writer.TryWrite(work))
+        {
+            throw NotLeading();
+        }
+
+        return await work.Reply.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -173,7 +210,14 @@ internal sealed class Allocator : IAsyncDisposable
         }
 
         _pending.Clear();
+        foreach (var removal in _removals)
+        {
+            removal.Answer(NotLeading());
+        }
+
+        _removals.Clear();
         _stop.Dispose();
+        _tombstoneGate.Dispose();
     }
 
     private static GpuPoolException NotLeading()
@@ -239,12 +283,11 @@ internal sealed class Allocator : IAsyncDisposable
                     batch.Add(work);
                 }
 
-                var housekeeping = new List<Func<Task>>();
                 foreach (var work in batch)
                 {
                     try
                     {
-                        Apply(work, housekeeping);
+                        Apply(work);
                     }
                     catch (Exception ex) when (ex is not OperationCanceledException)
                     {
@@ -252,11 +295,6 @@ internal sealed class Allocator : IAsyncDisposable
                         Log.AllocatorFailed(_logger, ex);
                         Fail(work, new GpuPoolException(ErrorCode.Internal, "the scheduler failed on this request (see its log): " + ex.Message));
                     }
-                }
-
-                foreach (var job in housekeeping)
-                {
-                    await RunQuietlyAsync(job).ConfigureAwait(false);
                 }
 
                 CompleteSyncs();
@@ -284,18 +322,24 @@ internal sealed class Allocator : IAsyncDisposable
         }
     }
 
-    private void Apply(Work work, List<Func<Task>> housekeeping)
+    private void Apply(Work work)
     {
         switch (work)
         {
             case ResetWork reset:
-                ApplyReset(reset, housekeeping);
+                ApplyReset(reset);
                 break;
             case ChangeWork change:
-                ApplyChange(change.Prefix, change.Event, housekeeping);
+                ApplyChange(change.Prefix, change.Event);
                 break;
             case AllocateWork allocate:
                 Admit(allocate);
+                break;
+            case RenewWork renew:
+                Renew(renew);
+                break;
+            case ReleaseWork release:
+                Release(release);
                 break;
             case SnapshotWork snapshot:
                 snapshot.Reply.TrySetResult(Snapshot());
@@ -307,12 +351,12 @@ internal sealed class Allocator : IAsyncDisposable
                 Settle(committed);
                 break;
             case Tick:
-                OnTick(housekeeping);
+                OnTick();
                 break;
         }
     }
 
-    private void ApplyReset(ResetWork reset, List<Func<Task>> housekeeping)
+    private void ApplyReset(ResetWork reset)
     {
         switch (reset.Prefix)
         {
@@ -320,7 +364,7 @@ internal sealed class Allocator : IAsyncDisposable
                 var live = reset.Entries.Select(e => ParseBroker(e)).OfType<BrokerRecord>().ToArray();
                 foreach (var gone in _model.Brokers.Select(b => b.BrokerId).Except(live.Select(b => b.BrokerId)).ToArray())
                 {
-                    BrokerGone(gone, housekeeping);
+                    BrokerGone(gone);
                 }
 
                 foreach (var broker in live)
@@ -333,12 +377,14 @@ internal sealed class Allocator : IAsyncDisposable
                 var leases = reset.Entries.Select(ParseLease).OfType<LeaseRecord>().ToDictionary(l => l.LeaseId, StringComparer.Ordinal);
                 foreach (var gone in _model.Leases.Select(l => l.LeaseId).Where(id => !leases.ContainsKey(id)).ToArray())
                 {
-                    _model.RemoveLease(gone);
+                    Forget(gone);
                 }
 
+                var now = _time.GetUtcNow();
                 foreach (var lease in leases.Values)
                 {
                     _model.UpsertLease(lease);
+                    _liveness.Track(lease, now);
                 }
 
                 break;
@@ -380,14 +426,14 @@ internal sealed class Allocator : IAsyncDisposable
             // Leases whose broker is not registered are orphans of a broker that died while nobody led.
             foreach (var orphan in _model.Leases.Where(l => !_model.HasBroker(l.BrokerId)).ToArray())
             {
-                LoseLease(orphan, $"its broker {orphan.BrokerId} is no longer registered", housekeeping);
+                LoseLease(orphan, $"its broker {orphan.BrokerId} is no longer registered");
             }
 
             _ready.TrySetResult();
         }
     }
 
-    private void ApplyChange(string prefix, WatchEvent change, List<Func<Task>> housekeeping)
+    private void ApplyChange(string prefix, WatchEvent change)
     {
         Applied(prefix, change.Revision);
         var put = change.Kind == WatchEventKind.Put;
@@ -402,18 +448,18 @@ internal sealed class Allocator : IAsyncDisposable
 
                 break;
             case StoreKeys.Brokers:
-                BrokerGone(id, housekeeping);
+                BrokerGone(id);
                 break;
             case StoreKeys.Leases when put:
                 if (ParseLease(change.Entry) is { } lease)
                 {
                     _model.UpsertLease(lease);
+                    _liveness.Track(lease, _time.GetUtcNow());
                 }
 
                 break;
             case StoreKeys.Leases:
-                _model.RemoveLease(id);
-                _evicting.Remove(id);
+                Forget(id);
                 break;
             case StoreKeys.Quotas when put:
                 if (Parse(change.Entry, Quota.Parser) is { } quota)
@@ -442,48 +488,107 @@ internal sealed class Allocator : IAsyncDisposable
     }
 
     /// <summary>A broker stopped heartbeating (or deregistered): its leases are lost, and their holders told on their next call.</summary>
-    private void BrokerGone(string brokerId, List<Func<Task>> housekeeping)
+    private void BrokerGone(string brokerId)
     {
         foreach (var lease in _model.RemoveBroker(brokerId))
         {
-            LoseLease(lease, $"its broker {brokerId} stopped heartbeating", housekeeping);
+            LoseLease(lease, $"its broker {brokerId} stopped heartbeating");
         }
     }
 
-    private void LoseLease(LeaseRecord lease, string reason, List<Func<Task>> housekeeping)
+    /// <summary>A lease whose record is gone from the store: nothing of it is left on the loop.</summary>
+    private void Forget(string leaseId)
     {
-        _model.RemoveLease(lease.LeaseId);
-        Log.LeaseLost(_logger, lease.LeaseId, reason);
-        housekeeping.Add(() => EndLeaseAsync(lease, reason));
+        _model.RemoveLease(leaseId);
+        _liveness.Untrack(leaseId);
+        _evicting.Remove(leaseId);
     }
 
-    /// <summary>Writes why the lease ended, then ends its session (which deletes its record).</summary>
-    private async Task EndLeaseAsync(LeaseRecord lease, string reason)
+    /// <summary>
+    /// Ends a lease (its gang with it) that the pool takes away: its room is free at once, and its record is deleted
+    /// with a tombstone saying why, which its holder reads on its next call.
+    /// </summary>
+    private void LoseLease(LeaseRecord lease, string reason)
     {
-        var tombstone = new LeaseTombstone { LeaseId = lease.LeaseId, Reason = reason, Ended = Timestamp.FromDateTimeOffset(_time.GetUtcNow()) };
-        var session = await TombstoneSessionAsync().ConfigureAwait(false);
-        await _store.TransactAsync(Fence(), [TxnWrite.Put(StoreKeys.Tombstones + lease.LeaseId, tombstone.ToByteArray(), session)], _stop.Token).ConfigureAwait(false);
-        await _store.RevokeSessionAsync(lease.StoreSession, _stop.Token).ConfigureAwait(false);
+        var members = _liveness.MembersOf(lease.LeaseId);
+        foreach (var id in members.Count == 0 ? [lease.LeaseId] : members)
+        {
+            if (_removing.ContainsKey(id))
+            {
+                continue;
+            }
+
+            Forget(id);
+            Log.LeaseLost(_logger, id, reason);
+            Enqueue(new Removal([id], reason));
+        }
+    }
+
+    private void Enqueue(Removal removal)
+    {
+        _removals.Add(removal);
+        foreach (var id in removal.LeaseIds)
+        {
+            _removing[id] = removal;
+        }
+    }
+
+    /// <summary>A keepalive: the lease's current record (with any preemption deadline), or null when it has ended or is ending.</summary>
+    private void Renew(RenewWork work)
+    {
+        var lease = _model.FindLease(work.LeaseId);
+        var renewed = lease is not null && !_removing.ContainsKey(work.LeaseId)
+            && _liveness.Renew(work.LeaseId, _time.GetUtcNow(), TimeSpan.FromSeconds(Math.Max(1, lease.TtlSeconds)));
+        work.Reply.TrySetResult(renewed ? lease : null);
+    }
+
+    /// <summary>The holder ends its lease: the room stays charged until the record is gone, then comes back.</summary>
+    private void Release(ReleaseWork work)
+    {
+        if (_removing.TryGetValue(work.LeaseId, out var ending))
+        {
+            ending.Waiters.Add(work.Reply);
+            return;
+        }
+
+        var members = _liveness.MembersOf(work.LeaseId);
+        if (members.Count == 0)
+        {
+            work.Reply.TrySetResult(false);
+            return;
+        }
+
+        var removal = new Removal(members, null);
+        removal.Waiters.Add(work.Reply);
+        Enqueue(removal);
     }
 
     /// <summary>
     /// Tombstones are bound to a session that is never renewed, so they vanish on their own: the store never
     /// fills with them. A fresh session every sixth of <see cref="SchedulerOptions.TombstoneTtl"/> keeps each
-    /// tombstone for between five sixths of it and all of it.
+    /// tombstone for between five sixths of it and all of it. Commits running at once share it.
     /// </summary>
-    private async Task<string> TombstoneSessionAsync()
+    private async Task<string> TombstoneSessionAsync(CancellationToken cancellationToken)
     {
-        var now = _time.GetUtcNow();
-        if (_tombstones is not { } current || now - current.Created > _options.TombstoneTtl / 6)
+        await _tombstoneGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
-            var session = await _store.CreateSessionAsync(_options.TombstoneTtl, _stop.Token).ConfigureAwait(false);
-            _tombstones = current = (session.Id, now);
-        }
+            var now = _time.GetUtcNow();
+            if (_tombstones is not { } current || now - current.Created > _options.TombstoneTtl / 6)
+            {
+                var session = await _store.CreateSessionAsync(_options.TombstoneTtl, cancellationToken).ConfigureAwait(false);
+                _tombstones = current = (session.Id, now);
+            }
 
-        return current.Id;
+            return current.Id;
+        }
+        finally
+        {
+            _tombstoneGate.Release();
+        }
     }
 
-    private void OnTick(List<Func<Task>> housekeeping)
+    private void OnTick()
     {
         var now = _time.GetUtcNow();
         foreach (var (leaseId, deadline) in _evicting.ToArray())
@@ -493,9 +598,28 @@ internal sealed class Allocator : IAsyncDisposable
                 _evicting.Remove(leaseId);
                 if (_model.FindLease(leaseId) is { } victim)
                 {
-                    LoseLease(victim, victim.PreemptReason, housekeeping);
+                    LoseLease(victim, victim.PreemptReason);
                 }
             }
+        }
+
+        // Leases whose keepalives stopped: their room stays charged until their records are gone.
+        foreach (var members in _liveness.TakeExpired(now))
+        {
+            var live = members.Where(id => !_removing.ContainsKey(id)).ToArray();
+            if (live.Length == 0)
+            {
+                continue;
+            }
+
+            var ttl = _model.FindLease(live[0])?.TtlSeconds ?? 0;
+            var reason = $"it expired: no keepalive from its holder for its TTL of {ttl} s";
+            foreach (var id in live)
+            {
+                Log.LeaseLost(_logger, id, reason);
+            }
+
+            Enqueue(new Removal(live, reason));
         }
     }
 
@@ -545,12 +669,12 @@ internal sealed class Allocator : IAsyncDisposable
     {
         // With the most batches in flight, requests wait for one to settle (its CommittedWork wakes the loop): the
         // next batch then takes all of them, and shares its transactions among more grants.
-        if (_pending.Count == 0 || _commitsInFlight >= MaxCommitsInFlight)
+        var now = _time.GetUtcNow();
+        if ((_pending.Count == 0 && !_removals.Any(r => r.NotBefore <= now)) || _commitsInFlight >= MaxCommitsInFlight)
         {
             return;
         }
 
-        var now = _time.GetUtcNow();
         var grants = new List<Grant>();
         var evictions = new List<LeaseRecord>();
         foreach (var pending in Order())
@@ -578,35 +702,36 @@ internal sealed class Allocator : IAsyncDisposable
             await RunQuietlyAsync(() => MarkPreemptedAsync(victim)).ConfigureAwait(false);
         }
 
-        if (grants.Count > 0)
+        var removals = _removals.Where(r => r.NotBefore <= now).ToList();
+        _removals.RemoveAll(r => r.NotBefore <= now);
+        if (grants.Count > 0 || removals.Count > 0)
         {
-            StartCommit(grants, cancellationToken);
+            StartCommit(grants, removals, cancellationToken);
         }
     }
 
     /// <summary>
-    /// Commits a batch's grants off the loop; the loop goes on applying store changes and deciding the next batch
-    /// meanwhile (up to <see cref="MaxCommitsInFlight"/> batches in flight), and settles the outcomes itself when
-    /// the <see cref="CommittedWork"/> arrives. Once the loop has stopped, the outcomes go straight to the callers.
+    /// Commits a batch's grants and removals off the loop; the loop goes on applying store changes and deciding the
+    /// next batch meanwhile (up to <see cref="MaxCommitsInFlight"/> batches in flight), and settles the outcomes
+    /// itself when the <see cref="CommittedWork"/> arrives. Once the loop has stopped, the outcomes go straight to the callers.
     /// </summary>
-    private void StartCommit(List<Grant> grants, CancellationToken cancellationToken)
+    private void StartCommit(List<Grant> grants, List<Removal> removals, CancellationToken cancellationToken)
     {
         _commitsInFlight++;
         var commit = Task.Run(async () =>
         {
-            (AllocateReply? Reply, GpuPoolException? Error)[] outcomes;
+            var done = new CommittedWork(grants, removals);
             try
             {
-                outcomes = await CommitAllAsync(grants, cancellationToken).ConfigureAwait(false);
+                await CommitAllAsync(done, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex)
             {
-                // CommitAllAsync answers every failure per grant; this is a bug, and must still answer everyone.
+                // CommitAllAsync answers every failure per item; this is a bug, and must still answer everyone.
                 Log.AllocatorFailed(_logger, ex);
-                outcomes = [.. grants.Select(_ => ((AllocateReply?)null, (GpuPoolException?)new GpuPoolException(ErrorCode.Internal, "the scheduler failed while writing the lease (see its log): " + ex.Message)))];
+                done.FailUnanswered(new GpuPoolException(ErrorCode.Internal, "the scheduler failed while writing to the store (see its log): " + ex.Message));
             }
 
-            var done = new CommittedWork(grants, outcomes);
             if (!_work.Writer.TryWrite(done))
             {
                 Answer(done);
@@ -620,26 +745,56 @@ internal sealed class Allocator : IAsyncDisposable
         _ = commit.ContinueWith(t => { lock (_commits) { _commits.Remove(t); } }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
-    /// <summary>On the loop: a committed batch's grants answered, and the room of every failed one given back.</summary>
+    /// <summary>
+    /// On the loop: a committed batch's grants answered and the room of every failed one given back; the room of every
+    /// ended lease given back, and a removal the pool needs (expired, lost) that failed tried again a tick later.
+    /// </summary>
     private void Settle(CommittedWork done)
     {
         _commitsInFlight--;
         for (var i = 0; i < done.Grants.Count; i++)
         {
-            var (grant, (reply, error)) = (done.Grants[i], done.Outcomes[i]);
-            if (reply is not null)
+            var (grant, (reply, _)) = (done.Grants[i], done.Outcomes[i]);
+            foreach (var record in grant.Records)
             {
-                foreach (var record in grant.Records)
+                if (reply is not null)
                 {
                     Log.LeaseGranted(_logger, record.LeaseId, record.Tenant, record.BrokerId, record.DeviceIndex, record.MemoryBytes, record.ComputeShare);
                 }
+                else
+                {
+                    // The room it was charged goes back; a record that did get written shows up by the watch.
+                    Forget(record.LeaseId);
+                }
+            }
+        }
+
+        var now = _time.GetUtcNow();
+        for (var i = 0; i < done.Removals.Count; i++)
+        {
+            var removal = done.Removals[i];
+            if (done.RemovalErrors[i] is null)
+            {
+                foreach (var id in removal.LeaseIds)
+                {
+                    Forget(id);
+                    _removing.Remove(id);
+                    if (removal.Reason is null)
+                    {
+                        Log.LeaseReleased(_logger, id);
+                    }
+                }
+            }
+            else if (removal.Reason is not null)
+            {
+                removal.NotBefore = now + _options.TickInterval;
+                _removals.Add(removal);
             }
             else
             {
-                // The room it was charged goes back; a record that did get written shows up by the watch.
-                foreach (var record in grant.Records)
+                foreach (var id in removal.LeaseIds)
                 {
-                    _model.RemoveLease(record.LeaseId);
+                    _removing.Remove(id);
                 }
             }
         }
@@ -660,6 +815,11 @@ internal sealed class Allocator : IAsyncDisposable
             {
                 done.Grants[i].Pending.Work.Reply.TrySetException(error!);
             }
+        }
+
+        for (var i = 0; i < done.Removals.Count; i++)
+        {
+            done.Removals[i].Answer(done.RemovalErrors[i]);
         }
     }
 
@@ -691,14 +851,32 @@ internal sealed class Allocator : IAsyncDisposable
             foreach (var record in grant.Records)
             {
                 _model.UpsertLease(record);
+                _liveness.Track(record, now);
             }
 
             grants.Add(grant);
             return grant;
         }
 
-        // Borrowed capacity is idle capacity only: a borrower never evicts anyone.
-        if (!borrowed && !pending.Evicting && _model.FindEviction(pending.Ask, pending.Class.Value) is { } eviction)
+        // Borrowed capacity is idle capacity only: a borrower never evicts anyone. An ask that found no eviction
+        // searches again only once room may have come (the search walks every lease of the pool). A victim that is
+        // ending already is not marked (a marked record must never outlive its deletion): once its removal settles,
+        // the next round sees the room it leaves.
+        Eviction? eviction = null;
+        if (!borrowed && !pending.Evicting && pending.NoEvictionAt != _model.RoomGeneration)
+        {
+            eviction = _model.FindEviction(pending.Ask, pending.Class.Value);
+            if (eviction is null)
+            {
+                pending.NoEvictionAt = _model.RoomGeneration;
+            }
+            else if (eviction.Victims.Any(v => _removing.ContainsKey(v.LeaseId)))
+            {
+                eviction = null;
+            }
+        }
+
+        if (eviction is not null)
         {
             var deadline = now + _options.PreemptionGrace;
             foreach (var victim in eviction.Victims)
@@ -786,7 +964,7 @@ internal sealed class Allocator : IAsyncDisposable
             var device = _model.FindDevice(placement.BrokerId, index)!;
             records.Add(new LeaseRecord
             {
-                LeaseId = "l-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)),
+                LeaseId = NewLeaseId(records),
                 Tenant = request.Tenant,
                 BrokerId = broker.BrokerId,
                 BrokerEndpoint = broker.Endpoint,
@@ -810,150 +988,160 @@ internal sealed class Allocator : IAsyncDisposable
     }
 
     /// <summary>
-    /// Commits a batch's grants: one session each (a lease's TTL is its own; a gang's records share one, as it lives
-    /// and ends as one), granted concurrently, then the records of as many grants as fit in one fenced transaction
-    /// (TxnLimits.MaxOperations), so etcd sees one write per lease grant plus a few transactions per batch instead
-    /// of a transaction per grant. A shared transaction that fails is retried grant by grant, so an id collision or
-    /// a session gone costs only its own grant. Runs off the loop and touches no state of it: it returns each
-    /// grant's reply or error, and the loop settles the model.
+    /// A lease id no lease this leader knows has (the store's absent-check catches one it does not know yet); after a
+    /// few tries it gives up and lets the commit refuse the collision.
     /// </summary>
-    private async Task<(AllocateReply? Reply, GpuPoolException? Error)[]> CommitAllAsync(List<Grant> grants, CancellationToken cancellationToken)
+    private string NewLeaseId(List<LeaseRecord> siblings)
     {
-        var outcomes = new (AllocateReply? Reply, GpuPoolException? Error)[grants.Count];
-        var sessions = await Task.WhenAll(grants.Select(async g =>
+        var id = _options.NewLeaseId();
+        for (var tries = 1; tries < 8 && (_model.FindLease(id) is not null || _removing.ContainsKey(id) || siblings.Exists(r => r.LeaseId == id)); tries++)
+        {
+            id = _options.NewLeaseId();
+        }
+
+        return id;
+    }
+
+    /// <summary>
+    /// Commits a batch: the records of its grants (each checked absent) and the deletions of the leases it ends
+    /// (with a tombstone where the pool ended them), as many as fit in one fenced transaction
+    /// (<see cref="TxnLimits.MaxOperations"/>), so a batch costs the store a few transactions whatever its size.
+    /// A shared transaction that fails a check is retried item by item, so an id collision costs only its own
+    /// grant. Runs off the loop and touches no state of it: it fills in each item's outcome, and the loop settles.
+    /// </summary>
+    private async Task CommitAllAsync(CommittedWork batch, CancellationToken cancellationToken)
+    {
+        string? tombstones = null;
+        if (batch.Removals.Any(r => r.Reason is not null))
         {
             try
             {
-                return await _store.CreateSessionAsync(g.Ttl, cancellationToken).ConfigureAwait(false);
+                tombstones = await TombstoneSessionAsync(cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex)
             {
-                return (object)CommitError(ex);
+                var error = CommitError(ex);
+                for (var i = 0; i < batch.Removals.Count; i++)
+                {
+                    batch.RemovalErrors[i] = batch.Removals[i].Reason is null ? null : error;
+                }
             }
-        })).ConfigureAwait(false);
+        }
 
-        // Grants in order, cut into transactions of at most MaxOperations checks and writes (the fence, then an
-        // absent-check and a put per record); a grant too large to share goes alone, as it always did.
-        var chunks = new List<List<int>>();
+        // Items in order, cut into transactions of at most MaxOperations checks and writes; an item too large to
+        // share goes alone.
+        var items = Enumerable.Range(0, batch.Grants.Count).Select(i => new Item(batch, i, -1))
+            .Concat(Enumerable.Range(0, batch.Removals.Count).Where(i => batch.RemovalErrors[i] is null).Select(i => new Item(batch, -1, i)));
+        var chunks = new List<List<Item>>();
         var fence = Fence().Count;
         var operations = fence;
-        for (var i = 0; i < grants.Count; i++)
+        foreach (var item in items)
         {
-            if (sessions[i] is GpuPoolException error)
-            {
-                outcomes[i] = (null, error);
-                continue;
-            }
-
-            var session = (StoreSession)sessions[i];
-            foreach (var record in grants[i].Records)
-            {
-                record.StoreSession = session.Id;
-            }
-
-            var needed = 2 * grants[i].Records.Count;
-            if (chunks.Count == 0 || (chunks[^1].Count > 0 && operations + needed > TxnLimits.MaxOperations))
+            if (chunks.Count == 0 || (chunks[^1].Count > 0 && operations + item.Operations > TxnLimits.MaxOperations))
             {
                 chunks.Add([]);
                 operations = fence;
             }
 
-            chunks[^1].Add(i);
-            operations += needed;
+            chunks[^1].Add(item);
+            operations += item.Operations;
         }
 
-        await Task.WhenAll(chunks.Select(chunk => CommitChunkAsync(chunk, grants, outcomes, cancellationToken))).ConfigureAwait(false);
-        return outcomes;
+        var ended = _time.GetUtcNow();
+        await Task.WhenAll(chunks.Select(chunk => CommitChunkAsync(chunk, tombstones, ended, cancellationToken))).ConfigureAwait(false);
     }
 
-    /// <summary>The grants of <paramref name="chunk"/> (their sessions granted) in one fenced transaction; grant by grant if it fails.</summary>
-    private async Task CommitChunkAsync(List<int> chunk, List<Grant> grants, (AllocateReply? Reply, GpuPoolException? Error)[] outcomes, CancellationToken cancellationToken)
-    {
-        if (chunk.Count > 1)
-        {
-            try
-            {
-                var (checks, writes) = Transaction(chunk.Select(i => grants[i]));
-                var result = await _store.TransactAsync(checks, writes, cancellationToken).ConfigureAwait(false);
-                if (result.Succeeded)
-                {
-                    foreach (var i in chunk)
-                    {
-                        outcomes[i] = (Reply(grants[i]), null);
-                    }
-
-                    return;
-                }
-
-                if (_term is not null && result.FailedChecks.Contains(_term.Key))
-                {
-                    await FailAllAsync(new GpuPoolException(ErrorCode.Unavailable, LostLeadership)).ConfigureAwait(false);
-                    return;
-                }
-
-                // A lease id collided: nothing was written; each grant on its own finds whose.
-            }
-            catch (StoreSessionNotFoundException)
-            {
-                // One of the sessions ended already: nothing was written; each grant on its own finds whose.
-            }
-            catch (Exception ex)
-            {
-                await FailAllAsync(CommitError(ex)).ConfigureAwait(false);
-                return;
-            }
-        }
-
-        await Task.WhenAll(chunk.Select(async i => outcomes[i] = await CommitAsync(grants[i], cancellationToken).ConfigureAwait(false))).ConfigureAwait(false);
-
-        async Task FailAllAsync(GpuPoolException error)
-        {
-            foreach (var i in chunk)
-            {
-                // The transaction may have been applied (a store that stopped answering): ending the session deletes what it wrote.
-                await RunQuietlyAsync(() => _store.RevokeSessionAsync(grants[i].Records[0].StoreSession, CancellationToken.None).AsTask()).ConfigureAwait(false);
-                outcomes[i] = (null, error);
-            }
-        }
-    }
-
-    /// <summary>
-    /// One grant's records, bound to its session (already granted), in one fenced transaction, and the reply signed;
-    /// on failure the session is ended, which deletes whatever it may have written.
-    /// </summary>
-    private async Task<(AllocateReply? Reply, GpuPoolException? Error)> CommitAsync(Grant grant, CancellationToken cancellationToken)
+    /// <summary>The items of <paramref name="chunk"/> in one fenced transaction; one by one if it fails a check other than the fence.</summary>
+    private async Task CommitChunkAsync(List<Item> chunk, string? tombstones, DateTimeOffset ended, CancellationToken cancellationToken)
     {
         try
         {
-            var (checks, writes) = Transaction([grant]);
+            var (checks, writes) = Transaction(chunk, tombstones, ended);
             var result = await _store.TransactAsync(checks, writes, cancellationToken).ConfigureAwait(false);
-            if (!result.Succeeded)
+            if (result.Succeeded)
             {
-                throw new GpuPoolException(ErrorCode.Unavailable, _term is not null && result.FailedChecks.Contains(_term.Key)
-                    ? LostLeadership
-                    : "a lease id collided with an existing lease; retry");
+                foreach (var item in chunk)
+                {
+                    item.Succeed(this);
+                }
+
+                return;
             }
 
-            return (Reply(grant), null);
+            if (_term is not null && result.FailedChecks.Contains(_term.Key))
+            {
+                Fail(new GpuPoolException(ErrorCode.Unavailable, LostLeadership));
+                return;
+            }
+
+            if (chunk.Count == 1)
+            {
+                // Only a grant checks its keys: its lease id collided with an existing lease, and nothing was written.
+                Fail(new GpuPoolException(ErrorCode.Unavailable, "a lease id collided with an existing lease; retry"));
+                return;
+            }
         }
         catch (Exception ex)
         {
-            await RunQuietlyAsync(() => _store.RevokeSessionAsync(grant.Records[0].StoreSession, CancellationToken.None).AsTask()).ConfigureAwait(false);
-            return (null, CommitError(ex));
+            var error = CommitError(ex);
+            Fail(error);
+
+            // The transaction may have been applied (a store that stopped answering): a granted record nobody holds
+            // would live until its TTL, so it is deleted now if the store lets us.
+            var written = chunk.Where(i => i.IsGrant).SelectMany(i => i.Grant.Records).Select(r => TxnWrite.Delete(StoreKeys.Leases + r.LeaseId)).ToList();
+            if (written.Count > 0)
+            {
+                await RunQuietlyAsync(() => _store.TransactAsync(Fence(), written, CancellationToken.None).AsTask()).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
+        // A lease id collided: nothing was written; each item on its own finds whose.
+        await Task.WhenAll(chunk.Select(item => CommitChunkAsync([item], tombstones, ended, cancellationToken))).ConfigureAwait(false);
+
+        void Fail(GpuPoolException error)
+        {
+            foreach (var item in chunk)
+            {
+                item.Fail(error);
+            }
         }
     }
 
-    private const string LostLeadership = "this scheduler replica lost the leadership while placing the request; retry";
+    private const string LostLeadership = "this scheduler replica lost the leadership while writing to the store; retry";
 
-    /// <summary>The fence, and for every record a check that its key is free and a put bound to its grant's session.</summary>
-    private (List<TxnCheck> Checks, List<TxnWrite> Writes) Transaction(IEnumerable<Grant> grants)
+    /// <summary>
+    /// The fence; for every granted record a check that its key is free and a put; for every ended lease a delete,
+    /// and a tombstone (bound to the unrenewed tombstone session) saying why, where the pool ended it.
+    /// </summary>
+    private (List<TxnCheck> Checks, List<TxnWrite> Writes) Transaction(List<Item> items, string? tombstones, DateTimeOffset ended)
     {
         var checks = new List<TxnCheck>(Fence());
         var writes = new List<TxnWrite>();
-        foreach (var record in grants.SelectMany(g => g.Records))
+        foreach (var item in items)
         {
-            checks.Add(TxnCheck.Absent(StoreKeys.Leases + record.LeaseId));
-            writes.Add(TxnWrite.Put(StoreKeys.Leases + record.LeaseId, record.ToByteArray(), record.StoreSession));
+            if (item.IsGrant)
+            {
+                foreach (var record in item.Grant.Records)
+                {
+                    checks.Add(TxnCheck.Absent(StoreKeys.Leases + record.LeaseId));
+                    writes.Add(TxnWrite.Put(StoreKeys.Leases + record.LeaseId, record.ToByteArray()));
+                }
+
+                continue;
+            }
+
+            var removal = item.Removal;
+            foreach (var id in removal.LeaseIds)
+            {
+                writes.Add(TxnWrite.Delete(StoreKeys.Leases + id));
+                if (removal.Reason is not null)
+                {
+                    var tombstone = new LeaseTombstone { LeaseId = id, Reason = removal.Reason, Ended = Timestamp.FromDateTimeOffset(ended) };
+                    writes.Add(TxnWrite.Put(StoreKeys.Tombstones + id, tombstone.ToByteArray(), tombstones));
+                }
+            }
         }
 
         return (checks, writes);
@@ -989,18 +1177,13 @@ internal sealed class Allocator : IAsyncDisposable
         return reply;
     }
 
-    /// <summary>Writes the victim's preemption deadline; the broker tells its sessions, keepalives tell its holder.</summary>
+    /// <summary>
+    /// Writes the victim's preemption deadline; the broker tells its sessions, keepalives tell its holder. No removal
+    /// of it is under way (<see cref="Decide"/> makes sure), and none starts before this write is done, as the loop
+    /// waits for it: the record it puts can never outlive its deletion.
+    /// </summary>
     private async Task MarkPreemptedAsync(LeaseRecord marked)
-    {
-        try
-        {
-            await _store.TransactAsync(Fence(), [TxnWrite.Put(StoreKeys.Leases + marked.LeaseId, marked.ToByteArray(), marked.StoreSession)], _stop.Token).ConfigureAwait(false);
-        }
-        catch (StoreSessionNotFoundException)
-        {
-            // It ended on its own meanwhile: the room is free already.
-        }
-    }
+        => await _store.TransactAsync(Fence(), [TxnWrite.Put(StoreKeys.Leases + marked.LeaseId, marked.ToByteArray())], _stop.Token).ConfigureAwait(false);
 
     private ClusterView Snapshot()
     {
@@ -1053,6 +1236,12 @@ internal sealed class Allocator : IAsyncDisposable
                 break;
             case SnapshotWork s:
                 s.Reply.TrySetException(error);
+                break;
+            case RenewWork r:
+                r.Reply.TrySetException(error);
+                break;
+            case ReleaseWork r:
+                r.Reply.TrySetException(error);
                 break;
             case CommittedWork c:
                 // Committed or not, its outcome stands: the store has the leases that did commit.
@@ -1110,12 +1299,114 @@ internal sealed class Allocator : IAsyncDisposable
         public TaskCompletionSource<AllocateReply> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
-    /// <summary>A batch's commit finished: its grants and their outcomes, in order.</summary>
-    private sealed class CommittedWork(List<Grant> grants, (AllocateReply? Reply, GpuPoolException? Error)[] outcomes) : Work
+    private sealed class RenewWork(string leaseId) : Work
+    {
+        public string LeaseId { get; } = leaseId;
+
+        public TaskCompletionSource<LeaseRecord?> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private sealed class ReleaseWork(string leaseId) : Work
+    {
+        public string LeaseId { get; } = leaseId;
+
+        public TaskCompletionSource<bool> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>A batch's commit, and once it has finished, its outcomes: each grant's reply or error, each removal's error (null: done), in order.</summary>
+    private sealed class CommittedWork(List<Grant> grants, List<Removal> removals) : Work
     {
         public List<Grant> Grants { get; } = grants;
 
-        public (AllocateReply? Reply, GpuPoolException? Error)[] Outcomes { get; } = outcomes;
+        public (AllocateReply? Reply, GpuPoolException? Error)[] Outcomes { get; } = new (AllocateReply?, GpuPoolException?)[grants.Count];
+
+        public List<Removal> Removals { get; } = removals;
+
+        public GpuPoolException?[] RemovalErrors { get; } = new GpuPoolException?[removals.Count];
+
+        public void FailUnanswered(GpuPoolException error)
+        {
+            for (var i = 0; i < Outcomes.Length; i++)
+            {
+                if (Outcomes[i].Reply is null)
+                {
+                    Outcomes[i] = (null, error);
+                }
+            }
+
+            Array.Fill(RemovalErrors, error);
+        }
+    }
+
+    /// <summary>One grant or one removal of a batch being committed.</summary>
+    private readonly record struct Item(CommittedWork Batch, int GrantIndex, int RemovalIndex)
+    {
+        public bool IsGrant => GrantIndex >= 0;
+
+        public Grant Grant => Batch.Grants[GrantIndex];
+
+        public Removal Removal => Batch.Removals[RemovalIndex];
+
+        /// <summary>Checks and writes it takes in a transaction.</summary>
+        public int Operations => IsGrant ? 2 * Grant.Records.Count : Removal.LeaseIds.Count * (Removal.Reason is null ? 1 : 2);
+
+        public void Succeed(Allocator allocator)
+        {
+            if (IsGrant)
+            {
+                Batch.Outcomes[GrantIndex] = (allocator.Reply(Grant), null);
+            }
+            else
+            {
+                Batch.RemovalErrors[RemovalIndex] = null;
+            }
+        }
+
+        public void Fail(GpuPoolException error)
+        {
+            if (IsGrant)
+            {
+                Batch.Outcomes[GrantIndex] = (null, error);
+            }
+            else
+            {
+                Batch.RemovalErrors[RemovalIndex] = error;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Leases to delete together (a gang's members, or one lease), with the tombstone reason where the pool ends them
+    /// (expired, lost, preempted; null: their holder released them), and the holders' release calls waiting on it.
+    /// </summary>
+    private sealed class Removal(IReadOnlyList<string> leaseIds, string? reason)
+    {
+        public IReadOnlyList<string> LeaseIds { get; } = leaseIds;
+
+        public string? Reason { get; } = reason;
+
+        public List<TaskCompletionSource<bool>> Waiters { get; } = [];
+
+        /// <summary>Not committed before this (a failed removal the pool needs waits a tick before it is tried again).</summary>
+        public DateTimeOffset NotBefore { get; set; }
+
+        /// <summary>Tells the waiting release calls: done (true), or the error.</summary>
+        public void Answer(GpuPoolException? error)
+        {
+            foreach (var waiter in Waiters)
+            {
+                if (error is null)
+                {
+                    waiter.TrySetResult(true);
+                }
+                else
+                {
+                    waiter.TrySetException(error);
+                }
+            }
+
+            Waiters.Clear();
+        }
     }
 
     private sealed class SyncWork(string prefix, long revision) : Work
@@ -1146,6 +1437,9 @@ internal sealed class Allocator : IAsyncDisposable
 
         /// <summary>Victims have been chosen and told; the request waits for them to go.</summary>
         public bool Evicting { get; set; }
+
+        /// <summary>The model's <see cref="PoolModel.RoomGeneration"/> when a search found no eviction (-1: none yet).</summary>
+        public long NoEvictionAt { get; set; } = -1;
     }
 
     private sealed record Grant(Pending Pending, IReadOnlyList<LeaseRecord> Records, TimeSpan Ttl);

@@ -12,11 +12,11 @@ using Grpc.Net.Client;
 namespace GpuPool.Scheduler.Leases;
 
 /// <summary>
-/// The lease API's core: validates requests, hands allocations to the leader's <see cref="Allocator"/> (or
-/// forwards them to the replica that leads), and renews and ends leases — which any replica can do, since
-/// a lease is a record under leases/{id} bound to a store session whose TTL is the lease's. Keepalives renew
-/// the session; when they stop the store deletes the record, which is how brokers and placement learn that
-/// the capacity is free again.
+/// The lease API's core: validates requests and hands them to the leader's <see cref="Allocator"/>, or forwards
+/// them to the replica that leads. A lease is a record under leases/{id} that lives as long as its holder's
+/// keepalives reach the leader within its TTL (the leader keeps the deadlines; renewing costs no store write);
+/// when they stop, or the holder releases it, the leader deletes the record, which is how brokers learn that the
+/// lease has ended.
 /// </summary>
 public sealed class LeaseManager : IDisposable
 {
@@ -45,32 +45,20 @@ public sealed class LeaseManager : IDisposable
             return await allocator.AllocateAsync(normalized, cancellationToken).ConfigureAwait(false);
         }
 
-        var leader = await LeaderElection.GetLeaderAsync(_store, StoreKeys.Leader, cancellationToken).ConfigureAwait(false);
-        if (forwarded || leader is null || leader == _options.AdvertisedEndpoint)
-        {
-            throw new GpuPoolException(ErrorCode.Unavailable, "no scheduler replica leads the pool right now (an election is under way); retry in a few seconds");
-        }
-
-        var client = new Protocol.V1.Leases.LeasesClient(_channels.GetOrAdd(leader, static e => GrpcChannel.ForAddress(e)));
-        try
-        {
-            var timeout = TimeSpan.FromMilliseconds(normalized.WaitTimeoutMs) + _options.PreemptionGrace * 2 + TimeSpan.FromSeconds(30);
-            return await client.AllocateAsync(normalized, new Metadata { { ForwardedHeader, "1" } }, _options.TimeProvider.GetUtcNow().UtcDateTime + timeout, cancellationToken).ConfigureAwait(false);
-        }
-        catch (RpcException ex)
-        {
-            throw GpuPoolException.FromRpc(ex, $"the leading scheduler replica at {leader}");
-        }
+        var timeout = TimeSpan.FromMilliseconds(normalized.WaitTimeoutMs) + _options.PreemptionGrace * 2 + TimeSpan.FromSeconds(30);
+        return await ForwardAsync((client, headers, deadline) => client.AllocateAsync(normalized, headers, deadline, cancellationToken), timeout, forwarded, cancellationToken).ConfigureAwait(false);
     }
 
-    public async Task<KeepAliveReply> KeepAliveAsync(KeepAliveRequest request, CancellationToken cancellationToken)
+    public async Task<KeepAliveReply> KeepAliveAsync(KeepAliveRequest request, bool forwarded, CancellationToken cancellationToken)
     {
-        var record = await AuthorizeAsync(request.LeaseId, request.Token, cancellationToken).ConfigureAwait(false);
-        if (!await _store.KeepAliveAsync(record.StoreSession, cancellationToken).ConfigureAwait(false))
+        Authorize(request.LeaseId, request.Token);
+        if (_leader() is not { } allocator)
         {
-            throw await EndedAsync(request.LeaseId, cancellationToken).ConfigureAwait(false);
+            return await ForwardAsync((client, headers, deadline) => client.KeepAliveAsync(request, headers, deadline, cancellationToken), ForwardTimeout, forwarded, cancellationToken).ConfigureAwait(false);
         }
 
+        var record = await allocator.RenewAsync(request.LeaseId, cancellationToken).ConfigureAwait(false)
+            ?? throw await EndedAsync(request.LeaseId, cancellationToken).ConfigureAwait(false);
         var now = _options.TimeProvider.GetUtcNow();
         var reply = new KeepAliveReply { Expires = Timestamp.FromDateTimeOffset(now + TimeSpan.FromSeconds(record.TtlSeconds)), Token = Sign(_options, record, now) };
         if (record.PreemptDeadline is not null)
@@ -82,10 +70,17 @@ public sealed class LeaseManager : IDisposable
         return reply;
     }
 
-    public async Task ReleaseAsync(ReleaseRequest request, CancellationToken cancellationToken)
+    /// <summary>Ends the lease (a gang's members with it); releasing a lease that has ended already is harmless.</summary>
+    public async Task ReleaseAsync(ReleaseRequest request, bool forwarded, CancellationToken cancellationToken)
     {
-        var record = await AuthorizeAsync(request.LeaseId, request.Token, cancellationToken).ConfigureAwait(false);
-        await _store.RevokeSessionAsync(record.StoreSession, cancellationToken).ConfigureAwait(false);
+        Authorize(request.LeaseId, request.Token);
+        if (_leader() is { } allocator)
+        {
+            await allocator.ReleaseAsync(request.LeaseId, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        await ForwardAsync((client, headers, deadline) => client.ReleaseAsync(request, headers, deadline, cancellationToken), ForwardTimeout, forwarded, cancellationToken).ConfigureAwait(false);
     }
 
     public void Dispose()
@@ -149,16 +144,36 @@ public sealed class LeaseManager : IDisposable
         return normalized;
     }
 
-    private async Task<LeaseRecord> AuthorizeAsync(string leaseId, string token, CancellationToken cancellationToken)
+    /// <summary>The token must be the scheduler's, unexpired, and for this lease; whether the lease lives is the leader's to say.</summary>
+    private void Authorize(string leaseId, string token)
     {
         var claims = LeaseToken.Verify(token, _options.SigningKey, _options.TimeProvider.GetUtcNow());
         if (!string.Equals(claims.LeaseId, leaseId, StringComparison.Ordinal))
         {
             throw new GpuPoolException(ErrorCode.PermissionDenied, $"the token was issued for lease {claims.LeaseId}, not for lease {leaseId}");
         }
+    }
 
-        var entry = await _store.GetAsync(StoreKeys.Leases + leaseId, cancellationToken).ConfigureAwait(false);
-        return entry is null ? throw await EndedAsync(leaseId, cancellationToken).ConfigureAwait(false) : LeaseRecord.Parser.ParseFrom(entry.Value.Span);
+    private static readonly TimeSpan ForwardTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>Sends a call to the replica that leads (once: a forwarded call is never forwarded again).</summary>
+    private async Task<T> ForwardAsync<T>(Func<Protocol.V1.Leases.LeasesClient, Metadata, DateTime, AsyncUnaryCall<T>> call, TimeSpan timeout, bool forwarded, CancellationToken cancellationToken)
+    {
+        var leader = await LeaderElection.GetLeaderAsync(_store, StoreKeys.Leader, cancellationToken).ConfigureAwait(false);
+        if (forwarded || leader is null || leader == _options.AdvertisedEndpoint)
+        {
+            throw new GpuPoolException(ErrorCode.Unavailable, "no scheduler replica leads the pool right now (an election is under way); retry in a few seconds");
+        }
+
+        var client = new Protocol.V1.Leases.LeasesClient(_channels.GetOrAdd(leader, static e => GrpcChannel.ForAddress(e)));
+        try
+        {
+            return await call(client, new Metadata { { ForwardedHeader, "1" } }, _options.TimeProvider.GetUtcNow().UtcDateTime + timeout).ConfigureAwait(false);
+        }
+        catch (RpcException ex)
+        {
+            throw GpuPoolException.FromRpc(ex, $"the leading scheduler replica at {leader}");
+        }
     }
 
     internal static string Sign(SchedulerOptions options, LeaseRecord record, DateTimeOffset now)

@@ -8,17 +8,19 @@ namespace GpuPool.Scheduler.Leases;
 internal sealed class LeaseService(LeaseManager manager) : Protocol.V1.Leases.LeasesBase
 {
     public override Task<AllocateReply> Allocate(AllocateRequest request, ServerCallContext context)
-        => Map(() => manager.AllocateAsync(request, context.RequestHeaders.Get(LeaseManager.ForwardedHeader) is not null, context.CancellationToken));
+        => Map(() => manager.AllocateAsync(request, Forwarded(context), context.CancellationToken));
 
     public override Task<KeepAliveReply> KeepAlive(KeepAliveRequest request, ServerCallContext context)
-        => Map(() => manager.KeepAliveAsync(request, context.CancellationToken));
+        => Map(() => manager.KeepAliveAsync(request, Forwarded(context), context.CancellationToken));
 
     public override Task<ReleaseReply> Release(ReleaseRequest request, ServerCallContext context)
         => Map(async () =>
         {
-            await manager.ReleaseAsync(request, context.CancellationToken).ConfigureAwait(false);
+            await manager.ReleaseAsync(request, Forwarded(context), context.CancellationToken).ConfigureAwait(false);
             return new ReleaseReply();
         });
+
+    private static bool Forwarded(ServerCallContext context) => context.RequestHeaders.Get(LeaseManager.ForwardedHeader) is not null;
 
     internal static async Task<T> Map<T>(Func<Task<T>> call)
     {

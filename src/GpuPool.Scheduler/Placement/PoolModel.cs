@@ -38,6 +38,9 @@ public sealed class PoolModel
     /// <summary>Placeable devices by (free memory, key): draining brokers' devices are left out.</summary>
     private readonly SortedSet<(ulong Free, DeviceSlot Device)> _byFreeMemory = new(FreeMemoryOrder.Instance);
 
+    /// <summary>The same entries by device name, so an ask naming a model passes over no device of another.</summary>
+    private readonly Dictionary<string, SortedSet<(ulong Free, DeviceSlot Device)>> _byNameAndFreeMemory = new(StringComparer.Ordinal);
+
     /// <summary>Placeable brokers by (wholly free devices, id).</summary>
     private readonly SortedSet<(int WholeFree, string BrokerId)> _byWholeFree = new();
 
@@ -70,6 +73,14 @@ public sealed class PoolModel
 
     public TenantUsage UsageOf(string tenant) => _usage.GetValueOrDefault(tenant) ?? TenantUsage.None;
 
+    /// <summary>
+    /// Changes whenever room may have come to the pool: a lease gone (or replaced), a broker registered anew or
+    /// changed, a broker returned to service. While it stays the same, an ask that found neither a place nor an
+    /// eviction finds neither again (a lease added only takes room, and an evictable one offers what it takes),
+    /// so the allocator does not search again (<see cref="FindEviction"/> walks every lease of the pool).
+    /// </summary>
+    public long RoomGeneration { get; private set; }
+
     /// <summary>Adds or replaces a broker. Its devices keep the leases the model holds for them.</summary>
     public void UpsertBroker(BrokerRecord record)
     {
@@ -93,6 +104,7 @@ public sealed class PoolModel
             DeviceCount -= existing.Devices.Count;
         }
 
+        RoomGeneration++;
         var slot = new BrokerSlot(record);
         foreach (var info in record.Devices)
         {
@@ -145,6 +157,7 @@ public sealed class PoolModel
         }
         else
         {
+            RoomGeneration++;
             _drained.Remove(brokerId);
         }
 
@@ -178,6 +191,8 @@ public sealed class PoolModel
             return null;
         }
 
+        RoomGeneration++;
+
         if (_leasesByBroker.TryGetValue(lease.BrokerId, out var ids) && ids.Remove(leaseId) && ids.Count == 0)
         {
             _leasesByBroker.Remove(lease.BrokerId);
@@ -194,22 +209,53 @@ public sealed class PoolModel
         return lease;
     }
 
-    /// <summary>Applies a change to the lease's device(s), keeping the broker's index entries in step.</summary>
+    /// <summary>
+    /// Applies a change to the lease's device(s), keeping the index entries in step: only the entries of the devices
+    /// it touches move, and the broker's entry by wholly free devices only when that count changes.
+    /// </summary>
     private void OnDevices(LeaseRecord lease, Action<DeviceSlot, LeaseRecord> change)
     {
-        if (_brokers.TryGetValue(lease.BrokerId, out var broker))
+        if (!_brokers.TryGetValue(lease.BrokerId, out var broker))
         {
-            Unindex(broker);
-            foreach (var index in DeviceIndexes(lease))
+            return;
+        }
+
+        var indexed = IsPlaceable(broker);
+        var wholeFreeBefore = indexed ? WholeFree(broker) : 0;
+        foreach (var index in DeviceIndexes(lease))
+        {
+            if (broker.Devices.TryGetValue(index, out var device))
             {
-                if (broker.Devices.TryGetValue(index, out var device))
+                if (indexed)
                 {
-                    change(device, lease);
+                    UnindexDevice(device);
+                }
+
+                change(device, lease);
+                if (indexed)
+                {
+                    IndexDevice(device);
                 }
             }
-
-            Index(broker);
         }
+
+        var wholeFreeAfter = indexed ? WholeFree(broker) : 0;
+        if (wholeFreeAfter != wholeFreeBefore)
+        {
+            _byWholeFree.Remove((wholeFreeBefore, broker.Record.BrokerId));
+            _byWholeFree.Add((wholeFreeAfter, broker.Record.BrokerId));
+        }
+    }
+
+    private static int WholeFree(BrokerSlot broker)
+    {
+        var count = 0;
+        foreach (var device in broker.Devices.Values)
+        {
+            count += device.IsWhollyFree ? 1 : 0;
+        }
+
+        return count;
     }
 
     /// <summary>Best fit: the slice goes where it leaves the least free memory; a gang goes to the host with the fewest wholly free devices that still has enough.</summary>
@@ -230,11 +276,37 @@ public sealed class PoolModel
             return null;
         }
 
-        foreach (var (_, device) in _byFreeMemory.GetViewBetween((ask.MemoryBytes, DeviceSlot.Lowest), (ulong.MaxValue, DeviceSlot.Highest)))
+        if (string.IsNullOrEmpty(ask.DeviceModel))
         {
-            if (device.FreeShare >= ask.ComputeShare && ModelMatches(device, ask.DeviceModel))
+            return BestFit(_byFreeMemory, ask, null) is { } device ? new Site(device.Broker.Record.BrokerId, [device.Info.Index]) : null;
+        }
+
+        // The best fit among the device names that match: the same device a scan of every device would find.
+        DeviceSlot? best = null;
+        foreach (var (name, devices) in _byNameAndFreeMemory)
+        {
+            if (name.Contains(ask.DeviceModel, StringComparison.OrdinalIgnoreCase))
             {
-                return new Site(device.Broker.Record.BrokerId, [device.Info.Index]);
+                best = BestFit(devices, ask, best) ?? best;
+            }
+        }
+
+        return best is null ? null : new Site(best.Broker.Record.BrokerId, [best.Info.Index]);
+    }
+
+    /// <summary>The first device in (free memory, key) order with room for the ask, if it comes before <paramref name="better"/>.</summary>
+    private static DeviceSlot? BestFit(SortedSet<(ulong Free, DeviceSlot Device)> devices, PlacementAsk ask, DeviceSlot? better)
+    {
+        foreach (var entry in devices.GetViewBetween((ask.MemoryBytes, DeviceSlot.Lowest), (ulong.MaxValue, DeviceSlot.Highest)))
+        {
+            if (better is not null && FreeMemoryOrder.Instance.Compare(entry, (better.FreeMemory, better)) >= 0)
+            {
+                return null;
+            }
+
+            if (entry.Device.FreeShare >= ask.ComputeShare)
+            {
+                return entry.Device;
             }
         }
 
@@ -519,26 +591,43 @@ public sealed class PoolModel
             return;
         }
 
-        var wholeFree = 0;
         foreach (var device in broker.Devices.Values)
         {
-            _byFreeMemory.Add((device.FreeMemory, device));
-            wholeFree += device.IsWhollyFree ? 1 : 0;
+            IndexDevice(device);
         }
 
-        _byWholeFree.Add((wholeFree, broker.Record.BrokerId));
+        _byWholeFree.Add((WholeFree(broker), broker.Record.BrokerId));
     }
 
     private void Unindex(BrokerSlot broker)
     {
-        var wholeFree = 0;
         foreach (var device in broker.Devices.Values)
         {
-            _byFreeMemory.Remove((device.FreeMemory, device));
-            wholeFree += device.IsWhollyFree ? 1 : 0;
+            UnindexDevice(device);
         }
 
-        _byWholeFree.Remove((wholeFree, broker.Record.BrokerId));
+        _byWholeFree.Remove((WholeFree(broker), broker.Record.BrokerId));
+    }
+
+    private void IndexDevice(DeviceSlot device)
+    {
+        _byFreeMemory.Add((device.FreeMemory, device));
+        if (!_byNameAndFreeMemory.TryGetValue(device.Info.Name, out var named))
+        {
+            named = new SortedSet<(ulong Free, DeviceSlot Device)>(FreeMemoryOrder.Instance);
+            _byNameAndFreeMemory[device.Info.Name] = named;
+        }
+
+        named.Add((device.FreeMemory, device));
+    }
+
+    private void UnindexDevice(DeviceSlot device)
+    {
+        _byFreeMemory.Remove((device.FreeMemory, device));
+        if (_byNameAndFreeMemory.TryGetValue(device.Info.Name, out var named) && named.Remove((device.FreeMemory, device)) && named.Count == 0)
+        {
+            _byNameAndFreeMemory.Remove(device.Info.Name);
+        }
     }
 
     /// <summary>Whether a broker record lists the same devices, with the same size, capacity and name, as the slot.</summary>

@@ -237,4 +237,38 @@ public sealed class EvictionTests
     }
 
     private static string Ids(IEnumerable<LeaseRecord> leases) => string.Join(", ", leases.Select(l => l.LeaseId));
+
+    /// <summary>
+    /// The allocator skips the search for an ask that found neither a place nor an eviction while the model's
+    /// RoomGeneration stays the same; so adding leases (new ids, any class, evictable or not) must never make either
+    /// appear without moving it.
+    /// </summary>
+    [Fact]
+    public void While_the_room_generation_stays_the_same_an_ask_that_found_no_place_and_no_eviction_finds_none()
+    {
+        var unchangedCases = 0;
+        Gen.Select(Gen.OneOf(AnyPool(AnyBroker, maxLeases: 16), CrowdedPool), Gen.OneOf(AnySliceAsk, ModestSliceAsk, AnyGangAsk, SmallGangAsk), AskClass, AnyLease.Array[1, 6])
+            .Sample((pool, ask, priority, added) =>
+            {
+                var model = pool.Model();
+                if (model.TryPlace(ask) is not null || model.FindEviction(ask, priority) is not null)
+                {
+                    return;
+                }
+
+                var generation = model.RoomGeneration;
+                foreach (var (lease, i) in added.Select((l, i) => (l.Clone(), i)))
+                {
+                    lease.LeaseId = "added-" + i;
+                    model.UpsertLease(lease);
+                }
+
+                Assert.Equal(generation, model.RoomGeneration);
+                Interlocked.Increment(ref unchangedCases);
+                Assert.Null(model.TryPlace(ask));
+                Assert.Null(model.FindEviction(ask, priority));
+            }, iter: 3_000);
+
+        Assert.True(unchangedCases > 100, $"only {unchangedCases} cases had no place and no eviction to begin with");
+    }
 }
