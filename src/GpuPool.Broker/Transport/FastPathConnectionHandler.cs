@@ -156,8 +156,9 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
                 await RunAsync(batch, session, reading.Token).ConfigureAwait(false);
                 if (stop == Stop.Upload)
                 {
-                    // This connection has moved on to the op after the copy; it waits until the copy is whole.
-                    session.MovedPast(0);
+                    // This connection has moved on to the op after the copy; it waits until the copy is whole. It
+                    // announces every copy itself, so the one in progress is one it has moved past.
+                    session.MovedPast(0, ulong.MaxValue);
                     await session.UploadDone.WaitAsync(reading.Token).ConfigureAwait(false);
                 }
                 else if (stop == Stop.Budget)
@@ -314,7 +315,7 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
                 else if (stop == Stop.Announce)
                 {
                     // A chunk of a later copy: this connection has nothing more of the one in progress.
-                    session.MovedPast(lane);
+                    session.MovedPast(lane, announce);
                     await session.WaitProcessedAsync(announce, reading.Token).ConfigureAwait(false);
                 }
 

@@ -127,7 +127,7 @@ internal sealed class FastPathSession(ulong id, BrokerLease lease, SessionExecut
             lane.ClosedBecause = reason;
         }
 
-        MovedPast(index, $"{lane.Name} closed ({reason})");
+        MovedPast(index, ulong.MaxValue, $"{lane.Name} closed ({reason})");
     }
 
     /// <summary>Waits, at most <paramref name="timeout"/>, for the data connections to let go (after the session has ended).</summary>
@@ -335,13 +335,18 @@ internal sealed class FastPathSession(ulong id, BrokerLease lease, SessionExecut
     }
 
     /// <summary>
-    /// Connection <paramref name="lane"/> sent something that comes after the copy in progress, or closed: it will
-    /// bring no more of it. Once every connection the copy names has, a copy still missing bytes fails.
+    /// Connection <paramref name="lane"/> sent frame <paramref name="next"/>, which comes after the copy in progress,
+    /// or closed (<see cref="ulong.MaxValue"/>): it will bring no more of a copy numbered below it. Once every
+    /// connection a copy names has, a copy still missing bytes fails.
+    /// <para>
+    /// A copy announced since the frame was read — the first connection may announce the very copy that frame is a
+    /// chunk of, between the data connection finding it "not yet" and saying so here — is not one it moved past.
+    /// </para>
     /// </summary>
-    public void MovedPast(int lane, string? reason = null)
+    public void MovedPast(int lane, ulong next, string? reason = null)
     {
         var upload = Volatile.Read(ref _upload);
-        if (upload is null || (upload.Copy.Connections & (1u << lane)) == 0)
+        if (upload is null || upload.Copy.Seq >= next || (upload.Copy.Connections & (1u << lane)) == 0)
         {
             return;
         }
