@@ -328,6 +328,10 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
         private int _state;
         private int _ended = 1;
 
+        // Set as End's last step: Post waits for it, so a waiter woken by the event cannot post again (and reset the
+        // task source) while End is still completing the previous post's task source.
+        private int _settled = 1;
+
         public ulong Seq { get; private set; }
 
         public ulong Offset { get; private set; }
@@ -345,6 +349,12 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
             Pointer = pointer;
             Length = length;
             Last = last;
+            if (Volatile.Read(ref _settled) == 0)
+            {
+                SpinWait.SpinUntil(() => Volatile.Read(ref _settled) == 1);
+            }
+
+            Volatile.Write(ref _settled, 0);
             _done.Reset();
             _sent.Reset();
             Volatile.Write(ref _ended, 0);
@@ -368,8 +378,9 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
             if (Interlocked.Exchange(ref _ended, 1) == 0)
             {
                 Volatile.Write(ref _state, state);
-                _done.Set();
                 _sent.SetResult(state == Sent);
+                _done.Set();
+                Volatile.Write(ref _settled, 1);
             }
         }
 
