@@ -117,6 +117,19 @@ public interface IDeviceContext : IAsyncDisposable
     bool TryCopyToDeviceNow(ulong stream, ulong dst, in System.Buffers.ReadOnlySequence<byte> data);
 
     /// <summary>
+    /// Like <see cref="TryCopyToDeviceNow"/>, for bytes still to arrive, which the caller writes itself (a large chunk
+    /// received from a socket straight into device memory, with no pass through a buffer): when the stream has nothing
+    /// queued or running and no error is pending and the range is valid, the host address of
+    /// [<paramref name="dst"/>, <paramref name="dst"/> + <paramref name="length"/>), which the caller may write until
+    /// it calls <see cref="EndDirectWrite"/> (the context is not freed before). 0 when it cannot, or when device memory
+    /// is not host memory (a GPU): the caller then receives the bytes into a buffer and copies them as usual.
+    /// </summary>
+    nint TryBeginDirectWrite(ulong stream, ulong dst, int length);
+
+    /// <summary>Ends a write that <see cref="TryBeginDirectWrite"/> began, whether or not all its bytes came.</summary>
+    void EndDirectWrite();
+
+    /// <summary>
     /// Copies device memory to the host when the stream reaches it: <paramref name="sink"/> is called
     /// with the bytes (valid only during the call; whole or, if it accepts them, in chunks), or with the
     /// error that stopped the copy.

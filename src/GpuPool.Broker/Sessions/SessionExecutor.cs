@@ -122,6 +122,19 @@ internal sealed class SessionExecutor
     /// <summary>Whether <paramref name="seq"/> may be the next op's (greater than the previous one).</summary>
     public bool SeqIsNew(ulong seq) => seq > _lastSeq;
 
+    /// <summary>
+    /// Begins landing a chunk of a copy already numbered (a striped one) whose bytes the connection receives straight
+    /// into device memory; 0 when it must arrive whole and land or be staged as usual. Safe from several connections at once.
+    /// </summary>
+    public nint TryBeginLand(ulong stream, ulong dst, int length) => _context.TryBeginDirectWrite(stream, dst, length);
+
+    /// <summary>Ends a direct write begun by <see cref="TryBeginLand"/>; <paramref name="landed"/> bytes came.</summary>
+    public void EndLand(long landed)
+    {
+        _context.EndDirectWrite();
+        BrokerMetrics.BytesToDevice.Add(landed);
+    }
+
     /// <summary>Numbers an op and answers it with an error without running it (a malformed striped copy to the host).</summary>
     public void Refuse(ulong seq, ErrorCode code, string message)
     {

@@ -25,6 +25,15 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
     /// <summary>Copies to the device this large are put on the device straight from the read buffer when they can be.</summary>
     private const int DirectCopyThreshold = 64 * 1024;
 
+    /// <summary>
+    /// Payloads of copies to the device at least this large, whose bytes have only begun to arrive, are received from
+    /// the socket straight into device memory when it is host memory and the stream is idle (no pass through a buffer).
+    /// </summary>
+    private const int DirectReceiveThreshold = 128 * 1024;
+
+    /// <summary>After a payload received straight into device memory, the pipe reads no more than the next frame's header and fixed fields.</summary>
+    private const int HeaderReadLimit = FrameCodec.HeaderSize + 16;
+
     private static readonly TimeSpan ReplyDrainTimeout = TimeSpan.FromSeconds(5);
 
     /// <summary>
@@ -55,6 +64,9 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
         Announce,
     }
 
+    /// <summary>A chunk of a striped copy being received straight into device memory: <see cref="Arrived"/> of its bytes were in the pipe.</summary>
+    private readonly record struct DirectReceive(DirectChunk Chunk, int Arrived);
+
     /// <summary>An op to run in order: a request of session.proto, or a striped copy.</summary>
     private readonly record struct PendingOp(OpRequest? Request, FrameType StripedType, StripedCopy Striped);
 
@@ -65,14 +77,15 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
     public async Task RunAsync(Socket socket, string transport, CancellationToken closed)
     {
         await using var stream = new NetworkStream(socket, ownsSocket: true);
-        var input = PipeReader.Create(stream, new StreamPipeReaderOptions(_blocks, bufferSize: _blocks.BlockSize, minimumReadSize: 256 << 10, leaveOpen: true));
+        var bounded = new BoundedReadStream(socket);
+        var input = PipeReader.Create(bounded, new StreamPipeReaderOptions(_blocks, bufferSize: _blocks.BlockSize, minimumReadSize: 256 << 10, leaveOpen: true));
         var output = PipeWriter.Create(stream, new StreamPipeWriterOptions(_blocks, minimumBufferSize: 256 << 10, leaveOpen: true));
         try
         {
             var (hello, join, joinError) = await ReadFirstFrameAsync(input, closed).ConfigureAwait(false);
             if (join is not null)
             {
-                await ServeDataConnectionAsync(socket, input, output, join, closed).ConfigureAwait(false);
+                await ServeDataConnectionAsync(socket, bounded, input, output, join, closed).ConfigureAwait(false);
             }
             else if (joinError is not null)
             {
@@ -84,7 +97,7 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
             }
             else
             {
-                await ServeSessionAsync(socket, input, output, hello, transport, closed).ConfigureAwait(false);
+                await ServeSessionAsync(socket, bounded, input, output, hello, transport, closed).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException)
@@ -108,7 +121,7 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
     }
 
     /// <summary>The session a hello opens: its ops run in order on this connection until either side ends it.</summary>
-    private async Task ServeSessionAsync(Socket socket, PipeReader input, PipeWriter output, OpRequest hello, string transport, CancellationToken closed)
+    private async Task ServeSessionAsync(Socket socket, BoundedReadStream bounded, PipeReader input, PipeWriter output, OpRequest hello, string transport, CancellationToken closed)
     {
         BrokerLease lease;
         try
@@ -139,12 +152,13 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
         session.Processed(hello.Seq);
         string? protocolError = null;
         var errorCode = ErrorCode.InvalidArgument;
+        var view = new PointerMemory();
         try
         {
             while (protocolError is null)
             {
                 var result = await input.ReadAsync(reading.Token).ConfigureAwait(false);
-                var consumed = Decode(result.Buffer, session, budget, batch, out var stop, out var charge, out protocolError);
+                var consumed = Decode(result.Buffer, session, budget, batch, out var stop, out var charge, out var direct, out protocolError);
                 if (protocolError is not null && FrameCodec.IsOversized(result.Buffer.Slice(consumed), options.MaxMessageBytes))
                 {
                     // Like gRPC's message limit: a clear ResourceExhausted, and only this connection closes.
@@ -153,6 +167,12 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
 
                 // Stopped early, the rest of the buffer holds a whole frame still to handle: it is not "examined".
                 input.AdvanceTo(consumed, stop != Stop.None ? consumed : result.Buffer.End);
+                if (direct is { } receive)
+                {
+                    await ReceiveDirectAsync(socket, bounded, view, session, receive, reading.Token).ConfigureAwait(false);
+                    continue;
+                }
+
                 await RunAsync(batch, session, reading.Token).ConfigureAwait(false);
                 if (stop == Stop.Upload)
                 {
@@ -253,7 +273,7 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
     /// A data connection that asks to join a session: its token must be the lease's, and the session that lease's.
     /// It then carries chunks of striped copies both ways until it or the session closes.
     /// </summary>
-    private async Task ServeDataConnectionAsync(Socket socket, PipeReader input, PipeWriter output, JoinRequest join, CancellationToken closed)
+    private async Task ServeDataConnectionAsync(Socket socket, BoundedReadStream bounded, PipeReader input, PipeWriter output, JoinRequest join, CancellationToken closed)
     {
         try
         {
@@ -301,13 +321,20 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
         var budget = new StagingBudget(options.FastPathStagingBytes, _blocks);
         string? protocolError = null;
         var reason = "the client closed it";
+        var view = new PointerMemory();
         try
         {
             while (protocolError is null)
             {
                 var result = await input.ReadAsync(reading.Token).ConfigureAwait(false);
-                var consumed = DecodeChunks(result.Buffer, session, lane, budget, out var stop, out var charge, out var announce, out protocolError);
+                var consumed = DecodeChunks(result.Buffer, session, lane, budget, out var stop, out var charge, out var announce, out var direct, out protocolError);
                 input.AdvanceTo(consumed, stop != Stop.None ? consumed : result.Buffer.End);
+                if (direct is { } receive)
+                {
+                    await ReceiveDirectAsync(socket, bounded, view, session, receive, reading.Token).ConfigureAwait(false);
+                    continue;
+                }
+
                 if (stop == Stop.Budget)
                 {
                     await budget.WaitAsync(charge, reading.Token).ConfigureAwait(false);
@@ -398,11 +425,12 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
     /// it when the budget is spent. While a striped copy is in progress only its chunks are taken; decoding stops
     /// before any op, which comes after the copy.
     /// </summary>
-    private SequencePosition Decode(ReadOnlySequence<byte> buffer, FastPathSession session, StagingBudget budget, List<PendingOp> into, out Stop stop, out long charge, out string? protocolError)
+    private SequencePosition Decode(ReadOnlySequence<byte> buffer, FastPathSession session, StagingBudget budget, List<PendingOp> into, out Stop stop, out long charge, out DirectReceive? direct, out string? protocolError)
     {
         protocolError = null;
         stop = Stop.None;
         charge = 0;
+        direct = null;
         var executor = session.Executor;
         var reader = new SequenceReader<byte>(buffer);
         Span<byte> scratch = stackalloc byte[16];
@@ -412,6 +440,12 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
             var status = FrameCodec.TryDecode(ref reader, options.MaxMessageBytes, out var frame, out var error);
             if (status == DecodeStatus.NeedMore)
             {
+                // Only with nothing decoded before it waiting to run: the copy lands now, in its place.
+                if (into.Count == 0)
+                {
+                    direct = StartDirectReceive(ref reader, session, 0);
+                }
+
                 return reader.Position;
             }
 
@@ -515,12 +549,13 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
     }
 
     /// <summary>Decodes a data connection's frames: chunks of striped copies, and nothing else.</summary>
-    private SequencePosition DecodeChunks(ReadOnlySequence<byte> buffer, FastPathSession session, int lane, StagingBudget budget, out Stop stop, out long charge, out ulong announce, out string? protocolError)
+    private SequencePosition DecodeChunks(ReadOnlySequence<byte> buffer, FastPathSession session, int lane, StagingBudget budget, out Stop stop, out long charge, out ulong announce, out DirectReceive? direct, out string? protocolError)
     {
         protocolError = null;
         stop = Stop.None;
         charge = 0;
         announce = 0;
+        direct = null;
         var reader = new SequenceReader<byte>(buffer);
         while (true)
         {
@@ -528,6 +563,7 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
             var status = FrameCodec.TryDecode(ref reader, options.MaxMessageBytes, out var frame, out var error);
             if (status == DecodeStatus.NeedMore)
             {
+                direct = StartDirectReceive(ref reader, session, lane);
                 return reader.Position;
             }
 
@@ -554,6 +590,75 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
                     return reader.Position;
             }
         }
+    }
+
+    /// <summary>
+    /// When the reader is at a large chunk of the striped copy in progress whose payload has only begun to arrive, and
+    /// its destination can take the bytes now (host memory, idle stream): copies what has come there, moves the reader
+    /// past everything, and says where the rest goes. Null (the reader unmoved) otherwise: the frame waits whole and
+    /// takes the usual way, which also reports whatever is wrong with it.
+    /// </summary>
+    private DirectReceive? StartDirectReceive(ref SequenceReader<byte> reader, FastPathSession session, int lane)
+    {
+        if (FrameCodec.TryDecodeHeader(reader, options.MaxMessageBytes, out var header, out var fixedFields, out _) != DecodeStatus.Frame
+            || header.PayloadLength < DirectReceiveThreshold || header.Seq == 0)
+        {
+            return null;
+        }
+
+        // A copy op of its own (not striped) waits whole in the pipe: cut in the middle, it leaves the destination as it was.
+        Span<byte> scratch = stackalloc byte[8];
+        if (header.Type != FrameType.StripeChunk
+            || !session.TryBeginDirectChunk(lane, header.Seq, new FixedFields(fixedFields, scratch).U64(), (int)header.PayloadLength, out var chunk))
+        {
+            return null;
+        }
+
+        reader.Advance(FrameCodec.HeaderSize + fixedFields.Length);
+        var arrived = (int)reader.Remaining;
+        unsafe
+        {
+            reader.UnreadSequence.CopyTo(new Span<byte>((void*)chunk.Target, arrived));
+        }
+
+        reader.Advance(arrived);
+        return new DirectReceive(chunk, arrived);
+    }
+
+    /// <summary>
+    /// Receives the rest of a payload straight from the socket into device memory (the pipe holds nothing more and
+    /// reads nothing until asked), then ends the write. A connection that fails or closes in the middle ends the write
+    /// with the chunk uncounted (its bytes in device memory undefined) and throws: its copy fails, naming the connection.
+    /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
+    private static async ValueTask ReceiveDirectAsync(Socket socket, BoundedReadStream bounded, PointerMemory view, FastPathSession session, DirectReceive receive, CancellationToken cancellationToken)
+    {
+        var whole = false;
+        view.Reset(receive.Chunk.Target + receive.Arrived, receive.Chunk.Length - receive.Arrived);
+        try
+        {
+            var rest = view.Memory;
+            while (!rest.IsEmpty)
+            {
+                var n = await socket.ReceiveAsync(rest, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                if (n == 0)
+                {
+                    throw new IOException("the client closed the connection in the middle of a frame");
+                }
+
+                rest = rest[n..];
+            }
+
+            whole = true;
+        }
+        finally
+        {
+            view.Reset(0, 0);
+            session.EndDirectChunk(receive.Chunk, whole);
+        }
+
+        // More bulk is likely next: the pipe reads just its header, so that its payload can come this way too.
+        bounded.LimitNextRead(HeaderReadLimit);
     }
 
     private ulong NewSessionId()

@@ -25,6 +25,9 @@ internal enum ChunkOutcome
     Invalid,
 }
 
+/// <summary>A chunk of a striped copy being received straight into device memory, at <see cref="Target"/>.</summary>
+internal readonly record struct DirectChunk(object Upload, nint Target, int Length);
+
 /// <summary>
 /// One fast-path session as its connections share it: the connection that opened it (index 0), the data
 /// connections that joined it (1, 2, …), and the striped copy to the device in progress, if any.
@@ -332,6 +335,58 @@ internal sealed class FastPathSession(ulong id, BrokerLease lease, SessionExecut
         }
 
         return ChunkOutcome.Landed;
+    }
+
+    /// <summary>
+    /// Begins receiving a chunk of the copy in progress (the frame's header and fixed fields have come, its payload
+    /// of <paramref name="length"/> bytes is arriving) straight into device memory: when the chunk is one the copy
+    /// expects on this connection and its stream is idle, the host address to receive it at. False when it must
+    /// arrive whole and take <see cref="OnChunk"/>'s way, which also reports whatever is wrong with it.
+    /// </summary>
+    public bool TryBeginDirectChunk(int lane, ulong seq, ulong offset, int length, out DirectChunk chunk)
+    {
+        chunk = default;
+        var upload = Volatile.Read(ref _upload);
+        if (upload is null || upload.Copy.Seq != seq)
+        {
+            return false;
+        }
+
+        var copy = upload.Copy;
+        if ((copy.Connections & (1u << lane)) == 0 || offset % copy.ChunkBytes != 0 || offset >= copy.Bytes || (ulong)length != Math.Min(copy.ChunkBytes, copy.Bytes - offset))
+        {
+            return false;
+        }
+
+        var index = offset / copy.ChunkBytes;
+        if (!upload.TryClaim(index))
+        {
+            return false;
+        }
+
+        var target = Executor.TryBeginLand(copy.Stream, copy.Ptr + offset, length);
+        if (target == 0)
+        {
+            upload.Unclaim(index);
+            return false;
+        }
+
+        chunk = new DirectChunk(upload, target, length);
+        return true;
+    }
+
+    /// <summary>
+    /// Ends a chunk begun by <see cref="TryBeginDirectChunk"/>. A chunk cut short (<paramref name="whole"/> false: its
+    /// connection failed) stays claimed and uncounted, so its copy fails once its connections have moved on.
+    /// </summary>
+    public void EndDirectChunk(in DirectChunk chunk, bool whole)
+    {
+        var upload = (StripedUpload)chunk.Upload;
+        Executor.EndLand(whole ? chunk.Length : 0);
+        if (whole && upload.Arrived(chunk.Length))
+        {
+            Finish(upload, failure: null);
+        }
     }
 
     /// <summary>

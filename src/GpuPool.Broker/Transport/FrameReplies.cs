@@ -399,29 +399,4 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
         public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
             => _sent.OnCompleted(continuation, state, token, flags);
     }
-
-    /// <summary>Memory over bytes the device owns (native memory, or a pinned staging buffer), reused for every direct chunk.</summary>
-    private sealed unsafe class PointerMemory : MemoryManager<byte>
-    {
-        private byte* _pointer;
-        private int _length;
-
-        public void Reset(nint pointer, int length)
-        {
-            _pointer = (byte*)pointer;
-            _length = length;
-        }
-
-        public override Span<byte> GetSpan() => new(_pointer, _length);
-
-        public override MemoryHandle Pin(int elementIndex = 0) => new(_pointer + elementIndex);
-
-        public override void Unpin()
-        {
-        }
-
-        protected override void Dispose(bool disposing)
-        {
-        }
-    }
 }

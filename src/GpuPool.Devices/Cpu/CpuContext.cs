@@ -241,6 +241,32 @@ internal sealed partial class CpuContext : IDeviceContext
         }
     }
 
+    public nint TryBeginDirectWrite(ulong stream, ulong dst, int length)
+    {
+        // Counted in as a direct copy for as long as the caller writes: the context is not freed under it.
+        Interlocked.Increment(ref _directCopies);
+        if (_closed || !_streams.TryGetValue(stream, out var s) || !s.IsIdle || Volatile.Read(ref _sticky) is not null)
+        {
+            Interlocked.Decrement(ref _directCopies);
+            return 0;
+        }
+
+        try
+        {
+            Memory.Resolve(dst, (ulong)length, "copy to device destination");
+        }
+        catch (DeviceException)
+        {
+            Interlocked.Decrement(ref _directCopies);
+            return 0;
+        }
+
+        // Device memory on this backend is host memory at the device address.
+        return (nint)dst;
+    }
+
+    public void EndDirectWrite() => Interlocked.Decrement(ref _directCopies);
+
     public void EnqueueCopyToHost(ulong stream, ulong src, ulong bytes, ICopyToHostSink sink, OpTag tag)
     {
         if (_closed)

@@ -335,6 +335,11 @@ internal sealed class CudaContext : IDeviceContext
     /// </summary>
     public bool TryCopyToDeviceNow(ulong stream, ulong dst, in ReadOnlySequence<byte> data) => false;
 
+    /// <summary>Device memory is not host memory: bytes for it are received into pinned staging and copied by DMA.</summary>
+    public nint TryBeginDirectWrite(ulong stream, ulong dst, int length) => 0;
+
+    public void EndDirectWrite() => throw new InvalidOperationException("the cuda backend begins no direct writes");
+
     public void EnqueueCopyToHost(ulong stream, ulong src, ulong bytes, ICopyToHostSink sink, OpTag tag)
     {
         if (_closed)

@@ -1,0 +1,52 @@
+using System.Net.Sockets;
+
+namespace GpuPool.Broker.Transport;
+
+/// <summary>
+/// What a fast-path connection's <see cref="System.IO.Pipelines.PipeReader"/> reads from: the socket, where the next
+/// read can be held to a few bytes. After a chunk was received straight into device memory the connection reads only
+/// the next frame's header and fixed fields through the pipe, so that a bulk payload after it goes straight to the
+/// device too instead of into the pipe's buffer first (which would cost a memcpy per byte).
+/// </summary>
+internal sealed class BoundedReadStream(Socket socket) : Stream
+{
+    private int _nextReadLimit = int.MaxValue;
+
+    public override bool CanRead => true;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => false;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    /// <summary>Holds the next read (only) to at most <paramref name="bytes"/>.</summary>
+    public void LimitNextRead(int bytes) => _nextReadLimit = bytes;
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        => socket.ReceiveAsync(buffer[..Take(buffer.Length)], SocketFlags.None, cancellationToken);
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+        => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override int Read(byte[] buffer, int offset, int count) => socket.Receive(buffer, offset, Take(count), SocketFlags.None);
+
+    public override void Flush()
+    {
+    }
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    private int Take(int length)
+    {
+        var limit = _nextReadLimit;
+        _nextReadLimit = int.MaxValue;
+        return Math.Min(length, limit);
+    }
+}
