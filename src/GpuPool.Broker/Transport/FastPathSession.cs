@@ -26,7 +26,7 @@ internal enum ChunkOutcome
 }
 
 /// <summary>A chunk of a striped copy being received straight into device memory, at <see cref="Target"/>.</summary>
-internal readonly record struct DirectChunk(object Upload, nint Target, int Length);
+internal readonly record struct DirectChunk(FastPathSession.StripedUpload Upload, nint Target, int Length);
 
 /// <summary>
 /// One fast-path session as its connections share it: the connection that opened it (index 0), the data
@@ -381,11 +381,10 @@ internal sealed class FastPathSession(ulong id, BrokerLease lease, SessionExecut
     /// </summary>
     public void EndDirectChunk(in DirectChunk chunk, bool whole)
     {
-        var upload = (StripedUpload)chunk.Upload;
         Executor.EndLand(whole ? chunk.Length : 0);
-        if (whole && upload.Arrived(chunk.Length))
+        if (whole && chunk.Upload.Arrived(chunk.Length))
         {
-            Finish(upload, failure: null);
+            Finish(chunk.Upload, failure: null);
         }
     }
 
@@ -441,7 +440,7 @@ internal sealed class FastPathSession(ulong id, BrokerLease lease, SessionExecut
     }
 
     /// <summary>A striped copy to the device whose chunks are arriving: which have, and which connections have moved on.</summary>
-    private sealed class StripedUpload(StripedCopy copy)
+    internal sealed class StripedUpload(StripedCopy copy)
     {
         public const int Open = 0, Complete = 1, Failed = 2;
 

@@ -441,10 +441,19 @@ internal sealed partial class CpuContext : IDeviceContext
         // A copy that counted itself in before it could see the flag finishes first; one that counts itself in after sees it.
         _closed = true;
         Interlocked.MemoryBarrier();
+        // A direct write may last as long as its chunk takes to arrive (its connection is cancelled with the lease):
+        // past a few spins, wait without holding the thread.
         var wait = new SpinWait();
         while (Volatile.Read(ref _directCopies) != 0)
         {
-            wait.SpinOnce();
+            if (wait.NextSpinWillYield)
+            {
+                await Task.Delay(1).ConfigureAwait(false);
+            }
+            else
+            {
+                wait.SpinOnce();
+            }
         }
 
         // Queued device work is skipped now that the context is closed; wait for the workers to let go.

@@ -85,7 +85,7 @@ public sealed class DirectWriteTests
         var target = context.TryBeginDirectWrite(0, ptr, 1 << 20);
         Assert.NotEqual(0, target);
 
-        // On a thread of its own: disposing waits for open writes without giving its thread back.
+        // Started on a thread of its own, so the test goes on while the dispose waits for the open write.
         var disposed = Task.Run(() => context.DisposeAsync().AsTask());
         await Task.Delay(200);
         Assert.False(disposed.IsCompleted, "the context was freed while a direct write into it was open");
