@@ -13,10 +13,12 @@ namespace GpuPool.Perf;
 public static class Program
 {
     private const string Usage =
-        "usage: dotnet run -c Release --project perf/GpuPool.Perf -- [--quick] [--out DIR] [--skip-iperf]\n" +
+        "usage: dotnet run -c Release --project perf/GpuPool.Perf -- [--quick] [--out DIR] [--skip-iperf] [--only WORDS]\n" +
         "  --quick       shorter runs (the anchors take well under a minute)\n" +
         "  --out DIR     where results.md, results.json and bandwidth.png go (default perf/results)\n" +
         "  --skip-iperf  leave out the iperf3 anchor (recorded as missing)\n" +
+        "  --only WORDS  run only the suites whose name holds one of the comma-separated words (iperf3, echo, gRPC,\n" +
+        "                tcp, unix, grpc); a figure whose anchor did not run has no ratio\n" +
         "  --alloc-profile [--copies N] [--size MiB] [--max-message KiB]\n" +
         "                only profile where bulk fast-path copies allocate (N copies of MiB each way, TCP and Unix;\n" +
         "                default 16 of 64 MiB; a smaller broker message limit means smaller chunks, so more of them):\n" +
@@ -59,6 +61,11 @@ public static class Program
             new WireSuite(Client.SessionTransportKind.Unix),
             new WireSuite(Client.SessionTransportKind.Grpc),
         ];
+
+        if (options.Only is { } only)
+        {
+            suites = [.. suites.Where(s => only.Any(word => s.Name.Contains(word, StringComparison.Ordinal)))];
+        }
 
         var startedUtc = DateTimeOffset.UtcNow;
         var total = Stopwatch.StartNew();
@@ -131,6 +138,7 @@ public static class Program
         var quick = false;
         var skipIperf = false;
         string? outDir = null;
+        string[]? only = null;
         options = null!;
         error = null;
         for (var i = 0; i < args.Length; i++)
@@ -152,6 +160,12 @@ public static class Program
                 case var a when a.StartsWith("--out=", StringComparison.Ordinal):
                     outDir = a["--out=".Length..];
                     break;
+                case "--only" when i + 1 < args.Length:
+                    only = args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                    break;
+                case "--only":
+                    error = "gpupool-perf: --only needs a comma-separated list of words from the suites' names.";
+                    return false;
                 case "--alloc-profile":
                     break;
                 case "--copies" or "--size" or "--max-message" when i + 1 < args.Length:
@@ -165,7 +179,7 @@ public static class Program
             }
         }
 
-        options = new BenchmarkOptions(quick, Path.GetFullPath(outDir ?? DefaultOutDir()), skipIperf);
+        options = new BenchmarkOptions(quick, Path.GetFullPath(outDir ?? DefaultOutDir()), skipIperf) { Only = only };
         return true;
     }
 

@@ -30,4 +30,7 @@ public sealed record BenchmarkOptions(bool Quick, string OutDir, bool SkipIperf)
     public int LatencyRoundTrips => Quick ? 20_000 : 50_000;
 
     public int LatencyWarmupRoundTrips => Quick ? 2_000 : 5_000;
+
+    /// <summary>Words of which a suite's name must hold one for it to run (null: every suite).</summary>
+    public IReadOnlyList<string>? Only { get; init; }
 }

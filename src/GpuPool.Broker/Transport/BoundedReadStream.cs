@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using GpuPool.Protocol.Transport;
 
 namespace GpuPool.Broker.Transport;
 
@@ -11,6 +12,7 @@ namespace GpuPool.Broker.Transport;
 internal sealed class BoundedReadStream(Socket socket) : Stream
 {
     private int _nextReadLimit = int.MaxValue;
+    private bool _restComing;
 
     public override bool CanRead => true;
 
@@ -25,8 +27,20 @@ internal sealed class BoundedReadStream(Socket socket) : Stream
     /// <summary>Holds the next read (only) to at most <paramref name="bytes"/>.</summary>
     public void LimitNextRead(int bytes) => _nextReadLimit = bytes;
 
+    /// <summary>The next read (only) continues a frame whose start has arrived: its bytes are on their way.</summary>
+    public void RestIsComing() => _restComing = true;
+
     public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-        => socket.ReceiveAsync(buffer[..Take(buffer.Length)], SocketFlags.None, cancellationToken);
+    {
+        buffer = buffer[..Take(buffer.Length)];
+        if (_restComing)
+        {
+            _restComing = false;
+            return SocketReceiver.ReceiveSomeAsync(socket, buffer, cancellationToken);
+        }
+
+        return socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
+    }
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
         => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();

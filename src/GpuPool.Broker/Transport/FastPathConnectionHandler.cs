@@ -166,6 +166,7 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
                 }
 
                 // Stopped early, the rest of the buffer holds a whole frame still to handle: it is not "examined".
+                ExpectRest(bounded, result.Buffer, consumed, stop);
                 input.AdvanceTo(consumed, stop != Stop.None ? consumed : result.Buffer.End);
                 if (direct is { } receive)
                 {
@@ -328,6 +329,7 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
             {
                 var result = await input.ReadAsync(reading.Token).ConfigureAwait(false);
                 var consumed = DecodeChunks(result.Buffer, session, lane, budget, out var stop, out var charge, out var announce, out var direct, out protocolError);
+                ExpectRest(bounded, result.Buffer, consumed, stop);
                 input.AdvanceTo(consumed, stop != Stop.None ? consumed : result.Buffer.End);
                 if (direct is { } receive)
                 {
@@ -637,18 +639,8 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
         view.Reset(receive.Chunk.Target + receive.Arrived, receive.Chunk.Length - receive.Arrived);
         try
         {
-            var rest = view.Memory;
-            while (!rest.IsEmpty)
-            {
-                var n = await socket.ReceiveAsync(rest, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                if (n == 0)
-                {
-                    throw new IOException("the client closed the connection in the middle of a frame");
-                }
-
-                rest = rest[n..];
-            }
-
+            // The rest is on its way: waiting for it in poll beats a trip through the socket engine per wake-up.
+            await SocketReceiver.ReceiveExactlyAsync(socket, view.Memory, "client", cancellationToken).ConfigureAwait(false);
             whole = true;
         }
         finally
@@ -659,6 +651,15 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
 
         // More bulk is likely next: the pipe reads just its header, so that its payload can come this way too.
         bounded.LimitNextRead(HeaderReadLimit);
+    }
+
+    /// <summary>A frame cut by the end of what was read: the rest of it is on its way.</summary>
+    private static void ExpectRest(BoundedReadStream bounded, in ReadOnlySequence<byte> buffer, SequencePosition consumed, Stop stop)
+    {
+        if (stop == Stop.None && buffer.Slice(consumed).Length > 0)
+        {
+            bounded.RestIsComing();
+        }
     }
 
     private ulong NewSessionId()

@@ -735,18 +735,7 @@ internal sealed class FastPathSessionTransport : SessionTransport
                 {
                     // The pipe holds nothing more and reads nothing until asked: the rest of the payload is read from the
                     // socket into the copy's destination, then the pipe goes on from the next frame.
-                    var rest = receive.Rest;
-                    while (!rest.IsEmpty)
-                    {
-                        var n = await _socket.ReceiveAsync(rest, SocketFlags.None).ConfigureAwait(false);
-                        if (n == 0)
-                        {
-                            throw new IOException("the broker closed the connection in the middle of a frame");
-                        }
-
-                        rest = rest[n..];
-                    }
-
+                    await SocketReceiver.ReceiveExactlyAsync(_socket, receive.Rest, "broker", CancellationToken.None).ConfigureAwait(false);
                     _target.OnDataReceived(receive.Seq, receive.Offset, receive.Length, receive.Last);
                     continue;
                 }
