@@ -59,6 +59,13 @@ public sealed class IperfAnchor(TextWriter log) : IBenchmark
         return results;
     }
 
+    /// <summary>
+    /// One run of 1 MiB writes for <paramref name="seconds"/> s (after a 1 s warm-up), for a suite that takes turns with
+    /// it; null when iperf3 is not installed (this anchor installs it, and runs first).
+    /// </summary>
+    public static async Task<double?> RunTurnAsync(int seconds, CancellationToken cancellationToken)
+        => ChildProcess.FindOnPath("iperf3") is { } iperf ? await RunOnceAsync(iperf, "1M", seconds, cancellationToken).ConfigureAwait(false) : null;
+
     /// <summary>One client run against a fresh one-off server; GB/s received.</summary>
     private static async Task<double> RunOnceAsync(string iperf, string length, int seconds, CancellationToken cancellationToken)
     {
