@@ -64,7 +64,13 @@ public static class Program
 
         if (options.Only is { } only)
         {
+            var names = suites.Select(s => s.Name).ToArray();
             suites = [.. suites.Where(s => only.Any(word => s.Name.Contains(word, StringComparison.Ordinal)))];
+            if (suites.Length == 0)
+            {
+                Console.Error.WriteLine($"gpupool-perf: --only {string.Join(',', only)} matches no suite; the suites are: {string.Join("; ", names)}.");
+                return 2;
+            }
         }
 
         var startedUtc = DateTimeOffset.UtcNow;

@@ -159,8 +159,8 @@ public sealed class WireSuite(SessionTransportKind transport) : IBenchmark
     /// One copy of 256 MiB striped over 2, 3 (and, without --quick, 4) connections of one session, each way, as GB/s against iperf3's 1 MiB
     /// writes, next to the same copy on one connection. The four sessions take turns, one copy each per round, so load
     /// from elsewhere on the machine falls on all of them alike; each row's note gives its ratio to the one-connection
-    /// copy of the same rounds. Over TCP iperf3 takes a turn in every round as well, and these rows are held to it. Every byte is checked once per session, and each must really have opened its data
-    /// connections.
+    /// copy of the same rounds. Over TCP iperf3 takes a turn in every round as well, and these rows are held to it.
+    /// Every byte is checked once per session, and each must really have opened its data connections.
     /// </summary>
     private async Task<IReadOnlyList<Measurement>> StripedCopiesAsync(BenchPool pool, BenchmarkOptions options, CancellationToken cancellationToken)
     {

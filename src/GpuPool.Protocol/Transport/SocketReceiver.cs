@@ -100,7 +100,6 @@ public static partial class SocketReceiver
                     {
                         return -1;
                     }
-
                 }
             }
         }
