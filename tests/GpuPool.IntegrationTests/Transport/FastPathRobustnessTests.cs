@@ -28,7 +28,7 @@ public sealed class FastPathRobustnessTests(FastPathPoolFixture pool) : IClassFi
         await using var lease = await pool.LeaseAsync();
         using var socket = await FrameSocket.ConnectAsync(pool.Broker.FastPath.Tcp);
         var hello = FrameSocket.Hello(lease.Id, lease.Token);
-        hello[16] ^= 1; // the low byte of the lease id length
+        hello[18] ^= 1; // the low byte of the lease id length (after the u16 version)
         await socket.SendAsync(what switch
         {
             "garbage" => Garbage,

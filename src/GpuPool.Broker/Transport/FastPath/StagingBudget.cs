@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Numerics;
 using GpuPool.Protocol.Transport;
 
-namespace GpuPool.Broker.Transport;
+namespace GpuPool.Broker.Transport.FastPath;
 
 /// <summary>
 /// Bounds the bytes one fast-path connection holds in staging: copies to the device that arrive while their stream
