@@ -292,7 +292,7 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
         return new(reply.Value, name);
     }
 
-    /// <summary>Launches a kernel, fire-and-forget. <paramref name="args"/> may be changed or reused once this returns.</summary>
+    /// <summary>Launches a kernel, fire-and-forget. <paramref name="args"/> may be changed or reused once the returned task completes.</summary>
     public ValueTask LaunchAsync(KernelFunction function, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream stream = default, uint sharedMemBytes = 0, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(args);
@@ -301,7 +301,7 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
 
     /// <summary>
     /// Launches a kernel with its parameters already packed the cuLaunchKernel way (a C program's parameter buffer),
-    /// fire-and-forget; the bytes are taken before this returns.
+    /// fire-and-forget; the bytes have been taken once the returned task completes.
     /// </summary>
     public ValueTask LaunchAsync(KernelFunction function, Dim3 grid, Dim3 block, ReadOnlyMemory<byte> packedArgs, DeviceStream stream = default, uint sharedMemBytes = 0, CancellationToken cancellationToken = default)
         => SendAsync(new LaunchOp(function.Handle, stream.Id, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, sharedMemBytes), packedArgs, null, cancellationToken);

@@ -4,8 +4,8 @@ namespace GpuPool.Client;
 
 /// <summary>
 /// Packs kernel parameters the way cuLaunchKernel lays them out: each value at an offset aligned to
-/// its size, device pointers as 8-byte addresses. A launch takes the bytes before it returns, so one instance can be
-/// refilled (<see cref="Clear"/>) and launched again without allocating.
+/// its size, device pointers as 8-byte addresses. A launch has taken the bytes once its task completes, so one instance
+/// can then be refilled (<see cref="Clear"/>) and launched again without allocating.
 /// </summary>
 public sealed class KernelArgs
 {
