@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using GpuPool.Devices.Contexts;
 using GpuPool.Devices.Cpu;
 using GpuPool.Devices.Scheduling;
 
@@ -97,8 +98,8 @@ internal static class Dev
 
     public static CpuDevice Device(ulong memory = 256 * MiB, int slots = 2) => new(0, memory, slots);
 
-    public static CpuContext Context(CpuDevice device, ulong limit = 16 * MiB, string lease = "lease-a", int share = 500)
-        => (CpuContext)device.CreateContext(new ContextOptions(lease, limit, share));
+    public static DeviceContext Context(CpuDevice device, ulong limit = 16 * MiB, string lease = "lease-a", int share = 500)
+        => (DeviceContext)device.CreateContext(new ContextOptions(lease, limit, share));
 
     public static OpTag Tag(string op) => new((ulong)Interlocked.Increment(ref _seq), op);
 
