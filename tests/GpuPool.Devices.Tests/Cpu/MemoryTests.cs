@@ -1,6 +1,7 @@
 using CsCheck;
 using GpuPool.Devices.Contexts;
 using GpuPool.Devices.Cpu;
+using GpuPool.Devices.Tests.Contexts;
 
 namespace GpuPool.Devices.Tests.Cpu;
 
