@@ -104,8 +104,8 @@ public sealed class AllocationTableTests
     [Fact]
     public void Random_adds_and_removes_keep_the_table_consistent_with_a_model()
     {
-        // An op adds an allocation of `size` bytes in the next free slot of 8 KiB (add == true), or removes the live
-        // allocation that `size` picks.
+        // An op adds an allocation of `size` bytes at the start of the next free 16 KiB slot (add == true), so that
+        // allocations never touch, or removes the live allocation that `size` picks.
         var op = Gen.Select(Gen.Bool, Gen.Int[1, 8192]);
         op.Array[1, 60].Sample(ops =>
         {
@@ -118,7 +118,7 @@ public sealed class AllocationTableTests
                 {
                     table.Add(new Allocation(next, (ulong)size, 0));
                     live[next] = (ulong)size;
-                    next += 8192;
+                    next += 16384;
                 }
                 else
                 {
