@@ -1,7 +1,5 @@
-using System.Buffers.Binary;
 using System.Runtime.InteropServices;
-using GpuPool.Devices.Cuda;
-using GpuPool.Devices.Scheduling;
+using GpuPool.Devices.Tests.Contexts;
 
 namespace GpuPool.Devices.CudaMockTests;
 
@@ -10,23 +8,16 @@ internal static class Ops
 {
     public const ulong MiB = 1 << 20;
 
-    public static readonly LaunchDims Dims = new(4, 1, 1, 128, 1, 1, 0);
-
-    private static long _seq;
+    public static readonly LaunchDims Dims = ContextOps.Dims;
 
     public static IDeviceContext Context(ulong limit = 16 * MiB, string lease = "lease-a", int share = 500)
         => MockDriver.Device.CreateContext(new ContextOptions(lease, limit, share));
 
-    public static OpTag Tag(string op) => new((ulong)Interlocked.Increment(ref _seq), op);
+    public static OpTag Tag(string op) => ContextOps.Tag(op);
 
-    public static ulong Upload(IDeviceContext context, float[] values, ulong stream = 0)
-    {
-        var bytes = MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
-        var pointer = context.Allocate((ulong)bytes.Length);
-        context.EnqueueCopyToDevice(stream, pointer, bytes, Tag("memcpy_htod"));
-        return pointer;
-    }
+    public static ulong Upload(IDeviceContext context, float[] values, ulong stream = 0) => ContextOps.Upload(context, values, stream);
 
+    /// <summary>Takes the copy in chunks (as the broker's reply writer does) or whole.</summary>
     public static async Task<byte[]> DownloadAsync(IDeviceContext context, ulong pointer, int bytes, ulong stream = 0, bool chunks = true)
     {
         var sink = new Sink(bytes, chunks);
@@ -39,31 +30,15 @@ internal static class Ops
     public static async Task<float[]> FloatsAsync(IDeviceContext context, ulong pointer, int count, ulong stream = 0)
         => MemoryMarshal.Cast<byte, float>(await DownloadAsync(context, pointer, count * 4, stream)).ToArray();
 
-    public static byte[] Params(ulong n, float value, ulong pointer)
-    {
-        var block = new byte[24];
-        BinaryPrimitives.WriteUInt64LittleEndian(block, n);
-        BinaryPrimitives.WriteSingleLittleEndian(block.AsSpan(8), value);
-        BinaryPrimitives.WriteUInt64LittleEndian(block.AsSpan(16), pointer);
-        return block;
-    }
+    public static byte[] Params(ulong n, float value, ulong pointer) => ContextOps.FillParams(n, value, pointer);
 
-    public static byte[] AxpyParams(ulong n, float alpha, ulong x, ulong y)
-    {
-        var block = new byte[32];
-        BinaryPrimitives.WriteUInt64LittleEndian(block, n);
-        BinaryPrimitives.WriteSingleLittleEndian(block.AsSpan(8), alpha);
-        BinaryPrimitives.WriteUInt64LittleEndian(block.AsSpan(16), x);
-        BinaryPrimitives.WriteUInt64LittleEndian(block.AsSpan(24), y);
-        return block;
-    }
+    public static byte[] AxpyParams(ulong n, float alpha, ulong x, ulong y) => ContextOps.AxpyParams(n, alpha, x, y);
 
-    public static ulong Function(IDeviceContext context, string kernel) => context.GetFunction(context.LoadBuiltinModule(), kernel);
+    public static ulong Function(IDeviceContext context, string kernel) => ContextOps.Function(context, kernel);
 
-    public static void Fill(IDeviceContext context, ulong stream, ulong pointer, int n, float value)
-        => context.EnqueueLaunch(stream, Function(context, "fill_f32"), Dims, Params((ulong)n, value, pointer), Tag("launch"));
+    public static void Fill(IDeviceContext context, ulong stream, ulong pointer, int n, float value) => ContextOps.Fill(context, stream, pointer, n, value);
 
-    public static async Task Within(Task task) => await task.WaitAsync(TimeSpan.FromSeconds(10));
+    public static Task Within(Task task) => ContextOps.Within(task);
 
     /// <summary>Collects a device-to-host copy, whole or in chunks.</summary>
     internal sealed class Sink(int length, bool chunks) : ICopyToHostSink
@@ -98,35 +73,5 @@ internal static class Ops
         }
 
         public void OnError(StickyError error) => _done.TrySetResult((null, error));
-    }
-}
-
-/// <summary>Holds every kernel slot of the device, so kernels queue behind it until it opens.</summary>
-internal sealed class SlotGate : IDisposable
-{
-    private readonly FairShareDispatcher _dispatcher;
-    private int _held;
-
-    private SlotGate(FairShareDispatcher dispatcher) => _dispatcher = dispatcher;
-
-    public static async Task<SlotGate> CloseAsync(CudaDevice device)
-    {
-        var gate = new SlotGate(device.Dispatcher);
-        var account = new FairShareDispatcher.Account(1000);
-        for (var i = 0; i < device.Dispatcher.Slots; i++)
-        {
-            await device.Dispatcher.AcquireAsync(account, 1);
-            gate._held++;
-        }
-
-        return gate;
-    }
-
-    public void Dispose()
-    {
-        for (; _held > 0; _held--)
-        {
-            _dispatcher.Release();
-        }
     }
 }

@@ -1,3 +1,4 @@
+using GpuPool.Devices.Contexts;
 using GpuPool.Devices.Scheduling;
 
 namespace GpuPool.Devices.Cpu;
@@ -8,15 +9,13 @@ namespace GpuPool.Devices.Cpu;
 /// </summary>
 public sealed class CpuDevice : IDevice
 {
-    private readonly object _gate = new();
-    private readonly HashSet<CpuContext> _contexts = [];
-    private long _used;
+    private readonly DeviceLeases _leases;
 
     public CpuDevice(int index, ulong memoryTotal, int slots)
     {
         Index = index;
         MemoryTotal = memoryTotal;
-        Dispatcher = new FairShareDispatcher(slots);
+        _leases = new DeviceLeases(new FairShareDispatcher(slots));
         MultiprocessorCount = slots;
         Uuid = $"CPU-{StableHash(Environment.MachineName):x8}-{index:x4}";
         Attributes = new Dictionary<int, long>
@@ -46,73 +45,20 @@ public sealed class CpuDevice : IDevice
 
     public ulong MemoryTotal { get; }
 
-    public ulong MemoryUsed => (ulong)Interlocked.Read(ref _used);
+    public ulong MemoryUsed => _leases.MemoryUsed;
 
-    public ulong MemoryReserved
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return Reserved();
-            }
-        }
-    }
+    public ulong MemoryReserved => _leases.MemoryReserved;
 
     public int MultiprocessorCount { get; }
 
     public IReadOnlyDictionary<int, long> Attributes { get; }
 
-    public int ContextCount
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _contexts.Count;
-            }
-        }
-    }
+    public int ContextCount => _leases.Count;
 
-    internal FairShareDispatcher Dispatcher { get; }
+    internal FairShareDispatcher Dispatcher => _leases.Dispatcher;
 
     public IDeviceContext CreateContext(ContextOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        if (options.MemoryLimit == 0)
-        {
-            throw new DeviceException(DeviceErrorCode.InvalidArgument, "a lease's memory limit must be at least 1 byte");
-        }
-
-        if (options.ComputeShare is < 1 or > 1000)
-        {
-            throw new DeviceException(DeviceErrorCode.InvalidArgument, $"compute share must be 1..1000 milli-GPU, not {options.ComputeShare}");
-        }
-
-        lock (_gate)
-        {
-            var reserved = Reserved();
-            if (options.MemoryLimit > MemoryTotal - reserved)
-            {
-                throw new DeviceException(DeviceErrorCode.OutOfMemory,
-                    $"device {Index} cannot take a {options.MemoryLimit}-byte lease: {reserved} of its {MemoryTotal} bytes are already leased");
-            }
-
-            var context = new CpuContext(this, options);
-            _contexts.Add(context);
-            return context;
-        }
-    }
-
-    internal void AddUsed(long delta) => Interlocked.Add(ref _used, delta);
-
-    internal void Release(CpuContext context)
-    {
-        lock (_gate)
-        {
-            _contexts.Remove(context);
-        }
-    }
+        => _leases.Open(Index, options, MemoryTotal, "bytes", _ => CpuContext.Open(this, _leases, options));
 
     // string.GetHashCode is randomized per process; a device's id must survive a restart.
     private static uint StableHash(string text)
@@ -124,17 +70,6 @@ public sealed class CpuDevice : IDevice
         }
 
         return hash;
-    }
-
-    private ulong Reserved()
-    {
-        ulong sum = 0;
-        foreach (var c in _contexts)
-        {
-            sum += c.MemoryLimit;
-        }
-
-        return sum;
     }
 }
 

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Collections.Frozen;
+using GpuPool.Devices.Contexts;
 using GpuPool.Devices.Cpu.Kernels;
 
 namespace GpuPool.Devices.Cuda;
@@ -95,7 +96,7 @@ internal static class BuiltinKernelExtents
     /// Throws (InvalidAddress naming the kernel and parameter, or InvalidArgument for a scalar that makes no range)
     /// unless every pointer parameter's range lies inside one allocation of <paramref name="memory"/>.
     /// </summary>
-    public static void Check(KernelDef kernel, ReadOnlySpan<byte> parameters, DeviceAllocations memory)
+    public static void Check(KernelDef kernel, ReadOnlySpan<byte> parameters, AllocationTable memory)
     {
         if (!All.TryGetValue(kernel.Name, out var extents))
         {
@@ -110,7 +111,7 @@ internal static class BuiltinKernelExtents
             if (kernel.Params[i].Kind == ParamKind.Ptr)
             {
                 var pointer = BinaryPrimitives.ReadUInt64LittleEndian(parameters[kernel.Offsets[i]..]);
-                memory.CheckElements(pointer, counts[i], ElementSize, $"kernel {kernel.Name} parameter {kernel.Params[i].Name}");
+                _ = memory.CheckElements(pointer, counts[i], ElementSize, $"kernel {kernel.Name} parameter {kernel.Params[i].Name}");
             }
         }
     }

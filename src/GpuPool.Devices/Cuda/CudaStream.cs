@@ -1,4 +1,6 @@
+using GpuPool.Devices.Contexts;
 using GpuPool.Devices.Cuda.Native;
+using GpuPool.Devices.Streams;
 
 namespace GpuPool.Devices.Cuda;
 
@@ -7,34 +9,28 @@ namespace GpuPool.Devices.Cuda;
 /// life and runs the stream's work in order, one item at a time. Each stream has its own thread so that a stream
 /// waiting for another's event, or for a slow kernel, never holds the others up.
 /// </summary>
-internal sealed class CudaStream
+internal sealed class CudaStream : WorkStream
 {
-    private readonly CudaContext _context;
-    private readonly Queue<CudaWork> _queue = new();
+    private readonly DeviceContext _owner;
+    private readonly nint _context;
+    private readonly Queue<StreamWork> _queue = new();
     private readonly object _gate = new();
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _stopping;
     private bool _destroyHandle;
     private bool _finished;
 
-    /// <summary>Takes over <paramref name="handle"/> (a CUstream of the context) and starts the stream's thread.</summary>
-    public CudaStream(CudaContext context, ulong id, nint handle)
+    /// <summary>Takes over <paramref name="handle"/> (a CUstream of <paramref name="context"/>) and starts the stream's thread.</summary>
+    public CudaStream(DeviceContext owner, nint context, string threadName, ulong id, nint handle)
+        : base(id, handle)
     {
+        _owner = owner;
         _context = context;
-        Id = id;
-        Handle = handle;
-        var thread = new Thread(Run) { IsBackground = true, Name = $"gpupool-cuda {context.LeaseId} s{id}" };
+        var thread = new Thread(Run) { IsBackground = true, Name = threadName };
         thread.Start();
     }
 
-    public ulong Id { get; }
-
-    public nint Handle { get; }
-
-    /// <summary>Completes when the thread has finished its queue and ended.</summary>
-    public Task Exited => _exited.Task;
-
-    public void Enqueue(CudaWork work)
+    public override void Enqueue(StreamWork work)
     {
         lock (_gate)
         {
@@ -47,41 +43,47 @@ internal sealed class CudaStream
         }
 
         // The thread has ended (the context is closing): the work cannot run, but whoever waits on it must hear.
-        work.Fail(new StickyError(work.Tag, new DeviceException(DeviceErrorCode.ContextClosed, "the lease's device context has been closed")), ownFailure: false);
+        work.Fail(new StickyError(work.Tag, ContextErrors.Closed()));
         work.Finish();
     }
 
-    /// <summary>A task that completes when all work enqueued so far has run.</summary>
-    public Task Marker()
-    {
-        var marker = new CudaMarkerWork();
-        Enqueue(marker);
-        return marker.Done.Task;
-    }
-
-    /// <summary>
-    /// Lets the thread end once its queue is empty. <paramref name="destroyHandle"/>: it destroys the CUDA stream
-    /// first (a stream destroyed by the client; when the whole context ends, destroying the context frees it).
-    /// </summary>
-    public void Stop(bool destroyHandle)
+    /// <summary>The thread ends once its queue is empty, destroying the CUDA stream first if the client destroyed it.</summary>
+    public override Task Drain(bool destroyed)
     {
         lock (_gate)
         {
             _stopping = true;
-            _destroyHandle = destroyHandle;
+            _destroyHandle = destroyed;
             Monitor.PulseAll(_gate);
         }
+
+        return _exited.Task;
+    }
+
+    /// <summary>Blocks: every driver call of the item must be made on this thread, where the context is current.</summary>
+    public override ValueTask WaitAsync(ValueTask pending)
+    {
+        if (pending.IsCompleted)
+        {
+            pending.GetAwaiter().GetResult();
+        }
+        else
+        {
+            pending.AsTask().GetAwaiter().GetResult();
+        }
+
+        return default;
     }
 
     private void Run()
     {
         // Every driver call of this thread acts on the lease's context: set it once, for the thread's life.
-        var current = CuApi.cuCtxSetCurrent(_context.Handle);
+        var current = CuApi.cuCtxSetCurrent(_context);
         try
         {
             while (true)
             {
-                CudaWork work;
+                StreamWork work;
                 lock (_gate)
                 {
                     while (_queue.Count == 0 && !_stopping)
@@ -98,8 +100,13 @@ internal sealed class CudaStream
                     work = _queue.Dequeue();
                 }
 
-                // Should setting the context have failed, each item's own driver calls fail and report it.
-                _context.Execute(work, this);
+                // Should setting the context have failed, each item's own driver calls fail and report it. Every wait
+                // blocks (WaitAsync), so the item has run to its end here.
+                var run = _owner.ExecuteAsync(work, this);
+                if (!run.IsCompleted)
+                {
+                    run.AsTask().GetAwaiter().GetResult();
+                }
             }
 
             if (_destroyHandle && current == CudaErrors.Success)

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using GpuPool.Devices.Tests.Contexts;
 
 namespace GpuPool.Devices.Tests.Cpu;
 
@@ -40,7 +41,7 @@ public sealed class DirectWriteTests
         Assert.Equal(0, context.TryBeginDirectWrite(999, ptr, 16));
 
         // Work queued ahead on the stream: the bytes must wait their turn, so they cannot be written now.
-        using (await SlotGate.CloseAsync(device))
+        using (await SlotGate.CloseAsync(device.Dispatcher))
         {
             var fill = Dev.Function(context, "fill_f32");
             context.EnqueueLaunch(0, fill, Dev.Dims, new ParamPacker().U64(16).F32(1f).Ptr(ptr).ToArray(), Dev.Tag("launch"));

@@ -1,9 +1,11 @@
 using CsCheck;
+using GpuPool.Devices.Contexts;
 using GpuPool.Devices.Cpu;
+using GpuPool.Devices.Tests.Contexts;
 
 namespace GpuPool.Devices.Tests.Cpu;
 
-/// <summary>The allocation table and a context's memory accounting: what keeps a lease inside its own memory.</summary>
+/// <summary>Host memory and a context's memory accounting: what keeps a lease inside its own memory on the cpu backend.</summary>
 public sealed class MemoryTests
 {
     [Theory]
@@ -14,192 +16,94 @@ public sealed class MemoryTests
     [InlineData(4097UL)]
     public void Allocations_are_256_byte_aligned(ulong bytes)
     {
-        var table = new AllocationTable();
-        try
+        using var memory = new Host();
+        for (var i = 0; i < 8; i++)
         {
-            for (var i = 0; i < 8; i++)
-            {
-                Assert.Equal(0UL, table.Allocate(bytes) % 256);
-            }
-        }
-        finally
-        {
-            table.FreeAll();
+            Assert.Equal(0UL, memory.Allocate(bytes) % 256);
         }
     }
 
     [Fact]
     public void Allocations_are_zeroed_even_when_the_memory_was_used_before()
     {
-        var table = new AllocationTable();
-        try
+        using var memory = new Host();
+        for (var round = 0; round < 20; round++)
         {
-            for (var round = 0; round < 20; round++)
-            {
-                var ptr = table.Allocate(4000);
-                Assert.All(table.Resolve(ptr, 4000, "test").ToArray(), b => Assert.Equal(0, b));
-                table.Resolve(ptr, 4000, "test").Fill(0xAB);
-                table.Free(ptr);
-            }
-        }
-        finally
-        {
-            table.FreeAll();
+            var ptr = memory.Allocate(4000);
+            Assert.All(memory.View(ptr, 4000).ToArray(), b => Assert.Equal(0, b));
+            memory.View(ptr, 4000).Fill(0xAB);
+            memory.Free(ptr);
         }
     }
 
     [Fact]
-    public void Resolve_rejects_a_pointer_outside_every_allocation()
+    public void A_host_view_of_a_range_past_its_allocation_fails_naming_the_range()
     {
-        var table = new AllocationTable();
-        try
-        {
-            var ptr = table.Allocate(100);
-            var before = Assert.Throws<DeviceException>(() => table.Resolve(ptr - 1, 1, "copy source"));
-            var after = Assert.Throws<DeviceException>(() => table.Resolve(ptr + 100, 1, "copy source"));
-            var wild = Assert.Throws<DeviceException>(() => table.Resolve(0x1000, 1, "copy source"));
+        using var memory = new Host();
+        var ptr = memory.Allocate(100);
 
-            Assert.All([before, after, wild], e => Assert.Equal(DeviceErrorCode.InvalidAddress, e.Code));
-            Assert.Contains("copy source", wild.Message);
-            Assert.Contains("not inside any allocation", wild.Message);
-        }
-        finally
-        {
-            table.FreeAll();
-        }
+        var e = Assert.Throws<DeviceException>(() => memory.Memory.HostView(ptr + 40, 72, "memset destination"));
+
+        Assert.Equal(DeviceErrorCode.InvalidAddress, e.Code);
+        Assert.Equal($"memset destination: 0x{ptr + 40:x} + 72 bytes runs past the end of its allocation (0x{ptr:x}, 100 bytes) by 12 bytes", e.Message);
+        Assert.Equal(60, memory.Memory.HostView(ptr + 40, 60, "test").Length);
     }
 
     [Fact]
-    public void Resolve_of_a_range_past_the_end_says_by_how_many_bytes()
+    public void A_host_view_larger_than_one_span_fails_with_InvalidArgument()
     {
-        var table = new AllocationTable();
-        try
-        {
-            var ptr = table.Allocate(100);
-            var e = Assert.Throws<DeviceException>(() => table.Resolve(ptr + 40, 72, "memset destination"));
+        using var memory = new Host();
+        var ptr = memory.Allocate(100);
 
-            Assert.Equal(DeviceErrorCode.InvalidAddress, e.Code);
-            Assert.Contains("memset destination", e.Message);
-            Assert.Contains("by 12 bytes", e.Message);
-        }
-        finally
-        {
-            table.FreeAll();
-        }
-    }
+        var e = Assert.Throws<DeviceException>(() => memory.Memory.HostView(ptr, 1UL << 31, "copy to host source"));
 
-    [Fact]
-    public void Resolve_accepts_a_range_that_ends_exactly_at_the_end_of_the_allocation()
-    {
-        var table = new AllocationTable();
-        try
-        {
-            var ptr = table.Allocate(100);
-            Assert.Equal(60, table.Resolve(ptr + 40, 60, "test").Length);
-        }
-        finally
-        {
-            table.FreeAll();
-        }
+        Assert.Equal(DeviceErrorCode.InvalidArgument, e.Code);
+        Assert.Equal("copy to host source: a range of 2147483648 bytes is larger than one operation can address (2 GiB)", e.Message);
     }
 
     [Fact]
     public void Typed_resolve_rejects_a_misaligned_pointer()
     {
-        var table = new AllocationTable();
-        try
-        {
-            var ptr = table.Allocate(64);
-            var e = Assert.Throws<DeviceException>(() => table.Resolve<float>(ptr + 2, 1, "kernel x parameter y"));
+        using var memory = new Host();
+        var ptr = memory.Allocate(64);
 
-            Assert.Equal(DeviceErrorCode.InvalidAddress, e.Code);
-            Assert.Contains("not aligned to 4 bytes", e.Message);
-        }
-        finally
-        {
-            table.FreeAll();
-        }
-    }
-
-    [Fact]
-    public void Free_of_an_interior_pointer_fails_with_InvalidAddress()
-    {
-        var table = new AllocationTable();
-        try
-        {
-            var ptr = table.Allocate(512);
-            var e = Assert.Throws<DeviceException>(() => table.Free(ptr + 256));
-
-            Assert.Equal(DeviceErrorCode.InvalidAddress, e.Code);
-            Assert.Contains("inside the allocation", e.Message);
-            Assert.Equal(512UL, table.BytesInUse);
-        }
-        finally
-        {
-            table.FreeAll();
-        }
-    }
-
-    [Fact]
-    public void Free_of_an_unknown_pointer_fails_with_InvalidAddress()
-    {
-        var table = new AllocationTable();
-        var ptr = table.Allocate(512);
-        table.Free(ptr);
-
-        var e = Assert.Throws<DeviceException>(() => table.Free(ptr));
+        var e = Assert.Throws<DeviceException>(() => memory.Memory.Resolve<float>(ptr + 2, 1, "kernel x parameter y"));
 
         Assert.Equal(DeviceErrorCode.InvalidAddress, e.Code);
-        Assert.Contains("not an allocation of this lease", e.Message);
+        Assert.Contains("not aligned to 4 bytes", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
-    public void Random_alloc_and_free_sequences_keep_the_table_consistent_with_a_model()
+    public void Random_alloc_and_free_sequences_hand_out_zeroed_memory_inside_its_bounds()
     {
         // An op is an allocation of `size` bytes (free == false) or a free of the live allocation picked by `size`.
         var op = Gen.Select(Gen.Bool, Gen.Int[1, 5000]);
         op.Array[1, 60].Sample(ops =>
         {
-            var table = new AllocationTable();
+            using var memory = new Host();
             var live = new Dictionary<ulong, ulong>();
-            var freed = new List<ulong>();
-            try
+            foreach (var (free, size) in ops)
             {
-                foreach (var (free, size) in ops)
+                if (free && live.Count > 0)
                 {
-                    if (free && live.Count > 0)
-                    {
-                        var ptr = live.Keys.OrderBy(p => p).ElementAt(size % live.Count);
-                        Assert.Equal(live[ptr], table.Free(ptr));
-                        live.Remove(ptr);
-                        freed.Add(ptr);
-                    }
-                    else
-                    {
-                        var ptr = table.Allocate((ulong)size);
-                        Assert.All(table.Resolve(ptr, (ulong)size, "test").ToArray(), b => Assert.Equal(0, b));
-                        table.Resolve(ptr, (ulong)size, "test").Fill(0xCD);
-                        live[ptr] = (ulong)size;
-                    }
-
-                    Assert.Equal(live.Values.Aggregate(0UL, (a, b) => a + b), table.BytesInUse);
-                    Assert.Equal(live.Count, table.Count);
-                    foreach (var (ptr, bytes) in live)
-                    {
-                        Assert.Equal((int)bytes, table.Resolve(ptr, bytes, "test").Length);
-                        Assert.Throws<DeviceException>(() => table.Resolve(ptr, bytes + 1, "test"));
-                    }
-
-                    // The allocator may hand a freed address out again; only a freed address that is not live now must fail.
-                    foreach (var ptr in freed.Where(p => !live.Keys.Any(b => p >= b && p < b + live[b])))
-                    {
-                        Assert.Equal(DeviceErrorCode.InvalidAddress, Assert.Throws<DeviceException>(() => table.Resolve(ptr, 1, "test")).Code);
-                    }
+                    var ptr = live.Keys.OrderBy(p => p).ElementAt(size % live.Count);
+                    memory.Free(ptr);
+                    live.Remove(ptr);
                 }
-            }
-            finally
-            {
-                table.FreeAll();
+                else
+                {
+                    var ptr = memory.Allocate((ulong)size);
+                    Assert.All(memory.View(ptr, (ulong)size).ToArray(), b => Assert.Equal(0, b));
+                    memory.View(ptr, (ulong)size).Fill(0xCD);
+                    live[ptr] = (ulong)size;
+                }
+
+                Assert.Equal(live.Values.Aggregate(0UL, (a, b) => a + b), memory.Table.BytesInUse);
+                foreach (var (ptr, bytes) in live)
+                {
+                    Assert.Equal((int)bytes, memory.View(ptr, bytes).Length);
+                    Assert.Throws<DeviceException>(() => memory.View(ptr, bytes + 1));
+                }
             }
         }, iter: 200);
     }
@@ -300,14 +204,14 @@ public sealed class MemoryTests
     }
 
     [Fact]
-    public async Task A_context_cannot_resolve_another_contexts_pointer()
+    public async Task A_context_cannot_reach_another_contexts_pointer()
     {
         var device = Dev.Device();
         await using var a = Dev.Context(device, lease: "lease-a");
         await using var b = Dev.Context(device, lease: "lease-b");
         var ptr = a.Allocate(1024);
 
-        var e = Assert.Throws<DeviceException>(() => b.Memory.Resolve(ptr, 4, "copy source"));
+        var e = Assert.Throws<DeviceException>(() => b.Allocations.Check(ptr, 4, "copy source"));
 
         Assert.Equal(DeviceErrorCode.InvalidAddress, e.Code);
     }
@@ -351,5 +255,28 @@ public sealed class MemoryTests
         await context.DisposeAsync();
 
         Assert.Equal(DeviceErrorCode.ContextClosed, Assert.Throws<DeviceException>(() => context.Allocate(16)).Code);
+    }
+
+    /// <summary>Host memory with its allocation table, used as a context uses them.</summary>
+    private sealed class Host : IDisposable
+    {
+        public Host() => Memory = new HostMemory(Table);
+
+        public AllocationTable Table { get; } = new();
+
+        public HostMemory Memory { get; }
+
+        public ulong Allocate(ulong bytes)
+        {
+            var allocation = Memory.Allocate(bytes, Table.BytesInUse, ulong.MaxValue);
+            Table.Add(allocation);
+            return allocation.Base;
+        }
+
+        public void Free(ulong ptr) => Memory.Free(Table.Remove(ptr));
+
+        public Span<byte> View(ulong ptr, ulong bytes) => Memory.HostView(ptr, bytes, "test");
+
+        public void Dispose() => Memory.FreeAtClose(Table.TakeAll());
     }
 }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using GpuPool.Devices.Contexts;
 using GpuPool.Devices.Cpu.Kernels;
 using GpuPool.Devices.Cuda;
 using GpuPool.Devices.Tests.Cpu;
@@ -71,9 +72,9 @@ public sealed class BuiltinKernelExtentsTests
     public void A_pointer_one_element_past_its_allocation_fails_with_InvalidAddress_saying_by_how_much()
     {
         var def = BuiltinKernels.All["axpy_f32"];
-        var memory = new DeviceAllocations();
-        memory.Add(0x10000, 400);
-        memory.Add(0x20000, 396);
+        var memory = new AllocationTable();
+        memory.Add(new Allocation(0x10000, 400, 0));
+        memory.Add(new Allocation(0x20000, 396, 0));
         var block = new ParamPacker().U64(100).F32(2).Ptr(0x10000).Ptr(0x20000).ToArray();
 
         var error = Assert.Throws<DeviceException>(() => BuiltinKernelExtents.Check(def, block, memory));
@@ -85,8 +86,8 @@ public sealed class BuiltinKernelExtentsTests
     [Fact]
     public void A_pointer_to_another_leases_memory_is_not_inside_any_allocation_of_this_lease()
     {
-        var memory = new DeviceAllocations();
-        memory.Add(0x10000, 4096);
+        var memory = new AllocationTable();
+        memory.Add(new Allocation(0x10000, 4096, 0));
         var block = new ParamPacker().U64(4).F32(1).Ptr(0x7f00_0000_0000).ToArray();
 
         var error = Assert.Throws<DeviceException>(() => BuiltinKernelExtents.Check(BuiltinKernels.All["fill_f32"], block, memory));
@@ -98,8 +99,8 @@ public sealed class BuiltinKernelExtentsTests
     [Fact]
     public void A_misaligned_pointer_is_refused_and_a_pointer_to_no_elements_is_not_looked_at()
     {
-        var memory = new DeviceAllocations();
-        memory.Add(0x10000, 64);
+        var memory = new AllocationTable();
+        memory.Add(new Allocation(0x10000, 64, 0));
 
         var misaligned = Assert.Throws<DeviceException>(() => BuiltinKernelExtents.Check(BuiltinKernels.All["fill_f32"], new ParamPacker().U64(2).F32(1).Ptr(0x10002).ToArray(), memory));
         BuiltinKernelExtents.Check(BuiltinKernels.All["fill_f32"], new ParamPacker().U64(0).F32(1).Ptr(0xdead_0000).ToArray(), memory);
@@ -113,7 +114,7 @@ public sealed class BuiltinKernelExtentsTests
     {
         var block = new ParamPacker().I32(3).I32(-1).Ptr(0).Ptr(0).ToArray();
 
-        var error = Assert.Throws<DeviceException>(() => BuiltinKernelExtents.Check(BuiltinKernels.All["softmax_rows_f32"], block, new DeviceAllocations()));
+        var error = Assert.Throws<DeviceException>(() => BuiltinKernelExtents.Check(BuiltinKernels.All["softmax_rows_f32"], block, new AllocationTable()));
 
         Assert.Equal(DeviceErrorCode.InvalidArgument, error.Code);
         Assert.Equal("kernel softmax_rows_f32 parameter cols: -1 is negative", error.Message);
@@ -155,7 +156,7 @@ public sealed class BuiltinKernelExtentsTests
         var device = Dev.Device(memory: 64 * Dev.MiB);
         await using var context = Dev.Context(device, limit: 32 * Dev.MiB);
         var block = (byte[])arguments.Clone();
-        var table = new DeviceAllocations();
+        var table = new AllocationTable();
         for (var i = 0; i < def.Params.Length; i++)
         {
             if (def.Params[i].Kind != ParamKind.Ptr)
@@ -165,7 +166,7 @@ public sealed class BuiltinKernelExtentsTests
 
             var bytes = (ulong)Math.Max(1, counts[i]) * 4;
             var pointer = context.Allocate(bytes);
-            table.Add(pointer, bytes);
+            table.Add(new Allocation(pointer, bytes, 0));
             BinaryPrimitives.WriteUInt64LittleEndian(block.AsSpan(def.Offsets[i]), pointer + (i == shifted ? 4UL : 0UL));
         }
 

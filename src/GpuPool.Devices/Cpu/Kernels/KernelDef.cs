@@ -77,14 +77,14 @@ internal sealed class KernelDef
     }
 }
 
-/// <summary>One running launch: decodes parameters by index and resolves pointer parameters through the lease's allocation table.</summary>
+/// <summary>One running launch: decodes parameters by index and resolves pointer parameters through the lease's host memory.</summary>
 internal readonly ref struct KernelCall
 {
     private readonly KernelDef _def;
     private readonly ReadOnlySpan<byte> _params;
-    private readonly AllocationTable _memory;
+    private readonly HostMemory _memory;
 
-    public KernelCall(KernelDef def, ReadOnlySpan<byte> parameters, AllocationTable memory)
+    public KernelCall(KernelDef def, ReadOnlySpan<byte> parameters, HostMemory memory)
     {
         _def = def;
         _params = parameters;

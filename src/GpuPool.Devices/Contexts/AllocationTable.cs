@@ -1,34 +1,34 @@
-namespace GpuPool.Devices.Cuda;
+namespace GpuPool.Devices.Contexts;
+
+/// <summary>One allocation of a lease: where it starts, its size, and what its backend needs to free it (0 where nothing).</summary>
+internal readonly record struct Allocation(ulong Base, ulong Size, nint Native);
 
 /// <summary>
-/// One lease's device allocations as address ranges, with the checks that keep the lease inside its own memory:
-/// every range an operation names must lie wholly inside one allocation of this table (the same rules and
-/// messages as the cpu backend's AllocationTable). Readers see an immutable sorted snapshot and take no lock.
+/// One lease's allocations as address ranges, with the bounds rules of every backend: a range an operation names must
+/// lie wholly inside one allocation of the lease. Readers (the streams) see an immutable sorted snapshot and take no lock.
 /// </summary>
-internal sealed class DeviceAllocations
+internal sealed class AllocationTable
 {
     private readonly Lock _gate = new();
-    private volatile Range[] _sorted = [];
-
-    internal readonly record struct Range(ulong Base, ulong Size);
+    private volatile Allocation[] _sorted = [];
 
     public ulong BytesInUse { get; private set; }
 
     public int Count => _sorted.Length;
 
-    public void Add(ulong pointer, ulong bytes)
+    public void Add(Allocation allocation)
     {
         lock (_gate)
         {
-            var list = new List<Range>(_sorted) { new(pointer, bytes) };
+            var list = new List<Allocation>(_sorted) { allocation };
             list.Sort(static (a, b) => a.Base.CompareTo(b.Base));
             _sorted = [.. list];
-            BytesInUse += bytes;
+            BytesInUse += allocation.Size;
         }
     }
 
-    /// <summary>Forgets the allocation that starts at <paramref name="pointer"/>; returns its size.</summary>
-    public ulong Remove(ulong pointer)
+    /// <summary>Forgets the allocation that starts at <paramref name="pointer"/> and returns it, for freeing.</summary>
+    public Allocation Remove(ulong pointer)
     {
         lock (_gate)
         {
@@ -41,16 +41,16 @@ internal sealed class DeviceAllocations
             }
 
             var found = _sorted[index];
-            var list = new List<Range>(_sorted);
+            var list = new List<Allocation>(_sorted);
             list.RemoveAt(index);
             _sorted = [.. list];
             BytesInUse -= found.Size;
-            return found.Size;
+            return found;
         }
     }
 
     /// <summary>Empties the table; returns what it held, for freeing.</summary>
-    public Range[] TakeAll()
+    public Allocation[] TakeAll()
     {
         lock (_gate)
         {
@@ -79,9 +79,10 @@ internal sealed class DeviceAllocations
 
     /// <summary>
     /// Checks <paramref name="count"/> elements of <paramref name="elementSize"/> bytes at <paramref name="pointer"/>, with
-    /// the alignment a device load of one element needs. No elements: nothing is read, nothing is checked.
+    /// the alignment a device load of one element needs, and returns their size in bytes. No elements: nothing is read,
+    /// nothing is checked but the alignment.
     /// </summary>
-    public void CheckElements(ulong pointer, long count, int elementSize, string what)
+    public ulong CheckElements(ulong pointer, long count, int elementSize, string what)
     {
         if (count < 0)
         {
@@ -95,7 +96,7 @@ internal sealed class DeviceAllocations
 
         if (count == 0)
         {
-            return;
+            return 0;
         }
 
         ulong bytes;
@@ -109,54 +110,33 @@ internal sealed class DeviceAllocations
         }
 
         Check(pointer, bytes, what);
+        return bytes;
     }
 
-    private static Range? Find(Range[] sorted, ulong pointer)
+    private static Allocation? Find(Allocation[] sorted, ulong pointer)
+        => IndexAtOrBefore(sorted, pointer) is var i and >= 0 && pointer - sorted[i].Base < sorted[i].Size ? sorted[i] : null;
+
+    private static int IndexOfBase(Allocation[] sorted, ulong pointer)
+        => IndexAtOrBefore(sorted, pointer) is var i and >= 0 && sorted[i].Base == pointer ? i : -1;
+
+    /// <summary>The last allocation that starts at or before <paramref name="pointer"/> (allocations never overlap, so only it can hold it); -1 when none does.</summary>
+    private static int IndexAtOrBefore(Allocation[] sorted, ulong pointer)
     {
-        int lo = 0, hi = sorted.Length - 1;
+        int lo = 0, hi = sorted.Length - 1, found = -1;
         while (lo <= hi)
         {
             var mid = (lo + hi) >>> 1;
-            var a = sorted[mid];
-            if (pointer < a.Base)
+            if (sorted[mid].Base <= pointer)
             {
-                hi = mid - 1;
-            }
-            else if (pointer - a.Base >= a.Size)
-            {
+                found = mid;
                 lo = mid + 1;
             }
             else
             {
-                return a;
-            }
-        }
-
-        return null;
-    }
-
-    private static int IndexOfBase(Range[] sorted, ulong pointer)
-    {
-        int lo = 0, hi = sorted.Length - 1;
-        while (lo <= hi)
-        {
-            var mid = (lo + hi) >>> 1;
-            var b = sorted[mid].Base;
-            if (b == pointer)
-            {
-                return mid;
-            }
-
-            if (pointer < b)
-            {
                 hi = mid - 1;
             }
-            else
-            {
-                lo = mid + 1;
-            }
         }
 
-        return -1;
+        return found;
     }
 }

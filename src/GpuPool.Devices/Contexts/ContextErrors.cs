@@ -1,0 +1,28 @@
+namespace GpuPool.Devices.Contexts;
+
+/// <summary>The errors a context gives for a handle it does not have, or for any call once it is closed: one wording for every backend.</summary>
+internal static class ContextErrors
+{
+    public static DeviceException Closed() => new(DeviceErrorCode.ContextClosed, "the lease's device context has been closed");
+
+    public static DeviceException NoStream(ulong stream) => new(DeviceErrorCode.NotFound, $"stream {stream} does not exist in this lease");
+
+    public static DeviceException NoEvent(ulong evt) => new(DeviceErrorCode.NotFound, $"event {evt} does not exist in this lease");
+
+    public static DeviceException NoModule(ulong module) => new(DeviceErrorCode.NotFound, $"module {module} is not loaded in this lease");
+
+    public static DeviceException NoFunction(ulong function)
+        => new(DeviceErrorCode.NotFound, $"function {function} does not exist in this lease (get it from a loaded module first)");
+
+    public static DeviceException NoKernel(ulong module, string name) => new(DeviceErrorCode.NotFound, $"no kernel named '{name}' in module {module}");
+}
+
+/// <summary>What each kind of range a stream op names is called in its bounds errors ("copy to host source: 0x… is not inside …").</summary>
+internal static class RangeNames
+{
+    public const string CopyToDevice = "copy to device destination";
+    public const string CopyToHost = "copy to host source";
+    public const string DeviceCopySource = "device copy source";
+    public const string DeviceCopyDestination = "device copy destination";
+    public const string Memset = "memset destination";
+}

@@ -1,0 +1,216 @@
+using System.Collections.Concurrent;
+using GpuPool.Devices.Scheduling;
+using GpuPool.Devices.Streams;
+
+namespace GpuPool.Devices.Contexts;
+
+/// <summary>
+/// One lease's context on a device, the same on every backend: its handles (allocations, modules, functions, streams,
+/// events), the order of its streams' work, its sticky error and its memory accounting. The backend's parts
+/// (<see cref="ContextBackend"/>) do the device's side: memory, copies, kernels, and its own streams and events.
+/// </summary>
+/// <remarks>
+/// Work enqueued on a stream runs in order on that stream; streams run concurrently. Errors found when an op is enqueued
+/// are queued as failures, so they surface in stream order. The first failure is kept (sticky); device work of the whole
+/// context is skipped until the next synchronizing call takes it, except that a copy to the host, which the client waits
+/// on, reports it itself (and so takes it). Files: this one (handles, memory, modules, closing), .Streams (streams,
+/// events, enqueueing, synchronizing, direct copies) and .Execution (running one item of a stream's work).
+/// </remarks>
+internal sealed partial class DeviceContext : IDeviceContext
+{
+    private readonly DeviceLeases _leases;
+    private readonly IReadOnlyDictionary<int, long> _deviceAttributes;
+    private readonly FairShareDispatcher.Account _account;
+    private readonly IDeviceMemory _memory;
+    private readonly Lock _allocGate = new();
+    private readonly ConcurrentDictionary<ulong, WorkStream> _streams = new();
+    private readonly ConcurrentDictionary<ulong, Task> _destroyedStreamsDraining = new();
+    private readonly ConcurrentDictionary<ulong, ContextEvent> _events = new();
+    private readonly ConcurrentDictionary<ulong, IKernelModule> _modules = new();
+    private readonly ConcurrentDictionary<ulong, IKernelFunction> _functions = new();
+    private StickyError? _sticky;
+    private long _nextHandle;
+    private int _closed;
+
+    public DeviceContext(IDevice device, DeviceLeases leases, ContextOptions options, ContextBackend backend)
+    {
+        _leases = leases;
+        _deviceAttributes = device.Attributes;
+        LeaseId = options.LeaseId;
+        MemoryLimit = options.MemoryLimit;
+        ComputeShare = options.ComputeShare;
+        _account = new FairShareDispatcher.Account(options.ComputeShare);
+        Allocations = backend.Allocations;
+        _memory = backend.Memory;
+        Copies = backend.Copies;
+        Kernels = backend.Kernels;
+        Runtime = backend.Runtime;
+        _streams[0] = Runtime.CreateStream(0, this);
+    }
+
+    public string LeaseId { get; }
+
+    public ulong MemoryLimit { get; }
+
+    public ulong MemoryUsed => Allocations.BytesInUse;
+
+    public int ComputeShare { get; }
+
+    internal AllocationTable Allocations { get; }
+
+    internal ICopyEngine Copies { get; }
+
+    internal IKernelRunner Kernels { get; }
+
+    internal IContextRuntime Runtime { get; }
+
+    internal bool IsClosed => Volatile.Read(ref _closed) != 0;
+
+    public ulong Allocate(ulong bytes)
+    {
+        ThrowIfClosed();
+        if (bytes == 0)
+        {
+            throw new DeviceException(DeviceErrorCode.InvalidArgument, "cannot allocate 0 bytes");
+        }
+
+        lock (_allocGate)
+        {
+            var used = Allocations.BytesInUse;
+            if (bytes > MemoryLimit - used)
+            {
+                throw new DeviceException(DeviceErrorCode.OutOfMemory,
+                    $"cannot allocate {bytes} bytes: the lease's memory limit is {MemoryLimit} bytes and {used} are in use ({MemoryLimit - used} free)");
+            }
+
+            var allocation = _memory.Allocate(bytes, used, MemoryLimit);
+            Allocations.Add(allocation);
+            _leases.AddUsed((long)bytes);
+            return allocation.Base;
+        }
+    }
+
+    public async ValueTask FreeAsync(ulong ptr)
+    {
+        ThrowIfClosed();
+
+        // Like cuMemFree: work already queued may still use the memory, so it finishes first.
+        await SynchronizeAsync().ConfigureAwait(false);
+        lock (_allocGate)
+        {
+            var allocation = Allocations.Remove(ptr);
+            _leases.AddUsed(-(long)allocation.Size);
+            _memory.Free(allocation);
+        }
+    }
+
+    public ulong LoadBuiltinModule()
+    {
+        ThrowIfClosed();
+        return Add(_modules, Kernels.LoadBuiltinModule());
+    }
+
+    public ulong LoadModule(ReadOnlySpan<byte> image)
+    {
+        ThrowIfClosed();
+        return Add(_modules, Kernels.LoadModule(image));
+    }
+
+    public void UnloadModule(ulong module)
+    {
+        if (!_modules.TryRemove(module, out var found))
+        {
+            throw ContextErrors.NoModule(module);
+        }
+
+        foreach (var (id, f) in _functions)
+        {
+            if (f.Module == module)
+            {
+                _functions.TryRemove(id, out _);
+            }
+        }
+
+        if (found.NeedsUnload)
+        {
+            // Launches of its functions may still be queued: unload once the work queued so far has run.
+            _ = SynchronizeAsync().ContinueWith(
+                _ => Kernels.UnloadModule(found), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        }
+    }
+
+    public ulong GetFunction(ulong module, string name)
+    {
+        if (!_modules.TryGetValue(module, out var found))
+        {
+            throw ContextErrors.NoModule(module);
+        }
+
+        // One handle per (module, kernel): looking a function up again must not grow the table.
+        foreach (var (existing, f) in _functions)
+        {
+            if (f.Module == module && f.Name == name)
+            {
+                return existing;
+            }
+        }
+
+        return Add(_functions, Kernels.GetFunction(found, module, name));
+    }
+
+    public StickyError? TakeError() => Interlocked.Exchange(ref _sticky, null);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _closed, 1) != 0)
+        {
+            return;
+        }
+
+        // A direct write that counted itself in before it could see the flag finishes first; one that counts itself in
+        // after sees it.
+        await WaitForDirectWritesAsync().ConfigureAwait(false);
+
+        // Queued device work is skipped now that the context is closed; the streams finish their queues and end.
+        var streams = _streams.Values.ToArray();
+        try
+        {
+            await Task.WhenAll(streams.Select(s => s.Drain(destroyed: false)).Concat(_destroyedStreamsDraining.Values))
+                .WaitAsync(Runtime.CloseGrace).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // A kernel that does not end (a GPU has no watchdog): ending the backend's context ends it.
+        }
+
+        Runtime.Destroy();
+        lock (_allocGate)
+        {
+            _leases.AddUsed(-(long)Allocations.BytesInUse);
+            _memory.FreeAtClose(Allocations.TakeAll());
+        }
+
+        _streams.Clear();
+        _events.Clear();
+        _modules.Clear();
+        _functions.Clear();
+        _leases.Release(this);
+    }
+
+    private ulong Add<T>(ConcurrentDictionary<ulong, T> table, T value)
+    {
+        var id = (ulong)Interlocked.Increment(ref _nextHandle);
+        table[id] = value;
+        return id;
+    }
+
+    private void ThrowIfClosed()
+    {
+        if (IsClosed)
+        {
+            throw ContextErrors.Closed();
+        }
+
+        Runtime.ThrowIfUnusable();
+    }
+}

@@ -1,0 +1,38 @@
+namespace GpuPool.Devices.Streams;
+
+/// <summary>
+/// One stream of a lease: an ordered queue of work, which its owning context runs one item at a time, in order, while
+/// different streams run concurrently. A backend decides where the work runs (the thread pool, a thread of its own).
+/// </summary>
+internal abstract class WorkStream(ulong id, nint handle)
+{
+    public ulong Id { get; } = id;
+
+    /// <summary>The backend's own stream (a CUstream); 0 where it has none.</summary>
+    public nint Handle { get; } = handle;
+
+    /// <summary>Nothing queued and nothing running; a stream that does not track it says false (work then always queues).</summary>
+    public virtual bool IsIdle => false;
+
+    public abstract void Enqueue(StreamWork work);
+
+    /// <summary>A task that completes when all work enqueued so far has run.</summary>
+    public Task Marker()
+    {
+        var marker = new MarkerWork();
+        Enqueue(marker);
+        return marker.Done;
+    }
+
+    /// <summary>
+    /// Lets the stream end once the work queued so far has run; the task completes then. <paramref name="destroyed"/>:
+    /// the client destroyed the stream, so the backend's stream goes too (when the whole context ends, it frees them all).
+    /// </summary>
+    public abstract Task Drain(bool destroyed);
+
+    /// <summary>
+    /// Waits for what an item needs before it runs (an event's record, a fair-share slot). A stream on the thread pool
+    /// awaits it; a stream with a thread of its own blocks, so that all of the item runs on that thread.
+    /// </summary>
+    public abstract ValueTask WaitAsync(ValueTask pending);
+}

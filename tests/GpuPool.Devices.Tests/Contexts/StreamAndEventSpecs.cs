@@ -1,0 +1,308 @@
+using GpuPool.Devices.Scheduling;
+using static GpuPool.Devices.Tests.Contexts.ContextOps;
+
+namespace GpuPool.Devices.Tests.Contexts;
+
+/// <summary>
+/// Streams and events with CUDA's semantics, on every backend: in order per stream, across streams only through events;
+/// synchronize waits for the work queued so far, freeing and closing wait for it too.
+/// </summary>
+public abstract class StreamAndEventSpecs((IDevice Device, FairShareDispatcher Dispatcher) target) : ContextSpecs(target)
+{
+    private const int N = 4096;
+
+    [Fact]
+    public async Task Work_on_one_stream_runs_in_the_order_it_was_enqueued()
+    {
+        await using var context = Context();
+        var stream = context.CreateStream();
+        ulong x = context.Allocate(N * 4), sum = context.Allocate(N * 4);
+
+        // sum = 1 + 2 + ... + 20 only if every add sees the fill just before it and nothing after it.
+        context.EnqueueMemset(stream, sum, 0, 4, N, Tag("memset"));
+        for (var i = 1; i <= 20; i++)
+        {
+            Fill(context, stream, x, N, i);
+            Axpy(context, stream, 1f, x, sum, N);
+        }
+
+        var result = await DownloadAsync<float>(context, sum, N, stream);
+
+        Assert.All(result, v => Assert.Equal(210f, v));
+        Assert.Null(context.TakeError());
+    }
+
+    [Fact]
+    public async Task StreamWaitEvent_makes_a_stream_wait_for_work_recorded_on_another()
+    {
+        await using var context = Context();
+        ulong a = context.CreateStream(), b = context.CreateStream();
+        var ones = Upload(context, Enumerable.Repeat(1f, N).ToArray(), a);
+        ulong x = context.Allocate(N * 4), y = context.Allocate(N * 4);
+        var done = context.CreateEvent();
+        await Within(context.SynchronizeAsync());
+
+        // Stream a's chain queues behind the gate; without the wait, b's copy would run before a's first step.
+        using (await HoldSlotsAsync())
+        {
+            for (var i = 0; i < 50; i++)
+            {
+                Axpy(context, a, 1f, ones, x, N);
+            }
+
+            context.EnqueueEventRecord(a, done, Tag("event_record"));
+            context.EnqueueStreamWaitEvent(b, done, Tag("stream_wait_event"));
+            context.EnqueueCopyDeviceToDevice(b, y, x, N * 4, Tag("memcpy_dtod"));
+            await Settle();
+        }
+
+        var copied = await DownloadAsync<float>(context, y, N, b);
+
+        Assert.All(copied, v => Assert.Equal(50f, v));
+    }
+
+    [Fact]
+    public async Task A_stream_waiting_on_an_event_does_not_run_before_the_event_completes()
+    {
+        await using var context = Context();
+        ulong a = context.CreateStream(), b = context.CreateStream();
+        var x = context.Allocate(N * 4);
+        ulong done = context.CreateEvent(), after = context.CreateEvent();
+
+        using (await HoldSlotsAsync())
+        {
+            Fill(context, a, x, N, 1f);
+            context.EnqueueEventRecord(a, done, Tag("event_record"));
+            context.EnqueueStreamWaitEvent(b, done, Tag("stream_wait_event"));
+            context.EnqueueEventRecord(b, after, Tag("event_record"));
+            await Settle();
+
+            Assert.False(context.QueryEvent(after));
+        }
+
+        await Within(context.SynchronizeEventAsync(after));
+        Assert.True(context.QueryEvent(done));
+    }
+
+    [Fact]
+    public async Task An_event_never_recorded_counts_as_complete_and_does_not_block_a_stream_waiting_on_it()
+    {
+        await using var context = Context();
+        var stream = context.CreateStream();
+        var x = context.Allocate(N * 4);
+        var evt = context.CreateEvent();
+
+        context.EnqueueStreamWaitEvent(stream, evt, Tag("stream_wait_event"));
+        Fill(context, stream, x, N, 3f);
+
+        Assert.True(context.QueryEvent(evt));
+        await Within(context.SynchronizeEventAsync(evt));
+        Assert.All(await DownloadAsync<float>(context, x, N, stream), v => Assert.Equal(3f, v));
+    }
+
+    [Fact]
+    public async Task QueryEvent_is_false_until_the_stream_reaches_the_record()
+    {
+        await using var context = Context();
+        var x = context.Allocate(N * 4);
+        var evt = context.CreateEvent();
+
+        using (await HoldSlotsAsync())
+        {
+            Fill(context, 0, x, N, 1f);
+            context.EnqueueEventRecord(0, evt, Tag("event_record"));
+            await Settle();
+
+            Assert.False(context.QueryEvent(evt));
+        }
+
+        await Within(context.SynchronizeEventAsync(evt));
+        Assert.True(context.QueryEvent(evt));
+    }
+
+    [Fact]
+    public async Task Elapsed_time_between_two_completed_records_is_not_negative()
+    {
+        await using var context = Context();
+        var x = context.Allocate(N * 4);
+        ulong start = context.CreateEvent(), end = context.CreateEvent();
+
+        context.EnqueueEventRecord(0, start, Tag("event_record"));
+        Fill(context, 0, x, N, 1f);
+        context.EnqueueEventRecord(0, end, Tag("event_record"));
+        await Within(context.SynchronizeEventAsync(end));
+
+        var ms = context.EventElapsedMilliseconds(start, end);
+        Assert.True(ms >= 0, $"elapsed {ms} ms");
+    }
+
+    [Fact]
+    public async Task Elapsed_time_fails_with_NotReady_while_a_record_is_queued()
+    {
+        await using var context = Context();
+        var x = context.Allocate(N * 4);
+        ulong start = context.CreateEvent(), end = context.CreateEvent();
+
+        using (await HoldSlotsAsync())
+        {
+            context.EnqueueEventRecord(0, start, Tag("event_record"));
+            Fill(context, 0, x, N, 1f);
+            context.EnqueueEventRecord(0, end, Tag("event_record"));
+            await Within(context.SynchronizeEventAsync(start));
+
+            var e = Assert.Throws<DeviceException>(() => context.EventElapsedMilliseconds(start, end));
+            Assert.Equal(DeviceErrorCode.NotReady, e.Code);
+        }
+
+        await Within(context.SynchronizeAsync());
+    }
+
+    [Fact]
+    public async Task Elapsed_time_fails_with_InvalidArgument_for_an_event_never_recorded()
+    {
+        await using var context = Context();
+        ulong start = context.CreateEvent(), end = context.CreateEvent();
+        context.EnqueueEventRecord(0, start, Tag("event_record"));
+        await Within(context.SynchronizeAsync());
+
+        var e = Assert.Throws<DeviceException>(() => context.EventElapsedMilliseconds(start, end));
+
+        Assert.Equal(DeviceErrorCode.InvalidArgument, e.Code);
+        Assert.Equal("both events must have been recorded before their elapsed time can be read", e.Message);
+    }
+
+    [Fact]
+    public async Task An_event_destroyed_while_its_record_is_queued_fails_nothing_and_is_gone()
+    {
+        await using var context = Context();
+        var x = context.Allocate(N * 4);
+        var evt = context.CreateEvent();
+
+        using (await HoldSlotsAsync())
+        {
+            Fill(context, 0, x, N, 1f);
+            context.EnqueueEventRecord(0, evt, Tag("event_record"));
+            context.DestroyEvent(evt);
+        }
+
+        await Within(context.SynchronizeAsync());
+
+        Assert.Null(context.TakeError());
+        Assert.Equal(DeviceErrorCode.NotFound, Assert.Throws<DeviceException>(() => context.QueryEvent(evt)).Code);
+    }
+
+    [Fact]
+    public async Task SynchronizeAsync_waits_for_the_work_of_every_stream()
+    {
+        await using var context = Context();
+        var x = context.Allocate(N * 4);
+        var streams = new[] { 0UL, context.CreateStream(), context.CreateStream() };
+        var events = streams.Select(_ => context.CreateEvent()).ToArray();
+
+        Task sync;
+        using (await HoldSlotsAsync())
+        {
+            for (var i = 0; i < streams.Length; i++)
+            {
+                Fill(context, streams[i], x, N, i);
+                context.EnqueueEventRecord(streams[i], events[i], Tag("event_record"));
+            }
+
+            sync = context.SynchronizeAsync();
+            await Settle();
+            Assert.False(sync.IsCompleted);
+        }
+
+        await Within(sync);
+        Assert.All(events, e => Assert.True(context.QueryEvent(e)));
+    }
+
+    [Fact]
+    public async Task SynchronizeStreamAsync_does_not_wait_for_other_streams()
+    {
+        await using var context = Context();
+        var x = context.Allocate(N * 4);
+        ulong busy = context.CreateStream(), idle = context.CreateStream();
+
+        using (await HoldSlotsAsync())
+        {
+            Fill(context, busy, x, N, 1f);
+            await Within(context.SynchronizeStreamAsync(idle));
+        }
+
+        await Within(context.SynchronizeAsync());
+    }
+
+    [Fact]
+    public async Task Destroying_the_default_stream_fails()
+    {
+        await using var context = Context();
+
+        var e = Assert.Throws<DeviceException>(() => context.DestroyStream(0));
+
+        Assert.Equal(DeviceErrorCode.NotFound, e.Code);
+        Assert.Contains("default stream", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_destroyed_stream_cannot_take_more_work()
+    {
+        await using var context = Context();
+        var stream = context.CreateStream();
+        context.DestroyStream(stream);
+
+        context.EnqueueMemset(stream, context.Allocate(64), 0, 4, 16, new OpTag(77, "memset"));
+        var error = context.TakeError();
+
+        Assert.Equal((77UL, DeviceErrorCode.NotFound), (error?.Op.Seq, error?.Error.Code));
+        Assert.Equal(DeviceErrorCode.NotFound, Assert.Throws<DeviceException>(() => context.DestroyStream(stream)).Code);
+    }
+
+    [Fact]
+    public async Task Work_queued_on_a_destroyed_stream_still_runs()
+    {
+        await using var context = Context();
+        var stream = context.CreateStream();
+        var x = context.Allocate(N * 4);
+
+        using (await HoldSlotsAsync())
+        {
+            Fill(context, stream, x, N, 5f);
+            context.DestroyStream(stream);
+        }
+
+        await Within(context.SynchronizeAsync());
+        Assert.All(await DownloadAsync<float>(context, x, N), v => Assert.Equal(5f, v));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task FreeAsync_waits_for_queued_work_that_uses_the_memory(bool streamDestroyedSince)
+    {
+        await using var context = Context();
+        var stream = context.CreateStream();
+        var x = context.Allocate(N * 4);
+        var evt = context.CreateEvent();
+
+        Task free;
+        using (await HoldSlotsAsync())
+        {
+            Fill(context, stream, x, N, 1f);
+            context.EnqueueEventRecord(stream, evt, Tag("event_record"));
+            if (streamDestroyedSince)
+            {
+                context.DestroyStream(stream);
+            }
+
+            free = context.FreeAsync(x).AsTask();
+            await Settle();
+            Assert.False(free.IsCompleted);
+        }
+
+        await Within(free);
+        Assert.True(context.QueryEvent(evt));
+        Assert.Null(context.TakeError());
+        Assert.Equal(0UL, context.MemoryUsed);
+    }
+}
