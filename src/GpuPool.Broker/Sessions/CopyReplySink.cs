@@ -11,39 +11,84 @@ namespace GpuPool.Broker.Sessions;
 /// backend that stages through bounded buffers (cuda) hands it over. When the connection can send straight from
 /// device memory (<see cref="IDirectReplies"/>), chunks go that way, spread over the lanes of a striped copy
 /// (chunk i of the copy on lane i mod n), and the device stream waits until each lane has sent its share; else
-/// they are staged (the gRPC stream). A lane that closes fails the copy with an error naming it.
+/// they are staged (the gRPC stream). A lane that closes fails the copy with an error naming it. A sink is reused: its
+/// session takes it back once the device has made its last call on it (the copy's bytes or its error).
 /// </summary>
-internal sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong ptr, ulong total, int chunk, (IDirectReplies Writer, string Name)[]? lanes, uint? carriedBy = null) : ICopyToHostSink
+internal sealed class CopyReplySink : ICopyToHostSink
 {
+    private SessionExecutor _session = null!;
+    private ulong _seq;
+    private ulong _ptr;
+    private ulong _total;
+    private int _chunk;
+    private (IDirectReplies Writer, string Name)[]? _lanes;
+    private uint? _carriedBy;
     private bool _failed;
+    private int _open;
+
+    /// <summary>Readies the sink for copy #<paramref name="seq"/>; <paramref name="carriedBy"/> is set for a striped copy.</summary>
+    public CopyReplySink Prepare(SessionExecutor session, ulong seq, ulong ptr, ulong total, int chunk, (IDirectReplies Writer, string Name)[]? lanes, uint? carriedBy = null)
+    {
+        _session = session;
+        _seq = seq;
+        _ptr = ptr;
+        _total = total;
+        _chunk = chunk;
+        _lanes = lanes;
+        _carriedBy = carriedBy;
+        _failed = false;
+        Volatile.Write(ref _open, 1);
+        return this;
+    }
+
+    /// <summary>The device has made its last call on this copy: the sink goes back to its session.</summary>
+    private void Close()
+    {
+        if (Interlocked.Exchange(ref _open, 0) == 1)
+        {
+            var session = _session;
+            _lanes = null;
+            session.Return(this);
+        }
+    }
 
     public bool AcceptsChunks => true;
 
-    public bool AcceptsMemory => lanes is not null;
+    public bool AcceptsMemory => _lanes is not null;
 
     public void OnData(ReadOnlySpan<byte> data) => OnChunk(0, data, last: true);
 
     public void OnChunk(ulong offset, ReadOnlySpan<byte> data, bool last)
     {
-        if (_failed)
+        try
         {
-            return;
-        }
-
-        if (lanes is null || (carriedBy is null && data.Length < lanes[0].Writer.DirectThreshold))
-        {
-            var at = 0;
-            do
+            if (_failed)
             {
-                var n = Math.Min(chunk, data.Length - at);
-                session.Replies.Data(seq, offset + (ulong)at, data.Slice(at, n), last && at + n == data.Length);
-                at += n;
+                return;
             }
-            while (at < data.Length);
-            return;
-        }
 
-        SendDirect(offset, data);
+            if (_lanes is null || (_carriedBy is null && data.Length < _lanes[0].Writer.DirectThreshold))
+            {
+                var at = 0;
+                do
+                {
+                    var n = Math.Min(_chunk, data.Length - at);
+                    _session.Replies.Data(_seq, offset + (ulong)at, data.Slice(at, n), last && at + n == data.Length);
+                    at += n;
+                }
+                while (at < data.Length);
+                return;
+            }
+
+            SendDirect(offset, data);
+        }
+        finally
+        {
+            if (last)
+            {
+                Close();
+            }
+        }
     }
 
     /// <summary>
@@ -53,7 +98,7 @@ internal sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong pt
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask OnMemoryAsync(nint bytes, int length)
     {
-        if (carriedBy is null && length < lanes![0].Writer.DirectThreshold)
+        if (_carriedBy is null && length < _lanes![0].Writer.DirectThreshold)
         {
             OnChunk(0, Span(bytes, length), last: true);
             return;
@@ -61,16 +106,16 @@ internal sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong pt
 
         // The lanes' slots are this copy's until it has sent its chunks; another stream's copy waits its turn.
         var taken = 0;
-        while (taken < lanes!.Length && await lanes[taken].Writer.AcquireDirectAsync().ConfigureAwait(false))
+        while (taken < _lanes!.Length && await _lanes[taken].Writer.AcquireDirectAsync().ConfigureAwait(false))
         {
             taken++;
         }
 
         try
         {
-            if (taken < lanes.Length)
+            if (taken < _lanes.Length)
             {
-                Finish(lanes[taken].Name, 0, whole: false);
+                Finish(_lanes[taken].Name, 0, whole: false);
                 return;
             }
 
@@ -80,38 +125,40 @@ internal sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong pt
         {
             for (var k = 0; k < taken; k++)
             {
-                lanes[k].Writer.ReleaseDirect();
+                _lanes[k].Writer.ReleaseDirect();
             }
+
+            Close();
         }
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendFromMemoryAsync(nint bytes, int length)
     {
-        var slots = lanes![0].Writer.DirectSlots;
-        var posted = new bool[lanes.Length * slots];
+        var slots = _lanes![0].Writer.DirectSlots;
+        var posted = new bool[_lanes.Length * slots];
         var at = 0;
         string? lost = null;
         for (var i = 0; at < length; i++)
         {
             var position = (ulong)at;
-            var k = i % lanes.Length;
-            var slot = i / lanes.Length % slots;
-            var n = Math.Min(chunk, length - at);
-            var lane = lanes[k].Writer;
+            var k = i % _lanes.Length;
+            var slot = i / _lanes.Length % slots;
+            var n = Math.Min(_chunk, length - at);
+            var lane = _lanes[k].Writer;
             if (posted[(k * slots) + slot])
             {
                 posted[(k * slots) + slot] = false;
                 if (!await lane.WaitDirectAsync(slot).ConfigureAwait(false))
                 {
-                    lost = lanes[k].Name;
+                    lost = _lanes[k].Name;
                     break;
                 }
             }
 
-            if (!lane.PostDirect(slot, seq, position, bytes + at, n, position + (ulong)n == total))
+            if (!lane.PostDirect(slot, _seq, position, bytes + at, n, position + (ulong)n == _total))
             {
-                lost = lanes[k].Name;
+                lost = _lanes[k].Name;
                 break;
             }
 
@@ -122,9 +169,9 @@ internal sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong pt
         // Every lane must have let go of the bytes before the stream goes on.
         for (var p = 0; p < posted.Length; p++)
         {
-            if (posted[p] && !await lanes[p / slots].Writer.WaitDirectAsync(p % slots).ConfigureAwait(false))
+            if (posted[p] && !await _lanes[p / slots].Writer.WaitDirectAsync(p % slots).ConfigureAwait(false))
             {
-                lost ??= lanes[p / slots].Name;
+                lost ??= _lanes[p / slots].Name;
             }
         }
 
@@ -137,16 +184,16 @@ internal sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong pt
     private void SendDirect(ulong offset, ReadOnlySpan<byte> data)
     {
         var taken = 0;
-        while (taken < lanes!.Length && lanes[taken].Writer.AcquireDirect())
+        while (taken < _lanes!.Length && _lanes[taken].Writer.AcquireDirect())
         {
             taken++;
         }
 
         try
         {
-            if (taken < lanes.Length)
+            if (taken < _lanes.Length)
             {
-                Finish(lanes[taken].Name, offset, whole: false);
+                Finish(_lanes[taken].Name, offset, whole: false);
                 return;
             }
 
@@ -156,7 +203,7 @@ internal sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong pt
         {
             for (var k = 0; k < taken; k++)
             {
-                lanes[k].Writer.ReleaseDirect();
+                _lanes[k].Writer.ReleaseDirect();
             }
         }
     }
@@ -170,9 +217,9 @@ internal sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong pt
             while (at < data.Length)
             {
                 var position = offset + (ulong)at;
-                var lane = lanes![(int)(position / (ulong)chunk % (ulong)lanes.Length)];
-                var n = (int)Math.Min((ulong)chunk - (position % (ulong)chunk), (ulong)(data.Length - at));
-                if (!lane.Writer.WaitDirect(0) || !lane.Writer.PostDirect(0, seq, position, (nint)(bytes + at), n, position + (ulong)n == total))
+                var lane = _lanes![(int)(position / (ulong)_chunk % (ulong)_lanes.Length)];
+                var n = (int)Math.Min((ulong)_chunk - (position % (ulong)_chunk), (ulong)(data.Length - at));
+                if (!lane.Writer.WaitDirect(0) || !lane.Writer.PostDirect(0, _seq, position, (nint)(bytes + at), n, position + (ulong)n == _total))
                 {
                     lost = lane.Name;
                     break;
@@ -182,7 +229,7 @@ internal sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong pt
             }
 
             // Every lane must have let go of the bytes before they are given back to the device.
-            foreach (var lane in lanes!)
+            foreach (var lane in _lanes!)
             {
                 if (!lane.Writer.WaitDirect(0))
                 {
@@ -190,7 +237,7 @@ internal sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong pt
                 }
             }
 
-            Finish(lost, offset + (ulong)at, whole: offset + (ulong)data.Length == total);
+            Finish(lost, offset + (ulong)at, whole: offset + (ulong)data.Length == _total);
         }
     }
 
@@ -199,9 +246,9 @@ internal sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong pt
     {
         if (lost is null)
         {
-            if (carriedBy is { } carried && whole)
+            if (_carriedBy is { } carried && whole)
             {
-                session.Replies.Reply(seq, ReplyKind.Handle, carried);
+                _session.Replies.Reply(_seq, ReplyKind.Handle, carried);
             }
 
             return;
@@ -209,20 +256,23 @@ internal sealed class CopyReplySink(SessionExecutor session, ulong seq, ulong pt
 
         // A session that is over says why itself (the lease ended); the copy adds nothing to it.
         _failed = true;
-        if (lanes![0].Writer.SessionEnded)
+        if (_lanes![0].Writer.SessionEnded)
         {
             return;
         }
 
-        session.Replies.Error(seq, new Error
+        _session.Replies.Error(_seq, new Error
         {
             Code = ErrorCode.Unavailable,
-            Message = $"copy #{seq} of {total} bytes from the device at 0x{ptr:x} to the host failed: {lost} closed after {sent} of {total} bytes had been sent; the rest was not",
-            FailedSeq = seq,
+            Message = $"copy #{_seq} of {_total} bytes from the device at 0x{_ptr:x} to the host failed: {lost} closed after {sent} of {_total} bytes had been sent; the rest was not",
+            FailedSeq = _seq,
             FailedOp = MemcpyDtoHOp.Name,
         });
     }
 
     public void OnError(StickyError error)
-        => session.Replies.Error(seq, error.Op.Seq == seq ? OpErrors.Own(error.Error) : OpErrors.Sticky(error));
+    {
+        _session.Replies.Error(_seq, error.Op.Seq == _seq ? OpErrors.Own(error.Error) : OpErrors.Sticky(error));
+        Close();
+    }
 }

@@ -80,9 +80,9 @@ internal sealed partial class SessionExecutor
     {
         CheckCopySize(op.Bytes);
         BrokerMetrics.BytesToHost.Add((long)op.Bytes);
-        var sink = _replies is IDirectReplies direct
-            ? new CopyReplySink(this, seq, op.Ptr, op.Bytes, _options.EffectiveFastPathReplyChunkBytes, [(direct, "the connection")])
-            : new CopyReplySink(this, seq, op.Ptr, op.Bytes, _options.EffectiveReplyChunkBytes, null);
+        var sink = _ownLane is { } lane
+            ? RentSink().Prepare(this, seq, op.Ptr, op.Bytes, _options.EffectiveFastPathReplyChunkBytes, lane)
+            : RentSink().Prepare(this, seq, op.Ptr, op.Bytes, _options.EffectiveReplyChunkBytes, null);
         _context.EnqueueCopyToHost(op.Stream, op.Ptr, op.Bytes, sink, new OpTag(seq, MemcpyDtoHOp.Name));
         return default;
     }
@@ -98,8 +98,26 @@ internal sealed partial class SessionExecutor
         CheckCopySize(copy.Bytes);
         BrokerMetrics.BytesToHost.Add((long)copy.Bytes);
         BrokerMetrics.StripedCopies.Add(1, new KeyValuePair<string, object?>("direction", "to_host"));
-        _context.EnqueueCopyToHost(copy.Stream, copy.Ptr, copy.Bytes, new CopyReplySink(this, copy.Seq, copy.Ptr, copy.Bytes, (int)copy.ChunkBytes, lanes, carriedBy), new OpTag(copy.Seq, MemcpyDtoHOp.Name));
+        var sink = RentSink().Prepare(this, copy.Seq, copy.Ptr, copy.Bytes, (int)copy.ChunkBytes, lanes, carriedBy);
+        _context.EnqueueCopyToHost(copy.Stream, copy.Ptr, copy.Bytes, sink, new OpTag(copy.Seq, MemcpyDtoHOp.Name));
         return default;
+    }
+
+    private CopyReplySink RentSink()
+    {
+        lock (_spareSinks)
+        {
+            return _spareSinks.TryPop(out var sink) ? sink : new CopyReplySink();
+        }
+    }
+
+    /// <summary>A copy to the host is over (the device made its last call on the sink): the sink serves the next one.</summary>
+    internal void Return(CopyReplySink sink)
+    {
+        lock (_spareSinks)
+        {
+            _spareSinks.Push(sink);
+        }
     }
 
     private void CheckCopySize(ulong bytes)

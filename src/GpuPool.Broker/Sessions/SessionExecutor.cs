@@ -25,6 +25,12 @@ internal sealed partial class SessionExecutor
     private readonly int _maxDataConnections;
     private ulong _lastSeq;
 
+    /// <summary>The one lane of a copy to the host on a transport that sends from device memory (the fast path's connection).</summary>
+    private readonly (IDirectReplies Writer, string Name)[]? _ownLane;
+
+    /// <summary>Sinks of copies to the host that are over, for the next ones.</summary>
+    private readonly Stack<CopyReplySink> _spareSinks = new();
+
     /// <param name="fastPathSession">The fast-path session's id, which its data connections name to join (0: none).</param>
     /// <param name="maxDataConnections">How many data connections may join it, told to the client.</param>
     public SessionExecutor(BrokerLease lease, BrokerOptions options, ISessionReplies replies, string transport, ulong fastPathSession = 0, int maxDataConnections = 0)
@@ -36,6 +42,7 @@ internal sealed partial class SessionExecutor
         _transport = transport;
         _fastPathSession = fastPathSession;
         _maxDataConnections = maxDataConnections;
+        _ownLane = replies is IDirectReplies direct ? [(direct, "the connection")] : null;
     }
 
     /// <summary>The highest sequence number run so far.</summary>

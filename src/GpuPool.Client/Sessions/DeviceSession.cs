@@ -221,7 +221,10 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
         where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(source);
-        return CopyToDeviceAsync(dst, new ByteView<T>(source).Memory, stream, cancellationToken);
+
+        // Bytes are their own view; other values are viewed as bytes through a small wrapper, one per copy.
+        ReadOnlyMemory<byte> bytes = source is byte[] array ? array : new ByteView<T>(source).Memory;
+        return CopyToDeviceAsync(dst, bytes, stream, cancellationToken);
     }
 
     /// <summary>

@@ -41,9 +41,6 @@ internal readonly record struct DecodeStep(SequencePosition Consumed, Stop Stop 
 /// </summary>
 internal static class FrameDecoder
 {
-    /// <summary>Copies to the device this large are put on the device straight from the read buffer when they can be.</summary>
-    private const int DirectCopyThreshold = 64 * 1024;
-
     /// <summary>
     /// Payloads of chunks of striped copies at least this large, whose bytes have only begun to arrive, are received from
     /// the socket straight into device memory when it is host memory and the stream is idle (no pass through a buffer).
@@ -139,14 +136,15 @@ internal static class FrameDecoder
     }
 
     /// <summary>
-    /// A copy op of its own: straight to the device from the buffer when it is large and its stream idle, else staged
-    /// and queued. False when the budget has no room for it now (nothing was done; <paramref name="charge"/> is its cost).
+    /// A copy op of its own: straight to the device from the buffer when its stream is idle (and device memory is host
+    /// memory), else staged and queued. False when the budget has no room for it now (nothing was done;
+    /// <paramref name="charge"/> is its cost).
     /// </summary>
     private static bool TryCopyToDevice(SessionExecutor executor, in Frame frame, StagingBudget budget, out long charge)
     {
         charge = 0;
         var op = OpFrames.Read<MemcpyHtoDOp>(frame);
-        if (frame.Payload.Length >= DirectCopyThreshold && executor.TryCopyToDeviceNow(frame.Seq, op, frame.Payload))
+        if (executor.TryCopyToDeviceNow(frame.Seq, op, frame.Payload))
         {
             return true;
         }
