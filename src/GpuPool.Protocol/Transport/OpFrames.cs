@@ -59,10 +59,7 @@ public static class OpFrames
 
     public static void WriteHello(IBufferWriter<byte> writer, ulong seq, string leaseId, string token, ushort version = Version)
     {
-        ArgumentNullException.ThrowIfNull(leaseId);
-        ArgumentNullException.ThrowIfNull(token);
-        var lease = Encoding.UTF8.GetBytes(leaseId);
-        var secret = Encoding.UTF8.GetBytes(token);
+        var (lease, secret) = Credentials.Encode(leaseId, token);
         Span<byte> scratch = stackalloc byte[8];
         var fields = new FixedBuilder(scratch).U16(version).U16(checked((ushort)lease.Length)).U16(checked((ushort)secret.Length)).U16(0);
         FrameCodec.Write(writer, FrameType.Hello, seq, fields.Written, [.. lease, .. secret]);
@@ -88,17 +85,9 @@ public static class OpFrames
             return null;
         }
 
-        var leaseLength = fields.U16();
-        var tokenLength = fields.U16();
-        if (leaseLength + tokenLength != frame.Payload.Length)
-        {
-            error = $"hello frame #{frame.Seq}: lease id ({leaseLength}) and token ({tokenLength}) lengths do not add up to the payload ({frame.Payload.Length})";
-            return null;
-        }
-
-        error = null;
-        var text = frame.Payload.ToArray();
-        return new Hello(frame.Seq, version, Encoding.UTF8.GetString(text, 0, leaseLength), Encoding.UTF8.GetString(text, leaseLength, tokenLength));
+        return Credentials.TryDecode(frame, fields.U16(), fields.U16(), $"hello frame #{frame.Seq}", out var leaseId, out var token, out error)
+            ? new Hello(frame.Seq, version, leaseId, token)
+            : null;
     }
 
     /// <summary>The fast-path version a hello frame (of either layout) speaks.</summary>
