@@ -2,7 +2,6 @@ using GpuPool.Client;
 using GpuPool.IntegrationTests.Infrastructure;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.V1;
-using GpuPool.Scheduler.Policy;
 using Grpc.Core;
 using Grpc.Net.Client;
 
