@@ -33,7 +33,8 @@ internal sealed class BrokerRig : IAsyncDisposable
         };
     }
 
-    public ManualTimeProvider Clock { get; } = new();
+    /// <summary>Years ahead of the machine's clock: a deadline or expiry read from the machine's clock instead would be long past.</summary>
+    public ManualTimeProvider Clock { get; } = new(new DateTimeOffset(2040, 1, 1, 0, 0, 0, TimeSpan.Zero));
 
     public EmbeddedClusterStore Store { get; }
 
