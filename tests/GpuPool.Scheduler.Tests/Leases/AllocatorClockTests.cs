@@ -18,6 +18,7 @@ public sealed class AllocatorClockTests : IAsyncLifetime
     private const ulong GiB = 1UL << 30;
     private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan Grace = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan TombstoneTtl = TimeSpan.FromSeconds(10);
 
     /// <summary>Years ahead of the machine's clock: a deadline taken from the machine's clock instead would be long past.</summary>
     private readonly ManualTimeProvider _clock = new(new DateTimeOffset(2040, 1, 1, 0, 0, 0, TimeSpan.Zero));
@@ -28,7 +29,7 @@ public sealed class AllocatorClockTests : IAsyncLifetime
     public AllocatorClockTests()
     {
         _store = new EmbeddedClusterStore(_clock);
-        _options = new SchedulerOptions { SigningKey = LeaseToken.CreateKey(), TimeProvider = _clock, OpenTenants = true, TickInterval = TickInterval, PreemptionGrace = Grace };
+        _options = new SchedulerOptions { SigningKey = LeaseToken.CreateKey(), TimeProvider = _clock, OpenTenants = true, TickInterval = TickInterval, PreemptionGrace = Grace, TombstoneTtl = TombstoneTtl };
     }
 
     public async Task InitializeAsync()
@@ -60,6 +61,20 @@ public sealed class AllocatorClockTests : IAsyncLifetime
         await Until.TrueAsync(async () => await _store.GetAsync(StoreKeys.Leases + lease.LeaseId) is null, "the lease's record is deleted");
         var tombstone = LeaseTombstone.Parser.ParseFrom((await _store.GetAsync(StoreKeys.Tombstones + lease.LeaseId))!.Value.Span);
         Assert.Equal("it expired: no keepalive from its holder for its TTL of 5 s", tombstone.Reason);
+    }
+
+    [Fact]
+    public async Task The_reason_a_lease_ended_is_forgotten_once_the_tombstone_ttl_is_over()
+    {
+        await StartAsync();
+        var lease = (await AllocateAsync(ttlSeconds: 5)).Lease;
+        _clock.Advance(TimeSpan.FromSeconds(5) + TickInterval);
+        var key = StoreKeys.Tombstones + lease.LeaseId;
+        await Until.TrueAsync(async () => await _store.GetAsync(key) is not null, "the tombstone is written");
+
+        _clock.Advance(TombstoneTtl);
+
+        await Until.TrueAsync(async () => await _store.GetAsync(key) is null, "the tombstone vanishes");
     }
 
     [Fact]
