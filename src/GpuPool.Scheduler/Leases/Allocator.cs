@@ -35,7 +35,6 @@ internal sealed class Allocator : IAsyncDisposable
     private readonly List<Task> _loops = [];
 
     private readonly LeaseBook _book;
-    private readonly PoolPolicy _policy;
     private readonly StoreMirror _mirror;
     private readonly QueueDecider _decider;
     private readonly LeaseCommitter _committer;
@@ -55,9 +54,9 @@ internal sealed class Allocator : IAsyncDisposable
         _logger = logger;
         _time = options.TimeProvider;
         _book = new LeaseBook(logger);
-        _policy = new PoolPolicy(options.OpenTenants);
-        _mirror = new StoreMirror(options, store, _work.Writer, _book, _policy, logger);
-        _decider = new QueueDecider(_book.Model, _policy, _book.IsEnding, options.PreemptionGrace);
+        var policy = new PoolPolicy(options.OpenTenants);
+        _mirror = new StoreMirror(options, store, _work.Writer, _book, policy, logger);
+        _decider = new QueueDecider(_book.Model, policy, _book.IsEnding, options.PreemptionGrace);
         _committer = new LeaseCommitter(options, store, term, _book, logger);
     }
 
