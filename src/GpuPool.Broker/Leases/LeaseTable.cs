@@ -9,14 +9,12 @@ using Microsoft.Extensions.Logging;
 namespace GpuPool.Broker.Leases;
 
 /// <summary>
-/// The leases this broker serves. A lease lives while its record exists in the coordination store
-/// (the scheduler writes it, keepalives renew it); when the record goes — released, expired, revoked —
-/// the broker closes the lease's context and frees everything it held.
+/// The leases this broker serves. A lease lives while its record exists in the coordination store (the
+/// leading scheduler writes it, and deletes it when the lease ends); when the record goes — released, expired,
+/// revoked — the broker closes the lease's context and frees everything it held.
 /// </summary>
 public sealed class LeaseTable : IAsyncDisposable
 {
-    public const string LeasePrefix = "leases/";
-
     private readonly BrokerOptions _options;
     private readonly IClusterStore _store;
     private readonly ILogger _logger;
@@ -151,7 +149,7 @@ public sealed class LeaseTable : IAsyncDisposable
     /// </summary>
     private void OnRecord(KvEntry entry)
     {
-        var leaseId = entry.Key[LeasePrefix.Length..];
+        var leaseId = entry.Key[StoreKeys.Leases.Length..];
         if (!_leases.TryGetValue(leaseId, out var lease))
         {
             return;
@@ -203,7 +201,7 @@ public sealed class LeaseTable : IAsyncDisposable
     }
 
     private async Task<bool> RecordExistsAsync(string leaseId, CancellationToken cancellationToken)
-        => await _store.GetAsync(LeasePrefix + leaseId, cancellationToken).ConfigureAwait(false) is not null;
+        => await _store.GetAsync(StoreKeys.Leases + leaseId, cancellationToken).ConfigureAwait(false) is not null;
 
     private static GpuPoolException LeaseGone(string leaseId)
         => new(ErrorCode.LeaseEnded, $"lease {leaseId} has ended (released, expired or revoked) or was never granted: allocate a new lease");
@@ -214,9 +212,9 @@ public sealed class LeaseTable : IAsyncDisposable
         {
             try
             {
-                var listing = await _store.ListAsync(LeasePrefix, cancellationToken).ConfigureAwait(false);
+                var listing = await _store.ListAsync(StoreKeys.Leases, cancellationToken).ConfigureAwait(false);
                 var revision = listing.Revision;
-                var live = listing.Entries.Select(e => e.Key[LeasePrefix.Length..]).ToHashSet(StringComparer.Ordinal);
+                var live = listing.Entries.Select(e => e.Key[StoreKeys.Leases.Length..]).ToHashSet(StringComparer.Ordinal);
                 foreach (var id in _leases.Keys.Where(id => !live.Contains(id)).ToArray())
                 {
                     await EndAsync(id, "lease record removed").ConfigureAwait(false);
@@ -227,11 +225,11 @@ public sealed class LeaseTable : IAsyncDisposable
                     OnRecord(entry);
                 }
 
-                await foreach (var change in _store.WatchAsync(LeasePrefix, revision, cancellationToken).ConfigureAwait(false))
+                await foreach (var change in _store.WatchAsync(StoreKeys.Leases, revision, cancellationToken).ConfigureAwait(false))
                 {
                     if (change.Kind == WatchEventKind.Delete)
                     {
-                        await EndAsync(change.Entry.Key[LeasePrefix.Length..], "released or expired").ConfigureAwait(false);
+                        await EndAsync(change.Entry.Key[StoreKeys.Leases.Length..], "released or expired").ConfigureAwait(false);
                     }
                     else
                     {

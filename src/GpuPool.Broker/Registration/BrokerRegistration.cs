@@ -15,8 +15,6 @@ namespace GpuPool.Broker.Registration;
 /// </summary>
 public sealed class BrokerRegistration : IAsyncDisposable
 {
-    public const string BrokerPrefix = "brokers/";
-
     public const string ServiceName = "gpupool-broker";
 
     private readonly BrokerOptions _options;
@@ -106,7 +104,7 @@ public sealed class BrokerRegistration : IAsyncDisposable
     }
 
     private async Task WriteAsync(CancellationToken cancellationToken)
-        => await _store.PutAsync(BrokerPrefix + _options.BrokerId, Describe().ToByteArray(), sessionId: _session!.Id, cancellationToken: cancellationToken).ConfigureAwait(false);
+        => await _store.PutAsync(StoreKeys.Brokers + _options.BrokerId, Describe().ToByteArray(), sessionId: _session!.Id, cancellationToken: cancellationToken).ConfigureAwait(false);
 
     private async Task HeartbeatAsync(CancellationToken cancellationToken)
     {

@@ -140,7 +140,7 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
             }
             else
             {
-                var put = await store.PutAsync(StoreKeys.Draining + id, Encoding.UTF8.GetBytes(DateTimeOffset.UtcNow.ToString("O")), cancellationToken: cancellationToken).ConfigureAwait(false);
+                var put = await store.PutAsync(StoreKeys.Draining + id, Encoding.UTF8.GetBytes(options.TimeProvider.GetUtcNow().ToString("O")), cancellationToken: cancellationToken).ConfigureAwait(false);
                 await InForceAsync(StoreKeys.Draining + id, put.ModRevision, cancellationToken).ConfigureAwait(false);
             }
         }

@@ -1,7 +1,7 @@
 using GpuPool.Coordination;
 using GpuPool.Coordination.Election;
+using GpuPool.Protocol.V1;
 using GpuPool.Scheduler.Leases;
-using GpuPool.Scheduler.Policy;
 using Microsoft.Extensions.Logging;
 
 namespace GpuPool.Scheduler.Hosting;

@@ -6,17 +6,14 @@ namespace GpuPool.Scheduler.Placement;
 /// <summary>A snapshot of the pool read from the store: live brokers, their devices, and the leases on each device.</summary>
 public sealed class ClusterState
 {
-    public const string BrokerPrefix = Policy.StoreKeys.Brokers;
-    public const string LeasePrefix = Policy.StoreKeys.Leases;
-
     public required IReadOnlyList<BrokerRecord> Brokers { get; init; }
 
     public required IReadOnlyList<LeaseRecord> Leases { get; init; }
 
     public static async Task<ClusterState> ReadAsync(IClusterStore store, CancellationToken cancellationToken)
     {
-        var brokers = await store.ListAsync(BrokerPrefix, cancellationToken).ConfigureAwait(false);
-        var leases = await store.ListAsync(LeasePrefix, cancellationToken).ConfigureAwait(false);
+        var brokers = await store.ListAsync(StoreKeys.Brokers, cancellationToken).ConfigureAwait(false);
+        var leases = await store.ListAsync(StoreKeys.Leases, cancellationToken).ConfigureAwait(false);
         return new ClusterState
         {
             Brokers = brokers.Entries.Select(e => BrokerRecord.Parser.ParseFrom(e.Value.Span)).ToArray(),

@@ -99,7 +99,9 @@ public sealed class MultiPool : IAsyncDisposable
                 FastPathPort = 0,
                 SchedulerPublicKey = LeaseToken.ImportPem(LeaseToken.ExportPublicPem(SigningKey)),
                 Backend = backend,
-                RegistrationTtl = TimeSpan.FromSeconds(2),
+                // A stopped broker ends its registration at once (StopBrokerAsync), so no test waits on this TTL; a
+                // short one let a loaded machine's late heartbeat drop a live broker and every lease on it.
+                RegistrationTtl = TimeSpan.FromSeconds(10),
             },
             Store);
         _brokers[id] = (host, backend);

@@ -2,16 +2,17 @@ using GpuPool.Client;
 using GpuPool.IntegrationTests.Infrastructure;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.V1;
-using GpuPool.Scheduler.Policy;
 using Grpc.Core;
 using Grpc.Net.Client;
 
 namespace GpuPool.IntegrationTests.Scheduling;
 
 /// <summary>
-/// A lease lives as long as its holder's keepalives reach the leading scheduler within its TTL: the leader keeps
-/// the deadlines, ends a lease whose keepalives stop (its record deleted, a tombstone saying why), hands a full
-/// TTL to every lease it finds when it takes over, and batches grants and removals into shared transactions.
+/// A lease lives as long as its holder's keepalives reach the leading scheduler within its TTL, end to end through
+/// real servers: one expiry (record deleted, broker closing it, holder told why), keepalives and releases forwarded
+/// by a standby, a failover, a gang, and lease ids that collide. The timing rules themselves (deadlines, renewals,
+/// gangs, a full TTL at takeover) are unit-tested on a fake clock in GpuPool.Scheduler.Tests (LeaseLivenessTests,
+/// AllocatorClockTests); these tests wait for conditions, never for a fixed time.
 /// </summary>
 public sealed class LeaseLivenessTests
 {
@@ -34,6 +35,7 @@ public sealed class LeaseLivenessTests
         await abandoned.AbandonAsync();
         await Poll.UntilAsync(async () => !await RecordExistsAsync(pool, abandoned.Id), TimeSpan.FromSeconds(15), "the abandoned lease's record is deleted");
 
+        Assert.False(kept.Lost.IsCancellationRequested, "a lease whose holder renews it was lost: " + kept.LostReason?.Message);
         var view = await client.ListClusterAsync();
         Assert.Equal([kept.Id], view.Leases.Select(l => l.LeaseId));
         Assert.Equal(MiB, Assert.Single(view.Devices).MemoryLeasedBytes);
@@ -46,7 +48,6 @@ public sealed class LeaseLivenessTests
         Assert.Equal(ErrorCode.LeaseEnded, opened.Code);
 
         // The lease that kept renewing outlived the abandoned one and still works.
-        Assert.False(kept.Lost.IsCancellationRequested, "a lease whose holder renews it was lost");
         await using var session = await kept.OpenSessionAsync();
         await session.AllocAsync(4096);
         await session.SynchronizeAsync();
@@ -58,10 +59,11 @@ public sealed class LeaseLivenessTests
         await using var pool = await MultiPool.StartAsync([1], replicas: 2, o => o.OpenTenants = true);
         var standby = pool.Schedulers.Single(s => !s.IsLeader);
         var lease = await pool.Client(standby).AllocateAsync(Slice(TimeSpan.FromSeconds(2)));
+        var granted = lease.Expires;
 
-        // Two and a half TTLs with every keepalive forwarded: the lease lives on. (A TTL of 2 s, not 1 s: a loaded
-        // machine may hold a keepalive back by a second.)
-        await Task.Delay(TimeSpan.FromSeconds(5));
+        // A standby holds no deadlines: a keepalive it answers was renewed by the leader. (A TTL of 2 s, not 1 s: a
+        // loaded machine may hold a keepalive back by a second.)
+        await Poll.UntilAsync(() => lease.Expires > granted, TimeSpan.FromSeconds(15), "a keepalive sent to the standby is answered");
         Assert.False(lease.Lost.IsCancellationRequested, "a lease renewed through a standby was lost: " + lease.LostReason?.Message);
         Assert.True(await RecordExistsAsync(pool, lease.Id));
 
@@ -84,10 +86,11 @@ public sealed class LeaseLivenessTests
 
         await pool.StopSchedulerAsync(leader);
         await Poll.UntilAsync(() => standby.IsLeader, TimeSpan.FromSeconds(10), "the standby leads");
+        var takeover = DateTimeOffset.UtcNow;
         await Poll.UntilAsync(async () => !await RecordExistsAsync(pool, abandoned.Id), TimeSpan.FromSeconds(15), "the new leader ends the abandoned lease");
 
-        // The renewed lease outlives two more of its TTLs under the new leader.
-        await Task.Delay(TimeSpan.FromSeconds(4));
+        // The new leader renews the kept lease: a keepalive answered after the takeover pushes its expiry past it.
+        await Poll.UntilAsync(() => kept.Expires >= takeover + TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(15), "the new leader answers a keepalive");
         Assert.True(await RecordExistsAsync(pool, kept.Id), "the new leader ended a lease whose holder renews it");
         Assert.False(kept.Lost.IsCancellationRequested, "a lease renewed across the failover was lost: " + kept.LostReason?.Message);
         var view = await client.ListClusterAsync();
@@ -95,19 +98,16 @@ public sealed class LeaseLivenessTests
     }
 
     [Fact]
-    public async Task A_gang_lives_while_any_member_is_renewed_and_ends_as_one()
+    public async Task A_gang_whose_keepalives_stop_ends_with_every_member()
     {
         await using var pool = await MultiPool.StartAsync([3], configure: o => o.OpenTenants = true);
-        var gang = await pool.Client().AllocateGangAsync(new LeaseRequest { WholeDevices = 2, Ttl = TimeSpan.FromSeconds(2) });
-        await gang[1].AbandonAsync();
+        var gang = await pool.Client().AllocateGangAsync(new LeaseRequest { WholeDevices = 2, Ttl = TimeSpan.FromSeconds(1) });
 
-        await Task.Delay(TimeSpan.FromSeconds(5));
         foreach (var member in gang)
         {
-            Assert.True(await RecordExistsAsync(pool, member.Id), $"gang member {member.Id} ended while another member was renewed");
+            await member.AbandonAsync();
         }
 
-        await gang[0].AbandonAsync();
         await Poll.UntilAsync(async () => !await RecordExistsAsync(pool, gang[0].Id) && !await RecordExistsAsync(pool, gang[1].Id), TimeSpan.FromSeconds(15), "the whole gang ends");
         Assert.Empty((await pool.Client().ListClusterAsync()).Leases);
     }

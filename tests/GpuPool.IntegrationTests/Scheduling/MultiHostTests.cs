@@ -44,21 +44,27 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             var adminToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
             await File.WriteAllTextAsync(tokenPath, adminToken);
 
-            var schedulers = new Dictionary<string, CliProcess>(StringComparer.Ordinal);
-            for (var i = 0; i < 2; i++)
+            Note("etcd cluster up");
+
+            // The five processes start side by side (each waits on its own start-up, not on the others').
+            var startingSchedulers = Enumerable.Range(0, 2)
+                .Select(_ => StartAsync(dir, "scheduler", "scheduler", "--store", storeSpec, "--port", "0", "--key", keyPath, "--admin-token-file", tokenPath, "--lease-ttl", "3s", "--preemption-grace", "2s", "--verbose"))
+                .ToArray();
+            var startingBrokers = Enumerable.Range(0, 3)
+                .Select(i => StartAsync(dir, "broker", "broker", "--store", storeSpec, "--id", $"b{i}", "--port", "0", "--fast-path-port", "-1", "--scheduler-key", keyPath, "--backend", "cpu", "--devices", $"{DevicesPerBroker}", "--device-memory", "1GiB", "--heartbeat-ttl", "3s"))
+                .ToArray();
+            try
             {
-                var (process, endpoint) = await StartAsync(dir, "scheduler", "scheduler", "--store", storeSpec, "--port", "0", "--key", keyPath, "--admin-token-file", tokenPath, "--lease-ttl", "3s", "--preemption-grace", "2s", "--verbose");
-                processes.Add(process);
-                schedulers[endpoint] = process;
+                await Task.WhenAll(startingSchedulers.Concat(startingBrokers));
+            }
+            finally
+            {
+                processes.AddRange(startingSchedulers.Concat(startingBrokers).Where(t => t.IsCompletedSuccessfully).Select(t => t.Result.Process));
             }
 
-            var brokers = new Dictionary<string, CliProcess>(StringComparer.Ordinal);
-            for (var i = 0; i < 3; i++)
-            {
-                var (process, _) = await StartAsync(dir, "broker", "broker", "--store", storeSpec, "--id", $"b{i}", "--port", "0", "--fast-path-port", "-1", "--scheduler-key", keyPath, "--backend", "cpu", "--devices", $"{DevicesPerBroker}", "--device-memory", "1GiB", "--heartbeat-ttl", "3s");
-                processes.Add(process);
-                brokers[$"b{i}"] = process;
-            }
+            var schedulers = startingSchedulers.ToDictionary(t => t.Result.Endpoint, t => t.Result.Process, StringComparer.Ordinal);
+            var brokers = startingBrokers.Select((t, i) => (Id: $"b{i}", t.Result.Process)).ToDictionary(b => b.Id, b => b.Process, StringComparer.Ordinal);
+            Note("schedulers and brokers up");
 
             using var client = new GpuPoolClient(string.Join(",", schedulers.Keys));
             var admin = new PoolAdmin(client, adminToken);
@@ -87,6 +93,7 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             }
 
             Assert.Equal(3 * DevicesPerBroker, sentinels.Select(s => (s.Record.BrokerId, s.Record.DeviceIndex)).Distinct().Count());
+            Note("sentinels granted; the workload starts");
 
             var checker = new InvariantChecker(store, quotas);
             using var stop = new CancellationTokenSource();
@@ -97,10 +104,21 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             async Task StepAsync(string what)
             {
                 await checker.CheckAsync();
-                output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {what}: {stats}");
+                Note($"{what}: {stats}");
             }
 
-            await Task.Delay(TimeSpan.FromSeconds(4));
+            // Each step waits for the workload to show what it must (never a fixed time): the pool still grants.
+            async Task GrantsGoOnAsync(string what)
+            {
+                var before = Interlocked.Read(ref stats.Granted);
+                await Poll.UntilAsync(() => Interlocked.Read(ref stats.Granted) >= before + 10, TimeSpan.FromSeconds(30), what);
+            }
+
+            // Until the workload has met a tenant's quota, so that the quota checks check something.
+            await Poll.UntilAsync(
+                () => stats.Refused.GetValueOrDefault(ErrorCode.QuotaExceeded) > 0 && Interlocked.Read(ref stats.Granted) >= 30,
+                TimeSpan.FromSeconds(60),
+                "the workload meets a tenant's quota");
             await StepAsync("steady");
             using (var listing = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
             {
@@ -114,8 +132,8 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             await schedulers[leader].DisposeAsync();
             var survivor = schedulers.Keys.Single(e => e != leader);
             await Poll.UntilAsync(async () => (await client.ListClusterAsync()).Leader == survivor, TimeSpan.FromSeconds(30), "the standby leads");
+            await GrantsGoOnAsync("the new leader grants");
             await StepAsync("leader killed");
-            await Task.Delay(TimeSpan.FromSeconds(3));
 
             // 2. A broker dies: its sentinels' holders are told, the others' are not.
             await brokers["b0"].DisposeAsync();
@@ -127,13 +145,12 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             // 3. An etcd member that does not lead dies: the store keeps a quorum and everything goes on.
             var etcdLeader = await etcd.LeaderIndexAsync();
             etcd.Members[(etcdLeader + 1) % 3].Kill();
-            await Task.Delay(TimeSpan.FromSeconds(3));
+            await GrantsGoOnAsync("allocations go on with an etcd member down");
             await StepAsync("an etcd member killed");
 
-            // The survivors keep allocating.
-            var before = stats.Granted;
-            await Task.Delay(TimeSpan.FromSeconds(5));
-            var grantedAfterKills = stats.Granted - before;
+            // Until the workload has found the pool full (likelier since b0's devices went), so that the capacity checks check something.
+            await Poll.UntilAsync(() => stats.Refused.GetValueOrDefault(ErrorCode.ResourceExhausted) > 0, TimeSpan.FromSeconds(60), "the workload finds the pool full");
+
             await stop.CancelAsync();
             await Task.WhenAll(workers);
             await checking;
@@ -146,12 +163,6 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             Assert.Empty(checker.Violations);
             Assert.Empty(stats.Unexpected);
             Assert.Empty(stats.LostUntold);
-            Assert.True(stats.Attempts >= 200, $"only {stats.Attempts} allocate calls were made");
-
-            // The limits were reached, so the checks above checked something.
-            Assert.True(stats.Refused.GetValueOrDefault(ErrorCode.QuotaExceeded) > 0, "no request ever met its tenant's quota");
-            Assert.True(stats.Refused.GetValueOrDefault(ErrorCode.ResourceExhausted) > 0, "no request ever found the pool full");
-            Assert.True(grantedAfterKills >= 10, $"only {grantedAfterKills} allocations were granted after the kills");
             Assert.All(sentinels.Where(s => s.Record.BrokerId != "b0"), s => Assert.False(s.Lost.IsCancellationRequested, $"sentinel {s.Id} on {s.Record.BrokerId} was lost: {s.LostReason?.Message}"));
             foreach (var sentinel in sentinels)
             {
@@ -175,6 +186,8 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    private void Note(string what) => output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {what}");
 
     private static async Task<(CliProcess Process, string Endpoint)> StartAsync(string dir, string prefix, params string[] args)
     {
@@ -259,7 +272,7 @@ public sealed class MultiHostTests(ITestOutputHelper output)
     {
         try
         {
-            return await store.GetAsync("leases/" + leaseId) is null;
+            return await store.GetAsync(StoreKeys.Leases + leaseId) is null;
         }
         catch (StoreUnavailableException)
         {
@@ -321,7 +334,7 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             KvListing leases;
             try
             {
-                leases = await store.ListAsync("leases/");
+                leases = await store.ListAsync(StoreKeys.Leases);
             }
             catch (StoreUnavailableException)
             {

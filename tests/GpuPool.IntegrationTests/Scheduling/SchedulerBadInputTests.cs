@@ -60,7 +60,7 @@ public sealed class SchedulerBadInputTests
         await using var scheduler = await SchedulerHost.StartAsync(new SchedulerOptions { Port = 0, SigningKey = key, OpenTenants = true, LeaderTtl = TimeSpan.FromSeconds(3) }, store);
         var broker = new BrokerRecord { BrokerId = "b0", Host = "h0", Endpoint = "http://127.0.0.1:1" };
         broker.Devices.Add(new DeviceInfo { Index = 0, Name = "GpuPool CPU device", MemoryTotalBytes = 1UL << 30, ComputeCapacity = 1000 });
-        await store.PutAsync("brokers/b0", Google.Protobuf.MessageExtensions.ToByteArray(broker));
+        await store.PutAsync(StoreKeys.Brokers + "b0", Google.Protobuf.MessageExtensions.ToByteArray(broker));
         using var client = new GpuPoolClient(scheduler.Endpoint);
         await Poll.UntilAsync(async () => (await client.ListClusterAsync()).Devices.Count == 1, TimeSpan.FromSeconds(10), "the leader sees the broker");
         await using (await client.AllocateAsync(new LeaseRequest { MemoryBytes = MiB, ComputeShare = 100 }))
@@ -76,7 +76,7 @@ public sealed class SchedulerBadInputTests
 
         // Nothing was written while the store was away (the first lease was released before), and once it is
         // back, allocation works again.
-        Assert.Empty((await store.ListAsync("leases/")).Entries);
+        Assert.Empty((await store.ListAsync(StoreKeys.Leases)).Entries);
         await Poll.UntilAsync(
             async () =>
             {

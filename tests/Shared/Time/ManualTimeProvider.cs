@@ -1,4 +1,4 @@
-namespace GpuPool.Coordination.Tests;
+namespace GpuPool.Testing.Time;
 
 /// <summary>
 /// A clock that moves only when told to. <see cref="Advance"/> fires every timer that falls due on the way,
@@ -33,6 +33,18 @@ public sealed class ManualTimeProvider(DateTimeOffset? start = null) : TimeProvi
         var timer = new ManualTimer(this, callback, state);
         timer.Change(dueTime, period);
         return timer;
+    }
+
+    /// <summary>
+    /// When each pending timer is next due, earliest first. Work that runs after a timer fires (an awaited delay's
+    /// continuation) makes its next timer on another thread: a test waits for that timer before it advances again.
+    /// </summary>
+    public IReadOnlyList<DateTimeOffset> TimersDue()
+    {
+        lock (_gate)
+        {
+            return [.. _timers.Select(t => t.Due).Order()];
+        }
     }
 
     /// <summary>Moves the clock forward by <paramref name="by"/>, firing the timers due on the way.</summary>

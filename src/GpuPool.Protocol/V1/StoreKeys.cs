@@ -1,0 +1,35 @@
+namespace GpuPool.Protocol.V1;
+
+/// <summary>
+/// Where each record of cluster.proto lives in the coordination store: the one list of keys the scheduler and
+/// the brokers both read and write.
+/// </summary>
+public static class StoreKeys
+{
+    /// <summary>
+    /// brokers/{id}: BrokerRecord, written by the broker under its registration session; the broker's heartbeat
+    /// renews the session every third of its TTL, and the record vanishes when no heartbeat comes for a TTL.
+    /// </summary>
+    public const string Brokers = "brokers/";
+
+    /// <summary>
+    /// leases/{id}: LeaseRecord, written by the leading scheduler and bound to no session: it lives until the leader
+    /// deletes it (released, no keepalive for its ttl_seconds, preempted, or its broker gone). Brokers watch it.
+    /// </summary>
+    public const string Leases = "leases/";
+
+    /// <summary>quotas/{tenant}: Quota.</summary>
+    public const string Quotas = "quotas/";
+
+    /// <summary>priorities/{name}: PriorityClass.</summary>
+    public const string Priorities = "priorities/";
+
+    /// <summary>draining/{broker id}: present while an admin has drained the broker.</summary>
+    public const string Draining = "draining/";
+
+    /// <summary>tombstones/{lease id}: LeaseTombstone, why a lease ended without its holder releasing it; under an unrenewed session, so it vanishes by itself.</summary>
+    public const string Tombstones = "tombstones/";
+
+    /// <summary>The scheduler's leader lock; its value is the leader's endpoint.</summary>
+    public const string Leader = "scheduler/leader";
+}
