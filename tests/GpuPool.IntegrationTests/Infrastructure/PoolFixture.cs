@@ -23,7 +23,14 @@ public class PoolFixture : IAsyncLifetime
     public const ulong DeviceMemory = 4UL << 30;
     public const ulong DefaultLeaseMemory = 64UL << 20;
 
-    public static readonly TimeSpan LeaseTtl = TimeSpan.FromSeconds(2);
+    /// <summary>
+    /// The TTL of a lease that a test holds: long enough that a loaded machine's late keepalive never ends it (a 2 s TTL
+    /// did, now and then, under a busy CI machine).
+    /// </summary>
+    public static readonly TimeSpan LeaseTtl = TimeSpan.FromSeconds(10);
+
+    /// <summary>The TTL of a lease whose expiry a test waits for (it stops the keepalives): short, so the test is too.</summary>
+    public static readonly TimeSpan ShortLeaseTtl = TimeSpan.FromSeconds(3);
 
     private EmbeddedClusterStore? _store;
     private SchedulerHost? _scheduler;
@@ -97,8 +104,8 @@ public class PoolFixture : IAsyncLifetime
         SigningKey.Dispose();
     }
 
-    public Task<Lease> LeaseAsync(ulong memoryBytes = DefaultLeaseMemory, int share = 100)
-        => Client.AllocateAsync(new LeaseRequest { Tenant = "it", MemoryBytes = memoryBytes, ComputeShare = share });
+    public Task<Lease> LeaseAsync(ulong memoryBytes = DefaultLeaseMemory, int share = 100, TimeSpan? ttl = null)
+        => Client.AllocateAsync(new LeaseRequest { Tenant = "it", MemoryBytes = memoryBytes, ComputeShare = share, Ttl = ttl });
 
     /// <summary>
     /// The postcondition of every failure test: a fresh lease on the same broker can allocate, copy, launch,
