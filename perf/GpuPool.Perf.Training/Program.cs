@@ -81,6 +81,11 @@ public static class Program
         var results = new List<BatchResult>();
         await using (var pool = await BenchPool.StartAsync((LeaseMemory * 4) + (64UL << 20), cts.Token).ConfigureAwait(false))
         {
+            // A run thrown away first: until the runtime has recompiled the hot methods (tiered JIT), the first batch size
+            // measured would run partly on unoptimized code, the anchor's and the sessions' alike but not equally.
+            Console.WriteLine("warm-up run (not recorded):");
+            await MeasureBatchAsync(pool, batches[0], settings with { Rounds = 3 }, cts.Token).ConfigureAwait(false);
+            Console.WriteLine("measured:");
             foreach (var batch in batches)
             {
                 results.Add(await MeasureBatchAsync(pool, batch, settings, cts.Token).ConfigureAwait(false));
@@ -254,11 +259,12 @@ public static class Program
         md.AppendLine("## Where the time goes");
         md.AppendLine();
         md.AppendLine("CPU time of the whole process per step (every thread: caller, broker, kernels; medians over rounds), the part");
-        md.AppendLine("of it above in-process per kernel launch, and how much of a run's wall time the caller spent queuing the steps");
-        md.AppendLine("(the rest it waited for the broker and the device to finish them).");
+        md.AppendLine("of it above in-process per kernel launch, bytes allocated per step (every thread), and how much of a run's wall");
+        md.AppendLine("time the caller spent queuing the steps (the rest it waited for the broker and the device to finish them).");
         md.AppendLine();
-        md.AppendLine("| batch | in-process CPU µs/step | " + string.Join(" | ", names.Select(n => $"{n} CPU µs/step | {n} extra µs/launch")) + " | " + string.Join(" | ", results[0].Targets.Select(t => $"{t.Target} queuing share")) + " |");
-        md.AppendLine("|---:|---:|" + string.Concat(names.Select(_ => "---:|---:|")) + string.Concat(results[0].Targets.Select(_ => "---:|")));
+        md.AppendLine("| batch | in-process CPU µs/step | " + string.Join(" | ", names.Select(n => $"{n} CPU µs/step | {n} extra µs/launch")) + " | "
+            + string.Join(" | ", results[0].Targets.Select(t => $"{t.Target} B/step")) + " | " + string.Join(" | ", results[0].Targets.Select(t => $"{t.Target} queuing share")) + " |");
+        md.AppendLine("|---:|---:|" + string.Concat(names.Select(_ => "---:|---:|")) + string.Concat(results[0].Targets.Select(_ => "---:|---:|")));
         foreach (var r in results)
         {
             var anchorCpu = Median(r.Targets[0].Runs.Select(x => x.CpuMicrosecondsPerStep));
@@ -267,6 +273,11 @@ public static class Program
             {
                 var cpu = Median(runs.Select(x => x.CpuMicrosecondsPerStep));
                 md.Append(inv, $" {cpu:F0} | {(cpu - anchorCpu) / r.LaunchesPerStep:F1} |");
+            }
+
+            foreach (var (_, runs) in r.Targets)
+            {
+                md.Append(inv, $" {Median(runs.Select(x => x.BytesPerStep)):F0} |");
             }
 
             foreach (var (_, runs) in r.Targets)

@@ -65,11 +65,12 @@ internal sealed class StepTarget : IAsyncDisposable
     /// <summary>
     /// Runs <paramref name="steps"/> training steps and waits for the device to finish them. Submit is how long queuing
     /// them took (the steps are fire-and-forget), Total until the device had run them all, Cpu the process's CPU time
-    /// meanwhile (every thread: the caller, the broker if any, the device's kernels).
+    /// meanwhile and Allocated the bytes allocated (every thread: the caller, the broker if any, the device's kernels).
     /// </summary>
     public async Task<StepTiming> RunAsync(int steps, CancellationToken cancellationToken)
     {
         var cpu = Environment.CpuUsage.TotalTime;
+        var allocated = GC.GetTotalAllocatedBytes(precise: false);
         var clock = Stopwatch.StartNew();
         for (var i = 0; i < steps; i++)
         {
@@ -82,7 +83,7 @@ internal sealed class StepTarget : IAsyncDisposable
         await Device.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
         var total = clock.Elapsed;
         Steps += steps;
-        return new StepTiming(steps, submit, total, Environment.CpuUsage.TotalTime - cpu);
+        return new StepTiming(steps, submit, total, Environment.CpuUsage.TotalTime - cpu, GC.GetTotalAllocatedBytes(precise: false) - allocated);
     }
 
     /// <summary>The summed loss of every step so far: equal on two targets that ran the same steps, if both computed the same.</summary>
@@ -100,11 +101,13 @@ internal sealed class StepTarget : IAsyncDisposable
 }
 
 /// <summary>One timed run of steps.</summary>
-internal readonly record struct StepTiming(int Steps, TimeSpan Submit, TimeSpan Total, TimeSpan Cpu)
+internal readonly record struct StepTiming(int Steps, TimeSpan Submit, TimeSpan Total, TimeSpan Cpu, long Allocated)
 {
     public double StepsPerSecond => Steps / Total.TotalSeconds;
 
     public double CpuMicrosecondsPerStep => Cpu.TotalMicroseconds / Steps;
 
     public double SubmitShare => Submit / Total;
+
+    public double BytesPerStep => (double)Allocated / Steps;
 }

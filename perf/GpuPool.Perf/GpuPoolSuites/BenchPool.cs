@@ -32,6 +32,10 @@ internal sealed class BenchPool : IAsyncDisposable
 
     public static async Task<BenchPool> StartAsync(ulong deviceMemory, CancellationToken cancellationToken, int maxMessageBytes = 16 << 20)
     {
+        // The hosts would watch their content root, the working directory, for changes to config files; on a shared
+        // build machine that tree churns (the watcher took 13% of a training benchmark's CPU in a profile run from /tmp).
+        // No benchmark reads config files.
+        Environment.SetEnvironmentVariable("DOTNET_hostBuilder__reloadConfigOnChange", "false");
         var key = LeaseToken.CreateKey();
         var store = new EmbeddedClusterStore();
         var backend = new CpuBackend(1, deviceMemory);

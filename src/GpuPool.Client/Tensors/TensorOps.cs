@@ -65,7 +65,11 @@ public sealed class TensorOps
     public ValueTask BiasAddAsync(DeviceTensor x, DeviceTensor bias, DeviceTensor y)
     {
         SameShape(x, y);
-        Require(bias.Length == x.Cols, $"bias of {bias.Length} values for {x.Cols} columns");
+        if (bias.Length != x.Cols)
+        {
+            throw new ArgumentException($"bias of {bias.Length} values for {x.Cols} columns");
+        }
+
         return Launch(Kernel.BiasAdd, x.Length, new KernelArgs().I32(x.RowCount).I32(x.Cols).Ptr(x.Ptr).Ptr(bias.Ptr).Ptr(y.Ptr));
     }
 
@@ -86,7 +90,11 @@ public sealed class TensorOps
     /// <summary>y[c] = sum over rows of x[r, c]: the gradient of a bias.</summary>
     public ValueTask SumColumnsAsync(DeviceTensor x, DeviceTensor y)
     {
-        Require(y.Length == x.Cols, $"column sums of {x.Cols} columns into {y.Length} values");
+        if (y.Length != x.Cols)
+        {
+            throw new ArgumentException($"column sums of {x.Cols} columns into {y.Length} values");
+        }
+
         return Launch(Kernel.SumColumns, x.Cols, new KernelArgs().I32(x.RowCount).I32(x.Cols).Ptr(x.Ptr).Ptr(y.Ptr));
     }
 
@@ -131,8 +139,11 @@ public sealed class TensorOps
     public ValueTask SoftmaxCrossEntropyAsync(DeviceTensor logits, DeviceTensor labels, DeviceTensor probs, DeviceTensor loss)
     {
         SameShape(logits, probs);
-        Require(labels.Length == logits.RowCount && loss.Length == logits.RowCount && labels.Type == ElementType.Int32,
-            $"softmax cross-entropy needs {logits.RowCount} int32 labels and {logits.RowCount} loss values");
+        if (!(labels.Length == logits.RowCount && loss.Length == logits.RowCount && labels.Type == ElementType.Int32))
+        {
+            throw new ArgumentException($"softmax cross-entropy needs {logits.RowCount} int32 labels and {logits.RowCount} loss values");
+        }
+
         return Launch(Kernel.SoftmaxXentForward, logits.RowCount,
             new KernelArgs().I32(logits.RowCount).I32(logits.Cols).Ptr(logits.Ptr).Ptr(labels.Ptr).Ptr(probs.Ptr).Ptr(loss.Ptr));
     }
@@ -141,14 +152,22 @@ public sealed class TensorOps
     public ValueTask SoftmaxCrossEntropyBackwardAsync(DeviceTensor probs, DeviceTensor labels, float scale, DeviceTensor dlogits)
     {
         SameShape(probs, dlogits);
-        Require(labels.Length == probs.RowCount, $"{probs.RowCount} labels expected, got {labels.Length}");
+        if (labels.Length != probs.RowCount)
+        {
+            throw new ArgumentException($"{probs.RowCount} labels expected, got {labels.Length}");
+        }
+
         return Launch(Kernel.SoftmaxXentBackward, probs.Length,
             new KernelArgs().I32(probs.RowCount).I32(probs.Cols).F32(scale).Ptr(probs.Ptr).Ptr(labels.Ptr).Ptr(dlogits.Ptr));
     }
 
     public ValueTask ArgmaxRowsAsync(DeviceTensor x, DeviceTensor indices)
     {
-        Require(indices.Length == x.RowCount && indices.Type == ElementType.Int32, $"argmax of {x.RowCount} rows needs {x.RowCount} int32 outputs");
+        if (!(indices.Length == x.RowCount && indices.Type == ElementType.Int32))
+        {
+            throw new ArgumentException($"argmax of {x.RowCount} rows needs {x.RowCount} int32 outputs");
+        }
+
         return Launch(Kernel.ArgmaxRows, x.RowCount, new KernelArgs().I32(x.RowCount).I32(x.Cols).Ptr(x.Ptr).Ptr(indices.Ptr));
     }
 
@@ -179,14 +198,12 @@ public sealed class TensorOps
 
     private static uint Blocks(long work, uint per) => (uint)Math.Clamp((work + per - 1) / per, 1, 65535);
 
+    /// <remarks>Like every check here, builds its message only when it fails: the checks run on every launch.</remarks>
     private static void SameShape(DeviceTensor a, DeviceTensor b)
-        => Require(a.RowCount == b.RowCount && a.Cols == b.Cols, $"shapes differ: {a.RowCount}x{a.Cols} and {b.RowCount}x{b.Cols}");
-
-    private static void Require(bool condition, string message)
     {
-        if (!condition)
+        if (a.RowCount != b.RowCount || a.Cols != b.Cols)
         {
-            throw new ArgumentException(message);
+            throw new ArgumentException($"shapes differ: {a.RowCount}x{a.Cols} and {b.RowCount}x{b.Cols}");
         }
     }
 }
