@@ -4,13 +4,13 @@ using GpuPool.Client.Tensors;
 namespace GpuPool.Cli.Demo;
 
 /// <summary>
-/// A multi-layer perceptron trained entirely on a leased device: every matmul, activation, loss,
-/// gradient and Adam step is a kernel launch on the broker; the host only shuffles the data, uploads
-/// it, and reads back one loss and one accuracy count per epoch.
+/// A multi-layer perceptron trained entirely on a device (a leased one through a session, or any
+/// <see cref="IDeviceOps"/>): every matmul, activation, loss, gradient and Adam step is a kernel launch;
+/// the host only shuffles the data, uploads it, and reads back one loss and one accuracy count per epoch.
 /// </summary>
 internal sealed class MlpClassifier : IAsyncDisposable
 {
-    private readonly DeviceSession _session;
+    private readonly IDeviceOps _device;
     private readonly TensorOps _ops;
     private readonly int _maxBatch;
     private readonly List<DeviceTensor> _owned = [];
@@ -20,6 +20,7 @@ internal sealed class MlpClassifier : IAsyncDisposable
     private DeviceTensor _lossRows = null!;
     private DeviceTensor _lossSum = null!;
     private DeviceTensor _predictions = null!;
+    private EpochBuffers? _epoch;
     private int _step;
 
     private sealed class Layer
@@ -27,18 +28,30 @@ internal sealed class MlpClassifier : IAsyncDisposable
         public required DeviceTensor W, B, DW, DB, MW, VW, MB, VB, Z, H, DH;
     }
 
-    private MlpClassifier(DeviceSession session, TensorOps ops, int[] sizes, int maxBatch)
+    /// <summary>An epoch's data and tallies on the device, kept from one epoch to the next while the data's size stays.</summary>
+    private sealed record EpochBuffers(int Count, int Batches, DeviceTensor X, DeviceTensor Y, DeviceTensor Correct, DeviceTensor Loss) : IAsyncDisposable
     {
-        _session = session;
+        public async ValueTask DisposeAsync()
+        {
+            await X.DisposeAsync().ConfigureAwait(false);
+            await Y.DisposeAsync().ConfigureAwait(false);
+            await Correct.DisposeAsync().ConfigureAwait(false);
+            await Loss.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private MlpClassifier(IDeviceOps device, TensorOps ops, int[] sizes, int maxBatch)
+    {
+        _device = device;
         _ops = ops;
         _maxBatch = maxBatch;
         _layers = new Layer[sizes.Length - 1];
     }
 
-    public static async Task<MlpClassifier> CreateAsync(DeviceSession session, int[] sizes, int maxBatch, int seed, CancellationToken cancellationToken)
+    public static async Task<MlpClassifier> CreateAsync(IDeviceOps device, int[] sizes, int maxBatch, int seed, CancellationToken cancellationToken)
     {
-        var ops = await TensorOps.CreateAsync(session, cancellationToken).ConfigureAwait(false);
-        var model = new MlpClassifier(session, ops, sizes, maxBatch);
+        var ops = await TensorOps.CreateAsync(device, cancellationToken).ConfigureAwait(false);
+        var model = new MlpClassifier(device, ops, sizes, maxBatch);
         var random = new Random(seed);
         for (var i = 0; i < sizes.Length - 1; i++)
         {
@@ -87,10 +100,7 @@ internal sealed class MlpClassifier : IAsyncDisposable
     public async Task<(double Loss, double Accuracy)> TrainEpochAsync(SpiralData data, float learningRate, CancellationToken cancellationToken)
     {
         var batches = (data.Count + _maxBatch - 1) / _maxBatch;
-        await using var x = await AllocAsync(data.Count, SpiralData.FeatureCount, cancellationToken, own: false).ConfigureAwait(false);
-        await using var y = await AllocAsync(data.Count, 1, cancellationToken, ElementType.Int32, own: false).ConfigureAwait(false);
-        await using var correct = await AllocAsync(batches, 1, cancellationToken, ElementType.Int32, own: false).ConfigureAwait(false);
-        await using var epochLoss = await AllocAsync(1, 1, cancellationToken, own: false).ConfigureAwait(false);
+        var (_, _, x, y, correct, epochLoss) = await EpochBuffersAsync(data.Count, batches, cancellationToken).ConfigureAwait(false);
         await x.UploadAsync(data.Features, cancellationToken).ConfigureAwait(false);
         await y.UploadAsync(data.Labels, cancellationToken).ConfigureAwait(false);
         await _ops.FillAsync(epochLoss, 0).ConfigureAwait(false);
@@ -100,29 +110,46 @@ internal sealed class MlpClassifier : IAsyncDisposable
             cancellationToken.ThrowIfCancellationRequested();
             var start = b * _maxBatch;
             var rows = Math.Min(_maxBatch, data.Count - start);
-            var xb = x.Rows(start, rows);
-            var yb = y.Rows(start, rows);
-            var logits = await ForwardAsync(xb, rows).ConfigureAwait(false);
-            var probs = _probs.Rows(0, rows);
-            var loss = _lossRows.Rows(0, rows);
-            await _ops.SoftmaxCrossEntropyAsync(logits, yb, probs, loss).ConfigureAwait(false);
-            await _ops.SumAsync(loss, _lossSum).ConfigureAwait(false);
-            await _ops.AxpyAsync(1f, _lossSum, epochLoss).ConfigureAwait(false);
-            await _ops.ArgmaxRowsAsync(probs, _predictions.Rows(0, rows)).ConfigureAwait(false);
-            await _ops.CountEqualAsync(_predictions.Rows(0, rows), yb, correct.Rows(b, 1)).ConfigureAwait(false);
-            await BackwardAsync(xb, yb, rows).ConfigureAwait(false);
-            _step++;
-            foreach (var layer in _layers)
-            {
-                await _ops.AdamAsync(layer.W, layer.DW, layer.MW, layer.VW, _step, learningRate).ConfigureAwait(false);
-                await _ops.AdamAsync(layer.B, layer.DB, layer.MB, layer.VB, _step, learningRate).ConfigureAwait(false);
-            }
+            await TrainStepAsync(x.Rows(start, rows), y.Rows(start, rows), epochLoss, correct.Rows(b, 1), learningRate).ConfigureAwait(false);
         }
 
         // The only round trips of the epoch: a sticky error of any launch above surfaces here.
         var totalLoss = (await epochLoss.DownloadAsync(cancellationToken).ConfigureAwait(false))[0];
         var counts = await correct.DownloadInt32Async(cancellationToken).ConfigureAwait(false);
         return (totalLoss / data.Count, counts.Sum() / (double)data.Count);
+    }
+
+    /// <summary>
+    /// One training step on a batch already on the device (<paramref name="xb"/>, its int32 labels <paramref name="yb"/>):
+    /// forward, softmax cross-entropy, backward and an Adam update of every parameter, all queued fire-and-forget. The
+    /// batch's summed loss is added to <paramref name="lossTotal"/> (one value), and its count of correct predictions is
+    /// written to <paramref name="correct"/> (one int32): the caller reads them when it next waits for the device.
+    /// </summary>
+    public async Task TrainStepAsync(DeviceTensor xb, DeviceTensor yb, DeviceTensor lossTotal, DeviceTensor correct, float learningRate)
+    {
+        ArgumentNullException.ThrowIfNull(xb);
+        var rows = xb.RowCount;
+        if (rows > _maxBatch)
+        {
+            throw new ArgumentOutOfRangeException(nameof(xb), $"a batch of {rows} rows is larger than the model's largest batch, {_maxBatch}");
+        }
+
+        var logits = await ForwardAsync(xb, rows).ConfigureAwait(false);
+        var probs = Head(_probs, rows);
+        var predictions = Head(_predictions, rows);
+        var loss = Head(_lossRows, rows);
+        await _ops.SoftmaxCrossEntropyAsync(logits, yb, probs, loss).ConfigureAwait(false);
+        await _ops.SumAsync(loss, _lossSum).ConfigureAwait(false);
+        await _ops.AxpyAsync(1f, _lossSum, lossTotal).ConfigureAwait(false);
+        await _ops.ArgmaxRowsAsync(probs, predictions).ConfigureAwait(false);
+        await _ops.CountEqualAsync(predictions, yb, correct).ConfigureAwait(false);
+        await BackwardAsync(xb, yb, rows).ConfigureAwait(false);
+        _step++;
+        foreach (var layer in _layers)
+        {
+            await _ops.AdamAsync(layer.W, layer.DW, layer.MW, layer.VW, _step, learningRate).ConfigureAwait(false);
+            await _ops.AdamAsync(layer.B, layer.DB, layer.MB, layer.VB, _step, learningRate).ConfigureAwait(false);
+        }
     }
 
     /// <summary>Batch inference: the predicted class of every sample, computed on the device.</summary>
@@ -141,13 +168,13 @@ internal sealed class MlpClassifier : IAsyncDisposable
         return await predictions.DownloadInt32Async(cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task<DeviceTensor> ForwardAsync(DeviceTensor input, int rows)
+    private async ValueTask<DeviceTensor> ForwardAsync(DeviceTensor input, int rows)
     {
         var h = input;
         for (var i = 0; i < _layers.Length; i++)
         {
             var layer = _layers[i];
-            var z = layer.Z.Rows(0, rows);
+            var z = Head(layer.Z, rows);
             await _ops.MatMulAsync(h, false, layer.W, false, z).ConfigureAwait(false);
             await _ops.BiasAddAsync(z, layer.B, z).ConfigureAwait(false);
             if (i == _layers.Length - 1)
@@ -155,7 +182,7 @@ internal sealed class MlpClassifier : IAsyncDisposable
                 return z;
             }
 
-            var a = layer.H.Rows(0, rows);
+            var a = Head(layer.H, rows);
             await _ops.ReluAsync(z, a).ConfigureAwait(false);
             h = a;
         }
@@ -163,15 +190,15 @@ internal sealed class MlpClassifier : IAsyncDisposable
         throw new InvalidOperationException("a model needs at least one layer");
     }
 
-    private async Task BackwardAsync(DeviceTensor input, DeviceTensor labels, int rows)
+    private async ValueTask BackwardAsync(DeviceTensor input, DeviceTensor labels, int rows)
     {
         // dLogits = (softmax - onehot) / rows: the gradient of the mean cross-entropy.
-        var delta = _dLogits.Rows(0, rows);
-        await _ops.SoftmaxCrossEntropyBackwardAsync(_probs.Rows(0, rows), labels, 1f / rows, delta).ConfigureAwait(false);
+        var delta = Head(_dLogits, rows);
+        await _ops.SoftmaxCrossEntropyBackwardAsync(Head(_probs, rows), labels, 1f / rows, delta).ConfigureAwait(false);
         for (var i = _layers.Length - 1; i >= 0; i--)
         {
             var layer = _layers[i];
-            var below = i == 0 ? input : _layers[i - 1].H.Rows(0, rows);
+            var below = i == 0 ? input : Head(_layers[i - 1].H, rows);
             await _ops.MatMulAsync(below, true, delta, false, layer.DW).ConfigureAwait(false);
             await _ops.SumColumnsAsync(delta, layer.DB).ConfigureAwait(false);
             if (i == 0)
@@ -180,16 +207,16 @@ internal sealed class MlpClassifier : IAsyncDisposable
             }
 
             var prev = _layers[i - 1];
-            var dh = prev.DH.Rows(0, rows);
+            var dh = Head(prev.DH, rows);
             await _ops.MatMulAsync(delta, false, layer.W, true, dh).ConfigureAwait(false);
-            await _ops.ReluBackwardAsync(prev.Z.Rows(0, rows), dh, dh).ConfigureAwait(false);
+            await _ops.ReluBackwardAsync(Head(prev.Z, rows), dh, dh).ConfigureAwait(false);
             delta = dh;
         }
     }
 
     private async Task<DeviceTensor> AllocAsync(int rows, int cols, CancellationToken cancellationToken, ElementType type = ElementType.Float32, bool own = true)
     {
-        var t = await DeviceTensor.AllocAsync(_session, rows, cols, type, cancellationToken).ConfigureAwait(false);
+        var t = await DeviceTensor.AllocAsync(_device, rows, cols, type, cancellationToken).ConfigureAwait(false);
         if (own)
         {
             _owned.Add(t);
@@ -198,8 +225,41 @@ internal sealed class MlpClassifier : IAsyncDisposable
         return t;
     }
 
+    /// <summary>The first <paramref name="rows"/> rows of a batch-sized buffer: the buffer itself when the batch is full, so a step makes no views then.</summary>
+    private static DeviceTensor Head(DeviceTensor tensor, int rows) => rows == tensor.RowCount ? tensor : tensor.Rows(0, rows);
+
+    /// <summary>The epoch's buffers for <paramref name="count"/> samples: those of the last epoch when it had as many, else new ones.</summary>
+    private async Task<EpochBuffers> EpochBuffersAsync(int count, int batches, CancellationToken cancellationToken)
+    {
+        if (_epoch is { } kept && kept.Count == count && kept.Batches == batches)
+        {
+            return kept;
+        }
+
+        if (_epoch is not null)
+        {
+            await _epoch.DisposeAsync().ConfigureAwait(false);
+            _epoch = null;
+        }
+
+        _epoch = new EpochBuffers(
+            count,
+            batches,
+            await AllocAsync(count, SpiralData.FeatureCount, cancellationToken, own: false).ConfigureAwait(false),
+            await AllocAsync(count, 1, cancellationToken, ElementType.Int32, own: false).ConfigureAwait(false),
+            await AllocAsync(batches, 1, cancellationToken, ElementType.Int32, own: false).ConfigureAwait(false),
+            await AllocAsync(1, 1, cancellationToken, own: false).ConfigureAwait(false));
+        return _epoch;
+    }
+
     public async ValueTask DisposeAsync()
     {
+        if (_epoch is not null)
+        {
+            await _epoch.DisposeAsync().ConfigureAwait(false);
+            _epoch = null;
+        }
+
         foreach (var t in _owned)
         {
             await t.DisposeAsync().ConfigureAwait(false);

@@ -32,7 +32,7 @@ public enum SessionTransportKind
 /// synchronizing call (<see cref="SynchronizeAsync"/>, stream or event synchronize, a copy to the host)
 /// as a <see cref="GpuPoolException"/> whose FailedSeq names the op. Thread-safe.
 /// </summary>
-public sealed class DeviceSession : IAsyncDisposable, IReplyTarget
+public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
 {
     private readonly SessionTransport _transport;
     private readonly PendingReplies _pending = new();

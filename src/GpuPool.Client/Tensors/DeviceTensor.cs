@@ -7,16 +7,16 @@ public enum ElementType
 }
 
 /// <summary>
-/// A row-major matrix (or vector, with one row) in a session's device memory. A tensor made by
+/// A row-major matrix (or vector, with one row) in a device's memory (a session's, or any <see cref="IDeviceOps"/>). A tensor made by
 /// <see cref="AllocAsync"/> owns its memory; a <see cref="Rows"/> view borrows its parent's.
 /// </summary>
 public sealed class DeviceTensor : IAsyncDisposable
 {
     private readonly bool _owner;
 
-    private DeviceTensor(DeviceSession session, DevicePtr ptr, int rows, int cols, ElementType type, bool owner)
+    private DeviceTensor(IDeviceOps device, DevicePtr ptr, int rows, int cols, ElementType type, bool owner)
     {
-        Session = session;
+        Device = device;
         Ptr = ptr;
         RowCount = rows;
         Cols = cols;
@@ -24,7 +24,7 @@ public sealed class DeviceTensor : IAsyncDisposable
         _owner = owner;
     }
 
-    public DeviceSession Session { get; }
+    public IDeviceOps Device { get; }
 
     public DevicePtr Ptr { get; }
 
@@ -38,13 +38,13 @@ public sealed class DeviceTensor : IAsyncDisposable
 
     public ulong Bytes => (ulong)Length * 4;
 
-    public static async Task<DeviceTensor> AllocAsync(DeviceSession session, int rows, int cols, ElementType type = ElementType.Float32, CancellationToken cancellationToken = default)
+    public static async Task<DeviceTensor> AllocAsync(IDeviceOps device, int rows, int cols, ElementType type = ElementType.Float32, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(device);
         ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(cols, 1);
-        var ptr = await session.AllocAsync((ulong)rows * (ulong)cols * 4, cancellationToken).ConfigureAwait(false);
-        return new DeviceTensor(session, ptr, rows, cols, type, owner: true);
+        var ptr = await device.AllocAsync((ulong)rows * (ulong)cols * 4, cancellationToken).ConfigureAwait(false);
+        return new DeviceTensor(device, ptr, rows, cols, type, owner: true);
     }
 
     /// <summary>A view of rows [start, start+count) sharing this tensor's memory.</summary>
@@ -55,7 +55,7 @@ public sealed class DeviceTensor : IAsyncDisposable
             throw new ArgumentOutOfRangeException(nameof(count), $"rows [{start}, {start + count}) are outside a tensor of {RowCount} rows");
         }
 
-        return new DeviceTensor(Session, Ptr + ((ulong)start * (ulong)Cols * 4), count, Cols, Type, owner: false);
+        return new DeviceTensor(Device, Ptr + ((ulong)start * (ulong)Cols * 4), count, Cols, Type, owner: false);
     }
 
     public ValueTask UploadAsync(float[] values, CancellationToken cancellationToken = default)
@@ -65,10 +65,10 @@ public sealed class DeviceTensor : IAsyncDisposable
         => Upload(values, ElementType.Int32, cancellationToken);
 
     public Task<float[]> DownloadAsync(CancellationToken cancellationToken = default)
-        => Session.CopyToHostAsync<float>(Ptr, checked((int)Length), cancellationToken: cancellationToken);
+        => Device.CopyToHostAsync<float>(Ptr, checked((int)Length), cancellationToken: cancellationToken);
 
     public Task<int[]> DownloadInt32Async(CancellationToken cancellationToken = default)
-        => Session.CopyToHostAsync<int>(Ptr, checked((int)Length), cancellationToken: cancellationToken);
+        => Device.CopyToHostAsync<int>(Ptr, checked((int)Length), cancellationToken: cancellationToken);
 
     private ValueTask Upload<T>(T[] values, ElementType type, CancellationToken cancellationToken)
         where T : unmanaged
@@ -79,7 +79,7 @@ public sealed class DeviceTensor : IAsyncDisposable
             throw new ArgumentException($"uploading {values.Length} {type} values into a {RowCount}x{Cols} {Type} tensor");
         }
 
-        return Session.CopyToDeviceAsync(Ptr, values, cancellationToken: cancellationToken);
+        return Device.CopyToDeviceAsync(Ptr, values, cancellationToken: cancellationToken);
     }
 
     public async ValueTask DisposeAsync()
@@ -88,7 +88,7 @@ public sealed class DeviceTensor : IAsyncDisposable
         {
             try
             {
-                await Session.FreeAsync(Ptr).ConfigureAwait(false);
+                await Device.FreeAsync(Ptr).ConfigureAwait(false);
             }
             catch (Protocol.Errors.GpuPoolException)
             {

@@ -1,20 +1,29 @@
 namespace GpuPool.Client.Tensors;
 
 /// <summary>
-/// The small tensor layer: each method launches one built-in kernel on the session's device,
-/// fire-and-forget, so a whole training step is queued without a round trip. Shapes are checked here,
-/// before anything is sent.
+/// The small tensor layer: each method launches one built-in kernel on the device (a session, or anything else
+/// that is an <see cref="IDeviceOps"/>), fire-and-forget, so a whole training step is queued without a round trip.
+/// Shapes are checked here, before anything is sent.
 /// </summary>
 public sealed class TensorOps
 {
     private const uint BlockSize = 256;
-    private readonly DeviceSession _session;
-    private readonly Dictionary<string, KernelFunction> _kernels;
+    private readonly IDeviceOps _device;
 
-    private TensorOps(DeviceSession session, Dictionary<string, KernelFunction> kernels)
+    /// <summary>The functions, indexed by <see cref="Kernel"/>: a launch looks its kernel up by index, not by name.</summary>
+    private readonly KernelFunction[] _kernels;
+
+    private TensorOps(IDeviceOps device, KernelFunction[] kernels)
     {
-        _session = session;
+        _device = device;
         _kernels = kernels;
+    }
+
+    /// <summary>The kernels, in the order of <see cref="KernelNames"/>.</summary>
+    private enum Kernel
+    {
+        Fill, Axpy, Scale, Add, Mul, Relu, ReluBackward, BiasAdd, SumColumns, Sum, Gemm, SoftmaxRows, SoftmaxXentForward,
+        SoftmaxXentBackward, ArgmaxRows, CountEqual, Sgd, Adam,
     }
 
     /// <summary>The kernels this layer launches; all are in the built-in module of every backend.</summary>
@@ -25,17 +34,17 @@ public sealed class TensorOps
         "argmax_rows_f32", "count_equal_i32", "sgd_f32", "adam_f32",
     ];
 
-    public static async Task<TensorOps> CreateAsync(DeviceSession session, CancellationToken cancellationToken = default)
+    public static async Task<TensorOps> CreateAsync(IDeviceOps device, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(session);
-        var module = await session.LoadBuiltinModuleAsync(cancellationToken).ConfigureAwait(false);
-        var kernels = new Dictionary<string, KernelFunction>(StringComparer.Ordinal);
-        foreach (var name in KernelNames)
+        ArgumentNullException.ThrowIfNull(device);
+        var module = await device.LoadBuiltinModuleAsync(cancellationToken).ConfigureAwait(false);
+        var kernels = new KernelFunction[KernelNames.Count];
+        for (var i = 0; i < kernels.Length; i++)
         {
-            kernels[name] = await session.GetFunctionAsync(module, name, cancellationToken).ConfigureAwait(false);
+            kernels[i] = await device.GetFunctionAsync(module, KernelNames[i], cancellationToken).ConfigureAwait(false);
         }
 
-        return new TensorOps(session, kernels);
+        return new TensorOps(device, kernels);
     }
 
     /// <summary>c = alpha * op(a) * op(b) + beta * c.</summary>
@@ -50,20 +59,24 @@ public sealed class TensorOps
 
         var args = new KernelArgs().I32(transA ? 1 : 0).I32(transB ? 1 : 0).I32(m).I32(n).I32(k).F32(alpha)
             .Ptr(a.Ptr).I32(a.Cols).Ptr(b.Ptr).I32(b.Cols).F32(beta).Ptr(c.Ptr).I32(c.Cols);
-        return _session.LaunchAsync(_kernels["gemm_f32"], new Dim3(Blocks(n, 16), Blocks(m, 16)), new Dim3(16, 16), args);
+        return _device.LaunchAsync(_kernels[(int)Kernel.Gemm], new Dim3(Blocks(n, 16), Blocks(m, 16)), new Dim3(16, 16), args);
     }
 
     public ValueTask BiasAddAsync(DeviceTensor x, DeviceTensor bias, DeviceTensor y)
     {
         SameShape(x, y);
-        Require(bias.Length == x.Cols, $"bias of {bias.Length} values for {x.Cols} columns");
-        return Launch("bias_add_f32", x.Length, new KernelArgs().I32(x.RowCount).I32(x.Cols).Ptr(x.Ptr).Ptr(bias.Ptr).Ptr(y.Ptr));
+        if (bias.Length != x.Cols)
+        {
+            throw new ArgumentException($"bias of {bias.Length} values for {x.Cols} columns");
+        }
+
+        return Launch(Kernel.BiasAdd, x.Length, new KernelArgs().I32(x.RowCount).I32(x.Cols).Ptr(x.Ptr).Ptr(bias.Ptr).Ptr(y.Ptr));
     }
 
     public ValueTask ReluAsync(DeviceTensor x, DeviceTensor y)
     {
         SameShape(x, y);
-        return Launch("relu_f32", x.Length, new KernelArgs().U64((ulong)x.Length).Ptr(x.Ptr).Ptr(y.Ptr));
+        return Launch(Kernel.Relu, x.Length, new KernelArgs().U64((ulong)x.Length).Ptr(x.Ptr).Ptr(y.Ptr));
     }
 
     /// <summary>dx = x &gt; 0 ? dy : 0, where x is the relu's input.</summary>
@@ -71,60 +84,67 @@ public sealed class TensorOps
     {
         SameShape(x, dy);
         SameShape(x, dx);
-        return Launch("relu_backward_f32", x.Length, new KernelArgs().U64((ulong)x.Length).Ptr(x.Ptr).Ptr(dy.Ptr).Ptr(dx.Ptr));
+        return Launch(Kernel.ReluBackward, x.Length, new KernelArgs().U64((ulong)x.Length).Ptr(x.Ptr).Ptr(dy.Ptr).Ptr(dx.Ptr));
     }
 
     /// <summary>y[c] = sum over rows of x[r, c]: the gradient of a bias.</summary>
     public ValueTask SumColumnsAsync(DeviceTensor x, DeviceTensor y)
     {
-        Require(y.Length == x.Cols, $"column sums of {x.Cols} columns into {y.Length} values");
-        return Launch("sum_columns_f32", x.Cols, new KernelArgs().I32(x.RowCount).I32(x.Cols).Ptr(x.Ptr).Ptr(y.Ptr));
+        if (y.Length != x.Cols)
+        {
+            throw new ArgumentException($"column sums of {x.Cols} columns into {y.Length} values");
+        }
+
+        return Launch(Kernel.SumColumns, x.Cols, new KernelArgs().I32(x.RowCount).I32(x.Cols).Ptr(x.Ptr).Ptr(y.Ptr));
     }
 
     /// <summary>result[0] = sum of x.</summary>
     public ValueTask SumAsync(DeviceTensor x, DeviceTensor result)
-        => Launch("sum_f32", x.Length, new KernelArgs().U64((ulong)x.Length).Ptr(x.Ptr).Ptr(result.Ptr));
+        => Launch(Kernel.Sum, x.Length, new KernelArgs().U64((ulong)x.Length).Ptr(x.Ptr).Ptr(result.Ptr));
 
     /// <summary>y += alpha * x.</summary>
     public ValueTask AxpyAsync(float alpha, DeviceTensor x, DeviceTensor y)
     {
         SameShape(x, y);
-        return Launch("axpy_f32", x.Length, new KernelArgs().U64((ulong)x.Length).F32(alpha).Ptr(x.Ptr).Ptr(y.Ptr));
+        return Launch(Kernel.Axpy, x.Length, new KernelArgs().U64((ulong)x.Length).F32(alpha).Ptr(x.Ptr).Ptr(y.Ptr));
     }
 
     public ValueTask AddAsync(DeviceTensor a, DeviceTensor b, DeviceTensor c)
     {
         SameShape(a, b);
         SameShape(a, c);
-        return Launch("add_f32", a.Length, new KernelArgs().U64((ulong)a.Length).Ptr(a.Ptr).Ptr(b.Ptr).Ptr(c.Ptr));
+        return Launch(Kernel.Add, a.Length, new KernelArgs().U64((ulong)a.Length).Ptr(a.Ptr).Ptr(b.Ptr).Ptr(c.Ptr));
     }
 
     public ValueTask MulAsync(DeviceTensor a, DeviceTensor b, DeviceTensor c)
     {
         SameShape(a, b);
         SameShape(a, c);
-        return Launch("mul_f32", a.Length, new KernelArgs().U64((ulong)a.Length).Ptr(a.Ptr).Ptr(b.Ptr).Ptr(c.Ptr));
+        return Launch(Kernel.Mul, a.Length, new KernelArgs().U64((ulong)a.Length).Ptr(a.Ptr).Ptr(b.Ptr).Ptr(c.Ptr));
     }
 
     public ValueTask ScaleAsync(float alpha, DeviceTensor x)
-        => Launch("scale_f32", x.Length, new KernelArgs().U64((ulong)x.Length).F32(alpha).Ptr(x.Ptr));
+        => Launch(Kernel.Scale, x.Length, new KernelArgs().U64((ulong)x.Length).F32(alpha).Ptr(x.Ptr));
 
     public ValueTask FillAsync(DeviceTensor x, float value)
-        => Launch("fill_f32", x.Length, new KernelArgs().U64((ulong)x.Length).F32(value).Ptr(x.Ptr));
+        => Launch(Kernel.Fill, x.Length, new KernelArgs().U64((ulong)x.Length).F32(value).Ptr(x.Ptr));
 
     public ValueTask SoftmaxAsync(DeviceTensor x, DeviceTensor y)
     {
         SameShape(x, y);
-        return Launch("softmax_rows_f32", x.RowCount, new KernelArgs().I32(x.RowCount).I32(x.Cols).Ptr(x.Ptr).Ptr(y.Ptr));
+        return Launch(Kernel.SoftmaxRows, x.RowCount, new KernelArgs().I32(x.RowCount).I32(x.Cols).Ptr(x.Ptr).Ptr(y.Ptr));
     }
 
     /// <summary>probs = softmax(logits); loss[r] = -log probs[r, labels[r]].</summary>
     public ValueTask SoftmaxCrossEntropyAsync(DeviceTensor logits, DeviceTensor labels, DeviceTensor probs, DeviceTensor loss)
     {
         SameShape(logits, probs);
-        Require(labels.Length == logits.RowCount && loss.Length == logits.RowCount && labels.Type == ElementType.Int32,
-            $"softmax cross-entropy needs {logits.RowCount} int32 labels and {logits.RowCount} loss values");
-        return Launch("softmax_xent_forward_f32", logits.RowCount,
+        if (!(labels.Length == logits.RowCount && loss.Length == logits.RowCount && labels.Type == ElementType.Int32))
+        {
+            throw new ArgumentException($"softmax cross-entropy needs {logits.RowCount} int32 labels and {logits.RowCount} loss values");
+        }
+
+        return Launch(Kernel.SoftmaxXentForward, logits.RowCount,
             new KernelArgs().I32(logits.RowCount).I32(logits.Cols).Ptr(logits.Ptr).Ptr(labels.Ptr).Ptr(probs.Ptr).Ptr(loss.Ptr));
     }
 
@@ -132,28 +152,36 @@ public sealed class TensorOps
     public ValueTask SoftmaxCrossEntropyBackwardAsync(DeviceTensor probs, DeviceTensor labels, float scale, DeviceTensor dlogits)
     {
         SameShape(probs, dlogits);
-        Require(labels.Length == probs.RowCount, $"{probs.RowCount} labels expected, got {labels.Length}");
-        return Launch("softmax_xent_backward_f32", probs.Length,
+        if (labels.Length != probs.RowCount)
+        {
+            throw new ArgumentException($"{probs.RowCount} labels expected, got {labels.Length}");
+        }
+
+        return Launch(Kernel.SoftmaxXentBackward, probs.Length,
             new KernelArgs().I32(probs.RowCount).I32(probs.Cols).F32(scale).Ptr(probs.Ptr).Ptr(labels.Ptr).Ptr(dlogits.Ptr));
     }
 
     public ValueTask ArgmaxRowsAsync(DeviceTensor x, DeviceTensor indices)
     {
-        Require(indices.Length == x.RowCount && indices.Type == ElementType.Int32, $"argmax of {x.RowCount} rows needs {x.RowCount} int32 outputs");
-        return Launch("argmax_rows_f32", x.RowCount, new KernelArgs().I32(x.RowCount).I32(x.Cols).Ptr(x.Ptr).Ptr(indices.Ptr));
+        if (!(indices.Length == x.RowCount && indices.Type == ElementType.Int32))
+        {
+            throw new ArgumentException($"argmax of {x.RowCount} rows needs {x.RowCount} int32 outputs");
+        }
+
+        return Launch(Kernel.ArgmaxRows, x.RowCount, new KernelArgs().I32(x.RowCount).I32(x.Cols).Ptr(x.Ptr).Ptr(indices.Ptr));
     }
 
     /// <summary>result[0] (int32) = how many elements of a and b are equal.</summary>
     public ValueTask CountEqualAsync(DeviceTensor a, DeviceTensor b, DeviceTensor result)
     {
         SameShape(a, b);
-        return Launch("count_equal_i32", a.Length, new KernelArgs().U64((ulong)a.Length).Ptr(a.Ptr).Ptr(b.Ptr).Ptr(result.Ptr));
+        return Launch(Kernel.CountEqual, a.Length, new KernelArgs().U64((ulong)a.Length).Ptr(a.Ptr).Ptr(b.Ptr).Ptr(result.Ptr));
     }
 
     public ValueTask SgdAsync(DeviceTensor w, DeviceTensor g, float learningRate, float weightDecay = 0)
     {
         SameShape(w, g);
-        return Launch("sgd_f32", w.Length, new KernelArgs().U64((ulong)w.Length).F32(learningRate).F32(weightDecay).Ptr(w.Ptr).Ptr(g.Ptr));
+        return Launch(Kernel.Sgd, w.Length, new KernelArgs().U64((ulong)w.Length).F32(learningRate).F32(weightDecay).Ptr(w.Ptr).Ptr(g.Ptr));
     }
 
     public ValueTask AdamAsync(DeviceTensor w, DeviceTensor g, DeviceTensor m, DeviceTensor v, int step, float learningRate, float beta1 = 0.9f, float beta2 = 0.999f, float epsilon = 1e-8f)
@@ -161,23 +189,21 @@ public sealed class TensorOps
         SameShape(w, g);
         SameShape(w, m);
         SameShape(w, v);
-        return Launch("adam_f32", w.Length,
+        return Launch(Kernel.Adam, w.Length,
             new KernelArgs().U64((ulong)w.Length).F32(learningRate).F32(beta1).F32(beta2).F32(epsilon).I32(step).Ptr(w.Ptr).Ptr(g.Ptr).Ptr(m.Ptr).Ptr(v.Ptr));
     }
 
-    private ValueTask Launch(string kernel, long work, KernelArgs args)
-        => _session.LaunchAsync(_kernels[kernel], new Dim3(Blocks(work, BlockSize)), new Dim3(BlockSize), args);
+    private ValueTask Launch(Kernel kernel, long work, KernelArgs args)
+        => _device.LaunchAsync(_kernels[(int)kernel], new Dim3(Blocks(work, BlockSize)), new Dim3(BlockSize), args);
 
     private static uint Blocks(long work, uint per) => (uint)Math.Clamp((work + per - 1) / per, 1, 65535);
 
+    /// <remarks>Like every check here, builds its message only when it fails: the checks run on every launch.</remarks>
     private static void SameShape(DeviceTensor a, DeviceTensor b)
-        => Require(a.RowCount == b.RowCount && a.Cols == b.Cols, $"shapes differ: {a.RowCount}x{a.Cols} and {b.RowCount}x{b.Cols}");
-
-    private static void Require(bool condition, string message)
     {
-        if (!condition)
+        if (a.RowCount != b.RowCount || a.Cols != b.Cols)
         {
-            throw new ArgumentException(message);
+            throw new ArgumentException($"shapes differ: {a.RowCount}x{a.Cols} and {b.RowCount}x{b.Cols}");
         }
     }
 }
