@@ -91,11 +91,11 @@ internal sealed class ContextDevice(IDeviceContext context) : IDeviceOps
         Launches++;
 
         // The parameter block is copied (as the session copies it into its send buffer): the caller may reuse args.
-        context.EnqueueLaunch(stream.Id, function.Handle, new LaunchDims(grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, sharedMemBytes), args.CopyPacked(), Tag("launch"));
+        context.EnqueueLaunch(stream.Id, function.Handle, new LaunchDims(grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, sharedMemBytes), args.Packed.ToArray(), Tag("launch"));
         return default;
     }
 
-    public async Task SynchronizeAsync(CancellationToken cancellationToken = default)
+    public async ValueTask SynchronizeAsync(CancellationToken cancellationToken = default)
     {
         await context.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
         if (context.TakeError() is { } sticky)
