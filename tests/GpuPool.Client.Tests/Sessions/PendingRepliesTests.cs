@@ -185,6 +185,30 @@ public sealed class PendingRepliesTests
         Assert.True(await outcome);
     }
 
+    [Fact]
+    public async Task A_chunk_of_a_failed_striped_copy_that_a_connection_still_held_never_lands_in_the_next_copy()
+    {
+        var copy = _table.RentCopy(new byte[8], striped: true);
+        _table.Add(6, copy);
+        var outcome = copy.Wait(CancellationToken.None);
+        Value(6, new ReplyValue(0b110, 0, null));
+
+        // Data connection 1's reader has found the copy for a chunk it is handing over when connection 2 closes, which fails the copy.
+        Assert.True(_table.TryGet(6, out var held));
+        LaneClosed(2, new GpuPoolException(ErrorCode.Unavailable, "connection reset by peer"));
+        await Assert.ThrowsAsync<GpuPoolException>(async () => await outcome);
+        var destination = new byte[4];
+        var next = _table.RentCopy(destination, striped: true);
+        _table.Add(9, next);
+        var nextOutcome = next.Wait(CancellationToken.None);
+
+        held.OnData(0, new ReadOnlySequence<byte>([0xee, 0xee, 0xee, 0xee]), last: false);
+        Value(9, new ReplyValue(0b1, 0, null));
+
+        Assert.Equal(new byte[4], destination);
+        Assert.False(nextOutcome.IsCompleted, "the next copy completed with the failed copy's bytes");
+    }
+
     /// <summary>A reply's value for op <paramref name="seq"/>, handled as the session's reply target does.</summary>
     private void Value(ulong seq, ReplyValue value)
     {
