@@ -499,7 +499,8 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
         }
         else if (_pending.TryTake(seq, out var pending))
         {
-            pending.Fail(error, reusable: true);
+            // The error comes on the first connection; a striped copy's other connections may still hold its waiter.
+            pending.Fail(error, reusable: pending is not CopyReply { Striped: true });
         }
     }
 

@@ -294,7 +294,9 @@ internal sealed class CopyReply(PendingReplies table) : PooledPending<bool>(tabl
     {
         if (_error is { } error)
         {
-            Fail(error, reusable: true);
+            // A striped copy can fail while another connection's reader still holds it (a chunk on its way in): only
+            // one that completed, which every reader has finished with, is reused.
+            Fail(error, reusable: !_striped);
         }
         else
         {
