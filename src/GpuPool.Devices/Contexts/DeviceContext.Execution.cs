@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using GpuPool.Devices.Streams;
 
 namespace GpuPool.Devices.Contexts;
@@ -10,14 +11,17 @@ internal sealed partial class DeviceContext
     /// fair-share slot while the work runs, and keeps its failure. Never throws. Every wait goes through the stream
     /// (<see cref="WorkStream.WaitAsync"/>), so on a stream with a thread of its own this completes before it returns.
     /// </summary>
+    /// <remarks>
+    /// Its state machine comes from a pool when it waits, and goes back when the stream takes the result: running an
+    /// item allocates nothing. <paramref name="work"/> goes back to its pool in the end (<see cref="StreamWork.Finish"/>),
+    /// so nothing here touches it after.
+    /// </remarks>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     internal async ValueTask ExecuteAsync(StreamWork work, WorkStream stream)
     {
         try
         {
-            if (work.WaitBefore is { } before)
-            {
-                await stream.WaitAsync(new ValueTask(before)).ConfigureAwait(false);
-            }
+            await stream.WaitAsync(work.WaitBeforeAsync(this)).ConfigureAwait(false);
 
             if (!work.IsDeviceWork)
             {

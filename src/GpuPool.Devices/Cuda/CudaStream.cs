@@ -103,7 +103,12 @@ internal sealed class CudaStream : WorkStream
                 // Should setting the context have failed, each item's own driver calls fail and report it. Every wait
                 // blocks (WaitAsync), so the item has run to its end here.
                 var run = _owner.ExecuteAsync(work, this);
-                if (!run.IsCompleted)
+                if (run.IsCompleted)
+                {
+                    // Hands a pooled run back.
+                    run.GetAwaiter().GetResult();
+                }
+                else
                 {
                     run.AsTask().GetAwaiter().GetResult();
                 }

@@ -16,14 +16,6 @@ internal abstract class WorkStream(ulong id, nint handle)
 
     public abstract void Enqueue(StreamWork work);
 
-    /// <summary>A task that completes when all work enqueued so far has run.</summary>
-    public Task Marker()
-    {
-        var marker = new MarkerWork();
-        Enqueue(marker);
-        return marker.Done;
-    }
-
     /// <summary>
     /// Lets the stream end once the work queued so far has run; the task completes then. <paramref name="destroyed"/>:
     /// the client destroyed the stream, so the backend's stream goes too (when the whole context ends, it frees them all).

@@ -208,7 +208,7 @@ public abstract class StreamAndEventSpecs((IDevice Device, FairShareDispatcher D
                 context.EnqueueEventRecord(streams[i], events[i], Tag("event_record"));
             }
 
-            sync = context.SynchronizeAsync();
+            sync = context.SynchronizeAsync().AsTask();
             await Settle();
             Assert.False(sync.IsCompleted);
         }

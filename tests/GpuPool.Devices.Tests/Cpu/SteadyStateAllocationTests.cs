@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Reflection;
+using System.Threading.Tasks.Sources;
 using GpuPool.Devices.Contexts;
 using Xunit.Abstractions;
 
@@ -15,7 +16,7 @@ namespace GpuPool.Devices.Tests.Cpu;
 public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
 {
     private const int OpsPerRound = 20_000;
-    private const int SyncsPerRound = 2_000;
+    private const int WaitsPerRound = 2_000;
     private const int Rounds = 3;
 
     /// <summary>One small object per op breaks it; the share of the round's one synchronize is far below it.</summary>
@@ -23,7 +24,8 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
 
     public static TheoryData<string> Ops => new() { "launch", "memset", "memcpy_htod", "memcpy_dtoh", "memcpy_dtoh_memory", "memcpy_dtod", "event_record", "stream_wait_event" };
 
-    public static TheoryData<string> Syncs => new() { "synchronize", "stream_synchronize", "event_synchronize" };
+    /// <summary>Waits that do wait: each call comes while its stream is held up behind a copy that the test lets go after.</summary>
+    public static TheoryData<string> Waits => new() { "synchronize", "synchronize_cancellable", "stream_synchronize", "event_synchronize", "stream_wait_event_pending" };
 
     [ReleaseBuildTheory]
     [MemberData(nameof(Ops))]
@@ -37,13 +39,13 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
     }
 
     [ReleaseBuildTheory]
-    [MemberData(nameof(Syncs))]
-    public async Task A_synchronize_allocates_nothing_in_steady_state(string sync)
+    [MemberData(nameof(Waits))]
+    public async Task A_wait_allocates_nothing_in_steady_state(string wait)
     {
-        var perCall = await Task.Run(() => MeasureSyncAsync(sync));
+        var perCall = await Task.Run(() => MeasureWaitAsync(wait));
 
-        output.WriteLine($"{sync}: {perCall:F3} B per call, with the memset before it (least of {Rounds} rounds of {SyncsPerRound})");
-        Assert.True(perCall < BoundBytesPerOp, $"{sync} after a memset allocated {perCall:F1} B per call (bound {BoundBytesPerOp})");
+        output.WriteLine($"{wait}: {perCall:F3} B per call, with the held-up copy and the memset before it (least of {Rounds} rounds of {WaitsPerRound})");
+        Assert.True(perCall < BoundBytesPerOp, $"{wait} allocated {perCall:F1} B per call (bound {BoundBytesPerOp})");
     }
 
     private static async Task<double> MeasureOpAsync(string op)
@@ -82,46 +84,61 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
             }
         }
 
-        rig.Check();
+        await rig.CheckAsync(op, (Rounds + 2) * OpsPerRound);
         return least;
     }
 
-    private static async Task<double> MeasureSyncAsync(string sync)
+    private static async Task<double> MeasureWaitAsync(string kind)
     {
         var device = Dev.Device();
         await using var context = Dev.Context(device);
         var rig = new Rig(context);
+        using var cancellation = new CancellationTokenSource();
         var least = double.MaxValue;
         for (var round = -2; round < Rounds; round++)
         {
             var before = GC.GetTotalAllocatedBytes(precise: true);
-            for (var i = 0; i < SyncsPerRound; i++)
+            for (var i = 0; i < WaitsPerRound; i++)
             {
-                // A memset first, so the synchronize has work to wait for, as it has when a client calls it.
+                rig.HoldUp();
                 rig.Memset();
-                switch (sync)
+                ValueTask wait;
+                switch (kind)
                 {
                     case "synchronize":
-                        await context.SynchronizeAsync().ConfigureAwait(false);
+                        wait = context.SynchronizeAsync();
+                        break;
+                    case "synchronize_cancellable":
+                        wait = context.SynchronizeAsync(cancellation.Token);
                         break;
                     case "stream_synchronize":
-                        await context.SynchronizeStreamAsync(0).ConfigureAwait(false);
+                        wait = context.SynchronizeStreamAsync(0, cancellation.Token);
+                        break;
+                    case "event_synchronize":
+                        rig.Record();
+                        wait = context.SynchronizeEventAsync(rig.Event, cancellation.Token);
                         break;
                     default:
                         rig.Record();
-                        await context.SynchronizeEventAsync(rig.Event).ConfigureAwait(false);
+                        rig.WaitOnOtherStream();
+                        wait = context.SynchronizeStreamAsync(rig.OtherStream);
                         break;
                 }
+
+                rig.LetGo();
+                await wait.ConfigureAwait(false);
             }
 
             var after = GC.GetTotalAllocatedBytes(precise: true);
             if (round >= 0)
             {
-                least = Math.Min(least, (after - before) / (double)SyncsPerRound);
+                least = Math.Min(least, (after - before) / (double)WaitsPerRound);
             }
         }
 
-        rig.Check();
+        await context.SynchronizeAsync().ConfigureAwait(false);
+        Assert.Equal((Rounds + 2) * WaitsPerRound, rig.HeldUp);
+        await rig.CheckAsync("memset", (Rounds + 2) * WaitsPerRound);
         return least;
     }
 
@@ -133,10 +150,10 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
         private readonly ulong _fill;
         private readonly byte[] _fillParams;
         private readonly byte[] _bytes = [1, 2, 3, 4];
-        private readonly NoOwner _owner = new();
+        private readonly CountingOwner _owner = new();
         private readonly Sink _sink = new(acceptsMemory: false);
         private readonly Sink _memorySink = new(acceptsMemory: true);
-        private readonly ulong _waiter;
+        private readonly GateSink _gate = new();
         private readonly ulong _waitedOn;
 
         public Rig(DeviceContext context)
@@ -146,12 +163,16 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
             _fill = Dev.Function(context, "fill_f32");
             _fillParams = Contexts.ContextOps.FillParams(1, 2f, _buffer);
             Event = context.CreateEvent();
-            _waiter = context.CreateStream();
+            OtherStream = context.CreateStream();
             _waitedOn = context.CreateEvent();
             context.EnqueueEventRecord(0, _waitedOn, new OpTag(0, "event_record"));
         }
 
         public ulong Event { get; }
+
+        public ulong OtherStream { get; }
+
+        public int HeldUp => _gate.Count;
 
         public void Launch() => _context.EnqueueLaunch(0, _fill, Dev.Dims, _fillParams, new OpTag(1, "launch"));
 
@@ -167,22 +188,57 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
 
         public void Record() => _context.EnqueueEventRecord(0, Event, new OpTag(6, "event_record"));
 
-        public void StreamWait() => _context.EnqueueStreamWaitEvent(_waiter, _waitedOn, new OpTag(7, "stream_wait_event"));
+        public void StreamWait() => _context.EnqueueStreamWaitEvent(OtherStream, _waitedOn, new OpTag(7, "stream_wait_event"));
 
-        /// <summary>The ops ran and nothing failed: the loop measured work, not skipped work.</summary>
-        public void Check()
+        /// <summary>The other stream waits for the latest record of <see cref="Event"/>, then sets memory.</summary>
+        public void WaitOnOtherStream()
+        {
+            _context.EnqueueStreamWaitEvent(OtherStream, Event, new OpTag(7, "stream_wait_event"));
+            _context.EnqueueMemset(OtherStream, _buffer + 192, 9, 4, 16, new OpTag(8, "memset"));
+        }
+
+        /// <summary>Holds stream 0 up behind a copy whose sink takes the bytes only once <see cref="LetGo"/> is called.</summary>
+        public void HoldUp() => _context.EnqueueCopyToHost(0, _buffer, 4, _gate, new OpTag(9, "memcpy_dtoh"));
+
+        public void LetGo() => _gate.LetGo();
+
+        /// <summary>The ops ran, each of them, and nothing failed: the loop measured work, not skipped work.</summary>
+        public async Task CheckAsync(string op, int count)
         {
             Assert.Null(_context.TakeError());
-            Assert.Null(_sink.Error ?? _memorySink.Error);
+            Assert.Null(_sink.Error ?? _memorySink.Error ?? _gate.Error);
             Assert.True(_context.QueryEvent(Event) && _context.QueryEvent(_waitedOn));
+            var back = await Dev.DownloadAsync<byte>(_context, _buffer, 256);
+            switch (op)
+            {
+                case "launch":
+                    Assert.Equal(2f, BitConverter.ToSingle(back));
+                    break;
+                case "memset":
+                    Assert.Equal(7u, BitConverter.ToUInt32(back));
+                    break;
+                case "memcpy_htod":
+                    Assert.Equal(count, _owner.Disposed);
+                    Assert.Equal(_bytes, back[128..132]);
+                    break;
+                case "memcpy_dtoh":
+                    Assert.Equal(count, _sink.Count);
+                    break;
+                case "memcpy_dtoh_memory":
+                    Assert.Equal(count, _memorySink.Count);
+                    break;
+                case "memcpy_dtod":
+                    Assert.Equal(back[..4], back[64..68]);
+                    break;
+            }
         }
     }
 
-    private sealed class NoOwner : IDisposable
+    private sealed class CountingOwner : IDisposable
     {
-        public void Dispose()
-        {
-        }
+        public int Disposed { get; private set; }
+
+        public void Dispose() => Disposed++;
     }
 
     /// <summary>A reusable sink, as the broker's copy replies are meant to be.</summary>
@@ -192,17 +248,82 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
 
         public StickyError? Error { get; private set; }
 
+        public int Count { get; private set; }
+
         public bool AcceptsMemory => acceptsMemory;
 
-        public void OnData(ReadOnlySpan<byte> data) => data.CopyTo(_last);
+        public void OnData(ReadOnlySpan<byte> data)
+        {
+            data.CopyTo(_last);
+            Count++;
+        }
 
         public unsafe ValueTask OnMemoryAsync(nint bytes, int length)
         {
-            new ReadOnlySpan<byte>((void*)bytes, length).CopyTo(_last);
+            OnData(new ReadOnlySpan<byte>((void*)bytes, length));
             return default;
         }
 
         public void OnError(StickyError error) => Error = error;
+    }
+
+    /// <summary>A sink that takes device memory and holds its stream until the test lets it go, without allocating.</summary>
+    private sealed class GateSink : ICopyToHostSink, IValueTaskSource
+    {
+        private readonly Lock _gate = new();
+        private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
+        private bool _waiting;
+        private bool _letGo;
+
+        public StickyError? Error { get; private set; }
+
+        public int Count { get; private set; }
+
+        public bool AcceptsMemory => true;
+
+        public void OnData(ReadOnlySpan<byte> data) => throw new InvalidOperationException("the gate takes memory");
+
+        public ValueTask OnMemoryAsync(nint bytes, int length)
+        {
+            lock (_gate)
+            {
+                Count++;
+                if (_letGo)
+                {
+                    _letGo = false;
+                    return default;
+                }
+
+                _core.Reset();
+                _waiting = true;
+                return new ValueTask(this, _core.Version);
+            }
+        }
+
+        public void LetGo()
+        {
+            lock (_gate)
+            {
+                if (_waiting)
+                {
+                    _waiting = false;
+                    _core.SetResult(true);
+                }
+                else
+                {
+                    _letGo = true;
+                }
+            }
+        }
+
+        public void OnError(StickyError error) => Error = error;
+
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
+            => _core.OnCompleted(continuation, state, token, flags);
+
+        public void GetResult(short token) => _core.GetResult(token);
     }
 }
 
