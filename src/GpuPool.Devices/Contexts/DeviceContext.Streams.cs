@@ -236,7 +236,7 @@ internal sealed partial class DeviceContext
     public ValueTask SynchronizeEventAsync(ulong evt, CancellationToken cancellationToken = default)
     {
         var e = Event(evt);
-        return e.WaitAsync(e.Latest, Pools.Syncs, cancellationToken);
+        return e.WaitAsync(e.Latest, Pools.Syncs, resumeInline: false, cancellationToken);
     }
 
     /// <summary>One wait for the work queued so far on every stream, destroyed streams still draining included.</summary>

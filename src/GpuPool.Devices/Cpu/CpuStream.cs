@@ -6,22 +6,22 @@ namespace GpuPool.Devices.Cpu;
 
 /// <summary>
 /// A cpu context's stream: a queue drained on the thread pool by one worker at a time, which waits for what an item waits
-/// on (an event, a fair-share slot, a connection taking a copy) without holding a thread. The stream is its own thread-pool
-/// work item and its own continuation, so draining it allocates nothing.
+/// on (an event, a fair-share slot, a connection taking a copy) without holding a thread, and goes on through the thread
+/// pool once it has come. The stream is its own thread-pool work item and continuation, and its runner is reused for each
+/// item, so draining it allocates nothing.
 /// </summary>
 internal sealed class CpuStream : WorkStream, IThreadPoolWorkItem
 {
     private readonly ConcurrentQueue<StreamWork> _queue = new();
     private readonly DeviceContext _owner;
-    private readonly Action _resume;
-    private ValueTask _waiting;
+    private readonly DeviceContext.StreamRunner _runner;
     private int _running;
 
     public CpuStream(DeviceContext owner, ulong id)
         : base(id, 0)
     {
         _owner = owner;
-        _resume = Resume;
+        _runner = owner.RunnerFor(this);
     }
 
     /// <summary>
@@ -44,25 +44,25 @@ internal sealed class CpuStream : WorkStream, IThreadPoolWorkItem
 
     public override ValueTask WaitAsync(ValueTask pending) => pending;
 
+    /// <summary>
+    /// The queue goes on through the thread pool, so the next kernels run on no thread of a socket's (whose send ended a
+    /// copy's wait), and no chain of waits grows a stack.
+    /// </summary>
+    public override void ResumeAfterWait() => ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: true);
+
     void IThreadPoolWorkItem.Execute() => RunQueue();
 
-    /// <summary>Runs items until the queue is empty, or until one waits: its completion then carries on (<see cref="Resume"/>).</summary>
+    /// <summary>Runs items until the queue is empty, or until one waits: the stream goes on once it is done (<see cref="ResumeAfterWait"/>).</summary>
     private void RunQueue()
     {
         while (true)
         {
             while (_queue.TryDequeue(out var work))
             {
-                var run = _owner.ExecuteAsync(work, this);
-                if (!run.IsCompleted)
+                if (!_runner.TryRun(work))
                 {
-                    _waiting = run;
-                    run.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_resume);
                     return;
                 }
-
-                // Hands a pooled run back (ExecuteAsync never throws).
-                run.GetAwaiter().GetResult();
             }
 
             Volatile.Write(ref _running, 0);
@@ -73,13 +73,5 @@ internal sealed class CpuStream : WorkStream, IThreadPoolWorkItem
                 return;
             }
         }
-    }
-
-    private void Resume()
-    {
-        var run = _waiting;
-        _waiting = default;
-        run.GetAwaiter().GetResult();
-        RunQueue();
     }
 }

@@ -85,8 +85,11 @@ internal sealed class ContextEvent(nint handle)
         }
     }
 
-    /// <summary>Waits until record <paramref name="generation"/> has completed; at once when it has.</summary>
-    public ValueTask WaitAsync(long generation, WorkPool<SyncPoint> points, CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits until record <paramref name="generation"/> has completed; at once when it has. <paramref name="resumeInline"/>:
+    /// the wait goes on on the thread that completes the record (<see cref="SyncPoint.Begin"/>).
+    /// </summary>
+    public ValueTask WaitAsync(long generation, WorkPool<SyncPoint> points, bool resumeInline, CancellationToken cancellationToken)
     {
         SyncPoint point;
         lock (_gate)
@@ -96,7 +99,7 @@ internal sealed class ContextEvent(nint handle)
                 return default;
             }
 
-            point = points.Rent().Begin();
+            point = points.Rent().Begin(resumeInline);
             point.Expect();
             point.WaitGeneration = generation;
             point.NextWaiter = _waiters;

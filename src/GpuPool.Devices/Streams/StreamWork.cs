@@ -3,7 +3,7 @@ using GpuPool.Devices.Contexts;
 namespace GpuPool.Devices.Streams;
 
 /// <summary>
-/// One item of work on a stream, which its context runs when the stream reaches it (<see cref="DeviceContext.ExecuteAsync"/>).
+/// One item of work on a stream, which its context runs when the stream reaches it (<see cref="DeviceContext.StreamRunner"/>).
 /// Device work is skipped while a sticky error is pending; bookkeeping (markers, event records and waits) always runs.
 /// </summary>
 internal abstract class StreamWork
@@ -143,7 +143,7 @@ internal sealed class WaitEventWork(WorkPool<WaitEventWork> pool) : PooledWork<W
         return this;
     }
 
-    public override ValueTask WaitBeforeAsync(DeviceContext context) => _event!.WaitAsync(_generation, context.Pools.Syncs, CancellationToken.None);
+    public override ValueTask WaitBeforeAsync(DeviceContext context) => _event!.WaitAsync(_generation, context.Pools.Syncs, resumeInline: true, CancellationToken.None);
 
     protected override void Release() => _event = null;
 }

@@ -19,8 +19,7 @@ internal sealed class SyncPoint(WorkPool<SyncPoint> pool) : IValueTaskSource
 
     internal long WaitGeneration;
 
-    // Continuations go to the thread pool: a stream's worker that completes a point must not run its awaiter's code.
-    private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
+    private ManualResetValueTaskSourceCore<bool> _core;
 
     /// <summary>Arrivals still to come, and one more until <see cref="Seal"/> has been called.</summary>
     private int _pending;
@@ -32,10 +31,16 @@ internal sealed class SyncPoint(WorkPool<SyncPoint> pool) : IValueTaskSource
     private CancellationToken _token;
     private CancellationTokenRegistration _registration;
 
-    /// <summary>Readies a point just taken from the pool.</summary>
-    public SyncPoint Begin()
+    /// <summary>
+    /// Readies a point just taken from the pool. Its awaiter resumes through the thread pool, so a stream's worker that
+    /// completes a point runs none of the session's code; or, <paramref name="resumeInline"/>, on the thread that completes
+    /// it: for a stream's own wait, whose rest is only to hand its stream back to the thread pool, and which would cost a
+    /// work item queued through the pool.
+    /// </summary>
+    public SyncPoint Begin(bool resumeInline = false)
     {
         _core.Reset();
+        _core.RunContinuationsAsynchronously = !resumeInline;
         _pending = 1;
         _holders = 2;
         _completed = 0;

@@ -23,6 +23,12 @@ internal abstract class WorkStream(ulong id, nint handle)
     public abstract Task Drain(bool destroyed);
 
     /// <summary>
+    /// The item that its runner said waits has now run to its end, on whichever thread ended its wait: the stream goes on
+    /// with the next. Called once for each such item, and possibly before the runner has said it waits.
+    /// </summary>
+    public abstract void ResumeAfterWait();
+
+    /// <summary>
     /// Waits for what an item needs before it runs (an event's record, a fair-share slot). A stream on the thread pool
     /// awaits it; a stream with a thread of its own blocks, so that all of the item runs on that thread.
     /// </summary>

@@ -61,56 +61,42 @@ public abstract class StreamAndEventSpecs((IDevice Device, FairShareDispatcher D
         Assert.All(copied, v => Assert.Equal(50f, v));
     }
 
-    [Fact]
-    public async Task A_stream_waits_for_the_record_as_of_the_wait_call_not_a_later_one()
+    [Theory]
+    [InlineData("stream_wait_event")]
+    [InlineData("event_synchronize")]
+    public async Task A_wait_is_for_the_record_as_of_its_call_not_a_later_one(string wait)
     {
         await using var context = Context();
-        ulong a = context.CreateStream(), b = context.CreateStream(), c = context.CreateStream();
+        ulong a = context.CreateStream(), b = context.CreateStream(), idle = context.CreateStream();
         var x = context.Allocate(N * 4);
         ulong evt = context.CreateEvent(), after = context.CreateEvent();
 
+        Task waited;
         using (await HoldSlotsAsync())
         {
             Fill(context, a, x, N, 1f);
             context.EnqueueEventRecord(a, evt, Tag("event_record"));
-            context.EnqueueStreamWaitEvent(b, evt, Tag("stream_wait_event"));
-            context.EnqueueEventRecord(b, after, Tag("event_record"));
+            if (wait == "stream_wait_event")
+            {
+                context.EnqueueStreamWaitEvent(b, evt, Tag("stream_wait_event"));
+                context.EnqueueEventRecord(b, after, Tag("event_record"));
+                waited = context.SynchronizeEventAsync(after).AsTask();
+            }
+            else
+            {
+                waited = context.SynchronizeEventAsync(evt).AsTask();
+            }
 
             // Recorded again on a stream with nothing before it: that record completes at once, and is the event's latest.
-            context.EnqueueEventRecord(c, evt, Tag("event_record"));
-            await Within(context.SynchronizeStreamAsync(c));
+            context.EnqueueEventRecord(idle, evt, Tag("event_record"));
+            await Within(context.SynchronizeStreamAsync(idle));
             await Settle();
 
             Assert.True(context.QueryEvent(evt));
-            Assert.False(context.QueryEvent(after));
+            Assert.False(waited.IsCompleted);
         }
 
-        await Within(context.SynchronizeEventAsync(after));
-        Assert.All(await DownloadAsync<float>(context, x, N, b), v => Assert.Equal(1f, v));
-    }
-
-    [Fact]
-    public async Task SynchronizeEventAsync_waits_for_the_record_as_of_the_call_not_a_later_one()
-    {
-        await using var context = Context();
-        ulong a = context.CreateStream(), c = context.CreateStream();
-        var x = context.Allocate(N * 4);
-        var evt = context.CreateEvent();
-
-        Task sync;
-        using (await HoldSlotsAsync())
-        {
-            Fill(context, a, x, N, 1f);
-            context.EnqueueEventRecord(a, evt, Tag("event_record"));
-            sync = context.SynchronizeEventAsync(evt).AsTask();
-            context.EnqueueEventRecord(c, evt, Tag("event_record"));
-            await Within(context.SynchronizeStreamAsync(c));
-            await Settle();
-
-            Assert.False(sync.IsCompleted);
-        }
-
-        await Within(sync);
+        await Within(waited);
         Assert.All(await DownloadAsync<float>(context, x, N, a), v => Assert.Equal(1f, v));
     }
 
