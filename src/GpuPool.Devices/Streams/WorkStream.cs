@@ -11,7 +11,10 @@ internal abstract class WorkStream(ulong id, nint handle)
     /// <summary>The backend's own stream (a CUstream); 0 where it has none.</summary>
     public nint Handle { get; } = handle;
 
-    /// <summary>Nothing queued and nothing running; a stream that does not track it says false (work then always queues).</summary>
+    /// <summary>
+    /// Nothing queued and nothing running; a stream that does not track it says false (work then always queues, and a
+    /// synchronize always waits for a marker).
+    /// </summary>
     public virtual bool IsIdle => false;
 
     public abstract void Enqueue(StreamWork work);
