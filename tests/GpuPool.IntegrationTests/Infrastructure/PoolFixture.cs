@@ -53,6 +53,9 @@ public class PoolFixture : IAsyncLifetime
 
     public GpuPoolClient Client => _client ?? throw new InvalidOperationException("the pool is not started");
 
+    /// <summary>The TTL the scheduler gives a lease that asks for none.</summary>
+    protected virtual TimeSpan DefaultLeaseTtl => LeaseTtl;
+
     /// <summary>Lets a derived fixture change the broker's limits.</summary>
     protected virtual void Configure(BrokerOptions options)
     {
@@ -65,7 +68,7 @@ public class PoolFixture : IAsyncLifetime
     {
         _store = new EmbeddedClusterStore();
         _scheduler = await SchedulerHost.StartAsync(
-            new SchedulerOptions { Port = 0, SigningKey = SigningKey, DefaultLeaseTtl = LeaseTtl, OpenTenants = true, AdminToken = AdminToken },
+            new SchedulerOptions { Port = 0, SigningKey = SigningKey, DefaultLeaseTtl = DefaultLeaseTtl, OpenTenants = true, AdminToken = AdminToken },
             _store);
         var options = new BrokerOptions
         {
@@ -146,4 +149,10 @@ public sealed class SmallMessagePoolFixture : PoolFixture
         options.MaxMessageBytes = MaxMessageBytes;
         options.ReplyChunkBytes = 256 << 10;
     }
+}
+
+/// <summary>A pool whose leases live <see cref="PoolFixture.ShortLeaseTtl"/> unless they ask otherwise, for tests of renewal itself.</summary>
+public sealed class ShortLeasePoolFixture : PoolFixture
+{
+    protected override TimeSpan DefaultLeaseTtl => ShortLeaseTtl;
 }

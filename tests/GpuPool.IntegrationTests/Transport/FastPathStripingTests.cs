@@ -216,7 +216,7 @@ public sealed class FastPathStripingTests(FastPathPoolFixture pool) : IClassFixt
     }
 
     /// <summary>
-    /// A lease that outlives the fixture's 2 s TTL by far: these copies keep both cores busy for seconds, and a late
+    /// A lease that outlives the fixture's TTL by far: these copies keep both cores busy for seconds, and a late
     /// keepalive must not end the lease under the test.
     /// </summary>
     private Task<Lease> LongLeaseAsync(ulong memoryBytes)
