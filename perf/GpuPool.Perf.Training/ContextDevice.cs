@@ -90,12 +90,12 @@ internal sealed class ContextDevice(IDeviceContext context) : IDeviceOps
         ArgumentNullException.ThrowIfNull(args);
         Launches++;
 
-        // The parameter block is copied (as the session copies it into its send buffer): the caller may reuse args.
-        context.EnqueueLaunch(stream.Id, function.Handle, new LaunchDims(grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, sharedMemBytes), args.CopyPacked(), Tag("launch"));
+        // The context copies the parameter block before it returns (as the session copies it into its send buffer).
+        context.EnqueueLaunch(stream.Id, function.Handle, new LaunchDims(grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, sharedMemBytes), args.Packed, Tag("launch"));
         return default;
     }
 
-    public async Task SynchronizeAsync(CancellationToken cancellationToken = default)
+    public async ValueTask SynchronizeAsync(CancellationToken cancellationToken = default)
     {
         await context.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
         if (context.TakeError() is { } sticky)

@@ -30,16 +30,5 @@ public interface IDeviceOps
 
     ValueTask LaunchAsync(KernelFunction function, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream stream = default, uint sharedMemBytes = 0, CancellationToken cancellationToken = default);
 
-    Task SynchronizeAsync(CancellationToken cancellationToken = default);
-}
-
-/// <summary>What an <see cref="IDeviceOps"/> outside this library needs of <see cref="KernelArgs"/> to run a launch.</summary>
-public static class KernelArgsPacking
-{
-    /// <summary>A copy of the packed parameter block, which the caller may keep after the launch returns.</summary>
-    public static ReadOnlyMemory<byte> CopyPacked(this KernelArgs args)
-    {
-        ArgumentNullException.ThrowIfNull(args);
-        return args.ToByteString().Memory;
-    }
+    ValueTask SynchronizeAsync(CancellationToken cancellationToken = default);
 }

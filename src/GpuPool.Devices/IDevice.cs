@@ -147,18 +147,29 @@ public interface IDeviceContext : IAsyncDisposable
 
     void EnqueueMemset(ulong stream, ulong dst, uint value, int elementSize, ulong count, OpTag tag);
 
-    /// <summary>Checks the function, geometry and parameter block now (throws), and runs the kernel when the stream reaches it.</summary>
+    /// <summary>
+    /// Checks the function, geometry and parameter block now, and runs the kernel when the stream reaches it. The context
+    /// copies <paramref name="parameters"/> before this returns, so the caller may reuse that memory at once (a slice of
+    /// its receive buffer, say). A failed check is queued as the op's failure, in the stream's order.
+    /// </summary>
     void EnqueueLaunch(ulong stream, ulong function, LaunchDims dims, ReadOnlyMemory<byte> parameters, OpTag tag);
 
     void EnqueueEventRecord(ulong stream, ulong evt, OpTag tag);
 
     void EnqueueStreamWaitEvent(ulong stream, ulong evt, OpTag tag);
 
-    Task SynchronizeStreamAsync(ulong stream, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// Waits for the work queued on the stream so far. Like every synchronize, it completes at once when there is nothing
+    /// to wait for, allocates nothing in steady state, and its <see cref="ValueTask"/> must be awaited once only (call
+    /// <see cref="ValueTask.AsTask"/> to hold on to it). A cancelled wait ends the wait, not the work.
+    /// </summary>
+    ValueTask SynchronizeStreamAsync(ulong stream, CancellationToken cancellationToken = default);
 
-    Task SynchronizeEventAsync(ulong evt, CancellationToken cancellationToken = default);
+    /// <summary>Waits for the event's latest record as of this call; at once for an event never recorded.</summary>
+    ValueTask SynchronizeEventAsync(ulong evt, CancellationToken cancellationToken = default);
 
-    Task SynchronizeAsync(CancellationToken cancellationToken = default);
+    /// <summary>Waits for the work queued so far on every stream, destroyed streams whose work is still running included.</summary>
+    ValueTask SynchronizeAsync(CancellationToken cancellationToken = default);
 
     bool QueryEvent(ulong evt);
 

@@ -1,7 +1,9 @@
 using System.Security.Cryptography;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
+using GpuPool.Broker.Leases;
 using GpuPool.Coordination.Embedded;
+using GpuPool.Devices;
 using GpuPool.Devices.Cpu;
 using GpuPool.Protocol.Tokens;
 using GpuPool.Protocol.V1;
@@ -68,6 +70,17 @@ internal sealed class BrokerRig : IAsyncDisposable
         => LeaseToken.Sign(
             new LeaseClaims(lease.LeaseId, lease.Tenant, lease.BrokerId, lease.DeviceIndex, lease.MemoryBytes, lease.ComputeShare, (Clock.GetUtcNow() + lifetime).ToUnixTimeMilliseconds()),
             _schedulerKey);
+
+    /// <summary>
+    /// <paramref name="lease"/> served on device 0, with a context of its own, as the lease table opens one when a
+    /// session attaches; the caller disposes the context.
+    /// </summary>
+    public BrokerLease Serve(LeaseRecord lease)
+    {
+        var device = _backend.Devices[(int)lease.DeviceIndex];
+        var claims = new LeaseClaims(lease.LeaseId, lease.Tenant, lease.BrokerId, lease.DeviceIndex, lease.MemoryBytes, lease.ComputeShare, (Clock.GetUtcNow() + TimeSpan.FromMinutes(1)).ToUnixTimeMilliseconds());
+        return new BrokerLease(claims, device, device.CreateContext(new ContextOptions(lease.LeaseId, lease.MemoryBytes, (int)lease.ComputeShare)));
+    }
 
     public async ValueTask DisposeAsync()
     {

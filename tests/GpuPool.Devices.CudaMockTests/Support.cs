@@ -40,6 +40,8 @@ internal static class Ops
 
     public static Task Within(Task task) => ContextOps.Within(task);
 
+    public static Task Within(ValueTask wait) => ContextOps.Within(wait);
+
     /// <summary>Collects a device-to-host copy, whole or in chunks.</summary>
     internal sealed class Sink(int length, bool chunks) : ICopyToHostSink
     {

@@ -181,7 +181,7 @@ internal static class KernelComparison
 
         var module = context.LoadBuiltinModule();
         context.EnqueueLaunch(0, context.GetFunction(module, kase.Kernel), Dims, block, new OpTag(++seq, "launch"));
-        await context.SynchronizeAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        await context.SynchronizeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(60));
         if (context.TakeError() is { } error)
         {
             return ([], error);

@@ -27,7 +27,7 @@ public sealed class BrokerShutdownTests
 
             // LeaseEnded when the session's status reaches the client before the broker's connection closes,
             // Unavailable when the close overtakes it; never an internal error.
-            var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+            var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
             Assert.True(error.Code is ErrorCode.LeaseEnded or ErrorCode.Unavailable, error.ToString());
         }
         finally

@@ -26,7 +26,7 @@ public sealed class CrossLeaseIsolationTests(PoolFixture pool) : IClassFixture<P
             await session.CopyToDeviceAsync(ptr, new byte[Size]);
             var seq = session.LastSeq;
 
-            var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+            var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
             Assert.Equal(ErrorCode.InvalidAddress, error.Code);
             Assert.Equal(seq, error.FailedSeq);
             Assert.Contains($"copy to device destination: 0x{ptr.Address:x} is not inside any allocation of this lease", error.Message, StringComparison.Ordinal);
@@ -49,7 +49,7 @@ public sealed class CrossLeaseIsolationTests(PoolFixture pool) : IClassFixture<P
             await session.LaunchAsync(fill, new Dim3(4), new Dim3(256), new KernelArgs().U64(Size / 4).F32(0).Ptr(ptr));
             var seq = session.LastSeq;
 
-            var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+            var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
             Assert.Equal(ErrorCode.InvalidAddress, error.Code);
             Assert.Equal(seq, error.FailedSeq);
             Assert.Contains($"kernel fill_f32 parameter y: 0x{ptr.Address:x} is not inside any allocation of this lease", error.Message, StringComparison.Ordinal);
@@ -72,7 +72,7 @@ public sealed class CrossLeaseIsolationTests(PoolFixture pool) : IClassFixture<P
             await session.CopyDeviceToDeviceAsync(mine, ptr, Size);
             var seq = session.LastSeq;
 
-            var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+            var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
             Assert.Equal(ErrorCode.InvalidAddress, error.Code);
             Assert.Equal(seq, error.FailedSeq);
             Assert.Contains($"device copy source: 0x{ptr.Address:x} is not inside any allocation of this lease", error.Message, StringComparison.Ordinal);
@@ -91,7 +91,7 @@ public sealed class CrossLeaseIsolationTests(PoolFixture pool) : IClassFixture<P
             await using var intruder = await pool.LeaseAsync();
             await using var session = await intruder.OpenSessionAsync();
 
-            var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.CopyToHostAsync(ptr, new byte[Size]));
+            var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.CopyToHostAsync(ptr, new byte[Size]).AsTask());
 
             Assert.Equal(ErrorCode.InvalidAddress, error.Code);
             Assert.Contains($"copy to host source: 0x{ptr.Address:x} is not inside any allocation of this lease", error.Message, StringComparison.Ordinal);

@@ -24,7 +24,7 @@ public sealed class InvalidAddressTests(PoolFixture pool) : IClassFixture<PoolFi
         await session.CopyToDeviceAsync(ptr + 4000, new byte[200]);
         var seq = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(seq, error.FailedSeq);
         Assert.Equal("memcpy_htod", error.FailedOp);
@@ -43,7 +43,7 @@ public sealed class InvalidAddressTests(PoolFixture pool) : IClassFixture<PoolFi
         await session.CopyToDeviceAsync(new DevicePtr(0x1000), new byte[16]);
         var seq = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(seq, error.FailedSeq);
         Assert.Contains("copy to device destination: 0x1000 is not inside any allocation of this lease", error.Message, StringComparison.Ordinal);
@@ -57,7 +57,7 @@ public sealed class InvalidAddressTests(PoolFixture pool) : IClassFixture<PoolFi
         await using var session = await lease.OpenSessionAsync();
         var ptr = await session.AllocAsync(Size);
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.CopyToHostAsync(ptr + 1, new byte[Size]));
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.CopyToHostAsync(ptr + 1, new byte[Size]).AsTask());
 
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(0UL, error.FailedSeq);
@@ -72,7 +72,7 @@ public sealed class InvalidAddressTests(PoolFixture pool) : IClassFixture<PoolFi
         await using var session = await lease.OpenSessionAsync();
         await session.AllocAsync(Size);
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.CopyToHostAsync(new DevicePtr(0xdead0000), new byte[8]));
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.CopyToHostAsync(new DevicePtr(0xdead0000), new byte[8]).AsTask());
 
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Contains("copy to host source: 0xdead0000 is not inside any allocation of this lease", error.Message, StringComparison.Ordinal);
@@ -90,7 +90,7 @@ public sealed class InvalidAddressTests(PoolFixture pool) : IClassFixture<PoolFi
         await session.CopyDeviceToDeviceAsync(dst, src, Size);
         var seq = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(seq, error.FailedSeq);
         Assert.Equal("memcpy_dtod", error.FailedOp);
@@ -108,7 +108,7 @@ public sealed class InvalidAddressTests(PoolFixture pool) : IClassFixture<PoolFi
         await session.CopyDeviceToDeviceAsync(dst, new DevicePtr(0x2000), 64);
         var seq = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(seq, error.FailedSeq);
         Assert.Contains("device copy source: 0x2000 is not inside any allocation of this lease", error.Message, StringComparison.Ordinal);
@@ -125,7 +125,7 @@ public sealed class InvalidAddressTests(PoolFixture pool) : IClassFixture<PoolFi
         await session.MemsetAsync(ptr, 7, (Size / 4) + 1, elementSize: 4);
         var seq = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(seq, error.FailedSeq);
         Assert.Equal("memset", error.FailedOp);
@@ -145,7 +145,7 @@ public sealed class InvalidAddressTests(PoolFixture pool) : IClassFixture<PoolFi
         await session.LaunchAsync(fill, new Dim3(8), new Dim3(128), new KernelArgs().U64((Size / 4) + 1).F32(1).Ptr(ptr));
         var seq = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(seq, error.FailedSeq);
         Assert.Equal("launch", error.FailedOp);
@@ -164,7 +164,7 @@ public sealed class InvalidAddressTests(PoolFixture pool) : IClassFixture<PoolFi
         await session.LaunchAsync(fill, new Dim3(1), new Dim3(32), new KernelArgs().U64(4).F32(1).Ptr(new DevicePtr(0x4000)));
         var seq = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(seq, error.FailedSeq);
         Assert.Contains("kernel fill_f32 parameter y: 0x4000 is not inside any allocation of this lease", error.Message, StringComparison.Ordinal);

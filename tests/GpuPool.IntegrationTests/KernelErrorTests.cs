@@ -36,7 +36,7 @@ public sealed class KernelErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
         await session.LaunchAsync(fill, new Dim3(1), new Dim3(32), new KernelArgs().U64(4).F32(1));
         var seq = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidArgument, error.Code);
         Assert.Equal(seq, error.FailedSeq);
         Assert.Equal("launch", error.FailedOp);
@@ -57,7 +57,7 @@ public sealed class KernelErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
         await session.LaunchAsync(fill, new Dim3(1), new Dim3(x, y, z), new KernelArgs().U64(4).F32(1).Ptr(ptr));
         var seq = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidArgument, error.Code);
         Assert.Equal(seq, error.FailedSeq);
         Assert.EndsWith("launch of fill_f32: grid and block dimensions must all be at least 1", error.Message, StringComparison.Ordinal);
@@ -74,7 +74,7 @@ public sealed class KernelErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
         await session.LaunchAsync(fill, new Dim3(0), new Dim3(32), new KernelArgs().U64(4).F32(1).Ptr(ptr));
         var seq = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidArgument, error.Code);
         Assert.Equal(seq, error.FailedSeq);
         Assert.EndsWith("grid and block dimensions must all be at least 1", error.Message, StringComparison.Ordinal);
@@ -93,7 +93,7 @@ public sealed class KernelErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
         await session.LaunchAsync(fill, new Dim3(1), new Dim3(x, y, z), new KernelArgs().U64(4).F32(1).Ptr(ptr));
         var seq = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidArgument, error.Code);
         Assert.Equal(seq, error.FailedSeq);
         Assert.Contains($"launch of fill_f32: block {x}x{y}x{z} / grid 1x1x1 is past the device's limits (1024 threads per block", error.Message, StringComparison.Ordinal);
@@ -109,7 +109,7 @@ public sealed class KernelErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
         await session.LaunchAsync(new KernelFunction(999, "ghost"), new Dim3(1), new Dim3(32), new KernelArgs());
         var seq = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.NotFound, error.Code);
         Assert.Equal(seq, error.FailedSeq);
         Assert.EndsWith("function 999 does not exist in this lease (get it from a loaded module first)", error.Message, StringComparison.Ordinal);

@@ -16,12 +16,12 @@ public sealed class ReclamationTests(PoolFixture pool) : IClassFixture<PoolFixtu
     private const int Chunk = 1 << 20;
 
     // The TTL counts from the last keepalive; the slack covers the store's sweep, the broker's watch and a loaded machine.
-    private static readonly TimeSpan Deadline = PoolFixture.LeaseTtl + TimeSpan.FromSeconds(4);
+    private static readonly TimeSpan Deadline = PoolFixture.ShortLeaseTtl + TimeSpan.FromSeconds(4);
 
     [Fact]
     public async Task Broker_frees_the_memory_of_a_client_that_vanished_mid_copy_within_the_lease_ttl()
     {
-        await using var lease = await pool.LeaseAsync(memoryBytes: 64UL << 20);
+        await using var lease = await pool.LeaseAsync(memoryBytes: 64UL << 20, ttl: PoolFixture.ShortLeaseTtl);
         await using var raw = await RawSession.OpenAsync(pool.Broker.Endpoint, lease.Id, lease.Token);
         var ptr = (await raw.CallAsync(new OpRequest { MemAlloc = new MemAlloc { Bytes = Allocation } })).DevicePtr;
         Assert.Equal(Allocation, (await raw.CallAsync(new OpRequest { MemGetInfo = new MemGetInfo() })).MemInfo.FreeBytes);
@@ -48,7 +48,7 @@ public sealed class ReclamationTests(PoolFixture pool) : IClassFixture<PoolFixtu
     [Fact]
     public async Task Broker_reports_the_freed_memory_in_its_registration_once_an_abandoned_lease_ends()
     {
-        await using var lease = await pool.LeaseAsync();
+        await using var lease = await pool.LeaseAsync(ttl: PoolFixture.ShortLeaseTtl);
         await using (var session = await lease.OpenSessionAsync())
         {
             await session.AllocAsync(Allocation);
@@ -64,7 +64,7 @@ public sealed class ReclamationTests(PoolFixture pool) : IClassFixture<PoolFixtu
     [Fact]
     public async Task Open_session_of_a_lease_whose_keepalives_stopped_fails_with_LeaseEnded()
     {
-        await using var lease = await pool.LeaseAsync();
+        await using var lease = await pool.LeaseAsync(ttl: PoolFixture.ShortLeaseTtl);
         await using var session = await lease.OpenSessionAsync();
         await session.AllocAsync(1024);
 
@@ -76,12 +76,12 @@ public sealed class ReclamationTests(PoolFixture pool) : IClassFixture<PoolFixtu
     [Fact]
     public async Task Lease_renewed_by_keepalives_outlives_its_ttl()
     {
-        await using var lease = await pool.LeaseAsync();
+        await using var lease = await pool.LeaseAsync(ttl: PoolFixture.ShortLeaseTtl);
         await using var session = await lease.OpenSessionAsync();
         var ptr = await session.AllocAsync(64);
         await session.MemsetAsync(ptr, 9, 64);
 
-        await Task.Delay(PoolFixture.LeaseTtl * 1.5);
+        await Task.Delay(PoolFixture.ShortLeaseTtl * 1.5);
 
         Assert.Equal(Enumerable.Repeat((byte)9, 64).ToArray(), await session.CopyToHostAsync<byte>(ptr, 64));
         Assert.Contains((await pool.Client.ListClusterAsync()).Leases, l => l.LeaseId == lease.Id);

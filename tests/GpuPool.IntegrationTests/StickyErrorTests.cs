@@ -26,7 +26,7 @@ public sealed class StickyErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
         await session.MemsetAsync(ptr, 0x22, Size);
         await session.CopyToDeviceAsync(ptr, Enumerable.Repeat((byte)0x33, Size).ToArray());
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(failed, error.FailedSeq);
         Assert.All(await session.CopyToHostAsync<byte>(ptr, Size), b => Assert.Equal(0x11, b));
@@ -43,7 +43,7 @@ public sealed class StickyErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
         var first = session.LastSeq;
         await session.CopyToDeviceAsync(new DevicePtr(0x10), new byte[4]);
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(first, error.FailedSeq);
         Assert.Equal("memset", error.FailedOp);
     }
@@ -55,7 +55,7 @@ public sealed class StickyErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
         await using var session = await lease.OpenSessionAsync();
         var ptr = await session.AllocAsync(Size);
         await session.CopyToDeviceAsync(new DevicePtr(0x10), new byte[4]);
-        await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
 
         await session.MemsetAsync(ptr, 0x44, Size);
         await session.SynchronizeAsync();
@@ -70,7 +70,7 @@ public sealed class StickyErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
         await using var session = await lease.OpenSessionAsync();
         await session.CopyToDeviceAsync(new DevicePtr(0x10), new byte[4]);
 
-        await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
 
         await session.SynchronizeAsync();
     }
@@ -84,7 +84,7 @@ public sealed class StickyErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
 
         await session.CopyToDeviceAsync(ptr + 1, new byte[Size]);
         var failed = session.LastSeq;
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.CopyToHostAsync(ptr, new byte[Size]));
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.CopyToHostAsync(ptr, new byte[Size]).AsTask());
 
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(failed, error.FailedSeq);
@@ -103,7 +103,7 @@ public sealed class StickyErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
         await session.LaunchAsync(fill, new Dim3(1), new Dim3(32), new KernelArgs().U64(8).F32(1).Ptr(new DevicePtr(0x10)), stream);
         var failed = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeStreamAsync(stream));
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeStreamAsync(stream).AsTask());
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(failed, error.FailedSeq);
         Assert.Equal("launch", error.FailedOp);
@@ -136,7 +136,7 @@ public sealed class StickyErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
         await session.MemsetAsync(ptr, 1, Size, stream: new DeviceStream(77));
         var failed = session.LastSeq;
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.NotFound, error.Code);
         Assert.Equal(failed, error.FailedSeq);
         Assert.EndsWith("stream 77 does not exist in this lease", error.Message, StringComparison.Ordinal);

@@ -1,8 +1,8 @@
 using GpuPool.Broker.Leases;
-using GpuPool.Broker.Registration;
 using System.Net;
-using GpuPool.Broker.Sessions;
-using GpuPool.Broker.Transport;
+using GpuPool.Broker.Registration;
+using GpuPool.Broker.Transport.FastPath;
+using GpuPool.Broker.Transport.Grpc;
 using GpuPool.Coordination;
 using GpuPool.Hosting;
 using Microsoft.AspNetCore.Builder;

@@ -37,7 +37,7 @@ public sealed class BrokerLease(LeaseClaims claims, IDevice device, IDeviceConte
             _replies = replies;
             if (PreemptNotice is { } notice)
             {
-                replies.Reply(new OpReply { Seq = 0, Notice = notice });
+                replies.Notice(notice);
             }
         }
     }
@@ -64,7 +64,7 @@ public sealed class BrokerLease(LeaseClaims claims, IDevice device, IDeviceConte
             }
 
             PreemptNotice = notice;
-            _replies?.Reply(new OpReply { Seq = 0, Notice = notice });
+            _replies?.Notice(notice);
             return true;
         }
     }

@@ -1,18 +1,26 @@
-using System.Buffers;
-using System.Threading.Channels;
-using Google.Protobuf;
+using GpuPool.Protocol.Ops;
 using GpuPool.Protocol.V1;
-using Grpc.Core;
 
 namespace GpuPool.Broker.Sessions;
 
 /// <summary>
-/// Where a session's replies go, whatever the transport. Thread-safe: device-to-host data arrives on
-/// device threads while the session's reader answers other ops.
+/// Where a session's replies go, whatever the transport. Thread-safe: device-to-host data and the errors of
+/// fire-and-forget work arrive on device threads while the session's reader answers other ops. An error with sequence
+/// number 0 is the session's own (the lease ended, a protocol error): nothing is sent after it.
 /// </summary>
 internal interface ISessionReplies
 {
-    void Reply(OpReply reply);
+    /// <summary>Op <paramref name="seq"/> succeeded with <paramref name="kind"/> of result.</summary>
+    void Reply(ulong seq, ReplyKind kind, ulong value = 0, ulong value2 = 0);
+
+    /// <summary>Op <paramref name="seq"/> failed, or (seq 0) the session did.</summary>
+    void Error(ulong seq, Error error);
+
+    /// <summary>The answer to the open op.</summary>
+    void Session(ulong seq, SessionInfo info);
+
+    /// <summary>Something the session is told unasked, such as a preemption.</summary>
+    void Notice(Notice notice);
 
     /// <summary>A chunk of a device-to-host copy; the bytes are valid only during the call.</summary>
     void Data(ulong seq, ulong offset, ReadOnlySpan<byte> bytes, bool last);
@@ -21,106 +29,4 @@ internal interface ISessionReplies
     void Complete();
 
     Task Completion { get; }
-}
-
-/// <summary>
-/// Replies on the gRPC op stream: one writer task, because the stream takes one write at a time. Device-to-host
-/// bytes are copied once into a pooled staging block (the device may overwrite them as soon as the copy op
-/// returns) and serialized from it; at most <see cref="StagedChunks"/> chunks wait at a time, so a large copy
-/// to the host holds its device stream while the client is behind instead of piling up in the broker.
-/// </summary>
-internal sealed class GrpcReplies : ISessionReplies
-{
-    internal const int StagedChunks = 16;
-
-    private readonly Channel<Item> _replies = Channel.CreateUnbounded<Item>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly SemaphoreSlim _staging = new(StagedChunks, StagedChunks);
-    private readonly CancellationToken _cancellation;
-
-    /// <param name="stream">The call's reply stream.</param>
-    /// <param name="cancellationToken">Ends the session: the writer stops, and a device stream waiting for a staging slot gives up.</param>
-    public GrpcReplies(IServerStreamWriter<OpReply> stream, CancellationToken cancellationToken)
-    {
-        _cancellation = cancellationToken;
-        Completion = WriteAsync(stream, cancellationToken);
-    }
-
-    /// <summary>A reply; a chunk of copy data also holds a staging slot and, unless empty, the block its bytes are in.</summary>
-    private readonly record struct Item(OpReply Reply, IMemoryOwner<byte>? Block, bool Staged);
-
-    public Task Completion { get; }
-
-    public void Reply(OpReply reply) => _replies.Writer.TryWrite(new Item(reply, null, false));
-
-    public void Data(ulong seq, ulong offset, ReadOnlySpan<byte> bytes, bool last)
-    {
-        try
-        {
-            // Blocks the device stream (not the session's reader) while the client is behind.
-            _staging.Wait(_cancellation);
-        }
-        catch (OperationCanceledException)
-        {
-            return;
-        }
-
-        var block = bytes.IsEmpty ? null : GrpcOpStreamMethod.Rent(bytes.Length);
-        var data = ByteString.Empty;
-        if (block is not null)
-        {
-            var memory = block.Memory[..bytes.Length];
-            bytes.CopyTo(memory.Span);
-            data = UnsafeByteOperations.UnsafeWrap(memory);
-        }
-
-        var item = new Item(new OpReply { Seq = seq, Data = new DataChunk { Offset = offset, Bytes = data, LastChunk = last } }, block, true);
-        if (!_replies.Writer.TryWrite(item))
-        {
-            Release(item);
-        }
-    }
-
-    public void Complete() => _replies.Writer.TryComplete();
-
-    private void Release(in Item item)
-    {
-        item.Block?.Dispose();
-        if (item.Staged)
-        {
-            _staging.Release();
-        }
-    }
-
-    private async Task WriteAsync(IServerStreamWriter<OpReply> stream, CancellationToken cancellationToken)
-    {
-        var reader = _replies.Reader;
-        try
-        {
-            await foreach (var item in reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-            {
-                try
-                {
-                    // Serialized into the response before the write completes; the staged bytes are free after it.
-                    await stream.WriteAsync(item.Reply, cancellationToken).ConfigureAwait(false);
-                }
-                finally
-                {
-                    Release(item);
-                }
-            }
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
-        {
-            // The client went away; the reader side notices too and ends the session.
-        }
-        finally
-        {
-            // Return what is still queued so pooled blocks are not lost.
-            _replies.Writer.TryComplete();
-            while (reader.TryRead(out var item))
-            {
-                Release(item);
-            }
-        }
-    }
 }

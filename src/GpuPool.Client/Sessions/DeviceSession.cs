@@ -1,9 +1,10 @@
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using GpuPool.Client.Transport;
+using GpuPool.Client.Transport.FastPath;
 using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.Ops;
 using GpuPool.Protocol.V1;
 
 namespace GpuPool.Client;
@@ -34,7 +35,7 @@ public enum SessionTransportKind
 public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
 {
     private readonly SessionTransport _transport;
-    private readonly ConcurrentDictionary<ulong, Pending> _pending = new();
+    private readonly PendingReplies _pending = new();
     private readonly SemaphoreSlim _submitGate = new(1, 1);
     private ulong _seq;
     private volatile GpuPoolException? _fatal;
@@ -80,7 +81,10 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
         var session = new DeviceSession(transport);
         try
         {
-            var reply = await session.CallAsync(new OpRequest { Open = new SessionOpen { LeaseId = lease.LeaseId, Token = token() } }, cancellationToken).ConfigureAwait(false);
+            var reply = await session.CallAsync(
+                (LeaseId: lease.LeaseId, Token: token()),
+                static (session, open, seq, ct) => session._transport.SendOpenAsync(seq, open.LeaseId, open.Token, ct),
+                cancellationToken).ConfigureAwait(false);
             session.Info = reply.Session ?? throw new GpuPoolException(ErrorCode.Internal, "the broker answered the open op without a session description");
             if (session.Info.MaxMessageBytes > 0)
             {
@@ -144,10 +148,10 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
     }
 
     public async Task<DevicePtr> AllocAsync(ulong bytes, CancellationToken cancellationToken = default)
-        => new((await CallAsync(new OpRequest { MemAlloc = new MemAlloc { Bytes = bytes } }, cancellationToken).ConfigureAwait(false)).Value);
+        => new((await CallAsync(new MemAllocOp(bytes), cancellationToken).ConfigureAwait(false)).Value);
 
-    public Task FreeAsync(DevicePtr ptr, CancellationToken cancellationToken = default)
-        => CallAsync(new OpRequest { MemFree = new MemFree { Ptr = ptr.Address } }, cancellationToken);
+    public async Task FreeAsync(DevicePtr ptr, CancellationToken cancellationToken = default)
+        => await CallAsync(new MemFreeOp(ptr.Address), cancellationToken).ConfigureAwait(false);
 
     /// <summary>
     /// Copies host bytes to the device, fire-and-forget. When this returns the bytes have been taken (sent,
@@ -174,7 +178,7 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
                 {
                     await SubmitAsync(
                         (Fast: fast, At: dst.Address, Stream: stream.Id, Source: source),
-                        static (session, copy, seq, ct) => copy.Fast.SendStripedCopyToDeviceAsync(seq, copy.At, copy.Stream, copy.Source, ct),
+                        static (session, copy, seq, ct) => copy.Fast.SendStripedCopyToDeviceAsync(seq, copy.At, copy.Stream, copy.Source),
                         null,
                         cancellationToken).ConfigureAwait(false);
                     return;
@@ -208,7 +212,7 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
         {
             // The connection broke under the copy: some of its chunks may have reached the device, so the copy
             // as a whole failed. Say which copy, not only that the connection is gone.
-            throw new GpuPoolException(ex.Code, $"copy of {source.Length} bytes to the device at 0x{dst.Address:x} failed after {offset} bytes were sent: {ex.Message}", ex.FailedSeq, "memcpy_htod", ex);
+            throw new GpuPoolException(ex.Code, $"copy of {source.Length} bytes to the device at 0x{dst.Address:x} failed after {offset} bytes were sent: {ex.Message}", ex.FailedSeq, MemcpyHtoDOp.Name, ex);
         }
     }
 
@@ -217,36 +221,42 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
         where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(source);
-        return CopyToDeviceAsync(dst, new ByteView<T>(source).Memory, stream, cancellationToken);
+
+        // Bytes are their own view; other values are viewed as bytes through a small wrapper, one per copy.
+        ReadOnlyMemory<byte> bytes = source is byte[] array ? array : new ByteView<T>(source).Memory;
+        return CopyToDeviceAsync(dst, bytes, stream, cancellationToken);
     }
 
-    /// <summary>Copies device bytes into <paramref name="destination"/>; completes when they have all arrived.</summary>
+    /// <summary>
+    /// Copies device bytes into <paramref name="destination"/>; completes when they have all arrived. Await it once: the
+    /// waiter is reused, so a copy to the host allocates nothing once the session has warmed up.
+    /// </summary>
     /// <remarks>
     /// On the fast path a copy of at least <see cref="SessionOptions.StripeThresholdBytes"/> comes back striped over
     /// several connections. If one of them fails during it, the copy fails with an error naming it.
     /// </remarks>
-    public async Task CopyToHostAsync(DevicePtr src, Memory<byte> destination, DeviceStream stream = default, CancellationToken cancellationToken = default)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public async ValueTask CopyToHostAsync(DevicePtr src, Memory<byte> destination, DeviceStream stream = default, CancellationToken cancellationToken = default)
     {
         if (_transport is FastPathSessionTransport fast && await fast.PrepareStripesAsync(destination.Length, cancellationToken).ConfigureAwait(false))
         {
-            var striped = new CopyPending(destination, striped: true);
+            var striped = _pending.RentCopy(destination, striped: true);
             await SubmitAsync(
-                (Fast: fast, Ptr: src.Address, Bytes: (ulong)destination.Length, Stream: stream.Id, Pending: striped),
+                (Fast: fast, Ptr: src.Address, Bytes: (ulong)destination.Length, Stream: stream.Id),
                 static (session, copy, seq, ct) =>
                 {
-                    copy.Pending.Seq = seq;
-                    copy.Pending.Lanes = copy.Fast.SendStripedCopyToHost(seq, copy.Ptr, copy.Bytes, copy.Stream);
+                    copy.Fast.SendStripedCopyToHost(seq, copy.Ptr, copy.Bytes, copy.Stream);
                     return default;
                 },
                 striped,
                 cancellationToken).ConfigureAwait(false);
-            await striped.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await striped.Wait(cancellationToken).ConfigureAwait(false);
             return;
         }
 
-        var pending = new CopyPending(destination, striped: false);
-        await SendAsync(new OpRequest { MemcpyDtoh = new MemcpyDtoH { Ptr = src.Address, Bytes = (ulong)destination.Length, Stream = stream.Id } }, cancellationToken, pending).ConfigureAwait(false);
-        await pending.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var pending = _pending.RentCopy(destination, striped: false);
+        await SendAsync(new MemcpyDtoHOp(src.Address, (ulong)destination.Length, stream.Id), ReadOnlyMemory<byte>.Empty, pending, cancellationToken).ConfigureAwait(false);
+        await pending.Wait(cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<T[]> CopyToHostAsync<T>(DevicePtr src, int count, DeviceStream stream = default, CancellationToken cancellationToken = default)
@@ -260,103 +270,125 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
     }
 
     public ValueTask CopyDeviceToDeviceAsync(DevicePtr dst, DevicePtr src, ulong bytes, DeviceStream stream = default, CancellationToken cancellationToken = default)
-        => SendAsync(new OpRequest { MemcpyDtod = new MemcpyDtoD { Dst = dst.Address, Src = src.Address, Bytes = bytes, Stream = stream.Id } }, cancellationToken);
+        => SendAsync(new MemcpyDtoDOp(dst.Address, src.Address, bytes, stream.Id), cancellationToken);
 
     /// <summary>Sets <paramref name="count"/> elements of <paramref name="elementSize"/> bytes (1, 2 or 4) to <paramref name="value"/>; fire-and-forget.</summary>
     public ValueTask MemsetAsync(DevicePtr dst, uint value, ulong count, int elementSize = 1, DeviceStream stream = default, CancellationToken cancellationToken = default)
-        => SendAsync(new OpRequest { Memset = new Memset { Ptr = dst.Address, Value = value, Count = count, ElementSize = (uint)elementSize, Stream = stream.Id } }, cancellationToken);
+        => SendAsync(new MemsetOp(dst.Address, count, stream.Id, value, (uint)elementSize), cancellationToken);
 
     public async Task<DeviceModule> LoadBuiltinModuleAsync(CancellationToken cancellationToken = default)
-        => new((await CallAsync(new OpRequest { ModuleLoad = new ModuleLoad { Builtin = true } }, cancellationToken).ConfigureAwait(false)).Value);
+        => new((await CallAsync(new ModuleLoadOp(Builtin: true), cancellationToken).ConfigureAwait(false)).Value);
 
     /// <summary>Loads a PTX or cubin image.</summary>
     public async Task<DeviceModule> LoadModuleAsync(ReadOnlyMemory<byte> image, CancellationToken cancellationToken = default)
         => image.Length > _transport.MaxMessageBytes - 1024
             ? throw new GpuPoolException(ErrorCode.ResourceExhausted, $"a module image of {image.Length} bytes is larger than the broker's message limit of {_transport.MaxMessageBytes} bytes")
-            : new((await CallAsync(new OpRequest { ModuleLoad = new ModuleLoad { Image = Google.Protobuf.ByteString.CopyFrom(image.Span) } }, cancellationToken).ConfigureAwait(false)).Value);
+            : new((await CallAsync(new ModuleLoadOp(Builtin: false), image, cancellationToken).ConfigureAwait(false)).Value);
 
-    public Task UnloadModuleAsync(DeviceModule module, CancellationToken cancellationToken = default)
-        => CallAsync(new OpRequest { ModuleUnload = new ModuleUnload { Module = module.Id } }, cancellationToken);
+    public async Task UnloadModuleAsync(DeviceModule module, CancellationToken cancellationToken = default)
+        => await CallAsync(new ModuleUnloadOp(module.Id), cancellationToken).ConfigureAwait(false);
 
     public async Task<KernelFunction> GetFunctionAsync(DeviceModule module, string name, CancellationToken cancellationToken = default)
-        => new((await CallAsync(new OpRequest { ModuleGetFunction = new ModuleGetFunction { Module = module.Id, Name = name } }, cancellationToken).ConfigureAwait(false)).Value, name);
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        var reply = await CallAsync(new ModuleGetFunctionOp(module.Id), System.Text.Encoding.UTF8.GetBytes(name), cancellationToken).ConfigureAwait(false);
+        return new(reply.Value, name);
+    }
 
-    /// <summary>Launches a kernel, fire-and-forget.</summary>
+    /// <summary>Launches a kernel, fire-and-forget. <paramref name="args"/> may be changed or reused once the returned task completes.</summary>
     public ValueTask LaunchAsync(KernelFunction function, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream stream = default, uint sharedMemBytes = 0, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(args);
-        return SendAsync(
-            new OpRequest
-            {
-                Launch = new Launch
-                {
-                    Function = function.Handle,
-                    GridX = grid.X, GridY = grid.Y, GridZ = grid.Z,
-                    BlockX = block.X, BlockY = block.Y, BlockZ = block.Z,
-                    SharedMemBytes = sharedMemBytes,
-                    Stream = stream.Id,
-                    Params = args.ToByteString(),
-                },
-            },
-            cancellationToken);
+        return LaunchAsync(function, grid, block, args.Packed, stream, sharedMemBytes, cancellationToken);
     }
 
+    /// <summary>
+    /// Launches a kernel with its parameters already packed the cuLaunchKernel way (a C program's parameter buffer),
+    /// fire-and-forget; the bytes have been taken once the returned task completes.
+    /// </summary>
+    public ValueTask LaunchAsync(KernelFunction function, Dim3 grid, Dim3 block, ReadOnlyMemory<byte> packedArgs, DeviceStream stream = default, uint sharedMemBytes = 0, CancellationToken cancellationToken = default)
+        => SendAsync(new LaunchOp(function.Handle, stream.Id, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, sharedMemBytes), packedArgs, null, cancellationToken);
+
     public async Task<DeviceStream> CreateStreamAsync(CancellationToken cancellationToken = default)
-        => new((await CallAsync(new OpRequest { StreamCreate = new StreamCreate() }, cancellationToken).ConfigureAwait(false)).Value);
+        => new((await CallAsync(default(StreamCreateOp), cancellationToken).ConfigureAwait(false)).Value);
 
-    public Task DestroyStreamAsync(DeviceStream stream, CancellationToken cancellationToken = default)
-        => CallAsync(new OpRequest { StreamDestroy = new StreamDestroy { Stream = stream.Id } }, cancellationToken);
+    public async Task DestroyStreamAsync(DeviceStream stream, CancellationToken cancellationToken = default)
+        => await CallAsync(new StreamDestroyOp(stream.Id), cancellationToken).ConfigureAwait(false);
 
-    public Task SynchronizeStreamAsync(DeviceStream stream, CancellationToken cancellationToken = default)
-        => CallAsync(new OpRequest { StreamSynchronize = new StreamSynchronize { Stream = stream.Id } }, cancellationToken);
+    /// <summary>Waits for the stream's work; throws the sticky error of a failed fire-and-forget op. Await it once.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public async ValueTask SynchronizeStreamAsync(DeviceStream stream, CancellationToken cancellationToken = default)
+        => await CallAsync(new StreamSynchronizeOp(stream.Id), cancellationToken).ConfigureAwait(false);
 
     public ValueTask StreamWaitEventAsync(DeviceStream stream, DeviceEvent evt, CancellationToken cancellationToken = default)
-        => SendAsync(new OpRequest { StreamWaitEvent = new StreamWaitEvent { Stream = stream.Id, Event = evt.Id } }, cancellationToken);
+        => SendAsync(new StreamWaitEventOp(stream.Id, evt.Id), cancellationToken);
 
     public async Task<DeviceEvent> CreateEventAsync(CancellationToken cancellationToken = default)
-        => new((await CallAsync(new OpRequest { EventCreate = new EventCreate() }, cancellationToken).ConfigureAwait(false)).Value);
+        => new((await CallAsync(default(EventCreateOp), cancellationToken).ConfigureAwait(false)).Value);
 
-    public Task DestroyEventAsync(DeviceEvent evt, CancellationToken cancellationToken = default)
-        => CallAsync(new OpRequest { EventDestroy = new EventDestroy { Event = evt.Id } }, cancellationToken);
+    public async Task DestroyEventAsync(DeviceEvent evt, CancellationToken cancellationToken = default)
+        => await CallAsync(new EventDestroyOp(evt.Id), cancellationToken).ConfigureAwait(false);
 
     public ValueTask RecordEventAsync(DeviceEvent evt, DeviceStream stream = default, CancellationToken cancellationToken = default)
-        => SendAsync(new OpRequest { EventRecord = new EventRecord { Event = evt.Id, Stream = stream.Id } }, cancellationToken);
+        => SendAsync(new EventRecordOp(stream.Id, evt.Id), cancellationToken);
 
-    public Task SynchronizeEventAsync(DeviceEvent evt, CancellationToken cancellationToken = default)
-        => CallAsync(new OpRequest { EventSynchronize = new EventSynchronize { Event = evt.Id } }, cancellationToken);
+    /// <summary>Waits for the event's latest record; throws the sticky error of a failed fire-and-forget op. Await it once.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public async ValueTask SynchronizeEventAsync(DeviceEvent evt, CancellationToken cancellationToken = default)
+        => await CallAsync(new EventSynchronizeOp(evt.Id), cancellationToken).ConfigureAwait(false);
 
     public async Task<bool> QueryEventAsync(DeviceEvent evt, CancellationToken cancellationToken = default)
-        => (await CallAsync(new OpRequest { EventQuery = new EventQuery { Event = evt.Id } }, cancellationToken).ConfigureAwait(false)).Value != 0;
+        => (await CallAsync(new EventQueryOp(evt.Id), cancellationToken).ConfigureAwait(false)).Value != 0;
 
     public async Task<float> ElapsedMillisecondsAsync(DeviceEvent start, DeviceEvent end, CancellationToken cancellationToken = default)
-        => BitConverter.UInt32BitsToSingle((uint)(await CallAsync(new OpRequest { EventElapsedTime = new EventElapsedTime { Start = start.Id, End = end.Id } }, cancellationToken).ConfigureAwait(false)).Value);
+        => BitConverter.UInt32BitsToSingle((uint)(await CallAsync(new EventElapsedTimeOp(start.Id, end.Id), cancellationToken).ConfigureAwait(false)).Value);
 
-    /// <summary>Waits for all work of the session; throws the sticky error of a failed fire-and-forget op.</summary>
-    public Task SynchronizeAsync(CancellationToken cancellationToken = default)
-        => CallAsync(new OpRequest { Synchronize = new CtxSynchronize() }, cancellationToken);
+    /// <summary>
+    /// Waits for all work of the session; throws the sticky error of a failed fire-and-forget op. Await it once: the
+    /// waiter is reused, so a synchronize allocates nothing once the session has warmed up.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public async ValueTask SynchronizeAsync(CancellationToken cancellationToken = default)
+        => await CallAsync(default(SynchronizeOp), cancellationToken).ConfigureAwait(false);
 
     public async Task<(ulong Free, ulong Total)> MemGetInfoAsync(CancellationToken cancellationToken = default)
     {
-        var info = await CallAsync(new OpRequest { MemGetInfo = new MemGetInfo() }, cancellationToken).ConfigureAwait(false);
+        var info = await CallAsync(default(MemGetInfoOp), cancellationToken).ConfigureAwait(false);
         return (info.Value, info.Value2);
     }
 
     /// <summary>Sends an op and waits for its reply; an error reply becomes a GpuPoolException.</summary>
-    private async Task<ReplyValue> CallAsync(OpRequest request, CancellationToken cancellationToken)
+    private ValueTask<ReplyValue> CallAsync<TOp>(TOp op, CancellationToken cancellationToken)
+        where TOp : struct, IOp<TOp>
+        => CallAsync(op, ReadOnlyMemory<byte>.Empty, cancellationToken);
+
+    private ValueTask<ReplyValue> CallAsync<TOp>(TOp op, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+        where TOp : struct, IOp<TOp>
+        => CallAsync(
+            (Op: op, Payload: payload),
+            static (session, call, seq, ct) => session._transport.SendAsync(seq, call.Op, call.Payload.Span, ct),
+            cancellationToken);
+
+    /// <summary>Submits what <paramref name="send"/> sends as one op and waits for its one reply.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<ReplyValue> CallAsync<TState>(TState state, Func<DeviceSession, TState, ulong, CancellationToken, ValueTask> send, CancellationToken cancellationToken)
     {
-        var pending = new ReplyPending();
-        await SendAsync(request, cancellationToken, pending).ConfigureAwait(false);
-        return await pending.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var pending = _pending.RentValue();
+        await SubmitAsync(state, send, pending, cancellationToken).ConfigureAwait(false);
+        return await pending.Wait(cancellationToken).ConfigureAwait(false);
     }
 
-    private ValueTask SendAsync(OpRequest request, CancellationToken cancellationToken, Pending? pending = null)
+    /// <summary>A fire-and-forget op with no payload.</summary>
+    private ValueTask SendAsync<TOp>(TOp op, CancellationToken cancellationToken)
+        where TOp : struct, IOp<TOp>
+        => SendAsync(op, ReadOnlyMemory<byte>.Empty, null, cancellationToken);
+
+    /// <summary>An op and its payload, waited for by <paramref name="pending"/> (null: fire-and-forget).</summary>
+    private ValueTask SendAsync<TOp>(TOp op, ReadOnlyMemory<byte> payload, Pending? pending, CancellationToken cancellationToken)
+        where TOp : struct, IOp<TOp>
         => SubmitAsync(
-            request,
-            static (session, op, seq, ct) =>
-            {
-                op.Seq = seq;
-                return session._transport.SendAsync(op, ct);
-            },
+            (Op: op, Payload: payload),
+            static (session, call, seq, ct) => session._transport.SendAsync(seq, call.Op, call.Payload.Span, ct),
             pending,
             cancellationToken);
 
@@ -408,10 +440,19 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
             var seq = ++_seq;
             if (pending is not null)
             {
-                _pending[seq] = pending;
+                _pending.Add(seq, pending);
             }
 
-            await send(this, state, seq, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await send(this, state, seq, cancellationToken).ConfigureAwait(false);
+            }
+            catch when (pending is not null)
+            {
+                // Not sent: nobody will answer it, and its caller does not wait for it.
+                _pending.TryTake(seq, pending);
+                throw;
+            }
         }
         catch (System.Threading.Channels.ChannelClosedException)
         {
@@ -425,28 +466,28 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
 
     void IReplyTarget.OnValue(ulong seq, in ReplyValue value)
     {
-        if (_pending.TryGetValue(seq, out var pending) && pending.OnValue(value))
+        if (_pending.TryGet(seq, out var pending) && pending.OnValue(value))
         {
-            _pending.TryRemove(seq, out _);
+            Finish(seq, pending);
         }
     }
 
     void IReplyTarget.OnData(ulong seq, ulong offset, in ReadOnlySequence<byte> bytes, bool last)
     {
-        if (_pending.TryGetValue(seq, out var pending) && pending.OnData(offset, bytes, last))
+        if (_pending.TryGet(seq, out var pending) && pending.OnData(offset, bytes, last))
         {
-            _pending.TryRemove(seq, out _);
+            Finish(seq, pending);
         }
     }
 
     Memory<byte> IReplyTarget.DataDestination(ulong seq, ulong offset, int length)
-        => _pending.TryGetValue(seq, out var pending) && pending is CopyPending copy ? copy.Destination(offset, length) : Memory<byte>.Empty;
+        => _pending.TryGet(seq, out var pending) && pending is CopyReply copy ? copy.Destination(offset, length) : Memory<byte>.Empty;
 
     void IReplyTarget.OnDataReceived(ulong seq, ulong offset, int length, bool last)
     {
-        if (_pending.TryGetValue(seq, out var pending) && pending is CopyPending copy && copy.Received(length, last))
+        if (_pending.TryGet(seq, out var pending) && pending is CopyReply copy && copy.Received(length, last))
         {
-            _pending.TryRemove(seq, out _);
+            Finish(seq, pending);
         }
     }
 
@@ -456,9 +497,10 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
         {
             Fail(error);
         }
-        else if (_pending.TryRemove(seq, out var pending))
+        else if (_pending.TryTake(seq, out var pending))
         {
-            pending.Fail(error);
+            // The error comes on the first connection; a striped copy's other connections may still hold its waiter.
+            pending.Fail(error, reusable: pending is not CopyReply { Striped: true });
         }
     }
 
@@ -466,12 +508,21 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
 
     void IReplyTarget.OnLaneClosed(int lane, GpuPoolException error)
     {
-        foreach (var (seq, pending) in _pending)
+        foreach (var (seq, copy) in _pending.StripedCopies())
         {
-            if (pending is CopyPending { Striped: true } copy && copy.LaneClosed(lane, error))
+            if (copy.LaneClosed(lane, error))
             {
-                _pending.TryRemove(seq, out _);
+                Finish(seq, copy);
             }
+        }
+    }
+
+    /// <summary>An op's reply decided it: whoever takes it out of the table completes it.</summary>
+    private void Finish(ulong seq, Pending pending)
+    {
+        if (_pending.TryTake(seq, pending))
+        {
+            pending.Finish();
         }
     }
 
@@ -493,12 +544,9 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
     private void Fail(GpuPoolException error)
     {
         _fatal ??= error;
-        foreach (var seq in _pending.Keys)
+        foreach (var pending in _pending.TakeAll())
         {
-            if (_pending.TryRemove(seq, out var pending))
-            {
-                pending.Fail(_fatal);
-            }
+            pending.Fail(_fatal, reusable: false);
         }
     }
 
@@ -521,170 +569,6 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
 
         await _transport.DisposeAsync().ConfigureAwait(false);
         Fail(Closed());
-    }
-
-    private abstract class Pending
-    {
-        /// <summary>Takes the op's reply value; true when no more replies are expected.</summary>
-        public virtual bool OnValue(in ReplyValue value)
-        {
-            Fail(new GpuPoolException(ErrorCode.Internal, "the broker answered a copy with a value"));
-            return true;
-        }
-
-        /// <summary>Takes a chunk of copy data; true when no more replies are expected.</summary>
-        public virtual bool OnData(ulong offset, in ReadOnlySequence<byte> bytes, bool last)
-        {
-            Fail(new GpuPoolException(ErrorCode.Internal, "the broker answered an op with copy data"));
-            return true;
-        }
-
-        public abstract void Fail(GpuPoolException error);
-    }
-
-    private sealed class ReplyPending : Pending
-    {
-        private readonly TaskCompletionSource<ReplyValue> _tcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public Task<ReplyValue> Task => _tcs.Task;
-
-        public override bool OnValue(in ReplyValue value) => _tcs.TrySetResult(value) || true;
-
-        public override void Fail(GpuPoolException error) => _tcs.TrySetException(error);
-    }
-
-    /// <summary>
-    /// Assembles the chunks of a device-to-host copy into the caller's buffer. A striped copy's chunks arrive on
-    /// several connections at once, in any order, and the broker says, once it has sent them all, which connections
-    /// carried them: the copy is whole when that word has come and so have all its bytes. A connection that closes
-    /// fails the copy if it carried some of it and bytes are missing.
-    /// </summary>
-    private sealed class CopyPending(Memory<byte> destination, bool striped) : Pending
-    {
-        private readonly TaskCompletionSource _tcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private readonly object _gate = new();
-        private long _received;
-        private uint _closed;
-        private uint? _carriedBy;
-        private GpuPoolException? _closedBecause;
-
-        public Task Task => _tcs.Task;
-
-        public bool Striped => striped;
-
-        /// <summary>The copy's sequence number, once submitted.</summary>
-        public ulong Seq { get; set; }
-
-        /// <summary>The connections a striped copy asked for (bit i: index i).</summary>
-        public uint Lanes { get; set; }
-
-        public override bool OnData(ulong offset, in ReadOnlySequence<byte> bytes, bool last)
-        {
-            if (offset + (ulong)bytes.Length > (ulong)destination.Length)
-            {
-                _tcs.TrySetException(new GpuPoolException(ErrorCode.Internal, "the broker sent copy data outside the requested range"));
-                return true;
-            }
-
-            bytes.CopyTo(destination.Span[(int)offset..]);
-            return Received((int)bytes.Length, last);
-        }
-
-        /// <summary>The part of the caller's buffer a chunk covers, for the chunk to be received into; empty when it does not fit.</summary>
-        public Memory<byte> Destination(ulong offset, int length)
-            => offset + (ulong)length <= (ulong)destination.Length ? destination.Slice((int)offset, length) : Memory<byte>.Empty;
-
-        /// <summary>Counts a chunk that is in the caller's buffer; true when no more replies are expected.</summary>
-        public bool Received(int length, bool last)
-        {
-            var received = Interlocked.Add(ref _received, length);
-            if (striped)
-            {
-                return Check();
-            }
-
-            if (!last)
-            {
-                return false;
-            }
-
-            if (received != destination.Length)
-            {
-                _tcs.TrySetException(new GpuPoolException(ErrorCode.Internal, $"the copy ended after {received} of {destination.Length} bytes"));
-            }
-            else
-            {
-                _tcs.TrySetResult();
-            }
-
-            return true;
-        }
-
-        /// <summary>A striped copy's last word: the connections that carried it.</summary>
-        public override bool OnValue(in ReplyValue value)
-        {
-            if (!striped)
-            {
-                return base.OnValue(value);
-            }
-
-            lock (_gate)
-            {
-                _carriedBy = (uint)value.Value;
-            }
-
-            return Check();
-        }
-
-        /// <summary>Data connection <paramref name="lane"/> closed; true when that fails this copy.</summary>
-        public bool LaneClosed(int lane, GpuPoolException error)
-        {
-            lock (_gate)
-            {
-                _closed |= 1u << lane;
-                _closedBecause ??= error;
-            }
-
-            return Check();
-        }
-
-        /// <summary>Completes or fails the copy once it can tell; true when it has.</summary>
-        private bool Check()
-        {
-            uint missingFrom;
-            lock (_gate)
-            {
-                var received = Interlocked.Read(ref _received);
-                if (received > destination.Length)
-                {
-                    return _tcs.TrySetException(new GpuPoolException(ErrorCode.Internal, $"the broker sent {received} bytes for a copy of {destination.Length}")) || true;
-                }
-
-                if (_carriedBy is { } carried && received == destination.Length)
-                {
-                    return _tcs.TrySetResult() || true;
-                }
-
-                // Before the last word a closed connection may not have been used; after it, one that was fails the copy.
-                missingFrom = _carriedBy is { } used ? used & _closed : 0;
-            }
-
-            if (missingFrom == 0)
-            {
-                return false;
-            }
-
-            var lane = System.Numerics.BitOperations.TrailingZeroCount(missingFrom);
-            _tcs.TrySetException(new GpuPoolException(
-                ErrorCode.Unavailable,
-                $"copy #{Seq} of {destination.Length} bytes to the host failed: data connection {lane} closed after {Interlocked.Read(ref _received)} of {destination.Length} bytes had arrived ({_closedBecause?.Message})",
-                Seq,
-                "memcpy_dtoh",
-                _closedBecause));
-            return true;
-        }
-
-        public override void Fail(GpuPoolException error) => _tcs.TrySetException(error);
     }
 
     /// <summary>The bytes of an array of unmanaged values as Memory, without copying them.</summary>

@@ -1,11 +1,11 @@
 using System.Buffers.Binary;
-using Google.Protobuf;
 
 namespace GpuPool.Client;
 
 /// <summary>
 /// Packs kernel parameters the way cuLaunchKernel lays them out: each value at an offset aligned to
-/// its size, device pointers as 8-byte addresses.
+/// its size, device pointers as 8-byte addresses. A launch has taken the bytes once its task completes, so one instance
+/// can then be refilled (<see cref="Clear"/>) and launched again without allocating.
 /// </summary>
 public sealed class KernelArgs
 {
@@ -51,7 +51,15 @@ public sealed class KernelArgs
 
     public KernelArgs Ptr(DevicePtr ptr) => U64(ptr.Address);
 
-    internal ByteString ToByteString() => ByteString.CopyFrom(_buffer, 0, _length);
+    /// <summary>The packed bytes, valid until the arguments are changed.</summary>
+    public ReadOnlyMemory<byte> Packed => _buffer.AsMemory(0, _length);
+
+    /// <summary>Empties the arguments, to pack another launch's into the same buffer.</summary>
+    public KernelArgs Clear()
+    {
+        _length = 0;
+        return this;
+    }
 
     private Span<byte> Slot(int size)
     {

@@ -56,7 +56,18 @@ internal sealed class GrpcSessionTransport : SessionTransport
         _writer = Task.Run(WriteLoopAsync);
     }
 
-    public override ValueTask SendAsync(OpRequest request, CancellationToken cancellationToken)
+    public override ValueTask SendOpenAsync(ulong seq, string leaseId, string token, CancellationToken cancellationToken)
+        => Enqueue(new OpRequest { Seq = seq, Open = new SessionOpen { LeaseId = leaseId, Token = token } }, cancellationToken);
+
+    /// <summary>The op as its session.proto message: protobuf is this transport's wire, so each op is one message.</summary>
+    public override ValueTask SendAsync<TOp>(ulong seq, in TOp op, ReadOnlySpan<byte> payload, CancellationToken cancellationToken)
+    {
+        var request = new OpRequest { Seq = seq };
+        op.ToProto(request, payload);
+        return Enqueue(request, cancellationToken);
+    }
+
+    private ValueTask Enqueue(OpRequest request, CancellationToken cancellationToken)
         => _outgoing.Writer.TryWrite(request) ? default : _outgoing.Writer.WriteAsync(request, cancellationToken);
 
     /// <summary>

@@ -1,5 +1,6 @@
 using System.Buffers;
 using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.Ops;
 using GpuPool.Protocol.V1;
 
 namespace GpuPool.Client.Transport;
@@ -63,8 +64,15 @@ internal abstract class SessionTransport : IAsyncDisposable
 
     public abstract void Start(IReplyTarget target);
 
-    /// <summary>Queues an op; completes once it is queued (not sent), unless the queue is full.</summary>
-    public abstract ValueTask SendAsync(OpRequest request, CancellationToken cancellationToken);
+    /// <summary>Queues the session's open op, which carries the lease token; answered with the session's description.</summary>
+    public abstract ValueTask SendOpenAsync(ulong seq, string leaseId, string token, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Queues an op and its payload (kernel parameters, a module image, a name); completes once it is queued (not
+    /// sent), unless the queue is full. The payload may be reused as soon as this returns.
+    /// </summary>
+    public abstract ValueTask SendAsync<TOp>(ulong seq, in TOp op, ReadOnlySpan<byte> payload, CancellationToken cancellationToken)
+        where TOp : struct, IOp<TOp>;
 
     /// <summary>Queues a copy to the device; completes once <paramref name="data"/> may be reused by the caller.</summary>
     public abstract ValueTask SendCopyToDeviceAsync(ulong seq, ulong ptr, ulong stream, ReadOnlyMemory<byte> data, CancellationToken cancellationToken);

@@ -62,7 +62,7 @@ internal sealed class AllocationTable
     }
 
     /// <summary>Throws InvalidAddress, naming <paramref name="what"/>, unless [pointer, pointer+length) lies inside one allocation.</summary>
-    public void Check(ulong pointer, ulong length, string what)
+    public void Check(ulong pointer, ulong length, RangeName what)
     {
         if (Find(_sorted, pointer) is not { } a)
         {
@@ -82,7 +82,7 @@ internal sealed class AllocationTable
     /// the alignment a device load of one element needs, and returns their size in bytes. No elements: nothing is read,
     /// nothing is checked but the alignment.
     /// </summary>
-    public ulong CheckElements(ulong pointer, long count, int elementSize, string what)
+    public ulong CheckElements(ulong pointer, long count, int elementSize, RangeName what)
     {
         if (count < 0)
         {

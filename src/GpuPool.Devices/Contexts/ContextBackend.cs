@@ -24,7 +24,7 @@ internal interface IDeviceMemory
     void FreeAtClose(Allocation[] allocations);
 
     /// <summary>The host bytes of a range, bounds-checked; only where <see cref="IsHostMemory"/>.</summary>
-    Span<byte> HostView(ulong pointer, ulong length, string what);
+    Span<byte> HostView(ulong pointer, ulong length, RangeName what);
 }
 
 /// <summary>

@@ -26,3 +26,21 @@ internal static class RangeNames
     public const string DeviceCopyDestination = "device copy destination";
     public const string Memset = "memset destination";
 }
+
+/// <summary>
+/// What a range is called in a bounds error: a fixed phrase (<see cref="RangeNames"/>), or a kernel's pointer parameter,
+/// put into words only when an error needs it, so a check that passes builds no string.
+/// </summary>
+internal readonly struct RangeName
+{
+    private readonly string _phrase;
+    private readonly string? _parameter;
+
+    private RangeName(string phrase, string? parameter) => (_phrase, _parameter) = (phrase, parameter);
+
+    public static RangeName KernelParameter(string kernel, string parameter) => new(kernel, parameter);
+
+    public static implicit operator RangeName(string phrase) => new(phrase, null);
+
+    public override string ToString() => _parameter is null ? _phrase : $"kernel {_phrase} parameter {_parameter}";
+}

@@ -6,13 +6,17 @@ namespace GpuPool.Devices.Contexts;
 /// <summary>Streams and events: creating them, queueing work on them in order, and waiting for it.</summary>
 internal sealed partial class DeviceContext
 {
+    private readonly Lock _streamsGate = new();
     private int _directCopies;
+
+    /// <summary>The streams not destroyed, as an array a synchronize walks without allocating; replaced when one comes or goes.</summary>
+    private volatile WorkStream[] _liveStreams = [];
 
     public ulong CreateStream()
     {
         ThrowIfClosed();
         var id = (ulong)Interlocked.Increment(ref _nextHandle);
-        _streams[id] = Runtime.CreateStream(id, this);
+        AddStream(id, Runtime.CreateStream(id, this));
         return id;
     }
 
@@ -24,9 +28,15 @@ internal sealed partial class DeviceContext
         }
 
         // Work already queued on the stream still runs, as with cuStreamDestroy; until it has, synchronize (and so free
-        // and close) must wait for it too, or memory could be freed under a running kernel.
+        // and close) must wait for it too, or memory could be freed under a running kernel. It is among the draining ones
+        // before it leaves the live ones, so a synchronize in between sees it.
         var drained = s.Drain(destroyed: true);
-        _destroyedStreamsDraining[stream] = drained;
+        lock (_streamsGate)
+        {
+            _destroyedStreamsDraining[stream] = new DrainingStream(s, drained);
+            _liveStreams = Array.FindAll(_liveStreams, live => live != s);
+        }
+
         _ = drained.ContinueWith(
             done => _destroyedStreamsDraining.TryRemove(stream, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
@@ -49,8 +59,11 @@ internal sealed partial class DeviceContext
 
     public void EnqueueCopyToDevice(ulong stream, ulong dst, ReadOnlyMemory<byte> data, OpTag tag, IDisposable? dataOwner = null)
     {
-        // A static factory over a state tuple: a copy chunk that cannot go straight to the device costs no closure.
-        if (!Enqueue(stream, tag, (tag, dst, data, dataOwner), static s => new CopyToDeviceWork(s.tag, s.dst, s.data, s.dataOwner)))
+        if (StreamFor(stream, tag) is { } s)
+        {
+            s.Enqueue(Pools.CopiesToDevice.Rent().Init(tag, dst, data, dataOwner));
+        }
+        else
         {
             dataOwner?.Dispose();
         }
@@ -149,22 +162,30 @@ internal sealed partial class DeviceContext
             return;
         }
 
-        s.Enqueue(new CopyToHostWork(tag, src, bytes, sink));
+        s.Enqueue(Pools.CopiesToHost.Rent().Init(tag, src, bytes, sink));
     }
 
     public void EnqueueCopyDeviceToDevice(ulong stream, ulong dst, ulong src, ulong bytes, OpTag tag)
-        => Enqueue(stream, tag, () => new CopyDeviceToDeviceWork(tag, dst, src, bytes));
+        => StreamFor(stream, tag)?.Enqueue(Pools.DeviceCopies.Rent().Init(tag, dst, src, bytes));
 
     public void EnqueueFailure(ulong stream, OpTag tag, DeviceException error)
-        => Enqueue(stream, tag, (tag, error), static s => new FailedWork(s.tag, s.error));
+        => StreamFor(stream, tag)?.Enqueue(new FailedWork(tag, error));
 
     public void EnqueueMemset(ulong stream, ulong dst, uint value, int elementSize, ulong count, OpTag tag)
-        => Enqueue(stream, tag, () => elementSize is 1 or 2 or 4
-            ? new MemsetWork(tag, dst, value, elementSize, count)
-            : throw new DeviceException(DeviceErrorCode.InvalidArgument, $"memset element size must be 1, 2 or 4 bytes, not {elementSize}"));
+        => StreamFor(stream, tag)?.Enqueue(elementSize is 1 or 2 or 4
+            ? Pools.Memsets.Rent().Init(tag, dst, value, elementSize, count)
+            : new FailedWork(tag, new DeviceException(DeviceErrorCode.InvalidArgument, $"memset element size must be 1, 2 or 4 bytes, not {elementSize}")));
 
+    /// <remarks>The launch takes a copy of the parameter block: the caller's memory is free again when this returns.</remarks>
     public void EnqueueLaunch(ulong stream, ulong function, LaunchDims dims, ReadOnlyMemory<byte> parameters, OpTag tag)
-        => Enqueue(stream, tag, () =>
+    {
+        if (StreamFor(stream, tag) is not { } s)
+        {
+            return;
+        }
+
+        StreamWork work;
+        try
         {
             var f = _functions.TryGetValue(function, out var found) ? found : throw ContextErrors.NoFunction(function);
             LaunchLimits.Check(f.Name, dims, _deviceAttributes);
@@ -174,39 +195,81 @@ internal sealed partial class DeviceContext
                     $"kernel {f.Name} takes {size} bytes of parameters ({f.Signature}), but the launch passed {parameters.Length}");
             }
 
-            return new LaunchWork(tag, f, dims, parameters);
-        });
+            work = Pools.Launches.Rent().Init(tag, f, dims, parameters.Span);
+        }
+        catch (DeviceException ex)
+        {
+            work = new FailedWork(tag, ex);
+        }
+
+        s.Enqueue(work);
+    }
 
     public void EnqueueEventRecord(ulong stream, ulong evt, OpTag tag)
-        => Enqueue(stream, tag, () =>
+    {
+        if (StreamFor(stream, tag) is { } s)
         {
-            var e = Event(evt);
-            return new RecordWork(tag, e, e.QueueRecord(), Runtime);
-        });
+            s.Enqueue(_events.TryGetValue(evt, out var e) ? Pools.Records.Rent().Init(tag, e, e.QueueRecord(), Runtime) : new FailedWork(tag, ContextErrors.NoEvent(evt)));
+        }
+    }
 
+    /// <summary>The stream waits for the event's latest record as of now; an event never recorded holds nothing up, as in CUDA.</summary>
     public void EnqueueStreamWaitEvent(ulong stream, ulong evt, OpTag tag)
-        => Enqueue(stream, tag, () => new WaitEventWork(tag, Event(evt).Recorded ?? Task.CompletedTask)); // never recorded: complete, as in CUDA
+    {
+        if (StreamFor(stream, tag) is { } s)
+        {
+            s.Enqueue(_events.TryGetValue(evt, out var e) ? Pools.EventWaits.Rent().Init(tag, e, e.Latest) : new FailedWork(tag, ContextErrors.NoEvent(evt)));
+        }
+    }
 
-    public Task SynchronizeStreamAsync(ulong stream, CancellationToken cancellationToken = default)
-        => _streams.TryGetValue(stream, out var s) ? s.Marker().WaitAsync(cancellationToken) : throw ContextErrors.NoStream(stream);
+    public ValueTask SynchronizeStreamAsync(ulong stream, CancellationToken cancellationToken = default)
+        => _streams.TryGetValue(stream, out var s) ? SynchronizeStreamAsync(s, cancellationToken) : throw ContextErrors.NoStream(stream);
 
-    public Task SynchronizeEventAsync(ulong evt, CancellationToken cancellationToken = default)
-        => (Event(evt).Recorded ?? Task.CompletedTask).WaitAsync(cancellationToken);
+    /// <summary>Waits for the work queued on <paramref name="stream"/> so far: at once when it has none, else for a marker queued behind it.</summary>
+    internal ValueTask SynchronizeStreamAsync(WorkStream stream, CancellationToken cancellationToken)
+    {
+        SyncPoint? point = null;
+        Mark(stream, ref point);
+        return point?.Seal(cancellationToken) ?? default;
+    }
 
-    public Task SynchronizeAsync(CancellationToken cancellationToken = default)
-        => Task.WhenAll(_streams.Values.Select(s => s.Marker()).Concat(_destroyedStreamsDraining.Values)).WaitAsync(cancellationToken);
+    public ValueTask SynchronizeEventAsync(ulong evt, CancellationToken cancellationToken = default)
+    {
+        var e = Event(evt);
+        return e.WaitAsync(e.Latest, Pools.Syncs, resumeInline: false, cancellationToken);
+    }
 
-    public bool QueryEvent(ulong evt) => Event(evt).Recorded?.IsCompleted ?? true;
+    /// <summary>One wait for the work queued so far on every stream, destroyed streams still draining included.</summary>
+    public ValueTask SynchronizeAsync(CancellationToken cancellationToken = default)
+    {
+        SyncPoint? point = null;
+        foreach (var s in _liveStreams)
+        {
+            Mark(s, ref point);
+        }
+
+        if (!_destroyedStreamsDraining.IsEmpty)
+        {
+            foreach (var (_, draining) in _destroyedStreamsDraining)
+            {
+                Mark(draining.Stream, ref point);
+            }
+        }
+
+        return point?.Seal(cancellationToken) ?? default;
+    }
+
+    public bool QueryEvent(ulong evt) => Event(evt).IsComplete;
 
     public float EventElapsedMilliseconds(ulong start, ulong end)
     {
         ContextEvent a = Event(start), b = Event(end);
-        if (a.Recorded is null || b.Recorded is null)
+        if (!a.WasRecorded || !b.WasRecorded)
         {
             throw new DeviceException(DeviceErrorCode.InvalidArgument, "both events must have been recorded before their elapsed time can be read");
         }
 
-        if (!a.Recorded.IsCompleted || !b.Recorded.IsCompleted)
+        if (!a.IsComplete || !b.IsComplete)
         {
             throw new DeviceException(DeviceErrorCode.NotReady, "an event has not completed yet");
         }
@@ -243,34 +306,53 @@ internal sealed partial class DeviceContext
         }
     }
 
-    /// <summary>Queues the work <paramref name="create"/> makes; false when it was not made (the failure is queued instead).</summary>
-    private bool Enqueue(ulong stream, OpTag tag, Func<StreamWork> create)
-        => Enqueue(stream, tag, create, static c => c());
+    private void AddStream(ulong id, WorkStream stream)
+    {
+        lock (_streamsGate)
+        {
+            _streams[id] = stream;
+            _liveStreams = [.. _liveStreams, stream];
+        }
+    }
 
-    /// <summary>Like the closure overload, with the factory's state passed in rather than captured.</summary>
-    private bool Enqueue<TState>(ulong stream, OpTag tag, TState state, Func<TState, StreamWork> create)
+    /// <summary>Has <paramref name="stream"/> reach what is queued on it so far: adds a marker to <paramref name="point"/>, unless the stream is idle.</summary>
+    private void Mark(WorkStream stream, ref SyncPoint? point)
+    {
+        if (stream.IsIdle)
+        {
+            return;
+        }
+
+        point ??= Pools.Syncs.Rent().Begin();
+        point.Expect();
+        stream.Enqueue(Pools.Markers.Rent().Init(point));
+    }
+
+    /// <summary>
+    /// The stream an op goes on; null when it goes on none. With no such stream to keep order on, the failure is pending
+    /// from now; on a closed (or unusable) context, the failure is queued in the stream's order.
+    /// </summary>
+    private WorkStream? StreamFor(ulong stream, OpTag tag)
     {
         if (!_streams.TryGetValue(stream, out var s))
         {
-            // No stream to keep order on: the failure is pending from now.
             Interlocked.CompareExchange(ref _sticky, new StickyError(tag, IsClosed ? ContextErrors.Closed() : ContextErrors.NoStream(stream)), null);
-            return false;
+            return null;
         }
 
-        StreamWork work;
-        var made = false;
         try
         {
             ThrowIfClosed();
-            work = create(state);
-            made = true;
         }
         catch (DeviceException ex)
         {
-            work = new FailedWork(tag, ex);
+            s.Enqueue(new FailedWork(tag, ex));
+            return null;
         }
 
-        s.Enqueue(work);
-        return made;
+        return s;
     }
 }
+
+/// <summary>A stream the client destroyed whose queued work has still to run out, and the task of its end.</summary>
+internal readonly record struct DrainingStream(WorkStream Stream, Task Drained);

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using GpuPool.Devices.Scheduling;
 using GpuPool.Devices.Streams;
 
@@ -24,7 +25,7 @@ internal sealed partial class DeviceContext : IDeviceContext
     private readonly IDeviceMemory _memory;
     private readonly Lock _allocGate = new();
     private readonly ConcurrentDictionary<ulong, WorkStream> _streams = new();
-    private readonly ConcurrentDictionary<ulong, Task> _destroyedStreamsDraining = new();
+    private readonly ConcurrentDictionary<ulong, DrainingStream> _destroyedStreamsDraining = new();
     private readonly ConcurrentDictionary<ulong, ContextEvent> _events = new();
     private readonly ConcurrentDictionary<ulong, IKernelModule> _modules = new();
     private readonly ConcurrentDictionary<ulong, IKernelFunction> _functions = new();
@@ -45,7 +46,7 @@ internal sealed partial class DeviceContext : IDeviceContext
         Copies = backend.Copies;
         Kernels = backend.Kernels;
         Runtime = backend.Runtime;
-        _streams[0] = Runtime.CreateStream(0, this);
+        AddStream(0, Runtime.CreateStream(0, this));
     }
 
     public string LeaseId { get; }
@@ -63,6 +64,8 @@ internal sealed partial class DeviceContext : IDeviceContext
     internal IKernelRunner Kernels { get; }
 
     internal IContextRuntime Runtime { get; }
+
+    internal ContextPools Pools { get; } = new();
 
     internal bool IsClosed => Volatile.Read(ref _closed) != 0;
 
@@ -90,6 +93,7 @@ internal sealed partial class DeviceContext : IDeviceContext
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask FreeAsync(ulong ptr)
     {
         ThrowIfClosed();
@@ -134,7 +138,7 @@ internal sealed partial class DeviceContext : IDeviceContext
         if (found.NeedsUnload)
         {
             // Launches of its functions may still be queued: unload once the work queued so far has run.
-            _ = SynchronizeAsync().ContinueWith(
+            _ = SynchronizeAsync().AsTask().ContinueWith(
                 _ => Kernels.UnloadModule(found), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
         }
     }
@@ -175,7 +179,7 @@ internal sealed partial class DeviceContext : IDeviceContext
         var streams = _streams.Values.ToArray();
         try
         {
-            await Task.WhenAll(streams.Select(s => s.Drain(destroyed: false)).Concat(_destroyedStreamsDraining.Values))
+            await Task.WhenAll(streams.Select(s => s.Drain(destroyed: false)).Concat(_destroyedStreamsDraining.Values.Select(d => d.Drained)))
                 .WaitAsync(Runtime.CloseGrace).ConfigureAwait(false);
         }
         catch (TimeoutException)
@@ -191,6 +195,7 @@ internal sealed partial class DeviceContext : IDeviceContext
         }
 
         _streams.Clear();
+        _liveStreams = [];
         _events.Clear();
         _modules.Clear();
         _functions.Clear();

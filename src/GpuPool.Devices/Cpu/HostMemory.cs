@@ -41,7 +41,7 @@ internal sealed unsafe class HostMemory(AllocationTable allocations) : IDeviceMe
     /// The bytes of [pointer, pointer+length) when that range lies inside one allocation; otherwise an error that names
     /// <paramref name="what"/> and says how the range is wrong.
     /// </summary>
-    public Span<byte> HostView(ulong pointer, ulong length, string what)
+    public Span<byte> HostView(ulong pointer, ulong length, RangeName what)
     {
         if (length > int.MaxValue)
         {
@@ -53,7 +53,7 @@ internal sealed unsafe class HostMemory(AllocationTable allocations) : IDeviceMe
     }
 
     /// <summary>Like <see cref="HostView"/>, typed, also checking the alignment a device load of T needs.</summary>
-    public Span<T> Resolve<T>(ulong pointer, long count, string what)
+    public Span<T> Resolve<T>(ulong pointer, long count, RangeName what)
         where T : unmanaged
     {
         var bytes = allocations.CheckElements(pointer, count, sizeof(T), what);

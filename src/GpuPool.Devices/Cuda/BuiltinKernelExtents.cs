@@ -111,7 +111,7 @@ internal static class BuiltinKernelExtents
             if (kernel.Params[i].Kind == ParamKind.Ptr)
             {
                 var pointer = BinaryPrimitives.ReadUInt64LittleEndian(parameters[kernel.Offsets[i]..]);
-                _ = memory.CheckElements(pointer, counts[i], ElementSize, $"kernel {kernel.Name} parameter {kernel.Params[i].Name}");
+                _ = memory.CheckElements(pointer, counts[i], ElementSize, RangeName.KernelParameter(kernel.Name, kernel.Params[i].Name));
             }
         }
     }

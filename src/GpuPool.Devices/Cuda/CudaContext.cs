@@ -151,8 +151,16 @@ internal sealed class CudaContext : IContextRuntime
         throw CudaErrors.Error(result, call, context);
     }
 
-    /// <summary>Waits for the stream's work so far, and checks how it went.</summary>
-    internal void Synchronize(WorkStream stream, string what) => Check(CuApi.cuStreamSynchronize(stream.Handle), "cuStreamSynchronize", $"after {what}");
+    /// <summary>Waits for the stream's work so far, and checks how it went; <paramref name="name"/> follows what it names (a kernel's).</summary>
+    internal void Synchronize(WorkStream stream, string what, string? name = null)
+    {
+        // The words only when it failed: every op of a stream synchronizes.
+        var result = CuApi.cuStreamSynchronize(stream.Handle);
+        if (result != CudaErrors.Success)
+        {
+            Check(result, "cuStreamSynchronize", name is null ? $"after {what}" : $"after {what} {name}");
+        }
+    }
 
     /// <summary>Runs a session's call with the context current, unless the context is gone.</summary>
     internal T OnLiveContext<T>(Func<T> call)

@@ -102,8 +102,12 @@ internal sealed unsafe class CudaKernels(CudaContext context, AllocationTable al
             }
         }
 
-        context.Check(result, "cuLaunchKernel", $"kernel {f.Name}");
-        context.Synchronize(stream, $"kernel {f.Name}");
+        if (result != CudaErrors.Success)
+        {
+            context.Check(result, "cuLaunchKernel", $"kernel {f.Name}");
+        }
+
+        context.Synchronize(stream, "kernel", f.Name);
     }
 
     /// <summary>

@@ -43,6 +43,6 @@ internal sealed class CudaMemory(CudaContext context) : IDeviceMemory
     {
     }
 
-    public Span<byte> HostView(ulong pointer, ulong length, string what)
+    public Span<byte> HostView(ulong pointer, ulong length, RangeName what)
         => throw new DeviceException(DeviceErrorCode.NotSupported, $"{what}: device memory on a GPU is not host memory");
 }

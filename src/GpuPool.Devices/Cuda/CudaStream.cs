@@ -11,7 +11,7 @@ namespace GpuPool.Devices.Cuda;
 /// </summary>
 internal sealed class CudaStream : WorkStream
 {
-    private readonly DeviceContext _owner;
+    private readonly DeviceContext.StreamRunner _runner;
     private readonly nint _context;
     private readonly Queue<StreamWork> _queue = new();
     private readonly object _gate = new();
@@ -19,12 +19,13 @@ internal sealed class CudaStream : WorkStream
     private bool _stopping;
     private bool _destroyHandle;
     private bool _finished;
+    private bool _resumed;
 
     /// <summary>Takes over <paramref name="handle"/> (a CUstream of <paramref name="context"/>) and starts the stream's thread.</summary>
     public CudaStream(DeviceContext owner, nint context, string threadName, ulong id, nint handle)
         : base(id, handle)
     {
-        _owner = owner;
+        _runner = owner.RunnerFor(this);
         _context = context;
         var thread = new Thread(Run) { IsBackground = true, Name = threadName };
         thread.Start();
@@ -58,6 +59,16 @@ internal sealed class CudaStream : WorkStream
         }
 
         return _exited.Task;
+    }
+
+    /// <summary>Never called while every wait blocks (<see cref="WaitAsync"/>); should an item wait all the same, its thread waits for it.</summary>
+    public override void ResumeAfterWait()
+    {
+        lock (_gate)
+        {
+            _resumed = true;
+            Monitor.PulseAll(_gate);
+        }
     }
 
     /// <summary>Blocks: every driver call of the item must be made on this thread, where the context is current.</summary>
@@ -102,10 +113,17 @@ internal sealed class CudaStream : WorkStream
 
                 // Should setting the context have failed, each item's own driver calls fail and report it. Every wait
                 // blocks (WaitAsync), so the item has run to its end here.
-                var run = _owner.ExecuteAsync(work, this);
-                if (!run.IsCompleted)
+                if (!_runner.TryRun(work))
                 {
-                    run.AsTask().GetAwaiter().GetResult();
+                    lock (_gate)
+                    {
+                        while (!_resumed)
+                        {
+                            Monitor.Wait(_gate);
+                        }
+
+                        _resumed = false;
+                    }
                 }
             }
 

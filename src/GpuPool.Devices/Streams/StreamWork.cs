@@ -3,18 +3,18 @@ using GpuPool.Devices.Contexts;
 namespace GpuPool.Devices.Streams;
 
 /// <summary>
-/// One item of work on a stream, which its context runs when the stream reaches it (<see cref="DeviceContext.ExecuteAsync"/>).
+/// One item of work on a stream, which its context runs when the stream reaches it (<see cref="DeviceContext.StreamRunner"/>).
 /// Device work is skipped while a sticky error is pending; bookkeeping (markers, event records and waits) always runs.
 /// </summary>
-internal abstract class StreamWork(OpTag tag)
+internal abstract class StreamWork
 {
-    public OpTag Tag { get; } = tag;
+    public OpTag Tag { get; protected set; }
 
     /// <summary>False for bookkeeping: it runs even while an error is pending, and takes no fair-share slot.</summary>
     public virtual bool IsDeviceWork => true;
 
-    /// <summary>Something to wait for before the work runs (an event recorded on another stream).</summary>
-    public virtual Task? WaitBefore => null;
+    /// <summary>What to wait for before the work runs (an event recorded on another stream); completed when nothing.</summary>
+    public virtual ValueTask WaitBeforeAsync(DeviceContext context) => default;
 
     /// <summary>Cost for the fair-share dispatcher; 0 takes no slot.</summary>
     public virtual double SlotCost(DeviceContext context) => 0;
@@ -35,51 +35,115 @@ internal abstract class StreamWork(OpTag tag)
     {
     }
 
-    /// <summary>Called once the work has run, failed or been skipped: releases what it holds.</summary>
+    /// <summary>
+    /// Called once the work has run, failed or been skipped: releases what it holds. The caller lets go of the item
+    /// then, since a pooled item goes back to its pool and is reused.
+    /// </summary>
     public virtual void Finish()
     {
     }
 }
 
-/// <summary>A failure found when the op was enqueued: it becomes the sticky error when the stream reaches it, keeping op order.</summary>
-internal sealed class FailedWork(OpTag tag, DeviceException error) : StreamWork(tag)
+/// <summary>
+/// Work that a context keeps in a pool of its own and reuses: <see cref="Finish"/> gives it back, so nothing may refer to
+/// it after (in particular, no state that outlives the run, such as an event's record, lives in the item).
+/// </summary>
+internal abstract class PooledWork<TSelf>(WorkPool<TSelf> pool) : StreamWork
+    where TSelf : PooledWork<TSelf>
 {
-    public override void Run(DeviceContext context, WorkStream stream) => throw error;
-}
-
-/// <summary>Completes when the stream reaches it: stream synchronize.</summary>
-internal sealed class MarkerWork() : StreamWork(default)
-{
-    private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    public Task Done => _done.Task;
-
-    public override bool IsDeviceWork => false;
-
-    public override void Finish() => _done.TrySetResult();
-}
-
-/// <summary>Event record: the backend records the event when the stream reaches it, and then the event's task completes.</summary>
-internal sealed class RecordWork(OpTag tag, ContextEvent evt, TaskCompletionSource completion, IContextRuntime runtime) : StreamWork(tag)
-{
-    public override bool IsDeviceWork => false;
-
-    public override void Run(DeviceContext context, WorkStream stream) => evt.Record(runtime, stream, context.IsClosed);
-
-    public override void Finish()
+    public sealed override void Finish()
     {
-        evt.RecordFinished(runtime);
-        completion.TrySetResult();
+        Release();
+        pool.Return((TSelf)this);
+    }
+
+    /// <summary>Lets go of what the run held (and completes what waits on it) before the item goes back.</summary>
+    protected abstract void Release();
+}
+
+/// <summary>A failure found when the op was enqueued: it becomes the sticky error when the stream reaches it, keeping op order.</summary>
+internal sealed class FailedWork : StreamWork
+{
+    private readonly DeviceException _error;
+
+    public FailedWork(OpTag tag, DeviceException error)
+    {
+        Tag = tag;
+        _error = error;
+    }
+
+    public override void Run(DeviceContext context, WorkStream stream) => throw _error;
+}
+
+/// <summary>Arrives at its synchronize point when the stream reaches it: a synchronize of the stream (or of all of them).</summary>
+internal sealed class MarkerWork(WorkPool<MarkerWork> pool) : PooledWork<MarkerWork>(pool)
+{
+    private SyncPoint? _point;
+
+    public override bool IsDeviceWork => false;
+
+    public MarkerWork Init(SyncPoint point)
+    {
+        _point = point;
+        return this;
+    }
+
+    protected override void Release()
+    {
+        var point = _point!;
+        _point = null;
+        point.Arrive();
+    }
+}
+
+/// <summary>Event record: the backend records the event when the stream reaches it, and then the record (its generation) completes.</summary>
+internal sealed class RecordWork(WorkPool<RecordWork> pool) : PooledWork<RecordWork>(pool)
+{
+    private ContextEvent? _event;
+    private long _generation;
+    private IContextRuntime? _runtime;
+
+    public override bool IsDeviceWork => false;
+
+    public RecordWork Init(OpTag tag, ContextEvent evt, long generation, IContextRuntime runtime)
+    {
+        Tag = tag;
+        _event = evt;
+        _generation = generation;
+        _runtime = runtime;
+        return this;
+    }
+
+    public override void Run(DeviceContext context, WorkStream stream) => _event!.Record(_runtime!, stream, context.IsClosed);
+
+    protected override void Release()
+    {
+        var (evt, runtime) = (_event!, _runtime!);
+        (_event, _runtime) = (null, null);
+        evt.RecordFinished(runtime, _generation);
     }
 }
 
 /// <summary>
-/// Stream wait event: the stream goes on once the event's record (as of the wait call) has completed. Records complete
-/// on the host only once the device has reached them, so waiting on the host keeps the device's order too.
+/// Stream wait event: the stream goes on once the event's record (the latest as of the wait call) has completed. Records
+/// complete on the host only once the device has reached them, so waiting on the host keeps the device's order too.
 /// </summary>
-internal sealed class WaitEventWork(OpTag tag, Task recorded) : StreamWork(tag)
+internal sealed class WaitEventWork(WorkPool<WaitEventWork> pool) : PooledWork<WaitEventWork>(pool)
 {
+    private ContextEvent? _event;
+    private long _generation;
+
     public override bool IsDeviceWork => false;
 
-    public override Task? WaitBefore => recorded;
+    public WaitEventWork Init(OpTag tag, ContextEvent evt, long generation)
+    {
+        Tag = tag;
+        _event = evt;
+        _generation = generation;
+        return this;
+    }
+
+    public override ValueTask WaitBeforeAsync(DeviceContext context) => _event!.WaitAsync(_generation, context.Pools.Syncs, resumeInline: true, CancellationToken.None);
+
+    protected override void Release() => _event = null;
 }

@@ -11,24 +11,25 @@ internal abstract class WorkStream(ulong id, nint handle)
     /// <summary>The backend's own stream (a CUstream); 0 where it has none.</summary>
     public nint Handle { get; } = handle;
 
-    /// <summary>Nothing queued and nothing running; a stream that does not track it says false (work then always queues).</summary>
+    /// <summary>
+    /// Nothing queued and nothing running; a stream that does not track it says false (work then always queues, and a
+    /// synchronize always waits for a marker).
+    /// </summary>
     public virtual bool IsIdle => false;
 
     public abstract void Enqueue(StreamWork work);
-
-    /// <summary>A task that completes when all work enqueued so far has run.</summary>
-    public Task Marker()
-    {
-        var marker = new MarkerWork();
-        Enqueue(marker);
-        return marker.Done;
-    }
 
     /// <summary>
     /// Lets the stream end once the work queued so far has run; the task completes then. <paramref name="destroyed"/>:
     /// the client destroyed the stream, so the backend's stream goes too (when the whole context ends, it frees them all).
     /// </summary>
     public abstract Task Drain(bool destroyed);
+
+    /// <summary>
+    /// The item that its runner said waits has now run to its end, on whichever thread ended its wait: the stream goes on
+    /// with the next. Called once for each such item, and possibly before the runner has said it waits.
+    /// </summary>
+    public abstract void ResumeAfterWait();
 
     /// <summary>
     /// Waits for what an item needs before it runs (an event's record, a fair-share slot). A stream on the thread pool

@@ -59,7 +59,8 @@ public static class FrameCodec
     /// <summary>Size of the fixed fields of each type; -1 for a type that is not a frame.</summary>
     public static int FixedSize(FrameType type) => type switch
     {
-        FrameType.Hello => 4,
+        FrameType.Hello => 8,                    // u16 version, u16 lease id length, u16 token length, u16 reserved
+        FrameType.HelloVersion1 => 4,            // u16 lease id length, u16 token length
         FrameType.MemAlloc => 8,                 // bytes
         FrameType.MemFree => 8,                  // ptr
         FrameType.MemcpyHtoD => 16,              // ptr, stream
@@ -91,7 +92,7 @@ public static class FrameCodec
     public static int MaxPayload(FrameType type, int maxPayload) => type switch
     {
         FrameType.MemcpyHtoD or FrameType.Data or FrameType.ModuleLoad or FrameType.StripeChunk => maxPayload,
-        FrameType.Hello or FrameType.Join => 16 * 1024,
+        FrameType.Hello or FrameType.HelloVersion1 or FrameType.Join => 16 * 1024,
         FrameType.ModuleGetFunction => 1024,
         FrameType.Launch => 4096,
         FrameType.Error or FrameType.SessionInfo or FrameType.Notice => 64 * 1024,

@@ -6,8 +6,14 @@ namespace GpuPool.Protocol.Transport;
 /// </summary>
 public enum FrameType : ushort
 {
-    /// <summary>Client → broker, first frame of a connection: fixed {u16 lease id length, u16 token length}, payload lease id + token (UTF-8).</summary>
-    Hello = 2,
+    /// <summary>
+    /// Client → broker, first frame of a connection: fixed {u16 version, u16 lease id length, u16 token length,
+    /// u16 reserved}, payload lease id + token (UTF-8). A version the broker does not speak is refused, naming both.
+    /// </summary>
+    Hello = 1,
+
+    /// <summary>The hello of fast-path version 1 (fixed {u16 lease id length, u16 token length}): refused, naming both versions.</summary>
+    HelloVersion1 = 2,
     MemAlloc = 3,
     MemFree = 4,
     MemcpyHtoD = 5,

@@ -15,7 +15,7 @@ namespace GpuPool.Protocol.Transport;
 /// holds no thread. TCP on Linux only (recv with MSG_DONTWAIT, then poll); over a Unix socket or on another system every
 /// receive is the asynchronous one.
 /// </summary>
-public static partial class SocketReceiver
+internal static partial class SocketReceiver
 {
     /// <summary>How long one wait in poll may last before the receive goes asynchronous.</summary>
     public const int WaitSliceMs = 2;

@@ -25,10 +25,7 @@ public static class StripeFrames
 
     public static void WriteJoin(IBufferWriter<byte> writer, ulong session, string leaseId, string token)
     {
-        ArgumentNullException.ThrowIfNull(leaseId);
-        ArgumentNullException.ThrowIfNull(token);
-        var lease = Encoding.UTF8.GetBytes(leaseId);
-        var secret = Encoding.UTF8.GetBytes(token);
+        var (lease, secret) = Credentials.Encode(leaseId, token);
         Span<byte> scratch = stackalloc byte[16];
         var f = new FixedBuilder(scratch).U64(session).U16(checked((ushort)lease.Length)).U16(checked((ushort)secret.Length)).U32(0);
         FrameCodec.Write(writer, FrameType.Join, 0, f.Written, [.. lease, .. secret]);
@@ -40,17 +37,9 @@ public static class StripeFrames
         Span<byte> scratch = stackalloc byte[16];
         var f = new FixedFields(frame.Fixed, scratch);
         var session = f.U64();
-        var leaseLength = f.U16();
-        var tokenLength = f.U16();
-        if (leaseLength + tokenLength != frame.Payload.Length)
-        {
-            error = $"join frame: lease id ({leaseLength}) and token ({tokenLength}) lengths do not add up to the payload ({frame.Payload.Length})";
-            return null;
-        }
-
-        error = null;
-        var text = frame.Payload.ToArray();
-        return new JoinRequest(session, Encoding.UTF8.GetString(text, 0, leaseLength), Encoding.UTF8.GetString(text, leaseLength, tokenLength));
+        return Credentials.TryDecode(frame, f.U16(), f.U16(), "join frame", out var leaseId, out var token, out error)
+            ? new JoinRequest(session, leaseId, token)
+            : null;
     }
 
     /// <summary>Writes the op frame of a striped copy (<see cref="FrameType.MemcpyHtoDStriped"/> or <see cref="FrameType.MemcpyDtoHStriped"/>).</summary>

@@ -14,6 +14,10 @@ internal static unsafe partial class Cuda
     /// <summary>The driver API's limit on a launch's parameter block (and the wire's).</summary>
     private const int MaxParamBytes = 4096;
 
+    /// <summary>Each calling thread's parameter block, reused: a launch waits until the SDK has taken its bytes.</summary>
+    [ThreadStatic]
+    private static byte[]? t_packed;
+
     private const nint LaunchParamEnd = 0;
     private const nint LaunchParamBufferPointer = 1;
     private const nint LaunchParamBufferSize = 2;
@@ -32,7 +36,8 @@ internal static unsafe partial class Cuda
             CheckGeometry(driver.Device, f, (gridX, gridY, gridZ), (blockX, blockY, blockZ), sharedMemBytes);
 
             var signature = f.Signature;
-            Span<byte> packed = stackalloc byte[MaxParamBytes];
+            var block = t_packed ??= new byte[MaxParamBytes];
+            Span<byte> packed = block;
             if (signature.ParamBytes > MaxParamBytes)
             {
                 throw new CudaException(CuResult.InvalidValue, $"kernel {signature.Name} takes {signature.ParamBytes} bytes of parameters, more than the {MaxParamBytes} a launch carries");
@@ -69,7 +74,7 @@ internal static unsafe partial class Cuda
             }
 
             driver.Wait(
-                driver.Session.LaunchAsync(f.Remote, new Dim3(gridX, gridY, gridZ), new Dim3(blockX, blockY, blockZ), KernelArgs.FromPacked(packed), s, sharedMemBytes),
+                driver.Session.LaunchAsync(f.Remote, new Dim3(gridX, gridY, gridZ), new Dim3(blockX, blockY, blockZ), block.AsMemory(0, signature.ParamBytes), s, sharedMemBytes),
                 "cuLaunchKernel");
             driver.NoteWork(s);
             return CuResult.Success;

@@ -286,7 +286,7 @@ internal static unsafe partial class Cuda
             for (nuint offset = 0; offset < bytes; offset += CopyPiece)
             {
                 var n = (int)Math.Min(CopyPiece, bytes - offset);
-                var copy = driver.Session.CopyToHostAsync(new DevicePtr(src + offset), new NativeBuffer(dst + offset, n).Memory, s);
+                var copy = driver.Session.CopyToHostAsync(new DevicePtr(src + offset), new NativeBuffer(dst + offset, n).Memory, s).AsTask();
                 if (async && IsPinned(dst, bytes))
                 {
                     driver.TrackCopy(s, copy);

@@ -85,6 +85,9 @@ internal static class ContextOps
     public static async Task<T> Within<T>(Task<T> task) => await task.WaitAsync(TimeSpan.FromSeconds(10));
 
     public static async Task Within(Task task) => await task.WaitAsync(TimeSpan.FromSeconds(10));
+
+    /// <summary>A synchronize's wait, which may be awaited once only, held as a task.</summary>
+    public static Task Within(ValueTask wait) => Within(wait.AsTask());
 }
 
 /// <summary>Collects the outcome of one device-to-host copy, taken whole.</summary>

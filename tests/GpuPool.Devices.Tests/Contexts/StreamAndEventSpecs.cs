@@ -61,6 +61,123 @@ public abstract class StreamAndEventSpecs((IDevice Device, FairShareDispatcher D
         Assert.All(copied, v => Assert.Equal(50f, v));
     }
 
+    [Theory]
+    [InlineData("stream_wait_event")]
+    [InlineData("event_synchronize")]
+    public async Task A_wait_is_for_the_record_as_of_its_call_not_a_later_one(string wait)
+    {
+        await using var context = Context();
+        ulong a = context.CreateStream(), b = context.CreateStream(), idle = context.CreateStream();
+        var x = context.Allocate(N * 4);
+        ulong evt = context.CreateEvent(), after = context.CreateEvent();
+
+        Task waited;
+        using (await HoldSlotsAsync())
+        {
+            Fill(context, a, x, N, 1f);
+            context.EnqueueEventRecord(a, evt, Tag("event_record"));
+            if (wait == "stream_wait_event")
+            {
+                context.EnqueueStreamWaitEvent(b, evt, Tag("stream_wait_event"));
+                context.EnqueueEventRecord(b, after, Tag("event_record"));
+                waited = context.SynchronizeEventAsync(after).AsTask();
+            }
+            else
+            {
+                waited = context.SynchronizeEventAsync(evt).AsTask();
+            }
+
+            // Recorded again on a stream with nothing before it: that record completes at once, and is the event's latest.
+            context.EnqueueEventRecord(idle, evt, Tag("event_record"));
+            await Within(context.SynchronizeStreamAsync(idle));
+            await Settle();
+
+            Assert.True(context.QueryEvent(evt));
+            Assert.False(waited.IsCompleted);
+        }
+
+        await Within(waited);
+        Assert.All(await DownloadAsync<float>(context, x, N, a), v => Assert.Equal(1f, v));
+    }
+
+    [Fact]
+    public async Task Streams_that_hand_work_to_each_other_through_events_see_every_step()
+    {
+        const int steps = 100;
+        await using var context = Context();
+        ulong a = context.CreateStream(), b = context.CreateStream();
+        ulong x = context.Allocate(N * 4), sum = context.Allocate(N * 4);
+        ulong produced = context.CreateEvent(), consumed = context.CreateEvent();
+
+        // a writes step i only once b has added step i - 1 in; b adds only once a has written step i. A wait that let
+        // either stream past the record it was queued behind would add some step twice, or miss one.
+        for (var i = 1; i <= steps; i++)
+        {
+            context.EnqueueStreamWaitEvent(a, consumed, Tag("stream_wait_event"));
+            Fill(context, a, x, N, i);
+            context.EnqueueEventRecord(a, produced, Tag("event_record"));
+            context.EnqueueStreamWaitEvent(b, produced, Tag("stream_wait_event"));
+            Axpy(context, b, 1f, x, sum, N);
+            context.EnqueueEventRecord(b, consumed, Tag("event_record"));
+        }
+
+        var result = await DownloadAsync<float>(context, sum, N, b);
+
+        Assert.All(result, v => Assert.Equal(steps * (steps + 1) / 2f, v));
+        Assert.Null(context.TakeError());
+    }
+
+    [Fact]
+    public async Task A_launch_keeps_its_parameter_block_when_the_caller_reuses_the_memory_at_once()
+    {
+        await using var context = Context();
+        var x = context.Allocate(N * 4);
+        var block = FillParams(N, 5f, x);
+
+        using (await HoldSlotsAsync())
+        {
+            context.EnqueueLaunch(0, Function(context, "fill_f32"), Dims, block, Tag("launch"));
+            FillParams(N, 6f, x).CopyTo(block, 0);
+        }
+
+        Assert.All(await DownloadAsync<float>(context, x, N), v => Assert.Equal(5f, v));
+    }
+
+    [Theory]
+    [InlineData("context")]
+    [InlineData("stream")]
+    [InlineData("event")]
+    public async Task A_cancelled_synchronize_ends_the_wait_not_the_work(string what)
+    {
+        await using var context = Context();
+        var x = context.Allocate(N * 4);
+        var evt = context.CreateEvent();
+        using var cancellation = new CancellationTokenSource();
+
+        using (await HoldSlotsAsync())
+        {
+            Fill(context, 0, x, N, 4f);
+            context.EnqueueEventRecord(0, evt, Tag("event_record"));
+            var sync = (what switch
+            {
+                "context" => context.SynchronizeAsync(cancellation.Token),
+                "stream" => context.SynchronizeStreamAsync(0, cancellation.Token),
+                _ => context.SynchronizeEventAsync(evt, cancellation.Token),
+            }).AsTask();
+            await Settle();
+            Assert.False(sync.IsCompleted);
+
+            await cancellation.CancelAsync();
+
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Within(sync));
+            Assert.False(context.QueryEvent(evt));
+        }
+
+        await Within(context.SynchronizeEventAsync(evt));
+        Assert.All(await DownloadAsync<float>(context, x, N), v => Assert.Equal(4f, v));
+        Assert.Null(context.TakeError());
+    }
+
     [Fact]
     public async Task A_stream_waiting_on_an_event_does_not_run_before_the_event_completes()
     {
@@ -208,7 +325,7 @@ public abstract class StreamAndEventSpecs((IDevice Device, FairShareDispatcher D
                 context.EnqueueEventRecord(streams[i], events[i], Tag("event_record"));
             }
 
-            sync = context.SynchronizeAsync();
+            sync = context.SynchronizeAsync().AsTask();
             await Settle();
             Assert.False(sync.IsCompleted);
         }

@@ -74,4 +74,6 @@ internal static class Dev
     public static Task<T> Within<T>(Task<T> task) => ContextOps.Within(task);
 
     public static Task Within(Task task) => ContextOps.Within(task);
+
+    public static Task Within(ValueTask wait) => ContextOps.Within(wait);
 }

@@ -53,7 +53,7 @@ public sealed partial class CudaBackendEndToEndTests
                 Assert.All(await session.CopyToHostAsync<float>(y, 1024), v => Assert.Equal(2.5f, v));
 
                 await session.LaunchAsync(fill, new Dim3(4), new Dim3(256), new KernelArgs().U64(1025).F32(1f).Ptr(y));
-                var error = await Assert.ThrowsAsync<Protocol.Errors.GpuPoolException>(() => session.SynchronizeAsync());
+                var error = await Assert.ThrowsAsync<Protocol.Errors.GpuPoolException>(() => session.SynchronizeAsync().AsTask());
                 Assert.Equal(Protocol.V1.ErrorCode.InvalidAddress, error.Code);
             }
 

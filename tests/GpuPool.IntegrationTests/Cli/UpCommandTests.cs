@@ -185,7 +185,7 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
                 Assert.True(await process.WaitForExitAsync(TimeSpan.FromSeconds(10)), $"gpupool up still runs 10 s after SIGINT with a session open; stdout:\n{process.Stdout}");
                 Assert.Equal(0, process.ExitCode);
                 Assert.Contains("Stopped.", process.Stdout, StringComparison.Ordinal);
-                var error = await Assert.ThrowsAsync<Protocol.Errors.GpuPoolException>(() => session.SynchronizeAsync());
+                var error = await Assert.ThrowsAsync<Protocol.Errors.GpuPoolException>(() => session.SynchronizeAsync().AsTask());
                 Assert.True(error.Code is Protocol.V1.ErrorCode.LeaseEnded or Protocol.V1.ErrorCode.Unavailable, error.ToString());
             }
         }

@@ -53,7 +53,7 @@ internal sealed class FrameSocket : IDisposable
     public static byte[] Encode(OpRequest op)
     {
         var writer = new ArrayBufferWriter<byte>();
-        OpFrames.Write(writer, op);
+        OpRequestFrames.Write(writer, op);
         return writer.WrittenSpan.ToArray();
     }
 

@@ -23,7 +23,14 @@ public class PoolFixture : IAsyncLifetime
     public const ulong DeviceMemory = 4UL << 30;
     public const ulong DefaultLeaseMemory = 64UL << 20;
 
-    public static readonly TimeSpan LeaseTtl = TimeSpan.FromSeconds(2);
+    /// <summary>
+    /// The TTL of a lease that a test holds: long enough that a loaded machine's late keepalive never ends it (a 2 s TTL
+    /// did, now and then, under a busy CI machine).
+    /// </summary>
+    public static readonly TimeSpan LeaseTtl = TimeSpan.FromSeconds(10);
+
+    /// <summary>The TTL of a lease whose expiry a test waits for (it stops the keepalives): short, so the test is too.</summary>
+    public static readonly TimeSpan ShortLeaseTtl = TimeSpan.FromSeconds(3);
 
     private EmbeddedClusterStore? _store;
     private SchedulerHost? _scheduler;
@@ -46,6 +53,9 @@ public class PoolFixture : IAsyncLifetime
 
     public GpuPoolClient Client => _client ?? throw new InvalidOperationException("the pool is not started");
 
+    /// <summary>The TTL the scheduler gives a lease that asks for none.</summary>
+    protected virtual TimeSpan DefaultLeaseTtl => LeaseTtl;
+
     /// <summary>Lets a derived fixture change the broker's limits.</summary>
     protected virtual void Configure(BrokerOptions options)
     {
@@ -58,7 +68,7 @@ public class PoolFixture : IAsyncLifetime
     {
         _store = new EmbeddedClusterStore();
         _scheduler = await SchedulerHost.StartAsync(
-            new SchedulerOptions { Port = 0, SigningKey = SigningKey, DefaultLeaseTtl = LeaseTtl, OpenTenants = true, AdminToken = AdminToken },
+            new SchedulerOptions { Port = 0, SigningKey = SigningKey, DefaultLeaseTtl = DefaultLeaseTtl, OpenTenants = true, AdminToken = AdminToken },
             _store);
         var options = new BrokerOptions
         {
@@ -97,8 +107,8 @@ public class PoolFixture : IAsyncLifetime
         SigningKey.Dispose();
     }
 
-    public Task<Lease> LeaseAsync(ulong memoryBytes = DefaultLeaseMemory, int share = 100)
-        => Client.AllocateAsync(new LeaseRequest { Tenant = "it", MemoryBytes = memoryBytes, ComputeShare = share });
+    public Task<Lease> LeaseAsync(ulong memoryBytes = DefaultLeaseMemory, int share = 100, TimeSpan? ttl = null)
+        => Client.AllocateAsync(new LeaseRequest { Tenant = "it", MemoryBytes = memoryBytes, ComputeShare = share, Ttl = ttl });
 
     /// <summary>
     /// The postcondition of every failure test: a fresh lease on the same broker can allocate, copy, launch,
@@ -139,4 +149,10 @@ public sealed class SmallMessagePoolFixture : PoolFixture
         options.MaxMessageBytes = MaxMessageBytes;
         options.ReplyChunkBytes = 256 << 10;
     }
+}
+
+/// <summary>A pool whose leases live <see cref="PoolFixture.ShortLeaseTtl"/> unless they ask otherwise, for tests of renewal itself.</summary>
+public sealed class ShortLeasePoolFixture : PoolFixture
+{
+    protected override TimeSpan DefaultLeaseTtl => ShortLeaseTtl;
 }

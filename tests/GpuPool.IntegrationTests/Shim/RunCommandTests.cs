@@ -3,7 +3,7 @@ using GpuPool.IntegrationTests.Infrastructure;
 namespace GpuPool.IntegrationTests.Shim;
 
 /// <summary>What `gpupool run` itself promises: the environment it gives the program, its exit code, the release.</summary>
-public sealed class RunCommandTests(PoolFixture pool) : IClassFixture<PoolFixture>, IDisposable
+public sealed class RunCommandTests(ShortLeasePoolFixture pool) : IClassFixture<ShortLeasePoolFixture>, IDisposable
 {
     private readonly string _configDir = Directory.CreateTempSubdirectory("gpupool-it-run-").FullName;
 
@@ -37,7 +37,7 @@ public sealed class RunCommandTests(PoolFixture pool) : IClassFixture<PoolFixtur
     [Fact]
     public async Task The_token_file_follows_the_leases_renewals()
     {
-        // The pool's leases live 2 s and renew every 0.67 s, each renewal with a fresh token.
+        // The pool's leases live 3 s and renew every second, each renewal with a fresh token.
         var run = await GpuPoolRun.RunAsync(pool, _configDir, [], "sh", "-c",
             "a=$(cat \"$GPUPOOL_TOKEN_FILE\"); sleep 3; b=$(cat \"$GPUPOOL_TOKEN_FILE\"); [ -n \"$b\" ] && [ \"$a\" != \"$b\" ]");
 

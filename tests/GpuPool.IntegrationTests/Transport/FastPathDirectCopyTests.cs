@@ -35,7 +35,7 @@ public sealed class FastPathDirectCopyTests(PoolFixture pool) : IClassFixture<Po
         for (var round = 0; round < 3; round++)
         {
             var backs = copies.Select(_ => new byte[size]).ToArray();
-            await Task.WhenAll(copies.Select((c, i) => session.CopyToHostAsync(c.Ptr, backs[i], c.Stream))).WaitAsync(Bound);
+            await Task.WhenAll(copies.Select((c, i) => session.CopyToHostAsync(c.Ptr, backs[i], c.Stream).AsTask())).WaitAsync(Bound);
             for (var i = 0; i < streams; i++)
             {
                 var wrong = copies[i].Data.AsSpan().IndexOfAnyExcept(backs[i]);

@@ -19,12 +19,12 @@ public sealed class FastPathReclamationTests(PoolFixture pool) : IClassFixture<P
     private const int Chunk = 1 << 20;
 
     // The TTL counts from the last keepalive; the slack covers the store's sweep, the broker's watch and a loaded machine.
-    private static readonly TimeSpan Deadline = PoolFixture.LeaseTtl + TimeSpan.FromSeconds(4);
+    private static readonly TimeSpan Deadline = PoolFixture.ShortLeaseTtl + TimeSpan.FromSeconds(4);
 
     [Fact]
     public async Task Broker_frees_the_memory_of_a_fast_path_client_that_vanished_mid_copy_within_the_lease_ttl()
     {
-        await using var lease = await pool.LeaseAsync(memoryBytes: 64UL << 20);
+        await using var lease = await pool.LeaseAsync(memoryBytes: 64UL << 20, ttl: PoolFixture.ShortLeaseTtl);
         using var socket = await FrameSocket.ConnectAsync(pool.Broker.FastPath.Tcp);
         await socket.HelloAsync(lease.Id, lease.Token);
         var alloc = await socket.CallAsync(new OpRequest { Seq = 2, MemAlloc = new MemAlloc { Bytes = Allocation } });
@@ -52,7 +52,7 @@ public sealed class FastPathReclamationTests(PoolFixture pool) : IClassFixture<P
     [Fact]
     public async Task Open_fast_path_session_of_an_abandoned_lease_fails_with_LeaseEnded_once_its_memory_is_freed()
     {
-        await using var lease = await pool.LeaseAsync(memoryBytes: 64UL << 20);
+        await using var lease = await pool.LeaseAsync(memoryBytes: 64UL << 20, ttl: PoolFixture.ShortLeaseTtl);
         await using var session = await lease.OpenSessionAsync(SessionTransportKind.Tcp);
         await session.AllocAsync(Allocation);
         Assert.True(pool.Device.MemoryUsed >= Allocation, $"the device shows {pool.Device.MemoryUsed} bytes in use, expected at least {Allocation}");

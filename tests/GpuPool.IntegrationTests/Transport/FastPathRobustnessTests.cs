@@ -28,7 +28,7 @@ public sealed class FastPathRobustnessTests(FastPathPoolFixture pool) : IClassFi
         await using var lease = await pool.LeaseAsync();
         using var socket = await FrameSocket.ConnectAsync(pool.Broker.FastPath.Tcp);
         var hello = FrameSocket.Hello(lease.Id, lease.Token);
-        hello[16] ^= 1; // the low byte of the lease id length
+        hello[18] ^= 1; // the low byte of the lease id length (after the u16 version)
         await socket.SendAsync(what switch
         {
             "garbage" => Garbage,
@@ -61,6 +61,28 @@ public sealed class FastPathRobustnessTests(FastPathPoolFixture pool) : IClassFi
         Assert.Equal("lease token signature does not verify: it was not issued by this pool's scheduler", error.Message);
         await AssertLeaseOpensAgainAsync(lease);
         await pool.AssertBrokerHealthyAsync();
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public async Task Hello_of_another_fast_path_version_gets_NotSupported_naming_both_versions_and_is_closed(int version)
+    {
+        await using var lease = await pool.LeaseAsync();
+        using var socket = await FrameSocket.ConnectAsync(pool.Broker.FastPath.Tcp);
+        var id = Encoding.UTF8.GetBytes(lease.Id);
+        var token = Encoding.UTF8.GetBytes(lease.Token);
+
+        // Version 1's hello was frame type 2 with {u16 lease id length, u16 token length}; later ones name their version.
+        byte[] fields = version == 1
+            ? [.. BitConverter.GetBytes((ushort)id.Length), .. BitConverter.GetBytes((ushort)token.Length)]
+            : [.. BitConverter.GetBytes((ushort)version), .. BitConverter.GetBytes((ushort)id.Length), .. BitConverter.GetBytes((ushort)token.Length), 0, 0];
+        await socket.SendAsync(FrameSocket.Encode(FrameCodec.Magic, version == 1 ? (ushort)2 : (ushort)1, (uint)(id.Length + token.Length), 1, [.. fields, .. id, .. token]));
+        var error = await socket.ReadErrorThenCloseAsync();
+
+        Assert.Equal(ErrorCode.NotSupported, error.Code);
+        Assert.Equal($"the client speaks fast-path version {version} and this broker speaks version {OpFrames.Version}: use a client of the broker's version (or the gRPC transport)", error.Message);
+        await AssertLeaseOpensAgainAsync(lease);
     }
 
     [Fact]

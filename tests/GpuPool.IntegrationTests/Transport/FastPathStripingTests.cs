@@ -36,8 +36,8 @@ public sealed class FastPathStripingTests(FastPathPoolFixture pool) : IClassFixt
         var back = new byte[size];
 
         await session.CopyToDeviceAsync(ptr, data).AsTask().WaitAsync(Bound);
-        await session.SynchronizeAsync().WaitAsync(Bound);
-        await session.CopyToHostAsync(ptr, back).WaitAsync(Bound);
+        await session.SynchronizeAsync().AsTask().WaitAsync(Bound);
+        await session.CopyToHostAsync(ptr, back).AsTask().WaitAsync(Bound);
 
         Assert.Equal(stripes - 1, session.DataConnections);
         Assert.Equal(Convert.ToHexString(SHA256.HashData(data)), Convert.ToHexString(SHA256.HashData(back)));
@@ -68,9 +68,9 @@ public sealed class FastPathStripingTests(FastPathPoolFixture pool) : IClassFixt
             await session.CopyToDeviceAsync(region + (ulong)(i * size), data.AsMemory(i * size, size)).AsTask().WaitAsync(Bound);
         }
 
-        await session.SynchronizeAsync().WaitAsync(Bound);
+        await session.SynchronizeAsync().AsTask().WaitAsync(Bound);
         var back = new byte[data.Length];
-        await session.CopyToHostAsync(region, back).WaitAsync(Bound);
+        await session.CopyToHostAsync(region, back).AsTask().WaitAsync(Bound);
 
         Assert.Equal(2, session.DataConnections);
         var wrong = data.AsSpan().IndexOfAnyExcept(back);
@@ -137,7 +137,7 @@ public sealed class FastPathStripingTests(FastPathPoolFixture pool) : IClassFixt
         await session.CopyToDeviceAsync(ptr, RandomBytes(size, seed: 11)).AsTask().WaitAsync(Bound);
         var copySeq = session.LastSeq;
         await session.MemsetAsync(marker, 0x77, 4096);
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().WaitAsync(Bound));
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask().WaitAsync(Bound));
 
         Assert.True(error.Code == ErrorCode.Unavailable, error.ToString());
         Assert.Equal(copySeq, error.FailedSeq);
@@ -150,9 +150,9 @@ public sealed class FastPathStripingTests(FastPathPoolFixture pool) : IClassFixt
         Assert.Equal(new byte[4096], await session.CopyToHostAsync<byte>(marker, 4096).WaitAsync(Bound));
         var data = RandomBytes(size, seed: 12);
         await session.CopyToDeviceAsync(ptr, data).AsTask().WaitAsync(Bound);
-        await session.SynchronizeAsync().WaitAsync(Bound);
+        await session.SynchronizeAsync().AsTask().WaitAsync(Bound);
         var back = new byte[size];
-        await session.CopyToHostAsync(ptr, back).WaitAsync(Bound);
+        await session.CopyToHostAsync(ptr, back).AsTask().WaitAsync(Bound);
         Assert.Equal(-1, data.AsSpan().IndexOfAnyExcept(back));
         await pool.AssertBrokerHealthyAsync();
     }
@@ -169,11 +169,11 @@ public sealed class FastPathStripingTests(FastPathPoolFixture pool) : IClassFixt
         var ptr = await session.AllocAsync(size);
         var data = RandomBytes(size, seed: 13);
         await session.CopyToDeviceAsync(ptr, data);
-        await session.SynchronizeAsync().WaitAsync(Bound);
+        await session.SynchronizeAsync().AsTask().WaitAsync(Bound);
 
         // The copy to the device above opened the data connection and sent on it; the cut counts what the broker sends back.
         var back = new byte[size];
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.CopyToHostAsync(ptr, back).WaitAsync(Bound));
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.CopyToHostAsync(ptr, back).AsTask().WaitAsync(Bound));
         var copySeq = session.LastSeq;
 
         Assert.True(error.Code == ErrorCode.Unavailable, error.ToString());
@@ -184,7 +184,7 @@ public sealed class FastPathStripingTests(FastPathPoolFixture pool) : IClassFixt
 
         // The session goes on: once the client has seen the cut connection close, it stripes over a new one.
         await Poll.UntilAsync(() => Task.FromResult(session.DataConnections == 0), Bound, "the client has left the cut connection out");
-        await session.CopyToHostAsync(ptr, back).WaitAsync(Bound);
+        await session.CopyToHostAsync(ptr, back).AsTask().WaitAsync(Bound);
         Assert.Equal(-1, data.AsSpan().IndexOfAnyExcept(back));
         Assert.Equal(1, session.DataConnections);
         await pool.AssertBrokerHealthyAsync();
@@ -216,7 +216,7 @@ public sealed class FastPathStripingTests(FastPathPoolFixture pool) : IClassFixt
     }
 
     /// <summary>
-    /// A lease that outlives the fixture's 2 s TTL by far: these copies keep both cores busy for seconds, and a late
+    /// A lease that outlives the fixture's TTL by far: these copies keep both cores busy for seconds, and a late
     /// keepalive must not end the lease under the test.
     /// </summary>
     private Task<Lease> LongLeaseAsync(ulong memoryBytes)

@@ -70,10 +70,10 @@ public sealed class GrpcOpStreamTests(PoolFixture pool) : IClassFixture<PoolFixt
         await session.CopyToDeviceAsync(ptr, first, stream).AsTask().WaitAsync(Bound);
         await session.MemsetAsync(ptr + size, 0x77, size, stream: stream);
         await session.CopyToDeviceAsync(ptr + (2 * size), second, stream).AsTask().WaitAsync(Bound);
-        await session.SynchronizeStreamAsync(stream).WaitAsync(Bound);
+        await session.SynchronizeStreamAsync(stream).AsTask().WaitAsync(Bound);
 
         var back = new byte[4 * size];
-        await session.CopyToHostAsync(ptr, back, stream).WaitAsync(Bound);
+        await session.CopyToHostAsync(ptr, back, stream).AsTask().WaitAsync(Bound);
         Assert.Equal(SHA256.HashData(first), SHA256.HashData(back.AsSpan(0, size)));
         Assert.Equal(-1, back.AsSpan(size, size).IndexOfAnyExcept((byte)0x77));
         Assert.Equal(SHA256.HashData(second), SHA256.HashData(back.AsSpan(2 * size, size)));
@@ -100,7 +100,7 @@ public sealed class GrpcOpStreamTests(PoolFixture pool) : IClassFixture<PoolFixt
         Assert.StartsWith($"copy of {size} bytes to the device at 0x{ptr.Address:x} failed after ", error.Message, StringComparison.Ordinal);
         Assert.Matches("connection|sending to the broker failed", error.Message);
         Assert.InRange(await proxy.Cut.WaitAsync(Bound), 6 << 20, 6 << 20);
-        var later = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().WaitAsync(Bound));
+        var later = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask().WaitAsync(Bound));
         Assert.Equal(ErrorCode.Unavailable, later.Code);
 
         // The broker stays up, and the lease outlives its connection: a new session on it works.

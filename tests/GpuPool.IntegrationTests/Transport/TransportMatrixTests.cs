@@ -65,7 +65,7 @@ public sealed class TransportMatrixTests(PoolFixture pool) : IClassFixture<PoolF
         var failed = session.LastSeq;
         await session.LaunchAsync(fill, new Dim3(1), new Dim3(64), new KernelArgs().U64(64).F32(2).Ptr(ptr));
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(failed, error.FailedSeq);
         Assert.Equal("launch", error.FailedOp);
@@ -91,7 +91,7 @@ public sealed class TransportMatrixTests(PoolFixture pool) : IClassFixture<PoolF
         var failed = session.LastSeq;
         await session.CopyToDeviceAsync(ptr, Enumerable.Repeat((byte)0x33, size).ToArray());
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(failed, error.FailedSeq);
         Assert.Equal(-1, (await session.CopyToHostAsync<byte>(ptr, size)).AsSpan().IndexOfAnyExcept((byte)0x11));
@@ -108,14 +108,14 @@ public sealed class TransportMatrixTests(PoolFixture pool) : IClassFixture<PoolF
 
         await session.CopyToDeviceAsync(ptr + 4000, new byte[200]);
         var seq = session.LastSeq;
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.InvalidAddress, error.Code);
         Assert.Equal(seq, error.FailedSeq);
         Assert.Equal("memcpy_htod", error.FailedOp);
         Assert.Contains($"0x{ptr.Address + 4000:x} + 200 bytes runs past the end of its allocation (0x{ptr.Address:x}, 4096 bytes) by 104 bytes", error.Message, StringComparison.Ordinal);
 
         // A copy to the host reports its own failure, and the session goes on.
-        var own = await Assert.ThrowsAsync<GpuPoolException>(() => session.CopyToHostAsync(ptr + 4000, new byte[200]));
+        var own = await Assert.ThrowsAsync<GpuPoolException>(() => session.CopyToHostAsync(ptr + 4000, new byte[200]).AsTask());
         Assert.Equal(ErrorCode.InvalidAddress, own.Code);
         await session.MemsetAsync(ptr, 7, size);
         Assert.All(await session.CopyToHostAsync<byte>(ptr, size), b => Assert.Equal(7, b));
@@ -250,7 +250,7 @@ public sealed class TransportMatrixTests(PoolFixture pool) : IClassFixture<PoolF
         await Sessions.AssertEndsWithLeaseEndedAsync(session, lease, Deadline);
 
         // And every later call says the same, rather than hanging or naming a closed connection.
-        var later = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync());
+        var later = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal(ErrorCode.LeaseEnded, later.Code);
     }
 }

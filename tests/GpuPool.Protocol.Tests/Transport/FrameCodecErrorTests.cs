@@ -62,7 +62,7 @@ public sealed class FrameCodecErrorTests
     public void Hello_of_exactly_16_KiB_decodes()
     {
         var writer = new ArrayBufferWriter<byte>();
-        FrameCodec.Write(writer, FrameType.Hello, 1, new byte[4], new byte[16 * 1024]);
+        FrameCodec.Write(writer, FrameType.Hello, 1, new byte[FrameCodec.FixedSize(FrameType.Hello)], new byte[16 * 1024]);
         var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(writer.WrittenMemory));
 
         var status = FrameCodec.TryDecode(ref reader, FrameCodec.DefaultMaxPayload, out var frame, out _);

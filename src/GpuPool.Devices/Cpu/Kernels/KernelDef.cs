@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using GpuPool.Devices.Contexts;
 
 namespace GpuPool.Devices.Cpu.Kernels;
 
@@ -122,5 +123,5 @@ internal readonly ref struct KernelCall
     /// <summary>The <paramref name="count"/> elements that pointer parameter <paramref name="index"/> names, bounds-checked.</summary>
     public Span<T> Ptr<T>(int index, long count)
         where T : unmanaged
-        => _memory.Resolve<T>(U64(index), count, $"kernel {_def.Name} parameter {_def.Params[index].Name}");
+        => _memory.Resolve<T>(U64(index), count, RangeName.KernelParameter(_def.Name, _def.Params[index].Name));
 }

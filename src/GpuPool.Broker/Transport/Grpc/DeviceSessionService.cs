@@ -1,11 +1,12 @@
 using Google.Protobuf;
 using GpuPool.Broker.Leases;
+using GpuPool.Broker.Sessions;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.V1;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 
-namespace GpuPool.Broker.Sessions;
+namespace GpuPool.Broker.Transport.Grpc;
 
 /// <summary>
 /// The gRPC face of device sessions: checks the opening token, then hands the stream to a <see cref="SessionExecutor"/>.
@@ -85,7 +86,7 @@ internal sealed class DeviceSessionService(LeaseTable leases, BrokerOptions opti
                     }
 
                     // The op owns its staged bytes; the executor disposes it once the device has taken them.
-                    await executor.ExecuteAsync(op.Request, op, linked.Token).ConfigureAwait(false);
+                    await GrpcOps.Run(executor, op.Request, op, linked.Token).ConfigureAwait(false);
                 }
             }
             catch (InvalidProtocolBufferException ex)

@@ -5,15 +5,17 @@ using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using System.Threading.Tasks.Sources;
 using GpuPool.Broker.Sessions;
+using GpuPool.Protocol.Ops;
 using GpuPool.Protocol.Transport;
 using GpuPool.Protocol.V1;
 
-namespace GpuPool.Broker.Transport;
+namespace GpuPool.Broker.Transport.FastPath;
 
 /// <summary>
-/// Replies on a fast-path connection. Replies queue from any thread; one writer task turns them into
-/// frames and flushes only when the queue is empty, so replies that pile up while a flush is in flight
-/// leave in one write.
+/// Replies on a fast-path connection. Replies queue from any thread as values (no message objects); one writer task
+/// turns them into frames and flushes only when the queue is empty, so replies that pile up while a flush is in flight
+/// leave in one write. The session's own error (seq 0: the lease ended, a protocol error) is the last frame written:
+/// whatever is queued after it, from any thread, is dropped.
 /// <para>
 /// Device-to-host chunks of 64 KiB and more go straight from device memory to the socket
 /// (<see cref="IDirectReplies"/>): the device stream, which holds the copy, waits while the writer sends them, as
@@ -66,10 +68,24 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
         Completion = WriteAsync(writing);
     }
 
-    /// <summary>A reply, a staged chunk of copy data in <see cref="Block"/> or <see cref="Array"/>, or the direct chunk.</summary>
-    private readonly record struct Item(OpReply? Reply, ulong Seq, ulong Offset, IMemoryOwner<byte>? Block, byte[]? Array, int Length, bool Last, DirectSlot? Direct = null)
+    private enum ItemKind : byte
     {
-        public bool IsData => Block is not null || Array is not null;
+        Reply,
+        Error,
+        Session,
+        Notice,
+        Data,
+        Direct,
+    }
+
+    /// <summary>
+    /// One frame to write: a reply's two numbers (<see cref="A"/>, <see cref="B"/>); an error, session description or
+    /// notice (<see cref="Message"/>); a staged chunk of copy data at offset <see cref="A"/> in <see cref="Block"/> or
+    /// <see cref="Array"/>; or a direct chunk's slot.
+    /// </summary>
+    private readonly record struct Item(ItemKind Kind, ulong Seq, ulong A = 0, ulong B = 0, object? Message = null, IMemoryOwner<byte>? Block = null, byte[]? Array = null, int Length = 0, bool Last = false, DirectSlot? Direct = null)
+    {
+        public bool IsData => Kind == ItemKind.Data;
 
         public ReadOnlySpan<byte> Bytes => Block is not null ? Block.Memory.Span[..Length] : Array.AsSpan(0, Length);
     }
@@ -85,7 +101,13 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
 
     public bool SessionEnded => _cancellation.IsCancellationRequested;
 
-    public void Reply(OpReply reply) => _items.Writer.TryWrite(new Item(reply, reply.Seq, 0, null, null, 0, false));
+    public void Reply(ulong seq, ReplyKind kind, ulong value = 0, ulong value2 = 0) => _items.Writer.TryWrite(new Item(ItemKind.Reply, seq, value, value2));
+
+    public void Error(ulong seq, Error error) => _items.Writer.TryWrite(new Item(ItemKind.Error, seq, Message: error));
+
+    public void Session(ulong seq, SessionInfo info) => _items.Writer.TryWrite(new Item(ItemKind.Session, seq, Message: info));
+
+    public void Notice(Notice notice) => _items.Writer.TryWrite(new Item(ItemKind.Notice, 0, Message: notice));
 
     public void Data(ulong seq, ulong offset, ReadOnlySpan<byte> bytes, bool last)
     {
@@ -100,8 +122,8 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
         }
 
         var item = bytes.Length <= _blocks.BlockSize
-            ? new Item(null, seq, offset, _blocks.Rent(bytes.Length), null, bytes.Length, last)
-            : new Item(null, seq, offset, null, ArrayPool<byte>.Shared.Rent(bytes.Length), bytes.Length, last);
+            ? new Item(ItemKind.Data, seq, offset, Block: _blocks.Rent(bytes.Length), Length: bytes.Length, Last: last)
+            : new Item(ItemKind.Data, seq, offset, Array: ArrayPool<byte>.Shared.Rent(bytes.Length), Length: bytes.Length, Last: last);
         bytes.CopyTo(item.Block is { } block ? block.Memory.Span : item.Array);
         if (!_items.Writer.TryWrite(item))
         {
@@ -118,7 +140,7 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
 
         var direct = _slots[slot];
         direct.Post(seq, offset, bytes, length, last);
-        if (!_items.Writer.TryWrite(new Item(null, seq, offset, null, null, length, last, direct)))
+        if (!_items.Writer.TryWrite(new Item(ItemKind.Direct, seq, offset, Length: length, Last: last, Direct: direct)))
         {
             direct.End(DirectSlot.NotSent);
             return false;
@@ -214,7 +236,7 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
                     }
                     else if (item.IsData)
                     {
-                        OpFrames.WriteData(_output, item.Seq, item.Offset, item.Bytes, item.Last);
+                        OpFrames.WriteData(_output, item.Seq, item.A, item.Bytes, item.Last);
                         Release(item);
                         unflushed += item.Length;
 
@@ -231,7 +253,14 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
                     }
                     else
                     {
-                        OpFrames.WriteReply(_output, item.Reply!);
+                        WriteReply(item);
+                        if (item.Kind == ItemKind.Error && item.Seq == 0)
+                        {
+                            // The session's own error is its last word: the connection closes after it.
+                            _items.Writer.TryComplete();
+                            await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+                            return;
+                        }
                     }
                 }
 
@@ -264,6 +293,25 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
             {
                 slot.GiveBack();
             }
+        }
+    }
+
+    private void WriteReply(in Item item)
+    {
+        switch (item.Kind)
+        {
+            case ItemKind.Reply:
+                OpFrames.WriteReply(_output, item.Seq, item.A, item.B);
+                break;
+            case ItemKind.Error:
+                OpFrames.WriteError(_output, item.Seq, (Error)item.Message!);
+                break;
+            case ItemKind.Session:
+                OpFrames.WriteSessionInfo(_output, item.Seq, (SessionInfo)item.Message!);
+                break;
+            default:
+                OpFrames.WriteNotice(_output, (Notice)item.Message!);
+                break;
         }
     }
 

@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace GpuPool.Broker.Transport;
+namespace GpuPool.Broker.Transport.FastPath;
 
 /// <summary>
 /// Memory over bytes the device owns (native memory, or a pinned staging buffer), reused for every chunk a connection

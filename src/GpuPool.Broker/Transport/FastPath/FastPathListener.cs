@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 
-namespace GpuPool.Broker.Transport;
+namespace GpuPool.Broker.Transport.FastPath;
 
 /// <summary>Accepts fast-path connections on one TCP port or Unix socket and serves each with the handler.</summary>
 internal sealed class FastPathListener : IAsyncDisposable

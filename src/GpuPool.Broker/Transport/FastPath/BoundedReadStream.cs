@@ -1,7 +1,7 @@
 using System.Net.Sockets;
 using GpuPool.Protocol.Transport;
 
-namespace GpuPool.Broker.Transport;
+namespace GpuPool.Broker.Transport.FastPath;
 
 /// <summary>
 /// What a fast-path connection's <see cref="System.IO.Pipelines.PipeReader"/> reads from: the socket, where the next

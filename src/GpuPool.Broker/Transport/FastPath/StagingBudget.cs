@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Numerics;
 using GpuPool.Protocol.Transport;
 
-namespace GpuPool.Broker.Transport;
+namespace GpuPool.Broker.Transport.FastPath;
 
 /// <summary>
 /// Bounds the bytes one fast-path connection holds in staging: copies to the device that arrive while their stream
@@ -35,11 +35,14 @@ internal sealed class StagingBudget
     /// <summary>The most bytes this connection has held staged at once.</summary>
     public long Peak { get; private set; }
 
-    /// <summary>What staging a payload of <paramref name="length"/> bytes costs against the budget.</summary>
+    /// <summary>
+    /// What staging a payload of <paramref name="length"/> bytes costs against the budget: whole blocks for a large one; a
+    /// power of two, at least 256 bytes, for a small one, so that the pieces (and their kept arrays) stay bounded too.
+    /// </summary>
     public long ChargeFor(long length)
         => length > _blocks.BlockSize / 2
             ? (length + _blocks.BlockSize - 1) / _blocks.BlockSize * _blocks.BlockSize
-            : (long)BitOperations.RoundUpToPowerOf2((ulong)Math.Max(length, 16));
+            : (long)BitOperations.RoundUpToPowerOf2((ulong)Math.Max(length, 256));
 
     /// <summary>Reserves <paramref name="charge"/>; false when it does not fit now (wait with <see cref="WaitAsync"/>).</summary>
     public bool TryReserve(long charge)
@@ -84,9 +87,10 @@ internal sealed class StagingBudget
         var length = (int)payload.Length;
         if (length <= _blocks.BlockSize / 2)
         {
-            var array = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
-            payload.CopyTo(array);
-            enqueue(state, 0, array.AsMemory(0, length), Piece(null, array, charge));
+            var piece = Piece(null, charge);
+            var bytes = piece.Small(length);
+            payload.CopyTo(bytes.Span);
+            enqueue(state, 0, bytes, piece);
             return;
         }
 
@@ -99,14 +103,14 @@ internal sealed class StagingBudget
             payload.Slice(offset, n).CopyTo(block.Memory.Span);
             var pieceCharge = Math.Min(_blocks.BlockSize, remaining);
             remaining -= pieceCharge;
-            enqueue(state, offset, block.Memory[..n], Piece(block, null, pieceCharge));
+            enqueue(state, offset, block.Memory[..n], Piece(block, pieceCharge));
             offset += n;
         }
     }
 
     private bool Fits(long charge) => _staged == 0 || _staged + charge <= Limit;
 
-    private StagedPiece Piece(IMemoryOwner<byte>? block, byte[]? array, long charge)
+    private StagedPiece Piece(IMemoryOwner<byte>? block, long charge)
     {
         StagedPiece? piece;
         lock (_gate)
@@ -115,7 +119,7 @@ internal sealed class StagingBudget
         }
 
         piece ??= new StagedPiece(this);
-        piece.Set(block, array, charge);
+        piece.Set(block, charge);
         return piece;
     }
 
@@ -139,20 +143,43 @@ internal sealed class StagingBudget
         wake?.TrySetResult();
     }
 
-    /// <summary>One staged buffer; reused once the device has taken its bytes.</summary>
+    /// <summary>
+    /// One staged buffer; reused once the device has taken its bytes. A small payload (a few KiB: a kernel's input, a
+    /// scalar) goes into the piece's own array, kept for the next one, so staging it allocates nothing.
+    /// </summary>
     private sealed class StagedPiece(StagingBudget budget) : IDisposable
     {
+        /// <summary>Payloads up to this size are staged in the piece's own array; larger ones in a rented one.</summary>
+        private const int OwnArrayLimit = 64 * 1024;
+
         private IMemoryOwner<byte>? _block;
-        private byte[]? _array;
+        private byte[] _own = [];
+        private byte[]? _rented;
         private long _charge;
         private int _held;
 
-        public void Set(IMemoryOwner<byte>? block, byte[]? array, long charge)
+        public void Set(IMemoryOwner<byte>? block, long charge)
         {
             _block = block;
-            _array = array;
             _charge = charge;
             Volatile.Write(ref _held, 1);
+        }
+
+        /// <summary>Room for a small payload of <paramref name="length"/> bytes.</summary>
+        public Memory<byte> Small(int length)
+        {
+            if (length > OwnArrayLimit)
+            {
+                _rented = ArrayPool<byte>.Shared.Rent(length);
+                return _rented.AsMemory(0, length);
+            }
+
+            if (_own.Length < length)
+            {
+                _own = new byte[Math.Max(length, 256)];
+            }
+
+            return _own.AsMemory(0, length);
         }
 
         public void Dispose()
@@ -164,13 +191,13 @@ internal sealed class StagingBudget
 
             var charge = _charge;
             _block?.Dispose();
-            if (_array is { } array)
+            if (_rented is { } array)
             {
                 ArrayPool<byte>.Shared.Return(array);
             }
 
             _block = null;
-            _array = null;
+            _rented = null;
             budget.Release(this, charge);
         }
     }

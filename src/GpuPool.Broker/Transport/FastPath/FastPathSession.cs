@@ -2,9 +2,11 @@ using System.Buffers;
 using GpuPool.Broker.Leases;
 using GpuPool.Broker.Sessions;
 using GpuPool.Devices;
+using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.V1;
 using GpuPool.Protocol.Transport;
 
-namespace GpuPool.Broker.Transport;
+namespace GpuPool.Broker.Transport.FastPath;
 
 /// <summary>What became of a chunk of a striped copy to the device.</summary>
 internal enum ChunkOutcome
@@ -35,8 +37,9 @@ internal readonly record struct DirectChunk(FastPathSession.StripedUpload Upload
 /// A striped copy to the device is announced on the first connection and its chunks arrive on the connections it
 /// names, in any order. The first connection runs no later op until the copy has all its bytes (or has failed),
 /// so the copy keeps its place in the stream's order: later ops, on any stream, are queued after every chunk.
-/// Each chunk lands when it has arrived whole — straight from the connection's buffer when the stream is idle,
-/// else staged and queued — so chunks of one copy land in parallel. A copy whose connections have all moved on
+/// Each chunk lands as it arrives — received from the socket straight into device memory when that is host memory
+/// and the stream is idle, else from the connection's buffer once whole (staged and queued when the stream is busy) —
+/// so chunks of one copy land in parallel. A copy whose connections have all moved on
 /// (closed, or sent frames that come after it) without delivering every byte fails with a sticky error naming it.
 /// </para>
 /// </summary>
@@ -189,6 +192,26 @@ internal sealed class FastPathSession(ulong id, BrokerLease lease, SessionExecut
         }
 
         return [.. lanes];
+    }
+
+    /// <summary>
+    /// Runs a striped copy to the host (its op frame came on the first connection): refused, numbered, when its chunk
+    /// size or connections are wrong; a named connection that has closed is left out, and the copy's last word says which carried it.
+    /// </summary>
+    public void RunStripedCopyToHost(in StripedCopy copy)
+    {
+        var problem = copy.ChunkBytes < MinChunkBytes || copy.ChunkBytes > maxChunkBytes
+            ? $"its chunks of {copy.ChunkBytes} bytes are not between {MinChunkBytes} and the broker's message limit of {maxChunkBytes} bytes"
+            : null;
+        var open = 0u;
+        var lanes = problem is null ? Lanes(copy.Connections, out open, out _, out problem) : null;
+        if (lanes is null)
+        {
+            Executor.Refuse(copy.Seq, ErrorCode.InvalidArgument, $"striped copy of {copy.Bytes} bytes from the device at 0x{copy.Ptr:x} to the host: {problem}");
+            return;
+        }
+
+        _ = Executor.Run(copy.Seq, (copy, lanes, open), static (executor, s) => executor.StripedCopyToHost(s.copy, s.lanes, s.open));
     }
 
     /// <summary>

@@ -1,10 +1,12 @@
 using System.Buffers;
 using Google.Protobuf;
+using GpuPool.Broker.Sessions;
+using GpuPool.Protocol.Ops;
 using GpuPool.Protocol.Transport;
 using GpuPool.Protocol.V1;
 using Grpc.Core;
 
-namespace GpuPool.Broker.Sessions;
+namespace GpuPool.Broker.Transport.Grpc;
 
 /// <summary>
 /// An op as the broker reads it off the gRPC op stream. A copy to the device carries its bytes in a pooled
@@ -80,7 +82,7 @@ internal static class GrpcOpStreamMethod
             return new ReceivedOp(OpRequest.Parser.ParseFrom(message), null);
         }
 
-        if (Session.Value is { } session && session.TryCopyToDeviceNow(seq, ptr, stream, data))
+        if (Session.Value is { } session && session.TryCopyToDeviceNow(seq, new MemcpyHtoDOp(ptr, stream), data))
         {
             return ReceivedOp.Landed;
         }

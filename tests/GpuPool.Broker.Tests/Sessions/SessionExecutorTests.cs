@@ -1,0 +1,146 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
+using GpuPool.Broker.Leases;
+using GpuPool.Broker.Sessions;
+using GpuPool.Protocol.Ops;
+using GpuPool.Protocol.V1;
+
+namespace GpuPool.Broker.Tests.Sessions;
+
+/// <summary>
+/// One session's executor on a cpu device, its replies recorded: ops are numbered and run in order, each answered with
+/// its result or its own error, and the failure of fire-and-forget work surfaces once, at the next synchronizing op.
+/// </summary>
+public sealed class SessionExecutorTests : IAsyncLifetime
+{
+    private const ulong Unmapped = 0xdead0000;
+
+    private readonly BrokerRig _rig = new();
+    private readonly RecordingReplies _replies = new();
+    private BrokerLease _lease = null!;
+    private SessionExecutor _session = null!;
+
+    public Task InitializeAsync()
+    {
+        _lease = _rig.Serve(BrokerRig.Lease("l-1"));
+        _session = new SessionExecutor(_lease, _rig.Options, _replies, "test");
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _lease.Context.DisposeAsync();
+        await _rig.DisposeAsync();
+    }
+
+    [Theory]
+    [InlineData(5UL)]
+    [InlineData(4UL)]
+    public async Task An_op_whose_sequence_number_is_not_greater_than_the_last_is_refused_InvalidArgument_and_not_run(ulong seq)
+    {
+        await Run(5, s => s.MemAlloc(5, new MemAllocOp(256)));
+        var ran = false;
+
+        await Run(seq, s =>
+        {
+            ran = true;
+            return s.MemAlloc(seq, new MemAllocOp(256));
+        });
+
+        Assert.False(ran, "the op was run");
+        var refused = Assert.IsType<ErrorSent>(_replies.For(seq)[^1]).Error;
+        Assert.Equal(ErrorCode.InvalidArgument, refused.Code);
+        Assert.Equal($"sequence number {seq} is not greater than the previous one (5); the op was not run", refused.Message);
+        Assert.Equal(5UL, _session.LastSeq);
+        Assert.Equal(256UL, _lease.Context.MemoryUsed);
+    }
+
+    [Fact]
+    public async Task MemAlloc_answers_the_allocations_device_pointer()
+    {
+        await Run(1, s => s.MemAlloc(1, new MemAllocOp(4096)));
+
+        var reply = _replies.Value(1);
+        Assert.Equal(ReplyKind.DevicePtr, reply.Kind);
+        Assert.NotEqual(0UL, reply.Value);
+        Assert.Equal(4096UL, _lease.Context.MemoryUsed);
+
+        // The pointer names the allocation: freeing it gives the memory back.
+        await Run(2, s => s.MemFree(2, new MemFreeOp(reply.Value)));
+        Assert.Equal(ReplyKind.Done, _replies.Value(2).Kind);
+        Assert.Equal(0UL, _lease.Context.MemoryUsed);
+    }
+
+    [Fact]
+    public async Task A_failed_fire_and_forget_launch_surfaces_at_the_next_Synchronize_naming_the_launch_and_only_there()
+    {
+        await Run(1, s => s.ModuleLoad(1, new ModuleLoadOp(Builtin: true), ReadOnlySequence<byte>.Empty));
+        await Run(2, s => s.ModuleGetFunction(2, new ModuleGetFunctionOp(_replies.Value(1).Value), Utf8("fill_f32")));
+        var fill = _replies.Value(2).Value;
+
+        await Run(3, s => s.Launch(3, new LaunchOp(fill, 0, 1, 1, 1, 32, 1, 1, 0), FillParams(256, 1f, Unmapped)));
+        await Run(4, s => s.Synchronize(4, CancellationToken.None));
+        await Run(5, s => s.Synchronize(5, CancellationToken.None));
+
+        Assert.Empty(_replies.For(3));
+        var sticky = _replies.Error(4);
+        Assert.Equal((ErrorCode.InvalidAddress, 3UL, LaunchOp.Name), (sticky.Code, sticky.FailedSeq, sticky.FailedOp));
+        Assert.StartsWith("operation #3 (launch) failed: ", sticky.Message, StringComparison.Ordinal);
+        Assert.Equal(new ValueSent(5, ReplyKind.Done, 0, 0), _replies.Value(5));
+    }
+
+    [Fact]
+    public async Task An_op_that_throws_a_DeviceException_is_answered_with_it_as_its_own_error()
+    {
+        await Run(1, s => s.MemAlloc(1, new MemAllocOp(2 * BrokerRig.MiB)));
+
+        var error = _replies.Error(1);
+        Assert.Equal(ErrorCode.OutOfMemory, error.Code);
+        Assert.Equal($"cannot allocate {2 * BrokerRig.MiB} bytes: the lease's memory limit is {BrokerRig.MiB} bytes and 0 are in use ({BrokerRig.MiB} free)", error.Message);
+        Assert.Equal((0UL, ""), (error.FailedSeq, error.FailedOp));
+    }
+
+    [Fact]
+    public async Task An_op_that_fails_after_waiting_is_answered_with_its_own_error()
+    {
+        await Run(1, s => s.MemFree(1, new MemFreeOp(Unmapped)));
+
+        var error = _replies.Error(1);
+        Assert.Equal(ErrorCode.InvalidAddress, error.Code);
+        Assert.Equal($"cannot free 0x{Unmapped:x}: it is not an allocation of this lease", error.Message);
+        Assert.Equal((0UL, ""), (error.FailedSeq, error.FailedOp));
+    }
+
+    [Fact]
+    public async Task A_4_byte_MemcpyDtoH_answers_one_Data_chunk_with_the_bytes()
+    {
+        await Run(1, s => s.MemAlloc(1, new MemAllocOp(256)));
+        var ptr = _replies.Value(1).Value;
+        await Run(2, s => s.Memset(2, new MemsetOp(ptr, 1, 0, 0x04030201, 4)));
+
+        await Run(3, s => s.MemcpyDtoH(3, new MemcpyDtoHOp(ptr, 4, 0)));
+        await Within.Bound(_replies.LastChunk, "the copy's last chunk is sent");
+
+        Assert.Empty(_replies.For(2));
+        var chunk = Assert.IsType<DataSent>(Assert.Single(_replies.For(3)));
+        Assert.Equal((0UL, true), (chunk.Offset, chunk.Last));
+        Assert.Equal([1, 2, 3, 4], chunk.Bytes);
+    }
+
+    /// <summary>Numbers and runs op <paramref name="seq"/> as a transport's adapter does, waiting for an op that waits.</summary>
+    private Task Run(ulong seq, Func<SessionExecutor, ValueTask> op)
+        => Within.Bound(_session.Run(seq, op, static (session, op) => op(session)).AsTask(), $"op #{seq} has run");
+
+    private static ReadOnlySequence<byte> Utf8(string text) => new(Encoding.UTF8.GetBytes(text));
+
+    /// <summary>fill_f32(n: u64, value: f32, y: ptr), laid out as cuLaunchKernel packs it.</summary>
+    private static ReadOnlySequence<byte> FillParams(ulong n, float value, ulong y)
+    {
+        var block = new byte[24];
+        BinaryPrimitives.WriteUInt64LittleEndian(block, n);
+        BinaryPrimitives.WriteSingleLittleEndian(block.AsSpan(8), value);
+        BinaryPrimitives.WriteUInt64LittleEndian(block.AsSpan(16), y);
+        return new ReadOnlySequence<byte>(block);
+    }
+}
