@@ -1,10 +1,10 @@
-namespace GpuPool.Broker.Tests;
+namespace GpuPool.Testing.Time;
 
 /// <summary>
 /// Awaits what a test set going on another thread. The bound only turns a hang into a failure naming what never
 /// came; no test passes or fails by how fast the machine is.
 /// </summary>
-internal static class Within
+public static class Within
 {
     private static readonly TimeSpan HangBound = TimeSpan.FromSeconds(10);
 
