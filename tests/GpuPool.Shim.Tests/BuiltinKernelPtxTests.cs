@@ -1,5 +1,5 @@
 using GpuPool.Devices.Cpu.Kernels;
-using GpuPool.Shim.Internal.Ptx;
+using GpuPool.Modules.Ptx;
 
 namespace GpuPool.Shim.Tests;
 

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using GpuPool.Client;
+using GpuPool.Modules.Ptx;
 using GpuPool.Shim.Internal;
 
 namespace GpuPool.Shim.Exports;
@@ -115,7 +116,7 @@ internal static unsafe partial class Cuda
     }
 
     /// <summary>Reads the <c>extra</c> array: a buffer pointer and a pointer to its size, ended by CU_LAUNCH_PARAM_END.</summary>
-    private static void PackExtra(Internal.Ptx.KernelSignature signature, nint* extra, Span<byte> packed)
+    private static void PackExtra(KernelSignature signature, nint* extra, Span<byte> packed)
     {
         void* buffer = null;
         nuint* sizePointer = null;

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using GpuPool.Shim.Internal;
-using GpuPool.Shim.Internal.Ptx;
+using GpuPool.Modules.Ptx;
 
 namespace GpuPool.Shim.Exports;
 

@@ -1,5 +1,5 @@
 using GpuPool.Client;
-using GpuPool.Shim.Internal.Ptx;
+using GpuPool.Modules.Ptx;
 
 namespace GpuPool.Shim.Internal;
 

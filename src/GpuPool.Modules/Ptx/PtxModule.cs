@@ -1,9 +1,9 @@
 using System.Text;
 
-namespace GpuPool.Shim.Internal.Ptx;
+namespace GpuPool.Modules.Ptx;
 
 /// <summary>What a module image is, judged by its first bytes.</summary>
-internal enum ImageKind
+public enum ImageKind
 {
     Ptx,
     Cubin,
@@ -12,10 +12,10 @@ internal enum ImageKind
 }
 
 /// <summary>One kernel parameter as the PTX declares it: its size and alignment in the launch parameter block.</summary>
-internal readonly record struct PtxParam(string Name, int Size, int Align);
+public readonly record struct PtxParam(string Name, int Size, int Align);
 
 /// <summary>A kernel's parameter list, laid out the way cuLaunchKernel packs it.</summary>
-internal sealed class KernelSignature
+public sealed class KernelSignature
 {
     public KernelSignature(string name, IReadOnlyList<PtxParam> parameters)
     {
@@ -53,7 +53,7 @@ internal sealed class KernelSignature
 }
 
 /// <summary>A parse failure: the image is text but not PTX we can read (<see cref="NotPtx"/>: not PTX at all).</summary>
-internal sealed class PtxFormatException(string message, bool notPtx = false) : Exception(message)
+public sealed class PtxFormatException(string message, bool notPtx = false) : Exception(message)
 {
     public bool NotPtx { get; } = notPtx;
 }
@@ -63,7 +63,7 @@ internal sealed class PtxFormatException(string message, bool notPtx = false) : 
 /// kernelParams carry no sizes, so they come from here) and the names of its module-scope variables. The
 /// instructions themselves are the device's business.
 /// </summary>
-internal sealed class PtxModule
+public sealed class PtxModule
 {
     private PtxModule(Dictionary<string, KernelSignature> entries, HashSet<string> globals, int version)
     {

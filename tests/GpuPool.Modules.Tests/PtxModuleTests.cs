@@ -1,6 +1,6 @@
-using GpuPool.Shim.Internal.Ptx;
+using GpuPool.Modules.Ptx;
 
-namespace GpuPool.Shim.Tests;
+namespace GpuPool.Modules.Tests;
 
 /// <summary>The PTX signature parser: cuLaunchKernel's parameter sizes and offsets come from here.</summary>
 public sealed class PtxModuleTests
