@@ -169,6 +169,20 @@ internal static unsafe partial class Cuda
         return MemoryMarshal.CreateReadOnlySpanFromNullTerminated(image);
     }
 
+    /// <summary>A fat binary container the program has only a pointer to: its length comes from its own header.</summary>
+    internal static nint LoadFatBinaryAt(byte* container, string what)
+    {
+        var header = new ReadOnlySpan<byte>(container, 16);
+        if (BitConverter.ToUInt32(header) != 0xBA55ED50)
+        {
+            throw new CudaException(CuResult.InvalidImage, $"{what} does not start with a fat binary header");
+        }
+
+        var length = BitConverter.ToUInt16(header[6..]) + (long)BitConverter.ToUInt64(header[8..]);
+        var driver = Driver.Instance;
+        return Load(driver, Driver.Current(), new ReadOnlySpan<byte>(container, checked((int)length)));
+    }
+
     private static nint Load(Driver driver, Context ctx, ReadOnlySpan<byte> image)
     {
         switch (PtxModule.Classify(image))

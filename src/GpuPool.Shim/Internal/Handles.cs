@@ -74,6 +74,9 @@ internal sealed class Context(bool primary, uint flags)
     public HashSet<StreamObject> Streams { get; } = [];
 
     public HashSet<EventObject> Events { get; } = [];
+
+    /// <summary>What the CUDA runtime stored on this context through its private table (Runtime/ContextLocalStorage).</summary>
+    public Dictionary<nint, Runtime.StoredValue> LocalStorage { get; } = [];
 }
 
 internal sealed class StreamObject(Context context, DeviceStream remote, uint flags, int priority)

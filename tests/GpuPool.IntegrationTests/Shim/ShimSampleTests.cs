@@ -65,5 +65,16 @@ public sealed class ShimSampleTests(PoolFixture pool) : IClassFixture<PoolFixtur
         Assert.Contains("cuModuleLoadData: CUDA_ERROR_NOT_SUPPORTED: the cpu backend cannot run kernel(s) my_custom_kernel", run.Stderr, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_child_forked_after_cuInit_is_refused_and_the_parent_and_its_threads_go_on()
+    {
+        var run = await GpuPoolRun.RunProgramAsync(pool, _configDir, "fork_threads");
+
+        Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
+        Assert.Contains("child: cuMemAlloc CUDA_ERROR_NOT_INITIALIZED, cuInit CUDA_ERROR_NOT_INITIALIZED", run.Stdout, StringComparison.Ordinal);
+        Assert.Contains("a lease serves one CUDA process, so the child cannot use CUDA", run.Stderr, StringComparison.Ordinal);
+        Assert.Contains("PASS fork_threads:", run.Stdout, StringComparison.Ordinal);
+    }
+
     public void Dispose() => Directory.Delete(_configDir, recursive: true);
 }
