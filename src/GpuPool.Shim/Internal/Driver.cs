@@ -14,8 +14,14 @@ namespace GpuPool.Shim.Internal;
 /// </summary>
 internal sealed unsafe partial class Driver
 {
-    /// <summary>The driver API version the shim reports: CUDA 12.8.</summary>
-    public const int Version = 12080;
+    /// <summary>The driver API version the shim reports where the broker's backend has no driver (cpu): CUDA 12.8.</summary>
+    public const int DefaultVersion = 12080;
+
+    /// <summary>
+    /// The driver version the program sees: the broker's on the cuda backend (a CUDA 13 runtime refuses a driver
+    /// that says 12.8), else <see cref="DefaultVersion"/>; before cuInit, when no broker is known yet, the default.
+    /// </summary>
+    public static int Version => s_driver is { Session.Info.DriverVersion: > 0 and var version } ? version : DefaultVersion;
 
     private static readonly object InitGate = new();
     private static Driver? s_driver;
