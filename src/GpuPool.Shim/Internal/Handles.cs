@@ -11,6 +11,7 @@ internal enum HandleKind
     Function = 3,
     Stream = 4,
     Event = 5,
+    Link = 6,
 }
 
 /// <summary>
