@@ -37,6 +37,42 @@ public sealed class KernelSignature
         PaddedBytes = (offset + maxAlign - 1) / maxAlign * maxAlign;
     }
 
+    /// <summary>
+    /// A layout whose offsets are known rather than derived (a cubin's .nv.info gives them): each parameter starts at
+    /// its offset, in order and without overlap, and <paramref name="paramBytes"/> covers them all.
+    /// </summary>
+    public KernelSignature(string name, IReadOnlyList<PtxParam> parameters, IReadOnlyList<int> offsets, int paramBytes)
+    {
+        if (offsets.Count != parameters.Count)
+        {
+            throw new ArgumentException($"kernel {name} has {parameters.Count} parameters but {offsets.Count} offsets", nameof(offsets));
+        }
+
+        int end = 0, maxAlign = 1;
+        for (var i = 0; i < parameters.Count; i++)
+        {
+            if (parameters[i].Size < 0 || parameters[i].Align <= 0)
+            {
+                throw new ArgumentException($"kernel {name}: parameter {i} has size {parameters[i].Size} and alignment {parameters[i].Align}", nameof(parameters));
+            }
+
+            if (offsets[i] < end)
+            {
+                throw new ArgumentException($"kernel {name}: parameter {i} at offset {offsets[i]} overlaps the one before it, which ends at {end}", nameof(offsets));
+            }
+
+            end = offsets[i] + parameters[i].Size;
+            maxAlign = Math.Max(maxAlign, parameters[i].Align);
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(paramBytes, end);
+        Name = name;
+        Params = parameters;
+        Offsets = [.. offsets];
+        ParamBytes = paramBytes;
+        PaddedBytes = (paramBytes + maxAlign - 1) / maxAlign * maxAlign;
+    }
+
     public string Name { get; }
 
     public IReadOnlyList<PtxParam> Params { get; }
@@ -48,6 +84,11 @@ public sealed class KernelSignature
 
     /// <summary><see cref="ParamBytes"/> rounded up to the largest alignment, as a C struct of the parameters would be.</summary>
     public int PaddedBytes { get; }
+
+    /// <summary>Whether <paramref name="other"/> packs the same bytes the same way (names and declared alignments aside).</summary>
+    public bool HasSameLayout(KernelSignature other)
+        => ParamBytes == other.ParamBytes && Params.Count == other.Params.Count
+            && Offsets.SequenceEqual(other.Offsets) && Params.Select(p => p.Size).SequenceEqual(other.Params.Select(p => p.Size));
 
     public override string ToString() => $"{Name}({string.Join(", ", Params.Select(p => $"{p.Name}:{p.Size}"))})";
 }
