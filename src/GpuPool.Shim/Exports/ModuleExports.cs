@@ -1,15 +1,17 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using GpuPool.Shim.Internal;
+using GpuPool.Modules;
+using GpuPool.Modules.Fatbin;
 using GpuPool.Modules.Ptx;
 
 namespace GpuPool.Shim.Exports;
 
 /// <summary>
-/// Modules: PTX text, parsed here for its kernels' parameter lists (cuLaunchKernel needs their sizes) and
-/// loaded on the broker, whose backend decides whether it can run it. A cubin or fat binary has no parameter
-/// lists the shim can read, so it is refused with CUDA_ERROR_NOT_SUPPORTED; bytes that are none of these are
-/// CUDA_ERROR_INVALID_IMAGE.
+/// Modules: PTX text, cubins and fat binaries, read here (GpuPool.Modules) for their kernels' parameter layouts
+/// (cuLaunchKernel's kernelParams carry no sizes) and variables, and loaded on the broker as the program gave them:
+/// its backend picks what it runs (the cuda backend's driver the SASS or the PTX, the cpu backend the PTX). Bytes
+/// that are none of these, or a malformed one, are CUDA_ERROR_INVALID_IMAGE.
 /// </summary>
 internal static unsafe partial class Cuda
 {
@@ -28,28 +30,30 @@ internal static unsafe partial class Cuda
             NotNull(fileName, "fname");
             var driver = Driver.Instance;
             var ctx = Driver.Current();
-            var path = Utf8.Read(fileName);
-            byte[] image;
-            try
-            {
-                image = File.ReadAllBytes(path);
-            }
-            catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
-            {
-                throw new CudaException(CuResult.FileNotFound, $"no module file {path}");
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                throw new CudaException(CuResult.OperatingSystem, $"cannot read {path}: {ex.Message}");
-            }
-
-            var end = Array.IndexOf(image, (byte)0);
-            *module = Load(driver, ctx, end >= 0 ? image.AsSpan(0, end) : image);
+            var image = ReadModuleFile(Utf8.Read(fileName));
+            *module = Load(driver, ctx, ModuleText(image));
             return CuResult.Success;
         }
         catch (Exception ex)
         {
             return Errors.Report("cuModuleLoad", ex);
+        }
+    }
+
+    /// <summary>A fat binary (or the runtime's wrapper of one) by pointer; its length comes from its header.</summary>
+    [UnmanagedCallersOnly(EntryPoint = "cuModuleLoadFatBinary")]
+    internal static CuResult ModuleLoadFatBinary(nint* module, byte* fatCubin)
+    {
+        try
+        {
+            NotNull(module, "module");
+            NotNull(fatCubin, "fatCubin");
+            *module = LoadFatBinaryAt(fatCubin, "cuModuleLoadFatBinary's image");
+            return CuResult.Success;
+        }
+        catch (Exception ex)
+        {
+            return Errors.Report("cuModuleLoadFatBinary", ex);
         }
     }
 
@@ -150,63 +154,109 @@ internal static unsafe partial class Cuda
         }
     }
 
+    private const uint FatBinaryMagic = 0xBA55ED50;
+    private const uint FatBinaryWrapperMagic = 0x466243B1;
+
+    /// <summary>The biggest image the shim takes by pointer: a length read from an image's header beyond it is a lie.</summary>
+    private const long MaxImageBytes = 1L << 30;
+
     /// <summary>
-    /// The bytes of an in-memory image: a cubin or fat binary is recognized by its first bytes (read one at a
-    /// time, so a short text is never overrun), anything else is taken as NUL-terminated text.
+    /// The bytes of an image the program gave only a pointer to. A cubin's length is where its section headers end,
+    /// a fat binary's is in its header (a runtime wrapper points at one), and anything else is NUL-terminated text.
+    /// Headers are read a field at a time, so a short text is never overrun.
     /// </summary>
-    private static ReadOnlySpan<byte> ImageBytes(byte* image)
+    internal static ReadOnlySpan<byte> ImageBytes(byte* image)
     {
         if (image[0] == 0x7F && image[1] == (byte)'E' && image[2] == (byte)'L' && image[3] == (byte)'F')
         {
-            return new ReadOnlySpan<byte>(image, 4);
+            var sectionHeaders = *(ulong*)(image + 0x28);
+            var length = sectionHeaders + ((ulong)*(ushort*)(image + 0x3A) * *(ushort*)(image + 0x3C));
+            return new ReadOnlySpan<byte>(image, CheckedLength((long)Math.Min(length, (ulong)long.MaxValue), "cubin (ELF)"));
         }
 
-        if ((image[0] == 0xB1 && image[1] == 0x43 && image[2] == 0x62 && image[3] == 0x46) || (image[0] == 0x50 && image[1] == 0xED && image[2] == 0x55 && image[3] == 0xBA))
+        var magic = (uint)image[0] | ((uint)image[1] << 8) | ((uint)image[2] << 16) | ((uint)image[3] << 24);
+        if (magic == FatBinaryWrapperMagic)
         {
-            return new ReadOnlySpan<byte>(image, 4);
+            var data = *(byte**)(image + 8);
+            if (data is null)
+            {
+                throw new CudaException(CuResult.InvalidImage, "the fat binary wrapper has no data");
+            }
+
+            return FatBinaryAt(data);
         }
 
-        return MemoryMarshal.CreateReadOnlySpanFromNullTerminated(image);
+        return magic == FatBinaryMagic ? FatBinaryAt(image) : MemoryMarshal.CreateReadOnlySpanFromNullTerminated(image);
     }
 
-    /// <summary>A fat binary container the program has only a pointer to: its length comes from its own header.</summary>
-    internal static nint LoadFatBinaryAt(byte* container, string what)
+    private static ReadOnlySpan<byte> FatBinaryAt(byte* container)
     {
-        var header = new ReadOnlySpan<byte>(container, 16);
-        if (BitConverter.ToUInt32(header) != 0xBA55ED50)
-        {
-            throw new CudaException(CuResult.InvalidImage, $"{what} does not start with a fat binary header");
-        }
-
-        var length = BitConverter.ToUInt16(header[6..]) + (long)BitConverter.ToUInt64(header[8..]);
-        var driver = Driver.Instance;
-        return Load(driver, Driver.Current(), new ReadOnlySpan<byte>(container, checked((int)length)));
-    }
-
-    private static nint Load(Driver driver, Context ctx, ReadOnlySpan<byte> image)
-    {
-        switch (PtxModule.Classify(image))
-        {
-            case ImageKind.Cubin:
-                throw new CudaException(CuResult.NotSupported, "the image is a cubin (ELF): the shim reads kernel parameter lists from PTX only; load the kernels' PTX instead");
-            case ImageKind.FatBinary:
-                throw new CudaException(CuResult.NotSupported, "the image is a fat binary: the shim reads kernel parameter lists from PTX only; load the kernels' PTX instead");
-            case ImageKind.Unknown:
-                throw new CudaException(CuResult.InvalidImage, "the image is neither PTX text nor a cubin or fat binary");
-        }
-
-        PtxModule ptx;
+        long length;
         try
         {
-            ptx = PtxModule.Parse(Encoding.UTF8.GetString(image));
+            length = FatBinary.SizeFromHeader(new ReadOnlySpan<byte>(container, FatBinary.HeaderBytes));
+        }
+        catch (ModuleImageException ex)
+        {
+            throw new CudaException(CuResult.InvalidImage, $"the fat binary cannot be read: {ex.Message}");
+        }
+
+        return new ReadOnlySpan<byte>(container, CheckedLength(length, "fat binary"));
+    }
+
+    private static int CheckedLength(long length, string what)
+        => length is > 0 and <= MaxImageBytes
+            ? (int)length
+            : throw new CudaException(CuResult.InvalidImage, $"the {what}'s header gives a length of {length} bytes");
+
+    /// <summary>A module file: a cubin or fat binary as it is, text up to its first NUL.</summary>
+    private static ReadOnlySpan<byte> ModuleText(byte[] image)
+    {
+        if (PtxModule.Classify(image) is ImageKind.Cubin or ImageKind.FatBinary)
+        {
+            return image;
+        }
+
+        var end = Array.IndexOf(image, (byte)0);
+        return end >= 0 ? image.AsSpan(0, end) : image;
+    }
+
+    /// <summary>A fat binary container the runtime has only a pointer to (its private table's module functions, cuModuleLoadFatBinary).</summary>
+    internal static nint LoadFatBinaryAt(byte* container, string what)
+    {
+        var driver = Driver.Instance;
+        var ctx = Driver.Current();
+        var magic = *(uint*)container;
+        if (magic != FatBinaryMagic && magic != FatBinaryWrapperMagic)
+        {
+            throw new CudaException(CuResult.InvalidImage, $"{what} starts with 0x{magic:x8}, which is neither a fat binary (0x{FatBinaryMagic:x8}) nor its wrapper (0x{FatBinaryWrapperMagic:x8})");
+        }
+
+        return Load(driver, ctx, ImageBytes(container));
+    }
+
+    /// <summary>Reads an image as the driver would judge it: malformed is INVALID_IMAGE, PTX that does not parse INVALID_PTX.</summary>
+    internal static ModuleImage ReadImage(ReadOnlySpan<byte> image)
+    {
+        try
+        {
+            return ModuleImage.Read(image);
+        }
+        catch (ModuleImageException ex)
+        {
+            throw new CudaException(ex.Error == ModuleImageError.NotSupported ? CuResult.NotSupported : CuResult.InvalidImage, $"the module image cannot be read: {ex.Message}");
         }
         catch (PtxFormatException ex)
         {
             throw new CudaException(ex.NotPtx ? CuResult.InvalidImage : CuResult.InvalidPtx, $"the PTX cannot be read: {ex.Message}");
         }
+    }
 
+    internal static nint Load(Driver driver, Context ctx, ReadOnlySpan<byte> image)
+    {
+        var parsed = ReadImage(image);
         var remote = driver.Wait(driver.Session.LoadModuleAsync(image.ToArray()), "cuModuleLoad");
-        var module = new ModuleObject(ctx, remote, ptx);
+        var module = new ModuleObject(ctx, remote, parsed, PtxVersion(parsed));
         module.Handle = driver.Modules.Add(module);
         lock (driver.Gate)
         {
@@ -214,6 +264,24 @@ internal static unsafe partial class Cuda
         }
 
         return module.Handle;
+    }
+
+    /// <summary>cuFuncGetAttribute's PTX_VERSION: the PTX's .version (7.8 is 78), else the cubin's arch.</summary>
+    private static int PtxVersion(ModuleImage image)
+    {
+        if (image.Ptx is { } text)
+        {
+            try
+            {
+                return PtxModule.Parse(text).Version;
+            }
+            catch (PtxFormatException)
+            {
+                // Kernels came from the cubin; the PTX beside it need not be readable to run the module.
+            }
+        }
+
+        return image.Entries.Where(e => e.Kind == FatBinaryEntryKind.Elf).Select(e => e.SmArch).DefaultIfEmpty(0).Max();
     }
 
     [UnmanagedCallersOnly(EntryPoint = "cuModuleUnload")]
@@ -246,37 +314,7 @@ internal static unsafe partial class Cuda
             NotNull(function, "hfunc");
             NotNull(name, "name");
             var driver = Driver.Instance;
-            var m = ResolveModule(driver, module);
-            var kernel = Utf8.Read(name);
-            lock (driver.Gate)
-            {
-                if (m.Functions.TryGetValue(kernel, out var known))
-                {
-                    *function = known.Handle;
-                    return CuResult.Success;
-                }
-            }
-
-            if (!m.Ptx.Entries.TryGetValue(kernel, out var signature))
-            {
-                throw new CudaException(CuResult.NotFound, $"the module has no kernel named '{kernel}'");
-            }
-
-            var remote = driver.Wait(driver.Session.GetFunctionAsync(m.Remote, kernel), "cuModuleGetFunction");
-            var f = new FunctionObject(m, remote, signature);
-            lock (driver.Gate)
-            {
-                if (m.Functions.TryGetValue(kernel, out var raced))
-                {
-                    *function = raced.Handle;
-                    return CuResult.Success;
-                }
-
-                f.Handle = driver.Functions.Add(f);
-                m.Functions[kernel] = f;
-            }
-
-            *function = f.Handle;
+            *function = FunctionOf(driver, ResolveModule(driver, module), Utf8.Read(name)).Handle;
             return CuResult.Success;
         }
         catch (Exception ex)
@@ -295,7 +333,7 @@ internal static unsafe partial class Cuda
             var driver = Driver.Instance;
             var m = ResolveModule(driver, module);
             var global = Utf8.Read(name);
-            throw m.Ptx.Globals.Contains(global)
+            throw m.Image.Variables.ContainsKey(global)
                 ? new CudaException(CuResult.NotSupported, $"module variable '{global}': module-scope variables are not supported by the GpuPool shim")
                 : new CudaException(CuResult.NotFound, $"the module declares no variable named '{global}'");
         }
@@ -312,20 +350,7 @@ internal static unsafe partial class Cuda
         {
             NotNull(value, "pi");
             var driver = Driver.Instance;
-            var f = ResolveFunction(driver, function);
-            var d = driver.Device;
-            *value = attribute switch
-            {
-                0 => d.MaxThreadsPerBlock,                      // MAX_THREADS_PER_BLOCK
-                1 or 2 or 3 => 0,                               // static shared, constant and local bytes
-                4 => 32,                                        // NUM_REGS
-                5 => f.Module.Ptx.Version,                      // PTX_VERSION
-                6 => (d.ComputeMajor * 10) + d.ComputeMinor,    // BINARY_VERSION
-                7 => 0,                                         // CACHE_MODE_CA
-                8 => (int)d.MaxSharedPerBlock,                  // MAX_DYNAMIC_SHARED_SIZE_BYTES
-                9 => -1,                                        // PREFERRED_SHARED_MEMORY_CARVEOUT: no preference
-                _ => throw new CudaException(CuResult.InvalidValue, $"{attribute} is not a function attribute the shim answers"),
-            };
+            *value = FunctionAttribute(driver, ResolveFunction(driver, function), attribute);
             return CuResult.Success;
         }
         catch (Exception ex)
@@ -334,12 +359,61 @@ internal static unsafe partial class Cuda
         }
     }
 
-    private static ModuleObject ResolveModule(Driver driver, nint handle)
+    internal static int FunctionAttribute(Driver driver, FunctionObject f, int attribute)
+    {
+        var d = driver.Device;
+        return attribute switch
+        {
+            0 => d.MaxThreadsPerBlock,                      // MAX_THREADS_PER_BLOCK
+            1 or 2 or 3 => 0,                               // static shared, constant and local bytes
+            4 => 32,                                        // NUM_REGS
+            5 => f.Module.PtxVersion,                       // PTX_VERSION
+            6 => (d.ComputeMajor * 10) + d.ComputeMinor,    // BINARY_VERSION
+            7 => 0,                                         // CACHE_MODE_CA
+            8 => (int)d.MaxSharedPerBlock,                  // MAX_DYNAMIC_SHARED_SIZE_BYTES
+            9 => -1,                                        // PREFERRED_SHARED_MEMORY_CARVEOUT: no preference
+            _ => throw new CudaException(CuResult.InvalidValue, $"{attribute} is not a function attribute the shim answers"),
+        };
+    }
+
+    /// <summary>A module's kernel by name: one handle per kernel, as the driver gives; asked of the broker the first time.</summary>
+    internal static FunctionObject FunctionOf(Driver driver, ModuleObject m, string kernel)
+    {
+        lock (driver.Gate)
+        {
+            if (m.Functions.TryGetValue(kernel, out var known))
+            {
+                return known;
+            }
+        }
+
+        if (!m.Image.Kernels.TryGetValue(kernel, out var signature))
+        {
+            throw new CudaException(CuResult.NotFound, $"the module has no kernel named '{kernel}'");
+        }
+
+        var remote = driver.Wait(driver.Session.GetFunctionAsync(m.Remote, kernel), "cuModuleGetFunction");
+        var f = new FunctionObject(m, remote, signature);
+        lock (driver.Gate)
+        {
+            if (m.Functions.TryGetValue(kernel, out var raced))
+            {
+                return raced;
+            }
+
+            f.Handle = driver.Functions.Add(f);
+            m.Functions[kernel] = f;
+        }
+
+        return f;
+    }
+
+    internal static ModuleObject ResolveModule(Driver driver, nint handle)
         => handle != 0 && driver.Modules.TryGet(handle, out var m)
             ? m
             : throw new CudaException(CuResult.InvalidHandle, $"0x{(ulong)handle:x} is not a loaded module");
 
-    private static FunctionObject ResolveFunction(Driver driver, nint handle)
+    internal static FunctionObject ResolveFunction(Driver driver, nint handle)
         => handle != 0 && driver.Functions.TryGet(handle, out var f)
             ? f
             : throw new CudaException(CuResult.InvalidHandle, $"0x{(ulong)handle:x} is not a function of a loaded module");

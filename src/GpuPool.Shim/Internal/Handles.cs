@@ -1,4 +1,5 @@
 using GpuPool.Client;
+using GpuPool.Modules;
 using GpuPool.Modules.Ptx;
 
 namespace GpuPool.Shim.Internal;
@@ -108,7 +109,7 @@ internal sealed class EventObject(Context context, DeviceEvent remote, uint flag
     public bool Recorded { get; set; }
 }
 
-internal sealed class ModuleObject(Context context, DeviceModule remote, PtxModule ptx)
+internal sealed class ModuleObject(Context context, DeviceModule remote, ModuleImage image, int ptxVersion)
 {
     public nint Handle { get; set; }
 
@@ -116,7 +117,10 @@ internal sealed class ModuleObject(Context context, DeviceModule remote, PtxModu
 
     public DeviceModule Remote { get; } = remote;
 
-    public PtxModule Ptx { get; } = ptx;
+    /// <summary>The image as read here: its kernels' parameter layouts and its variables.</summary>
+    public ModuleImage Image { get; } = image;
+
+    public int PtxVersion { get; } = ptxVersion;
 
     /// <summary>Functions looked up so far by name: one handle per kernel, as the driver gives.</summary>
     public Dictionary<string, FunctionObject> Functions { get; } = new(StringComparer.Ordinal);
@@ -131,4 +135,9 @@ internal sealed class FunctionObject(ModuleObject module, KernelFunction remote,
     public KernelFunction Remote { get; } = remote;
 
     public KernelSignature Signature { get; } = signature;
+
+    /// <summary>The kernel's name as a C string (cuKernelGetName), made once and kept for the life of the process.</summary>
+    public nint NativeName => _nativeName != 0 ? _nativeName : _nativeName = Utf8.Allocate(Signature.Name);
+
+    private nint _nativeName;
 }
