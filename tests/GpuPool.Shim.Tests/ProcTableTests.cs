@@ -27,12 +27,58 @@ public sealed partial class ProcTableTests
     {
         var served = Cuda.ProcTable.Values.SelectMany(v => v).Select(v => v.Symbol).ToHashSet(StringComparer.Ordinal);
 
-        // The older ABI names stay exported for programs linked against them, but the table hands out the newer ones.
-        var notServed = Exports.Where(e => !served.Contains(e)).Order(StringComparer.Ordinal).ToArray();
+        // The older ABI names stay exported for programs linked against them, but the table hands out the newer ones;
+        // the per-thread default stream names are for linking only (cuGetProcAddress takes a flag instead).
+        var notServed = Exports.Where(e => !served.Contains(e) && !IsPerThreadAlias(e)).Order(StringComparer.Ordinal).ToArray();
 
         string[] olderNames = ["cuCtxDestroy", "cuCtxPopCurrent", "cuCtxPushCurrent", "cuEventDestroy", "cuStreamDestroy"];
         Assert.Equal(olderNames, notServed);
     }
+
+    [Fact]
+    public void Every_per_thread_stream_name_is_an_alias_of_a_served_export()
+    {
+        var aliases = Exports.Where(IsPerThreadAlias).ToArray();
+
+        Assert.NotEmpty(aliases);
+        Assert.All(aliases, alias => Assert.Contains(alias[..^5], Exports));
+    }
+
+    [Theory]
+    [InlineData("cuMemcpy2D_v2_ptds")]
+    [InlineData("cuMemcpy3DAsync_v2_ptsz")]
+    [InlineData("cuMemsetD2D32Async_ptsz")]
+    [InlineData("cuLaunchHostFunc_ptsz")]
+    [InlineData("cuStreamAddCallback_ptsz")]
+    [InlineData("cuMemAllocAsync_ptsz")]
+    [InlineData("cuMemFreeAsync_ptsz")]
+    [InlineData("cuLaunchKernelEx_ptsz")]
+    [InlineData("cuLaunchKernel_ptsz")]
+    [InlineData("cuMemcpyHtoDAsync_v2_ptsz")]
+    [InlineData("cuStreamSynchronize_ptsz")]
+    public void A_program_built_for_the_per_thread_default_stream_links(string symbol)
+        => Assert.Contains(symbol, Exports);
+
+    [Theory]
+    [InlineData("cuMemcpy2D", 11080, "cuMemcpy2D_v2")]
+    [InlineData("cuMemHostRegister", 6000, "cuMemHostRegister")]
+    [InlineData("cuMemHostRegister", 11080, "cuMemHostRegister_v2")]
+    [InlineData("cuIpcOpenMemHandle", 11080, "cuIpcOpenMemHandle_v2")]
+    [InlineData("cuMemAdvise", 11080, "cuMemAdvise")]
+    [InlineData("cuMemAdvise", 12080, "cuMemAdvise_v2")]
+    [InlineData("cuLaunchKernelEx", 11080, "cuLaunchKernelEx")]
+    [InlineData("cuGraphicsResourceSetMapFlags", 11080, "cuGraphicsResourceSetMapFlags_v2")]
+    public void The_table_hands_out_the_abi_of_the_version_asked(string name, int version, string symbol)
+        => Assert.Equal(symbol, Cuda.ProcTable[name].Last(v => v.Version <= version).Symbol);
+
+    [Theory]
+    [InlineData("cuMemAllocAsync", 11010)]
+    [InlineData("cuLaunchKernelEx", 11050)]
+    [InlineData("cuCtxGetId", 11080)]
+    public void A_name_older_than_its_first_abi_is_not_found(string name, int version)
+        => Assert.DoesNotContain(Cuda.ProcTable[name], v => v.Version <= version);
+
+    private static bool IsPerThreadAlias(string export) => export.EndsWith("_ptds", StringComparison.Ordinal) || export.EndsWith("_ptsz", StringComparison.Ordinal);
 
     [Fact]
     public void Versions_of_a_name_are_in_order_and_newer_than_the_base_api()

@@ -334,7 +334,9 @@ internal static unsafe partial class Cuda
         {
             var driver = Driver.Instance;
             _ = Driver.Current();
+            driver.WaitHostCalls(null);
             driver.Wait(driver.Session.SynchronizeAsync(), "cuCtxSynchronize");
+            driver.WaitPendingFrees();
             driver.WaitCopies(null);
             driver.NoteAllIdle();
             return CuResult.Success;

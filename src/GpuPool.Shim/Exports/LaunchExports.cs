@@ -27,6 +27,10 @@ internal static unsafe partial class Cuda
     internal static CuResult LaunchKernel(
         nint function, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY, uint blockZ,
         uint sharedMemBytes, nint stream, void** kernelParams, nint* extra)
+        => Launch("cuLaunchKernel", function, (gridX, gridY, gridZ), (blockX, blockY, blockZ), sharedMemBytes, stream, kernelParams, extra);
+
+    /// <summary>A launch, checked here (geometry, shared memory, parameters) and sent fire-and-forget.</summary>
+    private static CuResult Launch(string call, nint function, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) blockDim, uint sharedMemBytes, nint stream, void** kernelParams, nint* extra)
     {
         try
         {
@@ -34,7 +38,9 @@ internal static unsafe partial class Cuda
             _ = Driver.Current();
             var f = ResolveFunction(driver, function);
             var s = driver.ResolveStream(stream);
-            CheckGeometry(driver.Device, f, (gridX, gridY, gridZ), (blockX, blockY, blockZ), sharedMemBytes);
+            var (gridX, gridY, gridZ) = grid;
+            var (blockX, blockY, blockZ) = blockDim;
+            CheckGeometry(driver.Device, f, grid, blockDim, sharedMemBytes);
 
             var signature = f.Signature;
             var block = t_packed ??= new byte[MaxParamBytes];
@@ -76,13 +82,13 @@ internal static unsafe partial class Cuda
 
             driver.Wait(
                 driver.Session.LaunchAsync(f.Remote, new Dim3(gridX, gridY, gridZ), new Dim3(blockX, blockY, blockZ), block.AsMemory(0, signature.ParamBytes), s, sharedMemBytes),
-                "cuLaunchKernel");
+                call);
             driver.NoteWork(s);
             return CuResult.Success;
         }
         catch (Exception ex)
         {
-            return Errors.Report("cuLaunchKernel", ex);
+            return Errors.Report(call, ex);
         }
     }
 
@@ -109,9 +115,11 @@ internal static unsafe partial class Cuda
             throw new CudaException(CuResult.InvalidValue, $"launch of {name}: block ({block.X}, {block.Y}, {block.Z}) is larger than the device allows ({d.MaxBlock.X}, {d.MaxBlock.Y}, {d.MaxBlock.Z}; {d.MaxThreadsPerBlock} threads)");
         }
 
-        if (sharedMemBytes > d.MaxSharedPerBlock)
+        // The function's CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (cuFuncSetAttribute), else the device's per-block limit.
+        var sharedLimit = f.DynamicSharedLimit(d);
+        if (sharedMemBytes > sharedLimit)
         {
-            throw new CudaException(CuResult.InvalidValue, $"launch of {name}: {sharedMemBytes} bytes of shared memory is more than the {d.MaxSharedPerBlock} a block may have");
+            throw new CudaException(CuResult.InvalidValue, $"launch of {name}: {sharedMemBytes} bytes of dynamic shared memory is more than the {sharedLimit} the function may have (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)");
         }
     }
 

@@ -55,20 +55,26 @@ internal static unsafe partial class Cuda
 
             var driver = Driver.Instance;
             var ctx = Driver.Current();
-            var ptr = driver.Wait(driver.Session.AllocAsync(bytes), "cuMemAlloc").Address;
-            driver.Allocations.Add(ptr, bytes, ctx);
-            lock (driver.Gate)
-            {
-                ctx.Allocations.Add(ptr);
-            }
-
-            *pointer = ptr;
+            *pointer = Remember(driver, ctx, driver.Wait(driver.Session.AllocAsync(bytes), "cuMemAlloc").Address, bytes, pool: null);
             return CuResult.Success;
         }
         catch (Exception ex)
         {
             return Errors.Report("cuMemAlloc", ex);
         }
+    }
+
+    /// <summary>Enters a new allocation in the allocation map and its context's set; returns its address.</summary>
+    private static ulong Remember(Driver driver, Context ctx, ulong ptr, ulong bytes, MemPoolObject? pool)
+    {
+        driver.Allocations.Add(ptr, bytes, ctx, pool);
+        lock (driver.Gate)
+        {
+            ctx.Allocations.Add(ptr);
+        }
+
+        pool?.Allocated(bytes);
+        return ptr;
     }
 
     [UnmanagedCallersOnly(EntryPoint = "cuMemFree_v2")]
@@ -92,6 +98,7 @@ internal static unsafe partial class Cuda
                 entry.Owner.Allocations.Remove(pointer);
             }
 
+            entry.Pool?.Freed(entry.Size);
             driver.Wait(driver.Session.FreeAsync(new DevicePtr(pointer)), "cuMemFree");
             return CuResult.Success;
         }
@@ -128,24 +135,11 @@ internal static unsafe partial class Cuda
 
     // ---- Host memory: local to the program ----
 
-    /// <summary>Host memory from cuMemAllocHost/cuMemHostAlloc, by start: the only memory an asynchronous copy to the host may land in later.</summary>
-    private static readonly Dictionary<nint, nuint> HostAllocations = [];
-
-    private static bool IsPinned(byte* pointer, nuint bytes)
-    {
-        lock (HostAllocations)
-        {
-            foreach (var (start, size) in HostAllocations)
-            {
-                if ((nuint)pointer >= (nuint)start && (nuint)pointer - (nuint)start <= size && bytes <= size - ((nuint)pointer - (nuint)start))
-                {
-                    return true;
-                }
-            }
-        }
-
-        return false;
-    }
+    /// <summary>
+    /// Whether host memory is what the driver calls page-locked (cuMemAllocHost, cuMemHostAlloc, cuMemHostRegister):
+    /// the only memory an asynchronous copy to the host may land in later.
+    /// </summary>
+    private static bool IsPinned(Driver driver, byte* pointer, nuint bytes) => driver.HostMemory.IsPinned((nuint)pointer, bytes);
 
     [UnmanagedCallersOnly(EntryPoint = "cuMemAllocHost_v2")]
     internal static CuResult MemAllocHost(void** pointer, nuint bytes) => AllocHost("cuMemAllocHost", pointer, bytes, 0);
@@ -158,8 +152,8 @@ internal static unsafe partial class Cuda
         try
         {
             NotNull(pointer, "pp");
-            _ = Driver.Instance;
-            _ = Driver.Current();
+            var driver = Driver.Instance;
+            var ctx = Driver.Current();
             if (bytes == 0)
             {
                 throw new CudaException(CuResult.InvalidValue, "bytesize is 0");
@@ -181,11 +175,7 @@ internal static unsafe partial class Cuda
                 throw new CudaException(CuResult.OutOfMemory, $"cannot allocate {bytes} bytes of host memory");
             }
 
-            lock (HostAllocations)
-            {
-                HostAllocations.Add((nint)p, bytes);
-            }
-
+            driver.HostMemory.Add((nuint)p, bytes, flags, registered: false, ctx);
             *pointer = p;
             return CuResult.Success;
         }
@@ -200,14 +190,8 @@ internal static unsafe partial class Cuda
     {
         try
         {
-            _ = Driver.Instance;
-            bool known;
-            lock (HostAllocations)
-            {
-                known = HostAllocations.Remove((nint)pointer);
-            }
-
-            if (!known)
+            var driver = Driver.Instance;
+            if (driver.HostMemory.Remove((nuint)pointer, registered: false) is null)
             {
                 throw new CudaException(CuResult.InvalidValue, $"0x{(ulong)pointer:x} was not allocated with cuMemAllocHost or cuMemHostAlloc (or was freed already)");
             }
@@ -287,7 +271,7 @@ internal static unsafe partial class Cuda
             {
                 var n = (int)Math.Min(CopyPiece, bytes - offset);
                 var copy = driver.Session.CopyToHostAsync(new DevicePtr(src + offset), new NativeBuffer(dst + offset, n).Memory, s).AsTask();
-                if (async && IsPinned(dst, bytes))
+                if (async && IsPinned(driver, dst, bytes))
                 {
                     driver.TrackCopy(s, copy);
                     driver.NoteWork(s);

@@ -359,22 +359,7 @@ internal static unsafe partial class Cuda
         }
     }
 
-    internal static int FunctionAttribute(Driver driver, FunctionObject f, int attribute)
-    {
-        var d = driver.Device;
-        return attribute switch
-        {
-            0 => d.MaxThreadsPerBlock,                      // MAX_THREADS_PER_BLOCK
-            1 or 2 or 3 => 0,                               // static shared, constant and local bytes
-            4 => 32,                                        // NUM_REGS
-            5 => f.Module.PtxVersion,                       // PTX_VERSION
-            6 => (d.ComputeMajor * 10) + d.ComputeMinor,    // BINARY_VERSION
-            7 => 0,                                         // CACHE_MODE_CA
-            8 => (int)d.MaxSharedPerBlock,                  // MAX_DYNAMIC_SHARED_SIZE_BYTES
-            9 => -1,                                        // PREFERRED_SHARED_MEMORY_CARVEOUT: no preference
-            _ => throw new CudaException(CuResult.InvalidValue, $"{attribute} is not a function attribute the shim answers"),
-        };
-    }
+    internal static int FunctionAttribute(Driver driver, FunctionObject f, int attribute) => f.Attribute(attribute, driver.Device);
 
     /// <summary>A module's kernel by name: one handle per kernel, as the driver gives; asked of the broker the first time.</summary>
     internal static FunctionObject FunctionOf(Driver driver, ModuleObject m, string kernel)

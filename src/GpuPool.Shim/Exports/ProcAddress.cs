@@ -143,6 +143,87 @@ internal static unsafe partial class Cuda
         Add("cuKernelGetAttribute", 12000);
         Add("cuKernelGetName", 12030);
 
+        // ---- The rest of the driver API nvcc-built programs reach for (contexts, pitched memory, host memory,
+        // pointers, launches, host functions, memory pools, peers, and the calls with no meaning remotely).
+        // Versions: the CUDA release that introduced each ABI, as cudaTypedefs.h names them. ----
+        Add("cuCtxSetLimit", 3010);
+        Add("cuCtxGetLimit", 3010);
+        Add("cuCtxGetCacheConfig", 3020);
+        Add("cuCtxSetCacheConfig", 3020);
+        Add("cuCtxGetSharedMemConfig", 4020);
+        Add("cuCtxSetSharedMemConfig", 4020);
+        Add("cuCtxGetId", 12000);
+        Add("cuCtxResetPersistingL2Cache", 11000);
+        Add("cuFuncSetCacheConfig", 3000);
+        Add("cuFuncSetSharedMemConfig", 4020);
+        Add("cuFuncSetAttribute", 9000);
+
+        Add("cuMemAllocPitch", 3020, "cuMemAllocPitch_v2");
+        Add("cuMemcpy2D", 3020, "cuMemcpy2D_v2");
+        Add("cuMemcpy2DUnaligned", 3020, "cuMemcpy2DUnaligned_v2");
+        Add("cuMemcpy2DAsync", 3020, "cuMemcpy2DAsync_v2");
+        Add("cuMemcpy3D", 3020, "cuMemcpy3D_v2");
+        Add("cuMemcpy3DAsync", 3020, "cuMemcpy3DAsync_v2");
+        Add("cuMemsetD2D8", 3020, "cuMemsetD2D8_v2");
+        Add("cuMemsetD2D16", 3020, "cuMemsetD2D16_v2");
+        Add("cuMemsetD2D32", 3020, "cuMemsetD2D32_v2");
+        Add("cuMemsetD2D8Async", 3020);
+        Add("cuMemsetD2D16Async", 3020);
+        Add("cuMemsetD2D32Async", 3020);
+
+        Add("cuMemHostRegister", 4000);
+        Add("cuMemHostRegister", 6050, "cuMemHostRegister_v2");
+        Add("cuMemHostUnregister", 4000);
+        Add("cuMemHostGetFlags", 2030);
+        Add("cuMemHostGetDevicePointer", 3020, "cuMemHostGetDevicePointer_v2");
+        Add("cuPointerGetAttribute", 4000);
+        Add("cuPointerGetAttributes", 7000);
+
+        Add("cuLaunchKernelEx", 11060);
+        Add("cuLaunchCooperativeKernel", 9000);
+        Add("cuLaunchHostFunc", 10000);
+        Add("cuStreamAddCallback", 5000);
+
+        Add("cuMemAllocAsync", 11020);
+        Add("cuMemFreeAsync", 11020);
+        Add("cuMemAllocFromPoolAsync", 11020);
+        Add("cuDeviceGetDefaultMemPool", 11020);
+        Add("cuDeviceGetMemPool", 11020);
+        Add("cuDeviceSetMemPool", 11020);
+        Add("cuMemPoolGetAttribute", 11020);
+        Add("cuMemPoolSetAttribute", 11020);
+        Add("cuMemPoolTrimTo", 11020);
+
+        Add("cuDeviceGetPCIBusId", 4010);
+        Add("cuDeviceGetByPCIBusId", 4010);
+        Add("cuDeviceGetLuid", 10000);
+        Add("cuDeviceCanAccessPeer", 4000);
+        Add("cuDeviceGetP2PAttribute", 8000);
+        Add("cuCtxEnablePeerAccess", 4000);
+        Add("cuCtxDisablePeerAccess", 4000);
+
+        Add("cuMemAllocManaged", 6000);
+        Add("cuMemAdvise", 8000);
+        Add("cuMemAdvise", 12020, "cuMemAdvise_v2");
+        Add("cuMemPrefetchAsync", 8000);
+        Add("cuMemPrefetchAsync", 12020, "cuMemPrefetchAsync_v2");
+        Add("cuMemRangeGetAttribute", 8000);
+        Add("cuMemRangeGetAttributes", 8000);
+        Add("cuIpcGetMemHandle", 4010);
+        Add("cuIpcOpenMemHandle", 4010);
+        Add("cuIpcOpenMemHandle", 11000, "cuIpcOpenMemHandle_v2");
+        Add("cuIpcCloseMemHandle", 4010);
+        Add("cuIpcGetEventHandle", 4010);
+        Add("cuIpcOpenEventHandle", 4010);
+        Add("cuGraphicsUnregisterResource", 3000);
+        Add("cuGraphicsMapResources", 3000);
+        Add("cuGraphicsUnmapResources", 3000);
+        Add("cuGraphicsResourceGetMappedPointer", 3000);
+        Add("cuGraphicsResourceGetMappedPointer", 3020, "cuGraphicsResourceGetMappedPointer_v2");
+        Add("cuGraphicsSubResourceGetMappedArray", 3000);
+        Add("cuGraphicsResourceSetMapFlags", 3000);
+        Add("cuGraphicsResourceSetMapFlags", 6050, "cuGraphicsResourceSetMapFlags_v2");
+
         return table.ToFrozenDictionary(kv => kv.Key, kv => kv.Value.OrderBy(e => e.Item1).ToArray(), StringComparer.Ordinal);
     }
 

@@ -67,6 +67,7 @@ internal static unsafe partial class Cuda
             }
 
             var s = driver.ResolveStreamObject(stream);
+            driver.WaitHostCalls(s.Remote);
             driver.Streams.Remove(stream);
             lock (driver.Gate)
             {
@@ -88,7 +89,9 @@ internal static unsafe partial class Cuda
     }
 
     [UnmanagedCallersOnly(EntryPoint = "cuStreamSynchronize")]
-    internal static CuResult StreamSynchronize(nint stream)
+    internal static CuResult StreamSynchronize(nint stream) => SynchronizeStream(stream);
+
+    private static CuResult SynchronizeStream(nint stream)
     {
         try
         {
@@ -107,13 +110,16 @@ internal static unsafe partial class Cuda
     }
 
     [UnmanagedCallersOnly(EntryPoint = "cuStreamQuery")]
-    internal static CuResult StreamQuery(nint stream)
+    internal static CuResult StreamQuery(nint stream) => QueryStream(stream);
+
+    private static CuResult QueryStream(nint stream)
     {
         try
         {
             var driver = Driver.Instance;
             _ = Driver.Current();
-            return driver.QueryStream(driver.ResolveStream(stream)) ? CuResult.Success : CuResult.NotReady;
+            var s = driver.ResolveStreamNoWait(stream);
+            return !driver.HostCallsPending(s) && driver.QueryStream(s) ? CuResult.Success : CuResult.NotReady;
         }
         catch (Exception ex)
         {
@@ -122,7 +128,9 @@ internal static unsafe partial class Cuda
     }
 
     [UnmanagedCallersOnly(EntryPoint = "cuStreamWaitEvent")]
-    internal static CuResult StreamWaitEvent(nint stream, nint evt, uint flags)
+    internal static CuResult StreamWaitEvent(nint stream, nint evt, uint flags) => WaitEvent(stream, evt, flags);
+
+    private static CuResult WaitEvent(nint stream, nint evt, uint flags)
     {
         try
         {
@@ -146,7 +154,9 @@ internal static unsafe partial class Cuda
     }
 
     [UnmanagedCallersOnly(EntryPoint = "cuStreamGetPriority")]
-    internal static CuResult StreamGetPriority(nint stream, int* priority)
+    internal static CuResult StreamGetPriority(nint stream, int* priority) => GetStreamPriority(stream, priority);
+
+    private static CuResult GetStreamPriority(nint stream, int* priority)
     {
         try
         {
@@ -162,7 +172,9 @@ internal static unsafe partial class Cuda
     }
 
     [UnmanagedCallersOnly(EntryPoint = "cuStreamGetFlags")]
-    internal static CuResult StreamGetFlags(nint stream, uint* flags)
+    internal static CuResult StreamGetFlags(nint stream, uint* flags) => GetStreamFlags(stream, flags);
+
+    private static CuResult GetStreamFlags(nint stream, uint* flags)
     {
         try
         {

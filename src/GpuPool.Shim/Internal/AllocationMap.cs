@@ -10,13 +10,14 @@ internal sealed class AllocationMap
     private readonly object _gate = new();
     private volatile Entry[] _sorted = [];
 
-    internal readonly record struct Entry(ulong Base, ulong Size, Context Owner);
+    /// <summary>An allocation: its range, the context that owns it, its process-wide buffer id, and the pool it came from (cuMemAllocAsync), if any.</summary>
+    internal readonly record struct Entry(ulong Base, ulong Size, Context Owner, ulong BufferId, MemPoolObject? Pool);
 
-    public void Add(ulong ptr, ulong size, Context owner)
+    public void Add(ulong ptr, ulong size, Context owner, MemPoolObject? pool = null)
     {
         lock (_gate)
         {
-            var list = new List<Entry>(_sorted) { new(ptr, size, owner) };
+            var list = new List<Entry>(_sorted) { new(ptr, size, owner, BufferIds.Next(), pool) };
             list.Sort(static (a, b) => a.Base.CompareTo(b.Base));
             _sorted = [.. list];
         }
@@ -86,4 +87,12 @@ internal sealed class AllocationMap
                 $"{what}: 0x{ptr:x} + {bytes} bytes runs past the end of its allocation (0x{e.Base:x}, {e.Size} bytes) by {bytes - (e.Size - (ptr - e.Base))} bytes");
         }
     }
+}
+
+/// <summary>CU_POINTER_ATTRIBUTE_BUFFER_ID: a number per allocation, device or host, never reused in the process.</summary>
+internal static class BufferIds
+{
+    private static long s_next;
+
+    public static ulong Next() => (ulong)Interlocked.Increment(ref s_next);
 }

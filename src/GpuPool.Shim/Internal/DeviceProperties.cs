@@ -100,11 +100,30 @@ internal sealed class DeviceProperties
 
     public int ComputeMinor => (int)Attribute(76);
 
+    /// <summary>PCI domain, bus and device as the session reports them (0 when the backend has no PCI device), for cuDeviceGetPCIBusId.</summary>
+    public (int Domain, int Bus, int Device) Pci => ((int)Attribute(50), (int)Attribute(33), (int)Attribute(34));
+
+    /// <summary>The PCI bus id as the driver spells it: domain:bus:device.function in hex, "%04x:%02x:%02x.0".</summary>
+    public string PciBusId => $"{Pci.Domain:x4}:{Pci.Bus:x2}:{Pci.Device:x2}.0";
+
+    /// <summary>
+    /// The pitch cuMemAllocPitch rounds rows up to: the device's CU_DEVICE_ATTRIBUTE_TEXTURE_PITCH_ALIGNMENT when the
+    /// session reports it, else 512.
+    /// </summary>
+    public ulong PitchAlignment => _info.Attributes.TryGetValue(51, out var reported) && reported > 0 ? (ulong)reported : 512;
+
     public long Attribute(int id)
     {
         if (id is < 1 or > MaxAttribute)
         {
             throw new CudaException(CuResult.InvalidValue, $"{id} is not a device attribute");
+        }
+
+        // What the shim itself serves, whatever the backend: host registration (the ranges are remembered) and the
+        // default memory pool (cuMemAllocAsync).
+        if (id is 99 or 115)
+        {
+            return 1;
         }
 
         if (id == 16)

@@ -22,10 +22,20 @@ internal sealed partial class Driver
     }
 
     /// <summary>
-    /// The broker's stream for a CUstream: NULL, CU_STREAM_LEGACY and CU_STREAM_PER_THREAD are the default
-    /// stream; anything else must be a live stream handle, else CUDA_ERROR_INVALID_HANDLE.
+    /// The broker's stream for a CUstream, to queue work on or synchronize: NULL, CU_STREAM_LEGACY and
+    /// CU_STREAM_PER_THREAD are the default stream; anything else must be a live stream handle, else
+    /// CUDA_ERROR_INVALID_HANDLE. Waits first for the host functions queued on that stream to return, so that work
+    /// queued after one never starts before it.
     /// </summary>
     public DeviceStream ResolveStream(nint handle)
+    {
+        var stream = ResolveStreamNoWait(handle);
+        WaitHostCalls(stream);
+        return stream;
+    }
+
+    /// <summary>As <see cref="ResolveStream"/>, without waiting for host functions (queries, and queuing another host function).</summary>
+    public DeviceStream ResolveStreamNoWait(nint handle)
     {
         if (handle is 0 or 1 or 2)
         {
@@ -159,7 +169,8 @@ internal sealed partial class Driver
 
     /// <summary>
     /// Waits for the asynchronous copies to the host on <paramref name="stream"/> (all of them when null) and
-    /// throws the first one's failure: a synchronizing call reports them as sticky errors.
+    /// throws the first one's failure: a synchronizing call reports them as sticky errors, and then a failure the
+    /// callback thread took from the broker (<see cref="DeferError"/>).
     /// </summary>
     public void WaitCopies(DeviceStream? stream)
     {
@@ -171,6 +182,26 @@ internal sealed partial class Driver
         }
 
         foreach (var (_, copy) in waiting)
+        {
+            Wait(copy, "an asynchronous copy to the host");
+        }
+
+        ThrowDeferred();
+    }
+
+    /// <summary>
+    /// Waits for the asynchronous copies to the host on <paramref name="stream"/> and leaves them tracked: a host
+    /// function sees their bytes, and the program's next synchronizing call still reports their failure.
+    /// </summary>
+    public void WaitCopiesKept(DeviceStream stream)
+    {
+        Task[] waiting;
+        lock (_pendingCopies)
+        {
+            waiting = [.. _pendingCopies.Where(p => p.Stream == stream.Id).Select(p => p.Copy)];
+        }
+
+        foreach (var copy in waiting)
         {
             Wait(copy, "an asynchronous copy to the host");
         }

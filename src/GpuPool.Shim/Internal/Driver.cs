@@ -46,6 +46,8 @@ internal sealed unsafe partial class Driver
         Device = new DeviceProperties(session.Info);
         Primary = new Context(primary: true, flags: 0) { Destroyed = true };
         Primary.Handle = Contexts.Add(Primary);
+        DefaultPool = new MemPoolObject();
+        DefaultPool.Handle = MemPools.Add(DefaultPool);
     }
 
     public ShimConfig Config { get; }
@@ -69,6 +71,13 @@ internal sealed unsafe partial class Driver
 
     public AllocationMap Allocations { get; } = new();
 
+    public HostMemory HostMemory { get; } = new();
+
+    public HandleTable<MemPoolObject> MemPools { get; } = new(HandleKind.MemPool);
+
+    /// <summary>The device's default memory pool, the only one there is (cuDeviceGetDefaultMemPool).</summary>
+    public MemPoolObject DefaultPool { get; }
+
     public Context Primary { get; }
 
     public int PrimaryRefs { get; set; }
@@ -83,6 +92,7 @@ internal sealed unsafe partial class Driver
                 throw ForkedChild();
             }
 
+            RefuseInHostFunction();
             var driver = s_driver ?? throw new CudaException(CuResult.NotInitialized, s_initError is { } e ? $"cuInit failed: {e.Message}" : "cuInit has not been called");
             if (Volatile.Read(ref s_lost) is { } lost)
             {
@@ -95,7 +105,22 @@ internal sealed unsafe partial class Driver
 
     /// <summary>The driver even when the session is lost: for destroy calls, which clean up what they can.</summary>
     public static Driver InstanceForCleanup
-        => s_forkedChild ? throw ForkedChild() : s_driver ?? throw new CudaException(CuResult.NotInitialized, "cuInit has not been called");
+    {
+        get
+        {
+            RefuseInHostFunction();
+            return s_forkedChild ? throw ForkedChild() : s_driver ?? throw new CudaException(CuResult.NotInitialized, "cuInit has not been called");
+        }
+    }
+
+    /// <summary>A host function or stream callback may not call CUDA: the driver's CUDA_ERROR_NOT_PERMITTED, and no deadlock on its own stream.</summary>
+    private static void RefuseInHostFunction()
+    {
+        if (t_inHostFunction)
+        {
+            throw new CudaException(CuResult.NotPermitted, "a host function or stream callback may not call CUDA (cuLaunchHostFunc, cuStreamAddCallback)");
+        }
+    }
 
     public static bool IsInitialized => s_driver is not null;
 
@@ -278,9 +303,20 @@ internal sealed unsafe partial class Driver
             ctx.Events.Clear();
         }
 
+        // Host functions queued on the context's streams run before the streams go.
+        foreach (var s in streams)
+        {
+            WaitHostCalls(s.Remote);
+        }
+
+        HostMemory.ForgetRegistrations(ctx);
         foreach (var ptr in allocations)
         {
-            Allocations.Remove(ptr);
+            if (Allocations.Remove(ptr) is { Pool: { } pool } entry)
+            {
+                pool.Freed(entry.Size);
+            }
+
             BestEffort(() => Session.FreeAsync(new DevicePtr(ptr)));
         }
 

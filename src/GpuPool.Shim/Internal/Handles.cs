@@ -12,7 +12,8 @@ internal enum HandleKind
     Function = 3,
     Stream = 4,
     Event = 5,
-    Link = 6,
+    MemPool = 6,
+    Link = 7,
 }
 
 /// <summary>
@@ -79,6 +80,15 @@ internal sealed class Context(bool primary, uint flags)
 
     /// <summary>What the CUDA runtime stored on this context through its private table (Runtime/ContextLocalStorage).</summary>
     public Dictionary<nint, Runtime.StoredValue> LocalStorage { get; } = [];
+
+    /// <summary>cuCtxSetLimit's values by CUlimit; a limit never set reads its default (<see cref="ContextLimits"/>). Guarded by Driver.Gate.</summary>
+    public Dictionary<int, ulong> Limits { get; } = [];
+
+    /// <summary>cuCtxSetCacheConfig's preference (CU_FUNC_CACHE_PREFER_NONE until set): remembered, a hint with no effect.</summary>
+    public int CacheConfig { get; set; }
+
+    /// <summary>A number of this context's own, for cuCtxGetId: the handle's id, never reused.</summary>
+    public ulong Id => (ulong)Handle & ((1UL << 40) - 1);
 }
 
 internal sealed class StreamObject(Context context, DeviceStream remote, uint flags, int priority)
@@ -140,4 +150,82 @@ internal sealed class FunctionObject(ModuleObject module, KernelFunction remote,
     public nint NativeName => _nativeName != 0 ? _nativeName : _nativeName = Utf8.Allocate(Signature.Name);
 
     private nint _nativeName;
+
+    /// <summary>CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES as cuFuncSetAttribute set it; -1: the device's default per-block limit.</summary>
+    public int MaxDynamicSharedBytes { get; set; } = -1;
+
+    /// <summary>CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT: -1 (no preference) or a percentage.</summary>
+    public int PreferredCarveout { get; set; } = -1;
+
+    /// <summary>cuFuncSetCacheConfig's preference: remembered, a hint with no effect.</summary>
+    public int CacheConfig { get; set; }
+
+    /// <summary>cuFuncSetSharedMemConfig's bank size: remembered, a hint with no effect.</summary>
+    public int SharedMemConfig { get; set; }
+
+    /// <summary>The most dynamic shared memory a launch of this function may ask for.</summary>
+    public long DynamicSharedLimit(DeviceProperties device) => MaxDynamicSharedBytes >= 0 ? MaxDynamicSharedBytes : device.MaxSharedPerBlock;
+
+    /// <summary>
+    /// cuFuncGetAttribute's answer, with what cuFuncSetAttribute remembered: the register and static memory use
+    /// of a kernel are not known to the shim (32 registers, no static shared, constant or local memory).
+    /// </summary>
+    public int Attribute(int attribute, DeviceProperties d) => attribute switch
+    {
+        0 => d.MaxThreadsPerBlock,                      // MAX_THREADS_PER_BLOCK
+        1 or 2 or 3 => 0,                               // static shared, constant and local bytes
+        4 => 32,                                        // NUM_REGS
+        5 => Module.PtxVersion,                         // PTX_VERSION
+        6 => (d.ComputeMajor * 10) + d.ComputeMinor,    // BINARY_VERSION
+        7 => 0,                                         // CACHE_MODE_CA
+        8 => (int)DynamicSharedLimit(d),                // MAX_DYNAMIC_SHARED_SIZE_BYTES
+        9 => PreferredCarveout,                         // PREFERRED_SHARED_MEMORY_CARVEOUT
+        _ => throw new CudaException(CuResult.InvalidValue, $"{attribute} is not a function attribute the shim answers"),
+    };
+}
+
+/// <summary>
+/// A stream-ordered memory pool (CUmemoryPool). The device has one, its default pool: allocations from it are
+/// ordinary allocations of the lease, made at once and given back to the lease as soon as their free has run,
+/// so nothing is held in reserve whatever the release threshold says. The attributes are remembered and the
+/// usage counted as the driver reports them.
+/// </summary>
+internal sealed class MemPoolObject
+{
+    public nint Handle { get; set; }
+
+    /// <summary>Guards the attributes and the counters.</summary>
+    public object Gate { get; } = new();
+
+    public int ReuseFollowEventDependencies { get; set; } = 1;
+
+    public int ReuseAllowOpportunistic { get; set; } = 1;
+
+    public int ReuseAllowInternalDependencies { get; set; } = 1;
+
+    public ulong ReleaseThreshold { get; set; }
+
+    public ulong Used { get; set; }
+
+    public ulong UsedHigh { get; set; }
+
+    public ulong ReservedHigh { get; set; }
+
+    public void Allocated(ulong bytes)
+    {
+        lock (Gate)
+        {
+            Used += bytes;
+            UsedHigh = Math.Max(UsedHigh, Used);
+            ReservedHigh = Math.Max(ReservedHigh, Used);
+        }
+    }
+
+    public void Freed(ulong bytes)
+    {
+        lock (Gate)
+        {
+            Used -= Math.Min(Used, bytes);
+        }
+    }
 }

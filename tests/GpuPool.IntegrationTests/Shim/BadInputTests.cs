@@ -33,7 +33,9 @@ public sealed class BadInputRun : PoolFixture, IAsyncLifetime
 /// <summary>
 /// The bad input, each case a call a C program makes through the shim, with the CUresult the driver
 /// API gives: null and dangling pointers, impossible launch geometry, a parameter buffer of the wrong size,
-/// modules that are not PTX, destroyed contexts, streams and events, entry-point look-ups.
+/// modules that are not PTX, destroyed contexts, streams and events, entry-point look-ups; pitched copies and
+/// memsets past their allocation or their pitch, null host functions and callbacks, unknown memory pools, host
+/// ranges registered twice or never, unknown limits and launch attributes, bus ids that are not one.
 /// </summary>
 public sealed class BadInputTests(BadInputRun bad) : IClassFixture<BadInputRun>
 {
@@ -58,6 +60,17 @@ public sealed class BadInputTests(BadInputRun bad) : IClassFixture<BadInputRun>
         "release_primary_context_twice", "proc_address_of_cuMemAlloc", "call_through_proc_address", "proc_address_of_unknown_name",
         "proc_address_for_old_version", "proc_address_for_future_version", "proc_address_v1_unknown_name", "export_table",
         "occupancy_block_size", "occupancy_zero_block", "function_attribute_unknown",
+        "copy2d_past_the_allocation", "copy2d_pitch_smaller_than_width", "copy2d_offset_row_past_the_pitch", "copy2d_to_freed_pointer",
+        "copy2d_to_an_array", "copy2d_unknown_memory_type", "copy2d_from_null_host_pointer", "copy2d_null_parameters",
+        "copy3d_past_the_allocation", "copy3d_reserved_not_null", "copy3d_height_smaller_than_a_slice", "memset2d_past_the_allocation",
+        "memset2d_pitch_smaller_than_width", "memset2d_misaligned", "alloc_pitch_bad_element_size", "alloc_pitch_zero_height",
+        "host_func_null", "stream_callback_null", "stream_callback_flags", "host_func_on_destroyed_stream", "mem_pool_unknown",
+        "mem_pool_attribute_of_unknown_pool", "mem_pool_alloc_from_unknown_pool", "mem_pool_set_current_usage",
+        "mem_pool_unknown_attribute", "alloc_async_zero_bytes", "free_async_not_allocated", "free_async_inside_an_allocation",
+        "host_register_null", "host_register_bad_flags", "host_unregister_not_registered", "host_get_flags_unknown",
+        "pointer_attribute_unknown_attribute", "pointer_attribute_null_data", "limit_unknown", "cache_config_unknown",
+        "launch_ex_null_config", "launch_ex_unknown_attribute", "launch_ex_zero_block", "pci_bus_id_garbage", "p2p_attribute_device_1",
+        "can_access_peer_device_1",
     ];
 
     [Theory]

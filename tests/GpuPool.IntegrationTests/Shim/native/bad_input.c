@@ -58,6 +58,18 @@ static void *use_destroyed_context(void *unused)
     return NULL;
 }
 
+static void CUDA_CB ignore_callback(CUstream stream, CUresult status, void *user)
+{
+    (void)stream;
+    (void)status;
+    (void)user;
+}
+
+static void CUDA_CB ignore_host_function(void *user)
+{
+    (void)user;
+}
+
 struct axpy_params {
     unsigned long long n;
     float alpha;
@@ -252,6 +264,111 @@ int main(int argc, char **argv)
     check_that("occupancy_block_size", block > 0 && block <= 1024 && min_grid > 0, "a block size and grid");
     check("occupancy_zero_block", cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fill, 0, 0), CUDA_ERROR_INVALID_VALUE);
     check("function_attribute_unknown", cuFuncGetAttribute(&value, (CUfunction_attribute)99, fill), CUDA_ERROR_INVALID_VALUE);
+
+    /* ---- Pitched copies and memsets: every row inside the allocation (p holds 16 bytes) ---- */
+    char rows[64] = { 0 };
+    CUDA_MEMCPY2D c2;
+    memset(&c2, 0, sizeof c2);
+    c2.srcMemoryType = CU_MEMORYTYPE_HOST;
+    c2.srcHost = rows;
+    c2.srcPitch = 8;
+    c2.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+    c2.dstDevice = p;
+    c2.dstPitch = 8;
+    c2.WidthInBytes = 8;
+    c2.Height = 3;
+    check("copy2d_past_the_allocation", cuMemcpy2D(&c2), CUDA_ERROR_INVALID_VALUE);
+    c2.Height = 2;
+    c2.dstPitch = 4;
+    check("copy2d_pitch_smaller_than_width", cuMemcpy2D(&c2), CUDA_ERROR_INVALID_VALUE);
+    c2.dstPitch = 8;
+    c2.dstXInBytes = 4;
+    check("copy2d_offset_row_past_the_pitch", cuMemcpy2D(&c2), CUDA_ERROR_INVALID_VALUE);
+    c2.dstXInBytes = 0;
+    c2.dstDevice = q;
+    check("copy2d_to_freed_pointer", cuMemcpy2D(&c2), CUDA_ERROR_INVALID_VALUE);
+    c2.dstDevice = p;
+    c2.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+    check("copy2d_to_an_array", cuMemcpy2D(&c2), CUDA_ERROR_NOT_SUPPORTED);
+    c2.dstMemoryType = (CUmemorytype)9;
+    check("copy2d_unknown_memory_type", cuMemcpy2D(&c2), CUDA_ERROR_INVALID_VALUE);
+    c2.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+    c2.srcHost = NULL;
+    check("copy2d_from_null_host_pointer", cuMemcpy2D(&c2), CUDA_ERROR_INVALID_VALUE);
+    check("copy2d_null_parameters", cuMemcpy2D(NULL), CUDA_ERROR_INVALID_VALUE);
+    CUDA_MEMCPY3D c3;
+    memset(&c3, 0, sizeof c3);
+    c3.srcMemoryType = CU_MEMORYTYPE_HOST;
+    c3.srcHost = rows;
+    c3.srcPitch = 4;
+    c3.srcHeight = 2;
+    c3.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+    c3.dstDevice = p;
+    c3.dstPitch = 4;
+    c3.dstHeight = 2;
+    c3.WidthInBytes = 4;
+    c3.Height = 2;
+    c3.Depth = 3;
+    check("copy3d_past_the_allocation", cuMemcpy3D(&c3), CUDA_ERROR_INVALID_VALUE);
+    c3.Depth = 2;
+    c3.reserved0 = rows;
+    check("copy3d_reserved_not_null", cuMemcpy3D(&c3), CUDA_ERROR_INVALID_VALUE);
+    c3.reserved0 = NULL;
+    c3.dstHeight = 1;
+    check("copy3d_height_smaller_than_a_slice", cuMemcpy3D(&c3), CUDA_ERROR_INVALID_VALUE);
+    check("memset2d_past_the_allocation", cuMemsetD2D8(p, 8, 0, 8, 3), CUDA_ERROR_INVALID_VALUE);
+    check("memset2d_pitch_smaller_than_width", cuMemsetD2D32(p, 4, 0, 2, 2), CUDA_ERROR_INVALID_VALUE);
+    check("memset2d_misaligned", cuMemsetD2D32(p + 2, 4, 0, 1, 1), CUDA_ERROR_INVALID_VALUE);
+    size_t pitch = 0;
+    check("alloc_pitch_bad_element_size", cuMemAllocPitch(&q, &pitch, 16, 2, 3), CUDA_ERROR_INVALID_VALUE);
+    check("alloc_pitch_zero_height", cuMemAllocPitch(&q, &pitch, 16, 0, 4), CUDA_ERROR_INVALID_VALUE);
+
+    /* ---- Host functions, stream callbacks, stream-ordered memory ---- */
+    check("host_func_null", cuLaunchHostFunc(NULL, NULL, NULL), CUDA_ERROR_INVALID_VALUE);
+    check("stream_callback_null", cuStreamAddCallback(NULL, NULL, NULL, 0), CUDA_ERROR_INVALID_VALUE);
+    check("stream_callback_flags", cuStreamAddCallback(NULL, ignore_callback, NULL, 1), CUDA_ERROR_INVALID_VALUE);
+    check("host_func_on_destroyed_stream", cuLaunchHostFunc(stream, ignore_host_function, NULL), CUDA_ERROR_INVALID_HANDLE);
+    CUmemoryPool pool;
+    cuuint64_t pool_value = 0;
+    CHECK(cuDeviceGetDefaultMemPool(&pool, device));
+    check("mem_pool_unknown", cuDeviceSetMemPool(device, (CUmemoryPool)0x1234), CUDA_ERROR_INVALID_VALUE);
+    check("mem_pool_attribute_of_unknown_pool", cuMemPoolGetAttribute((CUmemoryPool)0x1234, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &pool_value), CUDA_ERROR_INVALID_VALUE);
+    check("mem_pool_alloc_from_unknown_pool", cuMemAllocFromPoolAsync(&q, 16, (CUmemoryPool)0x1234, NULL), CUDA_ERROR_INVALID_VALUE);
+    check("mem_pool_set_current_usage", cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &pool_value), CUDA_ERROR_INVALID_VALUE);
+    check("mem_pool_unknown_attribute", cuMemPoolGetAttribute(pool, (CUmemPool_attribute)99, &pool_value), CUDA_ERROR_INVALID_VALUE);
+    check("alloc_async_zero_bytes", cuMemAllocAsync(&q, 0, NULL), CUDA_ERROR_INVALID_VALUE);
+    check("free_async_not_allocated", cuMemFreeAsync(q, NULL), CUDA_ERROR_INVALID_VALUE);
+    check("free_async_inside_an_allocation", cuMemFreeAsync(p + 4, NULL), CUDA_ERROR_INVALID_VALUE);
+
+    /* ---- Host registration, pointers, limits, launches, devices ---- */
+    check("host_register_null", cuMemHostRegister(NULL, 64, 0), CUDA_ERROR_INVALID_VALUE);
+    check("host_register_bad_flags", cuMemHostRegister(rows, 64, 0x80), CUDA_ERROR_INVALID_VALUE);
+    check("host_unregister_not_registered", cuMemHostUnregister(rows), CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED);
+    unsigned int host_flags = 0;
+    check("host_get_flags_unknown", cuMemHostGetFlags(&host_flags, rows), CUDA_ERROR_INVALID_VALUE);
+    check("pointer_attribute_unknown_attribute", cuPointerGetAttribute(&value, (CUpointer_attribute)99, p), CUDA_ERROR_INVALID_VALUE);
+    check("pointer_attribute_null_data", cuPointerGetAttribute(NULL, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, p), CUDA_ERROR_INVALID_VALUE);
+    check("limit_unknown", cuCtxSetLimit((CUlimit)99, 0), CUDA_ERROR_INVALID_VALUE);
+    check("cache_config_unknown", cuCtxSetCacheConfig((CUfunc_cache)7), CUDA_ERROR_INVALID_VALUE);
+    check("launch_ex_null_config", cuLaunchKernelEx(NULL, fill, params, NULL), CUDA_ERROR_INVALID_VALUE);
+    CUlaunchAttribute attribute;
+    memset(&attribute, 0, sizeof attribute);
+    attribute.id = (CUlaunchAttributeID)99;
+    CUlaunchConfig config;
+    memset(&config, 0, sizeof config);
+    config.gridDimX = config.gridDimY = config.gridDimZ = 1;
+    config.blockDimX = 128;
+    config.blockDimY = config.blockDimZ = 1;
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+    check("launch_ex_unknown_attribute", cuLaunchKernelEx(&config, fill, params, NULL), CUDA_ERROR_INVALID_VALUE);
+    config.numAttrs = 0;
+    config.blockDimX = 0;
+    check("launch_ex_zero_block", cuLaunchKernelEx(&config, fill, params, NULL), CUDA_ERROR_INVALID_VALUE);
+    CUdevice by_bus;
+    check("pci_bus_id_garbage", cuDeviceGetByPCIBusId(&by_bus, "not a bus id"), CUDA_ERROR_INVALID_VALUE);
+    check("p2p_attribute_device_1", cuDeviceGetP2PAttribute(&value, CU_DEVICE_P2P_ATTRIBUTE_ACCESS_SUPPORTED, device, 1), CUDA_ERROR_INVALID_DEVICE);
+    check("can_access_peer_device_1", cuDeviceCanAccessPeer(&value, device, 1), CUDA_ERROR_INVALID_DEVICE);
 
     CHECK(cuCtxSynchronize());
     CHECK(cuMemFree(p));
