@@ -3,20 +3,22 @@ namespace GpuPool.Shim.Internal;
 /// <summary>
 /// The device allocations this process holds, so that a copy or memset naming a null, freed or out-of-range
 /// pointer fails at once with CUDA_ERROR_INVALID_VALUE, as the driver's synchronous checks do, instead of as a
-/// sticky error at the next synchronize. The broker checks every range again; this is the early answer.
+/// sticky error at the next synchronize. The broker checks every range again; this is the early answer. Module variables
+/// (cuModuleGetGlobal) are ranges here too, while their module is loaded.
 /// </summary>
 internal sealed class AllocationMap
 {
     private readonly object _gate = new();
     private volatile Entry[] _sorted = [];
 
-    internal readonly record struct Entry(ulong Base, ulong Size, Context Owner);
+    /// <summary>An allocation, or (<paramref name="Module"/> set) a module variable, which goes with its module, not cuMemFree.</summary>
+    internal readonly record struct Entry(ulong Base, ulong Size, Context Owner, ModuleObject? Module = null);
 
-    public void Add(ulong ptr, ulong size, Context owner)
+    public void Add(ulong ptr, ulong size, Context owner, ModuleObject? module = null)
     {
         lock (_gate)
         {
-            var list = new List<Entry>(_sorted) { new(ptr, size, owner) };
+            var list = new List<Entry>(_sorted) { new(ptr, size, owner, module) };
             list.Sort(static (a, b) => a.Base.CompareTo(b.Base));
             _sorted = [.. list];
         }
