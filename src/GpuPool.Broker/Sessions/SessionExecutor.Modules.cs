@@ -28,6 +28,13 @@ internal sealed partial class SessionExecutor
     public ValueTask ModuleGetFunction(ulong seq, in ModuleGetFunctionOp op, in ReadOnlySequence<byte> name)
         => Answer(seq, ReplyKind.Handle, _context.GetFunction(op.Module, Encoding.UTF8.GetString(name)));
 
+    /// <summary>A module variable's device address and size, which the context allocated when it loaded the module.</summary>
+    public ValueTask ModuleGetGlobal(ulong seq, in ModuleGetGlobalOp op, in ReadOnlySequence<byte> name)
+    {
+        var (address, size) = _context.GetGlobal(op.Module, Encoding.UTF8.GetString(name));
+        return Answer(seq, ReplyKind.Global, address, size);
+    }
+
     /// <summary>
     /// Queues a launch. The context takes its own copy of <paramref name="parameters"/> before it returns, so they are
     /// handed over where they lie (the connection's receive buffer), or, when the buffer split them, from the session's
