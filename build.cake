@@ -210,8 +210,8 @@ var cudaSampleBuilds = new[]
 
 // NVIDIA's samples compiled with nvcc into artifacts/cuda-samples (tests/GpuPool.IntegrationTests/Shim/CudaSamplesTests
 // runs them through `gpupool run`, with the shim and the C samples this task depends on). nvcc finds no g++ it supports
-// on bookworm, so clang-14 is its host compiler. An output newer than its sources is kept (about 70 s from clean on the
-// 2-core development machine, one nvcc at a time).
+// on bookworm, so clang-14 is its host compiler. An output newer than its sources is kept (from clean, one nvcc at a
+// time on the 2-core development machine: 67 s, and 96 s while other builds shared it).
 Task("CudaSamples")
     .IsDependentOn("Samples")
     .IsDependentOn("Clang")
