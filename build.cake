@@ -106,6 +106,150 @@ Task("Samples")
     }
 });
 
+// The CUDA 11.8 toolkit (nvcc, cudart, cuBLAS, cuFFT), NVIDIA's samples and pycuda come from Debian's contrib and
+// non-free sections, which a stock bookworm image does not list: as root, the task adds them (same mirror as the
+// main section) and installs the packages when nvcc is missing. Without root it says what to run; the CUDA samples'
+// tests then fail saying the same.
+const string CudaPackages = "nvidia-cuda-toolkit nvidia-cuda-samples python3-pycuda";
+const string ContribSources = "/etc/apt/sources.list.d/gpupool-contrib.sources";
+
+// The deb822 stanza for contrib and non-free, on the mirror the first entry of debian.sources names.
+string ContribSourcesText()
+{
+    var mirror = "http://deb.debian.org/debian";
+    var debianSources = "/etc/apt/sources.list.d/debian.sources";
+    if (System.IO.File.Exists(debianSources))
+    {
+        var uris = System.IO.File.ReadLines(debianSources).Select(l => l.Trim()).FirstOrDefault(l => l.StartsWith("URIs:", StringComparison.Ordinal));
+        var first = uris?.Substring("URIs:".Length).Split(' ', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault();
+        if (!string.IsNullOrEmpty(first))
+        {
+            mirror = first;
+        }
+    }
+
+    return "Types: deb\n"
+        + $"URIs: {mirror}\n"
+        + "Suites: bookworm bookworm-updates\n"
+        + "Components: contrib non-free\n"
+        + "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n";
+}
+
+bool CommandExists(string command)
+    => StartProcess("sh", new ProcessSettings { Arguments = $"-c \"command -v {command}\"", RedirectStandardOutput = true }) == 0;
+
+Task("CudaToolkit")
+    .Does(() =>
+{
+    if (CommandExists("nvcc"))
+    {
+        return;
+    }
+
+    var install = $"DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {CudaPackages}";
+    if (StartProcess("sh", new ProcessSettings { Arguments = "-c \"[ $(id -u) -eq 0 ]\"" }) != 0)
+    {
+        Warning($"nvcc is missing and installing the CUDA toolkit needs root: write {ContribSources} with Debian's contrib and non-free sections "
+            + $"(see build.cake's ContribSourcesText), then `apt-get update && {install}`. The CUDA samples' tests fail until then.");
+        return;
+    }
+
+    var text = ContribSourcesText();
+    if (!System.IO.File.Exists(ContribSources) || System.IO.File.ReadAllText(ContribSources) != text)
+    {
+        Information($"nvcc is missing: adding Debian's contrib and non-free sections in {ContribSources}");
+        System.IO.File.WriteAllText(ContribSources, text);
+    }
+
+    Information($"installing {CudaPackages} from Debian's packages");
+    if (StartProcess("apt-get", new ProcessSettings { Arguments = "update" }) != 0
+        || StartProcess("sh", new ProcessSettings { Arguments = $"-c \"{install}\"" }) != 0
+        || !CommandExists("nvcc"))
+    {
+        throw new Exception($"the CUDA toolkit could not be installed: `apt-get update && {install}` failed (as root, with {ContribSources} in place).");
+    }
+});
+
+// One output of the CudaSamples task: a program (or, with Kind -fatbin or -ptx, a kernel module a program loads at
+// run time) compiled by nvcc from sources in one of NVIDIA's sample folders.
+record CudaSampleBuild(string Output, string Folder, string[] Sources, string Flags = "", string Kind = "");
+
+// NVIDIA's CUDA 11.8 samples as their Makefiles build them, for one architecture and its PTX. Programs that call the
+// driver API link the toolkit's stub libcuda.so (SONAME libcuda.so.1: at run time the loader finds the shim under
+// that name, or a real driver); ptxjit, vectorAddDrv and matrixMulDrv load their module from the working directory
+// under the name their Makefile gives it.
+const string CudaExamples = "/usr/share/doc/nvidia-cuda-toolkit/examples";
+const string StubLibcuda = "/usr/lib/x86_64-linux-gnu/stubs/libcuda.so";
+var cudaSampleBuilds = new[]
+{
+    new CudaSampleBuild("deviceQuery", "1_Utilities/deviceQuery", new[] { "deviceQuery.cpp" }),
+    new CudaSampleBuild("deviceQueryDrv", "1_Utilities/deviceQueryDrv", new[] { "deviceQueryDrv.cpp" }, StubLibcuda),
+    new CudaSampleBuild("bandwidthTest", "1_Utilities/bandwidthTest", new[] { "bandwidthTest.cu" }),
+    new CudaSampleBuild("vectorAdd", "0_Introduction/vectorAdd", new[] { "vectorAdd.cu" }),
+    new CudaSampleBuild("vectorAdd_shared", "0_Introduction/vectorAdd", new[] { "vectorAdd.cu" }, "-cudart shared"),
+    new CudaSampleBuild("vectorAddDrv", "0_Introduction/vectorAddDrv", new[] { "vectorAddDrv.cpp" }, StubLibcuda),
+    new CudaSampleBuild("vectorAdd_kernel64.fatbin", "0_Introduction/vectorAddDrv", new[] { "vectorAdd_kernel.cu" }, Kind: "-fatbin"),
+    new CudaSampleBuild("matrixMul", "0_Introduction/matrixMul", new[] { "matrixMul.cu" }),
+    new CudaSampleBuild("matrixMulDrv", "0_Introduction/matrixMulDrv", new[] { "matrixMulDrv.cpp" }, StubLibcuda),
+    new CudaSampleBuild("matrixMul_kernel64.fatbin", "0_Introduction/matrixMulDrv", new[] { "matrixMul_kernel.cu" }, Kind: "-fatbin"),
+    new CudaSampleBuild("asyncAPI", "0_Introduction/asyncAPI", new[] { "asyncAPI.cu" }),
+    new CudaSampleBuild("simpleStreams", "0_Introduction/simpleStreams", new[] { "simpleStreams.cu" }),
+    new CudaSampleBuild("clock", "0_Introduction/clock", new[] { "clock.cu" }),
+    new CudaSampleBuild("simpleAtomicIntrinsics", "0_Introduction/simpleAtomicIntrinsics", new[] { "simpleAtomicIntrinsics.cu", "simpleAtomicIntrinsics_cpu.cpp" }),
+    new CudaSampleBuild("simpleTemplates", "0_Introduction/simpleTemplates", new[] { "simpleTemplates.cu" }),
+    new CudaSampleBuild("cppIntegration", "0_Introduction/cppIntegration", new[] { "cppIntegration.cu", "cppIntegration_gold.cpp", "main.cpp" }),
+    new CudaSampleBuild("simpleCallback", "0_Introduction/simpleCallback", new[] { "multithreading.cpp", "simpleCallback.cu" }),
+    new CudaSampleBuild("simpleOccupancy", "0_Introduction/simpleOccupancy", new[] { "simpleOccupancy.cu" }),
+    new CudaSampleBuild("ptxjit", "3_CUDA_Features/ptxjit", new[] { "ptxjit.cpp" }, StubLibcuda),
+    new CudaSampleBuild("ptxjit_kernel64.ptx", "3_CUDA_Features/ptxjit", new[] { "ptxjit_kernel.cu" }, Kind: "-ptx"),
+    new CudaSampleBuild("simpleZeroCopy", "0_Introduction/simpleZeroCopy", new[] { "simpleZeroCopy.cu" }),
+    new CudaSampleBuild("simpleCUBLAS", "4_CUDA_Libraries/simpleCUBLAS", new[] { "simpleCUBLAS.cpp" }, "-lcublas"),
+    new CudaSampleBuild("matrixMulCUBLAS", "4_CUDA_Libraries/matrixMulCUBLAS", new[] { "matrixMulCUBLAS.cpp" }, "-lcublas"),
+    new CudaSampleBuild("simpleCUFFT", "4_CUDA_Libraries/simpleCUFFT", new[] { "simpleCUFFT.cu" }, "-lcufft"),
+};
+
+// NVIDIA's samples compiled with nvcc into artifacts/cuda-samples (tests/GpuPool.IntegrationTests/Shim/CudaSamplesTests
+// runs them through `gpupool run`, with the shim and the C samples this task depends on). nvcc finds no g++ it supports
+// on bookworm, so clang-14 is its host compiler. An output newer than its sources is kept (from clean, one nvcc at a
+// time on the 2-core development machine: 67 s, and 96 s while other builds shared it).
+Task("CudaSamples")
+    .IsDependentOn("Samples")
+    .IsDependentOn("Clang")
+    .IsDependentOn("CudaToolkit")
+    .Does(() =>
+{
+    if (!CommandExists("nvcc"))
+    {
+        Warning("nvcc is missing, so NVIDIA's samples are not built: CudaSamplesTests will fail saying how to install the toolkit (the CudaToolkit task's warning above).");
+        return;
+    }
+
+    const string gencode = "-gencode arch=compute_52,code=sm_52 -gencode arch=compute_52,code=compute_52";
+    var outputs = MakeAbsolute(Directory("./artifacts/cuda-samples"));
+    EnsureDirectoryExists(outputs);
+    foreach (var build in cudaSampleBuilds)
+    {
+        var folder = $"{CudaExamples}/Samples/{build.Folder}";
+        var sources = build.Sources.Select(s => $"{folder}/{s}").ToArray();
+        var output = outputs.CombineWithFilePath(build.Output).FullPath;
+        if (System.IO.File.Exists(output) && sources.All(s => System.IO.File.GetLastWriteTimeUtc(s) < System.IO.File.GetLastWriteTimeUtc(output)))
+        {
+            continue;
+        }
+
+        var link = build.Kind == "" ? $"{build.Flags} -lstdc++ -lm" : build.Flags;
+        var args = $"-ccbin clang-14 -std=c++11 -I{CudaExamples}/Common {gencode} {build.Kind} -o {output} {string.Join(' ', sources)} {link}";
+        Information($"nvcc {build.Output}");
+        var exit = StartProcess("nvcc", new ProcessSettings { Arguments = args, RedirectStandardOutput = true, RedirectStandardError = true },
+            out var stdout, out var stderr);
+        if (exit != 0)
+        {
+            System.IO.File.Delete(output);
+            throw new Exception($"nvcc failed on {build.Output} ({string.Join(", ", build.Sources)}):\n{string.Join('\n', stdout.Concat(stderr))}");
+        }
+    }
+});
+
 // Every test project of the solution, against real servers and child processes. A hang is
 // reported with a dump instead of eating CI's time.
 Task("Test")
@@ -113,6 +257,7 @@ Task("Test")
     .IsDependentOn("Clang")
     .IsDependentOn("EnsureEtcd")
     .IsDependentOn("Samples")
+    .IsDependentOn("CudaSamples")
     .Does(() =>
 {
     var failures = new List<string>();

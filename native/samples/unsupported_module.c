@@ -1,11 +1,12 @@
 /*
- * unsupported_module: modules the pool cannot run are refused with clear errors, not crashes. PTX whose kernel
- * is not in the built-in library (the cpu backend runs only those), a cubin (ELF) image and a fat binary get
- * CUDA_ERROR_NOT_SUPPORTED; bytes that are not a module at all CUDA_ERROR_INVALID_IMAGE; broken PTX
- * CUDA_ERROR_INVALID_PTX; a missing file CUDA_ERROR_FILE_NOT_FOUND. The built-in module still loads and runs.
- * On a real GPU (cuda backend) the custom kernel would load; pass --expect-custom-loads there.
+ * unsupported_module: what the pool cannot run is refused with clear errors, not crashes. A cubin (ELF) image and a fat
+ * binary get CUDA_ERROR_NOT_SUPPORTED; bytes that are not a module at all CUDA_ERROR_INVALID_IMAGE; broken PTX
+ * CUDA_ERROR_INVALID_PTX; a missing file CUDA_ERROR_FILE_NOT_FOUND. PTX with a kernel outside the built-in library
+ * loads and its kernel is found (a program that loads all its modules at start gets on), but the cpu backend does not
+ * run that kernel yet: its launch is reported as CUDA_ERROR_NOT_SUPPORTED at the next synchronize. The built-in module
+ * still loads and runs. On a real GPU (cuda backend) the custom kernel runs; pass --expect-custom-runs there.
  *
- *   unsupported_module [kernels.ptx] [--expect-custom-loads]
+ *   unsupported_module [kernels.ptx] [--expect-custom-runs]
  */
 #define SAMPLE_NAME "unsupported_module"
 #include "sample_common.h"
@@ -30,21 +31,33 @@ static const char broken_ptx[] =
 
 int main(int argc, char **argv)
 {
-    int expect_custom = argc > 2 && strcmp(argv[2], "--expect-custom-loads") == 0;
+    int expect_custom = argc > 2 && strcmp(argv[2], "--expect-custom-runs") == 0;
     CUcontext context = open_device();
-    CUmodule module = NULL;
+    CUmodule module = NULL, custom = NULL;
     int ok = 1;
 
     static const unsigned char cubin[64] = { 0x7F, 'E', 'L', 'F', 2, 1, 1, 0x33 };
     static const unsigned char fatbin[64] = { 0x50, 0xED, 0x55, 0xBA, 1, 0, 0x10, 0 };
-    printf("modules the pool cannot run:\n");
-    ok &= expect_result("PTX with a kernel outside the built-in library", cuModuleLoadData(&module, custom_ptx),
-                        expect_custom ? CUDA_SUCCESS : CUDA_ERROR_NOT_SUPPORTED);
+    printf("modules the pool cannot load:\n");
     ok &= expect_result("a cubin (ELF) image", cuModuleLoadData(&module, cubin), CUDA_ERROR_NOT_SUPPORTED);
     ok &= expect_result("a fat binary", cuModuleLoadData(&module, fatbin), CUDA_ERROR_NOT_SUPPORTED);
     ok &= expect_result("bytes that are not a module", cuModuleLoadData(&module, "just some text, not PTX"), CUDA_ERROR_INVALID_IMAGE);
     ok &= expect_result("PTX cut off in a parameter list", cuModuleLoadData(&module, broken_ptx), CUDA_ERROR_INVALID_PTX);
     ok &= expect_result("a module file that does not exist", cuModuleLoad(&module, "/nonexistent/kernels.ptx"), CUDA_ERROR_FILE_NOT_FOUND);
+
+    /* A kernel of the program's own: its module loads and the kernel is found; launching it is what the cpu backend refuses. */
+    printf("a kernel outside the built-in library:\n");
+    CUfunction custom_kernel;
+    CUdeviceptr scratch;
+    CHECK(cuMemAlloc(&scratch, 256));
+    ok &= expect_result("PTX with a kernel outside the built-in library", cuModuleLoadData(&custom, custom_ptx), CUDA_SUCCESS);
+    ok &= expect_result("looking the kernel up", cuModuleGetFunction(&custom_kernel, custom, "my_custom_kernel"), CUDA_SUCCESS);
+    float half = 0.5f;
+    void *custom_params[] = { &scratch, &half };
+    CHECK(cuLaunchKernel(custom_kernel, 1, 1, 1, 32, 1, 1, 0, NULL, custom_params, NULL));
+    ok &= expect_result("its launch, at the next synchronize", cuCtxSynchronize(), expect_custom ? CUDA_SUCCESS : CUDA_ERROR_NOT_SUPPORTED);
+    CHECK(cuModuleUnload(custom));
+    CHECK(cuMemFree(scratch));
 
     /* The built-in library still loads and runs on the same context. */
     CUfunction fill;
@@ -69,6 +82,6 @@ int main(int argc, char **argv)
     CHECK(cuMemFree(y));
     CHECK(cuModuleUnload(module));
     CHECK(cuCtxDestroy(context));
-    verdict(ok && wrong == 0, ok ? "every unsupported module was refused with its error and the built-in module still runs" : "a module got the wrong result");
+    verdict(ok && wrong == 0, ok ? "every unsupported module and kernel was refused with its error and the built-in module still runs" : "a module got the wrong result");
     return 0;
 }

@@ -31,4 +31,10 @@ internal static partial class Log
 
     [LoggerMessage(9, LogLevel.Debug, "Data connection {Index} of session {Session} for lease {LeaseId} closed: {Reason}")]
     public static partial void DataConnectionClosed(ILogger logger, int index, ulong session, string leaseId, string reason);
+
+    [LoggerMessage(10, LogLevel.Debug, "Lease {LeaseId} launches {Function} on stream {Stream}: grid ({GridX}, {GridY}, {GridZ}), block ({BlockX}, {BlockY}, {BlockZ}), {SharedBytes} shared bytes, parameters {Parameters}")]
+    public static partial void KernelLaunch(ILogger logger, string leaseId, string function, ulong stream, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY, uint blockZ, uint sharedBytes, string parameters);
+
+    [LoggerMessage(11, LogLevel.Debug, "Lease {LeaseId} allocated {Bytes} bytes at {Address}")]
+    public static partial void Allocated(ILogger logger, string leaseId, ulong bytes, ulong address);
 }

@@ -89,12 +89,22 @@ public interface IDeviceContext : IAsyncDisposable
 
     ulong LoadBuiltinModule();
 
-    /// <summary>Loads a module image (PTX or cubin); a backend that cannot run it fails with NotSupported.</summary>
+    /// <summary>
+    /// Loads a module image (PTX or cubin) and allocates its module-scope variables, charged against the lease's limit
+    /// (OutOfMemory when they do not fit); a backend that cannot load it fails with NotSupported.
+    /// </summary>
     ulong LoadModule(ReadOnlySpan<byte> image);
 
+    /// <summary>Unloads a module: its functions and variables go at once, their memory once the work queued before has run.</summary>
     void UnloadModule(ulong module);
 
     ulong GetFunction(ulong module, string name);
+
+    /// <summary>
+    /// The device address and size of a module-scope variable (<c>__device__</c> or <c>__constant__</c>), which the context
+    /// allocated when it loaded the module; NotFound when the module has no variable of that name.
+    /// </summary>
+    (ulong Address, ulong Size) GetGlobal(ulong module, string name);
 
     ulong CreateStream();
 

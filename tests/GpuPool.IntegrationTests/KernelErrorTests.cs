@@ -7,7 +7,7 @@ using DeviceSession = GpuPool.Client.DeviceSession;
 
 namespace GpuPool.IntegrationTests;
 
-/// <summary>Kernels that do not exist, launches that do not fit their kernel, and modules the cpu backend cannot run.</summary>
+/// <summary>Kernels that do not exist, launches that do not fit their kernel, and modules and kernels the cpu backend cannot run.</summary>
 public sealed class KernelErrorTests(PoolFixture pool) : IClassFixture<PoolFixture>
 {
     private const string FillSignature = "fill_f32(n:u64, value:f32, y:ptr)";
@@ -117,15 +117,21 @@ public sealed class KernelErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
     }
 
     [Fact]
-    public async Task Loading_a_PTX_module_with_a_kernel_the_cpu_backend_does_not_know_fails_with_NotSupported()
+    public async Task A_kernel_the_cpu_backend_does_not_know_loads_and_its_launch_fails_with_NotSupported_naming_it_at_the_next_sync()
     {
         await using var lease = await pool.LeaseAsync();
         await using var session = await lease.OpenSessionAsync();
+        var kernel = await session.GetFunctionAsync(await session.LoadModuleAsync(Ptx("my_kernel")), "my_kernel");
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.LoadModuleAsync(Ptx("my_kernel")));
+        await session.LaunchAsync(kernel, new Dim3(1), new Dim3(32), new KernelArgs().U64(0));
+        var seq = session.LastSeq;
 
-        Assert.Equal(ErrorCode.NotSupported, error.Code);
-        Assert.StartsWith("the cpu backend cannot run kernel(s) my_kernel: it runs only the built-in kernels", error.Message, StringComparison.Ordinal);
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
+        Assert.Equal((ErrorCode.NotSupported, seq, "launch"), (error.Code, error.FailedSeq, error.FailedOp));
+        Assert.Equal(
+            $"operation #{seq} (launch) failed: the cpu backend cannot run kernel my_kernel yet: it runs only GpuPool's built-in kernels (a PTX engine is coming)",
+            error.Message);
+        await session.SynchronizeAsync();
         await pool.AssertServesAnotherLeaseAsync();
     }
 
@@ -138,7 +144,7 @@ public sealed class KernelErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
         var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.LoadModuleAsync(new byte[] { 0x7F, (byte)'E', (byte)'L', (byte)'F', 2, 1, 1, 0 }));
 
         Assert.Equal(ErrorCode.NotSupported, error.Code);
-        Assert.StartsWith("the cpu backend cannot run cubin (ELF) modules", error.Message, StringComparison.Ordinal);
+        Assert.StartsWith("the cpu backend cannot load a cubin (ELF) module yet", error.Message, StringComparison.Ordinal);
         await pool.AssertServesAnotherLeaseAsync();
     }
 

@@ -1,6 +1,7 @@
 using GpuPool.Broker.Leases;
 using System.Net;
 using GpuPool.Broker.Registration;
+using GpuPool.Broker.Sessions;
 using GpuPool.Broker.Transport.FastPath;
 using GpuPool.Broker.Transport.Grpc;
 using GpuPool.Coordination;
@@ -58,7 +59,7 @@ public sealed class BrokerHost : IAsyncDisposable
         var fastPath = new FastPathEndpoints("", "");
         if (options.FastPathPort >= 0)
         {
-            var handler = new FastPathConnectionHandler(leases, options, loggerFactory.CreateLogger<FastPathConnectionHandler>());
+            var handler = new FastPathConnectionHandler(leases, options, loggerFactory.CreateLogger<FastPathConnectionHandler>(), loggerFactory.CreateLogger<SessionExecutor>());
             var tcp = FastPathListener.StartTcp(IPAddress.Parse(options.ListenAddress), options.FastPathPort, handler);
             listeners.Add(tcp);
             var unixPath = options.FastPathUnixSocket ?? Path.Combine(Path.GetTempPath(), $"gpupool-{options.BrokerId}-{Guid.NewGuid():N}.sock");

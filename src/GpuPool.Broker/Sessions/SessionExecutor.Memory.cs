@@ -9,7 +9,7 @@ namespace GpuPool.Broker.Sessions;
 /// <summary>Memory and copies: alloc, free, the three copies, memset and the memory report.</summary>
 internal sealed partial class SessionExecutor
 {
-    public ValueTask MemAlloc(ulong seq, in MemAllocOp op) => Answer(seq, ReplyKind.DevicePtr, _context.Allocate(op.Bytes));
+    public ValueTask MemAlloc(ulong seq, in MemAllocOp op) => Answer(seq, ReplyKind.DevicePtr, Allocate(op.Bytes));
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask MemFree(ulong seq, MemFreeOp op)

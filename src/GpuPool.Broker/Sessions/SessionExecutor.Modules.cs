@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Text;
 using GpuPool.Devices;
 using GpuPool.Protocol.Ops;
+using Microsoft.Extensions.Logging;
 
 namespace GpuPool.Broker.Sessions;
 
@@ -26,7 +27,14 @@ internal sealed partial class SessionExecutor
     }
 
     public ValueTask ModuleGetFunction(ulong seq, in ModuleGetFunctionOp op, in ReadOnlySequence<byte> name)
-        => Answer(seq, ReplyKind.Handle, _context.GetFunction(op.Module, Encoding.UTF8.GetString(name)));
+        => Answer(seq, ReplyKind.Handle, GetNamedFunction(op.Module, Encoding.UTF8.GetString(name)));
+
+    /// <summary>A module variable's device address and size, which the context allocated when it loaded the module.</summary>
+    public ValueTask ModuleGetGlobal(ulong seq, in ModuleGetGlobalOp op, in ReadOnlySequence<byte> name)
+    {
+        var (address, size) = _context.GetGlobal(op.Module, Encoding.UTF8.GetString(name));
+        return Answer(seq, ReplyKind.Global, address, size);
+    }
 
     /// <summary>
     /// Queues a launch. The context takes its own copy of <paramref name="parameters"/> before it returns, so they are
@@ -35,6 +43,11 @@ internal sealed partial class SessionExecutor
     /// </summary>
     public ValueTask Launch(ulong seq, in LaunchOp op, in ReadOnlySequence<byte> parameters)
     {
+        if (_logger.IsEnabled(LogLevel.Debug))
+        {
+            LogLaunch(op, parameters);
+        }
+
         var dims = new LaunchDims(op.GridX, op.GridY, op.GridZ, op.BlockX, op.BlockY, op.BlockZ, op.SharedMemBytes);
         _context.EnqueueLaunch(op.Stream, op.Function, dims, Contiguous(parameters), new OpTag(seq, LaunchOp.Name));
         return default;

@@ -4,6 +4,8 @@ using GpuPool.Devices;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.Ops;
 using GpuPool.Protocol.V1;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace GpuPool.Broker.Sessions;
 
@@ -23,6 +25,7 @@ internal sealed partial class SessionExecutor
     private readonly string _transport;
     private readonly ulong _fastPathSession;
     private readonly int _maxDataConnections;
+    private readonly ILogger _logger;
     private ulong _lastSeq;
 
     /// <summary>The one lane of a copy to the host on a transport that sends from device memory (the fast path's connection).</summary>
@@ -33,8 +36,10 @@ internal sealed partial class SessionExecutor
 
     /// <param name="fastPathSession">The fast-path session's id, which its data connections name to join (0: none).</param>
     /// <param name="maxDataConnections">How many data connections may join it, told to the client.</param>
-    public SessionExecutor(BrokerLease lease, BrokerOptions options, ISessionReplies replies, string transport, ulong fastPathSession = 0, int maxDataConnections = 0)
+    /// <param name="logger">Where the session's debug log goes (allocations and launches, SessionExecutor.Debug.cs); none by default.</param>
+    public SessionExecutor(BrokerLease lease, BrokerOptions options, ISessionReplies replies, string transport, ulong fastPathSession = 0, int maxDataConnections = 0, ILogger? logger = null)
     {
+        _logger = logger ?? NullLogger.Instance;
         _lease = lease;
         _options = options;
         _context = lease.Context;

@@ -295,6 +295,18 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
         return new(reply.Value, name);
     }
 
+    /// <summary>
+    /// Where a module-scope variable (<c>__device__</c> or <c>__constant__</c>) of a loaded module lives: its device
+    /// address, which copies and kernels may use like an allocation's, and its size. NotFound when the module has no
+    /// variable of that name.
+    /// </summary>
+    public async Task<DeviceGlobal> GetGlobalAsync(DeviceModule module, string name, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        var reply = await CallAsync(new ModuleGetGlobalOp(module.Id), System.Text.Encoding.UTF8.GetBytes(name), cancellationToken).ConfigureAwait(false);
+        return new(new DevicePtr(reply.Value), reply.Value2, name);
+    }
+
     /// <summary>Launches a kernel, fire-and-forget. <paramref name="args"/> may be changed or reused once the returned task completes.</summary>
     public ValueTask LaunchAsync(KernelFunction function, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream stream = default, uint sharedMemBytes = 0, CancellationToken cancellationToken = default)
     {

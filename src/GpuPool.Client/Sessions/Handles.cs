@@ -20,6 +20,9 @@ public readonly record struct DeviceEvent(ulong Id);
 
 public readonly record struct DeviceModule(ulong Id);
 
+/// <summary>A module-scope variable of a loaded module: where it lives on the device and its size in bytes.</summary>
+public readonly record struct DeviceGlobal(DevicePtr Address, ulong Size, string Name);
+
 /// <summary>A kernel in a loaded module, ready to launch.</summary>
 public readonly record struct KernelFunction(ulong Handle, string Name);
 

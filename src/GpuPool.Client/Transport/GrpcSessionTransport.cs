@@ -216,6 +216,9 @@ internal sealed class GrpcSessionTransport : SessionTransport
             case OpReply.ResultOneofCase.MemInfo:
                 _target.OnValue(reply.Seq, new ReplyValue(reply.MemInfo.FreeBytes, reply.MemInfo.TotalBytes, null));
                 break;
+            case OpReply.ResultOneofCase.Global:
+                _target.OnValue(reply.Seq, new ReplyValue(reply.Global.DevicePtr, reply.Global.Bytes, null));
+                break;
             case OpReply.ResultOneofCase.Notice:
                 _target.OnNotice(reply.Notice);
                 break;

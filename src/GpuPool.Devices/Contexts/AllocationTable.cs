@@ -1,7 +1,11 @@
 namespace GpuPool.Devices.Contexts;
 
-/// <summary>One allocation of a lease: where it starts, its size, and what its backend needs to free it (0 where nothing).</summary>
-internal readonly record struct Allocation(ulong Base, ulong Size, nint Native);
+/// <summary>
+/// One allocation of a lease: where it starts, its size, and what its backend needs to free it (0 where nothing).
+/// <paramref name="Module"/> is the handle of the module whose variable it is (0: memory the lease allocated), which
+/// goes with its module and cannot be freed on its own.
+/// </summary>
+internal readonly record struct Allocation(ulong Base, ulong Size, nint Native, ulong Module = 0);
 
 /// <summary>
 /// One lease's allocations as address ranges, with the bounds rules of every backend: a range an operation names must
@@ -41,11 +45,36 @@ internal sealed class AllocationTable
             }
 
             var found = _sorted[index];
+            if (found.Module != 0)
+            {
+                throw new DeviceException(DeviceErrorCode.InvalidAddress,
+                    $"cannot free 0x{pointer:x}: it is a variable of module {found.Module}, which goes when its module is unloaded");
+            }
+
             var list = new List<Allocation>(_sorted);
             list.RemoveAt(index);
             _sorted = [.. list];
             BytesInUse -= found.Size;
             return found;
+        }
+    }
+
+    /// <summary>Forgets the variables of module <paramref name="module"/> and returns them, for freeing with it.</summary>
+    public Allocation[] RemoveModule(ulong module)
+    {
+        lock (_gate)
+        {
+            var removed = Array.FindAll(_sorted, a => a.Module == module);
+            if (removed.Length > 0)
+            {
+                _sorted = Array.FindAll(_sorted, a => a.Module != module);
+                foreach (var a in removed)
+                {
+                    BytesInUse -= a.Size;
+                }
+            }
+
+            return removed;
         }
     }
 

@@ -1,4 +1,5 @@
 using GpuPool.Devices.Streams;
+using GpuPool.Modules;
 
 namespace GpuPool.Devices.Contexts;
 
@@ -56,8 +57,19 @@ internal interface IKernelRunner
     /// <summary>Loads a module image (PTX, cubin or fatbin); what the backend cannot run fails with NotSupported.</summary>
     IKernelModule LoadModule(ReadOnlySpan<byte> image);
 
-    /// <summary>Frees a module that <see cref="IKernelModule.NeedsUnload"/>, once the work queued before its unload has run.</summary>
-    void UnloadModule(IKernelModule module);
+    /// <summary>
+    /// Gives a module just loaded its variables' device memory, initialized from their initializers (zeros otherwise):
+    /// allocated here (cpu), or where the driver put them when it loaded the image (cuda). The context checked the lease's
+    /// limit and keeps the ranges in its allocation table, so the memory goes with the module (<see cref="UnloadModule"/>)
+    /// or with the context (<see cref="IDeviceMemory.FreeAtClose"/>), whichever takes it from the table. A variable the backend has no memory for (one the driver's JIT left out) is not placed.
+    /// </summary>
+    IReadOnlyList<PlacedVariable> PlaceVariables(IKernelModule module, IReadOnlyList<ModuleVariable> variables);
+
+    /// <summary>
+    /// Frees a module that <see cref="IKernelModule.NeedsUnload"/> or has <paramref name="variables"/> (the memory
+    /// <see cref="PlaceVariables"/> gave it that the context still held), once the work queued before its unload has run.
+    /// </summary>
+    void UnloadModule(IKernelModule module, IReadOnlyList<Allocation> variables);
 
     /// <summary>The kernel <paramref name="name"/> of a module (handle <paramref name="moduleId"/>); NotFound when it has none.</summary>
     IKernelFunction GetFunction(IKernelModule module, ulong moduleId, string name);
@@ -65,6 +77,9 @@ internal interface IKernelRunner
     /// <summary>Runs a launch whose function, shape and parameter block size the context checked when it was enqueued.</summary>
     void Launch(WorkStream stream, IKernelFunction function, LaunchDims dims, ReadOnlySpan<byte> parameters);
 }
+
+/// <summary>A module variable with the device memory a backend gave it.</summary>
+internal readonly record struct PlacedVariable(string Name, Allocation Memory);
 
 /// <summary>A module as its backend holds it.</summary>
 internal interface IKernelModule

@@ -15,6 +15,8 @@ internal static class ContextErrors
         => new(DeviceErrorCode.NotFound, $"function {function} does not exist in this lease (get it from a loaded module first)");
 
     public static DeviceException NoKernel(ulong module, string name) => new(DeviceErrorCode.NotFound, $"no kernel named '{name}' in module {module}");
+
+    public static DeviceException NoVariable(ulong module, string name) => new(DeviceErrorCode.NotFound, $"no variable named '{name}' in module {module}");
 }
 
 /// <summary>What each kind of range a stream op names is called in its bounds errors ("copy to host source: 0x… is not inside …").</summary>

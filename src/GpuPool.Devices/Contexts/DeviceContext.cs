@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using GpuPool.Devices.Scheduling;
 using GpuPool.Devices.Streams;
+using GpuPool.Modules;
 
 namespace GpuPool.Devices.Contexts;
 
@@ -29,6 +30,7 @@ internal sealed partial class DeviceContext : IDeviceContext
     private readonly ConcurrentDictionary<ulong, ContextEvent> _events = new();
     private readonly ConcurrentDictionary<ulong, IKernelModule> _modules = new();
     private readonly ConcurrentDictionary<ulong, IKernelFunction> _functions = new();
+    private readonly ConcurrentDictionary<ulong, Dictionary<string, Allocation>> _variables = new();
     private StickyError? _sticky;
     private long _nextHandle;
     private int _closed;
@@ -114,12 +116,35 @@ internal sealed partial class DeviceContext : IDeviceContext
         return Add(_modules, Kernels.LoadBuiltinModule());
     }
 
+    /// <remarks>
+    /// The module's variables are allocations of the lease, charged against its limit like any: a module whose variables
+    /// do not fit is not loaded, and leaves nothing behind.
+    /// </remarks>
     public ulong LoadModule(ReadOnlySpan<byte> image)
     {
         ThrowIfClosed();
-        return Add(_modules, Kernels.LoadModule(image));
+        var variables = ModuleVariables.Of(image);
+        if (variables.Count > 0)
+        {
+            // Before the backend loads anything, so a module that cannot fit costs no JIT.
+            CheckRoomForVariables(variables.Count, ModuleVariables.Bytes(variables));
+        }
+
+        var module = Kernels.LoadModule(image);
+        var id = (ulong)Interlocked.Increment(ref _nextHandle);
+        if (variables.Count > 0)
+        {
+            PlaceVariables(id, module, variables);
+        }
+
+        _modules[id] = module;
+        return id;
     }
 
+    /// <remarks>
+    /// Its variables leave the lease's allocations at once, so later work cannot name them; their memory is freed with
+    /// the module once the work queued so far has run, as a kernel of it may still be using them.
+    /// </remarks>
     public void UnloadModule(ulong module)
     {
         if (!_modules.TryRemove(module, out var found))
@@ -135,11 +160,82 @@ internal sealed partial class DeviceContext : IDeviceContext
             }
         }
 
-        if (found.NeedsUnload)
+        // Whichever of this and the context's close takes the variables from the table frees them.
+        Allocation[] variables = [];
+        if (_variables.TryRemove(module, out _))
+        {
+            lock (_allocGate)
+            {
+                variables = Allocations.RemoveModule(module);
+                _leases.AddUsed(-(long)variables.Aggregate(0UL, static (sum, a) => sum + a.Size));
+            }
+        }
+
+        if (found.NeedsUnload || variables.Length > 0)
         {
             // Launches of its functions may still be queued: unload once the work queued so far has run.
             _ = SynchronizeAsync().AsTask().ContinueWith(
-                _ => Kernels.UnloadModule(found), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+                _ => Kernels.UnloadModule(found, variables), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        }
+    }
+
+    public (ulong Address, ulong Size) GetGlobal(ulong module, string name)
+    {
+        if (!_modules.ContainsKey(module))
+        {
+            throw ContextErrors.NoModule(module);
+        }
+
+        return _variables.TryGetValue(module, out var variables) && variables.TryGetValue(name, out var v)
+            ? (v.Base, v.Size)
+            : throw ContextErrors.NoVariable(module, name);
+    }
+
+    private void CheckRoomForVariables(int count, ulong bytes)
+    {
+        var used = Allocations.BytesInUse;
+        if (bytes > MemoryLimit - used)
+        {
+            throw new DeviceException(DeviceErrorCode.OutOfMemory,
+                $"cannot load the module: its {count} variable(s) take {bytes} bytes, and the lease's memory limit is {MemoryLimit} bytes with {used} in use ({MemoryLimit - used} free)");
+        }
+    }
+
+    /// <summary>
+    /// Has the backend give the variables memory, and adds it to the lease's allocations as module <paramref name="id"/>'s;
+    /// when that fails, unloads the module and frees what was placed.
+    /// </summary>
+    private void PlaceVariables(ulong id, IKernelModule module, IReadOnlyList<ModuleVariable> variables)
+    {
+        lock (_allocGate)
+        {
+            IReadOnlyList<PlacedVariable> placed = [];
+            try
+            {
+                // Under the gate the close takes everything through, so nothing is added after it.
+                ThrowIfClosed();
+                CheckRoomForVariables(variables.Count, ModuleVariables.Bytes(variables));
+                placed = Kernels.PlaceVariables(module, variables);
+
+                // The driver's sizes are the ones charged (the same as the PTX's, unless its JIT left a variable out).
+                CheckRoomForVariables(placed.Count, placed.Aggregate(0UL, static (sum, p) => sum + p.Memory.Size));
+            }
+            catch
+            {
+                Kernels.UnloadModule(module, [.. placed.Select(p => p.Memory)]);
+                throw;
+            }
+
+            var byName = new Dictionary<string, Allocation>(placed.Count, StringComparer.Ordinal);
+            foreach (var (name, memory) in placed)
+            {
+                var allocation = memory with { Module = id };
+                Allocations.Add(allocation);
+                _leases.AddUsed((long)allocation.Size);
+                byName[name] = allocation;
+            }
+
+            _variables[id] = byName;
         }
     }
 
@@ -199,6 +295,7 @@ internal sealed partial class DeviceContext : IDeviceContext
         _events.Clear();
         _modules.Clear();
         _functions.Clear();
+        _variables.Clear();
         _leases.Release(this);
     }
 

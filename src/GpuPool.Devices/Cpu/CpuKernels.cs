@@ -1,61 +1,104 @@
 using System.Text;
-using System.Text.RegularExpressions;
 using GpuPool.Devices.Contexts;
 using GpuPool.Devices.Cpu.Kernels;
 using GpuPool.Devices.Streams;
+using GpuPool.Modules;
+using GpuPool.Modules.Ptx;
 
 namespace GpuPool.Devices.Cpu;
 
 /// <summary>
-/// A cpu context's modules and launches: it runs the built-in kernels only, so a module is a set of built-in kernel
-/// names (PTX whose entries are all built-in), and a launch runs the kernel's C# body over the lease's host memory.
+/// A cpu context's modules and launches. Any PTX module loads, with its variables in the lease's host memory, and its
+/// kernels are found by name; what runs is the built-in kernel library — the whole library, or a PTX module whose entries
+/// are all built-in kernels — as C# over the lease's host memory. Launching any other kernel fails with NotSupported, at
+/// the launch, so a program that loads every module it has at start (as the CUDA runtime does) gets that far.
 /// </summary>
-internal sealed partial class CpuKernels(HostMemory memory) : IKernelRunner
+internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
 {
-    public IKernelModule LoadBuiltinModule() => new CpuModule(null);
+    public IKernelModule LoadBuiltinModule() => new CpuModule(null, AllBuiltin: true);
 
+    /// <summary>A PTX image, or a fat binary's PTX entry: the cpu backend has no use for SASS.</summary>
     public IKernelModule LoadModule(ReadOnlySpan<byte> image)
     {
-        if (image.Length >= 4 && image[0] == 0x7F && image[1] == (byte)'E' && image[2] == (byte)'L' && image[3] == (byte)'F')
+        var module = ModuleVariables.Read(image);
+        if (module.Ptx is null)
         {
-            throw new DeviceException(DeviceErrorCode.NotSupported, "the cpu backend cannot run cubin (ELF) modules; it runs PTX modules whose kernels are all built-in kernels");
+            throw new DeviceException(DeviceErrorCode.NotSupported, module.Format == ModuleFormat.Cubin
+                ? "the cpu backend runs PTX, and a cubin (ELF) holds only SASS: load the kernels' PTX, or a fat binary that carries it"
+                : "the cpu backend runs PTX, and this fat binary carries only SASS: build it with PTX too (nvcc -gencode arch=compute_XX,code=compute_XX)");
         }
 
-        var text = Encoding.UTF8.GetString(image.TrimEnd((byte)0));
-        var entries = PtxEntry().Matches(text).Select(m => m.Groups[1].Value).Distinct(StringComparer.Ordinal).ToArray();
-        if (entries.Length == 0)
-        {
-            throw new DeviceException(DeviceErrorCode.InvalidArgument, "the module image is neither PTX with .entry functions nor a cubin");
-        }
-
-        var unknown = entries.Where(e => !BuiltinKernels.All.ContainsKey(e)).ToArray();
-        if (unknown.Length > 0)
-        {
-            throw new DeviceException(DeviceErrorCode.NotSupported,
-                $"the cpu backend cannot run kernel(s) {string.Join(", ", unknown)}: it runs only the built-in kernels (for example {string.Join(", ", BuiltinKernels.All.Keys.Order().Take(4))}, ...)");
-        }
-
-        return new CpuModule(entries.ToHashSet(StringComparer.Ordinal));
+        return new CpuModule(module.Kernels, module.Kernels.Keys.All(BuiltinKernels.All.ContainsKey));
     }
 
-    /// <summary>Never called: a cpu module holds nothing to free.</summary>
-    public void UnloadModule(IKernelModule module)
+    /// <summary>Each variable in host memory of its own, aligned as it asks and initialized from its initializer.</summary>
+    public IReadOnlyList<PlacedVariable> PlaceVariables(IKernelModule module, IReadOnlyList<ModuleVariable> variables)
     {
+        var placed = new List<PlacedVariable>(variables.Count);
+        try
+        {
+            foreach (var v in variables)
+            {
+                var allocation = memory.Allocate((ulong)v.Size, (ulong)v.Align);
+                placed.Add(new PlacedVariable(v.Name, allocation));
+                memory.Initialize(allocation, v.Initializer);
+            }
+        }
+        catch
+        {
+            foreach (var p in placed)
+            {
+                memory.Free(p.Memory);
+            }
+
+            throw;
+        }
+
+        return placed;
+    }
+
+    /// <summary>Frees the module's variables; the rest of a cpu module is managed memory.</summary>
+    public void UnloadModule(IKernelModule module, IReadOnlyList<Allocation> variables)
+    {
+        foreach (var v in variables)
+        {
+            memory.Free(v);
+        }
     }
 
     public IKernelFunction GetFunction(IKernelModule module, ulong moduleId, string name)
     {
-        var entries = ((CpuModule)module).Entries;
-        if ((entries is not null && !entries.Contains(name)) || !BuiltinKernels.All.TryGetValue(name, out var kernel))
+        var m = (CpuModule)module;
+        if (m.Entries is null)
+        {
+            return BuiltinKernels.All.TryGetValue(name, out var builtin) ? new CpuFunction(moduleId, builtin) : throw ContextErrors.NoKernel(moduleId, name);
+        }
+
+        if (!m.Entries.TryGetValue(name, out var signature))
         {
             throw ContextErrors.NoKernel(moduleId, name);
         }
 
-        return new CpuFunction(moduleId, kernel);
+        if (m.AllBuiltin)
+        {
+            return new CpuFunction(moduleId, BuiltinKernels.All[name]);
+        }
+
+        // A kernel of the program's own: found, so the program can go on, but not run. A kernel named like a built-in one
+        // in such a module is the program's own code too, which may do something else.
+        var reason = BuiltinKernels.All.ContainsKey(name)
+            ? $"the cpu backend cannot run kernel {name} of module {moduleId} yet: it runs GpuPool's built-in kernels only from a module whose kernels are all built-in, and this module has others (a PTX engine is coming)"
+            : $"the cpu backend cannot run kernel {name} yet: it runs only GpuPool's built-in kernels (a PTX engine is coming)";
+        return new UnrunnableFunction(moduleId, name, signature.ToString(), reason);
     }
 
     public void Launch(WorkStream stream, IKernelFunction function, LaunchDims dims, ReadOnlySpan<byte> parameters)
     {
+        if (function is UnrunnableFunction unrunnable)
+        {
+            throw new DeviceException(DeviceErrorCode.NotSupported, unrunnable.Reason);
+        }
+
         var kernel = ((CpuFunction)function).Kernel;
         var call = new KernelCall(kernel, parameters, memory);
         try
@@ -68,12 +111,10 @@ internal sealed partial class CpuKernels(HostMemory memory) : IKernelRunner
         }
     }
 
-    [GeneratedRegex(@"\.entry\s+([A-Za-z_$][\w$]*)\s*\(", RegexOptions.CultureInvariant)]
-    private static partial Regex PtxEntry();
-
-    /// <summary>A module: the built-in kernels it names (null: the whole built-in library).</summary>
-    private sealed record CpuModule(IReadOnlySet<string>? Entries) : IKernelModule
+    /// <summary>A module: its PTX entries (null: the whole built-in library), and whether they are all built-in kernels (then they run).</summary>
+    private sealed record CpuModule(IReadOnlyDictionary<string, KernelSignature>? Entries, bool AllBuiltin) : IKernelModule
     {
+        /// <summary>Nothing of a cpu module is the backend's but its variables' memory, which the context hands back to free.</summary>
         public bool NeedsUnload => false;
     }
 
@@ -87,5 +128,16 @@ internal sealed partial class CpuKernels(HostMemory memory) : IKernelRunner
         public string Signature => Kernel.Signature;
 
         public double Cost(LaunchDims dims, ReadOnlySpan<byte> parameters) => Kernel.Cost(parameters);
+    }
+
+    /// <summary>
+    /// A kernel the cpu backend finds but cannot run yet: its launch fails with <see cref="Reason"/>. Its parameter block
+    /// goes unchecked, so that the launch's answer is that reason, whatever the block.
+    /// </summary>
+    private sealed record UnrunnableFunction(ulong Module, string Name, string Signature, string Reason) : IKernelFunction
+    {
+        public int? ParamBytes => null;
+
+        public double Cost(LaunchDims dims, ReadOnlySpan<byte> parameters) => 1;
     }
 }

@@ -19,12 +19,28 @@ internal sealed unsafe class HostMemory(AllocationTable allocations) : IDeviceMe
     public bool IsHostMemory => true;
 
     /// <summary>Zeroed memory aligned to 256 bytes, as cuMemAlloc gives.</summary>
-    public Allocation Allocate(ulong bytes, ulong used, ulong limit)
+    public Allocation Allocate(ulong bytes, ulong used, ulong limit) => Allocate(bytes, Alignment);
+
+    /// <summary>Zeroed memory aligned to <paramref name="alignment"/> bytes (a power of two), at least 256.</summary>
+    public Allocation Allocate(ulong bytes, ulong alignment)
     {
+        alignment = Math.Max(alignment, Alignment);
+
         // calloc hands back zero pages lazily for large sizes, so a fresh lease never sees old data.
-        var raw = (nint)NativeMemory.AllocZeroed((nuint)(bytes + Alignment));
-        var aligned = ((ulong)raw + Alignment - 1) & ~(Alignment - 1);
+        var raw = (nint)NativeMemory.AllocZeroed((nuint)(bytes + alignment));
+        var aligned = ((ulong)raw + alignment - 1) & ~(alignment - 1);
         return new Allocation(aligned, bytes, raw);
+    }
+
+    /// <summary>Writes a new allocation's first bytes, before it is in the lease's table (a module variable's initial value).</summary>
+    public void Initialize(Allocation allocation, ReadOnlySpan<byte> bytes)
+    {
+        if ((ulong)bytes.Length > allocation.Size)
+        {
+            throw new ArgumentOutOfRangeException(nameof(bytes), $"{bytes.Length} bytes do not fit an allocation of {allocation.Size}");
+        }
+
+        bytes.CopyTo(new Span<byte>((void*)allocation.Base, bytes.Length));
     }
 
     public void Free(Allocation allocation) => NativeMemory.Free((void*)allocation.Native);

@@ -13,6 +13,7 @@ internal static unsafe class CudaErrors
     public const int Success = 0;
     public const int InvalidValue = 1;
     public const int OutOfMemory = 2;
+    public const int NotFound = 500;
     public const int NotReady = 600;
 
     /// <summary>CUresult values with their names and descriptions (the table shared with the shim).</summary>

@@ -4,6 +4,7 @@ using GpuPool.Devices.Contexts;
 using GpuPool.Devices.Cpu.Kernels;
 using GpuPool.Devices.Cuda.Native;
 using GpuPool.Devices.Streams;
+using GpuPool.Modules;
 
 namespace GpuPool.Devices.Cuda;
 
@@ -52,13 +53,38 @@ internal sealed unsafe class CudaKernels(CudaContext context, AllocationTable al
         return new CudaModule(module, builtin, Shared: false);
     }
 
-    public void UnloadModule(IKernelModule module) => context.TryOnLiveContext(() => CuApi.cuModuleUnload(((CudaModule)module).Handle));
+    /// <summary>
+    /// The driver placed and initialized the variables when it loaded the image: this asks it where. A variable it does not
+    /// have (its JIT may drop one no kernel uses) is left out, so it is not charged and looking it up is NOT_FOUND, as
+    /// with the driver.
+    /// </summary>
+    public IReadOnlyList<PlacedVariable> PlaceVariables(IKernelModule module, IReadOnlyList<ModuleVariable> variables) => context.OnLiveContext(() =>
+    {
+        var handle = ((CudaModule)module).Handle;
+        var placed = new List<PlacedVariable>(variables.Count);
+        foreach (var v in variables)
+        {
+            var result = CuApi.cuModuleGetGlobal_v2(out var pointer, out var bytes, handle, v.Name);
+            if (result == CudaErrors.NotFound)
+            {
+                continue;
+            }
+
+            context.Check(result, "cuModuleGetGlobal_v2", $"module variable {v.Name}");
+            placed.Add(new PlacedVariable(v.Name, new Allocation(pointer, bytes, 0)));
+        }
+
+        return (IReadOnlyList<PlacedVariable>)placed;
+    });
+
+    /// <summary>Unloading the module frees its variables too.</summary>
+    public void UnloadModule(IKernelModule module, IReadOnlyList<Allocation> variables) => context.TryOnLiveContext(() => CuApi.cuModuleUnload(((CudaModule)module).Handle));
 
     public IKernelFunction GetFunction(IKernelModule module, ulong moduleId, string name) => context.OnLiveContext(() =>
     {
         var found = (CudaModule)module;
         var result = CuApi.cuModuleGetFunction(out var handle, found.Handle, name);
-        if (result == 500)
+        if (result == CudaErrors.NotFound)
         {
             throw ContextErrors.NoKernel(moduleId, name);
         }

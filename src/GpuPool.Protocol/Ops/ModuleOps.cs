@@ -55,6 +55,24 @@ public readonly record struct ModuleGetFunctionOp(ulong Module) : IOp<ModuleGetF
 }
 
 /// <summary>
+/// Looks up the module-scope variable the payload names (UTF-8) in a module; answered with its device address and size
+/// (<see cref="ReplyKind.Global"/>).
+/// </summary>
+public readonly record struct ModuleGetGlobalOp(ulong Module) : IOp<ModuleGetGlobalOp>
+{
+    public static FrameType Type => FrameType.ModuleGetGlobal;
+
+    public static ModuleGetGlobalOp Read(ref FixedFields fields) => new(fields.U64());
+
+    public static ModuleGetGlobalOp From(ModuleGetGlobal message) => new(message.Module);
+
+    public void Write(ref FixedBuilder fields) => fields = fields.U64(Module);
+
+    public void ToProto(OpRequest request, ReadOnlySpan<byte> payload)
+        => request.ModuleGetGlobal = new ModuleGetGlobal { Module = Module, Name = Encoding.UTF8.GetString(payload) };
+}
+
+/// <summary>
 /// Runs a kernel in the stream's order. Fire-and-forget. The payload is the parameter block, packed as cuLaunchKernel
 /// lays it out: each parameter at an offset aligned to its size, pointers as 8-byte device addresses.
 /// </summary>

@@ -23,4 +23,7 @@ public enum ReplyKind
 
     /// <summary>Free and total bytes (MemGetInfo).</summary>
     MemInfo,
+
+    /// <summary>A module variable's device address and size (ModuleGetGlobal).</summary>
+    Global,
 }

@@ -70,6 +70,7 @@ public static class FrameCodec
         FrameType.ModuleLoad => 8,               // u32 builtin, u32 reserved
         FrameType.ModuleUnload => 8,             // module
         FrameType.ModuleGetFunction => 8,        // module
+        FrameType.ModuleGetGlobal => 8,          // module
         FrameType.Launch => 48,                  // function, stream, grid xyz, block xyz, shared mem, u32 reserved
         FrameType.StreamCreate or FrameType.EventCreate or FrameType.Synchronize or FrameType.MemGetInfo => 0,
         FrameType.StreamDestroy or FrameType.StreamSynchronize => 8,
@@ -93,7 +94,7 @@ public static class FrameCodec
     {
         FrameType.MemcpyHtoD or FrameType.Data or FrameType.ModuleLoad or FrameType.StripeChunk => maxPayload,
         FrameType.Hello or FrameType.HelloVersion1 or FrameType.Join => 16 * 1024,
-        FrameType.ModuleGetFunction => 1024,
+        FrameType.ModuleGetFunction or FrameType.ModuleGetGlobal => 1024,
         FrameType.Launch => 4096,
         FrameType.Error or FrameType.SessionInfo or FrameType.Notice => 64 * 1024,
         _ => 0,

@@ -37,6 +37,9 @@ public enum FrameType : ushort
     Synchronize = 23,
     MemGetInfo = 24,
 
+    /// <summary>A module variable's address and size: fixed {u64 module}, payload the name (UTF-8); answered with Reply {address, size}.</summary>
+    ModuleGetGlobal = 25,
+
     /// <summary>
     /// Client → broker, first frame of an extra data connection of an open session (seq 0): fixed {u64 session,
     /// u16 lease id length, u16 token length, u32 reserved}, payload lease id + token (UTF-8). Answered with a

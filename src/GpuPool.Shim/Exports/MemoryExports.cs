@@ -89,6 +89,11 @@ internal static unsafe partial class Cuda
                 throw new CudaException(CuResult.InvalidValue, "the pointer is null");
             }
 
+            if (driver.Allocations.Find(pointer) is { Module: not null } variable && variable.Base == pointer)
+            {
+                throw new CudaException(CuResult.InvalidValue, $"0x{pointer:x} is a module variable (cuModuleGetGlobal), which goes when its module is unloaded, not with cuMemFree");
+            }
+
             var entry = driver.Allocations.Remove(pointer) ?? throw new CudaException(CuResult.InvalidValue,
                 driver.Allocations.Find(pointer) is { } inside
                     ? $"0x{pointer:x} points inside the allocation at 0x{inside.Base:x}, not at its start"

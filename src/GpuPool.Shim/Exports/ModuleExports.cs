@@ -323,7 +323,10 @@ internal static unsafe partial class Cuda
         }
     }
 
-    /// <summary>Module-scope variables live in device memory the backends do not give out: a declared one is NOT_SUPPORTED, any other name NOT_FOUND.</summary>
+    /// <summary>
+    /// A module-scope variable's device address and size (either output may be NULL), from the broker, which allocated the
+    /// variable when it loaded the module. Its range counts as an allocation of the process until the module is unloaded.
+    /// </summary>
     [UnmanagedCallersOnly(EntryPoint = "cuModuleGetGlobal_v2")]
     internal static CuResult ModuleGetGlobal(ulong* pointer, nuint* bytes, nint module, byte* name)
     {
@@ -332,10 +335,18 @@ internal static unsafe partial class Cuda
             NotNull(name, "name");
             var driver = Driver.Instance;
             var m = ResolveModule(driver, module);
-            var global = Utf8.Read(name);
-            throw m.Image.Variables.ContainsKey(global)
-                ? new CudaException(CuResult.NotSupported, $"module variable '{global}': module-scope variables are not supported by the GpuPool shim")
-                : new CudaException(CuResult.NotFound, $"the module declares no variable named '{global}'");
+            var (address, size) = driver.Global(m, Utf8.Read(name));
+            if (pointer is not null)
+            {
+                *pointer = address;
+            }
+
+            if (bytes is not null)
+            {
+                *bytes = (nuint)size;
+            }
+
+            return CuResult.Success;
         }
         catch (Exception ex)
         {

@@ -3,21 +3,26 @@ namespace GpuPool.Shim.Internal;
 /// <summary>
 /// The device allocations this process holds, so that a copy or memset naming a null, freed or out-of-range
 /// pointer fails at once with CUDA_ERROR_INVALID_VALUE, as the driver's synchronous checks do, instead of as a
-/// sticky error at the next synchronize. The broker checks every range again; this is the early answer.
+/// sticky error at the next synchronize. The broker checks every range again; this is the early answer. Module variables
+/// (cuModuleGetGlobal) are ranges here too, while their module is loaded.
 /// </summary>
 internal sealed class AllocationMap
 {
     private readonly object _gate = new();
     private volatile Entry[] _sorted = [];
 
-    /// <summary>An allocation: its range, the context that owns it, its process-wide buffer id, and the pool it came from (cuMemAllocAsync), if any.</summary>
-    internal readonly record struct Entry(ulong Base, ulong Size, Context Owner, ulong BufferId, MemPoolObject? Pool);
+    /// <summary>
+    /// An allocation: its range, the context that owns it, its process-wide buffer id, the pool it came from
+    /// (cuMemAllocAsync), if any, and (<paramref name="Module"/> set) the module whose variable it is: a variable goes
+    /// with its module, not cuMemFree.
+    /// </summary>
+    internal readonly record struct Entry(ulong Base, ulong Size, Context Owner, ulong BufferId, MemPoolObject? Pool, ModuleObject? Module = null);
 
-    public void Add(ulong ptr, ulong size, Context owner, MemPoolObject? pool = null)
+    public void Add(ulong ptr, ulong size, Context owner, MemPoolObject? pool = null, ModuleObject? module = null)
     {
         lock (_gate)
         {
-            var list = new List<Entry>(_sorted) { new(ptr, size, owner, BufferIds.Next(), pool) };
+            var list = new List<Entry>(_sorted) { new(ptr, size, owner, BufferIds.Next(), pool, module) };
             list.Sort(static (a, b) => a.Base.CompareTo(b.Base));
             _sorted = [.. list];
         }

@@ -354,7 +354,49 @@ internal sealed unsafe partial class Driver
             }
 
             module.Functions.Clear();
+
+            // Its variables go with it, on the broker too.
+            module.Unloaded = true;
+            foreach (var (address, _) in module.Globals.Values)
+            {
+                Allocations.Remove(address);
+            }
+
+            module.Globals.Clear();
         }
+    }
+
+    /// <summary>
+    /// A module variable's address and size: asked of the broker once, then kept with the module, its range in the
+    /// allocation map (as the module's, which cuMemFree refuses) so that copies to and from it pass the early checks.
+    /// </summary>
+    public (ulong Address, ulong Size) Global(ModuleObject module, string name)
+    {
+        lock (Gate)
+        {
+            if (module.Globals.TryGetValue(name, out var known))
+            {
+                return known;
+            }
+        }
+
+        var global = Wait(Session.GetGlobalAsync(module.Remote, name), "cuModuleGetGlobal");
+        var range = (global.Address.Address, global.Size);
+        lock (Gate)
+        {
+            if (module.Globals.TryGetValue(name, out var raced))
+            {
+                return raced;
+            }
+
+            if (!module.Unloaded)
+            {
+                module.Globals[name] = range;
+                Allocations.Add(range.Address, range.Size, module.Context, module: module);
+            }
+        }
+
+        return range;
     }
 
     private void BestEffort(Func<Task> call)

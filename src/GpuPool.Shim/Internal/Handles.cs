@@ -134,6 +134,12 @@ internal sealed class ModuleObject(Context context, DeviceModule remote, ModuleI
 
     /// <summary>Functions looked up so far by name: one handle per kernel, as the driver gives.</summary>
     public Dictionary<string, FunctionObject> Functions { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Variables looked up so far by name, whose ranges are in the allocation map while the module is loaded.</summary>
+    public Dictionary<string, (ulong Address, ulong Size)> Globals { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Unloaded (or its context destroyed): a variable looked up in the meantime is not mapped.</summary>
+    public bool Unloaded { get; set; }
 }
 
 internal sealed class FunctionObject(ModuleObject module, KernelFunction remote, KernelSignature signature)

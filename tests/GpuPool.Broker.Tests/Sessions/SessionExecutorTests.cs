@@ -91,6 +91,23 @@ public sealed class SessionExecutorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ModuleGetGlobal_answers_the_variables_address_and_size_or_NotFound_naming_it_and_its_module()
+    {
+        var ptx = Encoding.UTF8.GetBytes(".version 7.0\n.target sm_70\n.address_size 64\n.visible .global .align 4 .b8 table[16];\n");
+        await Run(1, s => s.ModuleLoad(1, new ModuleLoadOp(Builtin: false), new ReadOnlySequence<byte>(ptx)));
+        var module = _replies.Value(1).Value;
+
+        await Run(2, s => s.ModuleGetGlobal(2, new ModuleGetGlobalOp(module), Utf8("table")));
+        await Run(3, s => s.ModuleGetGlobal(3, new ModuleGetGlobalOp(module), Utf8("nope")));
+
+        var global = _replies.Value(2);
+        Assert.Equal((ReplyKind.Global, 16UL, 16UL), (global.Kind, global.Value2, _lease.Context.MemoryUsed));
+        Assert.NotEqual(0UL, global.Value);
+        var error = _replies.Error(3);
+        Assert.Equal((ErrorCode.NotFound, $"no variable named 'nope' in module {module}", 0UL), (error.Code, error.Message, error.FailedSeq));
+    }
+
+    [Fact]
     public async Task An_op_that_throws_a_DeviceException_is_answered_with_it_as_its_own_error()
     {
         await Run(1, s => s.MemAlloc(1, new MemAllocOp(2 * BrokerRig.MiB)));

@@ -8,7 +8,9 @@
  *   - a kernel that touches memory outside its context's allocations faults: the context's sticky
  *     CUDA_ERROR_ILLEGAL_ADDRESS is returned by every later call on it, as on a GPU.
  * Kernels are found by name: noop, fill_f32, axpy_f32 (the built-in library's signatures) and mock_scale
- * (u64 n, f32 alpha, ptr x), a "client" kernel. Written from the CUDA driver API and NVML references.
+ * (u64 n, f32 alpha, ptr x), a "client" kernel. A module's variables are its lines `[.visible] .global|.const [.align N]
+ * .TYPE name[;| [N]...]`, allocated in its context when it loads (initialized from a `.b8` array's byte list, else
+ * zeroed) and freed when it unloads. Written from the CUDA driver API and NVML references.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -40,7 +42,9 @@ typedef struct ctx {
 
 typedef struct { int magic; ctx_t *ctx; } stream_t;
 typedef struct { int magic; ctx_t *ctx; int recorded; double ms; } event_t;
-typedef struct { int magic; ctx_t *ctx; char *text; } module_t;
+#define MAX_GLOBALS 16
+typedef struct { char name[64]; CUdeviceptr base; size_t size; } global_t;
+typedef struct { int magic; ctx_t *ctx; char *text; global_t globals[MAX_GLOBALS]; int nglobals; } module_t;
 typedef struct { int magic; module_t *module; char name[128]; } function_t;
 
 #define CTX_MAGIC 0x43545831
@@ -446,6 +450,49 @@ CUresult cuEventElapsedTime(float *ms, event_t *a, event_t *b)
 
 /* ---------------------------------------------------------------- modules and launches */
 
+/* Reads the module's variable declarations (one per line) and allocates each in the context, as the driver does at load. */
+static void place_globals(ctx_t *c, module_t *m)
+{
+    for (const char *line = m->text; line && *line && m->nglobals < MAX_GLOBALS && c->nallocs < MAX_ALLOCS; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        const char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (!strncmp(p, ".visible ", 9)) p += 9;
+        if (strncmp(p, ".global ", 8) && strncmp(p, ".const ", 7)) continue;
+        p = strchr(p, ' ') + 1;
+        if (!strncmp(p, ".align ", 7)) { p += 7; while (*p && *p != ' ') p++; p++; }
+        size_t type = !strncmp(p + 2, "64 ", 3) ? 8 : !strncmp(p + 2, "32 ", 3) ? 4 : !strncmp(p + 2, "16 ", 3) ? 2 : 1;
+        p = strchr(p, ' ');
+        if (!p) continue;
+        p++;
+        global_t *g = &m->globals[m->nglobals];
+        size_t n = 0;
+        while (p[n] && p[n] != '[' && p[n] != ';' && p[n] != ' ' && n < sizeof g->name - 1) { g->name[n] = p[n]; n++; }
+        g->name[n] = 0;
+        size_t count = p[n] == '[' ? strtoull(p + n + 1, NULL, 10) : 1;
+        g->size = count * type;
+        void *memory = aligned_alloc(256, (g->size + 255) / 256 * 256);
+        memset(memory, 0, g->size);
+        const char *init = strstr(p, "= {");
+        const char *end = strchr(p, '\n');
+        if (type == 1 && init && (!end || init < end)) {
+            char *next = (char *)init + 3;
+            for (size_t i = 0; i < g->size && *next && *next != '}'; i++) {
+                ((unsigned char *)memory)[i] = (unsigned char)strtol(next, &next, 10);
+                while (*next == ',' || *next == ' ') next++;
+            }
+        }
+        g->base = (CUdeviceptr)(uintptr_t)memory;
+        pthread_mutex_lock(&lock);
+        c->allocs[c->nallocs].base = g->base;
+        c->allocs[c->nallocs].size = g->size;
+        c->nallocs++;
+        used_bytes += g->size;
+        live_allocations++;
+        pthread_mutex_unlock(&lock);
+        m->nglobals++;
+    }
+}
+
 CUresult cuModuleLoadDataEx(module_t **m, const void *image, unsigned count, int *options, void **values)
 {
     CURRENT(c);
@@ -460,15 +507,44 @@ CUresult cuModuleLoadDataEx(module_t **m, const void *image, unsigned count, int
     (*m)->magic = MODULE_MAGIC;
     (*m)->ctx = c;
     (*m)->text = strdup(text);
+    place_globals(c, *m);
     __atomic_add_fetch(&c->modules, 1, __ATOMIC_SEQ_CST);
     __atomic_add_fetch(&live_modules, 1, __ATOMIC_SEQ_CST);
     return OK;
+}
+
+CUresult cuModuleGetGlobal_v2(CUdeviceptr *p, size_t *bytes, module_t *m, const char *name)
+{
+    CURRENT(c);
+    if (!m || m->magic != MODULE_MAGIC || m->ctx != c) return INVALID_HANDLE;
+    for (int i = 0; i < m->nglobals; i++) {
+        if (!strcmp(m->globals[i].name, name)) {
+            if (p) *p = m->globals[i].base;
+            if (bytes) *bytes = m->globals[i].size;
+            return OK;
+        }
+    }
+
+    return NOT_FOUND;
 }
 
 CUresult cuModuleUnload(module_t *m)
 {
     CURRENT(c);
     if (!m || m->magic != MODULE_MAGIC || m->ctx != c) return INVALID_HANDLE;
+    pthread_mutex_lock(&lock);
+    for (int g = 0; g < m->nglobals; g++) {
+        for (int i = 0; i < c->nallocs; i++) {
+            if (c->allocs[i].base == m->globals[g].base) {
+                used_bytes -= c->allocs[i].size;
+                live_allocations--;
+                c->allocs[i] = c->allocs[--c->nallocs];
+                free((void *)(uintptr_t)m->globals[g].base);
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&lock);
     m->magic = 0;
     free(m->text);
     free(m);

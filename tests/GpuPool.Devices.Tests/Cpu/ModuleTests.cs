@@ -2,7 +2,10 @@ using System.Text;
 
 namespace GpuPool.Devices.Tests.Cpu;
 
-/// <summary>Modules on the cpu backend: PTX whose entries are all built-in kernels loads; anything else is refused clearly.</summary>
+/// <summary>
+/// Modules on the cpu backend: any PTX module loads and its kernels are found; the kernels of a module whose entries are
+/// all built-in run, any other kernel's launch fails with NotSupported naming it; cubins and fat binaries are refused.
+/// </summary>
 public sealed class ModuleTests
 {
     private static byte[] Ptx(params string[] entries)
@@ -43,20 +46,90 @@ public sealed class ModuleTests
     }
 
     [Fact]
-    public async Task A_PTX_module_with_unknown_entries_is_refused_with_NotSupported_naming_them()
+    public async Task A_PTX_module_with_kernels_outside_the_builtin_library_loads_and_its_kernels_are_found()
     {
         var device = Dev.Device();
         await using var context = Dev.Context(device);
 
-        var e = Assert.Throws<DeviceException>(() => context.LoadModule(Ptx("fill_f32", "my_custom_kernel", "other_kernel")));
+        var module = context.LoadModule(Ptx("fill_f32", "my_custom_kernel", "other_kernel"));
 
-        Assert.Equal(DeviceErrorCode.NotSupported, e.Code);
-        Assert.Contains("my_custom_kernel", e.Message);
-        Assert.Contains("other_kernel", e.Message);
+        Assert.Equal(3, new[] { "fill_f32", "my_custom_kernel", "other_kernel" }.Select(k => context.GetFunction(module, k)).Distinct().Count());
+        var e = Assert.Throws<DeviceException>(() => context.GetFunction(module, "axpy_f32"));
+        Assert.Equal((DeviceErrorCode.NotFound, $"no kernel named 'axpy_f32' in module {module}"), (e.Code, e.Message));
     }
 
     [Fact]
-    public async Task A_cubin_image_is_refused_with_NotSupported()
+    public async Task Launching_a_kernel_outside_the_builtin_library_fails_with_NotSupported_naming_it()
+    {
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+        var custom = context.GetFunction(context.LoadModule(Ptx("my_custom_kernel")), "my_custom_kernel");
+
+        context.EnqueueLaunch(0, custom, Dev.Dims, new ParamPacker().U64(1).ToArray(), new OpTag(80, "launch"));
+        await context.SynchronizeAsync();
+
+        var error = context.TakeError();
+        Assert.Equal((80UL, DeviceErrorCode.NotSupported), (error!.Op.Seq, error.Error.Code));
+        Assert.Equal("the cpu backend cannot run kernel my_custom_kernel yet: it runs only GpuPool's built-in kernels (a PTX engine is coming)", error.Error.Message);
+    }
+
+    [Fact]
+    public async Task A_builtin_name_in_a_module_with_other_kernels_is_the_programs_own_kernel_and_does_not_run()
+    {
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+        var y = context.Allocate(64 * 4);
+        var module = context.LoadModule(Ptx("fill_f32", "my_custom_kernel"));
+        var fill = context.GetFunction(module, "fill_f32");
+
+        context.EnqueueLaunch(0, fill, Dev.Dims, new ParamPacker().U64(64).F32(4.5f).Ptr(y).ToArray(), new OpTag(81, "launch"));
+        await context.SynchronizeAsync();
+
+        var error = context.TakeError();
+        Assert.Equal((81UL, DeviceErrorCode.NotSupported), (error!.Op.Seq, error.Error.Code));
+        Assert.StartsWith($"the cpu backend cannot run kernel fill_f32 of module {module} yet: it runs GpuPool's built-in kernels only from a module whose kernels are all built-in", error.Error.Message, StringComparison.Ordinal);
+        Assert.All(await Dev.DownloadAsync<float>(context, y, 64), v => Assert.Equal(0f, v));
+    }
+
+    [Fact]
+    public async Task A_PTX_module_with_variables_and_no_kernels_loads()
+    {
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+        var ptx = Encoding.UTF8.GetBytes(".version 7.0\n.target sm_70\n.address_size 64\n.visible .global .align 4 .u32 counter = 7;\n");
+
+        var module = context.LoadModule(ptx);
+
+        Assert.Equal(4UL, context.GetGlobal(module, "counter").Size);
+    }
+
+    [Fact]
+    public async Task A_fat_binary_is_refused_with_NotSupported()
+    {
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+        byte[] fatbin = [0x50, 0xED, 0x55, 0xBA, 1, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+        var e = Assert.Throws<DeviceException>(() => context.LoadModule(fatbin));
+
+        Assert.Equal(DeviceErrorCode.NotSupported, e.Code);
+        Assert.Contains("fat binary", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task PTX_that_cannot_be_read_is_refused_with_InvalidArgument_saying_why()
+    {
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+
+        var e = Assert.Throws<DeviceException>(() => context.LoadModule(".version 7.0\n.target sm_70\n.entry k(.param .u64 a, { ret; }"u8));
+
+        Assert.Equal(DeviceErrorCode.InvalidArgument, e.Code);
+        Assert.StartsWith("the module image cannot be read: the PTX", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_cubin_cut_short_is_refused_with_InvalidArgument_naming_its_elf_header()
     {
         var device = Dev.Device();
         await using var context = Dev.Context(device);
@@ -64,8 +137,9 @@ public sealed class ModuleTests
 
         var e = Assert.Throws<DeviceException>(() => context.LoadModule(elf));
 
-        Assert.Equal(DeviceErrorCode.NotSupported, e.Code);
-        Assert.Contains("cubin", e.Message);
+        // A whole cubin holds only SASS and is NotSupported on the cpu backend (Shim/ModuleFormatTests, with nvcc's).
+        Assert.Equal(DeviceErrorCode.InvalidArgument, e.Code);
+        Assert.Contains("ELF", e.Message);
     }
 
     [Fact]

@@ -16,7 +16,7 @@ internal sealed class CliProcess : IAsyncDisposable
     private readonly TaskCompletionSource _stderrClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _disposed;
 
-    private CliProcess(string configDir, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null)
+    private CliProcess(string configDir, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null, string? workingDirectory = null)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "gpupool.dll");
         Assert.True(File.Exists(dll), $"the CLI is not built next to the tests: {dll} is missing");
@@ -29,6 +29,7 @@ internal sealed class CliProcess : IAsyncDisposable
             RedirectStandardError = true,
             RedirectStandardInput = true,
             UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? "",
         };
         start.ArgumentList.Add("--default-signal=INT");
         start.ArgumentList.Add(DotnetHost());
@@ -95,6 +96,10 @@ internal sealed class CliProcess : IAsyncDisposable
 
     /// <summary>Starts the CLI with environment variables set (a null value removes one).</summary>
     public static CliProcess Start(string configDir, IReadOnlyDictionary<string, string?> environment, params string[] args) => new(configDir, args, environment);
+
+    /// <summary>Starts the CLI in <paramref name="workingDirectory"/>, with environment variables set (a null value removes one).</summary>
+    public static CliProcess StartIn(string workingDirectory, string configDir, IReadOnlyDictionary<string, string?> environment, params string[] args)
+        => new(configDir, args, environment, workingDirectory);
 
     /// <summary>Runs a command to completion; fails the test if it takes longer than <paramref name="timeout"/>.</summary>
     public static async Task<CliProcess> RunAsync(string configDir, TimeSpan timeout, params string[] args)

@@ -50,6 +50,9 @@ internal static class OpRequestFrames
             case OpRequest.OpOneofCase.ModuleGetFunction:
                 OpFrames.Write(writer, seq, ModuleGetFunctionOp.From(r.ModuleGetFunction), Encoding.UTF8.GetBytes(r.ModuleGetFunction.Name));
                 break;
+            case OpRequest.OpOneofCase.ModuleGetGlobal:
+                OpFrames.Write(writer, seq, ModuleGetGlobalOp.From(r.ModuleGetGlobal), Encoding.UTF8.GetBytes(r.ModuleGetGlobal.Name));
+                break;
             case OpRequest.OpOneofCase.Launch:
                 OpFrames.Write(writer, seq, LaunchOp.From(r.Launch), r.Launch.Params.Span);
                 break;

@@ -7,12 +7,17 @@ internal static class GpuPoolRun
 {
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
 
-    /// <summary>Starts <c>gpupool run [options] -- program args</c> against <paramref name="pool"/>.</summary>
-    public static CliProcess Start(PoolFixture pool, string configDir, string[] options, string[] programAndArgs, IReadOnlyDictionary<string, string?>? environment = null)
+    /// <summary>
+    /// Starts <c>gpupool run [options] -- program args</c> against <paramref name="pool"/>: a lease of
+    /// <paramref name="memory"/> and half a device, the program run in <paramref name="workingDirectory"/> (else this process's).
+    /// </summary>
+    public static CliProcess Start(
+        PoolFixture pool, string configDir, string[] options, string[] programAndArgs, IReadOnlyDictionary<string, string?>? environment = null,
+        string memory = "256MiB", string? workingDirectory = null)
     {
         _ = ShimArtifacts.Shim;
-        string[] args = ["run", "--scheduler", pool.Scheduler.Endpoint, "--memory", "256MiB", "--share", "500", .. options, "--", .. programAndArgs];
-        return CliProcess.Start(configDir, environment ?? new Dictionary<string, string?>(), args);
+        string[] args = ["run", "--scheduler", pool.Scheduler.Endpoint, "--memory", memory, "--share", "500", .. options, "--", .. programAndArgs];
+        return CliProcess.StartIn(workingDirectory ?? "", configDir, environment ?? new Dictionary<string, string?>(), args);
     }
 
     /// <summary>Runs to completion; fails the test if it takes longer than <see cref="Timeout"/>.</summary>

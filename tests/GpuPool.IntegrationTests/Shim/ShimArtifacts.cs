@@ -8,6 +8,9 @@ internal static class ShimArtifacts
 {
     public const string BuildCommand = "./build.sh --target=Samples";
 
+    /// <summary>What builds NVIDIA's samples (and, as root, installs the CUDA toolkit they need).</summary>
+    public const string CudaSamplesBuildCommand = "./build.sh --target=CudaSamples";
+
     public static string RepoRoot { get; } = FindRoot();
 
     /// <summary>artifacts/shim/libgpupool-cuda.so, or a failed test.</summary>
@@ -15,6 +18,16 @@ internal static class ShimArtifacts
 
     /// <summary>A program built from native/samples or Shim/native, or a failed test.</summary>
     public static string Program(string name) => Require(Path.Combine(RepoRoot, "artifacts", "samples", name), $"the program {name}");
+
+    /// <summary>artifacts/cuda-samples: NVIDIA's samples, and the modules some of them load from their working directory.</summary>
+    public static string CudaSamples => Path.Combine(RepoRoot, "artifacts", "cuda-samples");
+
+    /// <summary>One of NVIDIA's samples as the CudaSamples task compiled it, or a failed test.</summary>
+    public static string CudaSample(string name) => Require(
+        Path.Combine(CudaSamples, name),
+        $"NVIDIA's sample {name}",
+        CudaSamplesBuildCommand,
+        " (it needs nvcc: as root it installs nvidia-cuda-toolkit, nvidia-cuda-samples and python3-pycuda from Debian's contrib and non-free sections)");
 
     /// <summary>
     /// The built-in kernels' PTX module: the one checked in under native/kernels/ptx once it is there, else the
@@ -37,9 +50,9 @@ internal static class ShimArtifacts
         return folder;
     }
 
-    private static string Require(string path, string what)
+    private static string Require(string path, string what, string buildCommand = BuildCommand, string note = "")
     {
-        Assert.True(File.Exists(path), $"{what} is not built ({path} is missing): run `{BuildCommand}` first.");
+        Assert.True(File.Exists(path), $"{what} is not built ({path} is missing): run `{buildCommand}` first{note}.");
         return path;
     }
 

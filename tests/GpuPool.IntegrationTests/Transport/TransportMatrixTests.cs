@@ -224,16 +224,19 @@ public sealed class TransportMatrixTests(PoolFixture pool) : IClassFixture<PoolF
 
     [Theory]
     [MemberData(nameof(Transports))]
-    public async Task Loading_PTX_with_unknown_entries_fails_with_NotSupported(SessionTransportKind kind)
+    public async Task PTX_with_unknown_entries_loads_and_launching_one_fails_with_NotSupported_at_the_next_sync(SessionTransportKind kind)
     {
         await using var lease = await pool.LeaseAsync();
         await using var session = await lease.OpenSessionAsync(kind);
         var ptx = Encoding.UTF8.GetBytes(".version 7.0\n.target sm_70\n.address_size 64\n\n.visible .entry my_kernel(\n\t.param .u64 p0\n)\n{\n\tret;\n}\n");
+        var kernel = await session.GetFunctionAsync(await session.LoadModuleAsync(ptx), "my_kernel");
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.LoadModuleAsync(ptx));
+        await session.LaunchAsync(kernel, new Dim3(1), new Dim3(32), new KernelArgs().U64(0));
+        var seq = session.LastSeq;
 
-        Assert.Equal(ErrorCode.NotSupported, error.Code);
-        Assert.StartsWith("the cpu backend cannot run kernel(s) my_kernel: it runs only the built-in kernels", error.Message, StringComparison.Ordinal);
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
+        Assert.Equal((ErrorCode.NotSupported, seq), (error.Code, error.FailedSeq));
+        Assert.EndsWith("the cpu backend cannot run kernel my_kernel yet: it runs only GpuPool's built-in kernels (a PTX engine is coming)", error.Message, StringComparison.Ordinal);
         Assert.NotEqual(0UL, (await session.LoadBuiltinModuleAsync()).Id);
     }
 

@@ -26,6 +26,7 @@ public sealed class OpValueTests
         For(Gen.Bool.Select(b => new ModuleLoadOp(b)), Bytes(300), r => (ModuleLoadOp.From(r.ModuleLoad), r.ModuleLoad.Image.ToByteArray())),
         For(U64.Select(m => new ModuleUnloadOp(m)), NoPayload, r => (ModuleUnloadOp.From(r.ModuleUnload), [])),
         For(U64.Select(m => new ModuleGetFunctionOp(m)), Name, r => (ModuleGetFunctionOp.From(r.ModuleGetFunction), Encoding.UTF8.GetBytes(r.ModuleGetFunction.Name))),
+        For(U64.Select(m => new ModuleGetGlobalOp(m)), Name, r => (ModuleGetGlobalOp.From(r.ModuleGetGlobal), Encoding.UTF8.GetBytes(r.ModuleGetGlobal.Name))),
         For(
             Gen.Select(U64, U64, U32.Array[7], (f, s, d) => new LaunchOp(f, s, d[0], d[1], d[2], d[3], d[4], d[5], d[6])),
             Bytes(300),

@@ -18,7 +18,7 @@ namespace GpuPool.Broker.Transport.FastPath;
 /// data connection to an open session of the same lease (<see cref="DataConnection"/>), over which large copies are
 /// striped. Anything else is answered with an error and closed.
 /// </summary>
-internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions options, ILogger logger)
+internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions options, ILogger logger, ILogger? sessionLogger = null)
 {
     /// <summary>
     /// The connections' pipe buffers and staging, shared by every connection of this broker: 1 MiB blocks, reused
@@ -35,6 +35,9 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
     public BrokerOptions Options => options;
 
     public ILogger Logger => logger;
+
+    /// <summary>The sessions' own debug log (allocations, launches), under the SessionExecutor category.</summary>
+    public ILogger? SessionLogger => sessionLogger;
 
     public BlockMemoryPool Blocks => _blocks;
 

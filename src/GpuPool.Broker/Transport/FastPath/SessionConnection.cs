@@ -40,7 +40,7 @@ internal sealed class SessionConnection(FastPathConnectionHandler handler, Conne
         var replies = new FrameReplies(connection.Output, connection.Socket, handler.Blocks, writing.Token, linked.Token);
         using var reading = CancellationTokenSource.CreateLinkedTokenSource(linked.Token, replies.Failed);
         var id = handler.NewSessionId();
-        var executor = new SessionExecutor(lease, options, replies, transport, id, options.FastPathMaxDataConnections);
+        var executor = new SessionExecutor(lease, options, replies, transport, id, options.FastPathMaxDataConnections, handler.SessionLogger);
         var session = new FastPathSession(id, lease, executor, replies, options.FastPathMaxDataConnections, options.MaxMessageBytes, sessionEnded.Token);
         handler.Register(session);
         var budget = new StagingBudget(options.FastPathStagingBytes, handler.Blocks);

@@ -13,7 +13,7 @@ namespace GpuPool.Broker.Transport.Grpc;
 /// A copy to the device whose stream is idle lands while it is read (<see cref="GrpcOpStreamMethod.Session"/>); at most <see cref="StagedCopies"/> copies to the device wait for their stream at a time; past that the session
 /// stops reading, so HTTP/2 flow control holds the client back instead of the broker buffering without bound.
 /// </summary>
-internal sealed class DeviceSessionService(LeaseTable leases, BrokerOptions options, ILogger<DeviceSessionService> logger) : GrpcOpStreamServiceBase
+internal sealed class DeviceSessionService(LeaseTable leases, BrokerOptions options, ILogger<DeviceSessionService> logger, ILogger<SessionExecutor> sessionLogger) : GrpcOpStreamServiceBase
 {
     /// <summary>Copy chunks a session may have staged and not yet on the device (8 MiB at the client's 1 MiB chunks).</summary>
     internal const int StagedCopies = 8;
@@ -54,7 +54,7 @@ internal sealed class DeviceSessionService(LeaseTable leases, BrokerOptions opti
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, lease.Ended);
         try
         {
-            var executor = new SessionExecutor(lease, options, new GrpcReplies(responseStream, linked.Token), "grpc");
+            var executor = new SessionExecutor(lease, options, new GrpcReplies(responseStream, linked.Token), "grpc", logger: sessionLogger);
             executor.Start(first.Seq);
 
             // Not disposed: a device thread may release a slot after the session has ended.

@@ -55,6 +55,9 @@ internal sealed class GrpcReplies : ISessionReplies
             case ReplyKind.MemInfo:
                 reply.MemInfo = new MemInfo { FreeBytes = value, TotalBytes = value2 };
                 break;
+            case ReplyKind.Global:
+                reply.Global = new ModuleGlobal { DevicePtr = value, Bytes = value2 };
+                break;
             default:
                 reply.Done = new Empty();
                 break;

@@ -128,6 +128,10 @@ internal static unsafe partial class CuApi
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int cuModuleGetFunction(out nint function, nint module, string name);
 
+    /// <summary>The device address and size of a module-scope variable; CUDA_ERROR_NOT_FOUND when the module has none of that name.</summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int cuModuleGetGlobal_v2(out ulong pointer, out nuint bytes, nint module, string name);
+
     /// <summary>Offset and size of a kernel parameter (CUDA 12.4 and later); CUDA_ERROR_INVALID_VALUE past the last one.</summary>
     [LibraryImport(Library)]
     public static partial int cuFuncGetParamInfo(nint function, nuint index, out nuint offset, out nuint size);
