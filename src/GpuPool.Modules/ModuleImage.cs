@@ -190,7 +190,7 @@ public sealed class ModuleImage
         }
         catch (PtxFormatException e)
         {
-            throw new ModuleImageException(ModuleImageError.InvalidImage, $"{where} is not PTX that can be read: {e.Message}", e);
+            throw new ModuleImageException(e.NotPtx ? ModuleImageError.InvalidImage : ModuleImageError.InvalidPtx, $"{where} is not PTX that can be read: {e.Message}", e);
         }
     }
 }

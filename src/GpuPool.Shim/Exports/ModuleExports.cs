@@ -171,7 +171,7 @@ internal static unsafe partial class Cuda
         {
             var sectionHeaders = *(ulong*)(image + 0x28);
             var length = sectionHeaders + ((ulong)*(ushort*)(image + 0x3A) * *(ushort*)(image + 0x3C));
-            return new ReadOnlySpan<byte>(image, CheckedLength((long)Math.Min(length, (ulong)long.MaxValue), "cubin (ELF)"));
+            return CopyOut(image, CheckedLength((long)Math.Min(length, (ulong)long.MaxValue), "cubin (ELF)"), "cubin (ELF)");
         }
 
         var magic = (uint)image[0] | ((uint)image[1] << 8) | ((uint)image[2] << 16) | ((uint)image[3] << 24);
@@ -201,7 +201,57 @@ internal static unsafe partial class Cuda
             throw new CudaException(CuResult.InvalidImage, $"the fat binary cannot be read: {ex.Message}");
         }
 
-        return new ReadOnlySpan<byte>(container, CheckedLength(length, "fat binary"));
+        return CopyOut(container, CheckedLength(length, "fat binary"), "fat binary");
+    }
+
+    /// <summary>
+    /// Copies an image whose length its own header gave, through process_vm_readv on this process: a header that
+    /// lies about the length then reads into unmapped memory as an error (EFAULT), not as a crash of the program.
+    /// </summary>
+    private static byte[] CopyOut(byte* source, int length, string what)
+    {
+        var copy = GC.AllocateUninitializedArray<byte>(length);
+        var readv = (delegate* unmanaged<int, IoVec*, nuint, IoVec*, nuint, nuint, nint>)Libc.Function("process_vm_readv");
+        if (readv is null)
+        {
+            new ReadOnlySpan<byte>(source, length).CopyTo(copy);
+            return copy;
+        }
+
+        fixed (byte* target = copy)
+        {
+            var local = new IoVec { Base = target, Length = (nuint)length };
+            var remote = new IoVec { Base = source, Length = (nuint)length };
+            var read = readv(Environment.ProcessId, &local, 1, &remote, 1, 0);
+            if (read < 0 && !Faulted())
+            {
+                // Refused for another reason (a seccomp profile without it): copy as the driver would.
+                new ReadOnlySpan<byte>(source, length).CopyTo(copy);
+                return copy;
+            }
+
+            if (read != length)
+            {
+                throw new CudaException(CuResult.InvalidImage, $"the {what}'s header says it is {length} bytes, but only {Math.Max(read, 0)} of them can be read at 0x{(nuint)source:x}: the header is wrong");
+            }
+        }
+
+        return copy;
+    }
+
+    /// <summary>errno is EFAULT: the range was not all mapped.</summary>
+    private static bool Faulted()
+    {
+        const int EFault = 14;
+        var errnoLocation = (delegate* unmanaged<int*>)Libc.Function("__errno_location");
+        return errnoLocation is not null && *errnoLocation() == EFault;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct IoVec
+    {
+        public byte* Base;
+        public nuint Length;
     }
 
     private static int CheckedLength(long length, string what)
@@ -244,7 +294,13 @@ internal static unsafe partial class Cuda
         }
         catch (ModuleImageException ex)
         {
-            throw new CudaException(ex.Error == ModuleImageError.NotSupported ? CuResult.NotSupported : CuResult.InvalidImage, $"the module image cannot be read: {ex.Message}");
+            var result = ex.Error switch
+            {
+                ModuleImageError.NotSupported => CuResult.NotSupported,
+                ModuleImageError.InvalidPtx => CuResult.InvalidPtx,
+                _ => CuResult.InvalidImage,
+            };
+            throw new CudaException(result, $"the module image cannot be read: {ex.Message}");
         }
         catch (PtxFormatException ex)
         {
@@ -255,7 +311,7 @@ internal static unsafe partial class Cuda
     internal static nint Load(Driver driver, Context ctx, ReadOnlySpan<byte> image)
     {
         var parsed = ReadImage(image);
-        var remote = driver.Wait(driver.Session.LoadModuleAsync(image.ToArray()), "cuModuleLoad");
+        var remote = driver.Wait(driver.Session.LoadModuleAsync(ImageForBroker(driver, parsed, image)), "cuModuleLoad");
         var module = new ModuleObject(ctx, remote, parsed, PtxVersion(parsed));
         module.Handle = driver.Modules.Add(module);
         lock (driver.Gate)
@@ -264,6 +320,28 @@ internal static unsafe partial class Cuda
         }
 
         return module.Handle;
+    }
+
+    /// <summary>
+    /// What the broker loads: the image as the program gave it, unless it is larger than one message (a library's fat
+    /// binary of many architectures: cuBLAS 11.8 has one of 23 MB). Then only the code the device uses goes, the first
+    /// that fits: the cubin for its architecture, else the PTX (the cpu backend: the PTX, which it runs, else the cubin,
+    /// whose kernels it finds but cannot run); the load fails only if none fits.
+    /// </summary>
+    private static byte[] ImageForBroker(Driver driver, ModuleImage parsed, ReadOnlySpan<byte> image)
+    {
+        const int Headroom = 1024;
+        var limit = driver.Session.Info.MaxMessageBytes > Headroom ? (long)driver.Session.Info.MaxMessageBytes - Headroom : long.MaxValue;
+        if (image.Length <= limit || parsed.Format != ModuleFormat.FatBinary)
+        {
+            return image.ToArray();
+        }
+
+        var arch = (driver.Device.ComputeMajor * 10) + driver.Device.ComputeMinor;
+        var ptx = (driver.Session.Info.Backend == "cpu" ? parsed.Ptx : parsed.PtxFor(arch)) is { } text ? Encoding.UTF8.GetBytes(text + "\0") : null;
+        var cubin = (driver.Session.Info.Backend == "cpu" ? parsed.Cubin : parsed.CubinFor(arch))?.ToArray();
+        byte[]?[] choices = driver.Session.Info.Backend == "cpu" ? [ptx, cubin] : [cubin, ptx];
+        return choices.FirstOrDefault(c => c is not null && c.Length <= limit) ?? image.ToArray();
     }
 
     /// <summary>cuFuncGetAttribute's PTX_VERSION: the PTX's .version (7.8 is 78), else the cubin's arch.</summary>

@@ -142,6 +142,8 @@ internal static unsafe partial class Cuda
         Add("cuKernelGetFunction", 12000);
         Add("cuKernelGetAttribute", 12000);
         Add("cuKernelGetName", 12030);
+        Add("cuProfilerStart", 4000);
+        Add("cuProfilerStop", 4000);
 
         // ---- The rest of the driver API nvcc-built programs reach for (contexts, pitched memory, host memory,
         // pointers, launches, host functions, memory pools, peers, and the calls with no meaning remotely).

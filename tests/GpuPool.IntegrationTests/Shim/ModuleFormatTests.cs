@@ -22,7 +22,8 @@ public sealed class ModuleFormatTests(PoolFixture pool, Nvcc nvcc) : IClassFixtu
 
         Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
         Assert.Matches(@"a second link input\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
-        Assert.Matches(@"a cubin\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
+        Assert.Matches(@"the cubin's kernel, at the next synchronize\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
+        Assert.Contains("cannot run kernel add_f32: its module carries SASS only, no PTX", run.Stderr, StringComparison.Ordinal);
         Assert.Matches(@"a fat binary whose header claims 1 TiB\s+CUDA_ERROR_INVALID_IMAGE\n", run.Stdout);
         Assert.Matches(@"a cubin whose section headers lie past its end\s+CUDA_ERROR_INVALID_IMAGE\n", run.Stdout);
         Assert.Contains("PASS module_formats: 0 wrong sums", run.Stdout, StringComparison.Ordinal);

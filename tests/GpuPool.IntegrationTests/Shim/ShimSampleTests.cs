@@ -50,11 +50,15 @@ public sealed class ShimSampleTests(PoolFixture pool) : IClassFixture<PoolFixtur
         var run = await GpuPoolRun.RunProgramAsync(pool, _configDir, "unsupported_module");
 
         Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
-        Assert.Matches(@"a cubin \(ELF\) image\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
+        Assert.Matches(@"a cubin \(ELF\) header with nothing behind it\s+CUDA_ERROR_INVALID_IMAGE\n", run.Stdout);
+        Assert.Matches(@"a fat binary with no entries \(no code at all\)\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
         Assert.Matches(@"bytes that are not a module\s+CUDA_ERROR_INVALID_IMAGE\n", run.Stdout);
         Assert.Matches(@"PTX with a kernel outside the built-in library\s+CUDA_SUCCESS\n", run.Stdout);
         Assert.Matches(@"its launch, at the next synchronize\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
         Assert.Contains("PASS unsupported_module:", run.Stdout, StringComparison.Ordinal);
+
+        // The program reports only the code; the broker's sentence is said once even without --verbose.
+        Assert.Single(run.Stderr.Split('\n'), line => line.Contains("cannot run kernel my_custom_kernel yet", StringComparison.Ordinal));
     }
 
     [Fact]

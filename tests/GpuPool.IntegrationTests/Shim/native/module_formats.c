@@ -1,14 +1,14 @@
 /*
  * module_formats: the built-in kernels as nvcc builds them, loaded every way a program can: a fat binary through
  * cuModuleLoadData, cuModuleLoadFatBinary and the CUDA 12 library API, PTX through a run-time link of one
- * input, and a cubin (which a backend without SASS refuses). Each loaded module runs add_f32 and the sums are
+ * input, and a cubin (which loads everywhere, and runs where the backend runs SASS). Each module runs add_f32 and the sums are
  * checked; then broken images (a fat binary whose header lies, a cubin whose section headers lie past its end)
  * and a second link input are refused with the driver's results. The cpu backend runs a fat binary's PTX.
  *
  *   module_formats kernels.fatbin kernels.cubin kernels.ptx [cubin-result]
  *
- * cubin-result: what loading the cubin must give, as a number (801, CUDA_ERROR_NOT_SUPPORTED, on a backend
- * without SASS; 0 on a GPU).
+ * cubin-result: what running the cubin's add_f32 must give at the next synchronize, as a number (801,
+ * CUDA_ERROR_NOT_SUPPORTED, on a backend without SASS; 0 on a GPU).
  */
 #define _POSIX_C_SOURCE 200809L
 #define SAMPLE_NAME "module_formats"
@@ -120,13 +120,18 @@ int main(int argc, char **argv)
     CHECK(cuModuleUnload(from_link));
 
     CUmodule from_cubin;
-    CUresult got = cuModuleLoadData(&from_cubin, cubin);
-    ok &= expect_result("a cubin", got, cubin_result);
-    if (got == CUDA_SUCCESS) {
-        CHECK(cuModuleGetFunction(&add, from_cubin, "add_f32"));
-        wrong += run_add(add);
-        CHECK(cuModuleUnload(from_cubin));
+    CHECK(cuModuleLoadData(&from_cubin, cubin));
+    CHECK(cuModuleGetFunction(&add, from_cubin, "add_f32"));
+    {
+        CUdeviceptr d;
+        CHECK(cuMemAlloc(&d, 4 * sizeof(float)));
+        unsigned long long count = 4;
+        void *params[] = { &count, &d, &d, &d };
+        CHECK(cuLaunchKernel(add, 1, 1, 1, 32, 1, 1, 0, NULL, params, NULL));
+        ok &= expect_result("the cubin's kernel, at the next synchronize", cuCtxSynchronize(), cubin_result);
+        CHECK(cuMemFree(d));
     }
+    CHECK(cuModuleUnload(from_cubin));
 
     char *lying = malloc(fatbin_size);
     memcpy(lying, fatbin, fatbin_size);
