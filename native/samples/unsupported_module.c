@@ -1,6 +1,6 @@
 /*
- * unsupported_module: what the pool cannot run is refused with clear errors, not crashes. A cubin (ELF) image and a fat
- * binary get CUDA_ERROR_NOT_SUPPORTED; bytes that are not a module at all CUDA_ERROR_INVALID_IMAGE; broken PTX
+ * unsupported_module: what the pool cannot run is refused with clear errors, not crashes. An ELF header with no cubin
+ * behind it CUDA_ERROR_INVALID_IMAGE; a fat binary with no code in it CUDA_ERROR_NOT_SUPPORTED; bytes that are not a module at all CUDA_ERROR_INVALID_IMAGE; broken PTX
  * CUDA_ERROR_INVALID_PTX; a missing file CUDA_ERROR_FILE_NOT_FOUND. PTX with a kernel outside the built-in library
  * loads and its kernel is found (a program that loads all its modules at start gets on), but the cpu backend does not
  * run that kernel yet: its launch is reported as CUDA_ERROR_NOT_SUPPORTED at the next synchronize. The built-in module
@@ -39,8 +39,8 @@ int main(int argc, char **argv)
     static const unsigned char cubin[64] = { 0x7F, 'E', 'L', 'F', 2, 1, 1, 0x33 };
     static const unsigned char fatbin[64] = { 0x50, 0xED, 0x55, 0xBA, 1, 0, 0x10, 0 };
     printf("modules the pool cannot load:\n");
-    ok &= expect_result("a cubin (ELF) image", cuModuleLoadData(&module, cubin), CUDA_ERROR_NOT_SUPPORTED);
-    ok &= expect_result("a fat binary", cuModuleLoadData(&module, fatbin), CUDA_ERROR_NOT_SUPPORTED);
+    ok &= expect_result("a cubin (ELF) header with nothing behind it", cuModuleLoadData(&module, cubin), CUDA_ERROR_INVALID_IMAGE);
+    ok &= expect_result("a fat binary with no entries (no code at all)", cuModuleLoadData(&module, fatbin), CUDA_ERROR_NOT_SUPPORTED);
     ok &= expect_result("bytes that are not a module", cuModuleLoadData(&module, "just some text, not PTX"), CUDA_ERROR_INVALID_IMAGE);
     ok &= expect_result("PTX cut off in a parameter list", cuModuleLoadData(&module, broken_ptx), CUDA_ERROR_INVALID_PTX);
     ok &= expect_result("a module file that does not exist", cuModuleLoad(&module, "/nonexistent/kernels.ptx"), CUDA_ERROR_FILE_NOT_FOUND);

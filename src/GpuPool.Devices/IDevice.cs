@@ -30,6 +30,9 @@ public interface IDevice
 
     int MultiprocessorCount { get; }
 
+    /// <summary>The CUDA driver's version as cuDriverGetVersion gives it (12080 for 12.8); 0 where no driver runs the device.</summary>
+    int DriverVersion { get; }
+
     /// <summary>Device attributes by CUDA attribute id (CU_DEVICE_ATTRIBUTE_*), served to clients from a cache.</summary>
     IReadOnlyDictionary<int, long> Attributes { get; }
 

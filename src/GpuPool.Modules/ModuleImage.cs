@@ -58,7 +58,7 @@ public sealed class ModuleImage
     /// </summary>
     public IReadOnlyDictionary<string, KernelSignature> Kernels { get; }
 
-    /// <summary>The module-scope variables by name, from <see cref="Cubin"/>; none yet for PTX-only images.</summary>
+    /// <summary>The module-scope variables by name: from <see cref="Cubin"/> when there is one, otherwise from <see cref="Ptx"/>.</summary>
     public IReadOnlyDictionary<string, ModuleVariable> Variables { get; }
 
     /// <summary>
@@ -103,7 +103,7 @@ public sealed class ModuleImage
         if (PtxModule.Classify(image) == ImageKind.Ptx)
         {
             var ptx = PtxText(image);
-            return new ModuleImage(ModuleFormat.Ptx, [], ptx, null, 0, ParsePtx(ptx, "the PTX image").Entries, NoVariables);
+            return new ModuleImage(ModuleFormat.Ptx, [], ptx, null, 0, ParsePtx(ptx, "the PTX image").Entries, PtxVariablesOf(ptx));
         }
 
         var head = Convert.ToHexString(image[..Math.Min(image.Length, 4)]);
@@ -127,7 +127,7 @@ public sealed class ModuleImage
 
         if (elfEntry is null)
         {
-            return new ModuleImage(ModuleFormat.FatBinary, entries, ptx, null, 0, ptxKernels ?? new Dictionary<string, KernelSignature>(), NoVariables);
+            return new ModuleImage(ModuleFormat.FatBinary, entries, ptx, null, 0, ptxKernels ?? new Dictionary<string, KernelSignature>(), ptx is null ? NoVariables : PtxVariablesOf(ptx));
         }
 
         Cubin cubin;
@@ -142,6 +142,9 @@ public sealed class ModuleImage
 
         return new ModuleImage(ModuleFormat.FatBinary, entries, ptx, elfEntry.Payload, elfEntry.SmArch, WithPtxNames(cubin.Kernels, ptxKernels), cubin.Variables);
     }
+
+    private static Dictionary<string, ModuleVariable> PtxVariablesOf(string ptx)
+        => PtxVariables.Parse(ptx).ToDictionary(v => v.Name, StringComparer.Ordinal);
 
     /// <summary>The cubin's layouts, each replaced by the PTX's where the two agree, for its names and declared alignments.</summary>
     private static Dictionary<string, KernelSignature> WithPtxNames(IReadOnlyDictionary<string, KernelSignature> cubin, IReadOnlyDictionary<string, KernelSignature>? ptx)
@@ -187,7 +190,7 @@ public sealed class ModuleImage
         }
         catch (PtxFormatException e)
         {
-            throw new ModuleImageException(ModuleImageError.InvalidImage, $"{where} is not PTX that can be read: {e.Message}", e);
+            throw new ModuleImageException(e.NotPtx ? ModuleImageError.InvalidImage : ModuleImageError.InvalidPtx, $"{where} is not PTX that can be read: {e.Message}", e);
         }
     }
 }

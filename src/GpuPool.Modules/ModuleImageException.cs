@@ -6,6 +6,9 @@ public enum ModuleImageError
     /// <summary>The image is malformed: a size, offset or index in it is wrong (cuModuleLoadData's CUDA_ERROR_INVALID_IMAGE).</summary>
     InvalidImage,
 
+    /// <summary>PTX text (an image, or a fat binary's entry) whose entry points cannot be read (CUDA_ERROR_INVALID_PTX).</summary>
+    InvalidPtx,
+
     /// <summary>The image may be fine, but uses something this reader does not handle: zstd compression, a newer container version, a 32-bit ELF.</summary>
     NotSupported,
 }

@@ -20,6 +20,7 @@ public sealed class CudaBackendOnMockTests
 
         Assert.Equal("cuda", MockDriver.Backend.Name);
         Assert.Equal("12.4", MockDriver.Backend.DriverVersion);
+        Assert.Equal(12040, device.DriverVersion);
         Assert.Equal("", MockDriver.Backend.TelemetryNote);
         Assert.Equal("GpuPool Mock GPU", device.Name);
         Assert.Equal("GPU-8b1a3c4d-5e6f-7081-92a3-b4c5d6e7f809", device.Uuid);

@@ -108,6 +108,7 @@ public sealed class SessionAuthenticationTests(PoolFixture pool) : IClassFixture
 
         Assert.Equal(lease.Id, session.Info.LeaseId);
         Assert.Equal("cpu", session.Info.Backend);
+        Assert.Equal(0, session.Info.DriverVersion);
         Assert.Equal(32UL << 20, session.Info.MemoryLimitBytes);
         Assert.Equal(250U, session.Info.ComputeShare);
         Assert.Equal(pool.Device.Uuid, session.Info.Uuid);

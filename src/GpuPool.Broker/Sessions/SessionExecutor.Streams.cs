@@ -49,7 +49,25 @@ internal sealed partial class SessionExecutor
         DoneOrSticky(seq);
     }
 
-    public ValueTask EventQuery(ulong seq, in EventQueryOp op) => Answer(seq, ReplyKind.Ready, _context.QueryEvent(op.Event) ? 1UL : 0);
+    /// <summary>
+    /// Not ready, or ready; a completed event reports an earlier fire-and-forget op's failure as a synchronize would
+    /// (cuEventQuery and cuStreamQuery return it), so a program that polls instead of synchronizing still learns of it.
+    /// </summary>
+    public ValueTask EventQuery(ulong seq, in EventQueryOp op)
+    {
+        if (!_context.QueryEvent(op.Event))
+        {
+            return Answer(seq, ReplyKind.Ready, 0);
+        }
+
+        if (_context.TakeError() is { } sticky)
+        {
+            _replies.Error(seq, OpErrors.Sticky(sticky));
+            return default;
+        }
+
+        return Answer(seq, ReplyKind.Ready, 1);
+    }
 
     public ValueTask EventElapsedTime(ulong seq, in EventElapsedTimeOp op)
         => Answer(seq, ReplyKind.ElapsedMs, BitConverter.SingleToUInt32Bits(_context.EventElapsedMilliseconds(op.Start, op.End)));

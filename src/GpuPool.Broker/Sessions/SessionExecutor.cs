@@ -109,6 +109,7 @@ internal sealed partial class SessionExecutor
             Transport = _transport,
             FastPathSession = _fastPathSession,
             MaxDataConnections = (uint)_maxDataConnections,
+            DriverVersion = device.DriverVersion,
         };
         foreach (var (id, value) in device.Attributes)
         {

@@ -5,6 +5,7 @@ using GpuPool.Client.Transport;
 using GpuPool.Client.Transport.FastPath;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.Ops;
+using GpuPool.Protocol.Transport;
 using GpuPool.Protocol.V1;
 
 namespace GpuPool.Client;
@@ -291,7 +292,7 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
     public async Task<KernelFunction> GetFunctionAsync(DeviceModule module, string name, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(name);
-        var reply = await CallAsync(new ModuleGetFunctionOp(module.Id), System.Text.Encoding.UTF8.GetBytes(name), cancellationToken).ConfigureAwait(false);
+        var reply = await CallAsync(new ModuleGetFunctionOp(module.Id), SymbolBytes(name, "kernel"), cancellationToken).ConfigureAwait(false);
         return new(reply.Value, name);
     }
 
@@ -303,8 +304,17 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
     public async Task<DeviceGlobal> GetGlobalAsync(DeviceModule module, string name, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(name);
-        var reply = await CallAsync(new ModuleGetGlobalOp(module.Id), System.Text.Encoding.UTF8.GetBytes(name), cancellationToken).ConfigureAwait(false);
+        var reply = await CallAsync(new ModuleGetGlobalOp(module.Id), SymbolBytes(name, "variable"), cancellationToken).ConfigureAwait(false);
         return new(new DevicePtr(reply.Value), reply.Value2, name);
+    }
+
+    /// <summary>A name to look up, refused here when longer than any broker takes (the broker would end the session).</summary>
+    private static byte[] SymbolBytes(string name, string what)
+    {
+        var bytes = System.Text.Encoding.UTF8.GetBytes(name);
+        return bytes.Length <= FrameCodec.MaxSymbolBytes
+            ? bytes
+            : throw new GpuPoolException(ErrorCode.InvalidArgument, $"a {what} name of {bytes.Length} bytes is longer than the {FrameCodec.MaxSymbolBytes} bytes a lookup carries");
     }
 
     /// <summary>Launches a kernel, fire-and-forget. <paramref name="args"/> may be changed or reused once the returned task completes.</summary>

@@ -1,32 +1,32 @@
-using System.Text;
 using GpuPool.Modules;
 using GpuPool.Modules.Ptx;
 
 namespace GpuPool.Devices.Contexts;
 
 /// <summary>
-/// The one place a module load learns the image's module-scope variables, which every backend then places: PTX's from
-/// its text (<see cref="PtxVariables"/>); a cubin's or fat binary's none yet (their symbol tables are read elsewhere in
-/// GpuPool.Modules and come here with its module image reader).
+/// The one place a module load learns the image's module-scope variables, which every backend then places: from the
+/// image as GpuPool.Modules reads it (a cubin's symbol table, a fat binary's cubin, else the PTX's declarations).
 /// </summary>
 internal static class ModuleVariables
 {
-    public static IReadOnlyList<ModuleVariable> Of(ReadOnlySpan<byte> image)
-    {
-        // Drivers take PTX as a NUL-terminated string; clients often send the NUL.
-        var trimmed = image.TrimEnd((byte)0);
-        if (PtxModule.Classify(trimmed) != ImageKind.Ptx)
-        {
-            return [];
-        }
+    public static IReadOnlyList<ModuleVariable> Of(ReadOnlySpan<byte> image) => [.. Read(image).Variables.Values];
 
+    /// <summary>An image as the device layer judges it: malformed is InvalidArgument, what cannot be had NotSupported.</summary>
+    public static ModuleImage Read(ReadOnlySpan<byte> image)
+    {
         try
         {
-            return PtxVariables.Parse(Encoding.UTF8.GetString(trimmed));
+            return ModuleImage.Read(image);
+        }
+        catch (ModuleImageException ex)
+        {
+            throw new DeviceException(ex.Error == ModuleImageError.NotSupported ? DeviceErrorCode.NotSupported : DeviceErrorCode.InvalidArgument, $"the module image cannot be read: {ex.Message}", ex);
         }
         catch (PtxFormatException ex)
         {
-            throw new DeviceException(DeviceErrorCode.NotSupported, $"the module cannot be loaded: {ex.Message}", ex);
+            throw ex.NotPtx
+                ? new DeviceException(DeviceErrorCode.InvalidArgument, "the module image is neither PTX (text with .version and .target directives) nor a cubin or fat binary", ex)
+                : new DeviceException(DeviceErrorCode.NotSupported, $"the module cannot be loaded: {ex.Message}", ex);
         }
     }
 

@@ -51,6 +51,8 @@ public sealed class CpuDevice : IDevice
 
     public int MultiprocessorCount { get; }
 
+    public int DriverVersion => 0;
+
     public IReadOnlyDictionary<int, long> Attributes { get; }
 
     public int ContextCount => _leases.Count;

@@ -17,30 +17,20 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
 {
     public IKernelModule LoadBuiltinModule() => new CpuModule(null, AllBuiltin: true);
 
+    /// <summary>
+    /// A PTX image, or a fat binary's PTX entry. A cubin, or a fat binary of SASS only, loads too (the CUDA runtime loads
+    /// every module a program and its libraries carry at start), but none of its kernels runs: the cpu backend has no use
+    /// for SASS. A fat binary with no code at all is refused.
+    /// </summary>
     public IKernelModule LoadModule(ReadOnlySpan<byte> image)
     {
-        var trimmed = image.TrimEnd((byte)0);
-        switch (PtxModule.Classify(trimmed))
+        var module = ModuleVariables.Read(image);
+        if (module.Ptx is null && module.Cubin is null)
         {
-            case ImageKind.Cubin:
-                throw new DeviceException(DeviceErrorCode.NotSupported, "the cpu backend cannot load a cubin (ELF) module yet: it loads PTX; load the kernels' PTX instead");
-            case ImageKind.FatBinary:
-                throw new DeviceException(DeviceErrorCode.NotSupported, "the cpu backend cannot load a fat binary yet: it loads PTX; load the kernels' PTX instead");
+            throw new DeviceException(DeviceErrorCode.NotSupported, "the fat binary holds no code: neither PTX nor a cubin");
         }
 
-        PtxModule ptx;
-        try
-        {
-            ptx = PtxModule.Parse(Encoding.UTF8.GetString(trimmed));
-        }
-        catch (PtxFormatException ex)
-        {
-            throw new DeviceException(DeviceErrorCode.InvalidArgument, ex.NotPtx
-                ? "the module image is neither PTX (text with .version and .target directives) nor a cubin or fat binary"
-                : $"the module's PTX cannot be read: {ex.Message}");
-        }
-
-        return new CpuModule(ptx.Entries, ptx.Entries.Keys.All(BuiltinKernels.All.ContainsKey));
+        return new CpuModule(module.Kernels, module.Ptx is not null && module.Kernels.Keys.All(BuiltinKernels.All.ContainsKey), SassOnly: module.Ptx is null);
     }
 
     /// <summary>Each variable in host memory of its own, aligned as it asks and initialized from its initializer.</summary>
@@ -98,7 +88,9 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
 
         // A kernel of the program's own: found, so the program can go on, but not run. A kernel named like a built-in one
         // in such a module is the program's own code too, which may do something else.
-        var reason = BuiltinKernels.All.ContainsKey(name)
+        var reason = m.SassOnly
+            ? $"the cpu backend cannot run kernel {name}: its module carries SASS only, no PTX (build it with PTX too: nvcc -gencode arch=compute_XX,code=compute_XX)"
+            : BuiltinKernels.All.ContainsKey(name)
             ? $"the cpu backend cannot run kernel {name} of module {moduleId} yet: it runs GpuPool's built-in kernels only from a module whose kernels are all built-in, and this module has others (a PTX engine is coming)"
             : $"the cpu backend cannot run kernel {name} yet: it runs only GpuPool's built-in kernels (a PTX engine is coming)";
         return new UnrunnableFunction(moduleId, name, signature.ToString(), reason);
@@ -124,7 +116,7 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     }
 
     /// <summary>A module: its PTX entries (null: the whole built-in library), and whether they are all built-in kernels (then they run).</summary>
-    private sealed record CpuModule(IReadOnlyDictionary<string, KernelSignature>? Entries, bool AllBuiltin) : IKernelModule
+    private sealed record CpuModule(IReadOnlyDictionary<string, KernelSignature>? Entries, bool AllBuiltin, bool SassOnly = false) : IKernelModule
     {
         /// <summary>Nothing of a cpu module is the backend's but its variables' memory, which the context hands back to free.</summary>
         public bool NeedsUnload => false;

@@ -15,7 +15,8 @@ public sealed unsafe class CudaDevice : IDevice
     /// <summary>CU_DEVICE_ATTRIBUTE_* ids served to clients from the session cache (those of the shim's header).</summary>
     private static readonly int[] AttributeIds =
     [
-        .. Enumerable.Range(1, 20), .. Enumerable.Range(30, 12), 50, 51, 75, 76, .. Enumerable.Range(78, 13), 95, 97, 99, 102, 106, 108, 109, 111, 115,
+        // Every id up to the shim's range: the program sees the device's own values, compute capability included.
+        .. Enumerable.Range(1, 140),
     ];
 
     private readonly DeviceLeases _leases;
@@ -35,6 +36,8 @@ public sealed unsafe class CudaDevice : IDevice
         PhysicalMemory = total;
         MemoryTotal = total > options.ReservedBytesPerDevice ? total - options.ReservedBytesPerDevice : 0;
         Uuid = ReadUuid(ordinal);
+        CudaErrors.Check(CuApi.cuDriverGetVersion(out var driverVersion), "cuDriverGetVersion");
+        DriverVersion = driverVersion;
 
         var attributes = new Dictionary<int, long>();
         foreach (var id in AttributeIds)
@@ -72,6 +75,8 @@ public sealed unsafe class CudaDevice : IDevice
     public ulong MemoryReserved => _leases.MemoryReserved;
 
     public int MultiprocessorCount { get; }
+
+    public int DriverVersion { get; }
 
     public IReadOnlyDictionary<int, long> Attributes { get; }
 

@@ -94,11 +94,17 @@ public static class FrameCodec
     {
         FrameType.MemcpyHtoD or FrameType.Data or FrameType.ModuleLoad or FrameType.StripeChunk => maxPayload,
         FrameType.Hello or FrameType.HelloVersion1 or FrameType.Join => 16 * 1024,
-        FrameType.ModuleGetFunction or FrameType.ModuleGetGlobal => 1024,
+        FrameType.ModuleGetFunction or FrameType.ModuleGetGlobal => MaxSymbolBytes,
         FrameType.Launch => 4096,
         FrameType.Error or FrameType.SessionInfo or FrameType.Notice => 64 * 1024,
         _ => 0,
     };
+
+    /// <summary>
+    /// The longest kernel or variable name (UTF-8) a lookup carries: C++ template kernels have mangled names of
+    /// several KiB (cuBLAS 11.8's reach 2 KiB).
+    /// </summary>
+    public const int MaxSymbolBytes = 16 * 1024;
 
     /// <summary>
     /// Decodes one frame from <paramref name="reader"/>. On <see cref="DecodeStatus.Frame"/> the reader has

@@ -185,7 +185,7 @@ internal static unsafe partial class Cuda
         public void* Cig;
     }
 
-    private static CuResult CreateContext(string call, nint* context, uint flags, int device)
+    internal static CuResult CreateContext(string call, nint* context, uint flags, int device)
     {
         try
         {

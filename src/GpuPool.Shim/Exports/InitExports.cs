@@ -64,18 +64,9 @@ internal static unsafe partial class Cuda
         }
     }
 
-    /// <summary>NVIDIA's private tables (the CUDA runtime asks for them): the shim has none to give.</summary>
+    /// <summary>NVIDIA's private tables, which the CUDA runtime asks for before anything else (Runtime/ExportTables).</summary>
     [UnmanagedCallersOnly(EntryPoint = "cuGetExportTable")]
-    internal static CuResult GetExportTable(void** table, void* tableId)
-    {
-        if (table is not null)
-        {
-            *table = null;
-        }
-
-        ShimLog.Once("cuGetExportTable", "cuGetExportTable: the CUDA runtime's private tables are not served; programs built on the runtime API (cudart) are not supported, only driver API programs");
-        return CuResult.NotSupported;
-    }
+    internal static CuResult GetExportTable(void** table, byte* tableId) => Runtime.ExportTables.Get(table, tableId);
 
     // ---- Argument checks shared by the exports ----
 

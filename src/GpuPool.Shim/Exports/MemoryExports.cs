@@ -86,7 +86,8 @@ internal static unsafe partial class Cuda
             _ = Driver.Current();
             if (pointer == 0)
             {
-                throw new CudaException(CuResult.InvalidValue, "the pointer is null");
+                // free(NULL) semantics, as NVIDIA's driver has (cuBLAS frees a null pointer at its initialization).
+                return CuResult.Success;
             }
 
             if (driver.Allocations.Find(pointer) is { Module: not null } variable && variable.Base == pointer)
@@ -196,6 +197,11 @@ internal static unsafe partial class Cuda
         try
         {
             var driver = Driver.Instance;
+            if (pointer is null)
+            {
+                return CuResult.Success;    // free(NULL), as the driver's
+            }
+
             if (driver.HostMemory.Remove((nuint)pointer, registered: false) is null)
             {
                 throw new CudaException(CuResult.InvalidValue, $"0x{(ulong)pointer:x} was not allocated with cuMemAllocHost or cuMemHostAlloc (or was freed already)");

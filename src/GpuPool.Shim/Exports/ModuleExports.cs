@@ -1,15 +1,17 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using GpuPool.Shim.Internal;
+using GpuPool.Modules;
+using GpuPool.Modules.Fatbin;
 using GpuPool.Modules.Ptx;
 
 namespace GpuPool.Shim.Exports;
 
 /// <summary>
-/// Modules: PTX text, parsed here for its kernels' parameter lists (cuLaunchKernel needs their sizes) and
-/// loaded on the broker, whose backend decides whether it can run it. A cubin or fat binary has no parameter
-/// lists the shim can read, so it is refused with CUDA_ERROR_NOT_SUPPORTED; bytes that are none of these are
-/// CUDA_ERROR_INVALID_IMAGE.
+/// Modules: PTX text, cubins and fat binaries, read here (GpuPool.Modules) for their kernels' parameter layouts
+/// (cuLaunchKernel's kernelParams carry no sizes) and variables, and loaded on the broker as the program gave them:
+/// its backend picks what it runs (the cuda backend's driver the SASS or the PTX, the cpu backend the PTX). Bytes
+/// that are none of these, or a malformed one, are CUDA_ERROR_INVALID_IMAGE.
 /// </summary>
 internal static unsafe partial class Cuda
 {
@@ -28,28 +30,30 @@ internal static unsafe partial class Cuda
             NotNull(fileName, "fname");
             var driver = Driver.Instance;
             var ctx = Driver.Current();
-            var path = Utf8.Read(fileName);
-            byte[] image;
-            try
-            {
-                image = File.ReadAllBytes(path);
-            }
-            catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
-            {
-                throw new CudaException(CuResult.FileNotFound, $"no module file {path}");
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                throw new CudaException(CuResult.OperatingSystem, $"cannot read {path}: {ex.Message}");
-            }
-
-            var end = Array.IndexOf(image, (byte)0);
-            *module = Load(driver, ctx, end >= 0 ? image.AsSpan(0, end) : image);
+            var image = ReadModuleFile(Utf8.Read(fileName));
+            *module = Load(driver, ctx, ModuleText(image));
             return CuResult.Success;
         }
         catch (Exception ex)
         {
             return Errors.Report("cuModuleLoad", ex);
+        }
+    }
+
+    /// <summary>A fat binary (or the runtime's wrapper of one) by pointer; its length comes from its header.</summary>
+    [UnmanagedCallersOnly(EntryPoint = "cuModuleLoadFatBinary")]
+    internal static CuResult ModuleLoadFatBinary(nint* module, byte* fatCubin)
+    {
+        try
+        {
+            NotNull(module, "module");
+            NotNull(fatCubin, "fatCubin");
+            *module = LoadFatBinaryAt(fatCubin, "cuModuleLoadFatBinary's image");
+            return CuResult.Success;
+        }
+        catch (Exception ex)
+        {
+            return Errors.Report("cuModuleLoadFatBinary", ex);
         }
     }
 
@@ -150,49 +154,165 @@ internal static unsafe partial class Cuda
         }
     }
 
+    private const uint FatBinaryMagic = 0xBA55ED50;
+    private const uint FatBinaryWrapperMagic = 0x466243B1;
+
+    /// <summary>The biggest image the shim takes by pointer: a length read from an image's header beyond it is a lie.</summary>
+    private const long MaxImageBytes = 1L << 30;
+
     /// <summary>
-    /// The bytes of an in-memory image: a cubin or fat binary is recognized by its first bytes (read one at a
-    /// time, so a short text is never overrun), anything else is taken as NUL-terminated text.
+    /// The bytes of an image the program gave only a pointer to. A cubin's length is where its section headers end,
+    /// a fat binary's is in its header (a runtime wrapper points at one), and anything else is NUL-terminated text.
+    /// Headers are read a field at a time, so a short text is never overrun.
     /// </summary>
-    private static ReadOnlySpan<byte> ImageBytes(byte* image)
+    internal static ReadOnlySpan<byte> ImageBytes(byte* image)
     {
         if (image[0] == 0x7F && image[1] == (byte)'E' && image[2] == (byte)'L' && image[3] == (byte)'F')
         {
-            return new ReadOnlySpan<byte>(image, 4);
+            var sectionHeaders = *(ulong*)(image + 0x28);
+            var length = sectionHeaders + ((ulong)*(ushort*)(image + 0x3A) * *(ushort*)(image + 0x3C));
+            return CopyOut(image, CheckedLength((long)Math.Min(length, (ulong)long.MaxValue), "cubin (ELF)"), "cubin (ELF)");
         }
 
-        if ((image[0] == 0xB1 && image[1] == 0x43 && image[2] == 0x62 && image[3] == 0x46) || (image[0] == 0x50 && image[1] == 0xED && image[2] == 0x55 && image[3] == 0xBA))
+        var magic = (uint)image[0] | ((uint)image[1] << 8) | ((uint)image[2] << 16) | ((uint)image[3] << 24);
+        if (magic == FatBinaryWrapperMagic)
         {
-            return new ReadOnlySpan<byte>(image, 4);
+            var data = *(byte**)(image + 8);
+            if (data is null)
+            {
+                throw new CudaException(CuResult.InvalidImage, "the fat binary wrapper has no data");
+            }
+
+            return FatBinaryAt(data);
         }
 
-        return MemoryMarshal.CreateReadOnlySpanFromNullTerminated(image);
+        return magic == FatBinaryMagic ? FatBinaryAt(image) : MemoryMarshal.CreateReadOnlySpanFromNullTerminated(image);
     }
 
-    private static nint Load(Driver driver, Context ctx, ReadOnlySpan<byte> image)
+    private static ReadOnlySpan<byte> FatBinaryAt(byte* container)
     {
-        switch (PtxModule.Classify(image))
-        {
-            case ImageKind.Cubin:
-                throw new CudaException(CuResult.NotSupported, "the image is a cubin (ELF): the shim reads kernel parameter lists from PTX only; load the kernels' PTX instead");
-            case ImageKind.FatBinary:
-                throw new CudaException(CuResult.NotSupported, "the image is a fat binary: the shim reads kernel parameter lists from PTX only; load the kernels' PTX instead");
-            case ImageKind.Unknown:
-                throw new CudaException(CuResult.InvalidImage, "the image is neither PTX text nor a cubin or fat binary");
-        }
-
-        PtxModule ptx;
+        long length;
         try
         {
-            ptx = PtxModule.Parse(Encoding.UTF8.GetString(image));
+            length = FatBinary.SizeFromHeader(new ReadOnlySpan<byte>(container, FatBinary.HeaderBytes));
+        }
+        catch (ModuleImageException ex)
+        {
+            throw new CudaException(CuResult.InvalidImage, $"the fat binary cannot be read: {ex.Message}");
+        }
+
+        return CopyOut(container, CheckedLength(length, "fat binary"), "fat binary");
+    }
+
+    /// <summary>
+    /// Copies an image whose length its own header gave, through process_vm_readv on this process: a header that
+    /// lies about the length then reads into unmapped memory as an error (EFAULT), not as a crash of the program.
+    /// </summary>
+    private static byte[] CopyOut(byte* source, int length, string what)
+    {
+        var copy = GC.AllocateUninitializedArray<byte>(length);
+        var readv = (delegate* unmanaged<int, IoVec*, nuint, IoVec*, nuint, nuint, nint>)Libc.Function("process_vm_readv");
+        if (readv is null)
+        {
+            new ReadOnlySpan<byte>(source, length).CopyTo(copy);
+            return copy;
+        }
+
+        fixed (byte* target = copy)
+        {
+            var local = new IoVec { Base = target, Length = (nuint)length };
+            var remote = new IoVec { Base = source, Length = (nuint)length };
+            var read = readv(Environment.ProcessId, &local, 1, &remote, 1, 0);
+            if (read < 0 && !Faulted())
+            {
+                // Refused for another reason (a seccomp profile without it): copy as the driver would.
+                new ReadOnlySpan<byte>(source, length).CopyTo(copy);
+                return copy;
+            }
+
+            if (read != length)
+            {
+                throw new CudaException(CuResult.InvalidImage, $"the {what}'s header says it is {length} bytes, but only {Math.Max(read, 0)} of them can be read at 0x{(nuint)source:x}: the header is wrong");
+            }
+        }
+
+        return copy;
+    }
+
+    /// <summary>errno is EFAULT: the range was not all mapped.</summary>
+    private static bool Faulted()
+    {
+        const int EFault = 14;
+        var errnoLocation = (delegate* unmanaged<int*>)Libc.Function("__errno_location");
+        return errnoLocation is not null && *errnoLocation() == EFault;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct IoVec
+    {
+        public byte* Base;
+        public nuint Length;
+    }
+
+    private static int CheckedLength(long length, string what)
+        => length is > 0 and <= MaxImageBytes
+            ? (int)length
+            : throw new CudaException(CuResult.InvalidImage, $"the {what}'s header gives a length of {length} bytes");
+
+    /// <summary>A module file: a cubin or fat binary as it is, text up to its first NUL.</summary>
+    private static ReadOnlySpan<byte> ModuleText(byte[] image)
+    {
+        if (PtxModule.Classify(image) is ImageKind.Cubin or ImageKind.FatBinary)
+        {
+            return image;
+        }
+
+        var end = Array.IndexOf(image, (byte)0);
+        return end >= 0 ? image.AsSpan(0, end) : image;
+    }
+
+    /// <summary>A fat binary container the runtime has only a pointer to (its private table's module functions, cuModuleLoadFatBinary).</summary>
+    internal static nint LoadFatBinaryAt(byte* container, string what)
+    {
+        var driver = Driver.Instance;
+        var ctx = Driver.Current();
+        var magic = *(uint*)container;
+        if (magic != FatBinaryMagic && magic != FatBinaryWrapperMagic)
+        {
+            throw new CudaException(CuResult.InvalidImage, $"{what} starts with 0x{magic:x8}, which is neither a fat binary (0x{FatBinaryMagic:x8}) nor its wrapper (0x{FatBinaryWrapperMagic:x8})");
+        }
+
+        return Load(driver, ctx, ImageBytes(container));
+    }
+
+    /// <summary>Reads an image as the driver would judge it: malformed is INVALID_IMAGE, PTX that does not parse INVALID_PTX.</summary>
+    internal static ModuleImage ReadImage(ReadOnlySpan<byte> image)
+    {
+        try
+        {
+            return ModuleImage.Read(image);
+        }
+        catch (ModuleImageException ex)
+        {
+            var result = ex.Error switch
+            {
+                ModuleImageError.NotSupported => CuResult.NotSupported,
+                ModuleImageError.InvalidPtx => CuResult.InvalidPtx,
+                _ => CuResult.InvalidImage,
+            };
+            throw new CudaException(result, $"the module image cannot be read: {ex.Message}");
         }
         catch (PtxFormatException ex)
         {
             throw new CudaException(ex.NotPtx ? CuResult.InvalidImage : CuResult.InvalidPtx, $"the PTX cannot be read: {ex.Message}");
         }
+    }
 
-        var remote = driver.Wait(driver.Session.LoadModuleAsync(image.ToArray()), "cuModuleLoad");
-        var module = new ModuleObject(ctx, remote, ptx);
+    internal static nint Load(Driver driver, Context ctx, ReadOnlySpan<byte> image)
+    {
+        var parsed = ReadImage(image);
+        var remote = driver.Wait(driver.Session.LoadModuleAsync(ImageForBroker(driver, parsed, image)), "cuModuleLoad");
+        var module = new ModuleObject(ctx, remote, parsed, PtxVersion(parsed));
         module.Handle = driver.Modules.Add(module);
         lock (driver.Gate)
         {
@@ -200,6 +320,46 @@ internal static unsafe partial class Cuda
         }
 
         return module.Handle;
+    }
+
+    /// <summary>
+    /// What the broker loads: the image as the program gave it, unless it is larger than one message (a library's fat
+    /// binary of many architectures: cuBLAS 11.8 has one of 23 MB). Then only the code the device uses goes, the first
+    /// that fits: the cubin for its architecture, else the PTX (the cpu backend: the PTX, which it runs, else the cubin,
+    /// whose kernels it finds but cannot run); the load fails only if none fits.
+    /// </summary>
+    private static byte[] ImageForBroker(Driver driver, ModuleImage parsed, ReadOnlySpan<byte> image)
+    {
+        const int Headroom = 1024;
+        var limit = driver.Session.Info.MaxMessageBytes > Headroom ? (long)driver.Session.Info.MaxMessageBytes - Headroom : long.MaxValue;
+        if (image.Length <= limit || parsed.Format != ModuleFormat.FatBinary)
+        {
+            return image.ToArray();
+        }
+
+        var arch = (driver.Device.ComputeMajor * 10) + driver.Device.ComputeMinor;
+        var ptx = (driver.Session.Info.Backend == "cpu" ? parsed.Ptx : parsed.PtxFor(arch)) is { } text ? Encoding.UTF8.GetBytes(text + "\0") : null;
+        var cubin = (driver.Session.Info.Backend == "cpu" ? parsed.Cubin : parsed.CubinFor(arch))?.ToArray();
+        byte[]?[] choices = driver.Session.Info.Backend == "cpu" ? [ptx, cubin] : [cubin, ptx];
+        return choices.FirstOrDefault(c => c is not null && c.Length <= limit) ?? image.ToArray();
+    }
+
+    /// <summary>cuFuncGetAttribute's PTX_VERSION: the PTX's .version (7.8 is 78), else the cubin's arch.</summary>
+    private static int PtxVersion(ModuleImage image)
+    {
+        if (image.Ptx is { } text)
+        {
+            try
+            {
+                return PtxModule.Parse(text).Version;
+            }
+            catch (PtxFormatException)
+            {
+                // Kernels came from the cubin; the PTX beside it need not be readable to run the module.
+            }
+        }
+
+        return image.Entries.Where(e => e.Kind == FatBinaryEntryKind.Elf).Select(e => e.SmArch).DefaultIfEmpty(0).Max();
     }
 
     [UnmanagedCallersOnly(EntryPoint = "cuModuleUnload")]
@@ -232,37 +392,7 @@ internal static unsafe partial class Cuda
             NotNull(function, "hfunc");
             NotNull(name, "name");
             var driver = Driver.Instance;
-            var m = ResolveModule(driver, module);
-            var kernel = Utf8.Read(name);
-            lock (driver.Gate)
-            {
-                if (m.Functions.TryGetValue(kernel, out var known))
-                {
-                    *function = known.Handle;
-                    return CuResult.Success;
-                }
-            }
-
-            if (!m.Ptx.Entries.TryGetValue(kernel, out var signature))
-            {
-                throw new CudaException(CuResult.NotFound, $"the module has no kernel named '{kernel}'");
-            }
-
-            var remote = driver.Wait(driver.Session.GetFunctionAsync(m.Remote, kernel), "cuModuleGetFunction");
-            var f = new FunctionObject(m, remote, signature);
-            lock (driver.Gate)
-            {
-                if (m.Functions.TryGetValue(kernel, out var raced))
-                {
-                    *function = raced.Handle;
-                    return CuResult.Success;
-                }
-
-                f.Handle = driver.Functions.Add(f);
-                m.Functions[kernel] = f;
-            }
-
-            *function = f.Handle;
+            *function = FunctionOf(driver, ResolveModule(driver, module), Utf8.Read(name)).Handle;
             return CuResult.Success;
         }
         catch (Exception ex)
@@ -309,20 +439,7 @@ internal static unsafe partial class Cuda
         {
             NotNull(value, "pi");
             var driver = Driver.Instance;
-            var f = ResolveFunction(driver, function);
-            var d = driver.Device;
-            *value = attribute switch
-            {
-                0 => d.MaxThreadsPerBlock,                      // MAX_THREADS_PER_BLOCK
-                1 or 2 or 3 => 0,                               // static shared, constant and local bytes
-                4 => 32,                                        // NUM_REGS
-                5 => f.Module.Ptx.Version,                      // PTX_VERSION
-                6 => (d.ComputeMajor * 10) + d.ComputeMinor,    // BINARY_VERSION
-                7 => 0,                                         // CACHE_MODE_CA
-                8 => (int)d.MaxSharedPerBlock,                  // MAX_DYNAMIC_SHARED_SIZE_BYTES
-                9 => -1,                                        // PREFERRED_SHARED_MEMORY_CARVEOUT: no preference
-                _ => throw new CudaException(CuResult.InvalidValue, $"{attribute} is not a function attribute the shim answers"),
-            };
+            *value = FunctionAttribute(driver, ResolveFunction(driver, function), attribute);
             return CuResult.Success;
         }
         catch (Exception ex)
@@ -331,12 +448,46 @@ internal static unsafe partial class Cuda
         }
     }
 
-    private static ModuleObject ResolveModule(Driver driver, nint handle)
+    internal static int FunctionAttribute(Driver driver, FunctionObject f, int attribute) => f.Attribute(attribute, driver.Device);
+
+    /// <summary>A module's kernel by name: one handle per kernel, as the driver gives; asked of the broker the first time.</summary>
+    internal static FunctionObject FunctionOf(Driver driver, ModuleObject m, string kernel)
+    {
+        lock (driver.Gate)
+        {
+            if (m.Functions.TryGetValue(kernel, out var known))
+            {
+                return known;
+            }
+        }
+
+        if (!m.Image.Kernels.TryGetValue(kernel, out var signature))
+        {
+            throw new CudaException(CuResult.NotFound, $"the module has no kernel named '{kernel}'");
+        }
+
+        var remote = driver.Wait(driver.Session.GetFunctionAsync(m.Remote, kernel), "cuModuleGetFunction");
+        var f = new FunctionObject(m, remote, signature);
+        lock (driver.Gate)
+        {
+            if (m.Functions.TryGetValue(kernel, out var raced))
+            {
+                return raced;
+            }
+
+            f.Handle = driver.Functions.Add(f);
+            m.Functions[kernel] = f;
+        }
+
+        return f;
+    }
+
+    internal static ModuleObject ResolveModule(Driver driver, nint handle)
         => handle != 0 && driver.Modules.TryGet(handle, out var m)
             ? m
             : throw new CudaException(CuResult.InvalidHandle, $"0x{(ulong)handle:x} is not a loaded module");
 
-    private static FunctionObject ResolveFunction(Driver driver, nint handle)
+    internal static FunctionObject ResolveFunction(Driver driver, nint handle)
         => handle != 0 && driver.Functions.TryGet(handle, out var f)
             ? f
             : throw new CudaException(CuResult.InvalidHandle, $"0x{(ulong)handle:x} is not a function of a loaded module");

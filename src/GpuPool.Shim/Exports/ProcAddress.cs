@@ -127,6 +127,24 @@ internal static unsafe partial class Cuda
         Add("cuEventElapsedTime", 2000);
         Add("cuEventElapsedTime", 12080, "cuEventElapsedTime_v2");
 
+        // Module formats beyond PTX: fat binaries by pointer, run-time linking of one input, the CUDA 12 library API.
+        Add("cuModuleLoadFatBinary", 2000);
+        Add("cuLinkCreate", 6050, "cuLinkCreate_v2");
+        Add("cuLinkAddData", 6050, "cuLinkAddData_v2");
+        Add("cuLinkAddFile", 6050, "cuLinkAddFile_v2");
+        Add("cuLinkComplete", 5050);
+        Add("cuLinkDestroy", 5050);
+        Add("cuLibraryLoadData", 12000);
+        Add("cuLibraryLoadFromFile", 12000);
+        Add("cuLibraryUnload", 12000);
+        Add("cuLibraryGetKernel", 12000);
+        Add("cuLibraryGetModule", 12000);
+        Add("cuKernelGetFunction", 12000);
+        Add("cuKernelGetAttribute", 12000);
+        Add("cuKernelGetName", 12030);
+        Add("cuProfilerStart", 4000);
+        Add("cuProfilerStop", 4000);
+
         // ---- The rest of the driver API nvcc-built programs reach for (contexts, pitched memory, host memory,
         // pointers, launches, host functions, memory pools, peers, and the calls with no meaning remotely).
         // Versions: the CUDA release that introduced each ABI, as cudaTypedefs.h names them. ----

@@ -119,7 +119,13 @@ internal static unsafe partial class Cuda
             var driver = Driver.Instance;
             _ = Driver.Current();
             var s = driver.ResolveStreamNoWait(stream);
-            return !driver.HostCallsPending(s) && driver.QueryStream(s) ? CuResult.Success : CuResult.NotReady;
+            if (driver.HostCallsPending(s) || !driver.QueryStream(s))
+            {
+                return CuResult.NotReady;
+            }
+
+            driver.ThrowFailedCopy();
+            return CuResult.Success;
         }
         catch (Exception ex)
         {
@@ -307,7 +313,14 @@ internal static unsafe partial class Cuda
         {
             var driver = Driver.Instance;
             var e = driver.ResolveEvent(evt);
-            return driver.Wait(driver.Session.QueryEventAsync(e.Remote), "cuEventQuery") ? CuResult.Success : CuResult.NotReady;
+            if (!driver.Wait(driver.Session.QueryEventAsync(e.Remote), "cuEventQuery"))
+            {
+                return CuResult.NotReady;
+            }
+
+            // The broker answers in order, so a copy to the host queued before the event has its answer by now.
+            driver.ThrowFailedCopy();
+            return CuResult.Success;
         }
         catch (Exception ex)
         {

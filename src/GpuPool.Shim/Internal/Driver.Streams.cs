@@ -190,6 +190,29 @@ internal sealed partial class Driver
     }
 
     /// <summary>
+    /// Throws the failure of an asynchronous copy to the host that has already failed, and forgets it: a query
+    /// reports it as the driver's does, so a program that polls instead of synchronizing learns of it too.
+    /// </summary>
+    public void ThrowFailedCopy()
+    {
+        Task? failed = null;
+        lock (_pendingCopies)
+        {
+            var i = _pendingCopies.FindIndex(static p => p.Copy.IsFaulted || p.Copy.IsCanceled);
+            if (i >= 0)
+            {
+                failed = _pendingCopies[i].Copy;
+                _pendingCopies.RemoveAt(i);
+            }
+        }
+
+        if (failed is not null)
+        {
+            Wait(failed, "an asynchronous copy to the host");
+        }
+    }
+
+    /// <summary>
     /// Waits for the asynchronous copies to the host on <paramref name="stream"/> and leaves them tracked: a host
     /// function sees their bytes, and the program's next synchronizing call still reports their failure.
     /// </summary>

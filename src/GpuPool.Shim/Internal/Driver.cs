@@ -14,13 +14,22 @@ namespace GpuPool.Shim.Internal;
 /// </summary>
 internal sealed unsafe partial class Driver
 {
-    /// <summary>The driver API version the shim reports: CUDA 12.8.</summary>
-    public const int Version = 12080;
+    /// <summary>The driver API version the shim reports where the broker's backend has no driver (cpu): CUDA 12.8.</summary>
+    public const int DefaultVersion = 12080;
+
+    /// <summary>
+    /// The driver version the program sees: the broker's on the cuda backend (a CUDA 13 runtime refuses a driver
+    /// that says 12.8), else <see cref="DefaultVersion"/>; before cuInit, when no broker is known yet, the default.
+    /// </summary>
+    public static int Version => s_driver is { Session.Info.DriverVersion: > 0 and var version } ? version : DefaultVersion;
 
     private static readonly object InitGate = new();
     private static Driver? s_driver;
     private static CudaException? s_initError;
     private static string? s_lost;
+
+    /// <summary>Set in a child the process forked after cuInit (pthread_atfork): the session is its parent's.</summary>
+    private static volatile bool s_forkedChild;
 
     [ThreadStatic]
     private static List<Context>? t_stack;
@@ -78,6 +87,11 @@ internal sealed unsafe partial class Driver
     {
         get
         {
+            if (s_forkedChild)
+            {
+                throw ForkedChild();
+            }
+
             RefuseInHostFunction();
             var driver = s_driver ?? throw new CudaException(CuResult.NotInitialized, s_initError is { } e ? $"cuInit failed: {e.Message}" : "cuInit has not been called");
             if (Volatile.Read(ref s_lost) is { } lost)
@@ -95,7 +109,7 @@ internal sealed unsafe partial class Driver
         get
         {
             RefuseInHostFunction();
-            return s_driver ?? throw new CudaException(CuResult.NotInitialized, "cuInit has not been called");
+            return s_forkedChild ? throw ForkedChild() : s_driver ?? throw new CudaException(CuResult.NotInitialized, "cuInit has not been called");
         }
     }
 
@@ -113,6 +127,11 @@ internal sealed unsafe partial class Driver
     /// <summary>cuInit: reads the configuration and opens the device session, once; later calls return the first outcome.</summary>
     public static void Init()
     {
+        if (s_forkedChild)
+        {
+            throw ForkedChild();
+        }
+
         lock (InitGate)
         {
             if (s_driver is not null)
@@ -128,6 +147,7 @@ internal sealed unsafe partial class Driver
             try
             {
                 s_driver = Open();
+                RegisterForkHandler();
             }
             catch (Exception ex)
             {
@@ -266,6 +286,7 @@ internal sealed unsafe partial class Driver
     /// </summary>
     public void Release(Context ctx)
     {
+        Runtime.ContextLocalStorage.RunDestructors(this, ctx);
         ulong[] allocations;
         ModuleObject[] modules;
         StreamObject[] streams;
@@ -436,6 +457,32 @@ internal sealed unsafe partial class Driver
 
     // ---- Standalone mode: give the lease back when the program exits ----
 
+    /// <summary>
+    /// A lease has one device session, and a forked child shares its parent's connection: were the child to use
+    /// it, the two processes' frames would interleave. So a child forked after cuInit gets CUDA_ERROR_NOT_INITIALIZED
+    /// from every call, with one line saying why, and never touches the parent's session or lease (not even at exit).
+    /// </summary>
+    private static void RegisterForkHandler()
+    {
+        // pthread_atfork lives in libc_nonshared.a; the exported function it calls takes the DSO handle (null: none).
+        var atFork = (delegate* unmanaged<delegate* unmanaged<void>, delegate* unmanaged<void>, delegate* unmanaged<void>, void*, int>)Libc.Function("__register_atfork");
+        if (atFork is null || atFork(null, null, &OnForkedChild, null) != 0)
+        {
+            ShimLog.Always("could not register the fork handler; a child process that uses CUDA after fork would corrupt the parent's session");
+        }
+    }
+
+    /// <summary>Runs in the child right after fork, on the forking thread: only a flag, nothing that could need another thread.</summary>
+    [UnmanagedCallersOnly]
+    private static void OnForkedChild() => s_forkedChild = true;
+
+    private static CudaException ForkedChild()
+    {
+        const string Message = "this process was forked from the one that opened the lease's device session after cuInit; a lease serves one CUDA process, so the child cannot use CUDA (use CUDA only in the parent, or run the child under a gpupool run of its own)";
+        ShimLog.OnceAlways("forked-child", Message);
+        return new CudaException(CuResult.NotInitialized, Message);
+    }
+
     private static void RegisterExitHandler()
     {
         // atexit itself is not exported by glibc (it lives in libc_nonshared.a); __cxa_atexit is what it calls.
@@ -451,7 +498,7 @@ internal sealed unsafe partial class Driver
     {
         try
         {
-            if (s_driver is { _ownLease: { } lease } driver)
+            if (!s_forkedChild && s_driver is { _ownLease: { } lease } driver)
             {
                 _ = driver.Session.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(2));
                 _ = lease.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(5));

@@ -33,6 +33,14 @@ internal static class Errors
             ShimLog.Failure(call, result, ex);
         }
 
+        if (result is CuResult.NotSupported && ex is not CudaException && !ShimLog.Verbose)
+        {
+            var refused = ex is AggregateException { InnerException: { } inner } ? inner : ex;
+            // What the broker's backend cannot do (a kernel the cpu backend cannot run): a program reports only the
+            // code, so the broker's sentence is said once, whatever the log setting.
+            ShimLog.OnceAlways("refused:" + refused.Message, $"{call}: {refused.Message}");
+        }
+
         return result;
     }
 

@@ -1,4 +1,5 @@
 using GpuPool.Client;
+using GpuPool.Modules;
 using GpuPool.Modules.Ptx;
 
 namespace GpuPool.Shim.Internal;
@@ -12,6 +13,7 @@ internal enum HandleKind
     Stream = 4,
     Event = 5,
     MemPool = 6,
+    Link = 7,
 }
 
 /// <summary>
@@ -76,6 +78,9 @@ internal sealed class Context(bool primary, uint flags)
 
     public HashSet<EventObject> Events { get; } = [];
 
+    /// <summary>What the CUDA runtime stored on this context through its private table (Runtime/ContextLocalStorage).</summary>
+    public Dictionary<nint, Runtime.StoredValue> LocalStorage { get; } = [];
+
     /// <summary>cuCtxSetLimit's values by CUlimit; a limit never set reads its default (<see cref="ContextLimits"/>). Guarded by Driver.Gate.</summary>
     public Dictionary<int, ulong> Limits { get; } = [];
 
@@ -114,7 +119,7 @@ internal sealed class EventObject(Context context, DeviceEvent remote, uint flag
     public bool Recorded { get; set; }
 }
 
-internal sealed class ModuleObject(Context context, DeviceModule remote, PtxModule ptx)
+internal sealed class ModuleObject(Context context, DeviceModule remote, ModuleImage image, int ptxVersion)
 {
     public nint Handle { get; set; }
 
@@ -122,7 +127,10 @@ internal sealed class ModuleObject(Context context, DeviceModule remote, PtxModu
 
     public DeviceModule Remote { get; } = remote;
 
-    public PtxModule Ptx { get; } = ptx;
+    /// <summary>The image as read here: its kernels' parameter layouts and its variables.</summary>
+    public ModuleImage Image { get; } = image;
+
+    public int PtxVersion { get; } = ptxVersion;
 
     /// <summary>Functions looked up so far by name: one handle per kernel, as the driver gives.</summary>
     public Dictionary<string, FunctionObject> Functions { get; } = new(StringComparer.Ordinal);
@@ -143,6 +151,11 @@ internal sealed class FunctionObject(ModuleObject module, KernelFunction remote,
     public KernelFunction Remote { get; } = remote;
 
     public KernelSignature Signature { get; } = signature;
+
+    /// <summary>The kernel's name as a C string (cuKernelGetName), made once and kept for the life of the process.</summary>
+    public nint NativeName => _nativeName != 0 ? _nativeName : _nativeName = Utf8.Allocate(Signature.Name);
+
+    private nint _nativeName;
 
     /// <summary>CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES as cuFuncSetAttribute set it; -1: the device's default per-block limit.</summary>
     public int MaxDynamicSharedBytes { get; set; } = -1;
@@ -168,7 +181,7 @@ internal sealed class FunctionObject(ModuleObject module, KernelFunction remote,
         0 => d.MaxThreadsPerBlock,                      // MAX_THREADS_PER_BLOCK
         1 or 2 or 3 => 0,                               // static shared, constant and local bytes
         4 => 32,                                        // NUM_REGS
-        5 => Module.Ptx.Version,                        // PTX_VERSION
+        5 => Module.PtxVersion,                         // PTX_VERSION
         6 => (d.ComputeMajor * 10) + d.ComputeMinor,    // BINARY_VERSION
         7 => 0,                                         // CACHE_MODE_CA
         8 => (int)DynamicSharedLimit(d),                // MAX_DYNAMIC_SHARED_SIZE_BYTES

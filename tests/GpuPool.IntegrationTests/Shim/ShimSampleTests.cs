@@ -50,11 +50,15 @@ public sealed class ShimSampleTests(PoolFixture pool) : IClassFixture<PoolFixtur
         var run = await GpuPoolRun.RunProgramAsync(pool, _configDir, "unsupported_module");
 
         Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
-        Assert.Matches(@"a cubin \(ELF\) image\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
+        Assert.Matches(@"a cubin \(ELF\) header with nothing behind it\s+CUDA_ERROR_INVALID_IMAGE\n", run.Stdout);
+        Assert.Matches(@"a fat binary with no entries \(no code at all\)\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
         Assert.Matches(@"bytes that are not a module\s+CUDA_ERROR_INVALID_IMAGE\n", run.Stdout);
         Assert.Matches(@"PTX with a kernel outside the built-in library\s+CUDA_SUCCESS\n", run.Stdout);
         Assert.Matches(@"its launch, at the next synchronize\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
         Assert.Contains("PASS unsupported_module:", run.Stdout, StringComparison.Ordinal);
+
+        // The program reports only the code; the broker's sentence is said once even without --verbose.
+        Assert.Single(run.Stderr.Split('\n'), line => line.Contains("cannot run kernel my_custom_kernel yet", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -66,6 +70,17 @@ public sealed class ShimSampleTests(PoolFixture pool) : IClassFixture<PoolFixtur
         Assert.Matches(
             @"cuCtxSynchronize: CUDA_ERROR_NOT_SUPPORTED: operation #\d+ \(launch\) failed: the cpu backend cannot run kernel my_custom_kernel yet: it runs only GpuPool's built-in kernels \(a PTX engine is coming\)",
             run.Stderr);
+    }
+
+    [Fact]
+    public async Task A_child_forked_after_cuInit_is_refused_and_the_parent_and_its_threads_go_on()
+    {
+        var run = await GpuPoolRun.RunProgramAsync(pool, _configDir, "fork_threads");
+
+        Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
+        Assert.Contains("child: cuMemAlloc CUDA_ERROR_NOT_INITIALIZED, cuInit CUDA_ERROR_NOT_INITIALIZED", run.Stdout, StringComparison.Ordinal);
+        Assert.Contains("a lease serves one CUDA process, so the child cannot use CUDA", run.Stderr, StringComparison.Ordinal);
+        Assert.Contains("PASS fork_threads:", run.Stdout, StringComparison.Ordinal);
     }
 
     public void Dispose() => Directory.Delete(_configDir, recursive: true);

@@ -292,6 +292,9 @@ int main(int argc, char **argv)
     d2d.WidthInBytes = W;
     d2d.Height = H;
     check("copy2d_device_to_device", cuMemcpy2D(&d2d), CUDA_SUCCESS);
+    /* A device-to-device copy returns once queued on the NULL stream, and the shim does not give the legacy NULL
+     * stream its implicit ordering with other streams (docs/shim.md, Limits): order the read on s explicitly. */
+    CHECK(cuCtxSynchronize());
     unsigned char *pinned_rows;
     CHECK(cuMemAllocHost((void **)&pinned_rows, W * H));
     memset(pinned_rows, 0, W * H);

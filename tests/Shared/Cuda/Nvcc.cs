@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using System.ComponentModel;
 using System.Diagnostics;
 
-namespace GpuPool.Modules.Tests;
+namespace GpuPool.Testing.Cuda;
 
 /// <summary>
 /// Module images that nvcc builds from the sources in Cuda/ during the test run: a class fixture, so each test class
@@ -18,6 +18,7 @@ public sealed class Nvcc : IDisposable
     private readonly string _directory = Directory.CreateTempSubdirectory("gpupool-nvcc-").FullName;
     private readonly ConcurrentDictionary<string, Lazy<string>> _outputs = new(StringComparer.Ordinal);
 
+    /// <summary>Where a source named without a folder is: the test project's Cuda/ folder (an absolute path is taken as it is).</summary>
     public static string SourceDirectory => Path.Combine(AppContext.BaseDirectory, "Cuda");
 
     /// <summary>The bytes of <paramref name="output"/>, built from Cuda/<paramref name="source"/> with <paramref name="options"/> the first time it is asked for.</summary>
