@@ -91,8 +91,8 @@ public sealed partial class CudaSamplesTests(SessionLogPoolFixture pool) : IClas
         new("simpleCUFFT", [], "Transforming signal back cufftExecC2C", Today.FailsBeforeLaunch,
             "code=5(CUFFT_INTERNAL_ERROR) \"cufftPlan1d(&plan, new_size, CUFFT_C2C, 1)\""),
 
-        // pycuda's extension links the whole driver API; the shim does not export all of it yet.
-        new(PycudaScript, [], "PASS pycuda_elementwise:", Today.FailsToLoad, "undefined symbol: cuArrayCreate_v2", "scaled_add"),
+        // pycuda compiles its kernel to a cubin (SASS only) and launches it with the pre-4.0 API (cuParamSetv, cuLaunchGrid).
+        new(PycudaScript, [], "PASS pycuda_elementwise:", Today.ReachesLaunch, "the cpu backend cannot run kernel scaled_add: its module carries SASS only", "scaled_add"),
     ];
 
     private const string PycudaScript = "pycuda_elementwise.py";
