@@ -163,11 +163,11 @@ public sealed class ModuleImageTests(Nvcc nvcc) : IClassFixture<Nvcc>
     }
 
     [Fact]
-    public void Text_that_is_not_ptx_is_an_invalid_image()
+    public void Text_with_an_entry_that_cannot_be_read_is_invalid_ptx()
     {
         var e = Assert.Throws<ModuleImageException>(() => ModuleImage.Read("// just a comment\n.entry"u8));
 
-        Assert.Equal(ModuleImageError.InvalidImage, e.Error);
+        Assert.Equal(ModuleImageError.InvalidPtx, e.Error);
         Assert.IsType<PtxFormatException>(e.InnerException);
     }
 

@@ -1,3 +1,4 @@
+using System.Text;
 using GpuPool.Modules;
 using GpuPool.Modules.Ptx;
 
@@ -9,7 +10,35 @@ namespace GpuPool.Devices.Contexts;
 /// </summary>
 internal static class ModuleVariables
 {
-    public static IReadOnlyList<ModuleVariable> Of(ReadOnlySpan<byte> image) => [.. Read(image).Variables.Values];
+    /// <summary>
+    /// The variables of an image the backend is about to load. Lenient: an image this reader cannot read is the
+    /// backend's to judge (the cuda backend's driver may take PTX whose entries the reader does not follow), so it
+    /// has the variables its PTX declares, or none.
+    /// </summary>
+    public static IReadOnlyList<ModuleVariable> Of(ReadOnlySpan<byte> image)
+    {
+        try
+        {
+            return [.. ModuleImage.Read(image).Variables.Values];
+        }
+        catch (Exception ex) when (ex is ModuleImageException or PtxFormatException)
+        {
+            var trimmed = image.TrimEnd((byte)0);
+            if (PtxModule.Classify(trimmed) != ImageKind.Ptx)
+            {
+                return [];
+            }
+
+            try
+            {
+                return PtxVariables.Parse(Encoding.UTF8.GetString(trimmed));
+            }
+            catch (PtxFormatException variable)
+            {
+                throw new DeviceException(DeviceErrorCode.NotSupported, $"the module cannot be loaded: {variable.Message}", variable);
+            }
+        }
+    }
 
     /// <summary>An image as the device layer judges it: malformed is InvalidArgument, what cannot be had NotSupported.</summary>
     public static ModuleImage Read(ReadOnlySpan<byte> image)

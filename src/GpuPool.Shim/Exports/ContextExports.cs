@@ -219,6 +219,59 @@ internal static unsafe partial class Cuda
     [UnmanagedCallersOnly(EntryPoint = "cuCtxDestroy_v2")]
     internal static CuResult CtxDestroy(nint context) => DestroyContext(context);
 
+    /// <summary>The pre-4.0 usage count (pycuda still calls it): the current context, attached once more.</summary>
+    [UnmanagedCallersOnly(EntryPoint = "cuCtxAttach")]
+    internal static CuResult CtxAttach(nint* context, uint flags)
+    {
+        try
+        {
+            NotNull(context, "pctx");
+            if (flags != 0)
+            {
+                throw new CudaException(CuResult.InvalidValue, $"flags must be 0, not {flags}");
+            }
+
+            var driver = Driver.Instance;
+            var ctx = Driver.Current();
+            lock (driver.Gate)
+            {
+                ctx.Attachments++;
+            }
+
+            *context = ctx.Handle;
+            return CuResult.Success;
+        }
+        catch (Exception ex)
+        {
+            return Errors.Report("cuCtxAttach", ex);
+        }
+    }
+
+    /// <summary>Undoes one cuCtxAttach; without one left, destroys the context as cuCtxDestroy does (its creator's count).</summary>
+    [UnmanagedCallersOnly(EntryPoint = "cuCtxDetach")]
+    internal static CuResult CtxDetach(nint context)
+    {
+        try
+        {
+            var driver = Driver.InstanceForCleanup;
+            var ctx = driver.ResolveContext(context);
+            lock (driver.Gate)
+            {
+                if (ctx.Attachments > 0)
+                {
+                    ctx.Attachments--;
+                    return CuResult.Success;
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            return Errors.Report("cuCtxDetach", ex);
+        }
+
+        return DestroyContext(context);
+    }
+
     private static CuResult DestroyContext(nint context)
     {
         try

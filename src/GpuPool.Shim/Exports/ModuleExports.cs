@@ -1,9 +1,11 @@
+using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
-using GpuPool.Shim.Internal;
+using System.Text.RegularExpressions;
 using GpuPool.Modules;
 using GpuPool.Modules.Fatbin;
 using GpuPool.Modules.Ptx;
+using GpuPool.Shim.Internal;
 
 namespace GpuPool.Shim.Exports;
 
@@ -344,23 +346,19 @@ internal static unsafe partial class Cuda
         return choices.FirstOrDefault(c => c is not null && c.Length <= limit) ?? image.ToArray();
     }
 
-    /// <summary>cuFuncGetAttribute's PTX_VERSION: the PTX's .version (7.8 is 78), else the cubin's arch.</summary>
+    /// <summary>cuFuncGetAttribute's PTX_VERSION: the PTX's .version (7.8 is 78), read from its first lines, else the cubin's arch.</summary>
     private static int PtxVersion(ModuleImage image)
     {
-        if (image.Ptx is { } text)
+        if (image.Ptx is { } text && PtxVersionDirective().Match(text, 0, Math.Min(text.Length, 4096)) is { Success: true } m)
         {
-            try
-            {
-                return PtxModule.Parse(text).Version;
-            }
-            catch (PtxFormatException)
-            {
-                // Kernels came from the cubin; the PTX beside it need not be readable to run the module.
-            }
+            return (int.Parse(m.Groups[1].ValueSpan, CultureInfo.InvariantCulture) * 10) + int.Parse(m.Groups[2].ValueSpan, CultureInfo.InvariantCulture);
         }
 
         return image.Entries.Where(e => e.Kind == FatBinaryEntryKind.Elf).Select(e => e.SmArch).DefaultIfEmpty(0).Max();
     }
+
+    [GeneratedRegex(@"^\s*\.version\s+(\d{1,3})\.(\d{1,2})", RegexOptions.Multiline | RegexOptions.CultureInvariant)]
+    private static partial Regex PtxVersionDirective();
 
     [UnmanagedCallersOnly(EntryPoint = "cuModuleUnload")]
     internal static CuResult ModuleUnload(nint module)

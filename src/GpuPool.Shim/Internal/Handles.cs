@@ -78,6 +78,9 @@ internal sealed class Context(bool primary, uint flags)
 
     public HashSet<EventObject> Events { get; } = [];
 
+    /// <summary>cuCtxAttach's count beyond the creator's: cuCtxDetach destroys the context once it is back to 0.</summary>
+    public int Attachments { get; set; }
+
     /// <summary>What the CUDA runtime stored on this context through its private table (Runtime/ContextLocalStorage).</summary>
     public Dictionary<nint, Runtime.StoredValue> LocalStorage { get; } = [];
 
@@ -156,6 +159,14 @@ internal sealed class FunctionObject(ModuleObject module, KernelFunction remote,
     public nint NativeName => _nativeName != 0 ? _nativeName : _nativeName = Utf8.Allocate(Signature.Name);
 
     private nint _nativeName;
+
+    /// <summary>The pre-4.0 launch API's state (cuFuncSetBlockShape, cuFuncSetSharedSize, cuParamSet*), for cuLaunchGrid.</summary>
+    public (uint X, uint Y, uint Z) LegacyBlock { get; set; } = (1, 1, 1);
+
+    public uint LegacyShared { get; set; }
+
+    /// <summary>The parameter bytes cuParamSetSize sized and cuParamSet* filled. A field: cuParamSetSize resizes it in place.</summary>
+    public byte[] LegacyParams = [];
 
     /// <summary>CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES as cuFuncSetAttribute set it; -1: the device's default per-block limit.</summary>
     public int MaxDynamicSharedBytes { get; set; } = -1;

@@ -2,6 +2,7 @@
 reduction, both checked against numpy. Prints `PASS pycuda_elementwise: ...` and exits 0, or `FAIL ...` and exits 1.
 Run it as `gpupool run -- python3 pycuda_elementwise.py`."""
 
+import shutil
 import sys
 
 import numpy as np
@@ -12,6 +13,9 @@ from pycuda.compiler import SourceModule
 
 N = 10_000
 
+# CUDA 11.8's nvcc supports no g++ of Debian 12, and SourceModule runs nvcc: give it clang-14 where there is one.
+NVCC_OPTIONS = ["-ccbin", "clang-14"] if shutil.which("clang-14") else None
+
 module = SourceModule("""
 __global__ void scaled_add(float *out, const float *a, const float *b, float scale, int n)
 {
@@ -20,7 +24,7 @@ __global__ void scaled_add(float *out, const float *a, const float *b, float sca
         out[i] = scale * a[i] + b[i];
     }
 }
-""")
+""", options=NVCC_OPTIONS)
 scaled_add = module.get_function("scaled_add")
 
 rng = np.random.default_rng(7)
