@@ -50,26 +50,7 @@ internal static unsafe partial class Cuda
     }
 
     [UnmanagedCallersOnly(EntryPoint = "cuLibraryUnload")]
-    internal static CuResult LibraryUnload(nint library)
-    {
-        try
-        {
-            var driver = Driver.InstanceForCleanup;
-            var m = ResolveModule(driver, library);
-            driver.RemoveModule(m);
-            lock (driver.Gate)
-            {
-                m.Context.Modules.Remove(m);
-            }
-
-            driver.Wait(driver.Session.UnloadModuleAsync(m.Remote), "cuLibraryUnload");
-            return CuResult.Success;
-        }
-        catch (Exception ex)
-        {
-            return Errors.Report("cuLibraryUnload", ex);
-        }
-    }
+    internal static CuResult LibraryUnload(nint library) => Unload("cuLibraryUnload", library);
 
     [UnmanagedCallersOnly(EntryPoint = "cuLibraryGetKernel")]
     internal static CuResult LibraryGetKernel(nint* kernel, nint library, byte* name)

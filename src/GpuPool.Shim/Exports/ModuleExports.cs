@@ -361,7 +361,10 @@ internal static unsafe partial class Cuda
     private static partial Regex PtxVersionDirective();
 
     [UnmanagedCallersOnly(EntryPoint = "cuModuleUnload")]
-    internal static CuResult ModuleUnload(nint module)
+    internal static CuResult ModuleUnload(nint module) => Unload("cuModuleUnload", module);
+
+    /// <summary>Forgets a module (or library) and its functions here, then unloads it on the broker.</summary>
+    private static CuResult Unload(string call, nint module)
     {
         try
         {
@@ -373,12 +376,12 @@ internal static unsafe partial class Cuda
                 m.Context.Modules.Remove(m);
             }
 
-            driver.Wait(driver.Session.UnloadModuleAsync(m.Remote), "cuModuleUnload");
+            driver.Wait(driver.Session.UnloadModuleAsync(m.Remote), call);
             return CuResult.Success;
         }
         catch (Exception ex)
         {
-            return Errors.Report("cuModuleUnload", ex);
+            return Errors.Report(call, ex);
         }
     }
 

@@ -3,32 +3,7 @@ using GpuPool.IntegrationTests.Infrastructure;
 namespace GpuPool.IntegrationTests.Shim;
 
 /// <summary>A pool on which the bad-input driver (Shim/native/bad_input.c) has run once through `gpupool run`.</summary>
-public sealed class BadInputRun : PoolFixture, IAsyncLifetime
-{
-    private readonly string _configDir = Directory.CreateTempSubdirectory("gpupool-it-bad-").FullName;
-
-    internal CliProcess Run { get; private set; } = null!;
-
-    /// <summary>Each case's line, by case name.</summary>
-    public Dictionary<string, string> Cases { get; } = new(StringComparer.Ordinal);
-
-    public new async Task InitializeAsync()
-    {
-        await base.InitializeAsync();
-        Run = await GpuPoolRun.RunAsync(this, _configDir, [], ShimArtifacts.Program("bad_input"), ShimArtifacts.KernelsPtx);
-        foreach (var line in Run.Stdout.Split('\n').Where(l => l.StartsWith("case ", StringComparison.Ordinal)))
-        {
-            var colon = line.IndexOf(':', StringComparison.Ordinal);
-            Cases[line[5..colon]] = line;
-        }
-    }
-
-    public new async Task DisposeAsync()
-    {
-        await base.DisposeAsync();
-        Directory.Delete(_configDir, recursive: true);
-    }
-}
+public sealed class BadInputRun() : CaseProgramRun("bad_input");
 
 /// <summary>
 /// The bad input, each case a call a C program makes through the shim, with the CUresult the driver

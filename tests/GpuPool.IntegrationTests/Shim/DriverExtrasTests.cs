@@ -3,32 +3,7 @@ using GpuPool.IntegrationTests.Infrastructure;
 namespace GpuPool.IntegrationTests.Shim;
 
 /// <summary>A pool on which the driver-API program Shim/native/driver_extras.c has run once through `gpupool run`.</summary>
-public sealed class DriverExtrasRun : PoolFixture, IAsyncLifetime
-{
-    private readonly string _configDir = Directory.CreateTempSubdirectory("gpupool-it-extras-").FullName;
-
-    internal CliProcess Run { get; private set; } = null!;
-
-    /// <summary>Each case's line, by case name.</summary>
-    public Dictionary<string, string> Cases { get; } = new(StringComparer.Ordinal);
-
-    public new async Task InitializeAsync()
-    {
-        await base.InitializeAsync();
-        Run = await GpuPoolRun.RunAsync(this, _configDir, [], ShimArtifacts.Program("driver_extras"), ShimArtifacts.KernelsPtx);
-        foreach (var line in Run.Stdout.Split('\n').Where(l => l.StartsWith("case ", StringComparison.Ordinal)))
-        {
-            var colon = line.IndexOf(':', StringComparison.Ordinal);
-            Cases[line[5..colon]] = line;
-        }
-    }
-
-    public new async Task DisposeAsync()
-    {
-        await base.DisposeAsync();
-        Directory.Delete(_configDir, recursive: true);
-    }
-}
+public sealed class DriverExtrasRun() : CaseProgramRun("driver_extras");
 
 /// <summary>
 /// The rest of the driver API that nvcc-built programs reach for, each case a call a C program makes through the

@@ -16,29 +16,7 @@
 #undef cuGetProcAddress
 CUresult CUDAAPI cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags);
 
-static int cases, mismatches;
-
-static void check(const char *name, CUresult got, CUresult want)
-{
-    cases++;
-    if (got == want) {
-        printf("case %s: %s ok\n", name, result_name(got));
-    } else {
-        mismatches++;
-        printf("case %s: %s MISMATCH (expected %s)\n", name, result_name(got), result_name(want));
-    }
-    fflush(stdout);
-}
-
-static void check_that(const char *name, int condition, const char *detail)
-{
-    cases++;
-    if (condition) {
-        printf("case %s: %s ok\n", name, detail);
-    } else {
-        mismatches++;
-        printf("case %s: %s MISMATCH\n", name, detail);
-    }
+#include "case_common.h"
     fflush(stdout);
 }
 
