@@ -48,6 +48,12 @@ public sealed class BrokerOptions
     /// <summary>Largest gRPC message the broker accepts; bigger ones end the call with ResourceExhausted.</summary>
     public int MaxMessageBytes { get; set; } = 16 << 20;
 
+    /// <summary>
+    /// Largest module image a session may send in pieces (a library's fat binary larger than one message: cuBLAS 11.8
+    /// registers one of 23 MB); it is held in the broker's memory until it loads, and no larger than the lease's memory.
+    /// </summary>
+    public int MaxModuleBytes { get; set; } = 256 << 20;
+
     /// <summary>Chunk size of device-to-host replies; 0 picks 1 MiB, or less when the message limit is smaller.</summary>
     public int ReplyChunkBytes { get; set; }
 
@@ -94,6 +100,11 @@ public sealed class BrokerOptions
         if (MaxMessageBytes < 64 * 1024)
         {
             throw new ArgumentException($"MaxMessageBytes {MaxMessageBytes} is below the 64 KiB minimum", nameof(MaxMessageBytes));
+        }
+
+        if (MaxModuleBytes < MaxMessageBytes)
+        {
+            throw new ArgumentException($"MaxModuleBytes {MaxModuleBytes} is below MaxMessageBytes {MaxMessageBytes}", nameof(MaxModuleBytes));
         }
 
         if (ReplyChunkBytes != 0 && (ReplyChunkBytes < 4096 || ReplyChunkBytes > MaxMessageBytes - 1024))

@@ -12,12 +12,64 @@ internal sealed partial class SessionExecutor
     /// <summary>Where a payload that a receive buffer split in two is put together (a launch's parameters, at most 4 KiB).</summary>
     private byte[] _scratch = [];
 
+    /// <summary>The module image that ModuleStage ops are putting together, and how much of it has come.</summary>
+    private byte[]? _staged;
+    private long _stagedBytes;
+
     public ValueTask ModuleLoad(ulong seq, in ModuleLoadOp op, in ReadOnlySequence<byte> image)
     {
         var handle = op.Builtin ? _context.LoadBuiltinModule()
+            : op.Staged ? LoadStaged()
             : image.IsSingleSegment ? _context.LoadModule(image.FirstSpan)
             : _context.LoadModule(image.ToArray());
         return Answer(seq, ReplyKind.Handle, handle);
+    }
+
+    /// <summary>Loads the image the stage ops put together, and forgets it whether or not it loads.</summary>
+    private ulong LoadStaged()
+    {
+        var (image, bytes) = (_staged, _stagedBytes);
+        (_staged, _stagedBytes) = (null, 0);
+        if (image is null || bytes != image.Length)
+        {
+            throw new DeviceException(DeviceErrorCode.InvalidArgument, image is null
+                ? "no module image was staged for this load"
+                : $"the staged module image is incomplete: {bytes} of its {image.Length} bytes came");
+        }
+
+        return _context.LoadModule(image);
+    }
+
+    /// <summary>
+    /// Takes a piece of a module image too large for one message. The image is held in the broker's memory until the
+    /// load, so it may be no larger than <see cref="BrokerOptions.MaxModuleBytes"/> nor than the lease's memory.
+    /// </summary>
+    public ValueTask ModuleStage(ulong seq, in ModuleStageOp op, in ReadOnlySequence<byte> data)
+    {
+        var limit = Math.Min((ulong)_options.MaxModuleBytes, _context.MemoryLimit);
+        if (op.Total == 0 || op.Total > limit)
+        {
+            (_staged, _stagedBytes) = (null, 0);
+            throw new DeviceException(op.Total == 0 ? DeviceErrorCode.InvalidArgument : DeviceErrorCode.OutOfMemory, op.Total == 0
+                ? "a staged module image cannot be empty"
+                : $"a module image of {op.Total} bytes is larger than the broker takes ({limit} bytes: the smaller of its module limit and the lease's memory)");
+        }
+
+        if (op.Offset == 0)
+        {
+            (_staged, _stagedBytes) = (GC.AllocateUninitializedArray<byte>((int)op.Total), 0);
+        }
+
+        if (_staged is null || (ulong)_staged.Length != op.Total || op.Offset != (ulong)_stagedBytes || op.Offset + (ulong)data.Length > op.Total)
+        {
+            var expected = _staged is null ? "offset 0" : $"offset {_stagedBytes} of {_staged.Length} bytes";
+            (_staged, _stagedBytes) = (null, 0);
+            throw new DeviceException(DeviceErrorCode.InvalidArgument, $"a module image piece of {data.Length} bytes at offset {op.Offset} of {op.Total} is out of order (expected {expected}); the staged image is dropped");
+        }
+
+        data.CopyTo(_staged.AsSpan((int)_stagedBytes));
+        _stagedBytes += data.Length;
+        return Done(seq);
     }
 
     public ValueTask ModuleUnload(ulong seq, in ModuleUnloadOp op)

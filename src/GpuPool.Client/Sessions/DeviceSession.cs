@@ -280,11 +280,26 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
     public async Task<DeviceModule> LoadBuiltinModuleAsync(CancellationToken cancellationToken = default)
         => new((await CallAsync(new ModuleLoadOp(Builtin: true), cancellationToken).ConfigureAwait(false)).Value);
 
-    /// <summary>Loads a PTX or cubin image.</summary>
+    /// <summary>
+    /// Loads a module image (PTX, cubin or fat binary). One larger than a message goes in pieces that the broker puts
+    /// together (up to its module limit, and no more than the lease's memory), then loads.
+    /// </summary>
     public async Task<DeviceModule> LoadModuleAsync(ReadOnlyMemory<byte> image, CancellationToken cancellationToken = default)
-        => image.Length > _transport.MaxMessageBytes - 1024
-            ? throw new GpuPoolException(ErrorCode.ResourceExhausted, $"a module image of {image.Length} bytes is larger than the broker's message limit of {_transport.MaxMessageBytes} bytes")
-            : new((await CallAsync(new ModuleLoadOp(Builtin: false), image, cancellationToken).ConfigureAwait(false)).Value);
+    {
+        var piece = _transport.MaxMessageBytes - 1024;
+        if (image.Length <= piece)
+        {
+            return new((await CallAsync(new ModuleLoadOp(Builtin: false), image, cancellationToken).ConfigureAwait(false)).Value);
+        }
+
+        for (var offset = 0; offset < image.Length; offset += piece)
+        {
+            var data = image.Slice(offset, Math.Min(piece, image.Length - offset));
+            await CallAsync(new ModuleStageOp((ulong)offset, (ulong)image.Length), data, cancellationToken).ConfigureAwait(false);
+        }
+
+        return new((await CallAsync(new ModuleLoadOp(Builtin: false, Staged: true), cancellationToken).ConfigureAwait(false)).Value);
+    }
 
     public async Task UnloadModuleAsync(DeviceModule module, CancellationToken cancellationToken = default)
         => await CallAsync(new ModuleUnloadOp(module.Id), cancellationToken).ConfigureAwait(false);

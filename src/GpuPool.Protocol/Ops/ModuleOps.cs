@@ -5,24 +5,45 @@ using GpuPool.Protocol.V1;
 
 namespace GpuPool.Protocol.Ops;
 
-/// <summary>Loads the payload (PTX text or a cubin), or the backend's built-in kernel library; answered with the module's handle.</summary>
-public readonly record struct ModuleLoadOp(bool Builtin) : IOp<ModuleLoadOp>
+/// <summary>
+/// Loads the payload (PTX text, a cubin or a fat binary), or the backend's built-in kernel library, or (<paramref name="Staged"/>)
+/// the image that <see cref="ModuleStageOp"/>s put together; answered with the module's handle.
+/// </summary>
+public readonly record struct ModuleLoadOp(bool Builtin, bool Staged = false) : IOp<ModuleLoadOp>
 {
     public static FrameType Type => FrameType.ModuleLoad;
 
     public static ModuleLoadOp Read(ref FixedFields fields)
     {
         var builtin = fields.U32() != 0;
-        fields.U32();
-        return new(builtin);
+        var staged = fields.U32() != 0;
+        return new(builtin, staged);
     }
 
-    public static ModuleLoadOp From(ModuleLoad message) => new(message.Builtin);
+    public static ModuleLoadOp From(ModuleLoad message) => new(message.Builtin, message.Staged);
 
-    public void Write(ref FixedBuilder fields) => fields = fields.U32(Builtin ? 1u : 0u).U32(0);
+    public void Write(ref FixedBuilder fields) => fields = fields.U32(Builtin ? 1u : 0u).U32(Staged ? 1u : 0u);
 
     public void ToProto(OpRequest request, ReadOnlySpan<byte> payload)
-        => request.ModuleLoad = new ModuleLoad { Builtin = Builtin, Image = ByteString.CopyFrom(payload) };
+        => request.ModuleLoad = new ModuleLoad { Builtin = Builtin, Staged = Staged, Image = ByteString.CopyFrom(payload) };
+}
+
+/// <summary>
+/// A piece of a module image too large for one message: the payload goes at <paramref name="Offset"/> of an image of
+/// <paramref name="Total"/> bytes. Pieces come in order, offset 0 starting a new image; answered Done.
+/// </summary>
+public readonly record struct ModuleStageOp(ulong Offset, ulong Total) : IOp<ModuleStageOp>
+{
+    public static FrameType Type => FrameType.ModuleStage;
+
+    public static ModuleStageOp Read(ref FixedFields fields) => new(fields.U64(), fields.U64());
+
+    public static ModuleStageOp From(ModuleStage message) => new(message.Offset, message.Total);
+
+    public void Write(ref FixedBuilder fields) => fields = fields.U64(Offset).U64(Total);
+
+    public void ToProto(OpRequest request, ReadOnlySpan<byte> payload)
+        => request.ModuleStage = new ModuleStage { Offset = Offset, Total = Total, Data = ByteString.CopyFrom(payload) };
 }
 
 /// <summary>Unloads a module and forgets its functions; answered Done.</summary>

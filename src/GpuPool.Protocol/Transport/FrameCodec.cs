@@ -67,7 +67,8 @@ public static class FrameCodec
         FrameType.MemcpyDtoH => 24,              // ptr, bytes, stream
         FrameType.MemcpyDtoD => 32,              // dst, src, bytes, stream
         FrameType.Memset => 32,                  // ptr, count, stream, u32 value, u32 element size
-        FrameType.ModuleLoad => 8,               // u32 builtin, u32 reserved
+        FrameType.ModuleLoad => 8,               // u32 builtin, u32 staged
+        FrameType.ModuleStage => 16,             // offset, total
         FrameType.ModuleUnload => 8,             // module
         FrameType.ModuleGetFunction => 8,        // module
         FrameType.ModuleGetGlobal => 8,          // module
@@ -92,7 +93,7 @@ public static class FrameCodec
     /// <summary>Largest payload a type may carry; bulk types are bounded by <paramref name="maxPayload"/>.</summary>
     public static int MaxPayload(FrameType type, int maxPayload) => type switch
     {
-        FrameType.MemcpyHtoD or FrameType.Data or FrameType.ModuleLoad or FrameType.StripeChunk => maxPayload,
+        FrameType.MemcpyHtoD or FrameType.Data or FrameType.ModuleLoad or FrameType.ModuleStage or FrameType.StripeChunk => maxPayload,
         FrameType.Hello or FrameType.HelloVersion1 or FrameType.Join => 16 * 1024,
         FrameType.ModuleGetFunction or FrameType.ModuleGetGlobal => MaxSymbolBytes,
         FrameType.Launch => 4096,

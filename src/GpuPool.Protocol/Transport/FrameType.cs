@@ -41,6 +41,12 @@ public enum FrameType : ushort
     ModuleGetGlobal = 25,
 
     /// <summary>
+    /// A piece of a module image larger than one frame: fixed {u64 offset, u64 total}, payload the piece. Pieces come in
+    /// order (offset 0 starts a new image); answered Done. A <see cref="ModuleLoad"/> marked staged loads the whole.
+    /// </summary>
+    ModuleStage = 26,
+
+    /// <summary>
     /// Client → broker, first frame of an extra data connection of an open session (seq 0): fixed {u64 session,
     /// u16 lease id length, u16 token length, u32 reserved}, payload lease id + token (UTF-8). Answered with a
     /// Reply (seq 0) whose value is the connection's index, or an Error (seq 0) and the close.

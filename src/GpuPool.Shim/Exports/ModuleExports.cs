@@ -326,9 +326,9 @@ internal static unsafe partial class Cuda
 
     /// <summary>
     /// What the broker loads: the image as the program gave it, unless it is larger than one message (a library's fat
-    /// binary of many architectures: cuBLAS 11.8 has one of 23 MB). Then only the code the device uses goes, the first
-    /// that fits: the cubin for its architecture, else the PTX (the cpu backend: the PTX, which it runs, else the cubin,
-    /// whose kernels it finds but cannot run); the load fails only if none fits.
+    /// binary of many architectures: cuBLAS 11.8 has one of 23 MB). Then only the code the device uses goes if it fits
+    /// in one message: the cubin for its architecture, else the PTX (the cpu backend: the PTX, which it runs).
+    /// Otherwise the whole image goes, in pieces, and the broker picks from it.
     /// </summary>
     private static byte[] ImageForBroker(Driver driver, ModuleImage parsed, ReadOnlySpan<byte> image)
     {
@@ -339,10 +339,11 @@ internal static unsafe partial class Cuda
             return image.ToArray();
         }
 
+        var cpu = driver.Session.Info.Backend == "cpu";
         var arch = (driver.Device.ComputeMajor * 10) + driver.Device.ComputeMinor;
-        var ptx = (driver.Session.Info.Backend == "cpu" ? parsed.Ptx : parsed.PtxFor(arch)) is { } text ? Encoding.UTF8.GetBytes(text + "\0") : null;
-        var cubin = (driver.Session.Info.Backend == "cpu" ? parsed.Cubin : parsed.CubinFor(arch))?.ToArray();
-        byte[]?[] choices = driver.Session.Info.Backend == "cpu" ? [ptx, cubin] : [cubin, ptx];
+        var ptx = (cpu ? parsed.Ptx : parsed.PtxFor(arch)) is { } text && Encoding.UTF8.GetMaxByteCount(text.Length) < limit
+            ? Encoding.UTF8.GetBytes(text + "\0") : null;
+        byte[]?[] choices = cpu ? [ptx] : [parsed.CubinFor(arch)?.ToArray(), ptx];
         return choices.FirstOrDefault(c => c is not null && c.Length <= limit) ?? image.ToArray();
     }
 

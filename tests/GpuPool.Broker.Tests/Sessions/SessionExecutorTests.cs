@@ -108,6 +108,52 @@ public sealed class SessionExecutorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_module_image_staged_in_pieces_loads_as_a_whole()
+    {
+        var ptx = Encoding.UTF8.GetBytes(".version 7.0\n.target sm_70\n.address_size 64\n.visible .global .align 4 .b8 table[16];\n");
+        var total = (ulong)ptx.Length;
+        await Run(1, s => s.ModuleStage(1, new ModuleStageOp(0, total), new ReadOnlySequence<byte>(ptx, 0, 20)));
+        await Run(2, s => s.ModuleStage(2, new ModuleStageOp(20, total), new ReadOnlySequence<byte>(ptx, 20, 30)));
+        await Run(3, s => s.ModuleStage(3, new ModuleStageOp(50, total), new ReadOnlySequence<byte>(ptx, 50, ptx.Length - 50)));
+        await Run(4, s => s.ModuleLoad(4, new ModuleLoadOp(Builtin: false, Staged: true), ReadOnlySequence<byte>.Empty));
+        await Run(5, s => s.ModuleGetGlobal(5, new ModuleGetGlobalOp(_replies.Value(4).Value), Utf8("table")));
+
+        Assert.All(new ulong[] { 1, 2, 3 }, seq => Assert.Equal(ReplyKind.Done, _replies.Value(seq).Kind));
+        Assert.Equal((ReplyKind.Global, 16UL), (_replies.Value(5).Kind, _replies.Value(5).Value2));
+
+        // The image is forgotten once loaded: a second staged load has nothing to load.
+        await Run(6, s => s.ModuleLoad(6, new ModuleLoadOp(Builtin: false, Staged: true), ReadOnlySequence<byte>.Empty));
+        Assert.Equal((ErrorCode.InvalidArgument, "no module image was staged for this load"), (_replies.Error(6).Code, _replies.Error(6).Message));
+    }
+
+    [Fact]
+    public async Task A_module_piece_out_of_order_or_an_image_larger_than_the_lease_is_refused_and_the_staged_image_dropped()
+    {
+        var piece = new byte[100];
+        await Run(1, s => s.ModuleStage(1, new ModuleStageOp(0, 300), new ReadOnlySequence<byte>(piece)));
+        await Run(2, s => s.ModuleStage(2, new ModuleStageOp(200, 300), new ReadOnlySequence<byte>(piece)));
+        await Run(3, s => s.ModuleLoad(3, new ModuleLoadOp(Builtin: false, Staged: true), ReadOnlySequence<byte>.Empty));
+        await Run(4, s => s.ModuleStage(4, new ModuleStageOp(0, 2 * BrokerRig.MiB), new ReadOnlySequence<byte>(piece)));
+        await Run(5, s => s.ModuleStage(5, new ModuleStageOp(0, 100), new ReadOnlySequence<byte>(piece)));
+        await Run(6, s => s.ModuleLoad(6, new ModuleLoadOp(Builtin: false, Staged: true), ReadOnlySequence<byte>.Empty));
+        await Run(7, s => s.ModuleStage(7, new ModuleStageOp(0, 100), new ReadOnlySequence<byte>(new byte[101])));
+
+        Assert.Equal(
+            (ErrorCode.InvalidArgument, "a module image piece of 100 bytes at offset 200 of 300 is out of order (expected offset 100 of 300 bytes); the staged image is dropped"),
+            (_replies.Error(2).Code, _replies.Error(2).Message));
+        Assert.Equal("no module image was staged for this load", _replies.Error(3).Message);
+        Assert.Equal(
+            (ErrorCode.OutOfMemory, $"a module image of {2 * BrokerRig.MiB} bytes is larger than the broker takes ({BrokerRig.MiB} bytes: the smaller of its module limit and the lease's memory)"),
+            (_replies.Error(4).Code, _replies.Error(4).Message));
+
+        // A whole image of zeros is staged, and the load says it is no module the backend reads.
+        Assert.Equal(ReplyKind.Done, _replies.Value(5).Kind);
+        Assert.Equal(ErrorCode.InvalidArgument, _replies.Error(6).Code);
+        Assert.StartsWith("a module image piece of 101 bytes at offset 0 of 100 is out of order", _replies.Error(7).Message, StringComparison.Ordinal);
+        Assert.Equal(0UL, _lease.Context.MemoryUsed);
+    }
+
+    [Fact]
     public async Task An_op_that_throws_a_DeviceException_is_answered_with_it_as_its_own_error()
     {
         await Run(1, s => s.MemAlloc(1, new MemAllocOp(2 * BrokerRig.MiB)));

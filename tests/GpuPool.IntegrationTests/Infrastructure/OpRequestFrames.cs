@@ -44,6 +44,9 @@ internal static class OpRequestFrames
             case OpRequest.OpOneofCase.ModuleLoad:
                 OpFrames.Write(writer, seq, ModuleLoadOp.From(r.ModuleLoad), r.ModuleLoad.Image.Span);
                 break;
+            case OpRequest.OpOneofCase.ModuleStage:
+                OpFrames.Write(writer, seq, ModuleStageOp.From(r.ModuleStage), r.ModuleStage.Data.Span);
+                break;
             case OpRequest.OpOneofCase.ModuleUnload:
                 OpFrames.Write(writer, seq, ModuleUnloadOp.From(r.ModuleUnload));
                 break;

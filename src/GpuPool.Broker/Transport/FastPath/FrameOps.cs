@@ -15,7 +15,7 @@ internal static class FrameOps
     public static bool Runs(FrameType type) => type switch
     {
         FrameType.MemAlloc or FrameType.MemFree or FrameType.MemcpyDtoH or FrameType.MemcpyDtoD or FrameType.Memset or FrameType.MemGetInfo
-            or FrameType.ModuleLoad or FrameType.ModuleUnload or FrameType.ModuleGetFunction or FrameType.ModuleGetGlobal or FrameType.Launch
+            or FrameType.ModuleLoad or FrameType.ModuleUnload or FrameType.ModuleGetFunction or FrameType.ModuleGetGlobal or FrameType.ModuleStage or FrameType.Launch
             or FrameType.StreamCreate or FrameType.StreamDestroy or FrameType.StreamSynchronize or FrameType.StreamWaitEvent
             or FrameType.EventCreate or FrameType.EventDestroy or FrameType.EventRecord or FrameType.EventSynchronize
             or FrameType.EventQuery or FrameType.EventElapsedTime or FrameType.Synchronize => true,
@@ -42,6 +42,7 @@ internal static class FrameOps
             FrameType.ModuleUnload => s.ModuleUnload(seq, OpFrames.Read<ModuleUnloadOp>(frame)),
             FrameType.ModuleGetFunction => s.ModuleGetFunction(seq, OpFrames.Read<ModuleGetFunctionOp>(frame), frame.Payload),
             FrameType.ModuleGetGlobal => s.ModuleGetGlobal(seq, OpFrames.Read<ModuleGetGlobalOp>(frame), frame.Payload),
+            FrameType.ModuleStage => s.ModuleStage(seq, OpFrames.Read<ModuleStageOp>(frame), frame.Payload),
             FrameType.Launch => s.Launch(seq, OpFrames.Read<LaunchOp>(frame), frame.Payload),
             FrameType.StreamCreate => s.StreamCreate(seq),
             FrameType.StreamDestroy => s.StreamDestroy(seq, OpFrames.Read<StreamDestroyOp>(frame)),

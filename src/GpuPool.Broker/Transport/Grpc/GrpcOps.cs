@@ -50,6 +50,7 @@ internal static class GrpcOps
             OpRequest.OpOneofCase.ModuleUnload => s.ModuleUnload(seq, ModuleUnloadOp.From(r.ModuleUnload)),
             OpRequest.OpOneofCase.ModuleGetFunction => s.ModuleGetFunction(seq, ModuleGetFunctionOp.From(r.ModuleGetFunction), Utf8(r.ModuleGetFunction.Name)),
             OpRequest.OpOneofCase.ModuleGetGlobal => s.ModuleGetGlobal(seq, ModuleGetGlobalOp.From(r.ModuleGetGlobal), Utf8(r.ModuleGetGlobal.Name)),
+            OpRequest.OpOneofCase.ModuleStage => s.ModuleStage(seq, ModuleStageOp.From(r.ModuleStage), new ReadOnlySequence<byte>(r.ModuleStage.Data.Memory)),
             OpRequest.OpOneofCase.Launch => s.Launch(seq, LaunchOp.From(r.Launch), new ReadOnlySequence<byte>(r.Launch.Params.Memory)),
             OpRequest.OpOneofCase.StreamCreate => s.StreamCreate(seq),
             OpRequest.OpOneofCase.StreamDestroy => s.StreamDestroy(seq, StreamDestroyOp.From(r.StreamDestroy)),
