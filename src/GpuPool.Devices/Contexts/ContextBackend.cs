@@ -54,8 +54,11 @@ internal interface IKernelRunner
 {
     IKernelModule LoadBuiltinModule();
 
-    /// <summary>Loads a module image (PTX, cubin or fatbin); what the backend cannot run fails with NotSupported.</summary>
-    IKernelModule LoadModule(ReadOnlySpan<byte> image);
+    /// <summary>
+    /// Loads a module image (PTX, cubin or fatbin), which the context has <paramref name="read"/> once already; what the
+    /// backend cannot run fails with NotSupported.
+    /// </summary>
+    IKernelModule LoadModule(ReadOnlySpan<byte> image, ModuleRead read);
 
     /// <summary>
     /// Gives a module just loaded its variables' device memory, initialized from their initializers (zeros otherwise):

@@ -123,14 +123,15 @@ internal sealed partial class DeviceContext : IDeviceContext
     public ulong LoadModule(ReadOnlySpan<byte> image)
     {
         ThrowIfClosed();
-        var variables = ModuleVariables.Of(image);
+        var read = ModuleVariables.Read(image);
+        var variables = read.Variables;
         if (variables.Count > 0)
         {
             // Before the backend loads anything, so a module that cannot fit costs no JIT.
             CheckRoomForVariables(variables.Count, ModuleVariables.Bytes(variables));
         }
 
-        var module = Kernels.LoadModule(image);
+        var module = Kernels.LoadModule(image, read);
         var id = (ulong)Interlocked.Increment(ref _nextHandle);
         if (variables.Count > 0)
         {

@@ -22,9 +22,9 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     /// every module a program and its libraries carry at start), but none of its kernels runs: the cpu backend has no use
     /// for SASS. A fat binary with no code at all is refused.
     /// </summary>
-    public IKernelModule LoadModule(ReadOnlySpan<byte> image)
+    public IKernelModule LoadModule(ReadOnlySpan<byte> image, ModuleRead read)
     {
-        var module = ModuleVariables.Read(image);
+        var module = read.Strict;
         if (module.Ptx is null && module.Cubin is null)
         {
             throw new DeviceException(DeviceErrorCode.NotSupported, "the fat binary holds no code: neither PTX nor a cubin");

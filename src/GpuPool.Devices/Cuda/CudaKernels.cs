@@ -32,7 +32,7 @@ internal sealed unsafe class CudaKernels(CudaContext context, AllocationTable al
         return new CudaModule(module, Builtin: true, Shared: true);
     }
 
-    public IKernelModule LoadModule(ReadOnlySpan<byte> image)
+    public IKernelModule LoadModule(ReadOnlySpan<byte> image, ModuleRead read)
     {
         var trimmed = image.TrimEnd((byte)0);
         if (trimmed.IsEmpty)

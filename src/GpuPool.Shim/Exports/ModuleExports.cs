@@ -314,7 +314,7 @@ internal static unsafe partial class Cuda
     {
         var parsed = ReadImage(image);
         var remote = driver.Wait(driver.Session.LoadModuleAsync(ImageForBroker(driver, parsed, image)), "cuModuleLoad");
-        var module = new ModuleObject(ctx, remote, parsed, PtxVersion(parsed));
+        var module = new ModuleObject(ctx, remote, parsed.Kernels, PtxVersion(parsed));
         module.Handle = driver.Modules.Add(module);
         lock (driver.Gate)
         {
@@ -463,7 +463,7 @@ internal static unsafe partial class Cuda
             }
         }
 
-        if (!m.Image.Kernels.TryGetValue(kernel, out var signature))
+        if (!m.Kernels.TryGetValue(kernel, out var signature))
         {
             throw new CudaException(CuResult.NotFound, $"the module has no kernel named '{kernel}'");
         }

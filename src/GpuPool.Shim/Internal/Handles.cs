@@ -122,7 +122,7 @@ internal sealed class EventObject(Context context, DeviceEvent remote, uint flag
     public bool Recorded { get; set; }
 }
 
-internal sealed class ModuleObject(Context context, DeviceModule remote, ModuleImage image, int ptxVersion)
+internal sealed class ModuleObject(Context context, DeviceModule remote, IReadOnlyDictionary<string, KernelSignature> kernels, int ptxVersion)
 {
     public nint Handle { get; set; }
 
@@ -130,8 +130,11 @@ internal sealed class ModuleObject(Context context, DeviceModule remote, ModuleI
 
     public DeviceModule Remote { get; } = remote;
 
-    /// <summary>The image as read here: its kernels' parameter layouts and its variables.</summary>
-    public ModuleImage Image { get; } = image;
+    /// <summary>
+    /// Its kernels' parameter layouts, as read here; not the image itself, which the broker has: a library's modules
+    /// (cuBLAS registers hundreds, some with tens of MB of PTX) would keep gigabytes alive in the program.
+    /// </summary>
+    public IReadOnlyDictionary<string, KernelSignature> Kernels { get; } = kernels;
 
     public int PtxVersion { get; } = ptxVersion;
 
