@@ -1,11 +1,15 @@
 using Google.Protobuf;
+using GpuPool.Client;
 using GpuPool.IntegrationTests.Infrastructure;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.V1;
 
 namespace GpuPool.IntegrationTests;
 
-/// <summary>A broker configured for 1 MiB messages ends a call that sends more, and only that call.</summary>
+/// <summary>
+/// A broker configured for 1 MiB messages ends a call that sends more, and only that call; the SDK sends what is larger
+/// (copies, module images) in pieces.
+/// </summary>
 public sealed class MessageLimitTests(SmallMessagePoolFixture pool) : IClassFixture<SmallMessagePoolFixture>
 {
     [Fact]
@@ -57,17 +61,38 @@ public sealed class MessageLimitTests(SmallMessagePoolFixture pool) : IClassFixt
         Assert.Equal(Enumerable.Repeat((byte)1, 16).ToArray(), await session.CopyToHostAsync<byte>(ptr, 16));
     }
 
-    [Fact]
-    public async Task Module_image_larger_than_the_message_limit_fails_with_ResourceExhausted_through_the_SDK()
+    [Theory]
+    [InlineData(SessionTransportKind.Grpc)]
+    [InlineData(SessionTransportKind.Tcp)]
+    public async Task Module_image_larger_than_the_message_limit_goes_in_pieces_and_loads_through_the_SDK(SessionTransportKind transport)
     {
         await using var lease = await pool.LeaseAsync();
+        await using var session = await lease.OpenSessionAsync(transport);
+
+        // 2.5 MiB of PTX (a long comment, as libraries' PTX carries long sections), with a variable to find afterwards.
+        var ptx = ".version 7.0\n.target sm_70\n.address_size 64\n" + string.Concat(Enumerable.Repeat("// padding padding padding padding padding padding padding\n", 45_000))
+            + ".visible .global .align 4 .b8 table[64];\n";
+        Assert.True(ptx.Length > 2 * SmallMessagePoolFixture.MaxMessageBytes);
+        var module = await session.LoadModuleAsync(System.Text.Encoding.UTF8.GetBytes(ptx));
+        var table = await session.GetGlobalAsync(module, "table");
+
+        Assert.Equal(64UL, table.Size);
+        await pool.AssertServesAnotherLeaseAsync();
+    }
+
+    [Fact]
+    public async Task Module_image_larger_than_the_lease_fails_with_OutOfMemory_and_the_session_goes_on()
+    {
+        await using var lease = await pool.LeaseAsync(memoryBytes: 2 << 20);
         await using var session = await lease.OpenSessionAsync();
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.LoadModuleAsync(new byte[2 << 20]));
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.LoadModuleAsync(new byte[3 << 20]));
 
-        Assert.True(error.Code == ErrorCode.ResourceExhausted, error.ToString());
-        Assert.Contains("larger than the broker's message limit", error.Message, StringComparison.Ordinal);
-        await pool.AssertServesAnotherLeaseAsync();
+        Assert.True(error.Code == ErrorCode.OutOfMemory, error.ToString());
+        Assert.Contains($"a module image of {3 << 20} bytes is larger than the broker takes", error.Message, StringComparison.Ordinal);
+        var ptr = await session.AllocAsync(16);
+        await session.MemsetAsync(ptr, 7, 16);
+        Assert.Equal(Enumerable.Repeat((byte)7, 16).ToArray(), await session.CopyToHostAsync<byte>(ptr, 16));
     }
 
     [Fact]
