@@ -12,9 +12,12 @@ internal sealed class PtxNames
     private readonly Dictionary<string, (string Opcode, string[] Modifiers)>.AlternateLookup<ReadOnlySpan<char>> _mnemonicLookup;
     private readonly Dictionary<string, PtxRegister> _registers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, PtxRegister>.AlternateLookup<ReadOnlySpan<char>> _registerLookup;
+    private readonly Dictionary<string, PtxSymbol> _symbols = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, PtxSymbol>.AlternateLookup<ReadOnlySpan<char>> _symbolLookup;
 
     public PtxNames()
     {
+        _symbolLookup = _symbols.GetAlternateLookup<ReadOnlySpan<char>>();
         _stringLookup = _strings.GetAlternateLookup<ReadOnlySpan<char>>();
         _mnemonicLookup = _mnemonics.GetAlternateLookup<ReadOnlySpan<char>>();
         _registerLookup = _registers.GetAlternateLookup<ReadOnlySpan<char>>();
@@ -56,6 +59,18 @@ internal sealed class PtxNames
         return mnemonic;
     }
 
+    /// <summary>A symbol without an offset (a label, a parameter, a function), shared by every use of the name.</summary>
+    public PtxSymbol Symbol(ReadOnlySpan<char> name)
+    {
+        if (!_symbolLookup.TryGetValue(name, out var symbol))
+        {
+            symbol = new PtxSymbol(Intern(name));
+            _symbols.Add(symbol.Name, symbol);
+        }
+
+        return symbol;
+    }
+
     public PtxRegister Register(ReadOnlySpan<char> name)
     {
         if (!_registerLookup.TryGetValue(name, out var register))
@@ -66,4 +81,17 @@ internal sealed class PtxNames
 
         return register;
     }
+
+    /// <summary>The small signed integers most operands are, allocated once for every parse.</summary>
+    public static PtxInteger Integer(long value, bool unsigned)
+        => value is >= SmallMin and <= SmallMax ? SmallIntegers[unsigned ? 1 : 0][value - SmallMin] : new PtxInteger(value, unsigned);
+
+    private const long SmallMin = -64;
+    private const long SmallMax = 1023;
+
+    private static readonly PtxInteger[][] SmallIntegers =
+    [
+        [.. Enumerable.Range((int)SmallMin, (int)(SmallMax - SmallMin + 1)).Select(v => new PtxInteger(v))],
+        [.. Enumerable.Range((int)SmallMin, (int)(SmallMax - SmallMin + 1)).Select(v => new PtxInteger(v, Unsigned: true))],
+    ];
 }

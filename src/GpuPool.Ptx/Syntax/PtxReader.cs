@@ -835,9 +835,9 @@ internal sealed class PtxReader
                         return PtxSink.Instance;
                     }
 
-                    var name = _names.Intern(span);
+                    var symbol = _names.Symbol(span);
                     lexer.Advance();
-                    return new PtxSymbol(name, lexer.Is('+') || lexer.Is('-') ? ReadOffsets() : 0);
+                    return lexer.Is('+') || lexer.Is('-') ? symbol with { Offset = ReadOffsets() } : symbol;
                 }
 
             case PtxTokenKind.Number:
@@ -883,7 +883,7 @@ internal sealed class PtxReader
         if (lexer.Kind == PtxTokenKind.Identifier && lexer.Span is not "_")
         {
             var span = lexer.Span;
-            baseOperand = span[0] == '%' ? _names.Register(span) : new PtxSymbol(_names.Intern(span));
+            baseOperand = span[0] == '%' ? _names.Register(span) : _names.Symbol(span);
             lexer.Advance();
         }
         else
@@ -1043,7 +1043,7 @@ internal sealed class PtxReader
         }
 
         var unsigned = text[^1] == 'U';
-        return new PtxInteger(ReadInteger(negative, "an integer"), unsigned);
+        return PtxNames.Integer(ReadInteger(negative, "an integer"), unsigned);
     }
 
     private static bool IsDecimalFloat(ReadOnlySpan<char> text)
