@@ -231,3 +231,9 @@ public static class PtxTypes
     public static bool IsType(string name) => name is "pred" or "b8" or "s8" or "u8" or "b16" or "s16" or "u16" or "f16" or "bf16"
         or "b32" or "s32" or "u32" or "f32" or "f16x2" or "bf16x2" or "tf32" or "b64" or "s64" or "u64" or "f64" or "b128";
 }
+
+/// <summary>
+/// <c>name: .branchtargets L1, L2;</c> (<see cref="IsCallTargets"/> false) or <c>name: .calltargets f, g;</c>: the
+/// labels a <c>brx.idx</c>, or the functions an indirect call, may go to.
+/// </summary>
+public sealed record PtxTargetList(string Name, bool IsCallTargets, IReadOnlyList<string> Targets, int Line) : PtxStatement(Line);

@@ -1,0 +1,1267 @@
+using System.Globalization;
+
+namespace GpuPool.Ptx.Syntax;
+
+/// <summary>One parse: a recursive-descent reader over <see cref="PtxLexer"/>'s tokens that builds the tree.</summary>
+internal sealed class PtxReader
+{
+    /// <summary>Nested <c>{ }</c> blocks deeper than this are refused rather than risking the stack.</summary>
+    private const int MaxBlockDepth = 64;
+
+    private readonly PtxLexer _lexer;
+    private readonly PtxNames _names = new();
+
+    /// <summary>Operands being read, as a stack: an instruction's, and above them a vector's or list's while it is read.</summary>
+    private readonly List<PtxOperand> _operands = new(16);
+
+    private string _function = "";
+
+    public PtxReader(string text) => _lexer = new PtxLexer(text);
+
+    public PtxProgram ReadProgram()
+    {
+        var lexer = _lexer;
+        if (!lexer.IsDirective("version"))
+        {
+            throw lexer.Error($"expected the module to begin with .version, found {lexer.Describe()}");
+        }
+
+        var (major, minor) = ReadVersion();
+        List<string> target = [];
+        var addressSize = 32;
+        List<PtxVariable> variables = [];
+        List<PtxFunction> functions = [];
+        while (lexer.Kind != PtxTokenKind.End)
+        {
+            if (lexer.Kind != PtxTokenKind.Directive)
+            {
+                throw lexer.Error($"expected a directive at module scope (.target, .global, .entry, .func, ...), found {lexer.Describe()}");
+            }
+
+            switch (lexer.DirectiveName)
+            {
+                case "version":
+                    throw lexer.Error("a module has one .version, and this is a second");
+                case "target":
+                    lexer.Advance();
+                    while (true)
+                    {
+                        target.Add(_names.Intern(Expect(PtxTokenKind.Identifier, "a target name (sm_70, debug, ...) after .target")));
+                        lexer.Advance();
+                        if (!lexer.Is(','))
+                        {
+                            break;
+                        }
+
+                        lexer.Advance();
+                    }
+
+                    break;
+                case "address_size":
+                    lexer.Advance();
+                    var (line, column) = (lexer.Line, lexer.Column);
+                    addressSize = ReadInt32("32 or 64 after .address_size");
+                    if (addressSize is not (32 or 64))
+                    {
+                        throw new PtxSyntaxException(line, column, $"expected .address_size 32 or 64, found {addressSize}");
+                    }
+
+                    break;
+                case "file" or "loc":
+                    lexer.SkipLine();
+                    break;
+                case "section":
+                    SkipSection();
+                    break;
+                case "pragma":
+                    SkipPragma();
+                    break;
+                case "alias":
+                    SkipPast(';', "';' to end the .alias");
+                    break;
+                default:
+                    ReadModuleDeclaration(variables, functions);
+                    break;
+            }
+        }
+
+        return new PtxProgram(major, minor, target, addressSize, variables, functions);
+    }
+
+    private (int Major, int Minor) ReadVersion()
+    {
+        var lexer = _lexer;
+        lexer.Advance();
+        var text = Expect(PtxTokenKind.Number, "a version such as 7.8 after .version");
+        var dot = text.IndexOf('.');
+        if (dot <= 0 || !int.TryParse(text[..dot], NumberStyles.None, CultureInfo.InvariantCulture, out var major)
+            || !int.TryParse(text[(dot + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var minor))
+        {
+            throw lexer.Error($"expected a version such as 7.8 after .version, found {lexer.Describe()}");
+        }
+
+        lexer.Advance();
+        return (major, minor);
+    }
+
+    private void ReadModuleDeclaration(List<PtxVariable> variables, List<PtxFunction> functions)
+    {
+        var lexer = _lexer;
+        var (line, column) = (lexer.Line, lexer.Column);
+        var linkage = ReadLinkage();
+        if (lexer.Kind == PtxTokenKind.Directive)
+        {
+            if (lexer.DirectiveName is "entry" or "func")
+            {
+                functions.Add(ReadFunction(linkage, line));
+                return;
+            }
+
+            if (SpaceOf(lexer.DirectiveName) is var space and not PtxStateSpace.None and not PtxStateSpace.Param and not PtxStateSpace.Reg)
+            {
+                lexer.Advance();
+                ReadVariables(space, linkage, line, variables.Add);
+                return;
+            }
+        }
+
+        throw linkage == PtxLinkage.None
+            ? new PtxSyntaxException(line, column, $"expected a module-scope directive (.target, .global, .const, .shared, .entry, .func, ...), found {lexer.Describe()}")
+            : lexer.Error($"expected .entry, .func or a state space (.global, .const, .shared, .local) after the linkage, found {lexer.Describe()}");
+    }
+
+    private PtxLinkage ReadLinkage()
+    {
+        var lexer = _lexer;
+        var linkage = PtxLinkage.None;
+        while (lexer.Kind == PtxTokenKind.Directive)
+        {
+            var next = lexer.DirectiveName switch
+            {
+                "visible" => PtxLinkage.Visible,
+                "extern" => PtxLinkage.Extern,
+                "weak" => PtxLinkage.Weak,
+                "common" => PtxLinkage.Common,
+                _ => PtxLinkage.None,
+            };
+            if (next == PtxLinkage.None)
+            {
+                break;
+            }
+
+            linkage = next;
+            lexer.Advance();
+        }
+
+        return linkage;
+    }
+
+    // ---- Variables -------------------------------------------------------------------------------------------
+
+    /// <summary>After the state space: <c>[.align N] [.v2|.v4] .type name[dims] [= init] (, name...)* ;</c>.</summary>
+    private void ReadVariables(PtxStateSpace space, PtxLinkage linkage, int line, Action<PtxVariable> add)
+    {
+        var lexer = _lexer;
+        var align = 0;
+        var vector = 1;
+        string? type = null;
+        while (type is null && lexer.Kind == PtxTokenKind.Directive)
+        {
+            var name = lexer.DirectiveName;
+            if (name is "align")
+            {
+                lexer.Advance();
+                align = ReadInt32("an alignment after .align");
+                continue;
+            }
+
+            if (name is "attribute")
+            {
+                lexer.Advance();
+                SkipParenthesised(".attribute");
+                continue;
+            }
+
+            if (VectorWidth(name) is var width and > 0)
+            {
+                vector = width;
+            }
+            else if (IsVariableType(name))
+            {
+                type = _names.Intern(name);
+            }
+            else
+            {
+                break;
+            }
+
+            lexer.Advance();
+        }
+
+        if (type is null)
+        {
+            throw lexer.Error($"expected a type (.b32, .f32, .u64, ...) in the declaration, found {lexer.Describe()}");
+        }
+
+        while (true)
+        {
+            var name = _names.Intern(Expect(PtxTokenKind.Identifier, "the variable's name"));
+            lexer.Advance();
+            List<long>? dims = null;
+            while (lexer.Is('['))
+            {
+                lexer.Advance();
+                dims ??= [];
+                if (lexer.Is(']'))
+                {
+                    dims.Add(0);
+                }
+                else
+                {
+                    dims.Add(ReadInt32("an array length or ']'"));
+                }
+
+                ExpectPunctuation(']', "']' to close the array length");
+            }
+
+            string? initializer = null;
+            if (lexer.Is('='))
+            {
+                lexer.Advance();
+                initializer = ReadInitializerText();
+            }
+
+            add(new PtxVariable(name, space, type, vector, align, dims, initializer, linkage, line));
+            if (lexer.Is(','))
+            {
+                lexer.Advance();
+                continue;
+            }
+
+            ExpectPunctuation(';', "';' or ',' after the variable's declaration");
+            return;
+        }
+    }
+
+    /// <summary>The initializer's text as written, up to the ',' or ';' outside its braces.</summary>
+    private string ReadInitializerText()
+    {
+        var lexer = _lexer;
+        var (line, column) = (lexer.Line, lexer.Column);
+        var start = lexer.Start;
+        var end = start;
+        var depth = 0;
+        while (depth > 0 || !(lexer.Is(',') || lexer.Is(';')))
+        {
+            if (lexer.Kind == PtxTokenKind.End)
+            {
+                throw depth > 0
+                    ? new PtxSyntaxException(line, column, "expected '}' to close the initializer, found the end of the text")
+                    : lexer.Error("expected ';' after the initializer, found the end of the text");
+            }
+
+            if (lexer.Is('{'))
+            {
+                depth++;
+            }
+            else if (lexer.Is('}'))
+            {
+                if (--depth < 0)
+                {
+                    throw lexer.Error("found '}' with no '{' open in the initializer");
+                }
+            }
+            else if (lexer.Is(';'))
+            {
+                throw lexer.Error("expected '}' to close the initializer, found ';'");
+            }
+
+            end = lexer.End;
+            lexer.Advance();
+        }
+
+        if (end == start)
+        {
+            throw lexer.Error($"expected an initializer after '=', found {lexer.Describe()}");
+        }
+
+        return lexer.Text[start..end];
+    }
+
+    // ---- Functions -------------------------------------------------------------------------------------------
+
+    private PtxFunction ReadFunction(PtxLinkage linkage, int line)
+    {
+        var lexer = _lexer;
+        var isEntry = lexer.DirectiveName is "entry";
+        lexer.Advance();
+        IReadOnlyList<PtxParameter> returns = lexer.Is('(') ? ReadParameters(isEntry ? "the kernel" : "the function") : [];
+        if (isEntry && returns.Count > 0)
+        {
+            throw lexer.Error("a kernel (.entry) has no return values");
+        }
+
+        var name = _names.Intern(Expect(PtxTokenKind.Identifier, isEntry ? "the kernel's name after .entry" : "the function's name after .func"));
+        _function = name;
+        lexer.Advance();
+        IReadOnlyList<PtxParameter> parameters = lexer.Is('(') ? ReadParameters($"'{name}'") : [];
+        var directives = new DirectiveSet();
+        while (lexer.Kind == PtxTokenKind.Directive && ReadPerformanceDirective(ref directives))
+        {
+        }
+
+        IReadOnlyList<PtxStatement>? body = null;
+        if (lexer.Is('{'))
+        {
+            lexer.Advance();
+            body = ReadStatements(depth: 1, ref directives);
+        }
+        else if (lexer.Is(';'))
+        {
+            lexer.Advance();
+        }
+        else
+        {
+            throw lexer.Error($"expected '{{' to begin the body of '{name}', or ';' to declare it, found {lexer.Describe()}");
+        }
+
+        return new PtxFunction(name, isEntry, linkage, parameters, returns, directives.ToDirectives(), body, line);
+    }
+
+    private PtxParameter[] ReadParameters(string owner)
+    {
+        var lexer = _lexer;
+        lexer.Advance();
+        if (lexer.Is(')'))
+        {
+            lexer.Advance();
+            return [];
+        }
+
+        List<PtxParameter> parameters = [];
+        while (true)
+        {
+            parameters.Add(ReadParameter(owner));
+            if (lexer.Is(','))
+            {
+                lexer.Advance();
+                continue;
+            }
+
+            ExpectPunctuation(')', $"',' or ')' in the parameter list of {owner}");
+            return [.. parameters];
+        }
+    }
+
+    /// <summary><c>.param [.align N] .type [.ptr [.space] [.align N]] name [[N]]</c>, or <c>.reg .type name</c>.</summary>
+    private PtxParameter ReadParameter(string owner)
+    {
+        var lexer = _lexer;
+        var space = PtxStateSpace.None;
+        string? type = null;
+        var (align, pointer, pointerSpace, pointerAlign) = (0, false, PtxStateSpace.None, 0);
+        while (lexer.Kind == PtxTokenKind.Directive)
+        {
+            var name = lexer.DirectiveName;
+            if (name is "align")
+            {
+                lexer.Advance();
+                var value = ReadInt32("an alignment after .align");
+                if (pointer)
+                {
+                    pointerAlign = value;
+                }
+                else
+                {
+                    align = value;
+                }
+
+                continue;
+            }
+
+            if (name is "attribute")
+            {
+                lexer.Advance();
+                SkipParenthesised(".attribute");
+                continue;
+            }
+
+            if (name is "ptr")
+            {
+                pointer = true;
+            }
+            else if (SpaceOf(name) is var s and not PtxStateSpace.None)
+            {
+                if (pointer)
+                {
+                    pointerSpace = s;
+                }
+                else if (space == PtxStateSpace.None && s is PtxStateSpace.Param or PtxStateSpace.Reg)
+                {
+                    space = s;
+                }
+                else
+                {
+                    throw lexer.Error($"expected .param or .reg to begin a parameter of {owner}, found {lexer.Describe()}");
+                }
+            }
+            else if (IsVariableType(name) && type is null)
+            {
+                type = _names.Intern(name);
+            }
+            else if (VectorWidth(name) == 0)
+            {
+                throw lexer.Error($"expected a parameter attribute (.align, .ptr, a type) in the parameter list of {owner}, found {lexer.Describe()}");
+            }
+
+            lexer.Advance();
+        }
+
+        if (space == PtxStateSpace.None)
+        {
+            throw lexer.Error($"expected .param or .reg to begin a parameter of {owner}, found {lexer.Describe()}");
+        }
+
+        if (type is null)
+        {
+            throw lexer.Error($"expected the parameter's type (.b32, .u64, ...) in the parameter list of {owner}, found {lexer.Describe()}");
+        }
+
+        var parameterName = _names.Intern(Expect(PtxTokenKind.Identifier, $"a parameter name in the parameter list of {owner}"));
+        lexer.Advance();
+        var length = 0;
+        if (lexer.Is('['))
+        {
+            lexer.Advance();
+            length = lexer.Is(']') ? 0 : ReadInt32("the parameter's array length");
+            ExpectPunctuation(']', "']' to close the parameter's array length");
+        }
+
+        return new PtxParameter(parameterName, space, type, align, length, pointerSpace, pointerAlign);
+    }
+
+    /// <summary>
+    /// A performance directive (.maxntid, .reqntid, .minnctapersm, .maxnctapersm, .maxnreg, .noreturn) into
+    /// <paramref name="directives"/>, or one skipped (.pragma, the cluster directives); false for any other directive.
+    /// </summary>
+    private bool ReadPerformanceDirective(ref DirectiveSet directives)
+    {
+        var lexer = _lexer;
+        switch (lexer.DirectiveName)
+        {
+            case "maxntid":
+                directives.MaxNtid = ReadDimensions(".maxntid");
+                return true;
+            case "reqntid":
+                directives.ReqNtid = ReadDimensions(".reqntid");
+                return true;
+            case "reqnctapercluster":
+                ReadDimensions(".reqnctapercluster");
+                return true;
+            case "minnctapersm" or "maxnctapersm":
+                lexer.Advance();
+                directives.MinNctaPerSm = ReadInt32("a CTA count");
+                return true;
+            case "maxnreg":
+                lexer.Advance();
+                directives.MaxNReg = ReadInt32("a register count after .maxnreg");
+                return true;
+            case "maxclusterrank":
+                lexer.Advance();
+                ReadInt32("a cluster rank after .maxclusterrank");
+                return true;
+            case "noreturn":
+                directives.NoReturn = true;
+                lexer.Advance();
+                return true;
+            case "explicitcluster":
+                lexer.Advance();
+                return true;
+            case "pragma":
+                SkipPragma();
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    private int[] ReadDimensions(string directive)
+    {
+        var lexer = _lexer;
+        lexer.Advance();
+        Span<int> values = stackalloc int[3];
+        var count = 0;
+        while (true)
+        {
+            values[count++] = ReadInt32($"a thread count after {directive}");
+            if (!lexer.Is(',') || count == 3)
+            {
+                return values[..count].ToArray();
+            }
+
+            lexer.Advance();
+        }
+    }
+
+    // ---- Bodies ----------------------------------------------------------------------------------------------
+
+    /// <summary>The statements up to and including the '}' that closes the block whose '{' was just read.</summary>
+    private List<PtxStatement> ReadStatements(int depth, ref DirectiveSet directives)
+    {
+        var lexer = _lexer;
+        var (openLine, openColumn) = (lexer.Line, lexer.Column);
+        List<PtxStatement> statements = [];
+        while (true)
+        {
+            var line = lexer.Line;
+            switch (lexer.Kind)
+            {
+                case PtxTokenKind.End:
+                    throw lexer.Error($"expected '}}' to close the body of '{_function}' (a block is open since line {openLine}, column {openColumn}), found the end of the text");
+                case PtxTokenKind.Identifier:
+                    ReadLabelOrInstruction(statements);
+                    break;
+                case PtxTokenKind.Directive:
+                    ReadBodyDirective(statements, ref directives);
+                    break;
+                case PtxTokenKind.Punctuation when lexer.Char == '}':
+                    lexer.Advance();
+                    return statements;
+                case PtxTokenKind.Punctuation when lexer.Char == '{':
+                    if (depth >= MaxBlockDepth)
+                    {
+                        throw lexer.Error($"blocks are nested more than {MaxBlockDepth} deep");
+                    }
+
+                    lexer.Advance();
+                    statements.Add(new PtxBlock(ReadStatements(depth + 1, ref directives), line));
+                    break;
+                case PtxTokenKind.Punctuation when lexer.Char == '@':
+                    statements.Add(ReadGuardedInstruction());
+                    break;
+                default:
+                    throw lexer.Error($"expected an instruction, a declaration, a label or '}}' in the body of '{_function}', found {lexer.Describe()}");
+            }
+        }
+    }
+
+    private void ReadBodyDirective(List<PtxStatement> statements, ref DirectiveSet directives)
+    {
+        var lexer = _lexer;
+        var line = lexer.Line;
+        var name = lexer.DirectiveName;
+        if (name is "reg")
+        {
+            ReadRegisters(statements);
+            return;
+        }
+
+        if (name is "loc" or "file")
+        {
+            lexer.SkipLine();
+            return;
+        }
+
+        if (SpaceOf(name) is var space and not PtxStateSpace.None and not PtxStateSpace.Reg)
+        {
+            lexer.Advance();
+            ReadVariables(space, PtxLinkage.None, line, v => statements.Add(new PtxVariableDeclaration(v, line)));
+            return;
+        }
+
+        if (name is "extern" or "visible" or "weak")
+        {
+            var linkage = ReadLinkage();
+            if (lexer.Kind == PtxTokenKind.Directive && SpaceOf(lexer.DirectiveName) is var s and not PtxStateSpace.None and not PtxStateSpace.Reg)
+            {
+                lexer.Advance();
+                ReadVariables(s, linkage, line, v => statements.Add(new PtxVariableDeclaration(v, line)));
+                return;
+            }
+
+            throw lexer.Error($"expected a state space after the linkage in the body of '{_function}', found {lexer.Describe()}");
+        }
+
+        if (ReadPerformanceDirective(ref directives))
+        {
+            if (lexer.Is(';'))
+            {
+                lexer.Advance();
+            }
+
+            return;
+        }
+
+        throw lexer.Error($"expected an instruction, a declaration, a label or '}}' in the body of '{_function}', found the directive {lexer.Describe()}");
+    }
+
+    /// <summary><c>.reg [.v2|.v4] .type %r&lt;N&gt;, name, ... ;</c>: one declaration per name.</summary>
+    private void ReadRegisters(List<PtxStatement> statements)
+    {
+        var lexer = _lexer;
+        var line = lexer.Line;
+        lexer.Advance();
+        var vector = 1;
+        string? type = null;
+        while (type is null && lexer.Kind == PtxTokenKind.Directive)
+        {
+            var name = lexer.DirectiveName;
+            if (VectorWidth(name) is var width and > 0)
+            {
+                vector = width;
+            }
+            else if (IsVariableType(name))
+            {
+                type = _names.Intern(name);
+            }
+            else if (name is "align")
+            {
+                lexer.Advance();
+                ReadInt32("an alignment after .align");
+                continue;
+            }
+            else
+            {
+                break;
+            }
+
+            lexer.Advance();
+        }
+
+        if (type is null)
+        {
+            throw lexer.Error($"expected a register type (.b32, .pred, .f64, ...) after .reg, found {lexer.Describe()}");
+        }
+
+        while (true)
+        {
+            var name = _names.Intern(Expect(PtxTokenKind.Identifier, "a register name"));
+            lexer.Advance();
+            var count = 0;
+            if (lexer.Is('<'))
+            {
+                lexer.Advance();
+                count = ReadInt32("a register count after '<'");
+                ExpectPunctuation('>', "'>' after the register count");
+            }
+
+            statements.Add(new PtxRegisterDeclaration(type, vector, name, count, line));
+            if (lexer.Is(','))
+            {
+                lexer.Advance();
+                continue;
+            }
+
+            ExpectPunctuation(';', "';' or ',' after the register declaration");
+            return;
+        }
+    }
+
+    private void ReadLabelOrInstruction(List<PtxStatement> statements)
+    {
+        var lexer = _lexer;
+        var line = lexer.Line;
+        var start = lexer.Start;
+        var end = lexer.End;
+        lexer.Advance();
+        if (lexer.Is(':'))
+        {
+            var name = _names.Intern(lexer.Text.AsSpan(start, end - start));
+            lexer.Advance();
+            if (lexer.Kind == PtxTokenKind.Directive)
+            {
+                switch (lexer.DirectiveName)
+                {
+                    case "callprototype":
+                        statements.Add(ReadCallPrototype(name, line));
+                        return;
+                    case "branchtargets" or "calltargets":
+                        statements.Add(ReadTargetList(name, line));
+                        return;
+                }
+            }
+
+            statements.Add(new PtxLabel(name, line));
+            return;
+        }
+
+        statements.Add(ReadInstruction(null, start, end, line));
+    }
+
+    private PtxCallPrototype ReadCallPrototype(string name, int line)
+    {
+        var lexer = _lexer;
+        lexer.Advance();
+        IReadOnlyList<PtxParameter> returns = lexer.Is('(') ? ReadParameters($"the prototype '{name}'") : [];
+        if (lexer.Kind != PtxTokenKind.Identifier || !lexer.Span.SequenceEqual("_"))
+        {
+            throw lexer.Error($"expected '_' in the place of the function's name in .callprototype, found {lexer.Describe()}");
+        }
+
+        lexer.Advance();
+        IReadOnlyList<PtxParameter> parameters = lexer.Is('(') ? ReadParameters($"the prototype '{name}'") : [];
+        if (lexer.IsDirective("noreturn"))
+        {
+            lexer.Advance();
+        }
+
+        ExpectPunctuation(';', "';' to end the .callprototype");
+        return new PtxCallPrototype(name, returns, parameters, line);
+    }
+
+    private PtxTargetList ReadTargetList(string name, int line)
+    {
+        var lexer = _lexer;
+        var calls = lexer.DirectiveName is "calltargets";
+        lexer.Advance();
+        List<string> targets = [];
+        while (true)
+        {
+            targets.Add(_names.Intern(Expect(PtxTokenKind.Identifier, calls ? "a function name in .calltargets" : "a label in .branchtargets")));
+            lexer.Advance();
+            if (lexer.Is(','))
+            {
+                lexer.Advance();
+                continue;
+            }
+
+            ExpectPunctuation(';', "',' or ';' in the target list");
+            return new PtxTargetList(name, calls, targets, line);
+        }
+    }
+
+    private PtxInstruction ReadGuardedInstruction()
+    {
+        var lexer = _lexer;
+        var line = lexer.Line;
+        lexer.Advance();
+        var negated = lexer.Is('!');
+        if (negated)
+        {
+            lexer.Advance();
+        }
+
+        var predicate = _names.Intern(Expect(PtxTokenKind.Identifier, "a predicate register after '@'"));
+        lexer.Advance();
+        Expect(PtxTokenKind.Identifier, "an instruction after the guard");
+        var (start, end) = (lexer.Start, lexer.End);
+        lexer.Advance();
+        return ReadInstruction(new PtxGuard(predicate, negated), start, end, line);
+    }
+
+    /// <summary>With the opcode's first name read (text from <paramref name="start"/> to <paramref name="end"/>): its modifiers, its operands and ';'.</summary>
+    private PtxInstruction ReadInstruction(PtxGuard? guard, int start, int end, int line)
+    {
+        var lexer = _lexer;
+        while (lexer.Kind == PtxTokenKind.Directive && !lexer.SpaceBefore)
+        {
+            end = lexer.End;
+            lexer.Advance();
+        }
+
+        var (opcode, modifiers) = _names.Mnemonic(lexer.Text.AsSpan(start, end - start));
+        if (lexer.Is(';'))
+        {
+            lexer.Advance();
+            return new PtxInstruction(guard, opcode, modifiers, [], line);
+        }
+
+        var first = _operands.Count;
+        while (true)
+        {
+            _operands.Add(ReadOperand());
+            if (lexer.Is(','))
+            {
+                lexer.Advance();
+                continue;
+            }
+
+            if (lexer.Is(';'))
+            {
+                lexer.Advance();
+                break;
+            }
+
+            throw lexer.Error($"expected ',' or ';' after operand {_operands.Count - first} of '{lexer.Text.AsSpan(start, end - start)}', found {lexer.Describe()}");
+        }
+
+        return new PtxInstruction(guard, opcode, modifiers, PopOperands(first), line);
+    }
+
+    // ---- Operands --------------------------------------------------------------------------------------------
+
+    /// <summary>An operand: a primary one, <c>!%p</c>, or <c>%p|%q</c>.</summary>
+    private PtxOperand ReadOperand()
+    {
+        var lexer = _lexer;
+        if (lexer.Is('!'))
+        {
+            lexer.Advance();
+            return new PtxNot(ReadPrimary(Aggregates.None));
+        }
+
+        var operand = ReadPrimary(Aggregates.All);
+        if (lexer.Is('|'))
+        {
+            lexer.Advance();
+            return new PtxPredicatePair(operand, ReadPrimary(Aggregates.None));
+        }
+
+        return operand;
+    }
+
+    /// <summary>
+    /// A register, a literal, a symbol (with an offset), the sink; and the kinds of <paramref name="aggregates"/> (an
+    /// address, a vector, a list). Aggregates nest one level at most, so no input can run the reader out of stack.
+    /// </summary>
+    private PtxOperand ReadPrimary(Aggregates aggregates)
+    {
+        var lexer = _lexer;
+        switch (lexer.Kind)
+        {
+            case PtxTokenKind.Identifier:
+                {
+                    var span = lexer.Span;
+                    if (span[0] == '%')
+                    {
+                        var register = _names.Register(span);
+                        lexer.Advance();
+                        return register;
+                    }
+
+                    if (span is "_")
+                    {
+                        lexer.Advance();
+                        return PtxSink.Instance;
+                    }
+
+                    var symbol = _names.Symbol(span);
+                    lexer.Advance();
+                    return lexer.Is('+') || lexer.Is('-') ? symbol with { Offset = ReadOffsets() } : symbol;
+                }
+
+            case PtxTokenKind.Number:
+                return ReadNumber(negative: false);
+            case PtxTokenKind.Punctuation when lexer.Char == '-':
+                lexer.Advance();
+                if (lexer.Kind != PtxTokenKind.Number)
+                {
+                    throw lexer.Error($"expected a number after '-', found {lexer.Describe()}");
+                }
+
+                return ReadNumber(negative: true);
+            case PtxTokenKind.Punctuation when (aggregates & Aggregates.Address) != 0 && lexer.Char == '[':
+                return ReadAddress();
+            case PtxTokenKind.Punctuation when (aggregates & Aggregates.Vector) != 0 && lexer.Char == '{':
+                return ReadVector();
+            case PtxTokenKind.Punctuation when (aggregates & Aggregates.List) != 0 && lexer.Char == '(':
+                return ReadList();
+            default:
+                throw lexer.Error($"expected an operand (a register, a number, a name, '[', '{{' or '('), found {lexer.Describe()}");
+        }
+    }
+
+    /// <summary><c>[base]</c>, <c>[base+off]</c>, <c>[base+-off]</c>, <c>[base-off]</c>, <c>[off]</c>, or a texture/surface operand <c>[tex, {...}]</c>.</summary>
+    private PtxOperand ReadAddress()
+    {
+        var lexer = _lexer;
+        lexer.Advance();
+        if (lexer.Kind == PtxTokenKind.Number || lexer.Is('-'))
+        {
+            var negative = lexer.Is('-');
+            if (negative)
+            {
+                lexer.Advance();
+            }
+
+            var absolute = ReadInteger(negative, "an address");
+            ExpectPunctuation(']', "']' to close the address");
+            return new PtxAddress(null, absolute);
+        }
+
+        PtxOperand baseOperand;
+        if (lexer.Kind == PtxTokenKind.Identifier && lexer.Span is not "_")
+        {
+            var span = lexer.Span;
+            baseOperand = span[0] == '%' ? _names.Register(span) : _names.Symbol(span);
+            lexer.Advance();
+        }
+        else
+        {
+            baseOperand = ReadPrimary(Aggregates.None);
+        }
+
+        var offset = lexer.Is('+') || lexer.Is('-') ? ReadOffsets() : 0;
+        if (lexer.Is(']'))
+        {
+            lexer.Advance();
+            return new PtxAddress(baseOperand, offset);
+        }
+
+        if (!lexer.Is(','))
+        {
+            throw lexer.Error($"expected '+', '-', ']' or ',' in the address, found {lexer.Describe()}");
+        }
+
+        var first = _operands.Count;
+        _operands.Add(offset == 0 ? baseOperand : new PtxAddress(baseOperand, offset));
+        while (lexer.Is(','))
+        {
+            lexer.Advance();
+            _operands.Add(ReadPrimary(Aggregates.Vector));
+        }
+
+        if (!lexer.Is(']'))
+        {
+            _operands.RemoveRange(first, _operands.Count - first);
+            throw lexer.Error($"expected ',' or ']' in the bracketed operand, found {lexer.Describe()}");
+        }
+
+        lexer.Advance();
+        return new PtxBracket(PopOperands(first));
+    }
+
+    /// <summary>One or more <c>+N</c>, <c>-N</c>, <c>+-N</c> after a name: their sum.</summary>
+    private long ReadOffsets()
+    {
+        var lexer = _lexer;
+        long offset = 0;
+        while (lexer.Is('+') || lexer.Is('-'))
+        {
+            var negative = lexer.Is('-');
+            lexer.Advance();
+            if (lexer.Is('-'))
+            {
+                negative = !negative;
+                lexer.Advance();
+            }
+
+            offset = unchecked(offset + ReadInteger(negative, "an offset"));
+        }
+
+        return offset;
+    }
+
+    private PtxVector ReadVector()
+    {
+        var lexer = _lexer;
+        lexer.Advance();
+        var first = _operands.Count;
+        while (true)
+        {
+            _operands.Add(ReadPrimary(Aggregates.None));
+            if (lexer.Is(','))
+            {
+                lexer.Advance();
+                continue;
+            }
+
+            if (lexer.Is('}'))
+            {
+                lexer.Advance();
+                return new PtxVector(PopOperands(first));
+            }
+
+            _operands.RemoveRange(first, _operands.Count - first);
+            throw lexer.Error($"expected ',' or '}}' in the vector operand, found {lexer.Describe()}");
+        }
+    }
+
+    private PtxList ReadList()
+    {
+        var lexer = _lexer;
+        lexer.Advance();
+        var first = _operands.Count;
+        if (!lexer.Is(')'))
+        {
+            while (true)
+            {
+                _operands.Add(ReadPrimary(Aggregates.None));
+                if (lexer.Is(','))
+                {
+                    lexer.Advance();
+                    continue;
+                }
+
+                if (lexer.Is(')'))
+                {
+                    break;
+                }
+
+                _operands.RemoveRange(first, _operands.Count - first);
+                throw lexer.Error($"expected ',' or ')' in the list, found {lexer.Describe()}");
+            }
+        }
+
+        lexer.Advance();
+        return new PtxList(PopOperands(first));
+    }
+
+    private PtxOperand[] PopOperands(int first)
+    {
+        var count = _operands.Count - first;
+        if (count == 0)
+        {
+            return [];
+        }
+
+        var operands = new PtxOperand[count];
+        _operands.CopyTo(first, operands, 0, count);
+        _operands.RemoveRange(first, count);
+        return operands;
+    }
+
+    // ---- Literals --------------------------------------------------------------------------------------------
+
+    private PtxOperand ReadNumber(bool negative)
+    {
+        var lexer = _lexer;
+        var text = lexer.Span;
+        if (text.Length > 1 && text[0] == '0' && (text[1] | 0x20) is 'f' or 'd')
+        {
+            var single = (text[1] | 0x20) == 'f';
+            var digits = text[2..];
+            if (digits.Length != (single ? 8 : 16) || !ulong.TryParse(digits, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var bits))
+            {
+                throw lexer.Error($"expected {(single ? "8" : "16")} hex digits after {text[..2]} in a floating-point literal, found {lexer.Describe()}");
+            }
+
+            double value = single ? BitConverter.Int32BitsToSingle((int)bits) : BitConverter.Int64BitsToDouble((long)bits);
+            lexer.Advance();
+            return new PtxFloat(negative ? -value : value, single);
+        }
+
+        if (IsDecimalFloat(text))
+        {
+            if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value))
+            {
+                throw lexer.Error($"malformed floating-point literal {lexer.Describe()}");
+            }
+
+            lexer.Advance();
+            return new PtxFloat(negative ? -value : value, Single: false);
+        }
+
+        var unsigned = text[^1] == 'U';
+        return PtxNames.Integer(ReadInteger(negative, "an integer"), unsigned);
+    }
+
+    private static bool IsDecimalFloat(ReadOnlySpan<char> text)
+        => !(text.Length > 1 && text[0] == '0' && (text[1] | 0x20) is 'x' or 'b') && text.IndexOfAny('.', 'e', 'E') >= 0;
+
+    /// <summary>An integer literal (decimal, 0x hex, 0b binary, 0 octal, U suffix), as 64 bits.</summary>
+    private long ReadInteger(bool negative, string what)
+    {
+        var lexer = _lexer;
+        if (lexer.Kind != PtxTokenKind.Number)
+        {
+            throw lexer.Error($"expected {what}, found {lexer.Describe()}");
+        }
+
+        var text = lexer.Span;
+        if (text[^1] == 'U')
+        {
+            text = text[..^1];
+        }
+
+        var radix = text switch
+        {
+            ['0', 'x' or 'X', ..] => 16,
+            ['0', 'b' or 'B', ..] => 2,
+            ['0', _, ..] => 8,
+            _ => 10,
+        };
+        var digits = radix switch
+        {
+            16 or 2 => text[2..],
+            8 => text[1..],
+            _ => text,
+        };
+        if (digits.IsEmpty)
+        {
+            throw lexer.Error($"expected {what}, found {lexer.Describe()}");
+        }
+
+        ulong value = 0;
+        foreach (var c in digits)
+        {
+            var digit = c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+            if ((uint)digit >= (uint)radix)
+            {
+                throw lexer.Error($"expected {what}, found {lexer.Describe()} (not a base-{radix} integer)");
+            }
+
+            var next = unchecked((value * (ulong)radix) + (ulong)digit);
+            if (value > (ulong.MaxValue - (ulong)digit) / (ulong)radix)
+            {
+                throw lexer.Error($"the integer {lexer.Describe()} does not fit in 64 bits");
+            }
+
+            value = next;
+        }
+
+        lexer.Advance();
+        return negative ? unchecked(-(long)value) : unchecked((long)value);
+    }
+
+    private int ReadInt32(string what)
+    {
+        var lexer = _lexer;
+        var (line, column, description) = (lexer.Line, lexer.Column, lexer.Describe());
+        if (lexer.Kind != PtxTokenKind.Number || IsDecimalFloat(lexer.Span) || lexer.Span is ['0', 'f' or 'F' or 'd' or 'D', ..])
+        {
+            throw lexer.Error($"expected {what}, found {description}");
+        }
+
+        var value = ReadInteger(negative: false, what);
+        return value is >= 0 and <= int.MaxValue ? (int)value : throw new PtxSyntaxException(line, column, $"expected {what}, found {description}, which is out of range");
+    }
+
+    // ---- Helpers ---------------------------------------------------------------------------------------------
+
+    /// <summary>The current token's text if it is of <paramref name="kind"/> (not consumed); else the error naming <paramref name="what"/>.</summary>
+    private ReadOnlySpan<char> Expect(PtxTokenKind kind, string what)
+        => _lexer.Kind == kind ? _lexer.Span : throw _lexer.Error($"expected {what}, found {_lexer.Describe()}");
+
+    private void ExpectPunctuation(char c, string what)
+    {
+        if (!_lexer.Is(c))
+        {
+            throw _lexer.Error($"expected {what}, found {_lexer.Describe()}");
+        }
+
+        _lexer.Advance();
+    }
+
+    private void SkipSection()
+    {
+        var lexer = _lexer;
+        lexer.Advance();
+        if (lexer.Kind is not (PtxTokenKind.Directive or PtxTokenKind.Identifier))
+        {
+            throw lexer.Error($"expected a section name after .section, found {lexer.Describe()}");
+        }
+
+        lexer.Advance();
+        if (!lexer.Is('{'))
+        {
+            throw lexer.Error($"expected '{{' to begin the section's contents, found {lexer.Describe()}");
+        }
+
+        lexer.SkipBraces();
+    }
+
+    /// <summary><c>.pragma "nounroll";</c>: strings, then ';'.</summary>
+    private void SkipPragma()
+    {
+        var lexer = _lexer;
+        lexer.Advance();
+        while (true)
+        {
+            Expect(PtxTokenKind.String, "a string after .pragma");
+            lexer.Advance();
+            if (!lexer.Is(','))
+            {
+                break;
+            }
+
+            lexer.Advance();
+        }
+
+        ExpectPunctuation(';', "';' to end the .pragma");
+    }
+
+    private void SkipPast(char c, string what)
+    {
+        var lexer = _lexer;
+        while (!lexer.Is(c))
+        {
+            if (lexer.Kind == PtxTokenKind.End)
+            {
+                throw lexer.Error($"expected {what}, found the end of the text");
+            }
+
+            lexer.Advance();
+        }
+
+        lexer.Advance();
+    }
+
+    /// <summary>With the current token '(': past its matching ')'.</summary>
+    private void SkipParenthesised(string what)
+    {
+        var lexer = _lexer;
+        if (!lexer.Is('('))
+        {
+            throw lexer.Error($"expected '(' after {what}, found {lexer.Describe()}");
+        }
+
+        var depth = 0;
+        do
+        {
+            if (lexer.Kind == PtxTokenKind.End)
+            {
+                throw lexer.Error($"expected ')' to close {what}, found the end of the text");
+            }
+
+            depth += lexer.Is('(') ? 1 : lexer.Is(')') ? -1 : 0;
+            lexer.Advance();
+        }
+        while (depth > 0);
+    }
+
+    private static PtxStateSpace SpaceOf(ReadOnlySpan<char> name) => name switch
+    {
+        "reg" => PtxStateSpace.Reg,
+        "sreg" => PtxStateSpace.Sreg,
+        "const" => PtxStateSpace.Const,
+        "global" => PtxStateSpace.Global,
+        "local" => PtxStateSpace.Local,
+        "param" => PtxStateSpace.Param,
+        "shared" => PtxStateSpace.Shared,
+        "tex" => PtxStateSpace.Tex,
+        _ => PtxStateSpace.None,
+    };
+
+    private static int VectorWidth(ReadOnlySpan<char> name) => name switch
+    {
+        "v2" => 2,
+        "v4" => 4,
+        "v8" => 8,
+        _ => 0,
+    };
+
+    /// <summary>A fundamental type, or one of the opaque ones of textures and surfaces (.texref, .samplerref, .surfref).</summary>
+    private static bool IsVariableType(ReadOnlySpan<char> name) => name switch
+    {
+        "pred" or "b8" or "s8" or "u8" or "b16" or "s16" or "u16" or "f16" or "bf16" or "b32" or "s32" or "u32" or "f32"
+            or "f16x2" or "bf16x2" or "tf32" or "b64" or "s64" or "u64" or "f64" or "b128" => true,
+        "texref" or "samplerref" or "surfref" => true,
+        _ => false,
+    };
+
+    [Flags]
+    private enum Aggregates
+    {
+        None = 0,
+        Address = 1,
+        Vector = 2,
+        List = 4,
+        All = Address | Vector | List,
+    }
+
+    /// <summary>A function's performance directives as they are read, on the function and in its body.</summary>
+    private struct DirectiveSet
+    {
+        public int[]? MaxNtid;
+        public int[]? ReqNtid;
+        public int MinNctaPerSm;
+        public int MaxNReg;
+        public bool NoReturn;
+
+        public readonly PtxFunctionDirectives ToDirectives()
+            => MaxNtid is null && ReqNtid is null && MinNctaPerSm == 0 && MaxNReg == 0 && !NoReturn
+                ? PtxFunctionDirectives.None
+                : new PtxFunctionDirectives(MaxNtid, ReqNtid, MinNctaPerSm, MaxNReg, NoReturn);
+    }
+}
