@@ -129,6 +129,9 @@ public class ConvertTests
     [Fact]
     public void F64ToF32_ftz_and_sat()
     {
+        // Ties to even: 1 + 2^-24 is halfway between 1 and 1 + 2^-23.
+        Assert.Equal(1f, Cvt.F64ToF32(1 + Math.ScaleB(1, -24), FloatRounding.Rn, false, false));
+        Assert.Equal(1f + MathF.ScaleB(1, -22), Cvt.F64ToF32(1 + (3 * Math.ScaleB(1, -24)), FloatRounding.Rn, false, false));
         Assert.Equal(0x8000_0000u, Bits(Cvt.F64ToF32(-1e-40, FloatRounding.Rn, true, false)));
         Assert.Equal(1e-40f, Cvt.F64ToF32(1e-40, FloatRounding.Rn, false, false));
         Assert.Equal(1f, Cvt.F64ToF32(7.0, FloatRounding.Rn, false, true));
