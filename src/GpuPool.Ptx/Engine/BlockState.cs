@@ -1,0 +1,207 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+
+namespace GpuPool.Ptx.Engine;
+
+/// <summary>
+/// One block at a time on one worker: its threads' resume points and spill slots, its shared memory and their local
+/// memory. Runs every thread until it exits or waits at a collective instruction, then lets the collectives whose
+/// threads have all arrived go, until the block is done; a block whose threads can go no further is a deadlock.
+/// </summary>
+internal sealed unsafe class BlockState : IDisposable
+{
+    private const int Waiting = -3;
+
+    private readonly CompiledKernel _kernel;
+    private readonly LaneContext _context;
+    private readonly int[] _resume;
+    private readonly int[] _at;
+    private readonly int _threads;
+    private readonly byte* _shared;
+    private readonly byte* _local;
+
+    public BlockState(CompiledKernel kernel, PtxLaunch launch, LaunchControl control, byte* parameters, ulong[] symbols)
+    {
+        _kernel = kernel;
+        _threads = (int)(launch.BlockX * launch.BlockY * launch.BlockZ);
+        _resume = new int[_threads];
+        _at = new int[_threads];
+        var sharedBytes = KernelCompiler.Align(kernel.StaticSharedBytes, 16) + launch.DynamicSharedBytes;
+        _shared = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(sharedBytes, 16), 64);
+        _local = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(kernel.LocalBytes * (ulong)_threads, 16), 64);
+        _context = new LaneContext
+        {
+            Spill = new ulong[Math.Max(1, kernel.RegisterCount * _threads)],
+            NtidX = launch.BlockX,
+            NtidY = launch.BlockY,
+            NtidZ = launch.BlockZ,
+            NctaX = launch.GridX,
+            NctaY = launch.GridY,
+            NctaZ = launch.GridZ,
+            Shared = _shared,
+            SharedBytes = sharedBytes,
+            LocalBytes = kernel.LocalBytes,
+            Params = parameters,
+            ParamBytes = (ulong)kernel.ParameterBytes,
+            Symbols = symbols,
+            Memory = launch.Memory,
+            Control = control,
+            Block = this,
+            Kernel = kernel.Name,
+            SiteNames = kernel.Sites,
+        };
+    }
+
+    /// <summary>Runs block (x, y, z) to its end.</summary>
+    public void Run(uint x, uint y, uint z)
+    {
+        var c = _context;
+        (c.CtaX, c.CtaY, c.CtaZ) = (x, y, z);
+        new Span<byte>(_shared, (int)c.SharedBytes).Clear();
+        Array.Clear(c.Spill);
+        Array.Clear(_resume);
+        Array.Fill(_at, Waiting);
+        var live = _threads;
+        while (live > 0)
+        {
+            var ran = false;
+            for (var t = 0; t < _threads; t++)
+            {
+                if (_at[t] != Waiting || _resume[t] < 0)
+                {
+                    continue;
+                }
+
+                ran = true;
+                Point(t);
+                var result = _kernel.Run(c, _resume[t]);
+                if (result == KernelCompiler.Exited)
+                {
+                    _resume[t] = -1;
+                    live--;
+                }
+                else if (result == KernelCompiler.Stopped)
+                {
+                    throw new PtxFault(PtxFaultKind.Timeout, $"kernel {_kernel.Name}: the launch ran past its deadline (or another block of it failed) and was stopped");
+                }
+                else
+                {
+                    _at[t] = result;
+                }
+            }
+
+            if (live == 0)
+            {
+                return;
+            }
+
+            if (!Release() && !ran)
+            {
+                throw Deadlock();
+            }
+        }
+    }
+
+    /// <summary>Lets the waiting threads go where they can; whether any went.</summary>
+    private bool Release()
+    {
+        var any = false;
+
+        // Warp-wide instructions first: they need only their warp.
+        for (var t = 0; t < _threads; t++)
+        {
+            if (_resume[t] >= 0 && _at[t] >= 0 && _kernel.Collectives[_at[t]].Kind is not (SiteKind.Barrier or SiteKind.BarrierReduce))
+            {
+                any |= Collectives.TryWarp(this, t);
+            }
+        }
+
+        if (any)
+        {
+            return true;
+        }
+
+        // A barrier goes when every live thread of the block waits at one.
+        var waiting = 0;
+        var live = 0;
+        for (var t = 0; t < _threads; t++)
+        {
+            if (_resume[t] >= 0)
+            {
+                live++;
+                if (_at[t] >= 0 && _kernel.Collectives[_at[t]].Kind is SiteKind.Barrier or SiteKind.BarrierReduce)
+                {
+                    waiting++;
+                }
+            }
+        }
+
+        if (live == 0 || waiting != live)
+        {
+            return false;
+        }
+
+        Collectives.Barrier(this);
+        return true;
+    }
+
+    private PtxFault Deadlock()
+    {
+        var stuck = Enumerable.Range(0, _threads).Where(t => _resume[t] >= 0).ToArray();
+        var sites = stuck.GroupBy(t => _at[t]).Select(g => $"{g.Count()} at {_kernel.Collectives[g.Key].Where}");
+        return new PtxFault(PtxFaultKind.Deadlock, $"kernel {_kernel.Name}, block ({_context.CtaX},{_context.CtaY},{_context.CtaZ}): its threads wait at barriers or warp-wide instructions that the rest never reach ({string.Join("; ", sites)}; {_threads - stuck.Length} have exited)");
+    }
+
+    /// <summary>Points the context at thread <paramref name="t"/>.</summary>
+    private void Point(int t)
+    {
+        var c = _context;
+        c.Lane = t;
+        c.SpillBase = t * _kernel.RegisterCount;
+        c.TidX = (uint)t % c.NtidX;
+        c.TidY = (uint)t / c.NtidX % c.NtidY;
+        c.TidZ = (uint)t / (c.NtidX * c.NtidY);
+        c.Local = _local + ((ulong)t * _kernel.LocalBytes);
+    }
+
+    public int Threads => _threads;
+
+    public CompiledKernel Kernel => _kernel;
+
+    public ulong[] Spill => _context.Spill;
+
+    public int[] At => _at;
+
+    public int[] Resume => _resume;
+
+    /// <summary>Thread <paramref name="t"/> goes on after the collective it waits at.</summary>
+    public void Go(int t)
+    {
+        _resume[t] = _at[t] + 1;
+        _at[t] = Waiting;
+    }
+
+    /// <summary>The threads of warp <paramref name="warp"/> that have not exited, as a lane mask.</summary>
+    public uint LiveMask(int warp)
+    {
+        uint mask = 0;
+        for (var lane = 0; lane < 32; lane++)
+        {
+            var t = (warp * 32) + lane;
+            if (t < _threads && _resume[t] >= 0)
+            {
+                mask |= 1u << lane;
+            }
+        }
+
+        return mask;
+    }
+
+    public static int Count(uint mask) => BitOperations.PopCount(mask);
+
+    public void Dispose()
+    {
+        NativeMemory.AlignedFree(_shared);
+        NativeMemory.AlignedFree(_local);
+    }
+}

@@ -1,0 +1,652 @@
+using System.Reflection.Emit;
+using GpuPool.Ptx.Semantics;
+using GpuPool.Ptx.Syntax;
+using PtxConvert = GpuPool.Ptx.Semantics.Convert;
+
+namespace GpuPool.Ptx.Engine;
+
+/// <summary>Arithmetic, comparison, conversion, bit and atomic instructions, and barriers.</summary>
+internal sealed partial class KernelCompiler
+{
+    private void EmitBinary(PtxInstruction i)
+    {
+        RequireOperands(i, 3);
+        var type = TypeOf(i);
+        var (d, a, b) = (i.Operands[0], i.Operands[1], i.Operands[2]);
+        if (i.Has("cc") || i.Opcode is "addc" or "subc")
+        {
+            throw Refuse("carry chains (.cc)");
+        }
+
+        if (IsFloat(type))
+        {
+            var ops = FloatOps(type);
+            var t = ClrType(type);
+            LoadFloat(i, a, type);
+            LoadFloat(i, b, type);
+            var rounding = Rounding(i);
+            switch (i.Opcode)
+            {
+                case "add" or "sub" or "mul" when rounding == FloatRounding.Rn:
+                    _il.Emit(i.Opcode == "add" ? OpCodes.Add : i.Opcode == "sub" ? OpCodes.Sub : OpCodes.Mul);
+                    break;
+                case "add" or "sub" or "mul":
+                    _il.Emit(OpCodes.Ldc_I4, (int)rounding);
+                    Call(ops, i.Opcode == "add" ? "Add" : i.Opcode == "sub" ? "Sub" : "Mul", t, t, typeof(FloatRounding));
+                    break;
+                case "div" when i.Has("approx") && type == "f32":
+                    Call(ops, "DivApprox", t, t);
+                    break;
+                case "div" when i.Has("full") && type == "f32":
+                    Call(ops, "DivFull", t, t);
+                    break;
+                case "div" when rounding == FloatRounding.Rn:
+                    _il.Emit(OpCodes.Div);
+                    break;
+                case "div":
+                    _il.Emit(OpCodes.Ldc_I4, (int)rounding);
+                    Call(ops, "Div", t, t, typeof(FloatRounding));
+                    break;
+                case "min" or "max":
+                    Call(ops, (i.Opcode == "min" ? "Min" : "Max") + (i.Has("NaN") ? "NaN" : ""), t, t);
+                    break;
+                default:
+                    throw Refuse($"{i.Opcode} on .{type}");
+            }
+
+            StoreFloat(i, d, type);
+            return;
+        }
+
+        if (type is "f16" or "bf16" or "f16x2" or "bf16x2")
+        {
+            throw Refuse($"{i.Opcode} on .{type}");
+        }
+
+        if (type == "pred" && i.Opcode is "and" or "or" or "xor")
+        {
+            Load(a, "pred");
+            Load(b, "pred");
+            _il.Emit(i.Opcode == "and" ? OpCodes.And : i.Opcode == "or" ? OpCodes.Or : OpCodes.Xor);
+            Store(d, "pred");
+            return;
+        }
+
+        var clr = ClrType(type);
+        if (i.Opcode == "mul" && i.Has("wide"))
+        {
+            var wide = type switch { "s32" => "s64", "u32" => "u64", "s16" => "s32", "u16" => "u32", _ => throw Refuse("mul.wide of that type") };
+            Load(a, type);
+            Convert(KindOf(type, i.Line), KindOf(wide, i.Line), IsSigned(type));
+            Load(b, type);
+            Convert(KindOf(type, i.Line), KindOf(wide, i.Line), IsSigned(type));
+            _il.Emit(OpCodes.Mul);
+            Store(d, wide);
+            return;
+        }
+
+        Load(a, type);
+        Load(b, type);
+        switch (i.Opcode)
+        {
+            case "add" when i.Has("sat"):
+                Call(typeof(IntOps), "AddSat", typeof(int), typeof(int));
+                break;
+            case "sub" when i.Has("sat"):
+                Call(typeof(IntOps), "SubSat", typeof(int), typeof(int));
+                break;
+            case "add":
+                _il.Emit(OpCodes.Add);
+                break;
+            case "sub":
+                _il.Emit(OpCodes.Sub);
+                break;
+            case "mul" when i.Has("hi"):
+                Call(typeof(IntOps), "MulHi", clr, clr);
+                break;
+            case "mul":
+                _il.Emit(OpCodes.Mul);
+                break;
+            case "div" or "rem" when BitsOf(type) >= 32:
+                var name = (i.Opcode == "div" ? "Div" : "Rem") + (IsSigned(type) ? "S" : "U") + BitsOf(type);
+                Call(typeof(IntOps), name, clr, clr);
+                break;
+            case "min" or "max" when BitsOf(type) >= 32:
+                Call(typeof(IntOps), (i.Opcode == "min" ? "Min" : "Max") + (i.Has("relu") ? "Relu" : ""), clr, clr);
+                break;
+            case "and":
+                _il.Emit(OpCodes.And);
+                break;
+            case "or":
+                _il.Emit(OpCodes.Or);
+                break;
+            case "xor":
+                _il.Emit(OpCodes.Xor);
+                break;
+            default:
+                throw Refuse($"{i.Opcode} on .{type}");
+        }
+
+        Store(d, type);
+    }
+
+    private void EmitMad(PtxInstruction i)
+    {
+        RequireOperands(i, 4);
+        var type = TypeOf(i);
+        var (d, a, b, c) = (i.Operands[0], i.Operands[1], i.Operands[2], i.Operands[3]);
+        if (i.Has("cc") || i.Opcode == "madc")
+        {
+            throw Refuse("carry chains (.cc)");
+        }
+
+        if (IsFloat(type))
+        {
+            var t = ClrType(type);
+            LoadFloat(i, a, type);
+            LoadFloat(i, b, type);
+            LoadFloat(i, c, type);
+            var rounding = Rounding(i);
+            if (i.Opcode == "mad" && !i.Modifiers.Any(m => m is "rn" or "rz" or "rm" or "rp"))
+            {
+                // The pre-Fermi mad.f32: a product then a sum, each rounded.
+                var sum = _il.DeclareLocal(t);
+                _il.Emit(OpCodes.Stloc, sum);
+                _il.Emit(OpCodes.Mul);
+                _il.Emit(OpCodes.Ldloc, sum);
+                _il.Emit(OpCodes.Add);
+            }
+            else if (rounding == FloatRounding.Rn)
+            {
+                Call(type == "f32" ? typeof(MathF) : typeof(Math), "FusedMultiplyAdd", t, t, t);
+            }
+            else
+            {
+                _il.Emit(OpCodes.Ldc_I4, (int)rounding);
+                Call(FloatOps(type), "Fma", t, t, t, typeof(FloatRounding));
+            }
+
+            StoreFloat(i, d, type);
+            return;
+        }
+
+        if (type is "f16" or "bf16" or "f16x2" or "bf16x2" || i.Has("sat"))
+        {
+            throw Refuse($"{i.Opcode} on .{type}{(i.Has("sat") ? " with .sat" : "")}");
+        }
+
+        if (i.Has("wide"))
+        {
+            var wide = type switch { "s32" => "s64", "u32" => "u64", "s16" => "s32", "u16" => "u32", _ => throw Refuse("mad.wide of that type") };
+            Load(a, type);
+            Convert(KindOf(type, i.Line), KindOf(wide, i.Line), IsSigned(type));
+            Load(b, type);
+            Convert(KindOf(type, i.Line), KindOf(wide, i.Line), IsSigned(type));
+            _il.Emit(OpCodes.Mul);
+            Load(c, wide);
+            _il.Emit(OpCodes.Add);
+            Store(d, wide);
+            return;
+        }
+
+        Load(a, type);
+        Load(b, type);
+        if (i.Has("hi"))
+        {
+            var clr = ClrType(type);
+            Call(typeof(IntOps), "MulHi", clr, clr);
+        }
+        else
+        {
+            _il.Emit(OpCodes.Mul);
+        }
+
+        Load(c, type);
+        _il.Emit(OpCodes.Add);
+        Store(d, type);
+    }
+
+    private void EmitUnary(PtxInstruction i)
+    {
+        RequireOperands(i, 2);
+        var type = TypeOf(i);
+        var (d, a) = (i.Operands[0], i.Operands[1]);
+        switch (i.Opcode)
+        {
+            case "neg" or "abs" when IsFloat(type):
+                LoadFloat(i, a, type);
+                Call(FloatOps(type), i.Opcode == "neg" ? "Neg" : "Abs", ClrType(type));
+                StoreFloat(i, d, type);
+                return;
+            case "neg" when type is "s16" or "s32" or "s64":
+                Load(a, type);
+                _il.Emit(OpCodes.Neg);
+                break;
+            case "abs" when type is "s32" or "s64":
+                Load(a, type);
+                Call(typeof(IntOps), type == "s32" ? "AbsS32" : "AbsS64", ClrType(type));
+                break;
+            case "not" when type == "pred":
+                Load(a, type);
+                _il.Emit(OpCodes.Ldc_I4_1);
+                _il.Emit(OpCodes.Xor);
+                break;
+            case "not" when !IsFloat(type):
+                Load(a, type);
+                _il.Emit(OpCodes.Not);
+                break;
+            case "cnot" when !IsFloat(type):
+                Load(a, type);
+                if (KindOf(type, i.Line) == Kind.I64)
+                {
+                    _il.Emit(OpCodes.Ldc_I8, 0L);
+                    _il.Emit(OpCodes.Ceq);
+                    _il.Emit(OpCodes.Conv_I8);
+                }
+                else
+                {
+                    _il.Emit(OpCodes.Ldc_I4_0);
+                    _il.Emit(OpCodes.Ceq);
+                }
+
+                break;
+            case "popc" or "clz" when type is "b32" or "b64":
+                Load(a, type);
+                Call(typeof(IntOps), i.Opcode == "popc" ? "Popc" : "Clz", ClrType(type));
+                Store(d, "u32");
+                return;
+            case "brev" when type is "b32" or "b64":
+                Load(a, type);
+                Call(typeof(IntOps), "Brev", ClrType(type));
+                break;
+            default:
+                throw Refuse($"{i.Opcode} on .{type}");
+        }
+
+        Store(d, type);
+    }
+
+    private void EmitShift(PtxInstruction i)
+    {
+        RequireOperands(i, 3);
+        var type = TypeOf(i);
+        if (BitsOf(type) < 16)
+        {
+            throw Refuse($"{i.Opcode} on .{type}");
+        }
+
+        Load(i.Operands[1], type);
+        Load(i.Operands[2], "u32");
+        var clr = type switch
+        {
+            "s16" => typeof(short),
+            "u16" or "b16" => typeof(ushort),
+            "s32" => typeof(int),
+            "u32" or "b32" => typeof(uint),
+            "s64" => typeof(long),
+            _ => typeof(ulong),
+        };
+        var name = i.Opcode == "shl" ? "Shl" : IsSigned(type) ? "ShrS" : "ShrU";
+        Call(typeof(IntOps), name, i.Opcode == "shl" && IsSigned(type) ? Unsigned(clr) : clr, typeof(uint));
+        Store(i.Operands[0], type);
+    }
+
+    private static Type Unsigned(Type t) => t == typeof(short) ? typeof(ushort) : t == typeof(int) ? typeof(uint) : t == typeof(long) ? typeof(ulong) : t;
+
+    private void EmitMath(PtxInstruction i)
+    {
+        RequireOperands(i, 2);
+        var type = TypeOf(i);
+        if (!IsFloat(type))
+        {
+            throw Refuse($"{i.Opcode} on .{type}");
+        }
+
+        var t = ClrType(type);
+        var ops = FloatOps(type);
+        LoadFloat(i, i.Operands[1], type);
+        var approx = i.Has("approx");
+        switch (i.Opcode, type, approx)
+        {
+            case ("rcp" or "sqrt", _, false):
+                _il.Emit(OpCodes.Ldc_I4, (int)Rounding(i));
+                Call(ops, i.Opcode == "rcp" ? "Rcp" : "Sqrt", t, typeof(FloatRounding));
+                break;
+            case ("rcp", "f64", true):
+                Call(ops, "RcpApproxFtz", t);
+                break;
+            case ("rsqrt", "f64", true):
+                Call(ops, "RsqrtApprox", t);
+                break;
+            case (_, "f32", true):
+                Call(ops, i.Opcode switch
+                {
+                    "rcp" => "RcpApprox",
+                    "sqrt" => "SqrtApprox",
+                    "rsqrt" => "RsqrtApprox",
+                    "ex2" => "Ex2Approx",
+                    "lg2" => "Lg2Approx",
+                    "sin" => "SinApprox",
+                    "cos" => "CosApprox",
+                    _ => "TanhApprox",
+                }, t);
+                break;
+            default:
+                throw Refuse($"{i.Opcode} on .{type}{(approx ? " (.approx)" : "")}");
+        }
+
+        StoreFloat(i, i.Operands[0], type);
+    }
+
+    private static CompareOp? CompareOf(PtxInstruction i)
+    {
+        foreach (var m in i.Modifiers)
+        {
+            if (Enum.TryParse<CompareOp>(m, ignoreCase: true, out var op) && m.Length <= 3 && char.IsLower(m[0]))
+            {
+                return op;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Pushes the comparison of a and b (1 or 0) as the instruction's comparison and type say.</summary>
+    private void EmitCompare(PtxInstruction i, string type, PtxOperand a, PtxOperand b)
+    {
+        var op = CompareOf(i) ?? throw Refuse("a comparison without its operator");
+        _il.Emit(OpCodes.Ldc_I4, (int)op);
+        if (IsFloat(type))
+        {
+            LoadFloat(i, a, type);
+            LoadFloat(i, b, type);
+            Call(FloatOps(type), "Compare", typeof(CompareOp), ClrType(type), ClrType(type));
+            return;
+        }
+
+        if (type is "f16" or "bf16" or "f16x2" or "bf16x2")
+        {
+            throw Refuse($"comparisons of .{type}");
+        }
+
+        var signed = IsSigned(type);
+        Load(a, type);
+        Convert(KindOf(type, i.Line), Kind.I64, signed);
+        Load(b, type);
+        Convert(KindOf(type, i.Line), Kind.I64, signed);
+        Call(typeof(IntOps), "Compare", typeof(CompareOp), signed ? typeof(long) : typeof(ulong), signed ? typeof(long) : typeof(ulong));
+    }
+
+    private void EmitSetp(PtxInstruction i)
+    {
+        var type = TypeOf(i);
+        if (i.Operands.Count is not (3 or 4))
+        {
+            throw Refuse($"setp with {i.Operands.Count} operands");
+        }
+
+        EmitCompare(i, type, i.Operands[1], i.Operands[2]);
+        var result = _il.DeclareLocal(typeof(int));
+        _il.Emit(OpCodes.Stloc, result);
+        var combine = i.Modifiers.FirstOrDefault(m => m is "and" or "or" or "xor");
+        var (p, q) = i.Operands[0] is PtxPredicatePair pair ? (pair.First, (PtxOperand?)pair.Second) : (i.Operands[0], null);
+        for (var k = 0; k < (q is null ? 1 : 2); k++)
+        {
+            _il.Emit(OpCodes.Ldloc, result);
+            if (k == 1)
+            {
+                _il.Emit(OpCodes.Ldc_I4_1);
+                _il.Emit(OpCodes.Xor);
+            }
+
+            if (combine is not null)
+            {
+                if (i.Operands.Count != 4)
+                {
+                    throw Refuse($"setp.{combine} without its predicate operand");
+                }
+
+                Load(i.Operands[3], "pred");
+                _il.Emit(combine == "and" ? OpCodes.And : combine == "or" ? OpCodes.Or : OpCodes.Xor);
+            }
+
+            Store(k == 0 ? p : q!, "pred");
+        }
+    }
+
+    private void EmitSelp(PtxInstruction i)
+    {
+        RequireOperands(i, 4);
+        var type = TypeOf(i);
+        var second = _il.DefineLabel();
+        var done = _il.DefineLabel();
+        Load(i.Operands[3], "pred");
+        _il.Emit(OpCodes.Brfalse, second);
+        Load(i.Operands[1], type);
+        _il.Emit(OpCodes.Br, done);
+        _il.MarkLabel(second);
+        Load(i.Operands[2], type);
+        _il.MarkLabel(done);
+        Store(i.Operands[0], type);
+    }
+
+    private void EmitCvt(PtxInstruction i)
+    {
+        RequireOperands(i, 2);
+        var types = i.Modifiers.Where(m => Types.Contains(m)).ToArray();
+        if (types.Length != 2)
+        {
+            throw Refuse("cvt without its two types");
+        }
+
+        var (to, from) = (types[0], types[1]);
+        var (d, a) = (i.Operands[0], i.Operands[1]);
+        var sat = i.Has("sat");
+        var ftz = i.Has("ftz");
+        var irnd = IntRoundingOf(i);
+        var isIntFrom = !IsFloat(from) && from is not ("f16" or "bf16" or "tf32");
+        var isIntTo = !IsFloat(to) && to is not ("f16" or "bf16" or "tf32");
+
+        // The common conversions inline; every other through the general conversion.
+        if (isIntFrom && isIntTo && !sat)
+        {
+            Load(a, from);
+            Convert(KindOf(from, i.Line), KindOf(to, i.Line), IsSigned(from));
+            Narrow(to);
+            Store(d, to);
+            return;
+        }
+
+        if (isIntFrom && IsFloat(to) && BitsOf(from) >= 32 && !sat)
+        {
+            Load(a, from);
+            var source = ClrType(from);
+            if (to == "f64" && BitsOf(from) == 32)
+            {
+                Call(typeof(PtxConvert), IsSigned(from) ? "S32ToF64" : "U32ToF64", source);
+            }
+            else
+            {
+                _il.Emit(OpCodes.Ldc_I4, (int)Rounding(i));
+                Call(typeof(PtxConvert), $"{(IsSigned(from) ? 'S' : 'U')}{BitsOf(from)}To{(to == "f32" ? "F32" : "F64")}", source, typeof(FloatRounding));
+            }
+
+            Store(d, to);
+            return;
+        }
+
+        if (IsFloat(from) && isIntTo && BitsOf(to) >= 32 && irnd is { } r)
+        {
+            LoadFloat(i, a, from);
+            _il.Emit(OpCodes.Ldc_I4, (int)r);
+            Call(typeof(PtxConvert), $"{(from == "f32" ? "F32" : "F64")}To{(IsSigned(to) ? 'S' : 'U')}{BitsOf(to)}", ClrType(from), typeof(IntRounding));
+            Store(d, to);
+            return;
+        }
+
+        if (from == "f32" && to == "f64")
+        {
+            Load(a, from);
+            _il.Emit(OpCodes.Ldc_I4, ftz ? 1 : 0);
+            _il.Emit(OpCodes.Ldc_I4, sat ? 1 : 0);
+            Call(typeof(PtxConvert), "F32ToF64", typeof(float), typeof(bool), typeof(bool));
+            Store(d, to);
+            return;
+        }
+
+        if (from == "f64" && to == "f32")
+        {
+            Load(a, from);
+            _il.Emit(OpCodes.Ldc_I4, (int)Rounding(i));
+            _il.Emit(OpCodes.Ldc_I4, ftz ? 1 : 0);
+            _il.Emit(OpCodes.Ldc_I4, sat ? 1 : 0);
+            Call(typeof(PtxConvert), "F64ToF32", typeof(double), typeof(FloatRounding), typeof(bool), typeof(bool));
+            Store(d, to);
+            return;
+        }
+
+        if (from == to && IsFloat(from))
+        {
+            LoadFloat(i, a, from);
+            if (irnd is { } round)
+            {
+                _il.Emit(OpCodes.Ldc_I4, (int)round);
+                Call(typeof(PtxConvert), "RoundToInt", ClrType(from), typeof(IntRounding));
+            }
+
+            StoreFloat(i, d, to);
+            return;
+        }
+
+        // The general conversion, on the source's bits.
+        var fromType = ScalarOf(from);
+        var toType = ScalarOf(to);
+        Load(a, from);
+        Convert(KindOf(from, i.Line), Kind.I64, signed: false);
+        if (KindOf(from, i.Line) != Kind.I64 && BitsOf(from) < 64)
+        {
+            _il.Emit(OpCodes.Ldc_I8, (long)((1UL << BitsOf(from)) - 1));
+            _il.Emit(OpCodes.And);
+        }
+
+        _il.Emit(OpCodes.Ldc_I4, (int)fromType);
+        _il.Emit(OpCodes.Ldc_I4, (int)toType);
+        _il.Emit(OpCodes.Ldc_I4, i.Modifiers.Any(m => m is "rn" or "rz" or "rm" or "rp") ? (int)Rounding(i) : -1);
+        _il.Emit(OpCodes.Ldc_I4, irnd is { } ir ? (int)ir : -1);
+        _il.Emit(OpCodes.Ldc_I4, sat ? 1 : 0);
+        _il.Emit(OpCodes.Ldc_I4, ftz ? 1 : 0);
+        Call(typeof(EngineConvert), nameof(EngineConvert.Cvt), typeof(ulong), typeof(ScalarType), typeof(ScalarType), typeof(int), typeof(int), typeof(bool), typeof(bool));
+        var kind = KindOf(to, i.Line);
+        Convert(Kind.I64, kind == Kind.F32 ? Kind.F32 : kind == Kind.F64 ? Kind.F64 : kind, signed: false);
+        Store(d, to);
+    }
+
+    private ScalarType ScalarOf(string type) => Enum.TryParse<ScalarType>(type, ignoreCase: true, out var t) ? t : throw Refuse($"conversions of .{type}");
+
+    private void EmitBits(PtxInstruction i)
+    {
+        var type = TypeOf(i);
+        var clr = ClrType(type);
+        switch (i.Opcode)
+        {
+            case "bfe":
+                RequireOperands(i, 4);
+                Load(i.Operands[1], type);
+                Load(i.Operands[2], "u32");
+                Load(i.Operands[3], "u32");
+                Call(typeof(IntOps), "Bfe" + (IsSigned(type) ? "S" : "U") + BitsOf(type), clr, typeof(uint), typeof(uint));
+                break;
+            case "bfi":
+                RequireOperands(i, 5);
+                Load(i.Operands[1], type);
+                Load(i.Operands[2], type);
+                Load(i.Operands[3], "u32");
+                Load(i.Operands[4], "u32");
+                Call(typeof(IntOps), "Bfi", clr, clr, typeof(uint), typeof(uint));
+                break;
+            case "prmt":
+                RequireOperands(i, 4);
+                Load(i.Operands[1], "b32");
+                Load(i.Operands[2], "b32");
+                Load(i.Operands[3], "b32");
+                var mode = i.Modifiers.FirstOrDefault(m => m is "f4e" or "b4e" or "rc8" or "ecl" or "ecr" or "rc16");
+                _il.Emit(OpCodes.Ldc_I4, mode is null ? (int)PrmtMode.Default : (int)Enum.Parse<PrmtMode>(mode, ignoreCase: true));
+                Call(typeof(IntOps), "Prmt", typeof(uint), typeof(uint), typeof(uint), typeof(PrmtMode));
+                break;
+            default:
+                RequireOperands(i, 2);
+                Load(i.Operands[1], type);
+                _il.Emit(OpCodes.Ldc_I4, i.Has("shiftamt") ? 1 : 0);
+                Call(typeof(IntOps), "Bfind", clr, typeof(bool));
+                Store(i.Operands[0], "u32");
+                return;
+        }
+
+        Store(i.Operands[0], type);
+    }
+
+    private void EmitAtomic(PtxInstruction i)
+    {
+        var type = TypeOf(i);
+        var op = i.Modifiers.FirstOrDefault(m => m is "add" or "min" or "max" or "inc" or "dec" or "cas" or "exch" or "and" or "or" or "xor")
+            ?? throw Refuse($"{i.Opcode} without its operation");
+        var red = i.Opcode == "red";
+        var first = red ? 0 : 1;
+        RequireOperands(i, first + (op == "cas" ? 3 : 2));
+        if (type is not ("b32" or "u32" or "s32" or "b64" or "u64" or "s64" or "f32" or "f64"))
+        {
+            throw Refuse($"{i.Opcode}.{op} on .{type}");
+        }
+
+        EmitPointer(i.Operands[first], SpaceOf(i), PtxTypes.SizeOf(type));
+        Load(i.Operands[first + 1], type);
+        if (op == "cas")
+        {
+            Load(i.Operands[first + 2], type);
+        }
+
+        var name = op + "_" + type;
+        var method = typeof(Atomics).GetMethod(name) ?? throw Refuse($"{i.Opcode}.{op}.{type}");
+        _il.Emit(OpCodes.Call, method);
+        if (red)
+        {
+            _il.Emit(OpCodes.Pop);
+        }
+        else
+        {
+            Store(i.Operands[0], type);
+        }
+    }
+
+    private void EmitBarrier(PtxInstruction i)
+    {
+        if (i.Has("warp"))
+        {
+            RequireOperands(i, 1);
+            EmitCollective(new CollectiveSite(SiteKind.WarpSync, "sync", "b32", [], [SiteSource(i.Operands[0])], Where()));
+            return;
+        }
+
+        if (i.Has("red"))
+        {
+            var mode = ModeOf(i, "popc", "and", "or");
+            EmitCollective(new CollectiveSite(SiteKind.BarrierReduce, mode, mode == "popc" ? "u32" : "pred",
+                [SiteDest(i.Operands[0])], [.. i.Operands.Skip(1).Select(SiteSource)], Where()));
+            return;
+        }
+
+        if (i.Has("arrive"))
+        {
+            throw Refuse("bar.arrive");
+        }
+
+        EmitCollective(new CollectiveSite(SiteKind.Barrier, "sync", "b32", [], [.. i.Operands.Select(SiteSource)], Where()));
+    }
+}
+
+/// <summary>The general conversion with its optional roundings as -1 for none.</summary>
+internal static class EngineConvert
+{
+    public static ulong Cvt(ulong bits, ScalarType from, ScalarType to, int floatRounding, int intRounding, bool sat, bool ftz)
+        => PtxConvert.Cvt(bits, from, to, floatRounding < 0 ? null : (FloatRounding)floatRounding, intRounding < 0 ? null : (IntRounding)intRounding, sat, ftz);
+}

@@ -1,0 +1,435 @@
+using System.Globalization;
+using System.Reflection;
+using System.Reflection.Emit;
+using GpuPool.Ptx.Semantics;
+using GpuPool.Ptx.Syntax;
+
+namespace GpuPool.Ptx.Engine;
+
+/// <summary>How a value sits on the IL stack: PTX's integer types of up to 32 bits (and predicates) as int32, and so on.</summary>
+internal enum Kind
+{
+    I32,
+    I64,
+    F32,
+    F64,
+}
+
+/// <summary>
+/// Compiles one kernel to a .NET method, <c>int Run(LaneContext thread, int resume)</c>, that runs one thread from
+/// <c>resume</c> (0: the start; k+1: after collective k) until it exits (-1), must stop (-2), or reaches collective
+/// instruction k (k). PTX registers are the method's locals; at a collective they are spilled to the thread's slots,
+/// where the block runner reads the operands and writes the results, and loaded again on resume.
+/// </summary>
+internal sealed partial class KernelCompiler
+{
+    public const int Exited = -1;
+    public const int Stopped = -2;
+
+    private static readonly FieldInfo SpillField = Field(nameof(LaneContext.Spill));
+    private static readonly FieldInfo SpillBaseField = Field(nameof(LaneContext.SpillBase));
+    private static readonly FieldInfo SymbolsField = Field(nameof(LaneContext.Symbols));
+
+    private readonly ModuleLayout _module;
+    private readonly PtxFunction _function;
+    private readonly DynamicMethod _method;
+    private readonly ILGenerator _il;
+    private readonly List<Register> _registers = [];
+    private readonly List<Dictionary<string, Register>> _scopes = [];
+    private readonly Dictionary<string, Label> _labels = new(StringComparer.Ordinal);
+    private readonly List<CollectiveSite> _collectives = [];
+    private readonly List<Label> _resumeLabels = [];
+    private readonly List<string> _sites = [];
+    private readonly Dictionary<string, WindowVariable> _windowVariables = new(StringComparer.Ordinal);
+    private readonly Label _stop;
+    private readonly Label _dispatch;
+    private ulong _localBytes;
+    private readonly ulong _sharedBytes;
+    private PtxInstruction _current = null!;
+
+    private KernelCompiler(ModuleLayout module, PtxFunction function)
+    {
+        _module = module;
+        _function = function;
+        _method = new DynamicMethod("ptx_" + function.Name, typeof(int), [typeof(LaneContext), typeof(int)], typeof(LaneContext).Module, skipVisibility: true);
+        _il = _method.GetILGenerator();
+        _stop = _il.DefineLabel();
+        _dispatch = _il.DefineLabel();
+        _sharedBytes = module.StaticSharedBytes;
+        foreach (var (name, offset) in module.SharedVariables)
+        {
+            _windowVariables[name] = new WindowVariable(PtxStateSpace.Shared, offset);
+        }
+
+        // Dynamic shared memory starts after the static, 16-byte aligned, as on a GPU.
+        foreach (var name in module.DynamicShared)
+        {
+            _windowVariables[name] = new WindowVariable(PtxStateSpace.Shared, Align(module.StaticSharedBytes, 16));
+        }
+    }
+
+    /// <summary>Compiles <paramref name="function"/>, or refuses it naming the first instruction the engine does not run.</summary>
+    public static CompiledKernel Compile(ModuleLayout module, PtxFunction function)
+    {
+        var compiler = new KernelCompiler(module, function);
+        return compiler.Build();
+    }
+
+    private CompiledKernel Build()
+    {
+        var parameters = LayParameters();
+        _scopes.Add([]);
+        _il.Emit(OpCodes.Br, _dispatch);
+        var start = _il.DefineLabel();
+        _il.MarkLabel(start);
+        EmitBody(_function.Body ?? throw new PtxNotSupportedException($"kernel {_function.Name} has no body"));
+        _il.Emit(OpCodes.Ldc_I4, Exited);
+        _il.Emit(OpCodes.Ret);
+
+        _il.MarkLabel(_stop);
+        _il.Emit(OpCodes.Ldc_I4, Stopped);
+        _il.Emit(OpCodes.Ret);
+
+        // Resume points: load every register from its slot, then go on after the collective.
+        var stubs = new Label[_resumeLabels.Count];
+        for (var k = 0; k < stubs.Length; k++)
+        {
+            stubs[k] = _il.DefineLabel();
+            _il.MarkLabel(stubs[k]);
+            EmitLoadAll();
+            _il.Emit(OpCodes.Br, _resumeLabels[k]);
+        }
+
+        _il.MarkLabel(_dispatch);
+        _il.Emit(OpCodes.Ldarg_1);
+        _il.Emit(OpCodes.Switch, [start, .. stubs]);
+        _il.Emit(OpCodes.Br, start);
+
+        var run = _method.CreateDelegate<Func<LaneContext, int, int>>();
+        return new CompiledKernel(
+            _function.Name,
+            run,
+            parameters.Offsets,
+            parameters.Bytes,
+            _registers.Count,
+            _sharedBytes,
+            Align(_localBytes, 16),
+            [.. _collectives],
+            [.. _sites]);
+    }
+
+    private (IReadOnlyDictionary<string, int> Offsets, int Bytes) LayParameters()
+    {
+        var offsets = new Dictionary<string, int>(StringComparer.Ordinal);
+        var offset = 0;
+        foreach (var p in _function.Parameters)
+        {
+            var align = Math.Max(p.Align, PtxTypes.SizeOf(p.Type));
+            offset = (int)Align((ulong)offset, (ulong)align);
+            offsets[p.Name] = offset;
+            _windowVariables[p.Name] = new WindowVariable(PtxStateSpace.Param, (ulong)offset);
+            offset += p.Bytes;
+        }
+
+        return (offsets, offset);
+    }
+
+    private void EmitBody(IReadOnlyList<PtxStatement> body)
+    {
+        foreach (var statement in body)
+        {
+            switch (statement)
+            {
+                case PtxRegisterDeclaration r:
+                    Declare(r);
+                    break;
+                case PtxVariableDeclaration v:
+                    Place(v.Variable);
+                    break;
+                case PtxLabel l:
+                    _il.MarkLabel(LabelOf(l.Name));
+                    break;
+                case PtxBlock b:
+                    _scopes.Add([]);
+                    EmitBody(b.Body);
+                    _scopes.RemoveAt(_scopes.Count - 1);
+                    break;
+                case PtxCallPrototype:
+                    break;
+                case PtxInstruction i:
+                    _current = i;
+                    EmitGuarded(i);
+                    break;
+                default:
+                    throw Refuse(statement.Line, $"the statement {statement.GetType().Name}");
+            }
+        }
+    }
+
+    private void Declare(PtxRegisterDeclaration declaration)
+    {
+        if (declaration.VectorWidth != 1)
+        {
+            throw Refuse(declaration.Line, "vector registers (.reg .v2/.v4)");
+        }
+
+        var kind = declaration.Type == "pred" ? Kind.I32 : KindOf(declaration.Type, declaration.Line);
+        var names = declaration.Count == 0
+            ? [declaration.Name]
+            : Enumerable.Range(0, declaration.Count).Select(i => declaration.Name + i.ToString(CultureInfo.InvariantCulture));
+        foreach (var name in names)
+        {
+            var register = new Register(name, kind, _il.DeclareLocal(TypeOf(kind)), _registers.Count);
+            _registers.Add(register);
+            _scopes[^1][name] = register;
+        }
+    }
+
+    /// <summary>A body's .local, .shared or .param variable: a place in the thread's local or the block's shared window.</summary>
+    private void Place(PtxVariable variable)
+    {
+        var align = (ulong)Math.Max(variable.Align, variable.ElementBytes);
+        switch (variable.Space)
+        {
+            case PtxStateSpace.Local or PtxStateSpace.Param:
+                _localBytes = Align(_localBytes, align);
+                _windowVariables[variable.Name] = new WindowVariable(PtxStateSpace.Local, _localBytes);
+                _localBytes += (ulong)variable.Bytes;
+                break;
+            default:
+                throw Refuse(variable.Line, $"a .{variable.Space.ToString().ToLowerInvariant()} variable declared in a function body");
+        }
+    }
+
+    private void EmitGuarded(PtxInstruction i)
+    {
+        if (i.Guard is null)
+        {
+            EmitInstruction(i);
+            return;
+        }
+
+        var skip = _il.DefineLabel();
+        LoadRegister(i.Guard.Predicate, Kind.I32);
+        _il.Emit(i.Guard.Negated ? OpCodes.Brtrue : OpCodes.Brfalse, skip);
+        EmitInstruction(i);
+        _il.MarkLabel(skip);
+    }
+
+    /// <summary>A site for faults' messages: the instruction and its line.</summary>
+    private int Site()
+    {
+        _sites.Add($"line {_current.Line} ({_current})");
+        return _sites.Count - 1;
+    }
+
+    private Label LabelOf(string name)
+    {
+        if (!_labels.TryGetValue(name, out var label))
+        {
+            label = _il.DefineLabel();
+            _labels[name] = label;
+        }
+
+        return label;
+    }
+
+    private Register? Find(string name)
+    {
+        for (var s = _scopes.Count - 1; s >= 0; s--)
+        {
+            if (_scopes[s].TryGetValue(name, out var r))
+            {
+                return r;
+            }
+        }
+
+        return null;
+    }
+
+    private Register RegisterOf(string name)
+        => Find(name) ?? throw Refuse(_current.Line, $"register {name}, which is not declared");
+
+    private PtxNotSupportedException Refuse(int line, string what)
+        => new($"kernel {_function.Name}, line {line}: the cpu backend's PTX engine does not run {what}");
+
+    private PtxNotSupportedException Refuse(string what) => Refuse(_current.Line, $"{what} (`{_current}`)");
+
+    private static FieldInfo Field(string name) => typeof(LaneContext).GetField(name)!;
+
+    private static Type TypeOf(Kind kind) => kind switch
+    {
+        Kind.I32 => typeof(int),
+        Kind.I64 => typeof(long),
+        Kind.F32 => typeof(float),
+        _ => typeof(double),
+    };
+
+    internal static Kind KindOf(string type, int line) => type switch
+    {
+        "pred" or "b8" or "u8" or "s8" or "b16" or "u16" or "s16" or "f16" or "bf16" or "b32" or "u32" or "s32" or "f16x2" or "bf16x2" or "tf32" => Kind.I32,
+        "b64" or "u64" or "s64" => Kind.I64,
+        "f32" => Kind.F32,
+        "f64" => Kind.F64,
+        _ => throw new PtxNotSupportedException($"line {line}: the cpu backend's PTX engine does not run values of type .{type}"),
+    };
+
+    internal static ulong Align(ulong value, ulong align) => align <= 1 ? value : (value + align - 1) / align * align;
+
+    private void EmitStoreAll()
+    {
+        foreach (var r in _registers)
+        {
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldfld, SpillField);
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldfld, SpillBaseField);
+            _il.Emit(OpCodes.Ldc_I4, r.Slot);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Ldloc, r.Local);
+            ToBits(r.Kind);
+            _il.Emit(OpCodes.Stelem_I8);
+        }
+    }
+
+    private void EmitLoadAll()
+    {
+        foreach (var r in _registers)
+        {
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldfld, SpillField);
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldfld, SpillBaseField);
+            _il.Emit(OpCodes.Ldc_I4, r.Slot);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Ldelem_I8);
+            FromBits(r.Kind);
+            _il.Emit(OpCodes.Stloc, r.Local);
+        }
+    }
+
+    /// <summary>A value of <paramref name="kind"/> on the stack as the 64 bits of its slot (32-bit values sign-extended).</summary>
+    private void ToBits(Kind kind)
+    {
+        switch (kind)
+        {
+            case Kind.I32:
+                _il.Emit(OpCodes.Conv_I8);
+                break;
+            case Kind.F32:
+                _il.Emit(OpCodes.Call, typeof(BitConverter).GetMethod(nameof(BitConverter.SingleToInt32Bits))!);
+                _il.Emit(OpCodes.Conv_I8);
+                break;
+            case Kind.F64:
+                _il.Emit(OpCodes.Call, typeof(BitConverter).GetMethod(nameof(BitConverter.DoubleToInt64Bits))!);
+                break;
+        }
+    }
+
+    private void FromBits(Kind kind)
+    {
+        switch (kind)
+        {
+            case Kind.I32:
+                _il.Emit(OpCodes.Conv_I4);
+                break;
+            case Kind.F32:
+                _il.Emit(OpCodes.Conv_I4);
+                _il.Emit(OpCodes.Call, typeof(BitConverter).GetMethod(nameof(BitConverter.Int32BitsToSingle))!);
+                break;
+            case Kind.F64:
+                _il.Emit(OpCodes.Call, typeof(BitConverter).GetMethod(nameof(BitConverter.Int64BitsToDouble))!);
+                break;
+        }
+    }
+
+    /// <summary>Reaches collective instruction <paramref name="site"/>: spill, return its number; resume after it.</summary>
+    private void EmitCollective(CollectiveSite site)
+    {
+        _collectives.Add(site);
+        var after = _il.DefineLabel();
+        _resumeLabels.Add(after);
+        EmitStoreAll();
+        _il.Emit(OpCodes.Ldc_I4, _collectives.Count - 1);
+        _il.Emit(OpCodes.Ret);
+        _il.MarkLabel(after);
+    }
+
+    private SiteOperand SiteSource(PtxOperand operand) => operand switch
+    {
+        PtxRegister r when !r.Name.Contains('.', StringComparison.Ordinal) && Find(r.Name) is { } reg => new SiteOperand(reg.Slot),
+        PtxNot { Operand: PtxRegister r } when Find(r.Name) is { } reg => new SiteOperand(reg.Slot, Negate: true),
+        PtxInteger n => new SiteOperand(-1, n.Value),
+        _ => throw Refuse($"the operand {operand} here"),
+    };
+
+    private SiteOperand SiteDest(PtxOperand operand) => operand switch
+    {
+        PtxSink => SiteOperand.Sink,
+        PtxRegister r => new SiteOperand(RegisterOf(r.Name).Slot),
+        _ => throw Refuse($"the destination {operand} here"),
+    };
+
+    private string Where() => $"line {_current.Line} ({_current})";
+
+    /// <summary>A PTX register as a local of the compiled method; its slot is where it waits across a collective.</summary>
+    private sealed record Register(string Name, Kind Kind, LocalBuilder Local, int Slot);
+
+    /// <summary>A variable that lives in a window: the kernel's parameters, the thread's local or the block's shared memory.</summary>
+    private readonly record struct WindowVariable(PtxStateSpace Space, ulong Offset);
+}
+
+/// <summary>A kernel compiled by <see cref="KernelCompiler"/>, with what a launch needs to run it.</summary>
+internal sealed record CompiledKernel(
+    string Name,
+    Func<LaneContext, int, int> Run,
+    IReadOnlyDictionary<string, int> ParameterOffsets,
+    int ParameterBytes,
+    int RegisterCount,
+    ulong StaticSharedBytes,
+    ulong LocalBytes,
+    CollectiveSite[] Collectives,
+    string[] Sites);
+
+/// <summary>
+/// What every kernel of a module shares: its module-scope variables, global and constant ones by their index in the
+/// launch's symbol table, shared ones by their offset in each block's shared window.
+/// </summary>
+internal sealed class ModuleLayout
+{
+    public ModuleLayout(PtxProgram program)
+    {
+        ulong shared = 0;
+        foreach (var v in program.Variables)
+        {
+            switch (v.Space)
+            {
+                case PtxStateSpace.Global or PtxStateSpace.Const:
+                    Globals[v.Name] = GlobalNames.Count;
+                    GlobalNames.Add(v.Name);
+                    break;
+                case PtxStateSpace.Shared when v.Dims is { } dims && dims.Contains(0):
+                    DynamicShared.Add(v.Name);
+                    break;
+                case PtxStateSpace.Shared:
+                    shared = KernelCompiler.Align(shared, (ulong)Math.Max(v.Align, v.ElementBytes));
+                    SharedVariables[v.Name] = shared;
+                    shared += (ulong)v.Bytes;
+                    break;
+            }
+        }
+
+        StaticSharedBytes = shared;
+    }
+
+    public Dictionary<string, int> Globals { get; } = new(StringComparer.Ordinal);
+
+    public List<string> GlobalNames { get; } = [];
+
+    public Dictionary<string, ulong> SharedVariables { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>The unsized <c>.extern .shared</c> arrays: all at the start of the launch's dynamic shared memory.</summary>
+    public HashSet<string> DynamicShared { get; } = new(StringComparer.Ordinal);
+
+    public ulong StaticSharedBytes { get; }
+}

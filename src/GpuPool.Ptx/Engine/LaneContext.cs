@@ -1,0 +1,191 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Threading;
+
+namespace GpuPool.Ptx.Engine;
+
+/// <summary>
+/// What compiled kernel code sees of the thread it runs as: its ids, its block's shared memory, its own local memory,
+/// the launch's parameters and module variables, and its registers' spill slots (where they wait across a barrier or a
+/// warp-wide instruction). One per worker, pointed at each thread in turn; its fields are read by generated IL.
+/// </summary>
+internal sealed unsafe class LaneContext
+{
+    public ulong[] Spill = [];
+    public int SpillBase;
+    public uint TidX, TidY, TidZ;
+    public uint NtidX, NtidY, NtidZ;
+    public uint CtaX, CtaY, CtaZ;
+    public uint NctaX, NctaY, NctaZ;
+    public int Lane;
+    public byte* Shared;
+    public ulong SharedBytes;
+    public byte* Local;
+    public ulong LocalBytes;
+    public byte* Params;
+    public ulong ParamBytes;
+    public ulong[] Symbols = [];
+    public IPtxMemory Memory = null!;
+    public LaunchControl Control = null!;
+    public BlockState Block = null!;
+    public string Kernel = "";
+
+    /// <summary>The allocation the last global access fell in: most accesses fall in the same one.</summary>
+    public ulong LastStart, LastEnd;
+
+    /// <summary>The site of the instruction being checked, for the fault's message (see <see cref="SiteNames"/>).</summary>
+    public string[] SiteNames = [];
+
+    public string ThreadName => $"thread ({TidX},{TidY},{TidZ}) of block ({CtaX},{CtaY},{CtaZ})";
+
+    /// <summary>A global address checked against the lease's allocations and its alignment, as a pointer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static nint Global(LaneContext c, ulong address, int size, int site)
+    {
+        var offset = address - c.LastStart;
+        var span = c.LastEnd - c.LastStart;
+        if (offset < span && span - offset >= (ulong)size && (address & (ulong)(size - 1)) == 0)
+        {
+            return (nint)address;
+        }
+
+        return c.GlobalSlow(address, size, site);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private nint GlobalSlow(ulong address, int size, int site)
+    {
+        CheckAligned(address, size, site, "global");
+        if (Memory.TryFind(address, out var start, out var end) && address + (ulong)size <= end && address >= start)
+        {
+            (LastStart, LastEnd) = (start, end);
+            return (nint)address;
+        }
+
+        throw Fault(PtxFaultKind.IllegalAddress, site, $"{size}-byte global access at 0x{address:x} is outside every allocation of the lease");
+    }
+
+    /// <summary>An address in the block's shared memory (an offset in the shared window), as a pointer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static nint SharedAt(LaneContext c, ulong offset, int size, int site)
+    {
+        if (offset + (ulong)size <= c.SharedBytes && offset < c.SharedBytes && (offset & (ulong)(size - 1)) == 0)
+        {
+            return (nint)(c.Shared + offset);
+        }
+
+        throw c.OutOfWindow("shared", offset, size, c.SharedBytes, site);
+    }
+
+    /// <summary>An address in the thread's local memory (an offset in the local window), as a pointer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static nint LocalAt(LaneContext c, ulong offset, int size, int site)
+    {
+        if (offset + (ulong)size <= c.LocalBytes && offset < c.LocalBytes && (offset & (ulong)(size - 1)) == 0)
+        {
+            return (nint)(c.Local + offset);
+        }
+
+        throw c.OutOfWindow("local", offset, size, c.LocalBytes, site);
+    }
+
+    /// <summary>An address in the kernel's parameters (an offset in the parameter window), as a pointer; read only.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static nint ParamAt(LaneContext c, ulong offset, int size, int site)
+    {
+        if (offset + (ulong)size <= c.ParamBytes && offset < c.ParamBytes)
+        {
+            return (nint)(c.Params + offset);
+        }
+
+        throw c.OutOfWindow("parameter", offset, size, c.ParamBytes, site);
+    }
+
+    /// <summary>
+    /// A generic address: in the block's shared memory, the thread's local memory or the kernel's parameters when it falls
+    /// in their windows (cvta gives such addresses), else global.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static nint Generic(LaneContext c, ulong address, int size, int site)
+    {
+        var offset = address - c.LastStart;
+        var span = c.LastEnd - c.LastStart;
+        if (offset < span && span - offset >= (ulong)size && (address & (ulong)(size - 1)) == 0)
+        {
+            return (nint)address;
+        }
+
+        return c.GenericSlow(address, size, site);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private nint GenericSlow(ulong address, int size, int site)
+    {
+        if (address - (ulong)Shared < SharedBytes)
+        {
+            return SharedAt(this, address - (ulong)Shared, size, site);
+        }
+
+        if (address - (ulong)Local < LocalBytes)
+        {
+            return LocalAt(this, address - (ulong)Local, size, site);
+        }
+
+        if (address - (ulong)Params < ParamBytes)
+        {
+            return ParamAt(this, address - (ulong)Params, size, site);
+        }
+
+        return GlobalSlow(address, size, site);
+    }
+
+    /// <summary>cvta to generic: a window's offset as the host address it has for this thread.</summary>
+    public static ulong SharedToGeneric(LaneContext c, ulong offset) => (ulong)c.Shared + offset;
+
+    public static ulong LocalToGeneric(LaneContext c, ulong offset) => (ulong)c.Local + offset;
+
+    public static ulong ParamToGeneric(LaneContext c, ulong offset) => (ulong)c.Params + offset;
+
+    /// <summary>cvta.to a window: a generic address as the window's offset (one outside the window stays outside it).</summary>
+    public static ulong GenericToShared(LaneContext c, ulong address) => address - (ulong)c.Shared;
+
+    public static ulong GenericToLocal(LaneContext c, ulong address) => address - (ulong)c.Local;
+
+    public static ulong GenericToParam(LaneContext c, ulong address) => address - (ulong)c.Params;
+
+    public static ulong Clock64(LaneContext c) => (ulong)Stopwatch.GetTimestamp();
+
+    public static uint Clock(LaneContext c) => (uint)Stopwatch.GetTimestamp();
+
+    public static ulong GlobalTimer(LaneContext c) => (ulong)(Stopwatch.GetTimestamp() * (1_000_000_000.0 / Stopwatch.Frequency));
+
+    /// <summary>%activemask: the threads of this thread's warp that have not exited.</summary>
+    public static uint ActiveMask(LaneContext c) => c.Block.LiveMask(c.Lane / 32);
+
+    /// <summary>Checked on every branch: whether the launch must stop (its deadline passed, or another block failed).</summary>
+    public static bool MustStop(LaneContext c) => Volatile.Read(ref c.Control.Stop) != 0;
+
+    public static void Trap(LaneContext c, int site) => throw c.Fault(PtxFaultKind.Trap, site, "the kernel executed trap");
+
+    private void CheckAligned(ulong address, int size, int site, string space)
+    {
+        if ((address & (ulong)(size - 1)) != 0)
+        {
+            throw Fault(PtxFaultKind.MisalignedAddress, site, $"{size}-byte {space} access at 0x{address:x} is not aligned to {size} bytes");
+        }
+    }
+
+    private PtxFault OutOfWindow(string space, ulong offset, int size, ulong bytes, int site)
+        => (offset & (ulong)(size - 1)) != 0 && offset < bytes
+            ? Fault(PtxFaultKind.MisalignedAddress, site, $"{size}-byte {space} access at offset {offset} is not aligned to {size} bytes")
+            : Fault(PtxFaultKind.IllegalAddress, site, $"{size}-byte {space} access at offset {offset} is outside the {bytes} bytes of {space} memory");
+
+    internal PtxFault Fault(PtxFaultKind kind, int site, string what)
+        => new(kind, $"kernel {Kernel}, {ThreadName}, {(site >= 0 && site < SiteNames.Length ? SiteNames[site] : "an instruction")}: {what}");
+}
+
+/// <summary>What every block of a launch watches: set to stop them all (deadline passed, or one block failed).</summary>
+internal sealed class LaunchControl
+{
+    public int Stop;
+}

@@ -1,0 +1,152 @@
+using System.Runtime.InteropServices;
+using GpuPool.Ptx.Syntax;
+
+namespace GpuPool.Ptx.Engine;
+
+/// <summary>A launch's geometry, its parameter block, the memory it may touch and how it may run.</summary>
+public sealed record PtxLaunch(
+    uint GridX,
+    uint GridY,
+    uint GridZ,
+    uint BlockX,
+    uint BlockY,
+    uint BlockZ,
+    ulong DynamicSharedBytes,
+    IPtxMemory Memory)
+{
+    /// <summary>How many blocks run at once (the device's workers).</summary>
+    public int Parallelism { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>When the launch must be over; past it, it stops with <see cref="PtxFaultKind.Timeout"/>.</summary>
+    public TimeSpan Deadline { get; init; } = Timeout.InfiniteTimeSpan;
+}
+
+/// <summary>
+/// A PTX module compiled for the cpu backend: every kernel compiled to .NET code when the module loads, so that what the
+/// engine does not run is refused then, naming the instruction, the kernel and the line.
+/// </summary>
+public sealed class PtxModuleProgram
+{
+    private readonly Dictionary<string, PtxKernel> _kernels;
+
+    private PtxModuleProgram(IReadOnlyList<string> variables, Dictionary<string, PtxKernel> kernels)
+    {
+        Variables = variables;
+        _kernels = kernels;
+    }
+
+    /// <summary>The module's .global and .const variables, in the order a launch's symbol addresses give them.</summary>
+    public IReadOnlyList<string> Variables { get; }
+
+    public IReadOnlyDictionary<string, PtxKernel> Kernels => _kernels;
+
+    /// <summary>Reads and compiles PTX text; <see cref="PtxSyntaxException"/> or <see cref="PtxNotSupportedException"/> if it cannot be run.</summary>
+    public static PtxModuleProgram Compile(string ptx) => Compile(PtxParser.Parse(ptx));
+
+    public static PtxModuleProgram Compile(PtxProgram program)
+    {
+        var layout = new ModuleLayout(program);
+        foreach (var f in program.Functions.Where(f => !f.IsEntry && f.Body is not null))
+        {
+            throw new PtxNotSupportedException($"function {f.Name} (line {f.Line}): the cpu backend's PTX engine does not run .func calls yet");
+        }
+
+        var kernels = new Dictionary<string, PtxKernel>(StringComparer.Ordinal);
+        foreach (var f in program.Functions.Where(f => f.IsEntry && f.Body is not null))
+        {
+            kernels[f.Name] = new PtxKernel(KernelCompiler.Compile(layout, f));
+        }
+
+        return new PtxModuleProgram(layout.GlobalNames, kernels);
+    }
+}
+
+/// <summary>A compiled kernel: launched with a parameter block laid out as cuLaunchKernel lays it out.</summary>
+public sealed class PtxKernel
+{
+    private readonly CompiledKernel _kernel;
+
+    internal PtxKernel(CompiledKernel kernel) => _kernel = kernel;
+
+    public string Name => _kernel.Name;
+
+    public int ParameterBytes => _kernel.ParameterBytes;
+
+    /// <summary>
+    /// Runs the launch to its end, its blocks spread over <see cref="PtxLaunch.Parallelism"/> workers. <paramref name="symbols"/>
+    /// are the device addresses of the module's variables (<see cref="PtxModuleProgram.Variables"/>). A fault of any thread
+    /// stops every block and is thrown as <see cref="PtxFault"/>.
+    /// </summary>
+    public unsafe void Launch(PtxLaunch launch, ReadOnlySpan<byte> parameters, ulong[] symbols)
+    {
+        ArgumentNullException.ThrowIfNull(launch);
+        if (parameters.Length != _kernel.ParameterBytes)
+        {
+            throw new ArgumentException($"kernel {Name} takes {_kernel.ParameterBytes} bytes of parameters, but the launch passed {parameters.Length}", nameof(parameters));
+        }
+
+        var blocks = (long)launch.GridX * launch.GridY * launch.GridZ;
+        if (blocks == 0 || launch.BlockX * launch.BlockY * launch.BlockZ == 0)
+        {
+            throw new ArgumentException("a launch needs at least one block of at least one thread", nameof(launch));
+        }
+
+        var block = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(parameters.Length, 16), 16);
+        try
+        {
+            parameters.CopyTo(new Span<byte>(block, parameters.Length));
+            var control = new LaunchControl();
+            using var deadline = launch.Deadline == Timeout.InfiniteTimeSpan ? null : new Timer(_ => Volatile.Write(ref control.Stop, 1), null, launch.Deadline, Timeout.InfiniteTimeSpan);
+            var next = -1L;
+            var workers = (int)Math.Min(Math.Max(1, launch.Parallelism), blocks);
+            Exception? failure = null;
+            var run = (nint)block;
+
+            void Work()
+            {
+                using var state = new BlockState(_kernel, launch, control, (byte*)run, symbols);
+                try
+                {
+                    long b;
+                    while ((b = Interlocked.Increment(ref next)) < blocks && Volatile.Read(ref control.Stop) == 0)
+                    {
+                        var x = (uint)(b % launch.GridX);
+                        var y = (uint)(b / launch.GridX % launch.GridY);
+                        var z = (uint)(b / ((long)launch.GridX * launch.GridY));
+                        state.Run(x, y, z);
+                    }
+                }
+                catch (Exception ex)
+                {
+                    Interlocked.CompareExchange(ref failure, ex, null);
+                    Volatile.Write(ref control.Stop, 1);
+                }
+            }
+
+            if (workers == 1)
+            {
+                Work();
+            }
+            else
+            {
+                var threads = Enumerable.Range(0, workers - 1).Select(_ => Task.Factory.StartNew(Work, TaskCreationOptions.LongRunning)).ToArray();
+                Work();
+                Task.WaitAll(threads);
+            }
+
+            if (failure is not null)
+            {
+                throw failure is PtxFault ? failure : new PtxFault(PtxFaultKind.Trap, $"kernel {Name} failed: {failure.Message}");
+            }
+
+            if (Volatile.Read(ref control.Stop) != 0 && Interlocked.Read(ref next) < blocks)
+            {
+                throw new PtxFault(PtxFaultKind.Timeout, $"kernel {Name}: the launch ran past its deadline of {launch.Deadline.TotalSeconds:0.###} s and was stopped");
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(block);
+        }
+    }
+}

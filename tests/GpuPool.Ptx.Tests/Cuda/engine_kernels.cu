@@ -1,0 +1,88 @@
+// Kernels the PTX engine's tests run: nvcc compiles them to PTX during the test run.
+extern "C" __global__ void vector_add(const float *a, const float *b, float *c, int n)
+{
+    int i = blockDim.x * blockIdx.x + threadIdx.x;
+    if (i < n) {
+        c[i] = a[i] + b[i];
+    }
+}
+
+// A block sum: shared memory and barriers down to one warp, then shuffles.
+extern "C" __global__ void block_sum(const int *in, int *out, int n)
+{
+    __shared__ int partial[256];
+    int t = threadIdx.x;
+    int i = blockIdx.x * blockDim.x + t;
+    partial[t] = i < n ? in[i] : 0;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s >= 32; s >>= 1) {
+        if (t < s) {
+            partial[t] += partial[t + s];
+        }
+        __syncthreads();
+    }
+    if (t < 32) {
+        int v = partial[t];
+        for (int d = 16; d > 0; d >>= 1) {
+            v += __shfl_down_sync(0xffffffff, v, d);
+        }
+        if (t == 0) {
+            atomicAdd(out, v);
+        }
+    }
+}
+
+// A histogram with shared atomics, then global ones.
+extern "C" __global__ void histogram(const unsigned char *data, unsigned int *bins, int n)
+{
+    __shared__ unsigned int local[16];
+    if (threadIdx.x < 16) {
+        local[threadIdx.x] = 0;
+    }
+    __syncthreads();
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
+        atomicAdd(&local[data[i] & 15], 1u);
+    }
+    __syncthreads();
+    if (threadIdx.x < 16) {
+        atomicAdd(&bins[threadIdx.x], local[threadIdx.x]);
+    }
+}
+
+// Writes one element past the end of its buffer from its last thread.
+extern "C" __global__ void write_past(int *out, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i <= n) {
+        out[i] = i;
+    }
+}
+
+// Never ends.
+extern "C" __global__ void spin(volatile int *flag)
+{
+    while (*flag == 0) {
+    }
+}
+
+// Half the block waits at a barrier, the other half at a warp shuffle that needs the first half.
+extern "C" __global__ void split_barrier(int *out)
+{
+    int t = threadIdx.x;
+    if (t < 16) {
+        __syncthreads();
+        out[t] = t;
+    } else {
+        out[t] = __shfl_sync(0xffffffff, t, 0);
+    }
+}
+
+// Integer and float odds and ends: division, min/max, conversions, ballot, popc.
+extern "C" __global__ void mixed(const int *in, float *fout, int *iout)
+{
+    int t = threadIdx.x;
+    int v = in[t];
+    fout[t] = sqrtf((float)(v < 0 ? -v : v)) + (float)v / 3.0f;
+    unsigned ballot = __ballot_sync(0xffffffff, v > 0);
+    iout[t] = (v / 7) + (v % 5) * 100 + max(v, 3) * 10000 + __popc(ballot) * 1000000 + min(v, -2);
+}
