@@ -16,6 +16,13 @@ internal sealed class PtxReader
 
     private string _function = "";
 
+    /// <summary>
+    /// Registers declared without '%' in the open blocks (<c>.reg .f16 low, high;</c> in inline asm, nvcc's
+    /// <c>temp_param_reg</c>): an operand so named is that register, not a symbol. Innermost last; a block's are
+    /// dropped when it closes.
+    /// </summary>
+    private readonly List<(string Name, int Count)> _namedRegisters = [];
+
     public PtxReader(string text) => _lexer = new PtxLexer(text);
 
     public PtxProgram ReadProgram()
@@ -303,8 +310,13 @@ internal sealed class PtxReader
 
         var name = _names.Intern(Expect(PtxTokenKind.Identifier, isEntry ? "the kernel's name after .entry" : "the function's name after .func"));
         _function = name;
+        _namedRegisters.Clear();
         lexer.Advance();
         IReadOnlyList<PtxParameter> parameters = lexer.Is('(') ? ReadParameters($"'{name}'") : [];
+        foreach (var register in returns.Concat(parameters).Where(p => p.Space == PtxStateSpace.Reg && p.Name[0] != '%'))
+        {
+            _namedRegisters.Add((register.Name, 0));
+        }
         var directives = new DirectiveSet();
         while (lexer.Kind == PtxTokenKind.Directive && ReadPerformanceDirective(ref directives))
         {
@@ -534,7 +546,9 @@ internal sealed class PtxReader
                     }
 
                     lexer.Advance();
+                    var scope = _namedRegisters.Count;
                     statements.Add(new PtxBlock(ReadStatements(depth + 1, ref directives), line));
+                    _namedRegisters.RemoveRange(scope, _namedRegisters.Count - scope);
                     break;
                 case PtxTokenKind.Punctuation when lexer.Char == '@':
                     statements.Add(ReadGuardedInstruction());
@@ -646,6 +660,11 @@ internal sealed class PtxReader
             }
 
             statements.Add(new PtxRegisterDeclaration(type, vector, name, count, line));
+            if (name[0] != '%')
+            {
+                _namedRegisters.Add((name, count));
+            }
+
             if (lexer.Is(','))
             {
                 lexer.Advance();
@@ -835,6 +854,13 @@ internal sealed class PtxReader
                         return PtxSink.Instance;
                     }
 
+                    if (IsNamedRegister(span))
+                    {
+                        var named = _names.Register(span);
+                        lexer.Advance();
+                        return named;
+                    }
+
                     var symbol = _names.Symbol(span);
                     lexer.Advance();
                     return lexer.Is('+') || lexer.Is('-') ? symbol with { Offset = ReadOffsets() } : symbol;
@@ -883,7 +909,7 @@ internal sealed class PtxReader
         if (lexer.Kind == PtxTokenKind.Identifier && lexer.Span is not "_")
         {
             var span = lexer.Span;
-            baseOperand = span[0] == '%' ? _names.Register(span) : _names.Symbol(span);
+            baseOperand = span[0] == '%' || IsNamedRegister(span) ? _names.Register(span) : _names.Symbol(span);
             lexer.Advance();
         }
         else
@@ -995,6 +1021,27 @@ internal sealed class PtxReader
 
         lexer.Advance();
         return new PtxList(PopOperands(first));
+    }
+
+    /// <summary>Whether <paramref name="name"/> is a register declared without '%' in an open block: <c>x</c>, or <c>t3</c> of <c>t&lt;4&gt;</c>.</summary>
+    private bool IsNamedRegister(ReadOnlySpan<char> name)
+    {
+        foreach (var (declared, count) in _namedRegisters)
+        {
+            if (count == 0 ? name.SequenceEqual(declared) : IsInRange(name, declared, count))
+            {
+                return true;
+            }
+        }
+
+        return false;
+
+        static bool IsInRange(ReadOnlySpan<char> name, string prefix, int count)
+            => name.StartsWith(prefix, StringComparison.Ordinal)
+                && name.Length > prefix.Length
+                && (name.Length == prefix.Length + 1 || name[prefix.Length] != '0')
+                && int.TryParse(name[prefix.Length..], NumberStyles.None, CultureInfo.InvariantCulture, out var index)
+                && index < count;
     }
 
     private PtxOperand[] PopOperands(int first)
