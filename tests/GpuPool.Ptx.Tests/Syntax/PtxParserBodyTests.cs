@@ -161,6 +161,9 @@ public sealed class PtxParserBodyTests
     [InlineData("fence.acq_rel.gpu;", "fence", "acq_rel gpu")]
     [InlineData("membar.gl;", "membar", "gl")]
     [InlineData("tex.2d.v4.f32.f32 {%f1,%f2,%f3,%f4}, [tex0, {%f5,%f6}];", "tex", "2d v4 f32 f32")]
+    [InlineData("ld.shared::cluster.u32 %r1, [%rd1];", "ld", "shared::cluster u32")]
+    [InlineData("cp.async.cg.shared.global.L2::128B [%r1], [%rd1], 16, 16;", "cp", "async cg shared global L2::128B")]
+    [InlineData("barrier.cluster.arrive;", "barrier", "cluster arrive")]
     [InlineData("ret;", "ret", "")]
     public void An_opcode_splits_on_its_dots_into_the_opcode_and_its_modifiers_in_order(string text, string opcode, string modifiers)
     {
