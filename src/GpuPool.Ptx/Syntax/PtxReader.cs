@@ -453,8 +453,9 @@ internal sealed class PtxReader
     }
 
     /// <summary>
-    /// A performance directive (.maxntid, .reqntid, .minnctapersm, .maxnctapersm, .maxnreg, .noreturn) into
-    /// <paramref name="directives"/>, or one skipped (.pragma, the cluster directives); false for any other directive.
+    /// A performance directive (.maxntid, .reqntid, .minnctapersm, .maxnctapersm, .maxnreg, .noreturn, and sm_90's
+    /// .explicitcluster, .reqnctapercluster, .maxclusterrank) into <paramref name="directives"/>, or a .pragma skipped;
+    /// false for any other directive.
     /// </summary>
     private bool ReadPerformanceDirective(ref DirectiveSet directives)
     {
@@ -468,7 +469,7 @@ internal sealed class PtxReader
                 directives.ReqNtid = ReadDimensions(".reqntid");
                 return true;
             case "reqnctapercluster":
-                ReadDimensions(".reqnctapercluster");
+                directives.ReqNctaPerCluster = ReadDimensions(".reqnctapercluster");
                 return true;
             case "minnctapersm" or "maxnctapersm":
                 lexer.Advance();
@@ -480,13 +481,14 @@ internal sealed class PtxReader
                 return true;
             case "maxclusterrank":
                 lexer.Advance();
-                ReadInt32("a cluster rank after .maxclusterrank");
+                directives.MaxClusterRank = ReadInt32("a cluster rank after .maxclusterrank");
                 return true;
             case "noreturn":
                 directives.NoReturn = true;
                 lexer.Advance();
                 return true;
             case "explicitcluster":
+                directives.ExplicitCluster = true;
                 lexer.Advance();
                 return true;
             case "pragma":
@@ -1305,10 +1307,19 @@ internal sealed class PtxReader
         public int MinNctaPerSm;
         public int MaxNReg;
         public bool NoReturn;
+        public bool ExplicitCluster;
+        public int[]? ReqNctaPerCluster;
+        public int MaxClusterRank;
 
         public readonly PtxFunctionDirectives ToDirectives()
-            => MaxNtid is null && ReqNtid is null && MinNctaPerSm == 0 && MaxNReg == 0 && !NoReturn
+            => MaxNtid is null && ReqNtid is null && MinNctaPerSm == 0 && MaxNReg == 0 && !NoReturn && !ExplicitCluster
+                && ReqNctaPerCluster is null && MaxClusterRank == 0
                 ? PtxFunctionDirectives.None
-                : new PtxFunctionDirectives(MaxNtid, ReqNtid, MinNctaPerSm, MaxNReg, NoReturn);
+                : new PtxFunctionDirectives(MaxNtid, ReqNtid, MinNctaPerSm, MaxNReg, NoReturn)
+                {
+                    ExplicitCluster = ExplicitCluster,
+                    ReqNctaPerCluster = ReqNctaPerCluster,
+                    MaxClusterRank = MaxClusterRank,
+                };
     }
 }

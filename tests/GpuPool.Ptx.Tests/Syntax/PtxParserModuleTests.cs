@@ -206,7 +206,9 @@ public sealed class PtxParserModuleTests
         Assert.Equal([64, 2], functions[1].Directives.ReqNtid);
         Assert.Equal(4, functions[1].Directives.MinNctaPerSm);
         Assert.True(functions[2].Directives.NoReturn);
-        Assert.Same(PtxFunctionDirectives.None, functions[3].Directives);
+        Assert.True(functions[3].Directives.ExplicitCluster);
+        Assert.Equal([2, 1, 1], functions[3].Directives.ReqNctaPerCluster);
+        Assert.Equal(8, functions[3].Directives.MaxClusterRank);
     }
 
     [Fact]

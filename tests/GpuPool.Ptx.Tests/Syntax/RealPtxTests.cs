@@ -59,6 +59,8 @@ public sealed class RealPtxTests(Nvcc nvcc, ClangCuda clang) : IClassFixture<Nvc
         Assert.Contains(Instructions(program.Functions[1].Body), i => i is { Opcode: "cp", Modifiers: ["async", ..] });
         if (arch == "sm_90")
         {
+            Assert.True(program.Functions[0].Directives.ExplicitCluster);
+            Assert.Equal([2, 1, 1], program.Functions[0].Directives.ReqNctaPerCluster);
             var clustered = Instructions(program.Functions[0].Body).ToList();
             Assert.Contains(clustered, i => i is { Opcode: "barrier", Modifiers: ["cluster", "arrive"] });
             Assert.Contains(clustered, i => i.Operands.Contains(new PtxRegister("%cluster_ctarank")));
