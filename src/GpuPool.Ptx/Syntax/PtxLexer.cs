@@ -9,7 +9,7 @@ internal enum PtxTokenKind
     /// <summary>A name: <c>add</c>, <c>$L__BB0_2</c>, <c>_</c>, or a register with its components, <c>%tid.x</c>.</summary>
     Identifier,
 
-    /// <summary>A dot and the name after it, digits allowed first: <c>.global</c>, <c>.2d</c>, <c>.v4</c>.</summary>
+    /// <summary>A dot and the name after it, digits allowed first: <c>.global</c>, <c>.2d</c>, <c>.v4</c>, <c>.shared::cta</c>.</summary>
     Directive,
 
     /// <summary>A literal that starts with a digit: 12, 0x1F, 0b101, 017, 1.5e3, 0f3F800000, 0d3FF0000000000000, with a U suffix maybe.</summary>
@@ -163,6 +163,16 @@ internal sealed class PtxLexer
             while (pos < text.Length && IsNameChar(text[pos]))
             {
                 pos++;
+            }
+
+            // Sub-qualified modifiers of PTX 7.x are one modifier each: .shared::cluster, .L2::128B, .L1::evict_last.
+            while (pos + 2 < text.Length && text[pos] == ':' && text[pos + 1] == ':' && IsNameChar(text[pos + 2]))
+            {
+                pos += 3;
+                while (pos < text.Length && IsNameChar(text[pos]))
+                {
+                    pos++;
+                }
             }
 
             _pos = pos;

@@ -4,8 +4,8 @@ namespace GpuPool.Ptx.Syntax;
 /// <remarks>
 /// The reader checks structure only: whether a register was declared or an opcode exists is for a later stage.
 /// Skipped on the way: comments, <c>.file</c>, <c>.loc</c>, <c>.section</c> blocks (debug information), <c>.pragma</c>
-/// (at module scope, on a function and in a body), <c>.alias</c>, and the cluster directives of sm_90
-/// (<c>.explicitcluster</c>, <c>.reqnctapercluster</c>, <c>.maxclusterrank</c>).
+/// (at module scope, on a function and in a body) and <c>.alias</c>. <c>.branchtargets</c> and <c>.calltargets</c> read
+/// as <see cref="PtxTargetList"/>; a register declared without '%' reads as a <see cref="PtxRegister"/> where it is in scope.
 /// </remarks>
 public static class PtxParser
 {

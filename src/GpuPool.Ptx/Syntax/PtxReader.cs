@@ -2,8 +2,11 @@ using System.Globalization;
 
 namespace GpuPool.Ptx.Syntax;
 
-/// <summary>One parse: a recursive-descent reader over <see cref="PtxLexer"/>'s tokens that builds the tree.</summary>
-internal sealed class PtxReader
+/// <summary>
+/// One parse: a recursive-descent reader over <see cref="PtxLexer"/>'s tokens that builds the tree. This file reads
+/// module scope (header, variables, function headers); the bodies and the operands are in the partial files beside it.
+/// </summary>
+internal sealed partial class PtxReader
 {
     /// <summary>Nested <c>{ }</c> blocks deeper than this are refused rather than risking the stack.</summary>
     private const int MaxBlockDepth = 64;
@@ -15,6 +18,13 @@ internal sealed class PtxReader
     private readonly List<PtxOperand> _operands = new(16);
 
     private string _function = "";
+
+    /// <summary>
+    /// Registers declared without '%' in the open blocks (<c>.reg .f16 low, high;</c> in inline asm, nvcc's
+    /// <c>temp_param_reg</c>): an operand so named is that register, not a symbol. Innermost last; a block's are
+    /// dropped when it closes.
+    /// </summary>
+    private readonly List<(string Name, int Count)> _namedRegisters = [];
 
     public PtxReader(string text) => _lexer = new PtxLexer(text);
 
@@ -303,8 +313,13 @@ internal sealed class PtxReader
 
         var name = _names.Intern(Expect(PtxTokenKind.Identifier, isEntry ? "the kernel's name after .entry" : "the function's name after .func"));
         _function = name;
+        _namedRegisters.Clear();
         lexer.Advance();
         IReadOnlyList<PtxParameter> parameters = lexer.Is('(') ? ReadParameters($"'{name}'") : [];
+        foreach (var register in returns.Concat(parameters).Where(p => p.Space == PtxStateSpace.Reg && p.Name[0] != '%'))
+        {
+            _namedRegisters.Add((register.Name, 0));
+        }
         var directives = new DirectiveSet();
         while (lexer.Kind == PtxTokenKind.Directive && ReadPerformanceDirective(ref directives))
         {
@@ -441,8 +456,9 @@ internal sealed class PtxReader
     }
 
     /// <summary>
-    /// A performance directive (.maxntid, .reqntid, .minnctapersm, .maxnctapersm, .maxnreg, .noreturn) into
-    /// <paramref name="directives"/>, or one skipped (.pragma, the cluster directives); false for any other directive.
+    /// A performance directive (.maxntid, .reqntid, .minnctapersm, .maxnctapersm, .maxnreg, .noreturn, and sm_90's
+    /// .explicitcluster, .reqnctapercluster, .maxclusterrank) into <paramref name="directives"/>, or a .pragma skipped;
+    /// false for any other directive.
     /// </summary>
     private bool ReadPerformanceDirective(ref DirectiveSet directives)
     {
@@ -456,7 +472,7 @@ internal sealed class PtxReader
                 directives.ReqNtid = ReadDimensions(".reqntid");
                 return true;
             case "reqnctapercluster":
-                ReadDimensions(".reqnctapercluster");
+                directives.ReqNctaPerCluster = ReadDimensions(".reqnctapercluster");
                 return true;
             case "minnctapersm" or "maxnctapersm":
                 lexer.Advance();
@@ -468,13 +484,14 @@ internal sealed class PtxReader
                 return true;
             case "maxclusterrank":
                 lexer.Advance();
-                ReadInt32("a cluster rank after .maxclusterrank");
+                directives.MaxClusterRank = ReadInt32("a cluster rank after .maxclusterrank");
                 return true;
             case "noreturn":
                 directives.NoReturn = true;
                 lexer.Advance();
                 return true;
             case "explicitcluster":
+                directives.ExplicitCluster = true;
                 lexer.Advance();
                 return true;
             case "pragma":
@@ -501,620 +518,6 @@ internal sealed class PtxReader
 
             lexer.Advance();
         }
-    }
-
-    // ---- Bodies ----------------------------------------------------------------------------------------------
-
-    /// <summary>The statements up to and including the '}' that closes the block whose '{' was just read.</summary>
-    private List<PtxStatement> ReadStatements(int depth, ref DirectiveSet directives)
-    {
-        var lexer = _lexer;
-        var (openLine, openColumn) = (lexer.Line, lexer.Column);
-        List<PtxStatement> statements = [];
-        while (true)
-        {
-            var line = lexer.Line;
-            switch (lexer.Kind)
-            {
-                case PtxTokenKind.End:
-                    throw lexer.Error($"expected '}}' to close the body of '{_function}' (a block is open since line {openLine}, column {openColumn}), found the end of the text");
-                case PtxTokenKind.Identifier:
-                    ReadLabelOrInstruction(statements);
-                    break;
-                case PtxTokenKind.Directive:
-                    ReadBodyDirective(statements, ref directives);
-                    break;
-                case PtxTokenKind.Punctuation when lexer.Char == '}':
-                    lexer.Advance();
-                    return statements;
-                case PtxTokenKind.Punctuation when lexer.Char == '{':
-                    if (depth >= MaxBlockDepth)
-                    {
-                        throw lexer.Error($"blocks are nested more than {MaxBlockDepth} deep");
-                    }
-
-                    lexer.Advance();
-                    statements.Add(new PtxBlock(ReadStatements(depth + 1, ref directives), line));
-                    break;
-                case PtxTokenKind.Punctuation when lexer.Char == '@':
-                    statements.Add(ReadGuardedInstruction());
-                    break;
-                default:
-                    throw lexer.Error($"expected an instruction, a declaration, a label or '}}' in the body of '{_function}', found {lexer.Describe()}");
-            }
-        }
-    }
-
-    private void ReadBodyDirective(List<PtxStatement> statements, ref DirectiveSet directives)
-    {
-        var lexer = _lexer;
-        var line = lexer.Line;
-        var name = lexer.DirectiveName;
-        if (name is "reg")
-        {
-            ReadRegisters(statements);
-            return;
-        }
-
-        if (name is "loc" or "file")
-        {
-            lexer.SkipLine();
-            return;
-        }
-
-        if (SpaceOf(name) is var space and not PtxStateSpace.None and not PtxStateSpace.Reg)
-        {
-            lexer.Advance();
-            ReadVariables(space, PtxLinkage.None, line, v => statements.Add(new PtxVariableDeclaration(v, line)));
-            return;
-        }
-
-        if (name is "extern" or "visible" or "weak")
-        {
-            var linkage = ReadLinkage();
-            if (lexer.Kind == PtxTokenKind.Directive && SpaceOf(lexer.DirectiveName) is var s and not PtxStateSpace.None and not PtxStateSpace.Reg)
-            {
-                lexer.Advance();
-                ReadVariables(s, linkage, line, v => statements.Add(new PtxVariableDeclaration(v, line)));
-                return;
-            }
-
-            throw lexer.Error($"expected a state space after the linkage in the body of '{_function}', found {lexer.Describe()}");
-        }
-
-        if (ReadPerformanceDirective(ref directives))
-        {
-            if (lexer.Is(';'))
-            {
-                lexer.Advance();
-            }
-
-            return;
-        }
-
-        throw lexer.Error($"expected an instruction, a declaration, a label or '}}' in the body of '{_function}', found the directive {lexer.Describe()}");
-    }
-
-    /// <summary><c>.reg [.v2|.v4] .type %r&lt;N&gt;, name, ... ;</c>: one declaration per name.</summary>
-    private void ReadRegisters(List<PtxStatement> statements)
-    {
-        var lexer = _lexer;
-        var line = lexer.Line;
-        lexer.Advance();
-        var vector = 1;
-        string? type = null;
-        while (type is null && lexer.Kind == PtxTokenKind.Directive)
-        {
-            var name = lexer.DirectiveName;
-            if (VectorWidth(name) is var width and > 0)
-            {
-                vector = width;
-            }
-            else if (IsVariableType(name))
-            {
-                type = _names.Intern(name);
-            }
-            else if (name is "align")
-            {
-                lexer.Advance();
-                ReadInt32("an alignment after .align");
-                continue;
-            }
-            else
-            {
-                break;
-            }
-
-            lexer.Advance();
-        }
-
-        if (type is null)
-        {
-            throw lexer.Error($"expected a register type (.b32, .pred, .f64, ...) after .reg, found {lexer.Describe()}");
-        }
-
-        while (true)
-        {
-            var name = _names.Intern(Expect(PtxTokenKind.Identifier, "a register name"));
-            lexer.Advance();
-            var count = 0;
-            if (lexer.Is('<'))
-            {
-                lexer.Advance();
-                count = ReadInt32("a register count after '<'");
-                ExpectPunctuation('>', "'>' after the register count");
-            }
-
-            statements.Add(new PtxRegisterDeclaration(type, vector, name, count, line));
-            if (lexer.Is(','))
-            {
-                lexer.Advance();
-                continue;
-            }
-
-            ExpectPunctuation(';', "';' or ',' after the register declaration");
-            return;
-        }
-    }
-
-    private void ReadLabelOrInstruction(List<PtxStatement> statements)
-    {
-        var lexer = _lexer;
-        var line = lexer.Line;
-        var start = lexer.Start;
-        var end = lexer.End;
-        lexer.Advance();
-        if (lexer.Is(':'))
-        {
-            var name = _names.Intern(lexer.Text.AsSpan(start, end - start));
-            lexer.Advance();
-            if (lexer.Kind == PtxTokenKind.Directive)
-            {
-                switch (lexer.DirectiveName)
-                {
-                    case "callprototype":
-                        statements.Add(ReadCallPrototype(name, line));
-                        return;
-                    case "branchtargets" or "calltargets":
-                        statements.Add(ReadTargetList(name, line));
-                        return;
-                }
-            }
-
-            statements.Add(new PtxLabel(name, line));
-            return;
-        }
-
-        statements.Add(ReadInstruction(null, start, end, line));
-    }
-
-    private PtxCallPrototype ReadCallPrototype(string name, int line)
-    {
-        var lexer = _lexer;
-        lexer.Advance();
-        IReadOnlyList<PtxParameter> returns = lexer.Is('(') ? ReadParameters($"the prototype '{name}'") : [];
-        if (lexer.Kind != PtxTokenKind.Identifier || !lexer.Span.SequenceEqual("_"))
-        {
-            throw lexer.Error($"expected '_' in the place of the function's name in .callprototype, found {lexer.Describe()}");
-        }
-
-        lexer.Advance();
-        IReadOnlyList<PtxParameter> parameters = lexer.Is('(') ? ReadParameters($"the prototype '{name}'") : [];
-        if (lexer.IsDirective("noreturn"))
-        {
-            lexer.Advance();
-        }
-
-        ExpectPunctuation(';', "';' to end the .callprototype");
-        return new PtxCallPrototype(name, returns, parameters, line);
-    }
-
-    private PtxTargetList ReadTargetList(string name, int line)
-    {
-        var lexer = _lexer;
-        var calls = lexer.DirectiveName is "calltargets";
-        lexer.Advance();
-        List<string> targets = [];
-        while (true)
-        {
-            targets.Add(_names.Intern(Expect(PtxTokenKind.Identifier, calls ? "a function name in .calltargets" : "a label in .branchtargets")));
-            lexer.Advance();
-            if (lexer.Is(','))
-            {
-                lexer.Advance();
-                continue;
-            }
-
-            ExpectPunctuation(';', "',' or ';' in the target list");
-            return new PtxTargetList(name, calls, targets, line);
-        }
-    }
-
-    private PtxInstruction ReadGuardedInstruction()
-    {
-        var lexer = _lexer;
-        var line = lexer.Line;
-        lexer.Advance();
-        var negated = lexer.Is('!');
-        if (negated)
-        {
-            lexer.Advance();
-        }
-
-        var predicate = _names.Intern(Expect(PtxTokenKind.Identifier, "a predicate register after '@'"));
-        lexer.Advance();
-        Expect(PtxTokenKind.Identifier, "an instruction after the guard");
-        var (start, end) = (lexer.Start, lexer.End);
-        lexer.Advance();
-        return ReadInstruction(new PtxGuard(predicate, negated), start, end, line);
-    }
-
-    /// <summary>With the opcode's first name read (text from <paramref name="start"/> to <paramref name="end"/>): its modifiers, its operands and ';'.</summary>
-    private PtxInstruction ReadInstruction(PtxGuard? guard, int start, int end, int line)
-    {
-        var lexer = _lexer;
-        while (lexer.Kind == PtxTokenKind.Directive && !lexer.SpaceBefore)
-        {
-            end = lexer.End;
-            lexer.Advance();
-        }
-
-        var (opcode, modifiers) = _names.Mnemonic(lexer.Text.AsSpan(start, end - start));
-        if (lexer.Is(';'))
-        {
-            lexer.Advance();
-            return new PtxInstruction(guard, opcode, modifiers, [], line);
-        }
-
-        var first = _operands.Count;
-        while (true)
-        {
-            _operands.Add(ReadOperand());
-            if (lexer.Is(','))
-            {
-                lexer.Advance();
-                continue;
-            }
-
-            if (lexer.Is(';'))
-            {
-                lexer.Advance();
-                break;
-            }
-
-            throw lexer.Error($"expected ',' or ';' after operand {_operands.Count - first} of '{lexer.Text.AsSpan(start, end - start)}', found {lexer.Describe()}");
-        }
-
-        return new PtxInstruction(guard, opcode, modifiers, PopOperands(first), line);
-    }
-
-    // ---- Operands --------------------------------------------------------------------------------------------
-
-    /// <summary>An operand: a primary one, <c>!%p</c>, or <c>%p|%q</c>.</summary>
-    private PtxOperand ReadOperand()
-    {
-        var lexer = _lexer;
-        if (lexer.Is('!'))
-        {
-            lexer.Advance();
-            return new PtxNot(ReadPrimary(Aggregates.None));
-        }
-
-        var operand = ReadPrimary(Aggregates.All);
-        if (lexer.Is('|'))
-        {
-            lexer.Advance();
-            return new PtxPredicatePair(operand, ReadPrimary(Aggregates.None));
-        }
-
-        return operand;
-    }
-
-    /// <summary>
-    /// A register, a literal, a symbol (with an offset), the sink; and the kinds of <paramref name="aggregates"/> (an
-    /// address, a vector, a list). Aggregates nest one level at most, so no input can run the reader out of stack.
-    /// </summary>
-    private PtxOperand ReadPrimary(Aggregates aggregates)
-    {
-        var lexer = _lexer;
-        switch (lexer.Kind)
-        {
-            case PtxTokenKind.Identifier:
-                {
-                    var span = lexer.Span;
-                    if (span[0] == '%')
-                    {
-                        var register = _names.Register(span);
-                        lexer.Advance();
-                        return register;
-                    }
-
-                    if (span is "_")
-                    {
-                        lexer.Advance();
-                        return PtxSink.Instance;
-                    }
-
-                    var symbol = _names.Symbol(span);
-                    lexer.Advance();
-                    return lexer.Is('+') || lexer.Is('-') ? symbol with { Offset = ReadOffsets() } : symbol;
-                }
-
-            case PtxTokenKind.Number:
-                return ReadNumber(negative: false);
-            case PtxTokenKind.Punctuation when lexer.Char == '-':
-                lexer.Advance();
-                if (lexer.Kind != PtxTokenKind.Number)
-                {
-                    throw lexer.Error($"expected a number after '-', found {lexer.Describe()}");
-                }
-
-                return ReadNumber(negative: true);
-            case PtxTokenKind.Punctuation when (aggregates & Aggregates.Address) != 0 && lexer.Char == '[':
-                return ReadAddress();
-            case PtxTokenKind.Punctuation when (aggregates & Aggregates.Vector) != 0 && lexer.Char == '{':
-                return ReadVector();
-            case PtxTokenKind.Punctuation when (aggregates & Aggregates.List) != 0 && lexer.Char == '(':
-                return ReadList();
-            default:
-                throw lexer.Error($"expected an operand (a register, a number, a name, '[', '{{' or '('), found {lexer.Describe()}");
-        }
-    }
-
-    /// <summary><c>[base]</c>, <c>[base+off]</c>, <c>[base+-off]</c>, <c>[base-off]</c>, <c>[off]</c>, or a texture/surface operand <c>[tex, {...}]</c>.</summary>
-    private PtxOperand ReadAddress()
-    {
-        var lexer = _lexer;
-        lexer.Advance();
-        if (lexer.Kind == PtxTokenKind.Number || lexer.Is('-'))
-        {
-            var negative = lexer.Is('-');
-            if (negative)
-            {
-                lexer.Advance();
-            }
-
-            var absolute = ReadInteger(negative, "an address");
-            ExpectPunctuation(']', "']' to close the address");
-            return new PtxAddress(null, absolute);
-        }
-
-        PtxOperand baseOperand;
-        if (lexer.Kind == PtxTokenKind.Identifier && lexer.Span is not "_")
-        {
-            var span = lexer.Span;
-            baseOperand = span[0] == '%' ? _names.Register(span) : _names.Symbol(span);
-            lexer.Advance();
-        }
-        else
-        {
-            baseOperand = ReadPrimary(Aggregates.None);
-        }
-
-        var offset = lexer.Is('+') || lexer.Is('-') ? ReadOffsets() : 0;
-        if (lexer.Is(']'))
-        {
-            lexer.Advance();
-            return new PtxAddress(baseOperand, offset);
-        }
-
-        if (!lexer.Is(','))
-        {
-            throw lexer.Error($"expected '+', '-', ']' or ',' in the address, found {lexer.Describe()}");
-        }
-
-        var first = _operands.Count;
-        _operands.Add(offset == 0 ? baseOperand : new PtxAddress(baseOperand, offset));
-        while (lexer.Is(','))
-        {
-            lexer.Advance();
-            _operands.Add(ReadPrimary(Aggregates.Vector));
-        }
-
-        if (!lexer.Is(']'))
-        {
-            _operands.RemoveRange(first, _operands.Count - first);
-            throw lexer.Error($"expected ',' or ']' in the bracketed operand, found {lexer.Describe()}");
-        }
-
-        lexer.Advance();
-        return new PtxBracket(PopOperands(first));
-    }
-
-    /// <summary>One or more <c>+N</c>, <c>-N</c>, <c>+-N</c> after a name: their sum.</summary>
-    private long ReadOffsets()
-    {
-        var lexer = _lexer;
-        long offset = 0;
-        while (lexer.Is('+') || lexer.Is('-'))
-        {
-            var negative = lexer.Is('-');
-            lexer.Advance();
-            if (lexer.Is('-'))
-            {
-                negative = !negative;
-                lexer.Advance();
-            }
-
-            offset = unchecked(offset + ReadInteger(negative, "an offset"));
-        }
-
-        return offset;
-    }
-
-    private PtxVector ReadVector()
-    {
-        var lexer = _lexer;
-        lexer.Advance();
-        var first = _operands.Count;
-        while (true)
-        {
-            _operands.Add(ReadPrimary(Aggregates.None));
-            if (lexer.Is(','))
-            {
-                lexer.Advance();
-                continue;
-            }
-
-            if (lexer.Is('}'))
-            {
-                lexer.Advance();
-                return new PtxVector(PopOperands(first));
-            }
-
-            _operands.RemoveRange(first, _operands.Count - first);
-            throw lexer.Error($"expected ',' or '}}' in the vector operand, found {lexer.Describe()}");
-        }
-    }
-
-    private PtxList ReadList()
-    {
-        var lexer = _lexer;
-        lexer.Advance();
-        var first = _operands.Count;
-        if (!lexer.Is(')'))
-        {
-            while (true)
-            {
-                _operands.Add(ReadPrimary(Aggregates.None));
-                if (lexer.Is(','))
-                {
-                    lexer.Advance();
-                    continue;
-                }
-
-                if (lexer.Is(')'))
-                {
-                    break;
-                }
-
-                _operands.RemoveRange(first, _operands.Count - first);
-                throw lexer.Error($"expected ',' or ')' in the list, found {lexer.Describe()}");
-            }
-        }
-
-        lexer.Advance();
-        return new PtxList(PopOperands(first));
-    }
-
-    private PtxOperand[] PopOperands(int first)
-    {
-        var count = _operands.Count - first;
-        if (count == 0)
-        {
-            return [];
-        }
-
-        var operands = new PtxOperand[count];
-        _operands.CopyTo(first, operands, 0, count);
-        _operands.RemoveRange(first, count);
-        return operands;
-    }
-
-    // ---- Literals --------------------------------------------------------------------------------------------
-
-    private PtxOperand ReadNumber(bool negative)
-    {
-        var lexer = _lexer;
-        var text = lexer.Span;
-        if (text.Length > 1 && text[0] == '0' && (text[1] | 0x20) is 'f' or 'd')
-        {
-            var single = (text[1] | 0x20) == 'f';
-            var digits = text[2..];
-            if (digits.Length != (single ? 8 : 16) || !ulong.TryParse(digits, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var bits))
-            {
-                throw lexer.Error($"expected {(single ? "8" : "16")} hex digits after {text[..2]} in a floating-point literal, found {lexer.Describe()}");
-            }
-
-            double value = single ? BitConverter.Int32BitsToSingle((int)bits) : BitConverter.Int64BitsToDouble((long)bits);
-            lexer.Advance();
-            return new PtxFloat(negative ? -value : value, single);
-        }
-
-        if (IsDecimalFloat(text))
-        {
-            if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value))
-            {
-                throw lexer.Error($"malformed floating-point literal {lexer.Describe()}");
-            }
-
-            lexer.Advance();
-            return new PtxFloat(negative ? -value : value, Single: false);
-        }
-
-        var unsigned = text[^1] == 'U';
-        return PtxNames.Integer(ReadInteger(negative, "an integer"), unsigned);
-    }
-
-    private static bool IsDecimalFloat(ReadOnlySpan<char> text)
-        => !(text.Length > 1 && text[0] == '0' && (text[1] | 0x20) is 'x' or 'b') && text.IndexOfAny('.', 'e', 'E') >= 0;
-
-    /// <summary>An integer literal (decimal, 0x hex, 0b binary, 0 octal, U suffix), as 64 bits.</summary>
-    private long ReadInteger(bool negative, string what)
-    {
-        var lexer = _lexer;
-        if (lexer.Kind != PtxTokenKind.Number)
-        {
-            throw lexer.Error($"expected {what}, found {lexer.Describe()}");
-        }
-
-        var text = lexer.Span;
-        if (text[^1] == 'U')
-        {
-            text = text[..^1];
-        }
-
-        var radix = text switch
-        {
-            ['0', 'x' or 'X', ..] => 16,
-            ['0', 'b' or 'B', ..] => 2,
-            ['0', _, ..] => 8,
-            _ => 10,
-        };
-        var digits = radix switch
-        {
-            16 or 2 => text[2..],
-            8 => text[1..],
-            _ => text,
-        };
-        if (digits.IsEmpty)
-        {
-            throw lexer.Error($"expected {what}, found {lexer.Describe()}");
-        }
-
-        ulong value = 0;
-        foreach (var c in digits)
-        {
-            var digit = c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
-            if ((uint)digit >= (uint)radix)
-            {
-                throw lexer.Error($"expected {what}, found {lexer.Describe()} (not a base-{radix} integer)");
-            }
-
-            var next = unchecked((value * (ulong)radix) + (ulong)digit);
-            if (value > (ulong.MaxValue - (ulong)digit) / (ulong)radix)
-            {
-                throw lexer.Error($"the integer {lexer.Describe()} does not fit in 64 bits");
-            }
-
-            value = next;
-        }
-
-        lexer.Advance();
-        return negative ? unchecked(-(long)value) : unchecked((long)value);
-    }
-
-    private int ReadInt32(string what)
-    {
-        var lexer = _lexer;
-        var (line, column, description) = (lexer.Line, lexer.Column, lexer.Describe());
-        if (lexer.Kind != PtxTokenKind.Number || IsDecimalFloat(lexer.Span) || lexer.Span is ['0', 'f' or 'F' or 'd' or 'D', ..])
-        {
-            throw lexer.Error($"expected {what}, found {description}");
-        }
-
-        var value = ReadInteger(negative: false, what);
-        return value is >= 0 and <= int.MaxValue ? (int)value : throw new PtxSyntaxException(line, column, $"expected {what}, found {description}, which is out of range");
     }
 
     // ---- Helpers ---------------------------------------------------------------------------------------------
@@ -1240,16 +643,6 @@ internal sealed class PtxReader
         _ => false,
     };
 
-    [Flags]
-    private enum Aggregates
-    {
-        None = 0,
-        Address = 1,
-        Vector = 2,
-        List = 4,
-        All = Address | Vector | List,
-    }
-
     /// <summary>A function's performance directives as they are read, on the function and in its body.</summary>
     private struct DirectiveSet
     {
@@ -1258,10 +651,19 @@ internal sealed class PtxReader
         public int MinNctaPerSm;
         public int MaxNReg;
         public bool NoReturn;
+        public bool ExplicitCluster;
+        public int[]? ReqNctaPerCluster;
+        public int MaxClusterRank;
 
         public readonly PtxFunctionDirectives ToDirectives()
-            => MaxNtid is null && ReqNtid is null && MinNctaPerSm == 0 && MaxNReg == 0 && !NoReturn
+            => MaxNtid is null && ReqNtid is null && MinNctaPerSm == 0 && MaxNReg == 0 && !NoReturn && !ExplicitCluster
+                && ReqNctaPerCluster is null && MaxClusterRank == 0
                 ? PtxFunctionDirectives.None
-                : new PtxFunctionDirectives(MaxNtid, ReqNtid, MinNctaPerSm, MaxNReg, NoReturn);
+                : new PtxFunctionDirectives(MaxNtid, ReqNtid, MinNctaPerSm, MaxNReg, NoReturn)
+                {
+                    ExplicitCluster = ExplicitCluster,
+                    ReqNctaPerCluster = ReqNctaPerCluster,
+                    MaxClusterRank = MaxClusterRank,
+                };
     }
 }

@@ -97,6 +97,15 @@ public sealed record PtxFunctionDirectives(
     bool NoReturn = false)
 {
     public static readonly PtxFunctionDirectives None = new();
+
+    /// <summary>.explicitcluster (sm_90): the kernel must be launched with a cluster size.</summary>
+    public bool ExplicitCluster { get; init; }
+
+    /// <summary>.reqnctapercluster x[, y, z] (sm_90), null when absent.</summary>
+    public IReadOnlyList<int>? ReqNctaPerCluster { get; init; }
+
+    /// <summary>.maxclusterrank n (sm_90), 0 when absent.</summary>
+    public int MaxClusterRank { get; init; }
 }
 
 /// <summary>A statement of a function body, with the line of the module it starts on (1-based).</summary>

@@ -65,6 +65,21 @@ public sealed class PtxParserBodyTests
     }
 
     [Fact]
+    public void A_register_declared_without_a_percent_sign_is_a_register_operand_in_its_block_and_a_symbol_outside()
+    {
+        var statements = Body("{\n.reg .f16 low, high;\n.reg .b32 t<2>;\nmov.b32 {low, high}, %r7;\nmov.b32 t1, [t1];\nmov.b32 t2, 0;\n}\nmov.b16 %rs1, low;");
+
+        var block = Assert.IsType<PtxBlock>(statements[0]);
+        var (unpack, inRange, outOfRange) = ((PtxInstruction)block.Body[3], (PtxInstruction)block.Body[4], (PtxInstruction)block.Body[5]);
+        Assert.Equal(new PtxVector([new PtxRegister("low"), new PtxRegister("high")]), unpack.Operands[0], OperandComparer.Instance);
+        Assert.IsType<PtxRegister>(((PtxVector)unpack.Operands[0]).Elements[0]);
+        Assert.IsType<PtxRegister>(inRange.Operands[0]);
+        Assert.IsType<PtxRegister>(((PtxAddress)inRange.Operands[1]).Base);
+        Assert.IsType<PtxSymbol>(outOfRange.Operands[0]);
+        Assert.Equal(new PtxSymbol("low"), ((PtxInstruction)statements[1]).Operands[1]);
+    }
+
+    [Fact]
     public void Labels_are_statements_on_their_own_lines()
     {
         var statements = Body("$L__BB0_1:\n\tadd.s32 %r1, %r1, 1;\nBB0_2: ret;");
@@ -146,6 +161,9 @@ public sealed class PtxParserBodyTests
     [InlineData("fence.acq_rel.gpu;", "fence", "acq_rel gpu")]
     [InlineData("membar.gl;", "membar", "gl")]
     [InlineData("tex.2d.v4.f32.f32 {%f1,%f2,%f3,%f4}, [tex0, {%f5,%f6}];", "tex", "2d v4 f32 f32")]
+    [InlineData("ld.shared::cluster.u32 %r1, [%rd1];", "ld", "shared::cluster u32")]
+    [InlineData("cp.async.cg.shared.global.L2::128B [%r1], [%rd1], 16, 16;", "cp", "async cg shared global L2::128B")]
+    [InlineData("barrier.cluster.arrive;", "barrier", "cluster arrive")]
     [InlineData("ret;", "ret", "")]
     public void An_opcode_splits_on_its_dots_into_the_opcode_and_its_modifiers_in_order(string text, string opcode, string modifiers)
     {

@@ -178,12 +178,13 @@ public sealed class PtxParserModuleTests
     }
 
     [Fact]
-    public void Old_style_register_parameters_are_in_the_reg_space()
+    public void Old_style_register_parameters_are_in_the_reg_space_and_registers_in_the_body()
     {
         var function = Module(".func (.reg .b32 r) add1 (.reg .b32 a) { add.s32 r, a, 1; ret; }").Functions.Single();
 
         Assert.Equal(new PtxParameter("r", PtxStateSpace.Reg, "b32", 0, 0), function.Returns.Single());
         Assert.Equal(new PtxParameter("a", PtxStateSpace.Reg, "b32", 0, 0), function.Parameters.Single());
+        Assert.Equal([new PtxRegister("r"), new PtxRegister("a"), new PtxInteger(1)], ((PtxInstruction)function.Body![0]).Operands);
     }
 
     [Fact]
@@ -205,7 +206,9 @@ public sealed class PtxParserModuleTests
         Assert.Equal([64, 2], functions[1].Directives.ReqNtid);
         Assert.Equal(4, functions[1].Directives.MinNctaPerSm);
         Assert.True(functions[2].Directives.NoReturn);
-        Assert.Same(PtxFunctionDirectives.None, functions[3].Directives);
+        Assert.True(functions[3].Directives.ExplicitCluster);
+        Assert.Equal([2, 1, 1], functions[3].Directives.ReqNctaPerCluster);
+        Assert.Equal(8, functions[3].Directives.MaxClusterRank);
     }
 
     [Fact]

@@ -49,6 +49,25 @@ public sealed class RealPtxTests(Nvcc nvcc, ClangCuda clang) : IClassFixture<Nvc
     }
 
     [Theory]
+    [InlineData("sm_80")]
+    [InlineData("sm_90")]
+    public void Nvcc_ptx_with_clusters_and_asynchronous_copies_reads_whole(string arch)
+    {
+        var program = Parse(nvcc.Build($"cluster-{arch}.ptx", "cluster_kernels.cu", "-ptx", $"-arch={arch}"));
+
+        Assert.Equal(["clustered", "copy_async"], program.Functions.Select(f => f.Name));
+        Assert.Contains(Instructions(program.Functions[1].Body), i => i is { Opcode: "cp", Modifiers: ["async", ..] });
+        if (arch == "sm_90")
+        {
+            Assert.True(program.Functions[0].Directives.ExplicitCluster);
+            Assert.Equal([2, 1, 1], program.Functions[0].Directives.ReqNctaPerCluster);
+            var clustered = Instructions(program.Functions[0].Body).ToList();
+            Assert.Contains(clustered, i => i is { Opcode: "barrier", Modifiers: ["cluster", "arrive"] });
+            Assert.Contains(clustered, i => i.Operands.Contains(new PtxRegister("%cluster_ctarank")));
+        }
+    }
+
+    [Theory]
     [InlineData("sm_52", "-O2")]
     [InlineData("sm_70", "-O2")]
     [InlineData("sm_80", "-O2")]
