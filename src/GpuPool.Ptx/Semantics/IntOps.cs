@@ -61,6 +61,14 @@ public static class IntOps
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static uint Mad24Hi(uint a, uint b, uint c) => unchecked(Mul24Hi(a, b) + c);
 
+    /// <summary>mad24.hi.sat.s32: the high part plus c, clamped to the s32 range.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int Mad24HiSat(int a, int b, int c) => (int)Math.Clamp((long)Mul24Hi(a, b) + c, int.MinValue, int.MaxValue);
+
+    /// <summary>mad.hi.sat.s32: the high 32 bits of a × b plus c, clamped to the s32 range.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int MadHiSat(int a, int b, int c) => (int)Math.Clamp((long)MulHi(a, b) + c, int.MinValue, int.MaxValue);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int Sext24(int a) => (a << 8) >> 8;
 

@@ -30,6 +30,9 @@ public class IntOpsTests
         Assert.Equal(-1, IntOps.Mul24Hi(0x00FF_FFFF, 1));                                  // -1 × 1 = -1: bits 47..16 all ones
         Assert.Equal(0x4000, IntOps.Mul24Hi(0x0040_0000, 0x100));                           // 2^22 × 2^8 = 2^30 → 2^14
         Assert.Equal(10, IntOps.Mad24Lo(2, 3, 4));
+        Assert.Equal(int.MaxValue, IntOps.Mad24HiSat(0x7F_FFFF, 0x7F_FFFF, int.MaxValue));
+        Assert.Equal(int.MinValue, IntOps.MadHiSat(int.MaxValue, int.MinValue, int.MinValue));
+        Assert.Equal(-1 + 7, IntOps.MadHiSat(-1, 1, 7));
         Assert.Equal(0x1_0004u, IntOps.Mad24Hi(0x1_0000u, 0x1_0000u, 4u));   // 2^32: bits 47..16 are 2^16
     }
 
@@ -39,7 +42,7 @@ public class IntOpsTests
         Assert.Equal(10u, IntOps.Sad(3u, 10u, 3u));
         Assert.Equal(10u, IntOps.Sad(10u, 3u, 3u));
         Assert.Equal(7, IntOps.Sad(-3, 4, 0));
-        Assert.Equal(unchecked(int.MinValue + 0), IntOps.Sad(int.MaxValue, -1, 0));        // wraps, as the ISA's a-b does
+        Assert.Equal(int.MinValue, IntOps.Sad(int.MaxValue, -1, 0));   // wraps, as the ISA's a-b does
         Assert.Equal(ulong.MaxValue, IntOps.Sad(0UL, ulong.MaxValue, 0UL));
         Assert.Equal(5L, IntOps.Sad(-2L, 3L, 0L));
     }
