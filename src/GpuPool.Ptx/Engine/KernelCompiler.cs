@@ -44,7 +44,7 @@ internal sealed partial class KernelCompiler
     private readonly Label _stop;
     private readonly Label _dispatch;
     private ulong _localBytes;
-    private readonly ulong _sharedBytes;
+    private ulong _sharedBytes;
     private PtxInstruction _current = null!;
 
     private KernelCompiler(ModuleLayout module, PtxFunction function)
@@ -61,11 +61,6 @@ internal sealed partial class KernelCompiler
             _windowVariables[name] = new WindowVariable(PtxStateSpace.Shared, offset);
         }
 
-        // Dynamic shared memory starts after the static, 16-byte aligned, as on a GPU.
-        foreach (var name in module.DynamicShared)
-        {
-            _windowVariables[name] = new WindowVariable(PtxStateSpace.Shared, Align(module.StaticSharedBytes, 16));
-        }
     }
 
     /// <summary>Compiles <paramref name="function"/>, or refuses it naming the first instruction the engine does not run.</summary>
@@ -78,6 +73,14 @@ internal sealed partial class KernelCompiler
     private CompiledKernel Build()
     {
         var parameters = LayParameters();
+        PlaceShared(_function.Body ?? []);
+
+        // Dynamic shared memory starts after the static, 16-byte aligned, as on a GPU.
+        foreach (var name in _module.DynamicShared)
+        {
+            _windowVariables[name] = new WindowVariable(PtxStateSpace.Shared, Align(_sharedBytes, 16));
+        }
+
         _scopes.Add([]);
         _il.Emit(OpCodes.Br, _dispatch);
         var start = _il.DefineLabel();
@@ -120,18 +123,47 @@ internal sealed partial class KernelCompiler
 
     private (IReadOnlyDictionary<string, int> Offsets, int Bytes) LayParameters()
     {
+        var layout = ParameterLayout(_function);
+        foreach (var (name, offset) in layout.Offsets)
+        {
+            _windowVariables[name] = new WindowVariable(PtxStateSpace.Param, (ulong)offset);
+        }
+
+        return layout;
+    }
+
+    /// <summary>Where each parameter sits in the block cuLaunchKernel packs: at an offset aligned as it asks (its size at least).</summary>
+    internal static (IReadOnlyDictionary<string, int> Offsets, int Bytes) ParameterLayout(PtxFunction function)
+    {
         var offsets = new Dictionary<string, int>(StringComparer.Ordinal);
         var offset = 0;
-        foreach (var p in _function.Parameters)
+        foreach (var p in function.Parameters)
         {
             var align = Math.Max(p.Align, PtxTypes.SizeOf(p.Type));
             offset = (int)Align((ulong)offset, (ulong)align);
             offsets[p.Name] = offset;
-            _windowVariables[p.Name] = new WindowVariable(PtxStateSpace.Param, (ulong)offset);
             offset += p.Bytes;
         }
 
         return (offsets, offset);
+    }
+
+    /// <summary>The body's .shared variables (nvcc declares a function's static __shared__ arrays there), before any code.</summary>
+    private void PlaceShared(IReadOnlyList<PtxStatement> body)
+    {
+        foreach (var statement in body)
+        {
+            if (statement is PtxVariableDeclaration { Variable: { Space: PtxStateSpace.Shared } v })
+            {
+                _sharedBytes = Align(_sharedBytes, (ulong)Math.Max(v.Align, v.ElementBytes));
+                _windowVariables[v.Name] = new WindowVariable(PtxStateSpace.Shared, _sharedBytes);
+                _sharedBytes += (ulong)v.Bytes;
+            }
+            else if (statement is PtxBlock block)
+            {
+                PlaceShared(block.Body);
+            }
+        }
     }
 
     private void EmitBody(IReadOnlyList<PtxStatement> body)
@@ -142,6 +174,8 @@ internal sealed partial class KernelCompiler
             {
                 case PtxRegisterDeclaration r:
                     Declare(r);
+                    break;
+                case PtxVariableDeclaration { Variable.Space: PtxStateSpace.Shared }:
                     break;
                 case PtxVariableDeclaration v:
                     Place(v.Variable);

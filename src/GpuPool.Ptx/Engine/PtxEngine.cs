@@ -22,8 +22,9 @@ public sealed record PtxLaunch(
 }
 
 /// <summary>
-/// A PTX module compiled for the cpu backend: every kernel compiled to .NET code when the module loads, so that what the
-/// engine does not run is refused then, naming the instruction, the kernel and the line.
+/// A PTX module read for the cpu backend. Each kernel is compiled to .NET code the first time it is launched (a library
+/// carries thousands that a program never launches); what the engine does not run is refused then, naming the
+/// instruction, the kernel and the line. <see cref="CompileAll"/> compiles every kernel at once.
 /// </summary>
 public sealed class PtxModuleProgram
 {
@@ -40,37 +41,51 @@ public sealed class PtxModuleProgram
 
     public IReadOnlyDictionary<string, PtxKernel> Kernels => _kernels;
 
-    /// <summary>Reads and compiles PTX text; <see cref="PtxSyntaxException"/> or <see cref="PtxNotSupportedException"/> if it cannot be run.</summary>
+    /// <summary>Reads PTX text; <see cref="PtxSyntaxException"/> if it is malformed.</summary>
     public static PtxModuleProgram Compile(string ptx) => Compile(PtxParser.Parse(ptx));
 
     public static PtxModuleProgram Compile(PtxProgram program)
     {
         var layout = new ModuleLayout(program);
-        foreach (var f in program.Functions.Where(f => !f.IsEntry && f.Body is not null))
-        {
-            throw new PtxNotSupportedException($"function {f.Name} (line {f.Line}): the cpu backend's PTX engine does not run .func calls yet");
-        }
-
         var kernels = new Dictionary<string, PtxKernel>(StringComparer.Ordinal);
         foreach (var f in program.Functions.Where(f => f.IsEntry && f.Body is not null))
         {
-            kernels[f.Name] = new PtxKernel(KernelCompiler.Compile(layout, f));
+            kernels[f.Name] = new PtxKernel(layout, f);
         }
 
         return new PtxModuleProgram(layout.GlobalNames, kernels);
+    }
+
+    /// <summary>Compiles every kernel now; <see cref="PtxNotSupportedException"/> for the first the engine does not run.</summary>
+    public PtxModuleProgram CompileAll()
+    {
+        foreach (var k in _kernels.Values)
+        {
+            k.EnsureCompiled();
+        }
+
+        return this;
     }
 }
 
 /// <summary>A compiled kernel: launched with a parameter block laid out as cuLaunchKernel lays it out.</summary>
 public sealed class PtxKernel
 {
-    private readonly CompiledKernel _kernel;
+    private readonly Lazy<CompiledKernel> _compiled;
 
-    internal PtxKernel(CompiledKernel kernel) => _kernel = kernel;
+    internal PtxKernel(ModuleLayout layout, PtxFunction function)
+    {
+        Name = function.Name;
+        ParameterBytes = KernelCompiler.ParameterLayout(function).Bytes;
+        _compiled = new Lazy<CompiledKernel>(() => KernelCompiler.Compile(layout, function));
+    }
 
-    public string Name => _kernel.Name;
+    public string Name { get; }
 
-    public int ParameterBytes => _kernel.ParameterBytes;
+    public int ParameterBytes { get; }
+
+    /// <summary>Compiles the kernel if it is not yet; <see cref="PtxNotSupportedException"/> if the engine does not run it.</summary>
+    public void EnsureCompiled() => _ = _compiled.Value;
 
     /// <summary>
     /// Runs the launch to its end, its blocks spread over <see cref="PtxLaunch.Parallelism"/> workers. <paramref name="symbols"/>
@@ -80,9 +95,10 @@ public sealed class PtxKernel
     public unsafe void Launch(PtxLaunch launch, ReadOnlySpan<byte> parameters, ulong[] symbols)
     {
         ArgumentNullException.ThrowIfNull(launch);
-        if (parameters.Length != _kernel.ParameterBytes)
+        var kernel = _compiled.Value;
+        if (parameters.Length != kernel.ParameterBytes)
         {
-            throw new ArgumentException($"kernel {Name} takes {_kernel.ParameterBytes} bytes of parameters, but the launch passed {parameters.Length}", nameof(parameters));
+            throw new ArgumentException($"kernel {Name} takes {kernel.ParameterBytes} bytes of parameters, but the launch passed {parameters.Length}", nameof(parameters));
         }
 
         var blocks = (long)launch.GridX * launch.GridY * launch.GridZ;
@@ -104,7 +120,7 @@ public sealed class PtxKernel
 
             void Work()
             {
-                using var state = new BlockState(_kernel, launch, control, (byte*)run, symbols);
+                using var state = new BlockState(kernel, launch, control, (byte*)run, symbols);
                 try
                 {
                     long b;
