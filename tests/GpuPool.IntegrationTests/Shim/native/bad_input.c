@@ -263,7 +263,12 @@ int main(int argc, char **argv)
     c2.dstXInBytes = 4;
     check("copy2d_offset_row_past_the_pitch", cuMemcpy2D(&c2), CUDA_ERROR_INVALID_VALUE);
     c2.dstXInBytes = 0;
-    c2.dstDevice = q;
+    /* Freed just now, so that no allocation in between can have been given the same address (the cpu backend's
+       addresses are the host allocator's, which reuses them). */
+    CUdeviceptr freed;
+    CHECK(cuMemAlloc(&freed, 16));
+    CHECK(cuMemFree(freed));
+    c2.dstDevice = freed;
     check("copy2d_to_freed_pointer", cuMemcpy2D(&c2), CUDA_ERROR_INVALID_VALUE);
     c2.dstDevice = p;
     c2.dstMemoryType = CU_MEMORYTYPE_ARRAY;
@@ -315,7 +320,9 @@ int main(int argc, char **argv)
     check("mem_pool_set_current_usage", cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &pool_value), CUDA_ERROR_INVALID_VALUE);
     check("mem_pool_unknown_attribute", cuMemPoolGetAttribute(pool, (CUmemPool_attribute)99, &pool_value), CUDA_ERROR_INVALID_VALUE);
     check("alloc_async_zero_bytes", cuMemAllocAsync(&q, 0, NULL), CUDA_ERROR_INVALID_VALUE);
-    check("free_async_not_allocated", cuMemFreeAsync(q, NULL), CUDA_ERROR_INVALID_VALUE);
+    CHECK(cuMemAlloc(&freed, 16));
+    CHECK(cuMemFree(freed));
+    check("free_async_not_allocated", cuMemFreeAsync(freed, NULL), CUDA_ERROR_INVALID_VALUE);
     check("free_async_inside_an_allocation", cuMemFreeAsync(p + 4, NULL), CUDA_ERROR_INVALID_VALUE);
 
     /* ---- Host registration, pointers, limits, launches, devices ---- */
