@@ -142,6 +142,19 @@ internal sealed class AllocationTable
         return bytes;
     }
 
+    /// <summary>The allocation that holds <paramref name="pointer"/>, as [start, end); false when none does. Safe beside changes.</summary>
+    public bool TryFind(ulong pointer, out ulong start, out ulong end)
+    {
+        if (Find(_sorted, pointer) is { } a)
+        {
+            (start, end) = (a.Base, a.Base + a.Size);
+            return true;
+        }
+
+        (start, end) = (0, 0);
+        return false;
+    }
+
     private static Allocation? Find(Allocation[] sorted, ulong pointer)
         => IndexAtOrBefore(sorted, pointer) is var i and >= 0 && pointer - sorted[i].Base < sorted[i].Size ? sorted[i] : null;
 

@@ -4,6 +4,8 @@ using GpuPool.Devices.Cpu.Kernels;
 using GpuPool.Devices.Streams;
 using GpuPool.Modules;
 using GpuPool.Modules.Ptx;
+using GpuPool.Ptx.Engine;
+using GpuPool.Ptx.Syntax;
 
 namespace GpuPool.Devices.Cpu;
 
@@ -30,7 +32,22 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
             throw new DeviceException(DeviceErrorCode.NotSupported, "the fat binary holds no code: neither PTX nor a cubin");
         }
 
-        return new CpuModule(module.Kernels, module.Ptx is not null && module.Kernels.Keys.All(BuiltinKernels.All.ContainsKey), SassOnly: module.Ptx is null);
+        var allBuiltin = module.Ptx is not null && module.Kernels.Keys.All(BuiltinKernels.All.ContainsKey);
+        if (module.Ptx is null || allBuiltin)
+        {
+            return new CpuModule(module.Kernels, allBuiltin, SassOnly: module.Ptx is null);
+        }
+
+        // The program's own kernels run on the PTX engine. A module the engine cannot run still loads (the CUDA runtime
+        // loads every module a program and its libraries carry), and the launch of its kernels fails with the reason.
+        try
+        {
+            return new CpuModule(module.Kernels, AllBuiltin: false) { Program = PtxModuleProgram.Compile(module.Ptx) };
+        }
+        catch (Exception ex) when (ex is PtxNotSupportedException or PtxSyntaxException)
+        {
+            return new CpuModule(module.Kernels, AllBuiltin: false) { Refusal = ex.Message };
+        }
     }
 
     /// <summary>Each variable in host memory of its own, aligned as it asks and initialized from its initializer.</summary>
@@ -54,6 +71,11 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
             }
 
             throw;
+        }
+
+        if (module is CpuModule { Program: { } program } cpu)
+        {
+            cpu.Symbols = [.. program.Variables.Select(name => placed.FirstOrDefault(p => p.Name == name) is { } p ? p.Memory.Base : 0UL)];
         }
 
         return placed;
@@ -86,9 +108,15 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
             return new CpuFunction(moduleId, BuiltinKernels.All[name]);
         }
 
+        if (m.Program is { } compiled && compiled.Kernels.TryGetValue(name, out var kernel))
+        {
+            return new EngineFunction(moduleId, m, kernel, signature.ToString());
+        }
+
         // A kernel of the program's own: found, so the program can go on, but not run. A kernel named like a built-in one
         // in such a module is the program's own code too, which may do something else.
-        var reason = m.SassOnly
+        var reason = m.Refusal is { } refusal ? $"the cpu backend cannot run kernel {name}: {refusal}"
+            : m.SassOnly
             ? $"the cpu backend cannot run kernel {name}: its module carries SASS only, no PTX (build it with PTX too: nvcc -gencode arch=compute_XX,code=compute_XX)"
             : BuiltinKernels.All.ContainsKey(name)
             ? $"the cpu backend cannot run kernel {name} of module {moduleId} yet: it runs GpuPool's built-in kernels only from a module whose kernels are all built-in, and this module has others (a PTX engine is coming)"
@@ -103,6 +131,12 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
             throw new DeviceException(DeviceErrorCode.NotSupported, unrunnable.Reason);
         }
 
+        if (function is EngineFunction engine)
+        {
+            RunOnEngine(engine, dims, parameters);
+            return;
+        }
+
         var kernel = ((CpuFunction)function).Kernel;
         var call = new KernelCall(kernel, parameters, memory);
         try
@@ -115,11 +149,60 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
         }
     }
 
-    /// <summary>A module: its PTX entries (null: the whole built-in library), and whether they are all built-in kernels (then they run).</summary>
+    /// <summary>A deadline no kernel should need on this backend; a launch past it fails rather than hold the device.</summary>
+    internal static readonly TimeSpan LaunchDeadline = TimeSpan.FromSeconds(120);
+
+    /// <summary>Runs a launch of a program's kernel on the PTX engine, on this stream's worker.</summary>
+    private void RunOnEngine(EngineFunction function, LaunchDims dims, ReadOnlySpan<byte> parameters)
+    {
+        var launch = new PtxLaunch(dims.GridX, dims.GridY, dims.GridZ, dims.BlockX, dims.BlockY, dims.BlockZ, dims.SharedMemBytes, memory)
+        {
+            Parallelism = 1,
+            Deadline = LaunchDeadline,
+        };
+        try
+        {
+            function.Kernel.Launch(launch, parameters, function.Owner.Symbols);
+        }
+        catch (PtxFault fault)
+        {
+            throw new DeviceException(fault.Kind is PtxFaultKind.IllegalAddress or PtxFaultKind.MisalignedAddress ? DeviceErrorCode.InvalidAddress : DeviceErrorCode.LaunchFailed, fault.Message, fault);
+        }
+        catch (PtxNotSupportedException ex)
+        {
+            throw new DeviceException(DeviceErrorCode.NotSupported, $"the cpu backend cannot run kernel {function.Name}: {ex.Message}", ex);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new DeviceException(DeviceErrorCode.InvalidArgument, ex.Message, ex);
+        }
+    }
+
+    /// <summary>
+    /// A module: its PTX entries (null: the whole built-in library), whether they are all built-in kernels (then they run
+    /// as C#), or its kernels compiled by the PTX engine, or why the engine refused them.
+    /// </summary>
     private sealed record CpuModule(IReadOnlyDictionary<string, KernelSignature>? Entries, bool AllBuiltin, bool SassOnly = false) : IKernelModule
     {
+        public PtxModuleProgram? Program { get; init; }
+
+        public string? Refusal { get; init; }
+
+        /// <summary>The device addresses of the program's variables, in its order, once placed.</summary>
+        public ulong[] Symbols { get; set; } = [];
+
         /// <summary>Nothing of a cpu module is the backend's but its variables' memory, which the context hands back to free.</summary>
         public bool NeedsUnload => false;
+    }
+
+    /// <summary>A program's kernel that the PTX engine runs.</summary>
+    private sealed record EngineFunction(ulong Module, CpuModule Owner, PtxKernel Kernel, string Signature) : IKernelFunction
+    {
+        public string Name => Kernel.Name;
+
+        public int? ParamBytes => Kernel.ParameterBytes;
+
+        public double Cost(LaunchDims dims, ReadOnlySpan<byte> parameters) => 1;
     }
 
     /// <summary>A built-in kernel as a function of one module.</summary>

@@ -9,7 +9,7 @@ namespace GpuPool.Devices.Cpu;
 /// A cpu context's device memory: zeroed host memory at the very addresses the lease sees, resolved into spans only
 /// through the lease's allocation table, and the copies and memsets over it.
 /// </summary>
-internal sealed unsafe class HostMemory(AllocationTable allocations) : IDeviceMemory, ICopyEngine
+internal sealed unsafe class HostMemory(AllocationTable allocations) : IDeviceMemory, ICopyEngine, GpuPool.Ptx.Engine.IPtxMemory
 {
     internal const ulong Alignment = 256;
 
@@ -17,6 +17,9 @@ internal sealed unsafe class HostMemory(AllocationTable allocations) : IDeviceMe
     private const ulong DeviceCopyChunk = 1UL << 30;
 
     public bool IsHostMemory => true;
+
+    /// <summary>For the PTX engine: the allocation of the lease (or module variable) that holds an address.</summary>
+    public bool TryFind(ulong address, out ulong start, out ulong end) => allocations.TryFind(address, out start, out end);
 
     /// <summary>Zeroed memory aligned to 256 bytes, as cuMemAlloc gives.</summary>
     public Allocation Allocate(ulong bytes, ulong used, ulong limit) => Allocate(bytes, Alignment);
