@@ -1,9 +1,9 @@
 /*
  * unsupported_module: what the pool cannot run is refused with clear errors, not crashes. An ELF header with no cubin
  * behind it CUDA_ERROR_INVALID_IMAGE; a fat binary with no code in it CUDA_ERROR_NOT_SUPPORTED; bytes that are not a module at all CUDA_ERROR_INVALID_IMAGE; broken PTX
- * CUDA_ERROR_INVALID_PTX; a missing file CUDA_ERROR_FILE_NOT_FOUND. PTX with a kernel outside the built-in library
- * loads and its kernel is found (a program that loads all its modules at start gets on), but the cpu backend does not
- * run that kernel yet: its launch is reported as CUDA_ERROR_NOT_SUPPORTED at the next synchronize. The built-in module
+ * CUDA_ERROR_INVALID_PTX; a missing file CUDA_ERROR_FILE_NOT_FOUND. PTX with a kernel that uses an instruction the cpu
+ * backend's PTX engine does not run (bar.arrive) loads and its kernel is found (a program that loads all its modules at
+ * start gets on), but its launch is reported as CUDA_ERROR_NOT_SUPPORTED at the next synchronize. The built-in module
  * still loads and runs. On a real GPU (cuda backend) the custom kernel runs; pass --expect-custom-runs there.
  *
  *   unsupported_module [kernels.ptx] [--expect-custom-runs]
@@ -20,6 +20,7 @@ static const char custom_ptx[] =
     "\t.param .f32 my_custom_kernel_param_1\n"
     ")\n"
     "{\n"
+    "\tbar.arrive 1, 64;\n"
     "\tret;\n"
     "}\n";
 
@@ -46,11 +47,11 @@ int main(int argc, char **argv)
     ok &= expect_result("a module file that does not exist", cuModuleLoad(&module, "/nonexistent/kernels.ptx"), CUDA_ERROR_FILE_NOT_FOUND);
 
     /* A kernel of the program's own: its module loads and the kernel is found; launching it is what the cpu backend refuses. */
-    printf("a kernel outside the built-in library:\n");
+    printf("a kernel the cpu backend's PTX engine does not run:\n");
     CUfunction custom_kernel;
     CUdeviceptr scratch;
     CHECK(cuMemAlloc(&scratch, 256));
-    ok &= expect_result("PTX with a kernel outside the built-in library", cuModuleLoadData(&custom, custom_ptx), CUDA_SUCCESS);
+    ok &= expect_result("PTX with a kernel that uses bar.arrive", cuModuleLoadData(&custom, custom_ptx), CUDA_SUCCESS);
     ok &= expect_result("looking the kernel up", cuModuleGetFunction(&custom_kernel, custom, "my_custom_kernel"), CUDA_SUCCESS);
     float half = 0.5f;
     void *custom_params[] = { &scratch, &half };

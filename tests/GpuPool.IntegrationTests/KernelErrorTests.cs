@@ -117,11 +117,11 @@ public sealed class KernelErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
     }
 
     [Fact]
-    public async Task A_kernel_the_cpu_backend_does_not_know_loads_and_its_launch_fails_with_NotSupported_naming_it_at_the_next_sync()
+    public async Task A_kernel_the_cpu_backend_cannot_run_loads_and_its_launch_fails_with_NotSupported_naming_it_at_the_next_sync()
     {
         await using var lease = await pool.LeaseAsync();
         await using var session = await lease.OpenSessionAsync();
-        var kernel = await session.GetFunctionAsync(await session.LoadModuleAsync(Ptx("my_kernel")), "my_kernel");
+        var kernel = await session.GetFunctionAsync(await session.LoadModuleAsync(Ptx("my_kernel", "bar.arrive 1, 64;")), "my_kernel");
 
         await session.LaunchAsync(kernel, new Dim3(1), new Dim3(32), new KernelArgs().U64(0));
         var seq = session.LastSeq;
@@ -129,7 +129,7 @@ public sealed class KernelErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
         var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
         Assert.Equal((ErrorCode.NotSupported, seq, "launch"), (error.Code, error.FailedSeq, error.FailedOp));
         Assert.Equal(
-            $"operation #{seq} (launch) failed: the cpu backend cannot run kernel my_kernel yet: it runs only GpuPool's built-in kernels (a PTX engine is coming)",
+            $"operation #{seq} (launch) failed: kernel my_kernel, line 9: the cpu backend's PTX engine does not run bar.arrive (`bar.arrive 1, 64`)",
             error.Message);
         await session.SynchronizeAsync();
         await pool.AssertServesAnotherLeaseAsync();
@@ -167,6 +167,6 @@ public sealed class KernelErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
     private static async Task<(KernelFunction Fill, DevicePtr Buffer)> FillAndBufferAsync(DeviceSession session)
         => (await session.GetFunctionAsync(await session.LoadBuiltinModuleAsync(), "fill_f32"), await session.AllocAsync(256));
 
-    private static byte[] Ptx(string entry) => Encoding.UTF8.GetBytes(
-        $".version 7.0\n.target sm_70\n.address_size 64\n\n.visible .entry {entry}(\n\t.param .u64 p0\n)\n{{\n\tret;\n}}\n");
+    private static byte[] Ptx(string entry, string body = "") => Encoding.UTF8.GetBytes(
+        $".version 7.0\n.target sm_70\n.address_size 64\n\n.visible .entry {entry}(\n\t.param .u64 p0\n)\n{{\n\t{body}\n\tret;\n}}\n");
 }

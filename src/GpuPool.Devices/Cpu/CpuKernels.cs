@@ -157,7 +157,7 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     {
         var launch = new PtxLaunch(dims.GridX, dims.GridY, dims.GridZ, dims.BlockX, dims.BlockY, dims.BlockZ, dims.SharedMemBytes, memory)
         {
-            Parallelism = 1,
+            Parallelism = Environment.ProcessorCount,
             Deadline = LaunchDeadline,
         };
         try
@@ -170,7 +170,7 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
         }
         catch (PtxNotSupportedException ex)
         {
-            throw new DeviceException(DeviceErrorCode.NotSupported, $"the cpu backend cannot run kernel {function.Name}: {ex.Message}", ex);
+            throw new DeviceException(DeviceErrorCode.NotSupported, ex.Message, ex);
         }
         catch (ArgumentException ex)
         {

@@ -49,6 +49,7 @@ internal sealed unsafe class BlockState : IDisposable
             Block = this,
             Kernel = kernel.Name,
             SiteNames = kernel.Sites,
+            SiteCache = new long[Math.Max(2, 2 * kernel.CachedSites)],
         };
     }
 
@@ -58,7 +59,13 @@ internal sealed unsafe class BlockState : IDisposable
         var c = _context;
         (c.CtaX, c.CtaY, c.CtaZ) = (x, y, z);
         new Span<byte>(_shared, (int)c.SharedBytes).Clear();
-        Array.Clear(c.Spill);
+        if (_kernel.Collectives.Length == 0)
+        {
+            RunToEnd();
+            return;
+        }
+
+        // A thread's slots are read only after it has written them at a collective: they need no clearing.
         Array.Clear(_resume);
         Array.Fill(_at, Waiting);
         var live = _threads;
@@ -98,6 +105,28 @@ internal sealed unsafe class BlockState : IDisposable
             if (!Release() && !ran)
             {
                 throw Deadlock();
+            }
+        }
+    }
+
+    /// <summary>A kernel without collectives: each thread from its start to its end, in order.</summary>
+    private void RunToEnd()
+    {
+        var c = _context;
+        var t = 0;
+        for (uint z = 0; z < c.NtidZ; z++)
+        {
+            for (uint y = 0; y < c.NtidY; y++)
+            {
+                for (uint x = 0; x < c.NtidX; x++, t++)
+                {
+                    (c.TidX, c.TidY, c.TidZ, c.Lane) = (x, y, z, t);
+                    c.Local = _local + ((ulong)t * _kernel.LocalBytes);
+                    if (_kernel.Run(c, 0) == KernelCompiler.Stopped)
+                    {
+                        throw new PtxFault(PtxFaultKind.Timeout, $"kernel {_kernel.Name}: the launch ran past its deadline (or another block of it failed) and was stopped");
+                    }
+                }
             }
         }
     }

@@ -59,8 +59,14 @@ internal sealed partial class KernelCompiler
                 EmitAtomic(i);
                 break;
             case "bra":
-                EmitStopCheck();
-                _il.Emit(OpCodes.Br, LabelOf(Symbol(i.Operands[0])));
+                var target = Symbol(i.Operands[0]);
+                if (_marked.Contains(target))
+                {
+                    // Only a branch back can make a loop: that is where a launch past its deadline stops.
+                    EmitStopCheck();
+                }
+
+                _il.Emit(OpCodes.Br, LabelOf(target));
                 break;
             case "ret" or "exit":
                 _il.Emit(OpCodes.Ldc_I4, Exited);
@@ -373,7 +379,9 @@ internal sealed partial class KernelCompiler
     private void EmitStopCheck()
     {
         _il.Emit(OpCodes.Ldarg_0);
-        _il.Emit(OpCodes.Call, typeof(LaneContext).GetMethod(nameof(LaneContext.MustStop))!);
+        _il.Emit(OpCodes.Ldfld, Field(nameof(LaneContext.Control)));
+        _il.Emit(OpCodes.Volatile);
+        _il.Emit(OpCodes.Ldfld, typeof(LaunchControl).GetField(nameof(LaunchControl.Stop))!);
         _il.Emit(OpCodes.Brtrue, _stop);
     }
 
@@ -546,6 +554,15 @@ internal sealed partial class KernelCompiler
             case null:
                 _il.Emit(OpCodes.Ldc_I8, address.Offset);
                 break;
+            case PtxSymbol s when _windowVariables.TryGetValue(s.Name, out var fixedWindow) && fixedWindow.Space == PtxStateSpace.Param
+                && StaticParamAccess(fixedWindow.Offset + (ulong)(s.Offset + address.Offset), size) is { } paramOffset:
+                // A kernel parameter at a constant offset: checked here, once.
+                _il.Emit(OpCodes.Pop);
+                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldfld, Field(nameof(LaneContext.Params)));
+                _il.Emit(OpCodes.Ldc_I4, (int)paramOffset);
+                _il.Emit(OpCodes.Add);
+                return;
             case PtxSymbol s:
                 LoadAddressOf(s.Name, s.Offset + address.Offset);
                 if (_windowVariables.TryGetValue(s.Name, out var window))
@@ -573,6 +590,12 @@ internal sealed partial class KernelCompiler
                 throw Refuse($"the memory operand {operand}");
         }
 
+        if (space is PtxStateSpace.Global or PtxStateSpace.Const or PtxStateSpace.None)
+        {
+            EmitCachedCheck(size, site, space == PtxStateSpace.None ? nameof(LaneContext.GenericMiss) : nameof(LaneContext.GlobalMiss));
+            return;
+        }
+
         _il.Emit(OpCodes.Ldc_I4, size);
         _il.Emit(OpCodes.Ldc_I4, site);
         _il.Emit(OpCodes.Call, typeof(LaneContext).GetMethod(space switch
@@ -584,6 +607,71 @@ internal sealed partial class KernelCompiler
             _ => nameof(LaneContext.Generic),
         })!);
     }
+
+    /// <summary>
+    /// With the context and the address on the stack: the address itself when it lies, aligned, in the allocation the
+    /// last access fell in (the method keeps that range in two locals), else what the miss helper says (it checks the
+    /// lease's allocations, faults, or returns the address and remembers its allocation, which the locals then take).
+    /// </summary>
+    private void EmitCachedCheck(int size, int site, string miss)
+    {
+        var slot = 2 * _cachedSites++;
+        var cache = CacheLocal();
+        var address = _il.DeclareLocal(typeof(long));
+        var offset = _il.DeclareLocal(typeof(long));
+        var span = _il.DeclareLocal(typeof(long));
+        var slow = _il.DefineLabel();
+        var done = _il.DefineLabel();
+        _il.Emit(OpCodes.Stloc, address);
+        _il.Emit(OpCodes.Pop);
+
+        // offset = address - start; offset < span && span - offset >= size && (address & (size - 1)) == 0
+        _il.Emit(OpCodes.Ldloc, cache);
+        _il.Emit(OpCodes.Ldc_I4, slot + 1);
+        _il.Emit(OpCodes.Ldelem_I8);
+        _il.Emit(OpCodes.Stloc, span);
+        _il.Emit(OpCodes.Ldloc, address);
+        _il.Emit(OpCodes.Ldloc, cache);
+        _il.Emit(OpCodes.Ldc_I4, slot);
+        _il.Emit(OpCodes.Ldelem_I8);
+        _il.Emit(OpCodes.Sub);
+        _il.Emit(OpCodes.Stloc, offset);
+        _il.Emit(OpCodes.Ldloc, offset);
+        _il.Emit(OpCodes.Ldloc, span);
+        _il.Emit(OpCodes.Bge_Un, slow);
+        _il.Emit(OpCodes.Ldloc, span);
+        _il.Emit(OpCodes.Ldloc, offset);
+        _il.Emit(OpCodes.Sub);
+        _il.Emit(OpCodes.Ldc_I8, (long)size);
+        _il.Emit(OpCodes.Blt_Un, slow);
+        if (size > 1)
+        {
+            _il.Emit(OpCodes.Ldloc, address);
+            _il.Emit(OpCodes.Ldc_I8, (long)(size - 1));
+            _il.Emit(OpCodes.And);
+            _il.Emit(OpCodes.Brtrue, slow);
+        }
+
+        _il.Emit(OpCodes.Ldloc, address);
+        _il.Emit(OpCodes.Conv_I);
+        _il.Emit(OpCodes.Br, done);
+
+        _il.MarkLabel(slow);
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldloc, address);
+        _il.Emit(OpCodes.Ldc_I4, size);
+        _il.Emit(OpCodes.Ldc_I4, site);
+        _il.Emit(OpCodes.Ldc_I4, slot);
+        _il.Emit(OpCodes.Call, typeof(LaneContext).GetMethod(miss)!);
+        _il.MarkLabel(done);
+    }
+
+    /// <summary>The local that holds the context's site cache, loaded where the method starts and where it resumes.</summary>
+    private LocalBuilder CacheLocal() => _cacheLocal ??= _il.DeclareLocal(typeof(long[]));
+
+    /// <summary>An access of <paramref name="size"/> bytes at a constant offset of the parameters, if it lies inside them.</summary>
+    private ulong? StaticParamAccess(ulong offset, int size)
+        => offset + (ulong)size <= (ulong)ParameterLayout(_function).Bytes ? offset : null;
 
     private void EmitLoadMemory(PtxInstruction i)
     {

@@ -37,6 +37,7 @@ internal sealed partial class KernelCompiler
     private readonly List<Register> _registers = [];
     private readonly List<Dictionary<string, Register>> _scopes = [];
     private readonly Dictionary<string, Label> _labels = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _marked = new(StringComparer.Ordinal);
     private readonly List<CollectiveSite> _collectives = [];
     private readonly List<Label> _resumeLabels = [];
     private readonly List<string> _sites = [];
@@ -46,12 +47,15 @@ internal sealed partial class KernelCompiler
     private ulong _localBytes;
     private ulong _sharedBytes;
     private PtxInstruction _current = null!;
+    private LocalBuilder? _cacheLocal;
+    private int _cachedSites;
 
     private KernelCompiler(ModuleLayout module, PtxFunction function)
     {
         _module = module;
         _function = function;
         _method = new DynamicMethod("ptx_" + function.Name, typeof(int), [typeof(LaneContext), typeof(int)], typeof(LaneContext).Module, skipVisibility: true);
+        _method.InitLocals = false;
         _il = _method.GetILGenerator();
         _stop = _il.DefineLabel();
         _dispatch = _il.DefineLabel();
@@ -85,6 +89,7 @@ internal sealed partial class KernelCompiler
         _il.Emit(OpCodes.Br, _dispatch);
         var start = _il.DefineLabel();
         _il.MarkLabel(start);
+        EmitLoadCache();
         EmitBody(_function.Body ?? throw new PtxNotSupportedException($"kernel {_function.Name} has no body"));
         _il.Emit(OpCodes.Ldc_I4, Exited);
         _il.Emit(OpCodes.Ret);
@@ -99,6 +104,7 @@ internal sealed partial class KernelCompiler
         {
             stubs[k] = _il.DefineLabel();
             _il.MarkLabel(stubs[k]);
+            EmitLoadCache();
             EmitLoadAll();
             _il.Emit(OpCodes.Br, _resumeLabels[k]);
         }
@@ -118,7 +124,8 @@ internal sealed partial class KernelCompiler
             _sharedBytes,
             Align(_localBytes, 16),
             [.. _collectives],
-            [.. _sites]);
+            [.. _sites],
+            _cachedSites);
     }
 
     private (IReadOnlyDictionary<string, int> Offsets, int Bytes) LayParameters()
@@ -182,6 +189,7 @@ internal sealed partial class KernelCompiler
                     break;
                 case PtxLabel l:
                     _il.MarkLabel(LabelOf(l.Name));
+                    _marked.Add(l.Name);
                     break;
                 case PtxBlock b:
                     _scopes.Add([]);
@@ -310,6 +318,13 @@ internal sealed partial class KernelCompiler
 
     internal static ulong Align(ulong value, ulong align) => align <= 1 ? value : (value + align - 1) / align * align;
 
+    private void EmitLoadCache()
+    {
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldfld, Field(nameof(LaneContext.SiteCache)));
+        _il.Emit(OpCodes.Stloc, CacheLocal());
+    }
+
     private void EmitStoreAll()
     {
         foreach (var r in _registers)
@@ -423,7 +438,8 @@ internal sealed record CompiledKernel(
     ulong StaticSharedBytes,
     ulong LocalBytes,
     CollectiveSite[] Collectives,
-    string[] Sites);
+    string[] Sites,
+    int CachedSites);
 
 /// <summary>
 /// What every kernel of a module shares: its module-scope variables, global and constant ones by their index in the

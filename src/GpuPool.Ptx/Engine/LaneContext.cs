@@ -52,8 +52,39 @@ internal sealed unsafe class LaneContext
         return c.GlobalSlow(address, size, site);
     }
 
+    /// <summary>
+    /// Each global or generic access site's own copy of the allocation it last fell in, as (start, length) pairs: most
+    /// sites touch one allocation, and different sites often different ones.
+    /// </summary>
+    public long[] SiteCache = [];
+
+    /// <summary>A global access its site's cache missed: checked against the lease's allocations, then cached for the site.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private nint GlobalSlow(ulong address, int size, int site)
+    public static nint GlobalMiss(LaneContext c, ulong address, int size, int site, int slot)
+    {
+        var p = c.GlobalSlow(address, size, site);
+        c.SiteCache[slot] = (long)c.LastStart;
+        c.SiteCache[slot + 1] = (long)(c.LastEnd - c.LastStart);
+        return p;
+    }
+
+    /// <summary>A generic access its site's cache missed; a global one is cached for the site, a window's is not.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static nint GenericMiss(LaneContext c, ulong address, int size, int site, int slot)
+    {
+        var (start, end) = (c.LastStart, c.LastEnd);
+        var p = c.GenericSlow(address, size, site);
+        if ((c.LastStart, c.LastEnd) != (start, end) || (address >= c.LastStart && address < c.LastEnd))
+        {
+            c.SiteCache[slot] = (long)c.LastStart;
+            c.SiteCache[slot + 1] = (long)(c.LastEnd - c.LastStart);
+        }
+
+        return p;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal nint GlobalSlow(ulong address, int size, int site)
     {
         CheckAligned(address, size, site, "global");
         if (Memory.TryFind(address, out var start, out var end) && address + (ulong)size <= end && address >= start)
@@ -119,7 +150,7 @@ internal sealed unsafe class LaneContext
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private nint GenericSlow(ulong address, int size, int site)
+    internal nint GenericSlow(ulong address, int size, int site)
     {
         if (address - (ulong)Shared < SharedBytes)
         {

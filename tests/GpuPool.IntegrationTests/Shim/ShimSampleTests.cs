@@ -53,12 +53,12 @@ public sealed class ShimSampleTests(PoolFixture pool) : IClassFixture<PoolFixtur
         Assert.Matches(@"a cubin \(ELF\) header with nothing behind it\s+CUDA_ERROR_INVALID_IMAGE\n", run.Stdout);
         Assert.Matches(@"a fat binary with no entries \(no code at all\)\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
         Assert.Matches(@"bytes that are not a module\s+CUDA_ERROR_INVALID_IMAGE\n", run.Stdout);
-        Assert.Matches(@"PTX with a kernel outside the built-in library\s+CUDA_SUCCESS\n", run.Stdout);
+        Assert.Matches(@"PTX with a kernel that uses bar.arrive\s+CUDA_SUCCESS\n", run.Stdout);
         Assert.Matches(@"its launch, at the next synchronize\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
         Assert.Contains("PASS unsupported_module:", run.Stdout, StringComparison.Ordinal);
 
         // The program reports only the code; the broker's sentence is said once even without --verbose.
-        Assert.Single(run.Stderr.Split('\n'), line => line.Contains("cannot run kernel my_custom_kernel yet", StringComparison.Ordinal));
+        Assert.Single(run.Stderr.Split('\n'), line => line.Contains("kernel my_custom_kernel, line 9: the cpu backend's PTX engine does not run bar.arrive", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -68,7 +68,7 @@ public sealed class ShimSampleTests(PoolFixture pool) : IClassFixture<PoolFixtur
 
         Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
         Assert.Matches(
-            @"cuCtxSynchronize: CUDA_ERROR_NOT_SUPPORTED: operation #\d+ \(launch\) failed: the cpu backend cannot run kernel my_custom_kernel yet: it runs only GpuPool's built-in kernels \(a PTX engine is coming\)",
+            @"cuCtxSynchronize: CUDA_ERROR_NOT_SUPPORTED: operation #\d+ \(launch\) failed: kernel my_custom_kernel, line 9: the cpu backend's PTX engine does not run bar\.arrive \(`bar\.arrive 1, 64`\)",
             run.Stderr);
     }
 

@@ -86,3 +86,12 @@ extern "C" __global__ void mixed(const int *in, float *fout, int *iout)
     unsigned ballot = __ballot_sync(0xffffffff, v > 0);
     iout[t] = (v / 7) + (v % 5) * 100 + max(v, 3) * 10000 + __popc(ballot) * 1000000 + min(v, -2);
 }
+
+// simpleStreams' kernel: each thread adds a factor to its element, several times.
+extern "C" __global__ void init_array(int *g_data, int *factor, int num_iterations)
+{
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    for (int i = 0; i < num_iterations; i++) {
+        g_data[idx] += *factor;
+    }
+}
