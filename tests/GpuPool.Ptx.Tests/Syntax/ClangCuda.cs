@@ -21,7 +21,7 @@ public sealed class ClangCuda : IDisposable
     /// <summary>The PTX text of Cuda/<paramref name="source"/> built for <paramref name="arch"/> with <paramref name="options"/>.</summary>
     public string Build(string source, string arch, params string[] options)
     {
-        var output = Path.Combine(_directory, $"{Path.GetFileNameWithoutExtension(source)}-{arch}-{string.Join("", options).Replace('-', '_')}.ptx");
+        var output = Path.Combine(_directory, $"{Path.GetFileNameWithoutExtension(source)}-{arch}-{string.Join("", options).Replace('-', '_').Replace('/', '_')}.ptx");
         List<string> arguments =
         [
             "--cuda-device-only", "-S", $"--cuda-gpu-arch={arch}", "-nocudalib", $"--cuda-path={_cudaPath.Value}",

@@ -1,0 +1,266 @@
+// The PTX engine's correctness suite: nvcc and clang compile these to PTX during the test run, the tests compare
+// each kernel's output with the same computation done on the host.
+
+extern "C" __global__ void ew_f32(const float *a, const float *x, const float *y, float *out, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        float av = a[i], xv = x[i], yv = y[i];
+        out[i * 6 + 0] = av * xv + yv;
+        out[i * 6 + 1] = fminf(xv, yv) + fmaxf(av, yv);
+        out[i * 6 + 2] = fabsf(xv);
+        out[i * 6 + 3] = rsqrtf(fabsf(av) + 1.0f);
+        out[i * 6 + 4] = expf(xv * 0.25f);
+        out[i * 6 + 5] = __fdividef(xv, fabsf(yv) + 1.0f);
+    }
+}
+
+extern "C" __global__ void ew_f64(const double *a, const double *b, const double *c, double *out, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        out[i * 3 + 0] = fma(a[i], b[i], c[i]);
+        out[i * 3 + 1] = sqrt(fabs(a[i]));
+        out[i * 3 + 2] = a[i] / b[i];
+    }
+}
+
+extern "C" __global__ void ew_int32(const int *a, const int *b, int *out, unsigned int *uout, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        int x = a[i], y = b[i];
+        unsigned int ux = (unsigned int)x, uy = (unsigned int)y;
+        out[i * 6 + 0] = x / y;
+        out[i * 6 + 1] = x % y;
+        out[i * 6 + 2] = x >> (y & 31);
+        out[i * 6 + 3] = min(x, y) * 3 + max(x, y);
+        out[i * 6 + 4] = __popc(ux) + 100 * __clz(x);
+        out[i * 6 + 5] = (int)__brev(ux);
+        uout[i * 5 + 0] = ux / uy;
+        uout[i * 5 + 1] = ux % uy;
+        uout[i * 5 + 2] = (ux >> (uy & 31)) ^ (ux << (uy & 7));
+        uout[i * 5 + 3] = min(ux, uy);
+        uout[i * 5 + 4] = max(ux, uy);
+    }
+}
+
+extern "C" __global__ void ew_int64(const long long *a, const long long *b, long long *out, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        out[i * 4 + 0] = a[i] * b[i];
+        out[i * 4 + 1] = a[i] / b[i];
+        out[i * 4 + 2] = a[i] % b[i];
+        out[i * 4 + 3] = (long long)((unsigned long long)a[i] / (unsigned long long)b[i]);
+    }
+}
+
+extern "C" __global__ void ew_small(const signed char *c, const short *s, const unsigned char *uc, float *out, signed char *c2, short *s2, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        out[i * 3 + 0] = (float)c[i];
+        out[i * 3 + 1] = (float)s[i] * 0.5f;
+        out[i * 3 + 2] = (float)uc[i];
+        c2[i] = (signed char)(c[i] * 3 + 1);
+        s2[i] = (short)(s[i] + c[i] * 1000);
+    }
+}
+
+extern "C" __global__ void ew_convert(const float *f, int *out, unsigned int *uout, float *back, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        float v = f[i];
+        out[i * 4 + 0] = __float2int_rn(v);
+        out[i * 4 + 1] = (int)v;
+        out[i * 4 + 2] = __float2int_rd(v);
+        out[i * 4 + 3] = __float2int_ru(v);
+        uout[i * 2 + 0] = (unsigned int)v;
+        uout[i * 2 + 1] = __float2uint_rn(v);
+        back[i] = (float)out[i * 4 + 1] + (float)(unsigned int)i;
+    }
+}
+
+#define TILE 16
+extern "C" __global__ void matmul_tiled(const float *a, const float *b, float *c, int m, int k, int n)
+{
+    __shared__ float ta[TILE][TILE];
+    __shared__ float tb[TILE][TILE];
+    int row = blockIdx.y * TILE + threadIdx.y;
+    int col = blockIdx.x * TILE + threadIdx.x;
+    float sum = 0.0f;
+    for (int t = 0; t < k; t += TILE) {
+        ta[threadIdx.y][threadIdx.x] = row < m && t + threadIdx.x < k ? a[row * k + t + threadIdx.x] : 0.0f;
+        tb[threadIdx.y][threadIdx.x] = col < n && t + threadIdx.y < k ? b[(t + threadIdx.y) * n + col] : 0.0f;
+        __syncthreads();
+        for (int j = 0; j < TILE; ++j) {
+            sum += ta[threadIdx.y][j] * tb[j][threadIdx.x];
+        }
+        __syncthreads();
+    }
+    if (row < m && col < n) {
+        c[row * n + col] = sum;
+    }
+}
+
+extern "C" __global__ void block_scan(const int *in, int *out)
+{
+    __shared__ int buf[2][256];
+    int t = threadIdx.x;
+    int base = blockIdx.x * blockDim.x;
+    int cur = 0;
+    buf[0][t] = in[base + t];
+    __syncthreads();
+    for (int d = 1; d < blockDim.x; d <<= 1) {
+        int v = buf[cur][t];
+        if (t >= d) {
+            v += buf[cur][t - d];
+        }
+        buf[1 - cur][t] = v;
+        cur = 1 - cur;
+        __syncthreads();
+    }
+    out[base + t] = buf[cur][t];
+}
+
+extern "C" __global__ void warp_scan(const int *in, int *out)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    int lane = threadIdx.x & 31;
+    int v = in[i];
+    for (int d = 1; d < 32; d <<= 1) {
+        int u = __shfl_up_sync(0xffffffff, v, d);
+        if (lane >= d) {
+            v += u;
+        }
+    }
+    out[i] = v;
+}
+
+extern "C" __global__ void warp_vote(const int *in, int *out)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    int v = in[i];
+    int s = v;
+    for (int d = 16; d > 0; d >>= 1) {
+        s += __shfl_xor_sync(0xffffffff, s, d);
+    }
+    unsigned int ballot = __ballot_sync(0xffffffff, v > 0);
+    out[i * 5 + 0] = s;
+    out[i * 5 + 1] = (int)ballot;
+    out[i * 5 + 2] = __popc(ballot);
+    out[i * 5 + 3] = __any_sync(0xffffffff, v > 90);
+    out[i * 5 + 4] = __all_sync(0xffffffff, v > -100);
+}
+
+extern "C" __global__ void bitonic_sort(int *data)
+{
+    __shared__ int s[1024];
+    int t = threadIdx.x;
+    s[t] = data[t];
+    s[t + 512] = data[t + 512];
+    __syncthreads();
+    for (int size = 2; size <= 1024; size <<= 1) {
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            int pos = 2 * t - (t & (stride - 1));
+            int other = pos + stride;
+            bool up = ((pos & size) == 0);
+            int x = s[pos], y = s[other];
+            if ((x > y) == up) {
+                s[pos] = y;
+                s[other] = x;
+            }
+            __syncthreads();
+        }
+    }
+    data[t] = s[t];
+    data[t + 512] = s[t + 512];
+}
+
+extern "C" __global__ void collatz(const unsigned int *start, int *steps, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) {
+        return;
+    }
+    unsigned long long x = start[i];
+    int count = 0;
+    int odd = 0;
+    while (true) {
+        if (x == 1) {
+            break;
+        }
+        ++count;
+        if ((x & 1) == 0) {
+            x >>= 1;
+            continue;
+        }
+        ++odd;
+        x = 3 * x + 1;
+    }
+    steps[i * 2] = count;
+    steps[i * 2 + 1] = odd;
+}
+
+extern "C" __global__ void linear_id(unsigned int *out)
+{
+    unsigned int block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    unsigned int thread = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    unsigned int threads = blockDim.x * blockDim.y * blockDim.z;
+    unsigned int id = block * threads + thread;
+    out[id * 2] = id;
+    out[id * 2 + 1] = (threadIdx.z << 24) | (threadIdx.y << 16) | (blockIdx.z << 8) | (blockIdx.y << 4) | blockIdx.x;
+}
+
+__device__ float atomic_max_float(float *address, float value)
+{
+    int *p = (int *)address;
+    int old = *p, assumed;
+    do {
+        assumed = old;
+        if (__int_as_float(assumed) >= value) {
+            break;
+        }
+        old = atomicCAS(p, assumed, __float_as_int(value));
+    } while (old != assumed);
+    return __int_as_float(old);
+}
+
+extern "C" __global__ void atomics(const float *f, const int *v, int n, float *fmax, int *exch, int *imin, int *imax,
+                                   unsigned int *inc, unsigned int *dec, unsigned long long *sum64)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        atomic_max_float(fmax, f[i]);
+        atomicExch(exch, 7);
+        atomicMin(imin, v[i]);
+        atomicMax(imax, v[i]);
+        atomicInc(inc, 9u);
+        atomicDec(dec, 6u);
+        atomicAdd(sum64, (unsigned long long)(unsigned int)v[i] << 20);
+    }
+}
+
+extern "C" __global__ void atomic_add_f64(const double *v, double *sum, int n)
+{
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 600
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        atomicAdd(sum, v[i]);
+    }
+#endif
+}
+
+__constant__ float weights[8] = {0.5f, -1.0f, 2.0f, 0.25f, 3.0f, -0.75f, 1.5f, 4.0f};
+
+extern "C" __global__ void dynamic_shared(const float *in, float *out)
+{
+    extern __shared__ float s[];
+    int t = threadIdx.x;
+    int base = blockIdx.x * blockDim.x;
+    s[t] = in[base + t] * weights[t & 7];
+    __syncthreads();
+    out[base + t] = s[blockDim.x - 1 - t] + weights[(t + 3) & 7];
+}

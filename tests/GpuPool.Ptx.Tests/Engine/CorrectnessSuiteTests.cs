@@ -1,0 +1,410 @@
+using System.Collections.Concurrent;
+using System.Numerics;
+using System.Text;
+using GpuPool.Ptx.Engine;
+using GpuPool.Ptx.Tests.Syntax;
+
+namespace GpuPool.Ptx.Tests.Engine;
+
+/// <summary>
+/// The engine's correctness suite: kernels of Cuda/correctness_kernels.cu compiled by nvcc (sm_70, sm_80) and by clang 14
+/// (sm_70, libdevice linked in), run over seeded random inputs with poisoned outputs and compared with the host.
+/// </summary>
+public sealed class CorrectnessSuiteTests(Nvcc nvcc, ClangCuda clang) : IClassFixture<Nvcc>, IClassFixture<ClangCuda>
+{
+    private const string Source = "correctness_kernels.cu";
+    private const string Libdevice = "/usr/lib/nvidia-cuda-toolkit/libdevice/libdevice.10.bc";
+    private const int Poison = unchecked((int)0xCDCDCDCD);
+
+    private static readonly ConcurrentDictionary<(string, string), Lazy<string>> Texts = new();
+
+    public static TheoryData<string, string> Compilers => new() { { "nvcc", "sm_70" }, { "nvcc", "sm_80" }, { "clang", "sm_70" } };
+
+    private PtxModuleProgram Module(string compiler, string arch)
+        => PtxModuleProgram.Compile(Texts.GetOrAdd((compiler, arch), key => new Lazy<string>(() => key.Item1 == "nvcc"
+            ? Encoding.UTF8.GetString(nvcc.Build($"correctness_kernels_{arch}.ptx", Source, "-ptx", $"-arch={arch}"))
+            : clang.Build(Source, arch, "-O2", "-Xclang", "-mlink-builtin-bitcode", "-Xclang", Libdevice))).Value);
+
+    private static PtxLaunch Launch(HostMemory memory, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) block, ulong dynamicShared = 0)
+        => new(grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, dynamicShared, memory) { Parallelism = 2, Deadline = TimeSpan.FromSeconds(60) };
+
+    private static void Run(PtxModuleProgram module, string kernel, PtxLaunch launch, Params parameters, ulong[]? symbols = null)
+        => module.Kernels[kernel].Launch(launch, parameters.ToArray(), symbols ?? []);
+
+    private static T[] Fill<T>(int n, T value) => Enumerable.Repeat(value, n).ToArray();
+
+    private static void Close(float expected, float actual, float relative, string what)
+        => Assert.True(Math.Abs(expected - actual) <= relative * Math.Abs(expected), $"{what}: expected {expected:R}, got {actual:R}");
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Float_elementwise_functions_match_the_host(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int n = 300;
+        var random = new Random(11);
+        float[] Values() => Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() * 20) - 10)).ToArray();
+        var (a, x, y) = (Values(), Values(), Values());
+        var pout = memory.Upload(Fill(n * 6, float.NaN));
+
+        Run(Module(compiler, arch), "ew_f32", Launch(memory, (3, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(a)).Add(memory.Upload(x)).Add(memory.Upload(y)).Add(pout).Add(n));
+
+        var o = memory.Download<float>(pout, n * 6);
+        for (var i = 0; i < n; i++)
+        {
+            Assert.Equal(MathF.FusedMultiplyAdd(a[i], x[i], y[i]), o[(i * 6) + 0]);
+            Assert.Equal(MathF.Min(x[i], y[i]) + MathF.Max(a[i], y[i]), o[(i * 6) + 1]);
+            Assert.Equal(MathF.Abs(x[i]), o[(i * 6) + 2]);
+            Close(1 / MathF.Sqrt(MathF.Abs(a[i]) + 1), o[(i * 6) + 3], 1e-6f, $"rsqrtf at {i}");
+            Close(MathF.Exp(x[i] * 0.25f), o[(i * 6) + 4], 1e-6f, $"expf at {i}");
+            Close(x[i] / (MathF.Abs(y[i]) + 1), o[(i * 6) + 5], 1e-6f, $"__fdividef at {i}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Double_fma_square_root_and_division_are_correctly_rounded(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int n = 300;
+        var random = new Random(12);
+        var a = Enumerable.Range(0, n).Select(_ => (random.NextDouble() * 2000) - 1000).ToArray();
+        var b = Enumerable.Range(0, n).Select(_ => (random.NextDouble() + 0.01) * (random.Next(2) == 0 ? -3 : 3)).ToArray();
+        var c = Enumerable.Range(0, n).Select(_ => random.NextDouble() * 1e-3).ToArray();
+        var pout = memory.Upload(Fill(n * 3, double.NaN));
+
+        Run(Module(compiler, arch), "ew_f64", Launch(memory, (3, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(a)).Add(memory.Upload(b)).Add(memory.Upload(c)).Add(pout).Add(n));
+
+        var expected = Enumerable.Range(0, n).SelectMany(i => new[] { Math.FusedMultiplyAdd(a[i], b[i], c[i]), Math.Sqrt(Math.Abs(a[i])), a[i] / b[i] });
+        Assert.Equal(expected, memory.Download<double>(pout, n * 3));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Int32_and_uint32_division_remainder_shifts_min_max_and_bit_counts_match_the_host(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int n = 400;
+        var random = new Random(13);
+        var a = Enumerable.Range(0, n).Select(i => i % 4 == 0 ? random.Next(-100, 100) : random.Next(int.MinValue, int.MaxValue)).ToArray();
+        var b = Enumerable.Range(0, n).Select(i => i % 3 == 0 ? random.Next(1, 40) * (i % 2 == 0 ? 1 : -1) : random.Next(int.MinValue, int.MaxValue) | 1).ToArray();
+        a[0] = int.MinValue;
+        b[0] = 7;
+        var (pout, puout) = (memory.Upload(Fill(n * 6, Poison)), memory.Upload(Fill(n * 5, unchecked((uint)Poison))));
+
+        Run(Module(compiler, arch), "ew_int32", Launch(memory, (4, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(a)).Add(memory.Upload(b)).Add(pout).Add(puout).Add(n));
+
+        var expected = Enumerable.Range(0, n).SelectMany(i => new[]
+        {
+            a[i] / b[i], a[i] % b[i], a[i] >> (b[i] & 31), (Math.Min(a[i], b[i]) * 3) + Math.Max(a[i], b[i]),
+            BitOperations.PopCount((uint)a[i]) + (100 * BitOperations.LeadingZeroCount((uint)a[i])), (int)ReverseBits((uint)a[i]),
+        });
+        var expectedUnsigned = Enumerable.Range(0, n).Select(i => ((uint)a[i], (uint)b[i])).SelectMany(p => new[]
+        {
+            p.Item1 / p.Item2, p.Item1 % p.Item2, (p.Item1 >> (int)(p.Item2 & 31)) ^ (p.Item1 << (int)(p.Item2 & 7)), Math.Min(p.Item1, p.Item2), Math.Max(p.Item1, p.Item2),
+        });
+        Assert.Equal(expected, memory.Download<int>(pout, n * 6));
+        Assert.Equal(expectedUnsigned, memory.Download<uint>(puout, n * 5));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Int64_multiplication_and_division_match_the_host(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int n = 300;
+        var random = new Random(14);
+        var a = Enumerable.Range(0, n).Select(i => i % 2 == 0 ? random.NextInt64(long.MinValue, long.MaxValue) : random.NextInt64(-1_000_000, 1_000_000)).ToArray();
+        var b = Enumerable.Range(0, n).Select(i => i % 3 == 0 ? random.NextInt64(long.MinValue, long.MaxValue) | 1 : random.NextInt64(1, 100_000) * (i % 2 == 0 ? 1 : -1)).ToArray();
+        var pout = memory.Upload(Fill(n * 4, (long)Poison));
+
+        Run(Module(compiler, arch), "ew_int64", Launch(memory, (3, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(a)).Add(memory.Upload(b)).Add(pout).Add(n));
+
+        var expected = Enumerable.Range(0, n).SelectMany(i => new[] { a[i] * b[i], a[i] / b[i], a[i] % b[i], (long)((ulong)a[i] / (ulong)b[i]) });
+        Assert.Equal(expected, memory.Download<long>(pout, n * 4));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Byte_and_short_loads_and_stores_convert_as_c_does(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int n = 300;
+        var random = new Random(15);
+        var c = Enumerable.Range(0, n).Select(_ => (sbyte)random.Next(-128, 128)).ToArray();
+        var s = Enumerable.Range(0, n).Select(_ => (short)random.Next(short.MinValue, short.MaxValue + 1)).ToArray();
+        var uc = Enumerable.Range(0, n).Select(_ => (byte)random.Next(256)).ToArray();
+        var pout = memory.Upload(Fill(n * 3, float.NaN));
+        var (pc2, ps2) = (memory.Upload(Fill(n, (sbyte)-51)), memory.Upload(Fill(n, (short)-12851)));
+
+        Run(Module(compiler, arch), "ew_small", Launch(memory, (3, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(c)).Add(memory.Upload(s)).Add(memory.Upload(uc)).Add(pout).Add(pc2).Add(ps2).Add(n));
+
+        Assert.Equal(Enumerable.Range(0, n).SelectMany(i => new[] { (float)c[i], s[i] * 0.5f, (float)uc[i] }), memory.Download<float>(pout, n * 3));
+        Assert.Equal(c.Select(v => unchecked((sbyte)((v * 3) + 1))), memory.Download<sbyte>(pc2, n));
+        Assert.Equal(Enumerable.Range(0, n).Select(i => unchecked((short)(s[i] + (c[i] * 1000)))), memory.Download<short>(ps2, n));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Float_to_integer_conversions_round_as_asked_and_saturate_as_CUDA_documents(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        float[] special = [float.NaN, -1f, -0.5f, -1e10f, 1e10f, 3e9f, 2.5f, -2.5f, 0.5f, 1.5f, -1.5f, float.PositiveInfinity, float.NegativeInfinity, 2147483520f, -2147483648f, 4294967040f];
+        var random = new Random(16);
+        var f = special.Concat(Enumerable.Range(0, 200).Select(_ => (float)((random.NextDouble() * 2e4) - 1e4))).ToArray();
+        var n = f.Length;
+        var (pout, puout, pback) = (memory.Upload(Fill(n * 4, Poison)), memory.Upload(Fill(n * 2, unchecked((uint)Poison))), memory.Upload(Fill(n, float.NaN)));
+
+        Run(Module(compiler, arch), "ew_convert", Launch(memory, (2, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(f)).Add(pout).Add(puout).Add(pback).Add(n));
+
+        // cvt to an integer saturates to the type's range and turns NaN into 0 (PTX ISA, cvt).
+        static int S(float v) => float.IsNaN(v) ? 0 : v >= 2147483648f ? int.MaxValue : v <= -2147483648f ? int.MinValue : (int)v;
+        static uint U(float v) => float.IsNaN(v) || v <= 0 ? 0 : v >= 4294967296f ? uint.MaxValue : (uint)v;
+        var expected = f.SelectMany(v => new[] { S(MathF.Round(v, MidpointRounding.ToEven)), S(MathF.Truncate(v)), S(MathF.Floor(v)), S(MathF.Ceiling(v)) });
+        Assert.Equal(expected, memory.Download<int>(pout, n * 4));
+        Assert.Equal(f.SelectMany(v => new[] { U(MathF.Truncate(v)), U(MathF.Round(v, MidpointRounding.ToEven)) }), memory.Download<uint>(puout, n * 2));
+        Assert.Equal(Enumerable.Range(0, n).Select(i => S(MathF.Truncate(f[i])) + (float)(uint)i), memory.Download<float>(pback, n));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Tiled_shared_memory_matrix_product_of_64x48_by_48x80_matches_the_host(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int m = 64, k = 48, n = 80;
+        var random = new Random(17);
+        var a = Enumerable.Range(0, m * k).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+        var b = Enumerable.Range(0, k * n).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+        var pc = memory.Upload(Fill(m * n, float.NaN));
+
+        Run(Module(compiler, arch), "matmul_tiled", Launch(memory, (n / 16, m / 16, 1), (16, 16, 1)), new Params().Add(memory.Upload(a)).Add(memory.Upload(b)).Add(pc).Add(m).Add(k).Add(n));
+
+        var expected = new float[m * n];
+        for (var r = 0; r < m; r++)
+        {
+            for (var col = 0; col < n; col++)
+            {
+                var sum = 0f;
+                for (var j = 0; j < k; j++)
+                {
+                    sum = MathF.FusedMultiplyAdd(a[(r * k) + j], b[(j * n) + col], sum);
+                }
+
+                expected[(r * n) + col] = sum;
+            }
+        }
+
+        Assert.Equal(expected, memory.Download<float>(pc, m * n));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Hillis_Steele_block_scan_gives_each_blocks_inclusive_prefix_sums(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        var random = new Random(18);
+        var input = Enumerable.Range(0, 1024).Select(_ => random.Next(-1000, 1000)).ToArray();
+        var pout = memory.Upload(Fill(1024, Poison));
+
+        Run(Module(compiler, arch), "block_scan", Launch(memory, (4, 1, 1), (256, 1, 1)), new Params().Add(memory.Upload(input)).Add(pout));
+
+        Assert.Equal(input.Chunk(256).SelectMany(InclusiveScan), memory.Download<int>(pout, 1024));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Warp_scan_with_shfl_up_gives_each_warps_inclusive_prefix_sums(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        var random = new Random(19);
+        var input = Enumerable.Range(0, 256).Select(_ => random.Next(-1000, 1000)).ToArray();
+        var pout = memory.Upload(Fill(256, Poison));
+
+        Run(Module(compiler, arch), "warp_scan", Launch(memory, (2, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(input)).Add(pout));
+
+        Assert.Equal(input.Chunk(32).SelectMany(InclusiveScan), memory.Download<int>(pout, 256));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Xor_shuffle_reduction_ballot_popc_any_and_all_agree_with_the_host_per_warp(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        var random = new Random(20);
+        var input = Enumerable.Range(0, 96).Select(_ => random.Next(-99, 100)).ToArray();
+        input[40] = -100;
+        input[70] = 95;
+        var pout = memory.Upload(Fill(96 * 5, Poison));
+
+        Run(Module(compiler, arch), "warp_vote", Launch(memory, (1, 1, 1), (96, 1, 1)), new Params().Add(memory.Upload(input)).Add(pout));
+
+        var expected = input.Chunk(32).SelectMany(w =>
+        {
+            var ballot = (int)Enumerable.Range(0, 32).Where(l => w[l] > 0).Aggregate(0u, (m, l) => m | (1u << l));
+            int[] row = [w.Sum(), ballot, BitOperations.PopCount((uint)ballot), w.Any(v => v > 90) ? 1 : 0, w.All(v => v > -100) ? 1 : 0];
+            return Enumerable.Repeat(row, 32).SelectMany(r => r);
+        });
+        Assert.Equal(expected, memory.Download<int>(pout, 96 * 5));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Bitonic_sort_of_1024_ints_in_one_block_sorts_them(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        var random = new Random(21);
+        var input = Enumerable.Range(0, 1024).Select(_ => random.Next(-5000, 5000)).ToArray();
+        var p = memory.Upload(input);
+
+        Run(Module(compiler, arch), "bitonic_sort", Launch(memory, (1, 1, 1), (512, 1, 1)), new Params().Add(p));
+
+        Assert.Equal(input.Order(), memory.Download<int>(p, 1024));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Divergent_collatz_loops_with_break_and_continue_count_each_threads_steps(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int n = 300;
+        var random = new Random(22);
+        var start = Enumerable.Range(0, n).Select(_ => (uint)random.Next(1, 100_000)).ToArray();
+        var psteps = memory.Upload(Fill((n * 2) + 8, Poison));
+
+        Run(Module(compiler, arch), "collatz", Launch(memory, (5, 1, 1), (64, 1, 1)), new Params().Add(memory.Upload(start)).Add(psteps).Add(n));
+
+        var expected = start.SelectMany(s =>
+        {
+            var (x, count, odd) = ((ulong)s, 0, 0);
+            while (x != 1)
+            {
+                count++;
+                (x, odd) = (x & 1) == 0 ? (x >> 1, odd) : ((3 * x) + 1, odd + 1);
+            }
+
+            return new[] { count, odd };
+        });
+        Assert.Equal(expected.Concat(Fill(8, Poison)), memory.Download<int>(psteps, (n * 2) + 8));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void A_3D_launch_gives_every_thread_its_own_indices_and_linear_id(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int threads = 3 * 2 * 2 * 4 * 4 * 2;
+        var pout = memory.Upload(Fill(threads * 2, unchecked((uint)Poison)));
+
+        Run(Module(compiler, arch), "linear_id", Launch(memory, (3, 2, 2), (4, 4, 2)), new Params().Add(pout));
+
+        var expected = new uint[threads * 2];
+        for (uint bz = 0, id = 0; bz < 2; bz++)
+        {
+            for (uint by = 0; by < 2; by++)
+            {
+                for (uint bx = 0; bx < 3; bx++)
+                {
+                    for (uint tz = 0; tz < 2; tz++)
+                    {
+                        for (uint ty = 0; ty < 4; ty++)
+                        {
+                            for (uint tx = 0; tx < 4; tx++, id++)
+                            {
+                                expected[id * 2] = id;
+                                expected[(id * 2) + 1] = (tz << 24) | (ty << 16) | (bz << 8) | (by << 4) | bx;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        Assert.Equal(expected, memory.Download<uint>(pout, threads * 2));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Atomics_CAS_float_max_exchange_min_max_inc_dec_wrap_and_64_bit_add_match_the_host(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int n = 1003;
+        var random = new Random(23);
+        var f = Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() * 2000) - 1000)).ToArray();
+        var v = Enumerable.Range(0, n).Select(_ => random.Next()).Select(x => x % 5 == 0 ? -x : x).ToArray();
+        var (pfmax, pexch, pmin, pmax) = (memory.Upload(new[] { -1e30f }), memory.Upload(new[] { 0 }), memory.Upload(new[] { int.MaxValue }), memory.Upload(new[] { int.MinValue }));
+        var (pinc, pdec, psum) = (memory.Upload(new[] { 0u }), memory.Upload(new[] { 0u }), memory.Upload(new[] { 5ul }));
+
+        Run(Module(compiler, arch), "atomics", Launch(memory, (8, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(f)).Add(memory.Upload(v)).Add(n)
+            .Add(pfmax).Add(pexch).Add(pmin).Add(pmax).Add(pinc).Add(pdec).Add(psum));
+
+        var (inc, dec) = (0u, 0u);
+        for (var i = 0; i < n; i++)
+        {
+            inc = inc >= 9 ? 0 : inc + 1;
+            dec = dec == 0 || dec > 6 ? 6 : dec - 1;
+        }
+
+        Assert.Equal(f.Max(), memory.Download<float>(pfmax, 1)[0]);
+        Assert.Equal(7, memory.Download<int>(pexch, 1)[0]);
+        Assert.Equal(v.Min(), memory.Download<int>(pmin, 1)[0]);
+        Assert.Equal(v.Max(), memory.Download<int>(pmax, 1)[0]);
+        Assert.Equal(inc, memory.Download<uint>(pinc, 1)[0]);
+        Assert.Equal(dec, memory.Download<uint>(pdec, 1)[0]);
+        Assert.Equal(v.Aggregate(5ul, (s, x) => s + ((ulong)(uint)x << 20)), memory.Download<ulong>(psum, 1)[0]);
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Double_atomic_add_sums_every_value(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int n = 1000;
+        var random = new Random(24);
+
+        // Multiples of 2^-10 below 2^20: every partial sum is exact, whatever order the adds land in.
+        var v = Enumerable.Range(0, n).Select(_ => random.Next(-1 << 20, 1 << 20) / 1024.0).ToArray();
+        var psum = memory.Upload(new[] { 0.5 });
+
+        Run(Module(compiler, arch), "atomic_add_f64", Launch(memory, (8, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(v)).Add(psum).Add(n));
+
+        Assert.Equal(v.Sum() + 0.5, memory.Download<double>(psum, 1)[0]);
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Dynamic_shared_memory_and_a_constant_table_given_by_the_launch_are_read_back(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        float[] weights = [0.5f, -1.0f, 2.0f, 0.25f, 3.0f, -0.75f, 1.5f, 4.0f];
+        var random = new Random(25);
+        var input = Enumerable.Range(0, 192).Select(_ => (float)(random.NextDouble() * 100)).ToArray();
+        var pout = memory.Upload(Fill(192, float.NaN));
+        var module = Module(compiler, arch);
+        var symbols = module.Variables.Select(name => name == "weights" ? memory.Upload(weights) : throw new InvalidOperationException($"unexpected variable {name}")).ToArray();
+
+        Run(module, "dynamic_shared", Launch(memory, (3, 1, 1), (64, 1, 1), dynamicShared: 64 * sizeof(float)), new Params().Add(memory.Upload(input)).Add(pout), symbols);
+
+        var expected = Enumerable.Range(0, 192).Select(i => (i / 64 * 64, i % 64)).Select(p => (input[p.Item1 + 63 - p.Item2] * weights[(63 - p.Item2) & 7]) + weights[(p.Item2 + 3) & 7]);
+        Assert.Equal(expected, memory.Download<float>(pout, 192));
+    }
+
+    private static IEnumerable<int> InclusiveScan(IEnumerable<int> values)
+    {
+        var sum = 0;
+        foreach (var v in values)
+        {
+            yield return sum += v;
+        }
+    }
+
+    private static uint ReverseBits(uint v)
+    {
+        var r = 0u;
+        for (var i = 0; i < 32; i++, v >>= 1)
+        {
+            r = (r << 1) | (v & 1);
+        }
+
+        return r;
+    }
+}
