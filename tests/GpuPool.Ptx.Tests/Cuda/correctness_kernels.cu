@@ -264,3 +264,80 @@ extern "C" __global__ void dynamic_shared(const float *in, float *out)
     __syncthreads();
     out[base + t] = s[blockDim.x - 1 - t] + weights[(t + 3) & 7];
 }
+
+extern "C" __global__ void ew_float_edges(const float *x, const float *y, float *out, int *flags, long long *wide, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        float a = x[i], b = y[i];
+        out[i * 7 + 0] = fminf(a, b);
+        out[i * 7 + 1] = fmaxf(a, b);
+        out[i * 7 + 2] = copysignf(a, b);
+        out[i * 7 + 3] = truncf(a) + floorf(b);
+        out[i * 7 + 4] = ceilf(a) - rintf(b);
+        out[i * 7 + 5] = roundf(a);
+        out[i * 7 + 6] = a * b + 1.0f;
+        flags[i] = (a < b) | (!(a < b) << 1) | ((a != b) << 2) | ((a == b) << 3) | ((a >= b) << 4) | (isnan(a) << 5) | (isinf(b) << 6);
+        wide[i * 3 + 0] = (long long)a;
+        wide[i * 3 + 1] = (long long)(unsigned long long)b;
+        wide[i * 3 + 2] = (long long)(double)a;
+    }
+}
+
+extern "C" __global__ void int_edges(const unsigned int *x, const unsigned int *y, unsigned int *out, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        unsigned int a = x[i], b = y[i] & 63, r;
+        unsigned long long w;
+        asm("shl.b32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+        out[i * 10 + 0] = r;
+        asm("shr.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+        out[i * 10 + 1] = r;
+        asm("shr.s32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+        out[i * 10 + 2] = r;
+        asm("mul.hi.s32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(y[i]));
+        out[i * 10 + 3] = r;
+        asm("mul.hi.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(y[i]));
+        out[i * 10 + 4] = r;
+        asm("bfind.u32 %0, %1;" : "=r"(r) : "r"(a >> b % 32));
+        out[i * 10 + 5] = r;
+        asm("mul.wide.s32 %0, %1, %2;" : "=l"(w) : "r"(a), "r"(y[i]));
+        out[i * 10 + 6] = (unsigned int)(w >> 32) ^ (unsigned int)w;
+        asm("shl.b64 %0, %1, %2;" : "=l"(w) : "l"((unsigned long long)a * 0x100000001ull), "r"(b + 30));
+        out[i * 10 + 7] = (unsigned int)(w >> 32) ^ (unsigned int)w;
+        asm("sad.u32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(y[i]), "r"(b));
+        out[i * 10 + 8] = r;
+        asm("min.s32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(y[i]));
+        out[i * 10 + 9] = r;
+    }
+}
+
+extern "C" __global__ void narrow_and_24_bit(const unsigned int *x, const unsigned int *y, unsigned int *out, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        unsigned int a = x[i], b = y[i], r;
+        unsigned short ha = (unsigned short)a, hb = (unsigned short)b, h;
+        asm("min.s16 %0, %1, %2;" : "=h"(h) : "h"(ha), "h"(hb));
+        out[i * 10 + 0] = h;
+        asm("max.u16 %0, %1, %2;" : "=h"(h) : "h"(ha), "h"(hb));
+        out[i * 10 + 1] = h;
+        asm("div.s16 %0, %1, %2;" : "=h"(h) : "h"(ha), "h"(hb));
+        out[i * 10 + 2] = h;
+        asm("rem.u16 %0, %1, %2;" : "=h"(h) : "h"(ha), "h"(hb));
+        out[i * 10 + 3] = h;
+        asm("mul.hi.s16 %0, %1, %2;" : "=h"(h) : "h"(ha), "h"(hb));
+        out[i * 10 + 4] = h;
+        asm("mad.hi.u16 %0, %1, %2, %1;" : "=h"(h) : "h"(ha), "h"(hb));
+        out[i * 10 + 5] = h;
+        asm("mul24.lo.s32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+        out[i * 10 + 6] = r;
+        asm("mul24.hi.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+        out[i * 10 + 7] = r;
+        asm("mad24.lo.u32 %0, %1, %2, %1;" : "=r"(r) : "r"(a), "r"(b));
+        out[i * 10 + 8] = r;
+        asm("sad.s32 %0, %1, %2, %1;" : "=r"(r) : "r"(a), "r"(b));
+        out[i * 10 + 9] = r;
+    }
+}

@@ -388,6 +388,97 @@ public sealed class CorrectnessSuiteTests(Nvcc nvcc, ClangCuda clang) : IClassFi
         Assert.Equal(expected, memory.Download<float>(pout, 192));
     }
 
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Float_min_max_rounding_comparisons_and_64_bit_conversions_of_NaN_zeros_infinities_and_subnormals_match_CUDA(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        float[] special = [float.NaN, -0f, 0f, 1f, -1f, 2.5f, -2.5f, 0.5f, 1.5f, float.PositiveInfinity, float.NegativeInfinity, 1e-40f, -1e-40f, 1e20f, -1e20f, 3e9f];
+        var random = new Random(26);
+        var pairs = special.SelectMany(a => special.Select(b => (a, b))).Concat(Enumerable.Range(0, 100).Select(_ => ((float)((random.NextDouble() * 200) - 100), (float)((random.NextDouble() * 200) - 100)))).ToArray();
+        var n = pairs.Length;
+        var (x, y) = (pairs.Select(p => p.Item1).ToArray(), pairs.Select(p => p.Item2).ToArray());
+        var (pout, pflags, pwide) = (memory.Upload(Fill(n * 7, float.NaN)), memory.Upload(Fill(n, Poison)), memory.Upload(Fill(n * 3, (long)Poison)));
+
+        Run(Module(compiler, arch), "ew_float_edges", Launch(memory, (3, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(x)).Add(memory.Upload(y)).Add(pout).Add(pflags).Add(pwide).Add(n));
+
+        // min and max return the operand that is not NaN (PTX ISA, min.f32); conversions to integers saturate, NaN to 0.
+        static float Min(float a, float b) => float.IsNaN(a) ? b : float.IsNaN(b) ? a : MathF.Min(a, b);
+        static float Max(float a, float b) => float.IsNaN(a) ? b : float.IsNaN(b) ? a : MathF.Max(a, b);
+        static long S64(float v) => float.IsNaN(v) ? 0 : v >= 9.223372e18f ? long.MaxValue : v <= -9.223372e18f ? long.MinValue : (long)v;
+        static ulong U64(float v) => float.IsNaN(v) || v <= 0 ? 0 : v >= 1.8446744e19f ? ulong.MaxValue : (ulong)v;
+        var expected = pairs.SelectMany(p => new[]
+        {
+            Min(p.Item1, p.Item2), Max(p.Item1, p.Item2), MathF.CopySign(p.Item1, p.Item2), MathF.Truncate(p.Item1) + MathF.Floor(p.Item2),
+            MathF.Ceiling(p.Item1) - MathF.Round(p.Item2, MidpointRounding.ToEven), MathF.Round(p.Item1, MidpointRounding.AwayFromZero), MathF.FusedMultiplyAdd(p.Item1, p.Item2, 1f),
+        });
+        var flags = pairs.Select(p => (p.Item1 < p.Item2 ? 1 : 0) | (!(p.Item1 < p.Item2) ? 2 : 0) | (p.Item1 != p.Item2 ? 4 : 0) | (p.Item1 == p.Item2 ? 8 : 0)
+            | (p.Item1 >= p.Item2 ? 16 : 0) | (float.IsNaN(p.Item1) ? 32 : 0) | (float.IsInfinity(p.Item2) ? 64 : 0));
+        var o = memory.Download<float>(pout, n * 7);
+        Assert.All(expected.Zip(o).Select((e, i) => (e.First, e.Second, i)), t => Assert.True(BitConverter.SingleToInt32Bits(t.First) == BitConverter.SingleToInt32Bits(t.Second) || (float.IsNaN(t.First) && float.IsNaN(t.Second)), $"column {t.i % 7} of ({x[t.i / 7]:R}, {y[t.i / 7]:R}): expected {t.First:R}, got {t.Second:R}"));
+        Assert.Equal(flags, memory.Download<int>(pflags, n));
+        Assert.Equal(pairs.SelectMany(p => new[] { S64(p.Item1), (long)U64(p.Item2), S64(p.Item1) }), memory.Download<long>(pwide, n * 3));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Shifts_past_the_width_high_multiplies_bfind_and_sad_follow_the_PTX_ISA(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int n = 300;
+        var random = new Random(27);
+        var x = Enumerable.Range(0, n).Select(i => i % 7 == 0 ? (uint)i : (uint)random.NextInt64(0, 1L << 32)).ToArray();
+        var y = Enumerable.Range(0, n).Select(_ => (uint)random.NextInt64(0, 1L << 32)).ToArray();
+        var pout = memory.Upload(Fill(n * 10, unchecked((uint)Poison)));
+
+        Run(Module(compiler, arch), "int_edges", Launch(memory, (3, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(x)).Add(memory.Upload(y)).Add(pout).Add(n));
+
+        // Shift amounts past the register's width are clamped to it (PTX ISA, shl and shr).
+        var expected = Enumerable.Range(0, n).SelectMany(i =>
+        {
+            var (a, c, b) = (x[i], y[i], y[i] & 63);
+            var v = a >> (int)(b % 32);
+            var wide = (ulong)((long)(int)a * (int)c);
+            var w64 = b + 30 >= 64 ? 0 : ((ulong)a * 0x100000001ul) << (int)(b + 30);
+            return new[]
+            {
+                b >= 32 ? 0 : a << (int)b, b >= 32 ? 0 : a >> (int)b, (uint)((int)a >> (int)Math.Min(b, 31)),
+                (uint)(((long)(int)a * (int)c) >> 32), (uint)(((ulong)a * c) >> 32), v == 0 ? uint.MaxValue : (uint)(31 - BitOperations.LeadingZeroCount(v)),
+                (uint)(wide >> 32) ^ (uint)wide, (uint)(w64 >> 32) ^ (uint)w64, (a > c ? a - c : c - a) + b, (uint)Math.Min((int)a, (int)c),
+            };
+        });
+        Assert.Equal(expected, memory.Download<uint>(pout, n * 10));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Sixteen_bit_min_max_div_rem_high_multiplies_and_24_bit_multiplies_follow_the_PTX_ISA(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int n = 300;
+        var random = new Random(28);
+        var x = Enumerable.Range(0, n).Select(_ => (uint)random.NextInt64(0, 1L << 32)).ToArray();
+        var y = Enumerable.Range(0, n).Select(i => i % 5 == 0 ? (uint)random.Next(1, 9) : (uint)random.NextInt64(0, 1L << 32) | 1).ToArray();
+        var pout = memory.Upload(Fill(n * 10, unchecked((uint)Poison)));
+
+        Run(Module(compiler, arch), "narrow_and_24_bit", Launch(memory, (3, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(x)).Add(memory.Upload(y)).Add(pout).Add(n));
+
+        var expected = Enumerable.Range(0, n).SelectMany(i =>
+        {
+            var (a, b) = (x[i], y[i]);
+            var (sa, sb, ua, ub) = ((short)a, (short)b, (ushort)a, (ushort)b);
+            static uint Bits(int v) => (ushort)v;
+            static long S24(uint v) => (int)(v << 8) >> 8;
+            return new[]
+            {
+                Bits(Math.Min(sa, sb)), Math.Max(ua, ub), Bits(sa / sb), (uint)(ua % ub), Bits((sa * sb) >> 16), (uint)(ushort)(((ua * ub) >> 16) + ua),
+                (uint)(S24(a) * S24(b)), (uint)(((ulong)(a & 0xFFFFFF) * (b & 0xFFFFFF)) >> 16), (uint)((a & 0xFFFFFF) * (b & 0xFFFFFF)) + a,
+                a + (uint)Math.Abs((long)(int)a - (int)b),
+            };
+        });
+        Assert.Equal(expected, memory.Download<uint>(pout, n * 10));
+    }
+
     private static IEnumerable<int> InclusiveScan(IEnumerable<int> values)
     {
         var sum = 0;
