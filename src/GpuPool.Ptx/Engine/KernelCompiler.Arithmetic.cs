@@ -101,6 +101,9 @@ internal sealed partial class KernelCompiler
             case "sub":
                 _il.Emit(OpCodes.Sub);
                 break;
+            case "mul" when i.Has("hi") && BitsOf(type) == 16:
+                EmitMulHi16(type);
+                break;
             case "mul" when i.Has("hi"):
                 Call(typeof(IntOps), "MulHi", clr, clr);
                 break;
@@ -110,6 +113,13 @@ internal sealed partial class KernelCompiler
             case "div" or "rem" when BitsOf(type) >= 32:
                 var name = (i.Opcode == "div" ? "Div" : "Rem") + (IsSigned(type) ? "S" : "U") + BitsOf(type);
                 Call(typeof(IntOps), name, clr, clr);
+                break;
+            case "div" or "rem" when BitsOf(type) == 16:
+                // 16-bit operands are loaded extended to 32 bits, where the division's low half is the 16-bit one, by zero included.
+                Call(typeof(IntOps), (i.Opcode == "div" ? "Div" : "Rem") + (IsSigned(type) ? "S32" : "U32"), Extended(type), Extended(type));
+                break;
+            case "min" or "max" when BitsOf(type) == 16 && !i.Has("relu"):
+                Call(typeof(IntOps), i.Opcode == "min" ? "Min" : "Max", Extended(type), Extended(type));
                 break;
             case "min" or "max" when BitsOf(type) >= 32:
                 Call(typeof(IntOps), (i.Opcode == "min" ? "Min" : "Max") + (i.Has("relu") ? "Relu" : ""), clr, clr);
@@ -191,7 +201,11 @@ internal sealed partial class KernelCompiler
 
         Load(a, type);
         Load(b, type);
-        if (i.Has("hi"))
+        if (i.Has("hi") && BitsOf(type) == 16)
+        {
+            EmitMulHi16(type);
+        }
+        else if (i.Has("hi"))
         {
             var clr = ClrType(type);
             Call(typeof(IntOps), "MulHi", clr, clr);
@@ -204,6 +218,64 @@ internal sealed partial class KernelCompiler
         Load(c, type);
         _il.Emit(OpCodes.Add);
         Store(d, type);
+    }
+
+    /// <summary>The high half of a 16-bit product: both operands are on the stack extended to 32 bits, where the product fits.</summary>
+    private void EmitMulHi16(string type)
+    {
+        _il.Emit(OpCodes.Mul);
+        _il.Emit(OpCodes.Ldc_I4, 16);
+        _il.Emit(IsSigned(type) ? OpCodes.Shr : OpCodes.Shr_Un);
+    }
+
+    /// <summary>The 32-bit type a 16-bit operand is loaded as (sign- or zero-extended).</summary>
+    private static Type Extended(string type) => IsSigned(type) ? typeof(int) : typeof(uint);
+
+    /// <summary>sad: c plus the absolute difference of a and b.</summary>
+    private void EmitSad(PtxInstruction i)
+    {
+        RequireOperands(i, 4);
+        var type = TypeOf(i);
+        if (type is not ("s16" or "u16" or "s32" or "u32" or "s64" or "u64"))
+        {
+            throw Refuse($"sad on .{type}");
+        }
+
+        var clr = BitsOf(type) == 64 ? ClrType(type) : Extended(type);
+        Load(i.Operands[1], type);
+        Load(i.Operands[2], type);
+        Load(i.Operands[3], type);
+        Call(typeof(IntOps), "Sad", clr, clr, clr);
+        Store(i.Operands[0], type);
+    }
+
+    /// <summary>mul24 and mad24: products of the operands' low 24 bits, their low or high 32 bits (.hi.sat only on mad24.s32).</summary>
+    private void EmitMul24(PtxInstruction i)
+    {
+        var mad = i.Opcode == "mad24";
+        RequireOperands(i, mad ? 4 : 3);
+        var type = TypeOf(i);
+        var sat = i.Has("sat");
+        if (type is not ("s32" or "u32") || (sat && !(mad && i.Has("hi") && type == "s32")))
+        {
+            throw Refuse($"{i.Opcode} on .{type}{(sat ? " with .sat" : "")}");
+        }
+
+        var clr = ClrType(type);
+        var part = i.Has("hi") ? "Hi" : "Lo";
+        Load(i.Operands[1], type);
+        Load(i.Operands[2], type);
+        if (mad)
+        {
+            Load(i.Operands[3], type);
+            Call(typeof(IntOps), "Mad24" + part + (sat ? "Sat" : ""), clr, clr, clr);
+        }
+        else
+        {
+            Call(typeof(IntOps), "Mul24" + part, clr, clr);
+        }
+
+        Store(i.Operands[0], type);
     }
 
     private void EmitUnary(PtxInstruction i)

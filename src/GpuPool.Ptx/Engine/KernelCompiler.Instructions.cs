@@ -31,6 +31,12 @@ internal sealed partial class KernelCompiler
             case "mad" or "fma":
                 EmitMad(i);
                 break;
+            case "sad":
+                EmitSad(i);
+                break;
+            case "mul24" or "mad24":
+                EmitMul24(i);
+                break;
             case "neg" or "abs" or "not" or "cnot" or "popc" or "clz" or "brev":
                 EmitUnary(i);
                 break;
