@@ -15,7 +15,8 @@ internal sealed partial class KernelCompiler
         var (d, a, b) = (i.Operands[0], i.Operands[1], i.Operands[2]);
         if (i.Has("cc") || i.Opcode is "addc" or "subc")
         {
-            throw Refuse("carry chains (.cc)");
+            EmitCarryChain(i);
+            return;
         }
 
         if (IsFloat(type))
@@ -147,7 +148,8 @@ internal sealed partial class KernelCompiler
         var (d, a, b, c) = (i.Operands[0], i.Operands[1], i.Operands[2], i.Operands[3]);
         if (i.Has("cc") || i.Opcode == "madc")
         {
-            throw Refuse("carry chains (.cc)");
+            EmitCarryChain(i);
+            return;
         }
 
         if (IsFloat(type))
@@ -218,6 +220,54 @@ internal sealed partial class KernelCompiler
         Load(c, type);
         _il.Emit(OpCodes.Add);
         Store(d, type);
+    }
+
+    /// <summary>
+    /// add.cc/addc, sub.cc/subc, mad.cc/madc (.lo or .hi) on 32- and 64-bit integers: the carry flag CC.CF is a register of
+    /// its own, so it is spilled and reloaded at collectives like the others.
+    /// </summary>
+    private void EmitCarryChain(PtxInstruction i)
+    {
+        var mad = i.Opcode is "mad" or "madc";
+        RequireOperands(i, mad ? 4 : 3);
+        var type = TypeOf(i);
+        if (i.Opcode is not ("add" or "addc" or "sub" or "subc" or "mad" or "madc") || type is not ("u32" or "s32" or "u64" or "s64")
+            || (mad && i.Has("hi") == i.Has("lo")) || i.Has("sat"))
+        {
+            throw Refuse($"the carry chain {i.Opcode} on .{type}");
+        }
+
+        var clr = BitsOf(type) == 64 ? typeof(ulong) : typeof(uint);
+        Load(i.Operands[1], type);
+        Load(i.Operands[2], type);
+        if (mad)
+        {
+            if (i.Has("hi"))
+            {
+                Call(typeof(IntOps), "MulHi", ClrType(type), ClrType(type));
+            }
+            else
+            {
+                _il.Emit(OpCodes.Mul);
+            }
+
+            Load(i.Operands[3], type);
+        }
+
+        var carry = CarryFlag();
+        if (i.Opcode is "addc" or "subc" or "madc")
+        {
+            _il.Emit(OpCodes.Ldloc, carry.Local);
+        }
+        else
+        {
+            _il.Emit(OpCodes.Ldc_I4_0);
+        }
+
+        // Without .cc the instruction reads the flag but leaves it as it is: the carry out goes to a scratch local.
+        _il.Emit(OpCodes.Ldloca, i.Has("cc") ? carry.Local : _il.DeclareLocal(typeof(int)));
+        Call(typeof(IntOps), i.Opcode is "sub" or "subc" ? "SubCarry" : "AddCarry", clr, clr, typeof(int), typeof(int).MakeByRefType());
+        Store(i.Operands[0], type);
     }
 
     /// <summary>The high half of a 16-bit product: both operands are on the stack extended to 32 bits, where the product fits.</summary>

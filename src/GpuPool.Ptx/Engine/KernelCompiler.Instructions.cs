@@ -25,10 +25,10 @@ internal sealed partial class KernelCompiler
             case "st":
                 EmitStoreMemory(i);
                 break;
-            case "add" or "sub" or "mul" or "div" or "rem" or "min" or "max" or "and" or "or" or "xor":
+            case "add" or "sub" or "mul" or "div" or "rem" or "min" or "max" or "and" or "or" or "xor" or "addc" or "subc":
                 EmitBinary(i);
                 break;
-            case "mad" or "fma":
+            case "mad" or "fma" or "madc":
                 EmitMad(i);
                 break;
             case "sad":

@@ -289,6 +289,21 @@ internal sealed partial class KernelCompiler
         return null;
     }
 
+    /// <summary>The carry flag of add.cc and its kin, declared at its first use in the kernel's outermost scope.</summary>
+    private Register CarryFlag()
+    {
+        const string name = "%cc";
+        if (_scopes[0].TryGetValue(name, out var flag))
+        {
+            return flag;
+        }
+
+        flag = new Register(name, Kind.I32, _il.DeclareLocal(typeof(int)), _registers.Count);
+        _registers.Add(flag);
+        _scopes[0][name] = flag;
+        return flag;
+    }
+
     private Register RegisterOf(string name)
         => Find(name) ?? throw Refuse(_current.Line, $"register {name}, which is not declared");
 

@@ -178,6 +178,36 @@ public static class IntOps
         return (d2, b1 | b2);
     }
 
+    /// <summary>add.cc / addc as the engine calls them: the sum, the carry out in <paramref name="carryOut"/>.</summary>
+    public static uint AddCarry(uint a, uint b, int carryIn, out int carryOut)
+    {
+        var (sum, carry) = AddCc(a, b, (uint)carryIn);
+        carryOut = (int)carry;
+        return sum;
+    }
+
+    public static ulong AddCarry(ulong a, ulong b, int carryIn, out int carryOut)
+    {
+        var (sum, carry) = AddCc(a, b, (ulong)carryIn);
+        carryOut = (int)carry;
+        return sum;
+    }
+
+    /// <summary>sub.cc / subc as the engine calls them: the difference, the borrow out in <paramref name="borrowOut"/>.</summary>
+    public static uint SubCarry(uint a, uint b, int borrowIn, out int borrowOut)
+    {
+        var (difference, borrow) = SubCc(a, b, (uint)borrowIn);
+        borrowOut = (int)borrow;
+        return difference;
+    }
+
+    public static ulong SubCarry(ulong a, ulong b, int borrowIn, out int borrowOut)
+    {
+        var (difference, borrow) = SubCc(a, b, (ulong)borrowIn);
+        borrowOut = (int)borrow;
+        return difference;
+    }
+
     // ---- bit counting ----
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

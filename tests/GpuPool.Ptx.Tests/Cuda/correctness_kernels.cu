@@ -341,3 +341,67 @@ extern "C" __global__ void narrow_and_24_bit(const unsigned int *x, const unsign
         out[i * 10 + 9] = r;
     }
 }
+
+extern "C" __global__ void warp_widths(const int *in, int *out)
+{
+    int t = threadIdx.x;
+    int v = in[blockIdx.x * blockDim.x + t];
+    int local[16];
+    for (int k = 0; k < 16; ++k) {
+        local[k] = v * k;
+    }
+    int *o = out + (blockIdx.x * blockDim.x + t) * 8;
+    o[0] = __shfl_sync(0xffffffff, v, 3, 16);
+    o[1] = __shfl_down_sync(0xffffffff, v, 2, 8);
+    o[2] = __shfl_up_sync(0xffffffff, v, 1, 4);
+    o[3] = __shfl_xor_sync(0xffffffff, v, 5, 16);
+    o[4] = __syncthreads_count(v > 0);
+    o[5] = __syncthreads_and(v > -90) + 2 * __syncthreads_or(v > 95);
+    o[6] = local[(v & 0x7fffffff) % 16];
+    o[7] = (int)__match_any_sync(0xffffffff, v & 3);
+}
+
+extern "C" __global__ void math_lib(const float *x, const double *d, float *out, double *dout, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        float v = x[i];
+        out[i * 6 + 0] = sinf(v);
+        out[i * 6 + 1] = cosf(v);
+        out[i * 6 + 2] = logf(fabsf(v) + 0.5f);
+        out[i * 6 + 3] = powf(fabsf(v) + 0.1f, 1.7f);
+        out[i * 6 + 4] = tanhf(v * 0.3f);
+        out[i * 6 + 5] = erff(v * 0.2f);
+        double w = d[i];
+        dout[i * 5 + 0] = tanh(w * 0.05);
+        dout[i * 5 + 1] = exp(w * 0.01);
+        dout[i * 5 + 2] = log(fabs(w) + 0.25);
+        dout[i * 5 + 3] = cbrt(w);
+        dout[i * 5 + 4] = (double)__double2float_rn(w) + (double)__double2int_rz(w * 1e7) + (double)(long long)(w * 1e15);
+    }
+}
+
+// sin of a double: nvcc and clang call libdevice's slow-path reduction, a .func the engine does not run yet.
+extern "C" __global__ void sin_f64(const double *d, double *out)
+{
+    out[threadIdx.x] = sin(d[threadIdx.x]);
+}
+
+extern "C" __global__ void carry_chains(const unsigned int *x, unsigned int *out, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        unsigned int a0 = x[i * 4], a1 = x[i * 4 + 1], b0 = x[i * 4 + 2], b1 = x[i * 4 + 3];
+        unsigned int *o = out + i * 12;
+        asm("add.cc.u32 %0, %3, %5;\n\taddc.cc.u32 %1, %4, %6;\n\taddc.u32 %2, 0, 0;" : "=r"(o[0]), "=r"(o[1]), "=r"(o[2]) : "r"(a0), "r"(a1), "r"(b0), "r"(b1));
+        asm("sub.cc.u32 %0, %3, %5;\n\tsubc.cc.u32 %1, %4, %6;\n\tsubc.u32 %2, 0, 0;" : "=r"(o[3]), "=r"(o[4]), "=r"(o[5]) : "r"(a0), "r"(a1), "r"(b0), "r"(b1));
+        asm("mad.lo.cc.u32 %0, %2, %3, %4;\n\tmadc.hi.u32 %1, %2, %3, %5;" : "=r"(o[6]), "=r"(o[7]) : "r"(a0), "r"(b0), "r"(b1), "r"(a1));
+        unsigned long long lo, hi;
+        unsigned long long a = ((unsigned long long)a1 << 32) | a0, b = ((unsigned long long)b1 << 32) | b0;
+        asm("add.cc.u64 %0, %2, %3;\n\taddc.u64 %1, %3, %2;" : "=l"(lo), "=l"(hi) : "l"(a), "l"(b));
+        o[8] = (unsigned int)lo;
+        o[9] = (unsigned int)(lo >> 32);
+        o[10] = (unsigned int)hi;
+        o[11] = (unsigned int)(hi >> 32);
+    }
+}

@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Numerics;
 using System.Text;
 using GpuPool.Ptx.Engine;
+using GpuPool.Ptx.Syntax;
 using GpuPool.Ptx.Tests.Syntax;
 
 namespace GpuPool.Ptx.Tests.Engine;
@@ -24,6 +26,28 @@ public sealed class CorrectnessSuiteTests(Nvcc nvcc, ClangCuda clang) : IClassFi
         => PtxModuleProgram.Compile(Texts.GetOrAdd((compiler, arch), key => new Lazy<string>(() => key.Item1 == "nvcc"
             ? Encoding.UTF8.GetString(nvcc.Build($"correctness_kernels_{arch}.ptx", Source, "-ptx", $"-arch={arch}"))
             : clang.Build(Source, arch, "-O2", "-Xclang", "-mlink-builtin-bitcode", "-Xclang", Libdevice))).Value);
+
+    /// <summary>
+    /// The module's variables as a loader gives them: each allocated, its initializer (nvcc and clang write them as bytes)
+    /// copied in, their addresses in the order of <see cref="PtxModuleProgram.Variables"/>.
+    /// </summary>
+    private static ulong[] Symbols(string compiler, string arch, PtxModuleProgram module, HostMemory memory)
+    {
+        var variables = PtxParser.Parse(Texts[(compiler, arch)].Value).Variables.ToDictionary(v => v.Name);
+        return module.Variables.Select(name =>
+        {
+            var v = variables[name];
+            var bytes = new byte[v.Bytes];
+            if (v.Initializer is { } text)
+            {
+                Assert.True(v.Type is "b8" or "u8", $"variable {name}: an initializer of .{v.Type}");
+                var values = text.Trim().TrimStart('{').TrimEnd('}').Split(',').Select(b => byte.Parse(b, CultureInfo.InvariantCulture)).ToArray();
+                values.CopyTo(bytes, 0);
+            }
+
+            return memory.Upload(bytes);
+        }).ToArray();
+    }
 
     private static PtxLaunch Launch(HostMemory memory, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) block, ulong dynamicShared = 0)
         => new(grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, dynamicShared, memory) { Parallelism = 2, Deadline = TimeSpan.FromSeconds(60) };
@@ -380,7 +404,7 @@ public sealed class CorrectnessSuiteTests(Nvcc nvcc, ClangCuda clang) : IClassFi
         var input = Enumerable.Range(0, 192).Select(_ => (float)(random.NextDouble() * 100)).ToArray();
         var pout = memory.Upload(Fill(192, float.NaN));
         var module = Module(compiler, arch);
-        var symbols = module.Variables.Select(name => name == "weights" ? memory.Upload(weights) : throw new InvalidOperationException($"unexpected variable {name}")).ToArray();
+        var symbols = Symbols(compiler, arch, module, memory);
 
         Run(module, "dynamic_shared", Launch(memory, (3, 1, 1), (64, 1, 1), dynamicShared: 64 * sizeof(float)), new Params().Add(memory.Upload(input)).Add(pout), symbols);
 
@@ -477,6 +501,127 @@ public sealed class CorrectnessSuiteTests(Nvcc nvcc, ClangCuda clang) : IClassFi
             };
         });
         Assert.Equal(expected, memory.Download<uint>(pout, n * 10));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Shuffles_of_sub_warp_widths_barrier_counts_match_any_and_a_local_array_match_the_host(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int block = 64;
+        var random = new Random(29);
+        var input = Enumerable.Range(0, block * 2).Select(_ => random.Next(-100, 100)).ToArray();
+        input[block + 5] = 99;
+        var pout = memory.Upload(Fill(block * 2 * 8, Poison));
+
+        Run(Module(compiler, arch), "warp_widths", Launch(memory, (2, 1, 1), (block, 1, 1)), new Params().Add(memory.Upload(input)).Add(pout));
+
+        // A shuffle of width w works within each group of w lanes; a source outside the group gives the lane's own value.
+        var expected = Enumerable.Range(0, block * 2).SelectMany(g =>
+        {
+            var (lane, warp, b) = (g % 32, g / 32 * 32, g / block * block);
+            int At(int l) => input[warp + l];
+            var blockValues = input.Skip(b).Take(block).ToArray();
+            var match = Enumerable.Range(0, 32).Where(l => (At(l) & 3) == (At(lane) & 3)).Aggregate(0u, (m, l) => m | (1u << l));
+            return new[]
+            {
+                At((lane & ~15) + 3), lane % 8 + 2 < 8 ? At(lane + 2) : At(lane), lane % 4 >= 1 ? At(lane - 1) : At(lane), At(lane ^ 5),
+                blockValues.Count(v => v > 0), (blockValues.All(v => v > -90) ? 1 : 0) + (2 * (blockValues.Any(v => v > 95) ? 1 : 0)),
+                At(lane) * ((At(lane) & 0x7fffffff) % 16), (int)match,
+            };
+        });
+        Assert.Equal(expected, memory.Download<int>(pout, block * 2 * 8));
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Libdevice_math_functions_are_within_their_documented_error_of_the_host(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int n = 256;
+        var random = new Random(30);
+        var x = Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() * 40) - 20)).ToArray();
+        var d = Enumerable.Range(0, n).Select(_ => (random.NextDouble() * 200) - 100).ToArray();
+        var (pout, pdout) = (memory.Upload(Fill(n * 6, float.NaN)), memory.Upload(Fill(n * 5, double.NaN)));
+
+        var module = Module(compiler, arch);
+        Run(module, "math_lib", Launch(memory, (2, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(x)).Add(memory.Upload(d)).Add(pout).Add(pdout).Add(n), Symbols(compiler, arch, module, memory));
+
+        // CUDA's documented bounds (CUDA C Programming Guide, mathematical functions) are at most 4 ulp for these; an
+        // absolute floor covers results near 0, where an ulp of the argument's size is what the bound means.
+        var o = memory.Download<float>(pout, n * 6);
+        var od = memory.Download<double>(pdout, n * 5);
+        for (var i = 0; i < n; i++)
+        {
+            // The arguments are rounded to float as the kernel rounds them; the functions are then evaluated in double.
+            var v = x[i];
+            double[] exact = [Math.Sin(v), Math.Cos(v), Math.Log(MathF.Abs(v) + 0.5f), Math.Pow(MathF.Abs(v) + 0.1f, 1.7f), Math.Tanh(v * 0.3f), Erf(v * 0.2f)];
+            for (var c = 0; c < 6; c++)
+            {
+                Assert.True(Math.Abs(exact[c] - o[(i * 6) + c]) <= Math.Max(Math.Abs(exact[c]), 1e-2) * 5e-7, $"float function {c} of {x[i]:R}: expected {exact[c]:R}, got {o[(i * 6) + c]:R}");
+            }
+
+            var w = d[i];
+            double[] exactD = [Math.Tanh(w * 0.05), Math.Exp(w * 0.01), Math.Log(Math.Abs(w) + 0.25), Math.Cbrt(w)];
+            for (var c = 0; c < 4; c++)
+            {
+                Assert.True(Math.Abs(exactD[c] - od[(i * 5) + c]) <= Math.Abs(exactD[c]) * 1e-15, $"double function {c} of {w:R}: expected {exactD[c]:R}, got {od[(i * 5) + c]:R}");
+            }
+
+            Assert.Equal((double)(float)w + (int)(w * 1e7) + (long)(w * 1e15), od[(i * 5) + 4]);
+        }
+    }
+
+    private static double Erf(double x)
+    {
+        // Abramowitz and Stegun 7.1.26 is too coarse; the Taylor series converges fast for |x| <= 4.
+        var (sum, term, k) = (x, x, 0);
+        while (Math.Abs(term) > 1e-17 * Math.Abs(sum))
+        {
+            k++;
+            term *= -x * x / k;
+            sum += term / ((2 * k) + 1);
+        }
+
+        return 2 / Math.Sqrt(Math.PI) * sum;
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Sine_of_a_double_is_refused_today_for_its_call_to_libdevices_slow_path_reduction(string compiler, string arch)
+    {
+        var error = Assert.Throws<PtxNotSupportedException>(() => Module(compiler, arch).Kernels["sin_f64"].EnsureCompiled());
+
+        Assert.Matches(@"^kernel sin_f64, line \d+: the cpu backend's PTX engine does not run the instruction call \(`call\.uni \(retval0\), __internal_trig_reduction_slowpathd, \(param0, param1\)`\)$", error.Message);
+    }
+
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Carry_chains_add_subtract_and_multiply_across_words(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int n = 200;
+        var random = new Random(31);
+        var x = Enumerable.Range(0, n * 4).Select(k => k % 9 == 0 ? uint.MaxValue : (uint)random.NextInt64(0, 1L << 32)).ToArray();
+        var pout = memory.Upload(Fill(n * 12, unchecked((uint)Poison)));
+
+        Run(Module(compiler, arch), "carry_chains", Launch(memory, (2, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(x)).Add(pout).Add(n));
+
+        var expected = Enumerable.Range(0, n).SelectMany(i =>
+        {
+            var (a0, a1, b0, b1) = (x[i * 4], x[(i * 4) + 1], x[(i * 4) + 2], x[(i * 4) + 3]);
+            var (a, b) = (((ulong)a1 << 32) | a0, ((ulong)b1 << 32) | b0);
+            var sum = (UInt128)a + b;
+            var difference = (UInt128)a - b;
+            var product = ((ulong)a0 * b0) + (((ulong)a1 << 32) | b1);
+            var wide = ((UInt128)b << 64) + a + ((UInt128)a << 64) + b;
+            return new[]
+            {
+                (uint)sum, (uint)(sum >> 32), (uint)(sum >> 64), (uint)difference, (uint)(difference >> 32), (uint)(difference >> 64),
+                (uint)product, (uint)(product >> 32), (uint)wide, (uint)(wide >> 32), (uint)(wide >> 64), (uint)(wide >> 96),
+            };
+        });
+        Assert.Equal(expected, memory.Download<uint>(pout, n * 12));
     }
 
     private static IEnumerable<int> InclusiveScan(IEnumerable<int> values)
