@@ -405,3 +405,55 @@ extern "C" __global__ void carry_chains(const unsigned int *x, unsigned int *out
         o[11] = (unsigned int)(hi >> 32);
     }
 }
+
+struct Box {
+    double scale;
+    int offset;
+    short tag;
+    char flag;
+};
+
+// Shared-memory atomics (a CAS loop, float add, inc), 64-bit CAS/exchange/min, a struct passed by value, __reduce_add_sync.
+extern "C" __global__ void shared_atomics(const int *v, Box box, unsigned long long *cas64, long long *min64, float *fsum, unsigned int *out, int *reduced)
+{
+    __shared__ int smax;
+    __shared__ float ssum;
+    __shared__ unsigned int sinc;
+    int t = threadIdx.x;
+    if (t == 0) {
+        smax = -2147483647 - 1;
+        ssum = 0.0f;
+        sinc = 0;
+    }
+    __syncthreads();
+    int x = v[blockIdx.x * blockDim.x + t];
+    int old = smax, assumed;
+    do {
+        assumed = old;
+        old = atomicCAS(&smax, assumed, max(assumed, x));
+    } while (old != assumed);
+    atomicAdd(&ssum, (float)(x & 255) * 0.5f);
+    atomicInc(&sinc, 40u);
+    unsigned long long expected = *cas64, seen;
+    while ((seen = atomicCAS(cas64, expected, expected + (unsigned long long)box.offset)) != expected) {
+        expected = seen;
+    }
+    atomicMin(min64, (long long)x * (long long)box.scale);
+    atomicExch((unsigned long long *)&min64[1], 0x123456789abcdefull);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    int r = __reduce_add_sync(0xffffffff, x);
+#else
+    int r = x;
+    for (int d = 16; d > 0; d >>= 1) {
+        r += __shfl_xor_sync(0xffffffff, r, d);
+    }
+#endif
+    reduced[blockIdx.x * blockDim.x + t] = r + box.tag + box.flag;
+    __syncthreads();
+    if (t == 0) {
+        out[blockIdx.x * 3 + 0] = smax;
+        out[blockIdx.x * 3 + 1] = sinc;
+        atomicAdd(fsum, ssum);
+        out[blockIdx.x * 3 + 2] = __float_as_uint(ssum);
+    }
+}

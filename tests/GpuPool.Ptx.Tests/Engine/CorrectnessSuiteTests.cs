@@ -624,6 +624,30 @@ public sealed class CorrectnessSuiteTests(Nvcc nvcc, ClangCuda clang) : IClassFi
         Assert.Equal(expected, memory.Download<uint>(pout, n * 12));
     }
 
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Shared_memory_atomics_64_bit_CAS_and_min_a_struct_parameter_and_warp_reduction_match_the_host(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int blocks = 3, block = 96;
+        var random = new Random(32);
+        var v = Enumerable.Range(0, blocks * block).Select(_ => random.Next(-1_000_000, 1_000_000)).ToArray();
+        var (pcas, pmin, pfsum) = (memory.Upload(new[] { 1000ul }), memory.Upload(new[] { long.MaxValue, 0 }), memory.Upload(new[] { 0f }));
+        var (pout, preduced) = (memory.Upload(Fill(blocks * 3, unchecked((uint)Poison))), memory.Upload(Fill(blocks * block, Poison)));
+
+        // struct Box { double scale; int offset; short tag; char flag; }: 16 bytes, 8-aligned.
+        var parameters = new Params().Add(memory.Upload(v)).Add(-3.0).Add(7).Add((short)-2).Add((sbyte)5).Add((byte)0).Add(pcas).Add(pmin).Add(pfsum).Add(pout).Add(preduced);
+        Run(Module(compiler, arch), "shared_atomics", Launch(memory, (blocks, 1, 1), (block, 1, 1)), parameters);
+
+        var perBlock = v.Chunk(block).ToArray();
+        var sums = perBlock.Select(b => b.Aggregate(0f, (s, x) => s + ((x & 255) * 0.5f))).ToArray();
+        Assert.Equal(perBlock.SelectMany((b, k) => new[] { (uint)b.Max(), (uint)(block % 41), BitConverter.SingleToUInt32Bits(sums[k]) }), memory.Download<uint>(pout, blocks * 3));
+        Assert.Equal(1000ul + (ulong)(7 * blocks * block), memory.Download<ulong>(pcas, 1)[0]);
+        Assert.Equal(new[] { v.Min(x => x * -3L), 0x123456789abcdefL }, memory.Download<long>(pmin, 2));
+        Assert.Equal(sums.Sum(), memory.Download<float>(pfsum, 1)[0]);
+        Assert.Equal(v.Chunk(32).SelectMany(w => Enumerable.Repeat(w.Sum() - 2 + 5, 32)), memory.Download<int>(preduced, blocks * block));
+    }
+
     private static IEnumerable<int> InclusiveScan(IEnumerable<int> values)
     {
         var sum = 0;
