@@ -457,3 +457,27 @@ extern "C" __global__ void shared_atomics(const int *v, Box box, unsigned long l
         out[blockIdx.x * 3 + 2] = __float_as_uint(ssum);
     }
 }
+
+// Collectives of part of a warp, in divergent code: the mask names exactly the lanes that take the branch.
+extern "C" __global__ void partial_masks(const int *in, int *out)
+{
+    int t = threadIdx.x;
+    int lane = t & 31;
+    int v = in[blockIdx.x * blockDim.x + t];
+    int a = -1, b = -1, c = -1;
+    unsigned int lt;
+    asm("mov.u32 %0, %%lanemask_lt;" : "=r"(lt));
+    if (lane < 16) {
+        a = __shfl_sync(0x0000ffff, v, lane ^ 1);
+        b = (int)__ballot_sync(0x0000ffff, v > 0);
+        __syncwarp(0x0000ffff);
+    } else if (v > -1000) {
+        c = __shfl_down_sync(0xffff0000, v, 4, 16);
+    }
+    int *o = out + (blockIdx.x * blockDim.x + t) * 5;
+    o[0] = a;
+    o[1] = b;
+    o[2] = c;
+    o[3] = (int)lt;
+    o[4] = __popc(__ballot_sync(0xffffffff, v > 0) & lt);
+}

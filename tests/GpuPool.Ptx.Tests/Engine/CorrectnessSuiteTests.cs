@@ -648,6 +648,32 @@ public sealed class CorrectnessSuiteTests(Nvcc nvcc, ClangCuda clang) : IClassFi
         Assert.Equal(v.Chunk(32).SelectMany(w => Enumerable.Repeat(w.Sum() - 2 + 5, 32)), memory.Download<int>(preduced, blocks * block));
     }
 
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Shuffles_and_ballots_of_half_a_warp_in_divergent_branches_see_only_their_lanes(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        var random = new Random(33);
+        var input = Enumerable.Range(0, 128).Select(_ => random.Next(-100, 100)).ToArray();
+        var pout = memory.Upload(Fill(128 * 5, Poison));
+
+        Run(Module(compiler, arch), "partial_masks", Launch(memory, (2, 1, 1), (64, 1, 1)), new Params().Add(memory.Upload(input)).Add(pout));
+
+        var expected = Enumerable.Range(0, 128).SelectMany(g =>
+        {
+            var (lane, warp) = (g % 32, g / 32 * 32);
+            int At(int l) => input[warp + l];
+            var lowBallot = Enumerable.Range(0, 16).Where(l => At(l) > 0).Aggregate(0, (m, l) => m | (1 << l));
+            var lt = (int)((1u << lane) - 1);
+            return new[]
+            {
+                lane < 16 ? At(lane ^ 1) : -1, lane < 16 ? lowBallot : -1, lane < 16 ? -1 : lane % 16 + 4 < 16 ? At(lane + 4) : At(lane), lt,
+                Enumerable.Range(0, lane).Count(l => At(l) > 0),
+            };
+        });
+        Assert.Equal(expected, memory.Download<int>(pout, 128 * 5));
+    }
+
     private static IEnumerable<int> InclusiveScan(IEnumerable<int> values)
     {
         var sum = 0;
