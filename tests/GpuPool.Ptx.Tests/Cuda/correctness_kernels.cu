@@ -481,3 +481,25 @@ extern "C" __global__ void partial_masks(const int *in, int *out)
     o[3] = (int)lt;
     o[4] = __popc(__ballot_sync(0xffffffff, v > 0) & lt);
 }
+
+// Conversions with directed rounding: integers and doubles to float, doubles to integers.
+extern "C" __global__ void directed_conversions(const long long *l, const double *d, float *out, long long *iout, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        long long v = l[i];
+        double w = d[i];
+        float *o = out + i * 8;
+        o[0] = __int2float_rz((int)v);
+        o[1] = __uint2float_rd((unsigned int)v);
+        o[2] = __ll2float_ru(v);
+        o[3] = __ull2float_rn((unsigned long long)v);
+        o[4] = __double2float_rd(w);
+        o[5] = __double2float_ru(w);
+        o[6] = __double2float_rz(w);
+        o[7] = (float)w;
+        iout[i * 3 + 0] = __double2ll_rn(w * 1e12);
+        iout[i * 3 + 1] = (long long)__double2uint_ru(w);
+        iout[i * 3 + 2] = __double2ll_rd(w * 1e12);
+    }
+}

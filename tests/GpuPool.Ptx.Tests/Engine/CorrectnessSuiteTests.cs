@@ -674,6 +674,52 @@ public sealed class CorrectnessSuiteTests(Nvcc nvcc, ClangCuda clang) : IClassFi
         Assert.Equal(expected, memory.Download<int>(pout, 128 * 5));
     }
 
+    [Theory]
+    [MemberData(nameof(Compilers))]
+    public void Conversions_with_directed_rounding_round_toward_zero_down_up_and_to_nearest(string compiler, string arch)
+    {
+        using var memory = new HostMemory();
+        const int n = 300;
+        var random = new Random(34);
+        var l = Enumerable.Range(0, n).Select(i => i % 3 == 0 ? random.NextInt64(-1L << 40, 1L << 40) : random.NextInt64(long.MinValue, long.MaxValue)).ToArray();
+        var d = Enumerable.Range(0, n).Select(i => i % 4 == 0 ? double.NaN : (random.NextDouble() - 0.3) * Math.Pow(2, random.Next(-10, 40))).ToArray();
+        d[0] = -0.5;
+        d[4] = 3.5;
+        var (pout, piout) = (memory.Upload(Fill(n * 8, float.NaN)), memory.Upload(Fill(n * 3, (long)Poison)));
+
+        Run(Module(compiler, arch), "directed_conversions", Launch(memory, (3, 1, 1), (128, 1, 1)), new Params().Add(memory.Upload(l)).Add(memory.Upload(d)).Add(pout).Add(piout).Add(n));
+
+        // The floats on either side of a double (exact), from the nearest one .NET's conversion gives.
+        static float Directed(double exact, bool up)
+        {
+            var nearest = (float)exact;
+            return (double)nearest == exact ? nearest : ((double)nearest < exact) == up ? (up ? MathF.BitIncrement(nearest) : MathF.BitDecrement(nearest)) : nearest;
+        }
+
+        static float Zero(double e) => Directed(e, up: e < 0);
+        var o = memory.Download<float>(pout, n * 8);
+        var io = memory.Download<long>(piout, n * 3);
+        for (var i = 0; i < n; i++)
+        {
+            var (v, w) = (l[i], d[i]);
+            // clang 14 writes cvt.rn.f32.s32 for __int2float_rz (LLVM turns libdevice's rounding intrinsic into a plain
+            // conversion): the engine runs the PTX it is given.
+            var ints = new[] { compiler == "clang" ? (float)(int)v : Zero((int)v), Directed((uint)v, up: false), UpLong(v), (float)(ulong)v };
+            var fromDouble = double.IsNaN(w) ? Fill(4, float.NaN) : new[] { Directed(w, up: false), Directed(w, up: true), Zero(w), (float)w };
+            Assert.Equal(ints.Concat(fromDouble), o.Skip(i * 8).Take(8));
+            static long S64(double x) => double.IsNaN(x) ? 0 : x >= 9.2233720368547758e18 ? long.MaxValue : x <= -9.2233720368547758e18 ? long.MinValue : (long)x;
+            var u32 = double.IsNaN(w) ? 0u : w <= 0 ? 0u : w >= 4294967295.0 ? uint.MaxValue : (uint)Math.Ceiling(w);
+            Assert.Equal(new[] { S64(Math.Round(w * 1e12, MidpointRounding.ToEven)), (long)u32, S64(Math.Floor(w * 1e12)) }, io.Skip(i * 3).Take(3));
+        }
+    }
+
+    private static float UpLong(long v)
+    {
+        // The least float at or above v, compared exactly as 128-bit integers (a long is not always exact as a double).
+        var f = (float)v;
+        return (Int128)(double)f >= v ? f : MathF.BitIncrement(f);
+    }
+
     private static IEnumerable<int> InclusiveScan(IEnumerable<int> values)
     {
         var sum = 0;
