@@ -341,6 +341,17 @@ Task("PerfKernels")
     });
 });
 
+// The PTX engine against the built-in C# kernels (issue 15's speed targets): SAXPY, tiled SGEMM, an empty launch.
+Task("PerfPtx")
+    .IsDependentOn("Build")
+    .Does(() =>
+{
+    DotNetRun("./perf/GpuPool.Perf.Ptx/GpuPool.Perf.Ptx.csproj", new ProcessArgumentBuilder().Append("--filter").Append("*").Append("--job").Append("short"), new DotNetRunSettings
+    {
+        Configuration = "Release",
+    });
+});
+
 // clang-14, which the CUDA kernel tests use to rebuild native/kernels' PTX and to run the kernels' source on the
 // host (no CUDA SDK or GPU needed).
 Task("Clang")
