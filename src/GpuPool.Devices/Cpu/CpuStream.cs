@@ -65,7 +65,10 @@ internal sealed class CpuStream : WorkStream, IThreadPoolWorkItem
                 }
             }
 
-            Volatile.Write(ref _running, 0);
+            // A full fence, not a release store: the queue must be read again only once the cleared flag is visible, or
+            // an Enqueue between the two can see the flag still set and not schedule, while this sees the queue still
+            // empty and returns, stranding its item (a synchronize that never completed, once in about 10^5 waits).
+            Interlocked.Exchange(ref _running, 0);
 
             // Work enqueued after the queue looked empty but before the flag cleared must not be stranded.
             if (_queue.IsEmpty || Interlocked.CompareExchange(ref _running, 1, 0) != 0)
