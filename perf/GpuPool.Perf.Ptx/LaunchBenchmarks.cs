@@ -9,8 +9,8 @@ namespace GpuPool.Perf.Ptx;
 /// What one launch of a kernel that does nothing costs. The baseline is the built-in noop launched through a cpu device
 /// context and waited for, as the broker does; against it, nvcc's empty kernel (one block of one thread) through the
 /// same context, and launched on the engine directly. Issue 15's target: a ratio of at most 2. Each invocation queues
-/// <see cref="Batch"/> launches and waits once: a stream synchronization after a launch was seen never to complete, once
-/// in some 100 000 (reported; the device code is not this project's to change), so waits are few and time-limited.
+/// <see cref="Batch"/> launches and waits once, with a time limit: a stream synchronization after a launch was seen never
+/// to complete, once in some 100 000, before CpuStream's lost wakeup was fixed; a wait that hangs fails the run.
 /// </summary>
 [MemoryDiagnoser]
 public class LaunchBenchmarks
