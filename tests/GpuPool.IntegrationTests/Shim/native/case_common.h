@@ -1,5 +1,5 @@
 /*
- * The case programs' reporting (bad_input, driver_extras): one line per case, "case NAME: RESULT ok" or
+ * The case programs' reporting (bad_input, driver_extras, module_globals): one line per case, "case NAME: RESULT ok" or
  * "... MISMATCH", which the tests read by name, and a count of mismatches for the exit code.
  */
 #ifndef GPUPOOL_CASE_COMMON_H

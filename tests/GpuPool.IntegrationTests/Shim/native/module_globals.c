@@ -1,8 +1,8 @@
 /*
  * module_globals: a module's __device__ and __constant__ variables through the shim (cuModuleGetGlobal), for
  * tests/GpuPool.IntegrationTests/Shim. One line per case, "case NAME: RESULT ok" or "... MISMATCH"; the last line
- * counts them and the program exits 0 only when every case got what the driver gives. Also: a module with a kernel
- * outside the cpu backend's built-in library loads, and only launching that kernel is refused.
+ * counts them and the program exits 0 only when every case got what the driver gives. Also: a module with a kernel of
+ * the program's own, which counts its threads in the module's variable.
  *
  *   module_globals
  */
@@ -41,29 +41,7 @@ static const char custom_ptx[] =
     "\tret;\n"
     "}\n";
 
-static int cases, mismatches;
-
-static void check(const char *name, CUresult got, CUresult want)
-{
-    cases++;
-    if (got == want) {
-        printf("case %s: %s ok\n", name, result_name(got));
-    } else {
-        mismatches++;
-        printf("case %s: %s MISMATCH (expected %s)\n", name, result_name(got), result_name(want));
-    }
-    fflush(stdout);
-}
-
-static void check_that(const char *name, int condition, const char *detail)
-{
-    cases++;
-    if (!condition) {
-        mismatches++;
-    }
-    printf("case %s: %s %s\n", name, detail, condition ? "ok" : "MISMATCH");
-    fflush(stdout);
-}
+#include "case_common.h"
 
 int main(void)
 {
