@@ -17,8 +17,6 @@
 CUresult CUDAAPI cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags);
 
 #include "case_common.h"
-    fflush(stdout);
-}
 
 /* A thread that makes a context current, waits while the main thread destroys it, then uses it. */
 static CUcontext shared_context;

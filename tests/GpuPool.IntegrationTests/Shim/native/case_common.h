@@ -28,5 +28,7 @@ static void check_that(const char *name, int condition, const char *detail)
         mismatches++;
         printf("case %s: %s MISMATCH\n", name, detail);
     }
+    fflush(stdout);
+}
 
 #endif /* GPUPOOL_CASE_COMMON_H */

@@ -22,8 +22,6 @@ CUresult CUDAAPI cuLaunchHostFunc_ptsz(CUstream hStream, CUhostFn fn, void *user
 CUresult CUDAAPI cuStreamSynchronize_ptsz(CUstream hStream);
 
 #include "case_common.h"
-    fflush(stdout);
-}
 
 static void sleep_ms(long ms)
 {
