@@ -606,11 +606,9 @@ internal sealed partial class KernelCompiler
         _il.Emit(OpCodes.Ldc_I4, site);
         _il.Emit(OpCodes.Call, typeof(LaneContext).GetMethod(space switch
         {
-            PtxStateSpace.Global or PtxStateSpace.Const => nameof(LaneContext.Global),
             PtxStateSpace.Shared => nameof(LaneContext.SharedAt),
             PtxStateSpace.Local => nameof(LaneContext.LocalAt),
-            PtxStateSpace.Param => nameof(LaneContext.ParamAt),
-            _ => nameof(LaneContext.Generic),
+            _ => nameof(LaneContext.ParamAt),
         })!);
     }
 

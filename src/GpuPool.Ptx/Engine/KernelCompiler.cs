@@ -340,16 +340,22 @@ internal sealed partial class KernelCompiler
         _il.Emit(OpCodes.Stloc, CacheLocal());
     }
 
+    /// <summary>Pushes the thread's spill array and the index of <paramref name="r"/>'s slot in it.</summary>
+    private void EmitSlot(Register r)
+    {
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldfld, SpillField);
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldfld, SpillBaseField);
+        _il.Emit(OpCodes.Ldc_I4, r.Slot);
+        _il.Emit(OpCodes.Add);
+    }
+
     private void EmitStoreAll()
     {
         foreach (var r in _registers)
         {
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Ldfld, SpillField);
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Ldfld, SpillBaseField);
-            _il.Emit(OpCodes.Ldc_I4, r.Slot);
-            _il.Emit(OpCodes.Add);
+            EmitSlot(r);
             _il.Emit(OpCodes.Ldloc, r.Local);
             ToBits(r.Kind);
             _il.Emit(OpCodes.Stelem_I8);
@@ -360,12 +366,7 @@ internal sealed partial class KernelCompiler
     {
         foreach (var r in _registers)
         {
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Ldfld, SpillField);
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Ldfld, SpillBaseField);
-            _il.Emit(OpCodes.Ldc_I4, r.Slot);
-            _il.Emit(OpCodes.Add);
+            EmitSlot(r);
             _il.Emit(OpCodes.Ldelem_I8);
             FromBits(r.Kind);
             _il.Emit(OpCodes.Stloc, r.Local);

@@ -38,20 +38,6 @@ internal sealed unsafe class LaneContext
 
     public string ThreadName => $"thread ({TidX},{TidY},{TidZ}) of block ({CtaX},{CtaY},{CtaZ})";
 
-    /// <summary>A global address checked against the lease's allocations and its alignment, as a pointer.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static nint Global(LaneContext c, ulong address, int size, int site)
-    {
-        var offset = address - c.LastStart;
-        var span = c.LastEnd - c.LastStart;
-        if (offset < span && span - offset >= (ulong)size && (address & (ulong)(size - 1)) == 0)
-        {
-            return (nint)address;
-        }
-
-        return c.GlobalSlow(address, size, site);
-    }
-
     /// <summary>
     /// Each global or generic access site's own copy of the allocation it last fell in, as (start, length) pairs: most
     /// sites touch one allocation, and different sites often different ones.
@@ -132,23 +118,6 @@ internal sealed unsafe class LaneContext
         throw c.OutOfWindow("parameter", offset, size, c.ParamBytes, site);
     }
 
-    /// <summary>
-    /// A generic address: in the block's shared memory, the thread's local memory or the kernel's parameters when it falls
-    /// in their windows (cvta gives such addresses), else global.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static nint Generic(LaneContext c, ulong address, int size, int site)
-    {
-        var offset = address - c.LastStart;
-        var span = c.LastEnd - c.LastStart;
-        if (offset < span && span - offset >= (ulong)size && (address & (ulong)(size - 1)) == 0)
-        {
-            return (nint)address;
-        }
-
-        return c.GenericSlow(address, size, site);
-    }
-
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal nint GenericSlow(ulong address, int size, int site)
     {
@@ -192,9 +161,6 @@ internal sealed unsafe class LaneContext
 
     /// <summary>%activemask: the threads of this thread's warp that have not exited.</summary>
     public static uint ActiveMask(LaneContext c) => c.Block.LiveMask(c.Lane / 32);
-
-    /// <summary>Checked on every branch: whether the launch must stop (its deadline passed, or another block failed).</summary>
-    public static bool MustStop(LaneContext c) => Volatile.Read(ref c.Control.Stop) != 0;
 
     public static void Trap(LaneContext c, int site) => throw c.Fault(PtxFaultKind.Trap, site, "the kernel executed trap");
 
