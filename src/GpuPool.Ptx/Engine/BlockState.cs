@@ -19,6 +19,8 @@ internal sealed unsafe class BlockState : IDisposable
     private readonly int _threads;
     private readonly byte* _shared;
     private readonly byte* _local;
+    private readonly uint[] _tid;
+    private readonly bool[] _plainBarrier;
 
     public BlockState(CompiledKernel kernel, PtxLaunch launch, LaunchControl control, byte* parameters, ulong[] symbols)
     {
@@ -26,6 +28,15 @@ internal sealed unsafe class BlockState : IDisposable
         _threads = (int)(launch.BlockX * launch.BlockY * launch.BlockZ);
         _resume = new int[_threads];
         _at = new int[_threads];
+        _tid = new uint[_threads * 3];
+        for (var t = 0; t < _threads; t++)
+        {
+            _tid[3 * t] = (uint)t % launch.BlockX;
+            _tid[(3 * t) + 1] = (uint)t / launch.BlockX % launch.BlockY;
+            _tid[(3 * t) + 2] = (uint)t / (launch.BlockX * launch.BlockY);
+        }
+
+        _plainBarrier = [.. kernel.Collectives.Select(c => c.Kind == SiteKind.Barrier)];
         var sharedBytes = KernelCompiler.Align(kernel.StaticSharedBytes, 16) + launch.DynamicSharedBytes;
         _shared = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(sharedBytes, 16), 64);
         _local = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(kernel.LocalBytes * (ulong)_threads, 16), 64);
@@ -72,6 +83,7 @@ internal sealed unsafe class BlockState : IDisposable
         while (live > 0)
         {
             var ran = false;
+            var atBarrier = 0;
             for (var t = 0; t < _threads; t++)
             {
                 if (_at[t] != Waiting || _resume[t] < 0)
@@ -94,12 +106,27 @@ internal sealed unsafe class BlockState : IDisposable
                 else
                 {
                     _at[t] = result;
+                    atBarrier += _plainBarrier[result] ? 1 : 0;
                 }
             }
 
             if (live == 0)
             {
                 return;
+            }
+
+            // The common case, every live thread at a plain bar.sync (each having arrived in this round): all go on.
+            if (atBarrier == live)
+            {
+                for (var t = 0; t < _threads; t++)
+                {
+                    if (_resume[t] >= 0)
+                    {
+                        Go(t);
+                    }
+                }
+
+                continue;
             }
 
             if (!Release() && !ran)
@@ -187,9 +214,9 @@ internal sealed unsafe class BlockState : IDisposable
         var c = _context;
         c.Lane = t;
         c.SpillBase = t * _kernel.RegisterCount;
-        c.TidX = (uint)t % c.NtidX;
-        c.TidY = (uint)t / c.NtidX % c.NtidY;
-        c.TidZ = (uint)t / (c.NtidX * c.NtidY);
+        c.TidX = _tid[3 * t];
+        c.TidY = _tid[(3 * t) + 1];
+        c.TidZ = _tid[(3 * t) + 2];
         c.Local = _local + ((ulong)t * _kernel.LocalBytes);
     }
 

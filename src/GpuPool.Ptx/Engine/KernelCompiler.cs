@@ -40,6 +40,7 @@ internal sealed partial class KernelCompiler
     private readonly HashSet<string> _marked = new(StringComparer.Ordinal);
     private readonly List<CollectiveSite> _collectives = [];
     private readonly List<Label> _resumeLabels = [];
+    private readonly List<(Label Spill, PtxInstruction At)> _spills = [];
     private readonly List<string> _sites = [];
     private readonly Dictionary<string, WindowVariable> _windowVariables = new(StringComparer.Ordinal);
     private readonly Label _stop;
@@ -49,6 +50,7 @@ internal sealed partial class KernelCompiler
     private PtxInstruction _current = null!;
     private LocalBuilder? _cacheLocal;
     private int _cachedSites;
+    private Liveness? _liveness;
 
     private KernelCompiler(ModuleLayout module, PtxFunction function)
     {
@@ -86,6 +88,9 @@ internal sealed partial class KernelCompiler
         }
 
         _scopes.Add([]);
+
+        // The carry flag is the first register, as Liveness numbers them.
+        CarryFlag();
         _il.Emit(OpCodes.Br, _dispatch);
         var start = _il.DefineLabel();
         _il.MarkLabel(start);
@@ -98,14 +103,21 @@ internal sealed partial class KernelCompiler
         _il.Emit(OpCodes.Ldc_I4, Stopped);
         _il.Emit(OpCodes.Ret);
 
-        // Resume points: load every register from its slot, then go on after the collective.
+        // Collective k: hand over the registers live where it starts, return k; resume after it with those live after it.
+        var exact = _liveness is not null && _liveness.Registers == _registers.Count;
         var stubs = new Label[_resumeLabels.Count];
         for (var k = 0; k < stubs.Length; k++)
         {
+            var (spill, at) = _spills[k];
+            _il.MarkLabel(spill);
+            EmitStore(exact ? _liveness!.LiveIn(at).Select(n => _registers[n]) : _registers);
+            _il.Emit(OpCodes.Ldc_I4, k);
+            _il.Emit(OpCodes.Ret);
+
             stubs[k] = _il.DefineLabel();
             _il.MarkLabel(stubs[k]);
             EmitLoadCache();
-            EmitLoadAll();
+            EmitLoad(exact ? _liveness!.LiveOut(at).Select(n => _registers[n]) : _registers);
             _il.Emit(OpCodes.Br, _resumeLabels[k]);
         }
 
@@ -351,9 +363,9 @@ internal sealed partial class KernelCompiler
         _il.Emit(OpCodes.Add);
     }
 
-    private void EmitStoreAll()
+    private void EmitStore(IEnumerable<Register> registers)
     {
-        foreach (var r in _registers)
+        foreach (var r in registers)
         {
             EmitSlot(r);
             _il.Emit(OpCodes.Ldloc, r.Local);
@@ -362,9 +374,9 @@ internal sealed partial class KernelCompiler
         }
     }
 
-    private void EmitLoadAll()
+    private void EmitLoad(IEnumerable<Register> registers)
     {
-        foreach (var r in _registers)
+        foreach (var r in registers)
         {
             EmitSlot(r);
             _il.Emit(OpCodes.Ldelem_I8);
@@ -408,15 +420,19 @@ internal sealed partial class KernelCompiler
         }
     }
 
-    /// <summary>Reaches collective instruction <paramref name="site"/>: spill, return its number; resume after it.</summary>
+    /// <summary>
+    /// Reaches collective instruction <paramref name="site"/>: spill, return its number; resume after it. The spill is
+    /// emitted after the body, once every register it may name is declared.
+    /// </summary>
     private void EmitCollective(CollectiveSite site)
     {
+        _liveness ??= Liveness.Analyze(_function.Body!);
         _collectives.Add(site);
         var after = _il.DefineLabel();
+        var spill = _il.DefineLabel();
         _resumeLabels.Add(after);
-        EmitStoreAll();
-        _il.Emit(OpCodes.Ldc_I4, _collectives.Count - 1);
-        _il.Emit(OpCodes.Ret);
+        _spills.Add((spill, _current));
+        _il.Emit(OpCodes.Br, spill);
         _il.MarkLabel(after);
     }
 

@@ -99,6 +99,49 @@ public sealed class EngineKernelTests(Nvcc nvcc) : IClassFixture<Nvcc>
     }
 
     [Fact]
+    public void Registers_live_across_barriers_keep_their_values_through_loops_and_guarded_writes()
+    {
+        // %r2 is written before the loop, conditionally rewritten (a guarded write keeps the old value live) and updated
+        // between barriers; the threads hand over only the registers live at each barrier, so a wrong analysis loses it.
+        const string ptx = """
+            .version 7.0
+            .target sm_70
+            .address_size 64
+            .visible .entry live(.param .u64 out)
+            {
+            .reg .pred %p<3>;
+            .reg .b32 %r<6>;
+            .reg .b64 %rd<4>;
+            ld.param.u64 %rd1, [out];
+            mov.u32 %r1, %tid.x;
+            mov.u32 %r2, 100;
+            mov.u32 %r3, 0;
+            and.b32 %r4, %r1, 1;
+            setp.eq.u32 %p1, %r4, 1;
+            @%p1 mov.u32 %r2, 200;
+            $LOOP:
+            bar.sync 0;
+            add.u32 %r3, %r3, 1;
+            @%p1 mov.u32 %r2, %r3;
+            mov.u32 %r5, %r3;
+            bar.sync 0;
+            setp.lt.u32 %p2, %r5, 4;
+            @%p2 bra $LOOP;
+            mul.wide.u32 %rd2, %r1, 4;
+            add.s64 %rd3, %rd1, %rd2;
+            st.global.u32 [%rd3], %r2;
+            ret;
+            }
+            """;
+        using var memory = new HostMemory();
+        var pout = memory.Upload(Enumerable.Repeat(-1, 64).ToArray());
+
+        PtxModuleProgram.Compile(ptx).Kernels["live"].Launch(Launch(memory, 1, 64), new Params().Add(pout).ToArray(), []);
+
+        Assert.Equal(Enumerable.Range(0, 64).Select(t => t % 2 == 1 ? 4 : 100), memory.Download<int>(pout, 64));
+    }
+
+    [Fact]
     public void A_kernel_that_never_ends_is_stopped_at_its_deadline()
     {
         using var memory = new HostMemory();
