@@ -19,6 +19,13 @@ public sealed record PtxLaunch(
 
     /// <summary>When the launch must be over; past it, it stops with <see cref="PtxFaultKind.Timeout"/>.</summary>
     public TimeSpan Deadline { get; init; } = Timeout.InfiniteTimeSpan;
+
+    /// <summary>
+    /// Where the text the launch's threads print (device printf, <c>vprintf</c>) goes: called once when the launch ends,
+    /// whether it succeeded or failed, with all of it, block after block in the order of their linear index and each
+    /// block's lines in the order its threads printed them; not called when nothing was printed.
+    /// </summary>
+    public Action<string>? Printf { get; init; }
 }
 
 /// <summary>
