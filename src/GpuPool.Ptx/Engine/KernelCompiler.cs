@@ -26,6 +26,12 @@ internal sealed partial class KernelCompiler
     public const int Exited = -1;
     public const int Stopped = -2;
 
+    /// <summary>What a called function returns when it returns to its caller (its thread goes on).</summary>
+    public const int Returned = 0;
+
+    /// <summary>Each thread's stack for the functions it calls, as CUDA's default limit is (cudaLimitStackSize) and then some.</summary>
+    public const ulong StackBytes = 8 << 10;
+
     private static readonly FieldInfo SpillField = Field(nameof(LaneContext.Spill));
     private static readonly FieldInfo SpillBaseField = Field(nameof(LaneContext.SpillBase));
     private static readonly FieldInfo SymbolsField = Field(nameof(LaneContext.Symbols));
@@ -41,22 +47,26 @@ internal sealed partial class KernelCompiler
     private readonly List<CollectiveSite> _collectives = [];
     private readonly List<Label> _resumeLabels = [];
     private readonly List<(Label Spill, PtxInstruction At)> _spills = [];
-    private readonly List<string> _sites = [];
+    private readonly CompileUnit _unit;
+    private readonly bool _isKernel;
     private readonly Dictionary<string, WindowVariable> _windowVariables = new(StringComparer.Ordinal);
     private readonly Label _stop;
     private readonly Label _dispatch;
     private ulong _localBytes;
+    private readonly ulong _frameBytes;
+    private LocalBuilder? _frame;
     private ulong _sharedBytes;
     private PtxInstruction _current = null!;
     private LocalBuilder? _cacheLocal;
-    private int _cachedSites;
     private Liveness? _liveness;
 
-    private KernelCompiler(ModuleLayout module, PtxFunction function)
+    private KernelCompiler(ModuleLayout module, PtxFunction function, CompileUnit unit, DynamicMethod method)
     {
         _module = module;
         _function = function;
-        _method = new DynamicMethod("ptx_" + function.Name, typeof(int), [typeof(LaneContext), typeof(int)], typeof(LaneContext).Module, skipVisibility: true);
+        _unit = unit;
+        _isKernel = function.IsEntry;
+        _method = method;
         _method.InitLocals = false;
         _il = _method.GetILGenerator();
         _stop = _il.DefineLabel();
@@ -67,19 +77,26 @@ internal sealed partial class KernelCompiler
             _windowVariables[name] = new WindowVariable(PtxStateSpace.Shared, offset);
         }
 
+        _frameBytes = Align(FrameBytes(function.Body ?? [], 0), 16);
     }
 
     /// <summary>Compiles <paramref name="function"/>, or refuses it naming the first instruction the engine does not run.</summary>
     public static CompiledKernel Compile(ModuleLayout module, PtxFunction function)
     {
-        var compiler = new KernelCompiler(module, function);
+        var method = new DynamicMethod("ptx_" + function.Name, typeof(int), [typeof(LaneContext), typeof(int)], typeof(LaneContext).Module, skipVisibility: true);
+        var compiler = new KernelCompiler(module, function, new CompileUnit { Kernel = function.Name }, method);
         return compiler.Build();
     }
+
+    /// <summary>Compiles a function a kernel calls into <paramref name="method"/>, in the kernel's unit.</summary>
+    internal static void CompileFunction(ModuleLayout module, PtxFunction function, CompileUnit unit, DynamicMethod method)
+        => new KernelCompiler(module, function, unit, method).BuildFunction();
 
     private CompiledKernel Build()
     {
         var parameters = LayParameters();
         PlaceShared(_function.Body ?? []);
+        _unit.KernelSharedBytes = _sharedBytes;
 
         // Dynamic shared memory starts after the static, 16-byte aligned, as on a GPU.
         foreach (var name in _module.DynamicShared)
@@ -126,6 +143,7 @@ internal sealed partial class KernelCompiler
         _il.Emit(OpCodes.Switch, [start, .. stubs]);
         _il.Emit(OpCodes.Br, start);
 
+        CheckFrame();
         var run = _method.CreateDelegate<Func<LaneContext, int, int>>();
         return new CompiledKernel(
             _function.Name,
@@ -134,10 +152,10 @@ internal sealed partial class KernelCompiler
             parameters.Bytes,
             _registers.Count,
             _sharedBytes,
-            Align(_localBytes, 16),
+            _frameBytes + (_unit.Calls ? StackBytes : 0),
             [.. _collectives],
-            [.. _sites],
-            _cachedSites);
+            [.. _unit.Sites],
+            _unit.CachedSites);
     }
 
     private (IReadOnlyDictionary<string, int> Offsets, int Bytes) LayParameters()
@@ -247,7 +265,7 @@ internal sealed partial class KernelCompiler
         {
             case PtxStateSpace.Local or PtxStateSpace.Param:
                 _localBytes = Align(_localBytes, align);
-                _windowVariables[variable.Name] = new WindowVariable(PtxStateSpace.Local, _localBytes);
+                _windowVariables[variable.Name] = new WindowVariable(PtxStateSpace.Local, _localBytes, Bytes: variable.Bytes);
                 _localBytes += (ulong)variable.Bytes;
                 break;
             default:
@@ -271,10 +289,12 @@ internal sealed partial class KernelCompiler
     }
 
     /// <summary>A site for faults' messages: the instruction and its line.</summary>
-    private int Site()
+    private int Site() => Site($"line {_current.Line} ({_current})");
+
+    private int Site(string where)
     {
-        _sites.Add($"line {_current.Line} ({_current})");
-        return _sites.Count - 1;
+        _unit.Sites.Add(_isKernel ? where : $"function {_function.Name}, {where}");
+        return _unit.Sites.Count - 1;
     }
 
     private Label LabelOf(string name)
@@ -320,7 +340,7 @@ internal sealed partial class KernelCompiler
         => Find(name) ?? throw Refuse(_current.Line, $"register {name}, which is not declared");
 
     private PtxNotSupportedException Refuse(int line, string what)
-        => new($"kernel {_function.Name}, line {line}: the cpu backend's PTX engine does not run {what}");
+        => new($"kernel {_unit.Kernel}{(_isKernel ? "" : $" (in the function {_function.Name} it calls)")}, line {line}: the cpu backend's PTX engine does not run {what}");
 
     private PtxNotSupportedException Refuse(string what) => Refuse(_current.Line, $"{what} (`{_current}`)");
 
@@ -426,6 +446,11 @@ internal sealed partial class KernelCompiler
     /// </summary>
     private void EmitCollective(CollectiveSite site)
     {
+        if (!_isKernel)
+        {
+            throw Refuse("a barrier or warp-wide instruction inside a called function");
+        }
+
         _liveness ??= Liveness.Analyze(_function.Body!);
         _collectives.Add(site);
         var after = _il.DefineLabel();
@@ -457,7 +482,8 @@ internal sealed partial class KernelCompiler
     private sealed record Register(string Name, Kind Kind, LocalBuilder Local, int Slot);
 
     /// <summary>A variable that lives in a window: the kernel's parameters, the thread's local or the block's shared memory.</summary>
-    private readonly record struct WindowVariable(PtxStateSpace Space, ulong Offset);
+    /// <remarks>A called function's own parameter or return value is <see cref="Argument"/> k of its method: a pointer to the caller's.</remarks>
+    private readonly record struct WindowVariable(PtxStateSpace Space, ulong Offset, int Argument = 0, long Bytes = 0);
 }
 
 /// <summary>A kernel compiled by <see cref="KernelCompiler"/>, with what a launch needs to run it.</summary>
@@ -502,9 +528,20 @@ internal sealed class ModuleLayout
         }
 
         StaticSharedBytes = shared;
+        foreach (var f in program.Functions)
+        {
+            // A declaration and its definition may both appear: the definition wins.
+            if (f.Body is not null || !Functions.ContainsKey(f.Name))
+            {
+                Functions[f.Name] = f;
+            }
+        }
     }
 
     public Dictionary<string, int> Globals { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>The module's functions, kernels and .funcs, by name (an extern .func such as vprintf without a body).</summary>
+    public Dictionary<string, PtxFunction> Functions { get; } = new(StringComparer.Ordinal);
 
     public List<string> GlobalNames { get; } = [];
 

@@ -76,6 +76,7 @@ public sealed class PtxModuleProgram
 }
 
 /// <summary>A compiled kernel: launched with a parameter block laid out as cuLaunchKernel lays it out.</summary>
+/// <remarks>Device printf text is kept per block and handed over block after block, up to <see cref="DevicePrintf.LaunchLimit"/> characters.</remarks>
 public sealed class PtxKernel
 {
     private readonly Lazy<CompiledKernel> _compiled;
@@ -99,6 +100,31 @@ public sealed class PtxKernel
     /// are the device addresses of the module's variables (<see cref="PtxModuleProgram.Variables"/>). A fault of any thread
     /// stops every block and is thrown as <see cref="PtxFault"/>.
     /// </summary>
+    private static string Printed(System.Collections.Concurrent.ConcurrentDictionary<long, (string Text, long Dropped)> printed)
+    {
+        var text = new System.Text.StringBuilder();
+        long dropped = 0;
+        foreach (var (_, (block, lost)) in printed.OrderBy(p => p.Key))
+        {
+            dropped += lost;
+            if (text.Length + block.Length <= DevicePrintf.LaunchLimit)
+            {
+                text.Append(block);
+            }
+            else
+            {
+                dropped += block.Length;
+            }
+        }
+
+        if (dropped > 0)
+        {
+            text.Append(System.Globalization.CultureInfo.InvariantCulture, $"[gpupool: {dropped} characters of device printf output did not fit the {DevicePrintf.LaunchLimit}-character buffer and were dropped]\n");
+        }
+
+        return text.ToString();
+    }
+
     public unsafe void Launch(PtxLaunch launch, ReadOnlySpan<byte> parameters, ulong[] symbols)
     {
         ArgumentNullException.ThrowIfNull(launch);
@@ -124,25 +150,36 @@ public sealed class PtxKernel
             var workers = (int)Math.Min(Math.Max(1, launch.Parallelism), blocks);
             Exception? failure = null;
             var run = (nint)block;
+            var printed = new System.Collections.Concurrent.ConcurrentDictionary<long, (string Text, long Dropped)>();
 
             void Work()
             {
                 using var state = new BlockState(kernel, launch, control, (byte*)run, symbols);
+                long b = -1;
                 try
                 {
-                    long b;
                     while ((b = Interlocked.Increment(ref next)) < blocks && Volatile.Read(ref control.Stop) == 0)
                     {
                         var x = (uint)(b % launch.GridX);
                         var y = (uint)(b / launch.GridX % launch.GridY);
                         var z = (uint)(b / ((long)launch.GridX * launch.GridY));
                         state.Run(x, y, z);
+                        Keep(b, state);
                     }
                 }
                 catch (Exception ex)
                 {
+                    Keep(b, state);
                     Interlocked.CompareExchange(ref failure, ex, null);
                     Volatile.Write(ref control.Stop, 1);
+                }
+            }
+
+            void Keep(long b, BlockState state)
+            {
+                if (launch.Printf is not null && state.TakeOutput() is { } output)
+                {
+                    printed[b] = output;
                 }
             }
 
@@ -155,6 +192,11 @@ public sealed class PtxKernel
                 var threads = Enumerable.Range(0, workers - 1).Select(_ => Task.Factory.StartNew(Work, TaskCreationOptions.LongRunning)).ToArray();
                 Work();
                 Task.WaitAll(threads);
+            }
+
+            if (!printed.IsEmpty)
+            {
+                launch.Printf!(Printed(printed));
             }
 
             if (failure is not null)
