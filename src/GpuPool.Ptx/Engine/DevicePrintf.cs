@@ -251,11 +251,32 @@ internal static class DevicePrintf
             return "0x0" + (precision > 0 ? "." + new string('0', precision) : "") + "p+0";
         }
 
-        var lead = exponentBits == 0 ? 0 : 1;
         var exponent = exponentBits == 0 ? -1022 : exponentBits - 1023;
-        var digits = fraction.ToString("x13", CultureInfo.InvariantCulture);
-        digits = precision < 0 ? digits.TrimEnd('0') : digits.PadRight(precision, '0')[..precision];
-        return $"0x{lead}{(digits.Length > 0 ? "." + digits : "")}p{(exponent >= 0 ? "+" : "")}{exponent}";
+        var mantissa = ((exponentBits == 0 ? 0L : 1L) << 52) | fraction;
+        string digits;
+        if (precision is >= 0 and < 13)
+        {
+            // Rounded to the digits asked for, half to even, as glibc does (a carry makes the leading digit 2).
+            var shift = 52 - (4 * precision);
+            var rest = mantissa & ((1L << shift) - 1);
+            var half = 1L << (shift - 1);
+            mantissa >>= shift;
+            if (rest > half || (rest == half && (mantissa & 1) == 1))
+            {
+                mantissa++;
+            }
+
+            digits = precision == 0 ? "" : (mantissa & ((1L << (4 * precision)) - 1)).ToString("x" + precision.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+            mantissa >>= 4 * precision;
+        }
+        else
+        {
+            digits = fraction.ToString("x13", CultureInfo.InvariantCulture);
+            digits = precision < 0 ? digits.TrimEnd('0') : digits.PadRight(precision, '0');
+            mantissa >>= 52;
+        }
+
+        return $"0x{mantissa}{(digits.Length > 0 ? "." + digits : "")}p{(exponent >= 0 ? "+" : "")}{exponent}";
     }
 
     private static string Pad(string body, int width, string flags, bool numeric)
