@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace GpuPool.Ptx.Engine;
 
@@ -22,6 +23,13 @@ internal sealed unsafe class BlockState : IDisposable
     private readonly uint[] _tid;
     private readonly bool[] _plainBarrier;
 
+    /// <summary>Whether the kernel's vector method runs this launch's threads, eight at a time (a block a multiple of 8).</summary>
+    private readonly Func<LaneContext, int, int>? _vector;
+
+    /// <summary>Per group of eight: whether it runs in the vector method (until its threads diverge).</summary>
+    private readonly bool[] _inVector;
+    private readonly Vector256<int>[] _groupIds;
+
     public BlockState(CompiledKernel kernel, PtxLaunch launch, LaunchControl control, byte* parameters, ulong[] symbols)
     {
         _kernel = kernel;
@@ -37,6 +45,17 @@ internal sealed unsafe class BlockState : IDisposable
         }
 
         _plainBarrier = [.. kernel.Collectives.Select(c => c.Kind == SiteKind.Barrier)];
+        _vector = _threads % Simd.Lanes == 0 ? kernel.Vector : null;
+        _inVector = new bool[_threads / Simd.Lanes];
+        _groupIds = new Vector256<int>[_vector is null ? 0 : 4 * _inVector.Length];
+        for (var g = 0; g < _groupIds.Length / 4; g++)
+        {
+            var t = g * Simd.Lanes;
+            _groupIds[4 * g] = Vector256.Create([.. Enumerable.Range(t, Simd.Lanes).Select(k => (int)_tid[3 * k])]);
+            _groupIds[(4 * g) + 1] = Vector256.Create([.. Enumerable.Range(t, Simd.Lanes).Select(k => (int)_tid[(3 * k) + 1])]);
+            _groupIds[(4 * g) + 2] = Vector256.Create([.. Enumerable.Range(t, Simd.Lanes).Select(k => (int)_tid[(3 * k) + 2])]);
+            _groupIds[(4 * g) + 3] = Vector256.Create([.. Enumerable.Range(t, Simd.Lanes).Select(k => k & 31)]);
+        }
         var sharedBytes = KernelCompiler.Align(kernel.StaticSharedBytes, 16) + launch.DynamicSharedBytes;
         _shared = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(sharedBytes, 16), 64);
         _local = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(kernel.LocalBytes * (ulong)_threads, 16), 64);
@@ -61,6 +80,7 @@ internal sealed unsafe class BlockState : IDisposable
             Kernel = kernel.Name,
             SiteNames = kernel.Sites,
             SiteCache = new long[Math.Max(2, 2 * kernel.CachedSites)],
+            VectorSpill = new Vector256<long>[kernel.Vector is null || _threads % Simd.Lanes != 0 ? 0 : 2 * kernel.RegisterCount * (_threads / Simd.Lanes)],
         };
     }
 
@@ -81,35 +101,44 @@ internal sealed unsafe class BlockState : IDisposable
         // A thread's slots are read only after it has written them at a collective: they need no clearing.
         Array.Clear(_resume);
         Array.Fill(_at, Waiting);
+        Array.Fill(_inVector, _vector is not null);
         var live = _threads;
         while (live > 0)
         {
             var ran = false;
             var atBarrier = 0;
-            for (var t = 0; t < _threads; t++)
+            for (var t = 0; t < _threads;)
             {
                 if (_at[t] != Waiting || _resume[t] < 0)
                 {
+                    t++;
                     continue;
                 }
 
                 ran = true;
+                if (_vector is not null && (t & (Simd.Lanes - 1)) == 0 && _inVector[t / Simd.Lanes])
+                {
+                    // Eight threads at once; where they diverge, each goes on below in the scalar method.
+                    PointGroup(t);
+                    var group = _vector!(c, _resume[t]);
+                    if (group == KernelCompiler.Left)
+                    {
+                        _inVector[t / Simd.Lanes] = false;
+                        continue;
+                    }
+
+                    for (var l = 0; l < Simd.Lanes; l++)
+                    {
+                        atBarrier += Arrived(t + l, group, ref live);
+                    }
+
+                    t += Simd.Lanes;
+                    continue;
+                }
+
                 Point(t);
-                var result = _kernel.Run(c, _resume[t]);
-                if (result == KernelCompiler.Exited)
-                {
-                    _resume[t] = -1;
-                    live--;
-                }
-                else if (result == KernelCompiler.Stopped)
-                {
-                    throw new PtxFault(PtxFaultKind.Timeout, $"kernel {_kernel.Name}: the launch ran past its deadline (or another block of it failed) and was stopped");
-                }
-                else
-                {
-                    _at[t] = result;
-                    atBarrier += _plainBarrier[result] ? 1 : 0;
-                }
+                atBarrier += Arrived(t, _kernel.Run(c, _resume[t]), ref live);
+                t++;
             }
 
             if (live == 0)
@@ -128,6 +157,7 @@ internal sealed unsafe class BlockState : IDisposable
                     }
                 }
 
+                Regroup();
                 continue;
             }
 
@@ -138,25 +168,107 @@ internal sealed unsafe class BlockState : IDisposable
         }
     }
 
-    /// <summary>A kernel without collectives: each thread from its start to its end, in order.</summary>
+    /// <summary>Where thread <paramref name="t"/> got to: exited, stopped, or at collective <paramref name="result"/> (1 if a plain barrier).</summary>
+    private int Arrived(int t, int result, ref int live)
+    {
+        if (result == KernelCompiler.Exited)
+        {
+            _resume[t] = -1;
+            live--;
+            return 0;
+        }
+
+        if (result < 0)
+        {
+            throw new PtxFault(PtxFaultKind.Timeout, $"kernel {_kernel.Name}: the launch ran past its deadline (or another block of it failed) and was stopped");
+        }
+
+        _at[t] = result;
+        return _plainBarrier[result] ? 1 : 0;
+    }
+
+    /// <summary>After a barrier: a group of eight whose threads all go on from the same place runs as a vector again.</summary>
+    private void Regroup()
+    {
+        if (_vector is null)
+        {
+            return;
+        }
+
+        for (var g = 0; g < _inVector.Length; g++)
+        {
+            if (_inVector[g])
+            {
+                continue;
+            }
+
+            var t = g * Simd.Lanes;
+            var resume = _resume[t];
+            var same = resume > 0 && resume <= _kernel.Collectives.Length;
+            for (var l = 1; l < Simd.Lanes && same; l++)
+            {
+                same = _resume[t + l] == resume && _at[t + l] == Waiting;
+            }
+
+            if (same && _at[t] == Waiting)
+            {
+                // It resumes from its threads' scalar slots: the vector method's second set of resume points.
+                _inVector[g] = true;
+                for (var l = 0; l < Simd.Lanes; l++)
+                {
+                    _resume[t + l] += _kernel.Collectives.Length;
+                }
+            }
+        }
+    }
+
+    /// <summary>A kernel without collectives: each thread (or group of eight) from its start to its end, in order.</summary>
     private void RunToEnd()
     {
         var c = _context;
-        var t = 0;
+        if (_vector is not null)
+        {
+            for (var t = 0; t < _threads; t += Simd.Lanes)
+            {
+                PointGroup(t);
+                var group = _vector(c, 0);
+                if (group == KernelCompiler.Left)
+                {
+                    for (var l = 0; l < Simd.Lanes; l++)
+                    {
+                        Point(t + l);
+                        Finish(_kernel.Run(c, _resume[t + l]));
+                    }
+                }
+                else
+                {
+                    Finish(group);
+                }
+            }
+
+            return;
+        }
+
+        var thread = 0;
         for (uint z = 0; z < c.NtidZ; z++)
         {
             for (uint y = 0; y < c.NtidY; y++)
             {
-                for (uint x = 0; x < c.NtidX; x++, t++)
+                for (uint x = 0; x < c.NtidX; x++, thread++)
                 {
-                    (c.TidX, c.TidY, c.TidZ, c.Lane) = (x, y, z, t);
-                    c.Local = _local + ((ulong)t * _kernel.LocalBytes);
-                    if (_kernel.Run(c, 0) == KernelCompiler.Stopped)
-                    {
-                        throw new PtxFault(PtxFaultKind.Timeout, $"kernel {_kernel.Name}: the launch ran past its deadline (or another block of it failed) and was stopped");
-                    }
+                    (c.TidX, c.TidY, c.TidZ, c.Lane) = (x, y, z, thread);
+                    c.Local = _local + ((ulong)thread * _kernel.LocalBytes);
+                    Finish(_kernel.Run(c, 0));
                 }
             }
+        }
+    }
+
+    private void Finish(int result)
+    {
+        if (result == KernelCompiler.Stopped)
+        {
+            throw new PtxFault(PtxFaultKind.Timeout, $"kernel {_kernel.Name}: the launch ran past its deadline (or another block of it failed) and was stopped");
         }
     }
 
@@ -209,6 +321,20 @@ internal sealed unsafe class BlockState : IDisposable
         var sites = stuck.GroupBy(t => _at[t]).Select(g => $"{g.Count()} at {_kernel.Collectives[g.Key].Where}");
         return new PtxFault(PtxFaultKind.Deadlock, $"kernel {_kernel.Name}, block ({_context.CtaX},{_context.CtaY},{_context.CtaZ}): its threads wait at barriers or warp-wide instructions that the rest never reach ({string.Join("; ", sites)}; {_threads - stuck.Length} have exited)");
     }
+
+    /// <summary>Points the context at the group of eight threads from <paramref name="t"/>.</summary>
+    private void PointGroup(int t)
+    {
+        var c = _context;
+        var g = t / Simd.Lanes;
+        Point(t);
+        c.GroupBase = t;
+        c.Group = g;
+        (c.VTidX, c.VTidY, c.VTidZ, c.VLane) = (_groupIds[4 * g], _groupIds[(4 * g) + 1], _groupIds[(4 * g) + 2], _groupIds[(4 * g) + 3]);
+    }
+
+    /// <summary>Points the context's thread fields at thread <paramref name="t"/> (a fault's message names it).</summary>
+    public void PointAt(int t) => Point(t);
 
     /// <summary>Points the context at thread <paramref name="t"/>.</summary>
     private void Point(int t)

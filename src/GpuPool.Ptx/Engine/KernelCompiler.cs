@@ -26,6 +26,9 @@ internal sealed partial class KernelCompiler
     public const int Exited = -1;
     public const int Stopped = -2;
 
+    /// <summary>What the vector method returns when its threads diverged, each to resume alone at its scalar entry.</summary>
+    public const int Left = -3;
+
     /// <summary>What a called function returns when it returns to its caller (its thread goes on).</summary>
     public const int Returned = 0;
 
@@ -47,6 +50,8 @@ internal sealed partial class KernelCompiler
     private readonly List<CollectiveSite> _collectives = [];
     private readonly List<Label> _resumeLabels = [];
     private readonly List<(Label Spill, PtxInstruction At)> _spills = [];
+    private readonly List<(Label Before, PtxInstruction At)> _entries = [];
+    private bool _vectorEntries;
     private readonly CompileUnit _unit;
     private readonly bool _isKernel;
     private readonly Dictionary<string, WindowVariable> _windowVariables = new(StringComparer.Ordinal);
@@ -108,6 +113,14 @@ internal sealed partial class KernelCompiler
 
         // The carry flag is the first register, as Liveness numbers them.
         CarryFlag();
+
+        // A kernel the vector compiler may take gets an entry before each guarded instruction, where its threads diverge.
+        _vectorEntries = SimdCompiler.Worth(_function);
+        if (_vectorEntries)
+        {
+            _liveness ??= Liveness.Analyze(_function.Body!);
+        }
+
         _il.Emit(OpCodes.Br, _dispatch);
         var start = _il.DefineLabel();
         _il.MarkLabel(start);
@@ -138,12 +151,29 @@ internal sealed partial class KernelCompiler
             _il.Emit(OpCodes.Br, _resumeLabels[k]);
         }
 
+        // Entry e (number 1 + collectives + e): a thread that left the vector code before a guarded instruction.
+        var entries = new Label[_entries.Count];
+        var numbers = new Dictionary<PtxInstruction, int>(ReferenceEqualityComparer.Instance);
+        for (var e = 0; e < entries.Length; e++)
+        {
+            var (before, at) = _entries[e];
+            entries[e] = _il.DefineLabel();
+            _il.MarkLabel(entries[e]);
+            EmitLoadCache();
+            EmitLoad(_liveness!.LiveIn(at).Select(n => _registers[n]));
+            _il.Emit(OpCodes.Br, before);
+            numbers[at] = 1 + stubs.Length + e;
+        }
+
         _il.MarkLabel(_dispatch);
         _il.Emit(OpCodes.Ldarg_1);
-        _il.Emit(OpCodes.Switch, [start, .. stubs]);
+        _il.Emit(OpCodes.Switch, [start, .. stubs, .. entries]);
         _il.Emit(OpCodes.Br, start);
 
         CheckFrame();
+        var vector = _vectorEntries && exact && _liveness!.Registers == _registers.Count && !_unit.Calls
+            ? SimdCompiler.TryCompile(_module, _function, _liveness, _registers.Count, _windowVariables.ToDictionary(w => w.Key, w => (w.Value.Space, w.Value.Offset)), parameters.Bytes, numbers, _unit)
+            : null;
         var run = _method.CreateDelegate<Func<LaneContext, int, int>>();
         return new CompiledKernel(
             _function.Name,
@@ -155,7 +185,10 @@ internal sealed partial class KernelCompiler
             _frameBytes + (_unit.Calls ? StackBytes : 0),
             [.. _collectives],
             [.. _unit.Sites],
-            _unit.CachedSites);
+            _unit.CachedSites)
+        {
+            Vector = vector,
+        };
     }
 
     private (IReadOnlyDictionary<string, int> Offsets, int Bytes) LayParameters()
@@ -282,6 +315,13 @@ internal sealed partial class KernelCompiler
         }
 
         var skip = _il.DefineLabel();
+        if (_vectorEntries)
+        {
+            var before = _il.DefineLabel();
+            _il.MarkLabel(before);
+            _entries.Add((before, i));
+        }
+
         LoadRegister(i.Guard.Predicate, Kind.I32);
         _il.Emit(i.Guard.Negated ? OpCodes.Brtrue : OpCodes.Brfalse, skip);
         EmitInstruction(i);
@@ -497,7 +537,11 @@ internal sealed record CompiledKernel(
     ulong LocalBytes,
     CollectiveSite[] Collectives,
     string[] Sites,
-    int CachedSites);
+    int CachedSites)
+{
+    /// <summary>The method that runs eight threads at once (<see cref="SimdCompiler"/>), where the kernel has one.</summary>
+    public Func<LaneContext, int, int>? Vector { get; init; }
+}
 
 /// <summary>
 /// What every kernel of a module shares: its module-scope variables, global and constant ones by their index in the

@@ -18,6 +18,14 @@ internal sealed unsafe class LaneContext
     public uint CtaX, CtaY, CtaZ;
     public uint NctaX, NctaY, NctaZ;
     public int Lane;
+
+    /// <summary>In the vector code: the first of the eight threads it runs, and their ids and lanes.</summary>
+    public int GroupBase;
+    public int Group;
+
+    /// <summary>Each group's registers where they wait at a barrier in the vector code: two vectors a register.</summary>
+    public System.Runtime.Intrinsics.Vector256<long>[] VectorSpill = [];
+    public System.Runtime.Intrinsics.Vector256<int> VTidX, VTidY, VTidZ, VLane;
     public byte* Shared;
     public ulong SharedBytes;
     public byte* Local;

@@ -92,6 +92,9 @@ public sealed class PtxKernel
 
     public int ParameterBytes { get; }
 
+    /// <summary>Whether the kernel has vector code (<see cref="SimdCompiler"/>) besides its scalar code; compiles it.</summary>
+    internal bool Vectorised => _compiled.Value.Vector is not null;
+
     /// <summary>Compiles the kernel if it is not yet; <see cref="PtxNotSupportedException"/> if the engine does not run it.</summary>
     public void EnsureCompiled() => _ = _compiled.Value;
 

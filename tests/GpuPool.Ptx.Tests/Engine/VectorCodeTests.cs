@@ -1,0 +1,181 @@
+using GpuPool.Ptx.Engine;
+
+namespace GpuPool.Ptx.Tests.Engine;
+
+/// <summary>
+/// The vector code, which runs eight threads of a block at once: threads that diverge go on alone and give the same
+/// results, groups meet again as vectors after a barrier, accesses that are not consecutive go thread by thread, a
+/// fault names the thread that made it, and a block that is not a multiple of eight runs on the scalar code.
+/// </summary>
+public sealed class VectorCodeTests
+{
+    private const string Header = ".version 7.0\n.target sm_70\n.address_size 64\n";
+
+    private static PtxLaunch Launch(HostMemory memory, uint grid, uint block)
+        => new(grid, 1, 1, block, 1, 1, 0, memory) { Parallelism = 2, Deadline = TimeSpan.FromSeconds(60) };
+
+    /// <summary>
+    /// out[i] = i * 3 computed by the eight together; then threads with an odd id add 1000 after a branch the others
+    /// skip, and a guarded add only multiples of three make; then all store. Stride and offset come as parameters, so the
+    /// accesses are consecutive (stride 1) or not (stride 3).
+    /// </summary>
+    private const string Diverge = Header + """
+        .visible .entry diverge(.param .u64 out, .param .u32 stride, .param .u32 n)
+        {
+        .reg .pred %p<4>;
+        .reg .b32 %r<12>;
+        .reg .b64 %rd<5>;
+        ld.param.u64 %rd1, [out];
+        ld.param.u32 %r9, [stride];
+        ld.param.u32 %r10, [n];
+        mov.u32 %r1, %ctaid.x;
+        mov.u32 %r2, %ntid.x;
+        mov.u32 %r3, %tid.x;
+        mad.lo.s32 %r4, %r1, %r2, %r3;
+        setp.ge.u32 %p3, %r4, %r10;
+        @%p3 bra $DONE;
+        mul.lo.s32 %r5, %r4, 3;
+        and.b32 %r6, %r4, 1;
+        setp.eq.u32 %p1, %r6, 1;
+        @!%p1 bra $EVEN;
+        add.s32 %r5, %r5, 1000;
+        $EVEN:
+        rem.u32 %r7, %r4, 3;
+        setp.eq.u32 %p2, %r7, 0;
+        @%p2 add.s32 %r5, %r5, 7;
+        mul.lo.s32 %r8, %r4, %r9;
+        mul.wide.u32 %rd2, %r8, 4;
+        add.s64 %rd3, %rd1, %rd2;
+        st.global.u32 [%rd3], %r5;
+        $DONE:
+        ret;
+        }
+        """;
+
+    private static int Expected(int i) => (i * 3) + (i % 2 == 1 ? 1000 : 0) + (i % 3 == 0 ? 7 : 0);
+
+    [Theory]
+    [InlineData(1u, 64u)]
+    [InlineData(3u, 64u)]
+    [InlineData(1u, 12u)]
+    public void Threads_that_diverge_go_on_alone_and_compute_what_the_scalar_code_does(uint stride, uint block)
+    {
+        using var memory = new HostMemory();
+        const int n = 1000;
+        var pout = memory.Upload(Enumerable.Repeat(-1, (int)(n * stride)).ToArray());
+        var kernel = PtxModuleProgram.Compile(Diverge).Kernels["diverge"];
+
+        kernel.Launch(Launch(memory, (n + block - 1) / block, block), new Params().Add(pout).Add(stride).Add((uint)n).ToArray(), []);
+
+        Assert.False(kernel.Vectorised, "rem is not vectorised: this kernel checks the scalar code, which the vector code must match");
+        var output = memory.Download<int>(pout, (int)(n * stride));
+        Assert.Equal(Enumerable.Range(0, n).Select(Expected), Enumerable.Range(0, n).Select(i => output[i * stride]));
+    }
+
+    /// <summary>As <see cref="Diverge"/>, with the guarded add's condition (i % 3 == 0) computed without rem, so the vector code takes it.</summary>
+    private static readonly string DivergeVector = Diverge.Replace("rem.u32 %r7, %r4, 3;", "mul.lo.s32 %r11, %r4, -1431655765;\nsetp.lt.u32 %p2, %r11, 1431655766;\nselp.u32 %r7, 0, 1, %p2;", StringComparison.Ordinal);
+
+    [Theory]
+    [InlineData(1u, 64u)]
+    [InlineData(3u, 64u)]
+    [InlineData(1u, 12u)]
+    [InlineData(1u, 8u)]
+    public void The_vector_code_gives_what_the_scalar_code_gives_where_threads_diverge_and_accesses_are_not_consecutive(uint stride, uint block)
+    {
+        using var memory = new HostMemory();
+        const int n = 1000;
+        var pout = memory.Upload(Enumerable.Repeat(-1, (int)(n * stride)).ToArray());
+        var kernel = PtxModuleProgram.Compile(DivergeVector).Kernels["diverge"];
+
+        kernel.Launch(Launch(memory, (n + block - 1) / block, block), new Params().Add(pout).Add(stride).Add((uint)n).ToArray(), []);
+
+        Assert.True(kernel.Vectorised);
+        var output = memory.Download<int>(pout, (int)(n * stride));
+        Assert.Equal(Enumerable.Range(0, n).Select(Expected), Enumerable.Range(0, n).Select(i => output[i * stride]));
+        Assert.All(Enumerable.Range(0, (int)(n * stride)).Where(k => k % stride != 0), k => Assert.Equal(-1, output[k]));
+    }
+
+    /// <summary>
+    /// Each round: every thread writes its value to shared memory, barrier, reads its neighbour's (a rotation), barrier.
+    /// Threads of odd id add the round number under a guard first, so each group diverges every round and meets again
+    /// at the barriers.
+    /// </summary>
+    private const string Rotate = Header + """
+        .visible .entry rotate(.param .u64 out, .param .u32 rounds)
+        {
+        .reg .pred %p<3>;
+        .reg .b32 %r<12>;
+        .reg .b64 %rd<4>;
+        .shared .align 4 .b8 ring[1024];
+        ld.param.u64 %rd1, [out];
+        ld.param.u32 %r9, [rounds];
+        mov.u32 %r1, %tid.x;
+        mov.u32 %r2, %ntid.x;
+        mov.u32 %r3, %r1;
+        mov.u32 %r4, 0;
+        and.b32 %r5, %r1, 1;
+        setp.eq.u32 %p1, %r5, 1;
+        mov.u32 %r10, ring;
+        shl.b32 %r6, %r1, 2;
+        add.s32 %r6, %r10, %r6;
+        $ROUND:
+        @%p1 add.s32 %r3, %r3, %r4;
+        st.shared.u32 [%r6], %r3;
+        bar.sync 0;
+        add.s32 %r7, %r1, 1;
+        setp.ge.u32 %p2, %r7, %r2;
+        @%p2 sub.s32 %r7, %r7, %r2;
+        shl.b32 %r8, %r7, 2;
+        add.s32 %r8, %r10, %r8;
+        ld.shared.u32 %r3, [%r8];
+        bar.sync 0;
+        add.s32 %r4, %r4, 1;
+        setp.lt.u32 %p2, %r4, %r9;
+        @%p2 bra $ROUND;
+        mul.wide.u32 %rd2, %r1, 4;
+        add.s64 %rd3, %rd1, %rd2;
+        st.global.u32 [%rd3], %r3;
+        ret;
+        }
+        """;
+
+    [Theory]
+    [InlineData(64u)]
+    [InlineData(40u)]
+    [InlineData(36u)]
+    public void Groups_that_diverged_meet_again_at_barriers_and_the_block_computes_what_the_host_does(uint block)
+    {
+        using var memory = new HostMemory();
+        const int rounds = 9;
+        var pout = memory.Upload(Enumerable.Repeat(-1, (int)block).ToArray());
+        var kernel = PtxModuleProgram.Compile(Rotate).Kernels["rotate"];
+
+        kernel.Launch(Launch(memory, 3, block), new Params().Add(pout).Add((uint)rounds).ToArray(), []);
+
+        var values = Enumerable.Range(0, (int)block).ToArray();
+        for (var round = 0; round < rounds; round++)
+        {
+            var written = values.Select((v, t) => t % 2 == 1 ? v + round : v).ToArray();
+            values = Enumerable.Range(0, (int)block).Select(t => written[(t + 1) % (int)block]).ToArray();
+        }
+
+        Assert.True(kernel.Vectorised);
+        Assert.Equal(values, memory.Download<int>(pout, (int)block));
+    }
+
+    [Fact]
+    public void A_fault_in_the_vector_code_names_the_thread_that_made_it()
+    {
+        using var memory = new HostMemory();
+        var pout = memory.Upload(new int[45]);
+        var kernel = PtxModuleProgram.Compile(DivergeVector).Kernels["diverge"];
+
+        // n = 48 threads, but room for 45: thread 45 of block 0 (the sixth of its group of eight) writes past the end.
+        var fault = Assert.Throws<PtxFault>(() => kernel.Launch(Launch(memory, 1, 48), new Params().Add(pout).Add(1u).Add(48u).ToArray(), []));
+
+        Assert.True(kernel.Vectorised);
+        Assert.Equal(PtxFaultKind.IllegalAddress, fault.Kind);
+        Assert.Contains("kernel diverge, thread (45,0,0) of block (0,0,0), line ", fault.Message, StringComparison.Ordinal);
+        Assert.Contains("st.global.u32", fault.Message, StringComparison.Ordinal);
+    }
+}
