@@ -17,6 +17,12 @@ namespace GpuPool.Devices.Cpu;
 /// </summary>
 internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
 {
+    /// <summary>How many of the host's cores a launch on the PTX engine spreads its blocks over.</summary>
+    public int Parallelism { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>The shared memory a block may have, static and dynamic together (the device's MAX_SHARED_MEMORY_PER_BLOCK).</summary>
+    public ulong SharedLimit { get; init; } = 48 * 1024;
+
     public IKernelModule LoadBuiltinModule() => new CpuModule(null, AllBuiltin: true);
 
     /// <summary>
@@ -42,7 +48,7 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
         // loads every module a program and its libraries carry), and the launch of its kernels fails with the reason.
         try
         {
-            return new CpuModule(module.Kernels, AllBuiltin: false) { Program = PtxModuleProgram.Compile(module.Ptx) };
+            return new CpuModule(module.Kernels, AllBuiltin: false) { Program = PtxProgramCache.Get(module.Ptx) };
         }
         catch (Exception ex) when (ex is PtxNotSupportedException or PtxSyntaxException)
         {
@@ -157,8 +163,9 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     {
         var launch = new PtxLaunch(dims.GridX, dims.GridY, dims.GridZ, dims.BlockX, dims.BlockY, dims.BlockZ, dims.SharedMemBytes, memory)
         {
-            Parallelism = Environment.ProcessorCount,
+            Parallelism = Parallelism,
             Deadline = LaunchDeadline,
+            SharedLimit = SharedLimit,
         };
         try
         {

@@ -26,6 +26,9 @@ public sealed record PtxLaunch(
     /// block's lines in the order its threads printed them; not called when nothing was printed.
     /// </summary>
     public Action<string>? Printf { get; init; }
+
+    /// <summary>The shared memory a block may have, static and dynamic together; a launch asking more is refused.</summary>
+    public ulong SharedLimit { get; init; } = ulong.MaxValue;
 }
 
 /// <summary>
@@ -137,6 +140,12 @@ public sealed class PtxKernel
             throw new ArgumentException($"kernel {Name} takes {kernel.ParameterBytes} bytes of parameters, but the launch passed {parameters.Length}", nameof(parameters));
         }
 
+        var shared = KernelCompiler.Align(kernel.StaticSharedBytes, 16) + launch.DynamicSharedBytes;
+        if (shared > launch.SharedLimit || launch.DynamicSharedBytes > launch.SharedLimit)
+        {
+            throw new ArgumentException($"kernel {Name} needs {kernel.StaticSharedBytes} bytes of static shared memory and the launch asks {launch.DynamicSharedBytes} dynamic, {shared} in all: over the device's {launch.SharedLimit} bytes per block", nameof(launch));
+        }
+
         var blocks = (long)launch.GridX * launch.GridY * launch.GridZ;
         if (blocks == 0 || launch.BlockX * launch.BlockY * launch.BlockZ == 0)
         {
@@ -148,7 +157,7 @@ public sealed class PtxKernel
         {
             parameters.CopyTo(new Span<byte>(block, parameters.Length));
             var control = new LaunchControl();
-            using var deadline = launch.Deadline == Timeout.InfiniteTimeSpan ? null : new Timer(_ => Volatile.Write(ref control.Stop, 1), null, launch.Deadline, Timeout.InfiniteTimeSpan);
+            using var deadline = DeadlineWatch.Start(control, launch.Deadline);
             var next = -1L;
             var workers = (int)Math.Min(Math.Max(1, launch.Parallelism), blocks);
             Exception? failure = null;

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace GpuPool.Ptx.Engine;
 
@@ -23,9 +24,8 @@ internal static unsafe class Simd
 {
     public const int Lanes = 8;
 
-    private static readonly Vector256<int> Ramp4 = Vector256.Create(0, 4, 8, 12, 16, 20, 24, 28);
-    private static readonly Vector256<long> Ramp4Lo = Vector256.Create(0L, 4, 8, 12);
-    private static readonly Vector256<long> Ramp4Hi = Vector256.Create(16L, 20, 24, 28);
+    // The ramps are written out where they are used: the JIT makes them constants (a static field would cost a check of
+    // the class's initialisation in every method that reads it).
 
     // ---- registers -------------------------------------------------------------------------------------------
 
@@ -102,15 +102,20 @@ internal static unsafe class Simd
     public static Vec8L MulWideS32(Vector256<int> a, Vector256<int> b)
     {
         var (a0, a1) = (WidenS32(a), WidenS32(b));
-        return new(a0.Lo * a1.Lo, a0.Hi * a1.Hi);
+        return Avx2.IsSupported
+            ? new(Avx2.Multiply(a0.Lo.AsInt32(), a1.Lo.AsInt32()), Avx2.Multiply(a0.Hi.AsInt32(), a1.Hi.AsInt32()))
+            : new(a0.Lo * a1.Lo, a0.Hi * a1.Hi);
     }
 
     /// <summary>mul.wide.u32: 32 × 32 → 64 bits, unsigned.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vec8L MulWideU32(Vector256<int> a, Vector256<int> b)
     {
+        // vpmuludq multiplies the low 32 bits of each 64-bit lane into all 64: the widening product itself.
         var (a0, a1) = (WidenU32(a), WidenU32(b));
-        return new(a0.Lo * a1.Lo, a0.Hi * a1.Hi);
+        return Avx2.IsSupported
+            ? new(Avx2.Multiply(a0.Lo.AsUInt32(), a1.Lo.AsUInt32()).AsInt64(), Avx2.Multiply(a0.Hi.AsUInt32(), a1.Hi.AsUInt32()).AsInt64())
+            : new(a0.Lo * a1.Lo, a0.Hi * a1.Hi);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -312,7 +317,7 @@ internal static unsafe class Simd
         var o0 = offset.GetElement(0);
         if ((ulong)(uint)o0 + 32 <= c.SharedBytes && (o0 & 3) == 0)
         {
-            if (offset == Vector256.Create(o0) + Ramp4)
+            if (offset == Vector256.Create(o0) + Vector256.Create(0, 4, 8, 12, 16, 20, 24, 28))
             {
                 return Vector256.Load((int*)(c.Shared + o0));
             }
@@ -342,7 +347,7 @@ internal static unsafe class Simd
     public static void StoreShared32(LaneContext c, Vector256<int> offset, Vector256<int> value, int site)
     {
         var o0 = offset.GetElement(0);
-        if ((ulong)(uint)o0 + 32 <= c.SharedBytes && (o0 & 3) == 0 && offset == Vector256.Create(o0) + Ramp4)
+        if ((ulong)(uint)o0 + 32 <= c.SharedBytes && (o0 & 3) == 0 && offset == Vector256.Create(o0) + Vector256.Create(0, 4, 8, 12, 16, 20, 24, 28))
         {
             value.Store((int*)(c.Shared + o0));
             return;
@@ -374,7 +379,7 @@ internal static unsafe class Simd
     private static bool Consecutive4(Vec8L address, long a0)
     {
         var base0 = Vector256.Create(a0);
-        return address.Lo == base0 + Ramp4Lo && address.Hi == base0 + Ramp4Hi;
+        return address.Lo == base0 + Vector256.Create(0L, 4, 8, 12) && address.Hi == base0 + Vector256.Create(16L, 20, 24, 28);
     }
 
     /// <summary>Whether [a0, a0 + bytes) lies in the allocation the site last hit, a0 aligned to 4.</summary>

@@ -142,6 +142,19 @@ public sealed class EngineKernelTests(Nvcc nvcc) : IClassFixture<Nvcc>
     }
 
     [Fact]
+    public void A_launch_asking_more_shared_memory_than_the_device_has_is_refused_naming_both()
+    {
+        using var memory = new HostMemory();
+        var kernel = PtxModuleProgram.Compile(".version 7.0\n.target sm_70\n.address_size 64\n.visible .entry shared(.param .u64 p)\n{\nret;\n}\n").Kernels["shared"];
+        var launch = new PtxLaunch(1, 1, 1, 32, 1, 1, 64 * 1024, memory) { SharedLimit = 48 * 1024 };
+
+        var error = Assert.Throws<ArgumentException>(() => kernel.Launch(launch, new byte[8], []));
+
+        Assert.Contains("65536 dynamic", error.Message, StringComparison.Ordinal);
+        Assert.Contains("over the device's 49152 bytes per block", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_kernel_that_never_ends_is_stopped_at_its_deadline()
     {
         using var memory = new HostMemory();
