@@ -45,7 +45,9 @@ internal sealed unsafe class BlockState : IDisposable
         }
 
         _plainBarrier = [.. kernel.Collectives.Select(c => c.Kind == SiteKind.Barrier)];
-        _vector = _threads % Simd.Lanes == 0 ? kernel.Vector : null;
+        // Eight consecutive threads of a block whose x dimension is a multiple of 8 share their y and z and count up in x:
+        // what the vector code assumes (SimdCompiler's uniform registers).
+        _vector = launch.BlockX % Simd.Lanes == 0 ? kernel.Vector : null;
         _inVector = new bool[_threads / Simd.Lanes];
         _groupIds = new Vector256<int>[_vector is null ? 0 : 4 * _inVector.Length];
         for (var g = 0; g < _groupIds.Length / 4; g++)
@@ -208,6 +210,18 @@ internal sealed unsafe class BlockState : IDisposable
             for (var l = 1; l < Simd.Lanes && same; l++)
             {
                 same = _resume[t + l] == resume && _at[t + l] == Waiting;
+            }
+
+            // Threads that went their own ways may hold different values in registers the vector code takes as the same
+            // for all eight (each written the same way, but on different paths): then they stay apart.
+            var spill = _context.Spill;
+            var registers = _kernel.RegisterCount;
+            foreach (var r in same ? _kernel.VectorUniformAfter[resume - 1] : [])
+            {
+                for (var l = 1; l < Simd.Lanes && same; l++)
+                {
+                    same = spill[((t + l) * registers) + r] == spill[(t * registers) + r];
+                }
             }
 
             if (same && _at[t] == Waiting)

@@ -187,7 +187,8 @@ internal sealed partial class KernelCompiler
             [.. _unit.Sites],
             _unit.CachedSites)
         {
-            Vector = vector,
+            Vector = vector?.Run,
+            VectorUniformAfter = vector?.UniformAfter ?? [],
         };
     }
 
@@ -541,6 +542,9 @@ internal sealed record CompiledKernel(
 {
     /// <summary>The method that runs eight threads at once (<see cref="SimdCompiler"/>), where the kernel has one.</summary>
     public Func<LaneContext, int, int>? Vector { get; init; }
+
+    /// <summary>For each collective, the registers live after it that the vector code takes as the same in all eight threads.</summary>
+    public int[][] VectorUniformAfter { get; init; } = [];
 }
 
 /// <summary>

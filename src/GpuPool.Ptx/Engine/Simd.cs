@@ -369,6 +369,24 @@ internal static unsafe class Simd
         }
     }
 
+    /// <summary>A 4-byte global (or generic) load at an address the eight share (a uniform register): one load.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> LoadGlobal32Uniform(LaneContext c, Vec8L address, int site, int slot, bool generic)
+    {
+        var a0 = address.Lo.GetElement(0);
+        return Vector256.Create(*(int*)(Fits(c, a0, 4, slot) ? (nint)a0 : Checked(c, 0, a0, 4, site, slot, generic)));
+    }
+
+    /// <summary>A 4-byte shared load at an offset the eight share (a uniform register): one load.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> LoadShared32Uniform(LaneContext c, Vector256<int> offset, int site)
+    {
+        var o0 = offset.GetElement(0);
+        return (ulong)(uint)o0 + 4 <= c.SharedBytes && (o0 & 3) == 0
+            ? Vector256.Create(*(int*)(c.Shared + o0))
+            : Vector256.Create(*(int*)SharedChecked(c, 0, o0, site));
+    }
+
     /// <summary>A 4-byte load of eight threads from the kernel's parameters at a constant offset checked when compiled.</summary>
     public static Vector256<int> LoadParam32(LaneContext c, int offset) => Vector256.Create(*(int*)(c.Params + offset));
 

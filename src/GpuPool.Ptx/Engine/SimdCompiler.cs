@@ -38,6 +38,7 @@ internal sealed class SimdCompiler
     private readonly HashSet<string> _marked = new(StringComparer.Ordinal);
     private readonly List<(Label After, PtxInstruction At)> _collectives = [];
     private readonly Label _stop;
+    private readonly HashSet<string> _varying;
     private PtxInstruction _current = null!;
 
     private SimdCompiler(
@@ -62,6 +63,64 @@ internal sealed class SimdCompiler
         _method.InitLocals = false;
         _il = _method.GetILGenerator();
         _stop = _il.DefineLabel();
+        _varying = Varying(kernel.Body!);
+    }
+
+    /// <summary>
+    /// The registers whose eight values may differ (by name: a name declared in two scopes counts as one, which can only
+    /// add to the set). The rest are uniform: written only from uniform operands — immediates, parameters, module
+    /// addresses, the block's ids and sizes, %tid.y and %tid.z (the vector code runs only where a group shares them) —
+    /// by instructions that give equal results for equal operands, so a load through one is one load for all eight.
+    /// Guards need no care: in the vector code a guard is uniform, or the threads have left it.
+    /// </summary>
+    private static HashSet<string> Varying(IReadOnlyList<PtxStatement> body)
+    {
+        var instructions = new List<PtxInstruction>();
+        void Collect(IReadOnlyList<PtxStatement> statements)
+        {
+            foreach (var statement in statements)
+            {
+                if (statement is PtxInstruction i)
+                {
+                    instructions.Add(i);
+                }
+                else if (statement is PtxBlock b)
+                {
+                    Collect(b.Body);
+                }
+            }
+        }
+
+        Collect(body);
+        var varying = new HashSet<string>(StringComparer.Ordinal);
+        bool Varies(PtxOperand operand) => operand switch
+        {
+            PtxRegister r => varying.Contains(r.Name) || r.Name is "%tid.x" or "%laneid" or "%clock" or "%clock64" or "%globaltimer",
+            PtxAddress { Base: { } b } => Varies(b),
+            PtxNot n => Varies(n.Operand),
+            PtxVector v => v.Elements.Any(Varies),
+            _ => false,
+        };
+
+        for (var changed = true; changed;)
+        {
+            changed = false;
+            foreach (var i in instructions)
+            {
+                if (i.Operands.Count == 0 || i.Opcode is "st" or "bra" or "ret" or "exit" or "bar" or "barrier" || i.Operands[0] is not PtxRegister d)
+                {
+                    continue;
+                }
+
+                if (!varying.Contains(d.Name) && (i.Operands.Skip(1).Any(Varies) || i.Opcode is not ("mov" or "ld" or "add" or "sub" or "mul" or "mad" or "fma" or "shl" or "shr" or "and" or "or" or "xor" or "setp" or "selp" or "cvta" or "cvt")))
+                {
+                    varying.Add(d.Name);
+                    changed = true;
+                }
+            }
+        }
+
+        return varying;
     }
 
     /// <summary>Whether the scalar compiler should make entries for this kernel's vector code: a cheap look at its opcodes.</summary>
@@ -77,8 +136,11 @@ internal sealed class SimdCompiler
             _ => [],
         });
 
-    /// <summary>The vector method, or null where the kernel has something this compiler does not vectorise.</summary>
-    public static Func<LaneContext, int, int>? TryCompile(
+    /// <summary>
+    /// The vector method, or null where the kernel has something this compiler does not vectorise; with it, for each
+    /// collective, the registers live after it that the method takes as uniform.
+    /// </summary>
+    public static (Func<LaneContext, int, int> Run, int[][] UniformAfter)? TryCompile(
         ModuleLayout module,
         PtxFunction kernel,
         Liveness liveness,
@@ -102,7 +164,7 @@ internal sealed class SimdCompiler
         }
     }
 
-    private Func<LaneContext, int, int> Build()
+    private (Func<LaneContext, int, int>, int[][]) Build()
     {
         _scopes.Add(new(StringComparer.Ordinal));
 
@@ -143,7 +205,8 @@ internal sealed class SimdCompiler
         _il.Emit(OpCodes.Ldarg_1);
         _il.Emit(OpCodes.Switch, [start, .. stubs]);
         _il.Emit(OpCodes.Br, start);
-        return _method.CreateDelegate<Func<LaneContext, int, int>>();
+        var uniformAfter = _collectives.Select(c => _liveness.LiveOut(c.At).Where(r => _slots[r].Name is { } n && !_varying.Contains(n)).ToArray()).ToArray();
+        return (_method.CreateDelegate<Func<LaneContext, int, int>>(), uniformAfter);
     }
 
     private void EmitBody(IReadOnlyList<PtxStatement> body)
@@ -190,7 +253,7 @@ internal sealed class SimdCompiler
             : Enumerable.Range(0, declaration.Count).Select(i => declaration.Name + i.ToString(CultureInfo.InvariantCulture));
         foreach (var name in names)
         {
-            var slot = new Slot(kind, _il.DeclareLocal(VectorType(kind)), _slots.Count);
+            var slot = new Slot(kind, _il.DeclareLocal(VectorType(kind)), name);
             _slots.Add(slot);
             _scopes[^1][name] = slot;
         }
@@ -457,10 +520,12 @@ internal sealed class SimdCompiler
         _il.Emit(OpCodes.Ldarg_0);
         if (space == "shared")
         {
+            var uniform = true;
             switch (address.Base)
             {
                 case PtxRegister r when Find(r.Name).Kind == Kind.I32:
                     LoadSlot(Find(r.Name), Kind.I32);
+                    uniform = !_varying.Contains(r.Name);
                     break;
                 case PtxSymbol s when _windows.TryGetValue(s.Name, out var w) && w.Space == PtxStateSpace.Shared:
                     _il.Emit(OpCodes.Ldc_I4, checked((int)((long)w.Offset + s.Offset)));
@@ -483,7 +548,7 @@ internal sealed class SimdCompiler
             }
 
             _il.Emit(OpCodes.Ldc_I4, site);
-            Call(load ? nameof(Simd.LoadShared32) : nameof(Simd.StoreShared32));
+            Call(load ? uniform ? nameof(Simd.LoadShared32Uniform) : nameof(Simd.LoadShared32) : nameof(Simd.StoreShared32));
             return;
         }
 
@@ -509,7 +574,7 @@ internal sealed class SimdCompiler
         _il.Emit(OpCodes.Ldc_I4, site);
         _il.Emit(OpCodes.Ldc_I4, slot);
         _il.Emit(space == "global" ? OpCodes.Ldc_I4_0 : OpCodes.Ldc_I4_1);
-        Call(load ? nameof(Simd.LoadGlobal32) : nameof(Simd.StoreGlobal32));
+        Call(load ? _varying.Contains(b.Name) ? nameof(Simd.LoadGlobal32) : nameof(Simd.LoadGlobal32Uniform) : nameof(Simd.StoreGlobal32));
     }
 
     /// <summary>The state space (global, shared, param or generic) and the type of a plain 4- or 8-byte ld/st.</summary>
@@ -799,7 +864,7 @@ internal sealed class SimdCompiler
 
     private void Call(string name) => _il.Emit(OpCodes.Call, typeof(Simd).GetMethod(name, BindingFlags.Public | BindingFlags.Static)!);
 
-    private sealed record Slot(Kind Kind, LocalBuilder? Local, int Number = 0);
+    private sealed record Slot(Kind Kind, LocalBuilder? Local, string? Name = null);
 
     /// <summary>Something this compiler does not vectorise: the kernel runs on its scalar method alone.</summary>
     private sealed class NotVectorised : Exception;

@@ -163,6 +163,54 @@ public sealed class VectorCodeTests
         Assert.Equal(values, memory.Download<int>(pout, (int)block));
     }
 
+    /// <summary>
+    /// %r5 is written only with constants, so the vector code takes it as the same in all eight threads; but even and odd
+    /// threads write different constants on the two sides of a divergent branch, then meet at a barrier and load
+    /// through it. Each must load through its own value.
+    /// </summary>
+    private const string Paths = Header + """
+        .visible .entry paths(.param .u64 out)
+        {
+        .reg .pred %p<3>;
+        .reg .b32 %r<8>;
+        .reg .b64 %rd<4>;
+        .shared .align 4 .b8 table[8];
+        ld.param.u64 %rd1, [out];
+        mov.u32 %r1, %tid.x;
+        and.b32 %r2, %r1, 1;
+        setp.eq.u32 %p1, %r2, 1;
+        @%p1 bra $ODD;
+        mov.u32 %r5, table;
+        bra $JOIN;
+        $ODD:
+        mov.u32 %r5, table;
+        add.u32 %r5, %r5, 4;
+        $JOIN:
+        setp.lt.u32 %p2, %r1, 2;
+        mad.lo.s32 %r3, %r1, 111, 111;
+        @%p2 st.shared.u32 [%r5], %r3;
+        bar.sync 0;
+        ld.shared.u32 %r6, [%r5];
+        mul.wide.u32 %rd2, %r1, 4;
+        add.s64 %rd3, %rd1, %rd2;
+        st.global.u32 [%rd3], %r6;
+        ret;
+        }
+        """;
+
+    [Fact]
+    public void Threads_that_meet_at_a_barrier_after_writing_a_register_on_different_paths_keep_their_own_values()
+    {
+        using var memory = new HostMemory();
+        var pout = memory.Upload(Enumerable.Repeat(-1, 64).ToArray());
+        var kernel = PtxModuleProgram.Compile(Paths).Kernels["paths"];
+
+        kernel.Launch(Launch(memory, 2, 64), new Params().Add(pout).ToArray(), []);
+
+        Assert.True(kernel.Vectorised);
+        Assert.Equal(Enumerable.Range(0, 64).Select(t => t % 2 == 0 ? 111 : 222), memory.Download<int>(pout, 64));
+    }
+
     [Fact]
     public void A_fault_in_the_vector_code_names_the_thread_that_made_it()
     {
