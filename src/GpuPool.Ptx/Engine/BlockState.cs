@@ -129,9 +129,18 @@ internal sealed unsafe class BlockState : IDisposable
                         continue;
                     }
 
-                    for (var l = 0; l < Simd.Lanes; l++)
+                    if (group >= 0)
                     {
-                        atBarrier += Arrived(t + l, group, ref live);
+                        // All eight at collective `group`.
+                        _at.AsSpan(t, Simd.Lanes).Fill(group);
+                        atBarrier += _plainBarrier[group] ? Simd.Lanes : 0;
+                    }
+                    else
+                    {
+                        for (var l = 0; l < Simd.Lanes; l++)
+                        {
+                            atBarrier += Arrived(t + l, group, ref live);
+                        }
                     }
 
                     t += Simd.Lanes;
@@ -339,9 +348,9 @@ internal sealed unsafe class BlockState : IDisposable
     /// <summary>Points the context at the group of eight threads from <paramref name="t"/>.</summary>
     private void PointGroup(int t)
     {
+        // The vector code reads only these; a fault in it points the context at the thread that made it.
         var c = _context;
         var g = t / Simd.Lanes;
-        Point(t);
         c.GroupBase = t;
         c.Group = g;
         (c.VTidX, c.VTidY, c.VTidZ, c.VLane) = (_groupIds[4 * g], _groupIds[(4 * g) + 1], _groupIds[(4 * g) + 2], _groupIds[(4 * g) + 3]);
