@@ -27,6 +27,7 @@ internal sealed class CpuContext : IContextRuntime
             // the compute gets half of them (at least one), as a GPU slice gets its share of the multiprocessors.
             Parallelism = Math.Max(1, (int)Math.Round(device.MultiprocessorCount * options.ComputeShare / 1000.0)),
             SharedLimit = (ulong)device.Attributes[8],
+            Deadline = device.KernelDeadline,
         };
         return new DeviceContext(device, leases, options, new ContextBackend(allocations, memory, memory, kernels, new CpuContext()));
     }

@@ -156,7 +156,10 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     }
 
     /// <summary>A deadline no kernel should need on this backend; a launch past it fails rather than hold the device.</summary>
-    internal static readonly TimeSpan LaunchDeadline = TimeSpan.FromSeconds(120);
+    internal static readonly TimeSpan DefaultDeadline = TimeSpan.FromSeconds(120);
+
+    /// <summary>How long one launch of a program's kernel may run before it is stopped (the broker's kernel deadline).</summary>
+    public TimeSpan Deadline { get; init; } = DefaultDeadline;
 
     /// <summary>Runs a launch of a program's kernel on the PTX engine, on this stream's worker.</summary>
     private void RunOnEngine(EngineFunction function, LaunchDims dims, ReadOnlySpan<byte> parameters)
@@ -164,7 +167,7 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
         var launch = new PtxLaunch(dims.GridX, dims.GridY, dims.GridZ, dims.BlockX, dims.BlockY, dims.BlockZ, dims.SharedMemBytes, memory)
         {
             Parallelism = Parallelism,
-            Deadline = LaunchDeadline,
+            Deadline = Deadline,
             SharedLimit = SharedLimit,
         };
         try
@@ -173,7 +176,15 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
         }
         catch (PtxFault fault)
         {
-            throw new DeviceException(fault.Kind is PtxFaultKind.IllegalAddress or PtxFaultKind.MisalignedAddress ? DeviceErrorCode.InvalidAddress : DeviceErrorCode.LaunchFailed, fault.Message, fault);
+            throw new DeviceException(
+                fault.Kind switch
+                {
+                    PtxFaultKind.IllegalAddress or PtxFaultKind.MisalignedAddress => DeviceErrorCode.InvalidAddress,
+                    PtxFaultKind.Timeout => DeviceErrorCode.LaunchTimeout,
+                    _ => DeviceErrorCode.LaunchFailed,
+                },
+                fault.Message,
+                fault);
         }
         catch (PtxNotSupportedException ex)
         {

@@ -35,6 +35,7 @@ internal static class DeadlineWatch
         {
             if (now >= deadline)
             {
+                control.DeadlinePassed = true;
                 Volatile.Write(ref control.Stop, 1);
             }
         }

@@ -253,4 +253,7 @@ internal sealed unsafe class LaneContext
 internal sealed class LaunchControl
 {
     public int Stop;
+
+    /// <summary>Set with <see cref="Stop"/> when it was the deadline that stopped the launch.</summary>
+    public volatile bool DeadlinePassed;
 }

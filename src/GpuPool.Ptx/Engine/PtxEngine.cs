@@ -211,6 +211,11 @@ public sealed class PtxKernel
                 launch.Printf!(Printed(printed));
             }
 
+            if (control.DeadlinePassed && failure is null or PtxFault { Kind: PtxFaultKind.Timeout })
+            {
+                throw new PtxFault(PtxFaultKind.Timeout, $"kernel {Name}: the launch ran past its deadline of {launch.Deadline.TotalSeconds:0.###} s and was stopped");
+            }
+
             if (failure is not null)
             {
                 throw failure is PtxFault ? failure : new PtxFault(PtxFaultKind.Trap, $"kernel {Name} failed: {failure.Message}");
