@@ -82,6 +82,7 @@ internal sealed unsafe class BlockState : IDisposable
             Kernel = kernel.Name,
             SiteNames = kernel.Sites,
             SiteCache = new long[Math.Max(2, 2 * kernel.CachedSites)],
+            GroupIds = _groupIds,
             VectorSpill = new Vector256<long>[kernel.Vector is null || _threads % Simd.Lanes != 0 ? 0 : 2 * kernel.RegisterCount * (_threads / Simd.Lanes)],
         };
     }
@@ -251,22 +252,26 @@ internal sealed unsafe class BlockState : IDisposable
         var c = _context;
         if (_vector is not null)
         {
-            for (var t = 0; t < _threads; t += Simd.Lanes)
+            // The vector method goes on from group to group itself, and comes back when a group's threads diverge (they
+            // go on alone here, then the next group in the vector method again) or the block is done.
+            for (var t = 0; t < _threads;)
             {
                 PointGroup(t);
                 var group = _vector(c, 0);
-                if (group == KernelCompiler.Left)
-                {
-                    for (var l = 0; l < Simd.Lanes; l++)
-                    {
-                        Point(t + l);
-                        Finish(_kernel.Run(c, _resume[t + l]));
-                    }
-                }
-                else
+                if (group != KernelCompiler.Left)
                 {
                     Finish(group);
+                    return;
                 }
+
+                t = c.GroupBase;
+                for (var l = 0; l < Simd.Lanes; l++)
+                {
+                    Point(t + l);
+                    Finish(_kernel.Run(c, _resume[t + l]));
+                }
+
+                t += Simd.Lanes;
             }
 
             return;

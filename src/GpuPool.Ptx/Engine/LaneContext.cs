@@ -26,6 +26,9 @@ internal sealed unsafe class LaneContext
     /// <summary>Each group's registers where they wait at a barrier in the vector code: two vectors a register.</summary>
     public System.Runtime.Intrinsics.Vector256<long>[] VectorSpill = [];
     public System.Runtime.Intrinsics.Vector256<int> VTidX, VTidY, VTidZ, VLane;
+
+    /// <summary>Each group's ids and lanes, four vectors a group (the block runner's).</summary>
+    public System.Runtime.Intrinsics.Vector256<int>[] GroupIds = [];
     public byte* Shared;
     public ulong SharedBytes;
     public byte* Local;

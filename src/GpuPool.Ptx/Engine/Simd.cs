@@ -254,6 +254,21 @@ internal static unsafe class Simd
         return new(c.VectorSpill[at], c.VectorSpill[at + 1]);
     }
 
+    /// <summary>Moves the context to the block's next group of eight; false when the block has none.</summary>
+    public static bool NextGroup(LaneContext c)
+    {
+        var g = c.Group + 1;
+        if (g * Lanes >= c.GroupIds.Length * 2)
+        {
+            return false;
+        }
+
+        c.Group = g;
+        c.GroupBase = g * Lanes;
+        (c.VTidX, c.VTidY, c.VTidZ, c.VLane) = (c.GroupIds[4 * g], c.GroupIds[(4 * g) + 1], c.GroupIds[(4 * g) + 2], c.GroupIds[(4 * g) + 3]);
+        return true;
+    }
+
     /// <summary>The threads leave the vector code before instruction exit <paramref name="exit"/>: each resumes there alone.</summary>
     public static int Leave(LaneContext c, int entry)
     {

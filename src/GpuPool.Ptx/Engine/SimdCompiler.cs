@@ -39,6 +39,13 @@ internal sealed class SimdCompiler
     private readonly List<(Label After, PtxInstruction At)> _collectives = [];
     private readonly Label _stop;
     private readonly HashSet<string> _varying;
+
+    /// <summary>
+    /// For a kernel without barriers: the group that ends goes on to the next of its block here, in the method, rather
+    /// than return to the runner for each (the loop of POCL's work-group functions).
+    /// </summary>
+    private readonly bool _loop;
+    private readonly Label _next;
     private PtxInstruction _current = null!;
 
     private SimdCompiler(
@@ -64,6 +71,8 @@ internal sealed class SimdCompiler
         _il = _method.GetILGenerator();
         _stop = _il.DefineLabel();
         _varying = Varying(kernel.Body!);
+        _loop = !Opcodes(kernel.Body!).Any(o => o is "bar" or "barrier");
+        _next = _il.DefineLabel();
     }
 
     /// <summary>
@@ -175,8 +184,18 @@ internal sealed class SimdCompiler
         _il.Emit(OpCodes.Br, dispatch);
         _il.MarkLabel(start);
         EmitBody(_kernel.Body!);
-        _il.Emit(OpCodes.Ldc_I4, KernelCompiler.Exited);
-        _il.Emit(OpCodes.Ret);
+        EmitExit();
+        if (_loop)
+        {
+            // The next group of eight, if the block has one: its ids, then the kernel from its start.
+            _il.MarkLabel(_next);
+            _il.Emit(OpCodes.Ldarg_0);
+            Call(nameof(Simd.NextGroup));
+            _il.Emit(OpCodes.Brtrue, start);
+            _il.Emit(OpCodes.Ldc_I4, KernelCompiler.Exited);
+            _il.Emit(OpCodes.Ret);
+        }
+
         _il.MarkLabel(_stop);
         _il.Emit(OpCodes.Ldc_I4, KernelCompiler.Stopped);
         _il.Emit(OpCodes.Ret);
@@ -323,8 +342,7 @@ internal sealed class SimdCompiler
                 _il.Emit(OpCodes.Br, LabelOf(target));
                 return;
             case "ret" or "exit":
-                _il.Emit(OpCodes.Ldc_I4, KernelCompiler.Exited);
-                _il.Emit(OpCodes.Ret);
+                EmitExit();
                 return;
             case "bar" or "barrier" when i.Operands is [PtxInteger { Value: 0 }] && i.Modifiers.All(m => m is "sync" or "aligned"):
                 foreach (var r in _liveness.LiveIn(i))
@@ -371,6 +389,19 @@ internal sealed class SimdCompiler
                 EmitArithmetic(i);
                 return;
         }
+    }
+
+    /// <summary>The eight threads end: the method returns, or goes on with the block's next group.</summary>
+    private void EmitExit()
+    {
+        if (_loop)
+        {
+            _il.Emit(OpCodes.Br, _next);
+            return;
+        }
+
+        _il.Emit(OpCodes.Ldc_I4, KernelCompiler.Exited);
+        _il.Emit(OpCodes.Ret);
     }
 
     // ---- arithmetic -----------------------------------------------------------------------------------------

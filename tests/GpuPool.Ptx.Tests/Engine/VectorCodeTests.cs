@@ -211,6 +211,45 @@ public sealed class VectorCodeTests
         Assert.Equal(Enumerable.Range(0, 64).Select(t => t % 2 == 0 ? 111 : 222), memory.Download<int>(pout, 64));
     }
 
+    /// <summary>out[i] = 2i, except that thread `odd` stores -1: one group of the launch diverges, the rest do not.</summary>
+    private const string OneOdd = Header + """
+        .visible .entry one_odd(.param .u64 out, .param .u32 odd)
+        {
+        .reg .pred %p<2>;
+        .reg .b32 %r<8>;
+        .reg .b64 %rd<4>;
+        ld.param.u64 %rd1, [out];
+        ld.param.u32 %r7, [odd];
+        mov.u32 %r1, %ctaid.x;
+        mov.u32 %r2, %ntid.x;
+        mov.u32 %r3, %tid.x;
+        mad.lo.s32 %r4, %r1, %r2, %r3;
+        shl.b32 %r5, %r4, 1;
+        setp.eq.u32 %p1, %r4, %r7;
+        @%p1 mov.u32 %r5, -1;
+        mul.wide.u32 %rd2, %r4, 4;
+        add.s64 %rd3, %rd1, %rd2;
+        st.global.u32 [%rd3], %r5;
+        ret;
+        }
+        """;
+
+    [Theory]
+    [InlineData(0u)]
+    [InlineData(100u)]
+    [InlineData(1023u)]
+    public void Groups_before_and_after_one_that_diverges_run_as_vectors_and_every_thread_stores_its_own(uint odd)
+    {
+        using var memory = new HostMemory();
+        var pout = memory.Upload(Enumerable.Repeat(int.MinValue, 1024).ToArray());
+        var kernel = PtxModuleProgram.Compile(OneOdd).Kernels["one_odd"];
+
+        kernel.Launch(Launch(memory, 4, 256), new Params().Add(pout).Add(odd).ToArray(), []);
+
+        Assert.True(kernel.Vectorised);
+        Assert.Equal(Enumerable.Range(0, 1024).Select(i => i == odd ? -1 : 2 * i), memory.Download<int>(pout, 1024));
+    }
+
     [Fact]
     public void A_fault_in_the_vector_code_names_the_thread_that_made_it()
     {
