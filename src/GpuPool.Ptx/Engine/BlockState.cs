@@ -11,7 +11,7 @@ namespace GpuPool.Ptx.Engine;
 /// </summary>
 internal sealed unsafe class BlockState : IDisposable
 {
-    private const int Waiting = -3;
+    public const int Waiting = -3;
 
     private readonly CompiledKernel _kernel;
     private readonly LaneContext _context;
@@ -83,6 +83,9 @@ internal sealed unsafe class BlockState : IDisposable
             SiteNames = kernel.Sites,
             SiteCache = new long[Math.Max(2, 2 * kernel.CachedSites)],
             GroupIds = _groupIds,
+            Resume = _resume,
+            At = _at,
+            InVector = _inVector,
             VectorSpill = new Vector256<long>[kernel.Vector is null || _threads % Simd.Lanes != 0 ? 0 : 2 * kernel.RegisterCount * (_threads / Simd.Lanes)],
         };
     }
@@ -110,8 +113,34 @@ internal sealed unsafe class BlockState : IDisposable
         {
             var ran = false;
             var atBarrier = 0;
+            if (_vector is not null)
+            {
+                // The groups that run as vectors, one after another in the vector method, each to its next barrier or
+                // its end; a group whose threads diverge leaves them to the scalar pass below.
+                c.Group = -1;
+                (c.ArrivedInRound, c.ExitedInRound) = (0, 0);
+                var resume = Simd.NextVectorGroup(c);
+                if (resume >= 0)
+                {
+                    ran = true;
+                    if (_vector(c, resume) == KernelCompiler.Stopped)
+                    {
+                        throw new PtxFault(PtxFaultKind.Timeout, $"kernel {_kernel.Name}: the launch ran past its deadline (or another block of it failed) and was stopped");
+                    }
+
+                    atBarrier += c.ArrivedInRound;
+                    live -= c.ExitedInRound;
+                }
+            }
+
             for (var t = 0; t < _threads;)
             {
+                if (_vector is not null && (t & (Simd.Lanes - 1)) == 0 && _inVector[t / Simd.Lanes])
+                {
+                    t += Simd.Lanes;
+                    continue;
+                }
+
                 if (_at[t] != Waiting || _resume[t] < 0)
                 {
                     t++;
@@ -119,35 +148,6 @@ internal sealed unsafe class BlockState : IDisposable
                 }
 
                 ran = true;
-                if (_vector is not null && (t & (Simd.Lanes - 1)) == 0 && _inVector[t / Simd.Lanes])
-                {
-                    // Eight threads at once; where they diverge, each goes on below in the scalar method.
-                    PointGroup(t);
-                    var group = _vector!(c, _resume[t]);
-                    if (group == KernelCompiler.Left)
-                    {
-                        _inVector[t / Simd.Lanes] = false;
-                        continue;
-                    }
-
-                    if (group >= 0)
-                    {
-                        // All eight at collective `group`.
-                        _at.AsSpan(t, Simd.Lanes).Fill(group);
-                        atBarrier += _plainBarrier[group] ? Simd.Lanes : 0;
-                    }
-                    else
-                    {
-                        for (var l = 0; l < Simd.Lanes; l++)
-                        {
-                            atBarrier += Arrived(t + l, group, ref live);
-                        }
-                    }
-
-                    t += Simd.Lanes;
-                    continue;
-                }
-
                 Point(t);
                 atBarrier += Arrived(t, _kernel.Run(c, _resume[t]), ref live);
                 t++;

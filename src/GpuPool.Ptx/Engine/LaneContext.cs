@@ -27,6 +27,11 @@ internal sealed unsafe class LaneContext
     public System.Runtime.Intrinsics.Vector256<long>[] VectorSpill = [];
     public System.Runtime.Intrinsics.Vector256<int> VTidX, VTidY, VTidZ, VLane;
 
+    /// <summary>The block runner's state the vector code keeps up as it goes from group to group within a round.</summary>
+    public int[] Resume = [], At = [];
+    public bool[] InVector = [];
+    public int ArrivedInRound, ExitedInRound;
+
     /// <summary>Each group's ids and lanes, four vectors a group (the block runner's).</summary>
     public System.Runtime.Intrinsics.Vector256<int>[] GroupIds = [];
     public byte* Shared;

@@ -272,12 +272,44 @@ internal static unsafe class Simd
     /// <summary>The threads leave the vector code before instruction exit <paramref name="exit"/>: each resumes there alone.</summary>
     public static int Leave(LaneContext c, int entry)
     {
-        for (var l = 0; l < Lanes; l++)
+        c.Resume.AsSpan(c.GroupBase, Lanes).Fill(entry);
+        c.InVector[c.Group] = false;
+        return KernelCompiler.Left;
+    }
+
+    /// <summary>The eight wait at (plain) barrier <paramref name="collective"/>.</summary>
+    public static void Arrive(LaneContext c, int collective)
+    {
+        c.At.AsSpan(c.GroupBase, Lanes).Fill(collective);
+        c.ArrivedInRound += Lanes;
+    }
+
+    /// <summary>The eight have exited.</summary>
+    public static void ExitGroup(LaneContext c)
+    {
+        c.Resume.AsSpan(c.GroupBase, Lanes).Fill(-1);
+        c.ExitedInRound += Lanes;
+    }
+
+    /// <summary>
+    /// Moves the context to the block's next group that runs as a vector and has not yet gone as far as it can this
+    /// round; its resume point, or -1 when there is none.
+    /// </summary>
+    public static int NextVectorGroup(LaneContext c)
+    {
+        for (var g = c.Group + 1; g < c.InVector.Length; g++)
         {
-            c.Block.Resume[c.GroupBase + l] = entry;
+            var t = g * Lanes;
+            if (c.InVector[g] && c.At[t] == BlockState.Waiting && c.Resume[t] >= 0)
+            {
+                c.Group = g;
+                c.GroupBase = t;
+                (c.VTidX, c.VTidY, c.VTidZ, c.VLane) = (c.GroupIds[4 * g], c.GroupIds[(4 * g) + 1], c.GroupIds[(4 * g) + 2], c.GroupIds[(4 * g) + 3]);
+                return c.Resume[t];
+            }
         }
 
-        return KernelCompiler.Left;
+        return -1;
     }
 
     // ---- memory ----------------------------------------------------------------------------------------------

@@ -46,6 +46,13 @@ internal sealed class SimdCompiler
     /// </summary>
     private readonly bool _loop;
     private readonly Label _next;
+
+    /// <summary>
+    /// For a kernel with barriers: where a group that reached a barrier, exited or diverged goes on to the next group of
+    /// the block that runs as a vector this round (<see cref="Simd.NextVectorGroup"/>).
+    /// </summary>
+    private readonly Label _nextInRound;
+    private readonly Label _dispatch;
     private PtxInstruction _current = null!;
 
     private SimdCompiler(
@@ -73,6 +80,8 @@ internal sealed class SimdCompiler
         _varying = Varying(kernel.Body!);
         _loop = !Opcodes(kernel.Body!).Any(o => o is "bar" or "barrier");
         _next = _il.DefineLabel();
+        _nextInRound = _il.DefineLabel();
+        _dispatch = _il.DefineLabel();
     }
 
     /// <summary>
@@ -179,7 +188,7 @@ internal sealed class SimdCompiler
 
         // The carry flag's slot, which this code never uses (an instruction with a carry is not vectorised).
         _slots.Add(new Slot(Kind.I32, null));
-        var dispatch = _il.DefineLabel();
+        var dispatch = _dispatch;
         var start = _il.DefineLabel();
         _il.Emit(OpCodes.Br, dispatch);
         _il.MarkLabel(start);
@@ -192,6 +201,23 @@ internal sealed class SimdCompiler
             _il.Emit(OpCodes.Ldarg_0);
             Call(nameof(Simd.NextGroup));
             _il.Emit(OpCodes.Brtrue, start);
+            _il.Emit(OpCodes.Ldc_I4, KernelCompiler.Exited);
+            _il.Emit(OpCodes.Ret);
+        }
+        else
+        {
+            // The next group this round, from its own resume point; none: back to the block runner.
+            var done = _il.DefineLabel();
+            _il.MarkLabel(_nextInRound);
+            _il.Emit(OpCodes.Ldarg_0);
+            Call(nameof(Simd.NextVectorGroup));
+            _il.Emit(OpCodes.Dup);
+            _il.Emit(OpCodes.Ldc_I4_M1);
+            _il.Emit(OpCodes.Beq, done);
+            _il.Emit(OpCodes.Starg_S, (byte)1);
+            _il.Emit(OpCodes.Br, _dispatch);
+            _il.MarkLabel(done);
+            _il.Emit(OpCodes.Pop);
             _il.Emit(OpCodes.Ldc_I4, KernelCompiler.Exited);
             _il.Emit(OpCodes.Ret);
         }
@@ -318,7 +344,15 @@ internal sealed class SimdCompiler
         _il.Emit(OpCodes.Ldarg_0);
         _il.Emit(OpCodes.Ldc_I4, entry);
         Call(nameof(Simd.Leave));
-        _il.Emit(OpCodes.Ret);
+        if (_loop)
+        {
+            _il.Emit(OpCodes.Ret);
+        }
+        else
+        {
+            _il.Emit(OpCodes.Pop);
+            _il.Emit(OpCodes.Br, _nextInRound);
+        }
         _il.MarkLabel(run);
         EmitInstruction(i);
         _il.MarkLabel(skip);
@@ -351,8 +385,10 @@ internal sealed class SimdCompiler
                 }
 
                 var after = _il.DefineLabel();
+                _il.Emit(OpCodes.Ldarg_0);
                 _il.Emit(OpCodes.Ldc_I4, _collectives.Count);
-                _il.Emit(OpCodes.Ret);
+                Call(nameof(Simd.Arrive));
+                _il.Emit(OpCodes.Br, _nextInRound);
                 _il.MarkLabel(after);
                 _collectives.Add((after, i));
                 return;
@@ -400,8 +436,9 @@ internal sealed class SimdCompiler
             return;
         }
 
-        _il.Emit(OpCodes.Ldc_I4, KernelCompiler.Exited);
-        _il.Emit(OpCodes.Ret);
+        _il.Emit(OpCodes.Ldarg_0);
+        Call(nameof(Simd.ExitGroup));
+        _il.Emit(OpCodes.Br, _nextInRound);
     }
 
     // ---- arithmetic -----------------------------------------------------------------------------------------
