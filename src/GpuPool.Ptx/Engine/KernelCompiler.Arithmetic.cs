@@ -59,9 +59,10 @@ internal sealed partial class KernelCompiler
             return;
         }
 
-        if (type is "f16" or "bf16" or "f16x2" or "bf16x2")
+        if (IsHalf(type))
         {
-            throw Refuse($"{i.Opcode} on .{type}");
+            EmitHalfArithmetic(i);
+            return;
         }
 
         if (type == "pred" && i.Opcode is "and" or "or" or "xor")
@@ -182,7 +183,13 @@ internal sealed partial class KernelCompiler
             return;
         }
 
-        if (type is "f16" or "bf16" or "f16x2" or "bf16x2" || i.Has("sat"))
+        if (IsHalf(type) && i.Opcode == "fma")
+        {
+            EmitHalfArithmetic(i);
+            return;
+        }
+
+        if (IsHalf(type) || i.Has("sat"))
         {
             throw Refuse($"{i.Opcode} on .{type}{(i.Has("sat") ? " with .sat" : "")}");
         }
@@ -335,6 +342,9 @@ internal sealed partial class KernelCompiler
         var (d, a) = (i.Operands[0], i.Operands[1]);
         switch (i.Opcode)
         {
+            case "neg" or "abs" when IsHalf(type):
+                EmitHalfArithmetic(i);
+                return;
             case "neg" or "abs" when IsFloat(type):
                 LoadFloat(i, a, type);
                 Call(FloatOps(type), i.Opcode == "neg" ? "Neg" : "Abs", ClrType(type));
@@ -502,6 +512,12 @@ internal sealed partial class KernelCompiler
     private void EmitSetp(PtxInstruction i)
     {
         var type = TypeOf(i);
+        if (IsHalf(type))
+        {
+            EmitHalfSetp(i);
+            return;
+        }
+
         if (i.Operands.Count is not (3 or 4))
         {
             throw Refuse($"setp with {i.Operands.Count} operands");

@@ -49,6 +49,9 @@ internal sealed partial class KernelCompiler
             case "setp":
                 EmitSetp(i);
                 break;
+            case "set":
+                EmitSet(i);
+                break;
             case "selp":
                 EmitSelp(i);
                 break;
