@@ -23,6 +23,9 @@ internal sealed unsafe class BlockState : IDisposable
     private readonly uint[] _tid;
     private readonly bool[] _plainBarrier;
 
+    /// <summary>Per barrier (0–15): the bar.arrive arrivals that its waiting threads have not yet used.</summary>
+    private readonly int[] _arrivals = new int[16];
+
     /// <summary>Whether the kernel's vector method runs this launch's threads, eight at a time (a block a multiple of 8).</summary>
     private readonly Func<LaneContext, int, int>? _vector;
 
@@ -44,7 +47,8 @@ internal sealed unsafe class BlockState : IDisposable
             _tid[(3 * t) + 2] = (uint)t / (launch.BlockX * launch.BlockY);
         }
 
-        _plainBarrier = [.. kernel.Collectives.Select(c => c.Kind == SiteKind.Barrier)];
+        // bar.sync 0: every live thread of the block, which the block runner lets go in one pass when all are there.
+        _plainBarrier = [.. kernel.Collectives.Select(c => c is { Kind: SiteKind.Barrier, Sources: [{ IsRegister: false, Immediate: 0 }] })];
         // Eight consecutive threads of a block whose x dimension is a multiple of 8 share their y and z and count up in x:
         // what the vector code assumes (SimdCompiler's uniform registers).
         _vector = launch.BlockX % Simd.Lanes == 0 ? kernel.Vector : null;
@@ -107,6 +111,7 @@ internal sealed unsafe class BlockState : IDisposable
         // A thread's slots are read only after it has written them at a collective: they need no clearing.
         Array.Clear(_resume);
         Array.Fill(_at, Waiting);
+        Array.Clear(_arrivals);
         Array.Fill(_inVector, _vector is not null);
         var live = _threads;
         while (live > 0)
@@ -149,7 +154,16 @@ internal sealed unsafe class BlockState : IDisposable
 
                 ran = true;
                 Point(t);
-                atBarrier += Arrived(t, _kernel.Run(c, _resume[t]), ref live);
+                var result = _kernel.Run(c, _resume[t]);
+                while (result >= 0 && _kernel.Collectives[result].Kind == SiteKind.Arrive)
+                {
+                    // bar.arrive: counted, and the thread goes straight on.
+                    Collectives.Arrive(this, t, result, _arrivals);
+                    _resume[t] = result + 1;
+                    result = _kernel.Run(c, _resume[t]);
+                }
+
+                atBarrier += Arrived(t, result, ref live);
                 t++;
             }
 
@@ -319,28 +333,8 @@ internal sealed unsafe class BlockState : IDisposable
             return true;
         }
 
-        // A barrier goes when every live thread of the block waits at one.
-        var waiting = 0;
-        var live = 0;
-        for (var t = 0; t < _threads; t++)
-        {
-            if (_resume[t] >= 0)
-            {
-                live++;
-                if (_at[t] >= 0 && _kernel.Collectives[_at[t]].Kind is SiteKind.Barrier or SiteKind.BarrierReduce)
-                {
-                    waiting++;
-                }
-            }
-        }
-
-        if (live == 0 || waiting != live)
-        {
-            return false;
-        }
-
-        Collectives.Barrier(this);
-        return true;
+        // A barrier goes when all it waits for have arrived.
+        return Collectives.Barriers(this, _arrivals);
     }
 
     private PtxFault Deadlock()

@@ -773,9 +773,20 @@ internal sealed partial class KernelCompiler
             return;
         }
 
+        if (i.Operands.Count is not (1 or 2))
+        {
+            throw Refuse($"{i.Opcode} with {i.Operands.Count} operands");
+        }
+
         if (i.Has("arrive"))
         {
-            throw Refuse("bar.arrive");
+            if (i.Operands.Count != 2)
+            {
+                throw Refuse("bar.arrive without its thread count");
+            }
+
+            EmitCollective(new CollectiveSite(SiteKind.Arrive, "arrive", "b32", [], [.. i.Operands.Select(SiteSource)], Where()));
+            return;
         }
 
         EmitCollective(new CollectiveSite(SiteKind.Barrier, "sync", "b32", [], [.. i.Operands.Select(SiteSource)], Where()));

@@ -155,6 +155,20 @@ public sealed class EngineKernelTests(Nvcc nvcc) : IClassFixture<Nvcc>
     }
 
     [Fact]
+    public void Named_barriers_with_thread_counts_and_bar_arrive_let_warps_produce_and_consume_and_halves_sync_apart()
+    {
+        using var memory = new HostMemory();
+        var pout = memory.Upload(Enumerable.Repeat(-1, 192).ToArray());
+
+        Module().Kernels["named_barriers"].Launch(Launch(memory, 3, 128), new Params().Add(pout).ToArray(), []);
+
+        var expected = Enumerable.Range(0, 64).Select(t => ((t * t) + 1) * 2)
+            .Concat(Enumerable.Range(0, 64).Select(t => (63 - t) * 3))
+            .Concat(Enumerable.Range(64, 64).Select(t => (64 + (127 - t)) * 3));
+        Assert.Equal(expected, memory.Download<int>(pout, 192));
+    }
+
+    [Fact]
     public void A_kernel_that_never_ends_is_stopped_at_its_deadline()
     {
         using var memory = new HostMemory();
