@@ -131,6 +131,66 @@ internal static unsafe class Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> FmaF32(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
 
+    /// <summary>div.rn.f32: one correctly rounded quotient, as the scalar code's division.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> DivF32(Vector256<float> a, Vector256<float> b) => a / b;
+
+    /// <summary>sqrt.rn.f32: the correctly rounded root, NaN made canonical as the scalar code makes it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> SqrtF32(Vector256<float> a) => Canon(Vector256.Sqrt(a));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> NegF32(Vector256<float> a) => (a.AsInt32() ^ Vector256.Create(int.MinValue)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> AbsF32(Vector256<float> a) => (a.AsInt32() & Vector256.Create(int.MaxValue)).AsSingle();
+
+    /// <summary>min.f32 as <see cref="Semantics.Fp32.Min"/>: a NaN gives the other operand, two give the canonical NaN, -0 is below +0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> MinF32(Vector256<float> a, Vector256<float> b)
+        => PickF32(a, b, Vector256.LessThan(a, b) | (Vector256.Equals(a, b) & Vector256.LessThan(a.AsInt32(), Vector256<int>.Zero).AsSingle()));
+
+    /// <summary>max.f32 as <see cref="Semantics.Fp32.Max"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> MaxF32(Vector256<float> a, Vector256<float> b)
+        => PickF32(a, b, Vector256.GreaterThan(a, b) | (Vector256.Equals(a, b) & Vector256.GreaterThanOrEqual(a.AsInt32(), Vector256<int>.Zero).AsSingle()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> PickF32(Vector256<float> a, Vector256<float> b, Vector256<float> takeA)
+    {
+        var (aNaN, bNaN) = (~Vector256.Equals(a, a), ~Vector256.Equals(b, b));
+        var r = Vector256.ConditionalSelect(takeA, a, b);
+        r = Vector256.ConditionalSelect(bNaN, a, r);
+        r = Vector256.ConditionalSelect(aNaN, b, r);
+        return Vector256.ConditionalSelect(aNaN & bNaN, Vector256.Create(0x7FFF_FFFF).AsSingle(), r);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Canon(Vector256<float> a) => Vector256.ConditionalSelect(~Vector256.Equals(a, a), Vector256.Create(0x7FFF_FFFF).AsSingle(), a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> MinS32(Vector256<int> a, Vector256<int> b) => Vector256.Min(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> MaxS32(Vector256<int> a, Vector256<int> b) => Vector256.Max(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> MinU32(Vector256<int> a, Vector256<int> b) => Vector256.Min(a.AsUInt32(), b.AsUInt32()).AsInt32();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> MaxU32(Vector256<int> a, Vector256<int> b) => Vector256.Max(a.AsUInt32(), b.AsUInt32()).AsInt32();
+
+    /// <summary>neg.s32 (wrapping: the negation of int.MinValue is itself, as PTX's).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> NegS32(Vector256<int> a) => Vector256<int>.Zero - a;
+
+    /// <summary>abs.s32 (the absolute value of int.MinValue is itself, as PTX's).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> AbsS32(Vector256<int> a) => Vector256.ConditionalSelect(Vector256.LessThan(a, Vector256<int>.Zero), Vector256<int>.Zero - a, a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> NotI32(Vector256<int> a) => ~a;
+
     /// <summary>cvt.rn.f32.s32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> S32ToF32(Vector256<int> a) => Vector256.ConvertToSingle(a);

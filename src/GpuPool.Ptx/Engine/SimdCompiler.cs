@@ -130,7 +130,8 @@ internal sealed class SimdCompiler
                     continue;
                 }
 
-                if (!varying.Contains(d.Name) && (i.Operands.Skip(1).Any(Varies) || i.Opcode is not ("mov" or "ld" or "add" or "sub" or "mul" or "mad" or "fma" or "shl" or "shr" or "and" or "or" or "xor" or "setp" or "selp" or "cvta" or "cvt")))
+                if (!varying.Contains(d.Name) && (i.Operands.Skip(1).Any(Varies) || i.Opcode is not ("mov" or "ld" or "add" or "sub" or "mul" or "mad" or "fma" or "div"
+                    or "sqrt" or "neg" or "abs" or "not" or "min" or "max" or "shl" or "shr" or "and" or "or" or "xor" or "setp" or "selp" or "cvta" or "cvt")))
                 {
                     varying.Add(d.Name);
                     changed = true;
@@ -143,7 +144,8 @@ internal sealed class SimdCompiler
 
     /// <summary>Whether the scalar compiler should make entries for this kernel's vector code: a cheap look at its opcodes.</summary>
     public static bool Worth(PtxFunction kernel) => kernel.Body is { } body && Opcodes(body).All(o => o is "mov" or "ld" or "st" or "add" or "sub" or "mul"
-        or "mad" or "fma" or "shl" or "shr" or "and" or "or" or "xor" or "setp" or "selp" or "cvta" or "cvt" or "bra" or "ret" or "exit" or "bar" or "barrier");
+        or "mad" or "fma" or "div" or "sqrt" or "neg" or "abs" or "not" or "min" or "max" or "shl" or "shr" or "and" or "or" or "xor" or "setp"
+        or "selp" or "cvta" or "cvt" or "bra" or "ret" or "exit" or "bar" or "barrier");
 
     private static IEnumerable<string> Opcodes(IReadOnlyList<PtxStatement> body)
         => body.SelectMany(s => s switch
@@ -464,6 +466,20 @@ internal sealed class SimdCompiler
             ("sub", "f32", "" or "rn") => nameof(Simd.SubF32),
             ("mul", "f32", "" or "rn") => nameof(Simd.MulF32),
             ("fma" or "mad", "f32", "rn") => nameof(Simd.FmaF32),
+            ("div", "f32", "rn") => nameof(Simd.DivF32),
+            ("sqrt", "f32", "rn") => nameof(Simd.SqrtF32),
+            ("neg", "f32", "") => nameof(Simd.NegF32),
+            ("abs", "f32", "") => nameof(Simd.AbsF32),
+            ("min", "f32", "") => nameof(Simd.MinF32),
+            ("max", "f32", "") => nameof(Simd.MaxF32),
+            ("min", "s32", "") => nameof(Simd.MinS32),
+            ("max", "s32", "") => nameof(Simd.MaxS32),
+            ("min", "u32", "") => nameof(Simd.MinU32),
+            ("max", "u32", "") => nameof(Simd.MaxU32),
+            ("neg", "s32", "") => nameof(Simd.NegS32),
+            ("abs", "s32", "") => nameof(Simd.AbsS32),
+            ("not", "b32", "") => nameof(Simd.NotI32),
+            ("not", "pred", "") => nameof(Simd.NotPred),
             ("shl", "b32", "") => nameof(Simd.ShlI32),
             ("shr", "b32" or "u32", "") => nameof(Simd.ShrU32),
             ("shr", "s32", "") => nameof(Simd.ShrS32),
@@ -485,7 +501,7 @@ internal sealed class SimdCompiler
         }
         else
         {
-            if (sources.Length != (i.Opcode is "mad" or "fma" ? 3 : 2))
+            if (sources.Length != (i.Opcode switch { "mad" or "fma" => 3, "sqrt" or "neg" or "abs" or "not" => 1, _ => 2 }))
             {
                 throw new NotVectorised();
             }

@@ -250,6 +250,103 @@ public sealed class VectorCodeTests
         Assert.Equal(Enumerable.Range(0, 1024).Select(i => i == odd ? -1 : 2 * i), memory.Download<int>(pout, 1024));
     }
 
+    /// <summary>Each thread: f32 div, sqrt, neg, abs, min, max of a[i], b[i]; s32/u32 min, max, neg, abs and not of x[i], y[i].</summary>
+    private const string Ops = Header + """
+        .visible .entry ops(.param .u64 a, .param .u64 b, .param .u64 x, .param .u64 y, .param .u64 out)
+        {
+        .reg .pred %p<3>;
+        .reg .f32 %f<12>;
+        .reg .b32 %r<16>;
+        .reg .b64 %rd<16>;
+        ld.param.u64 %rd1, [a];
+        ld.param.u64 %rd2, [b];
+        ld.param.u64 %rd3, [x];
+        ld.param.u64 %rd4, [y];
+        ld.param.u64 %rd5, [out];
+        mov.u32 %r1, %ctaid.x;
+        mov.u32 %r2, %ntid.x;
+        mov.u32 %r3, %tid.x;
+        mad.lo.s32 %r4, %r1, %r2, %r3;
+        mul.wide.u32 %rd6, %r4, 4;
+        add.s64 %rd7, %rd1, %rd6;
+        ld.global.f32 %f1, [%rd7];
+        add.s64 %rd7, %rd2, %rd6;
+        ld.global.f32 %f2, [%rd7];
+        add.s64 %rd7, %rd3, %rd6;
+        ld.global.u32 %r5, [%rd7];
+        add.s64 %rd7, %rd4, %rd6;
+        ld.global.u32 %r6, [%rd7];
+        div.rn.f32 %f3, %f1, %f2;
+        sqrt.rn.f32 %f4, %f1;
+        neg.f32 %f5, %f1;
+        abs.f32 %f6, %f2;
+        min.f32 %f7, %f1, %f2;
+        max.f32 %f8, %f1, %f2;
+        min.s32 %r7, %r5, %r6;
+        max.s32 %r8, %r5, %r6;
+        min.u32 %r9, %r5, %r6;
+        max.u32 %r10, %r5, %r6;
+        neg.s32 %r11, %r5;
+        abs.s32 %r12, %r6;
+        not.b32 %r13, %r5;
+        setp.lt.s32 %p1, %r5, %r6;
+        not.pred %p2, %p1;
+        selp.b32 %r14, 1, 0, %p2;
+        mul.wide.u32 %rd8, %r4, 64;
+        add.s64 %rd9, %rd5, %rd8;
+        st.global.f32 [%rd9], %f3;
+        st.global.f32 [%rd9+4], %f4;
+        st.global.f32 [%rd9+8], %f5;
+        st.global.f32 [%rd9+12], %f6;
+        st.global.f32 [%rd9+16], %f7;
+        st.global.f32 [%rd9+20], %f8;
+        st.global.u32 [%rd9+24], %r7;
+        st.global.u32 [%rd9+28], %r8;
+        st.global.u32 [%rd9+32], %r9;
+        st.global.u32 [%rd9+36], %r10;
+        st.global.u32 [%rd9+40], %r11;
+        st.global.u32 [%rd9+44], %r12;
+        st.global.u32 [%rd9+48], %r13;
+        st.global.u32 [%rd9+52], %r14;
+        ret;
+        }
+        """;
+
+    [Fact]
+    public void The_vector_code_computes_every_operation_it_takes_bit_for_bit_as_the_scalar_code()
+    {
+        // The same kernel over the same inputs, once as vectors (blocks of 64) and once on the scalar code alone (blocks
+        // of 12, whose x is not a multiple of 8), with NaNs, zeros of both signs, infinities and extreme integers.
+        const int n = 768;
+        var random = new Random(88);
+        var specials = new[] { float.NaN, -float.NaN, 0f, -0f, float.PositiveInfinity, float.NegativeInfinity, float.Epsilon, -1f, 1f, float.MaxValue };
+        float F(int i) => i % 5 == 0 ? specials[random.Next(specials.Length)] : (random.NextSingle() - 0.5f) * MathF.Pow(10, random.Next(-5, 6));
+        var specialInts = new[] { int.MinValue, int.MaxValue, 0, -1, 1 };
+        int I(int i) => i % 4 == 0 ? specialInts[random.Next(specialInts.Length)] : random.Next(int.MinValue, int.MaxValue);
+        var (a, b) = (Enumerable.Range(0, n).Select(F).ToArray(), Enumerable.Range(0, n).Select(F).ToArray());
+        var (x, y) = (Enumerable.Range(0, n).Select(I).ToArray(), Enumerable.Range(0, n).Select(I).ToArray());
+
+        uint[] Run(uint block)
+        {
+            using var memory = new HostMemory();
+            var pout = memory.Upload(Enumerable.Repeat(0xCDCDCDCDu, n * 16).ToArray());
+            var kernel = PtxModuleProgram.Compile(Ops).Kernels["ops"];
+            kernel.Launch(Launch(memory, (uint)n / block, block), new Params().Add(memory.Upload(a)).Add(memory.Upload(b)).Add(memory.Upload(x)).Add(memory.Upload(y)).Add(pout).ToArray(), []);
+            Assert.True(kernel.Vectorised);
+            return memory.Download<uint>(pout, n * 16);
+        }
+
+        var vector = Run(64);
+        var scalar = Run(12);
+
+        for (var k = 0; k < vector.Length; k++)
+        {
+            Assert.True(vector[k] == scalar[k], $"thread {k / 16}, output {k % 16}: the vector code gives 0x{vector[k]:x8}, the scalar code 0x{scalar[k]:x8} (a = {a[k / 16]}, b = {b[k / 16]}, x = {x[k / 16]}, y = {y[k / 16]})");
+        }
+
+        Assert.Equal(x.Zip(y, Math.Min).Select(v => (uint)v), Enumerable.Range(0, n).Select(i => scalar[(i * 16) + 6]));
+    }
+
     [Fact]
     public void A_fault_in_the_vector_code_names_the_thread_that_made_it()
     {
