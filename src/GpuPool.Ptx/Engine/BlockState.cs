@@ -99,7 +99,7 @@ internal sealed unsafe class BlockState : IDisposable
     {
         var c = _context;
         (c.CtaX, c.CtaY, c.CtaZ) = (x, y, z);
-        c.Output.Clear();
+        c.Output?.Clear();
         c.Dropped = 0;
         new Span<byte>(_shared, (int)c.SharedBytes).Clear();
         if (_kernel.Collectives.Length == 0)
@@ -372,7 +372,7 @@ internal sealed unsafe class BlockState : IDisposable
 
     /// <summary>What the last block run printed, and how many characters of it were dropped; null when nothing.</summary>
     public (string Text, long Dropped)? TakeOutput()
-        => _context.Output.Length == 0 && _context.Dropped == 0 ? null : (_context.Output.ToString(), _context.Dropped);
+        => (_context.Output?.Length ?? 0) == 0 && _context.Dropped == 0 ? null : (_context.Output?.ToString() ?? "", _context.Dropped);
 
     public int Threads => _threads;
 

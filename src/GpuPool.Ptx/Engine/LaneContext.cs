@@ -43,7 +43,7 @@ internal sealed unsafe class LaneContext
     public ulong StackTop;
 
     /// <summary>What the threads of the block being run printed (device printf), in the order they printed it.</summary>
-    public System.Text.StringBuilder Output = new();
+    public System.Text.StringBuilder? Output;
     public byte* Params;
     public ulong ParamBytes;
     public ulong[] Symbols = [];
@@ -196,6 +196,7 @@ internal sealed unsafe class LaneContext
             ReadString(c, (ulong)format, site),
             (offset, size) => ReadScalar(c, (ulong)arguments + (ulong)offset, size, site),
             address => ReadString(c, address, site));
+        c.Output ??= new();
         if (c.Output.Length + text.Length <= DevicePrintf.LaunchLimit)
         {
             c.Output.Append(text);

@@ -162,7 +162,8 @@ public sealed class PtxKernel
             var workers = (int)Math.Min(Math.Max(1, launch.Parallelism), blocks);
             Exception? failure = null;
             var run = (nint)block;
-            var printed = new System.Collections.Concurrent.ConcurrentDictionary<long, (string Text, long Dropped)>();
+            // Made when a block first prints: most launches print nothing, and a concurrent dictionary is not free.
+            System.Collections.Concurrent.ConcurrentDictionary<long, (string Text, long Dropped)>? printed = null;
 
             void Work()
             {
@@ -191,7 +192,7 @@ public sealed class PtxKernel
             {
                 if (launch.Printf is not null && state.TakeOutput() is { } output)
                 {
-                    printed[b] = output;
+                    LazyInitializer.EnsureInitialized(ref printed)[b] = output;
                 }
             }
 
@@ -206,7 +207,7 @@ public sealed class PtxKernel
                 Task.WaitAll(threads);
             }
 
-            if (!printed.IsEmpty)
+            if (printed is { IsEmpty: false })
             {
                 launch.Printf!(Printed(printed));
             }
