@@ -22,9 +22,10 @@ public sealed record PtxLaunch(
 }
 
 /// <summary>
-/// A PTX module read for the cpu backend. Each kernel is compiled to .NET code the first time it is launched (a library
-/// carries thousands that a program never launches); what the engine does not run is refused then, naming the
-/// instruction, the kernel and the line. <see cref="CompileAll"/> compiles every kernel at once.
+/// A PTX module read for the cpu backend. <see cref="CheckAll"/> tells at load whether the engine runs every kernel
+/// (refusing the first it does not, naming the instruction, the kernel and the line); each kernel's code is kept from its
+/// first launch on, since a library carries hundreds of kernels a program never launches and their code is large.
+/// <see cref="CompileAll"/> compiles and keeps every kernel at once.
 /// </summary>
 public sealed class PtxModuleProgram
 {
@@ -66,6 +67,35 @@ public sealed class PtxModuleProgram
 
         return this;
     }
+
+    /// <summary>
+    /// Checks that the engine runs every kernel, compiling on up to <paramref name="parallelism"/> threads and keeping
+    /// nothing; <see cref="PtxNotSupportedException"/> for the first kernel of the module (in its order) it does not run.
+    /// </summary>
+    public void CheckAll(int parallelism)
+    {
+        var kernels = _kernels.Values.ToArray();
+        var refusals = new PtxNotSupportedException?[kernels.Length];
+
+        // Break(i) lets every kernel before i finish its check, so the refusal reported is the module's first, whatever the threads' order.
+        Parallel.For(0, kernels.Length, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, parallelism) }, (i, loop) =>
+        {
+            try
+            {
+                kernels[i].Check();
+            }
+            catch (PtxNotSupportedException ex)
+            {
+                refusals[i] = ex;
+                loop.Break();
+            }
+        });
+
+        if (refusals.FirstOrDefault(r => r is not null) is { } first)
+        {
+            throw first;
+        }
+    }
 }
 
 /// <summary>A compiled kernel: launched with a parameter block laid out as cuLaunchKernel lays it out.</summary>
@@ -73,10 +103,14 @@ public sealed class PtxKernel
 {
     private readonly Lazy<CompiledKernel> _compiled;
 
+    private readonly ModuleLayout _layout;
+    private readonly PtxFunction _function;
+
     internal PtxKernel(ModuleLayout layout, PtxFunction function)
     {
         Name = function.Name;
         ParameterBytes = KernelCompiler.ParameterLayout(function).Bytes;
+        (_layout, _function) = (layout, function);
         _compiled = new Lazy<CompiledKernel>(() => KernelCompiler.Compile(layout, function));
     }
 
@@ -86,6 +120,18 @@ public sealed class PtxKernel
 
     /// <summary>Compiles the kernel if it is not yet; <see cref="PtxNotSupportedException"/> if the engine does not run it.</summary>
     public void EnsureCompiled() => _ = _compiled.Value;
+
+    /// <summary>
+    /// Compiles the kernel to see that the engine runs it, and lets the code go (it is compiled again at the first launch);
+    /// <see cref="PtxNotSupportedException"/> if the engine does not run it.
+    /// </summary>
+    public void Check()
+    {
+        if (!_compiled.IsValueCreated)
+        {
+            _ = KernelCompiler.Compile(_layout, _function);
+        }
+    }
 
     /// <summary>
     /// Runs the launch to its end, its blocks spread over <see cref="PtxLaunch.Parallelism"/> workers. <paramref name="symbols"/>
