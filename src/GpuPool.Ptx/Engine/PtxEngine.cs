@@ -70,7 +70,8 @@ public sealed class PtxModuleProgram
 
     /// <summary>
     /// Checks that the engine runs every kernel, compiling on up to <paramref name="parallelism"/> threads and keeping
-    /// nothing; <see cref="PtxNotSupportedException"/> for the first kernel of the module (in its order) it does not run.
+    /// nothing; <see cref="PtxNotSupportedException"/> for the first kernel of the module (in its order) it does not run
+    /// or cannot compile.
     /// </summary>
     public void CheckAll(int parallelism)
     {
@@ -84,9 +85,12 @@ public sealed class PtxModuleProgram
             {
                 kernels[i].Check();
             }
-            catch (PtxNotSupportedException ex)
+            catch (Exception ex)
             {
-                refusals[i] = ex;
+                // What the compiler throws other than a refusal (IL it cannot finish, as for a branch to a label the
+                // kernel never defines) is the module's fault too, and the load says so naming the kernel.
+                refusals[i] = ex as PtxNotSupportedException
+                    ?? new PtxNotSupportedException($"kernel {kernels[i].Name}: the cpu backend's PTX engine cannot compile it ({ex.Message})");
                 loop.Break();
             }
         });

@@ -157,6 +157,20 @@ public sealed class ModuleTests
     }
 
     [Fact]
+    public async Task A_module_whose_kernel_the_engine_cannot_compile_is_refused_at_load_naming_the_kernel()
+    {
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+        var ptx = OwnPtx.Module(OwnPtx.Fill(), ".visible .entry jumps_nowhere(.param .u64 p)\n{\n\tbra.uni $L__nowhere;\n\tret;\n}\n");
+
+        var e = Assert.Throws<DeviceException>(() => context.LoadModule(ptx));
+
+        Assert.Equal(DeviceErrorCode.NotSupported, e.Code);
+        Assert.StartsWith("kernel jumps_nowhere", e.Message, StringComparison.Ordinal);
+        Assert.Equal((0UL, 0), (context.MemoryUsed, context.Allocations.Count));
+    }
+
+    [Fact]
     public async Task A_refused_module_leaves_nothing_behind_and_the_next_load_works()
     {
         var device = Dev.Device();
