@@ -171,6 +171,19 @@ public sealed class ModuleTests
     }
 
     [Fact]
+    public async Task A_module_whose_body_the_engine_cannot_read_is_refused_at_load_naming_the_line_and_column()
+    {
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+        var ptx = OwnPtx.Module(".visible .entry garbled(.param .u64 p)\n{\n\tadd.s32 %r1, , [;\n\tret;\n}\n");
+
+        var e = Assert.Throws<DeviceException>(() => context.LoadModule(ptx));
+
+        Assert.Equal(DeviceErrorCode.NotSupported, e.Code);
+        Assert.StartsWith("the cpu backend's PTX engine cannot read the module: line 8, column 15: expected an operand", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_refused_module_leaves_nothing_behind_and_the_next_load_works()
     {
         var device = Dev.Device();
