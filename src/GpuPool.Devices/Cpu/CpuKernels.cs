@@ -113,9 +113,9 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
             throw ContextErrors.NoKernel(moduleId, name);
         }
 
-        if (m.Builtin)
+        if (m.Builtin && BuiltinKernels.All.TryGetValue(name, out var builtinKernel))
         {
-            return new CpuFunction(moduleId, BuiltinKernels.All[name]);
+            return new CpuFunction(moduleId, builtinKernel);
         }
 
         if (m.Program is { } compiled && compiled.Kernels.TryGetValue(name, out var kernel))
@@ -123,7 +123,7 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
             return new EngineFunction(moduleId, m, kernel, signature.ToString());
         }
 
-        // Found, so the program can go on, but not run: SASS, or an entry its PTX declares without a body.
+        // Found, so the program can go on, but not run: SASS, or an entry (of a fat binary's cubin) its PTX has no body for.
         var reason = m.SassOnly
             ? $"the cpu backend cannot run kernel {name}: its module carries SASS only, no PTX (build it with PTX too: nvcc -gencode arch=compute_XX,code=compute_XX)"
             : $"the cpu backend cannot run kernel {name}: its module's PTX has no body for it";
