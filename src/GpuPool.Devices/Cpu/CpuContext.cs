@@ -28,6 +28,7 @@ internal sealed class CpuContext : IContextRuntime
             Parallelism = Math.Max(1, (int)Math.Round(device.MultiprocessorCount * options.ComputeShare / 1000.0)),
             SharedLimit = (ulong)device.Attributes[8],
             Deadline = device.KernelDeadline,
+            CacheScope = options.LeaseId,
         };
         return new DeviceContext(device, leases, options, new ContextBackend(allocations, memory, memory, kernels, new CpuContext()));
     }

@@ -10,10 +10,9 @@ using GpuPool.Ptx.Syntax;
 namespace GpuPool.Devices.Cpu;
 
 /// <summary>
-/// A cpu context's modules and launches. Any PTX module loads, with its variables in the lease's host memory, and its
-/// kernels are found by name; what runs is the built-in kernel library — the whole library, or a PTX module whose entries
-/// are all built-in kernels — as C# over the lease's host memory. Launching any other kernel fails with NotSupported, at
-/// the launch, so a program that loads every module it has at start (as the CUDA runtime does) gets that far.
+/// A cpu context's modules and launches. The built-in kernel library — loaded as such, or as its exact PTX image — runs
+/// as C# over the lease's host memory; any other PTX module runs on the PTX engine, whatever its kernels are named, so it
+/// does what its PTX says. A module the engine cannot run all of is refused at its load, naming what it does not run.
 /// </summary>
 internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
 {
@@ -23,12 +22,19 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     /// <summary>The shared memory a block may have, static and dynamic together (the device's MAX_SHARED_MEMORY_PER_BLOCK).</summary>
     public ulong SharedLimit { get; init; } = 48 * 1024;
 
-    public IKernelModule LoadBuiltinModule() => new CpuModule(null, AllBuiltin: true);
+    /// <summary>
+    /// Whose modules share compiled code (<see cref="PtxProgramCache"/>): the lease's own, so that how fast a load is
+    /// never tells one tenant what another loaded.
+    /// </summary>
+    public string CacheScope { get; init; } = "";
+
+    public IKernelModule LoadBuiltinModule() => new CpuModule(null, Builtin: true);
 
     /// <summary>
-    /// A PTX image, or a fat binary's PTX entry. A cubin, or a fat binary of SASS only, loads too (the CUDA runtime loads
-    /// every module a program and its libraries carry at start), but none of its kernels runs: the cpu backend has no use
-    /// for SASS. A fat binary with no code at all is refused.
+    /// A PTX image, or a fat binary's PTX entry: every kernel is checked by the engine now (its code is kept from its
+    /// first launch), and the first it does not run fails the load with NotSupported. A cubin, or a fat binary of SASS
+    /// only, loads (the CUDA runtime loads every module a program and its libraries carry at start), but none of its
+    /// kernels runs: the cpu backend has no use for SASS. A fat binary with no code at all is refused.
     /// </summary>
     public IKernelModule LoadModule(ReadOnlySpan<byte> image, ModuleRead read)
     {
@@ -38,22 +44,32 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
             throw new DeviceException(DeviceErrorCode.NotSupported, "the fat binary holds no code: neither PTX nor a cubin");
         }
 
-        var allBuiltin = module.Ptx is not null && module.Kernels.Keys.All(BuiltinKernels.All.ContainsKey);
-        if (module.Ptx is null || allBuiltin)
+        if (module.Ptx is null)
         {
-            return new CpuModule(module.Kernels, allBuiltin, SassOnly: module.Ptx is null);
+            return new CpuModule(module.Kernels, Builtin: false, SassOnly: true);
         }
 
-        // The program's own kernels run on the PTX engine. A module the engine cannot run still loads (the CUDA runtime
-        // loads every module a program and its libraries carry), and the launch of its kernels fails with the reason.
+        if (BuiltinModule.IsBuiltinPtx(module.Ptx))
+        {
+            return new CpuModule(module.Kernels, Builtin: true);
+        }
+
+        PtxModuleProgram program;
         try
         {
-            return new CpuModule(module.Kernels, AllBuiltin: false) { Program = PtxProgramCache.Get(module.Ptx) };
+            program = PtxProgramCache.Get(CacheScope, module.Ptx);
+            program.CheckAll(Parallelism);
         }
-        catch (Exception ex) when (ex is PtxNotSupportedException or PtxSyntaxException)
+        catch (PtxNotSupportedException ex)
         {
-            return new CpuModule(module.Kernels, AllBuiltin: false) { Refusal = ex.Message };
+            throw new DeviceException(DeviceErrorCode.NotSupported, ex.Message, ex);
         }
+        catch (PtxSyntaxException ex)
+        {
+            throw new DeviceException(DeviceErrorCode.NotSupported, $"the cpu backend's PTX engine cannot read the module: {ex.Message}", ex);
+        }
+
+        return new CpuModule(module.Kernels, Builtin: false) { Program = program };
     }
 
     /// <summary>Each variable in host memory of its own, aligned as it asks and initialized from its initializer.</summary>
@@ -109,9 +125,9 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
             throw ContextErrors.NoKernel(moduleId, name);
         }
 
-        if (m.AllBuiltin)
+        if (m.Builtin && BuiltinKernels.All.TryGetValue(name, out var builtinKernel))
         {
-            return new CpuFunction(moduleId, BuiltinKernels.All[name]);
+            return new CpuFunction(moduleId, builtinKernel);
         }
 
         if (m.Program is { } compiled && compiled.Kernels.TryGetValue(name, out var kernel))
@@ -119,14 +135,10 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
             return new EngineFunction(moduleId, m, kernel, signature.ToString());
         }
 
-        // A kernel of the program's own: found, so the program can go on, but not run. A kernel named like a built-in one
-        // in such a module is the program's own code too, which may do something else.
-        var reason = m.Refusal is { } refusal ? $"the cpu backend cannot run kernel {name}: {refusal}"
-            : m.SassOnly
+        // Found, so the program can go on, but not run: SASS, or an entry (of a fat binary's cubin) its PTX has no body for.
+        var reason = m.SassOnly
             ? $"the cpu backend cannot run kernel {name}: its module carries SASS only, no PTX (build it with PTX too: nvcc -gencode arch=compute_XX,code=compute_XX)"
-            : BuiltinKernels.All.ContainsKey(name)
-            ? $"the cpu backend cannot run kernel {name} of module {moduleId} yet: it runs GpuPool's built-in kernels only from a module whose kernels are all built-in, and this module has others (a PTX engine is coming)"
-            : $"the cpu backend cannot run kernel {name} yet: it runs only GpuPool's built-in kernels (a PTX engine is coming)";
+            : $"the cpu backend cannot run kernel {name}: its module's PTX has no body for it";
         return new UnrunnableFunction(moduleId, name, signature.ToString(), reason);
     }
 
@@ -197,14 +209,12 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     }
 
     /// <summary>
-    /// A module: its PTX entries (null: the whole built-in library), whether they are all built-in kernels (then they run
-    /// as C#), or its kernels compiled by the PTX engine, or why the engine refused them.
+    /// A module: its entries (null: the whole built-in library), whether it is the built-in library (its kernels run as
+    /// C#), or its kernels as the PTX engine runs them, or SASS only.
     /// </summary>
-    private sealed record CpuModule(IReadOnlyDictionary<string, KernelSignature>? Entries, bool AllBuiltin, bool SassOnly = false) : IKernelModule
+    private sealed record CpuModule(IReadOnlyDictionary<string, KernelSignature>? Entries, bool Builtin, bool SassOnly = false) : IKernelModule
     {
         public PtxModuleProgram? Program { get; init; }
-
-        public string? Refusal { get; init; }
 
         /// <summary>The device addresses of the program's variables, in its order, once placed.</summary>
         public ulong[] Symbols { get; set; } = [];
@@ -236,7 +246,7 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     }
 
     /// <summary>
-    /// A kernel the cpu backend finds but cannot run yet: its launch fails with <see cref="Reason"/>. Its parameter block
+    /// A kernel the cpu backend finds but cannot run: its launch fails with <see cref="Reason"/>. Its parameter block
     /// goes unchecked, so that the launch's answer is that reason, whatever the block.
     /// </summary>
     private sealed record UnrunnableFunction(ulong Module, string Name, string Signature, string Reason) : IKernelFunction

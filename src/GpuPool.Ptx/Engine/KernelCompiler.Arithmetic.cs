@@ -570,6 +570,11 @@ internal sealed partial class KernelCompiler
 
     private void EmitCvt(PtxInstruction i)
     {
+        if (TryEmitPairCvt(i))
+        {
+            return;
+        }
+
         RequireOperands(i, 2);
         var types = i.Modifiers.Where(m => Types.Contains(m)).ToArray();
         if (types.Length != 2)

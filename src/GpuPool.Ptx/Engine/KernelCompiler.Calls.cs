@@ -57,6 +57,7 @@ internal sealed partial class KernelCompiler
         _il.Emit(OpCodes.Ldc_I4, Stopped);
         _il.Emit(OpCodes.Ret);
         CheckFrame();
+        CheckLabels();
     }
 
     private void RefuseShared(IReadOnlyList<PtxStatement> body)

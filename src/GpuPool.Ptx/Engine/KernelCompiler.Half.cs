@@ -201,4 +201,53 @@ internal sealed partial class KernelCompiler
         _il.MarkLabel(done);
         Store(i.Operands[0], "b32");
     }
+
+    /// <summary>
+    /// The pair conversions: two f32 into an f16x2, bf16x2, e4m3x2 or e5m2x2 (<c>cvt.rn.f16x2.f32 d, a, b</c>, a into
+    /// the upper half), and an e4m3x2 or e5m2x2 into an f16x2. False when <paramref name="i"/> is another cvt.
+    /// </summary>
+    private bool TryEmitPairCvt(PtxInstruction i)
+    {
+        var pairs = i.Modifiers.Where(m => m is "f16x2" or "bf16x2" or "e4m3x2" or "e5m2x2").ToArray();
+        if (pairs.Length == 0)
+        {
+            return false;
+        }
+
+        var (relu, satfinite) = (i.Has("relu"), i.Has("satfinite"));
+        if (i.Operands.Count == 3 && pairs.Length == 1 && i.Has("f32"))
+        {
+            Load(i.Operands[1], "f32");
+            Load(i.Operands[2], "f32");
+            if (pairs[0] is "e4m3x2" or "e5m2x2")
+            {
+                _il.Emit(pairs[0] == "e4m3x2" ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
+                _il.Emit(relu ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
+                _il.Emit(satfinite ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
+                Call(typeof(Fp8), nameof(Fp8.PairFromF32), typeof(float), typeof(float), typeof(bool), typeof(bool), typeof(bool));
+                Store(i.Operands[0], "b16");
+                return true;
+            }
+
+            _il.Emit(pairs[0] == "bf16x2" ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
+            _il.Emit(OpCodes.Ldc_I4, (int)Rounding(i));
+            _il.Emit(relu ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
+            _il.Emit(satfinite ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
+            Call(typeof(Fp8), nameof(Fp8.HalfPairFromF32), typeof(float), typeof(float), typeof(bool), typeof(FloatRounding), typeof(bool), typeof(bool));
+            Store(i.Operands[0], "b32");
+            return true;
+        }
+
+        if (i.Operands.Count == 2 && pairs is ["f16x2", "e4m3x2" or "e5m2x2"])
+        {
+            Load(i.Operands[1], "b16");
+            _il.Emit(pairs[1] == "e4m3x2" ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
+            _il.Emit(relu ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
+            Call(typeof(Fp8), nameof(Fp8.PairToF16), typeof(ushort), typeof(bool), typeof(bool));
+            Store(i.Operands[0], "b32");
+            return true;
+        }
+
+        throw Refuse($"the conversion cvt.{string.Join('.', i.Modifiers)} with {i.Operands.Count} operands");
+    }
 }

@@ -47,6 +47,7 @@ internal sealed partial class KernelCompiler
     private readonly List<Dictionary<string, Register>> _scopes = [];
     private readonly Dictionary<string, Label> _labels = new(StringComparer.Ordinal);
     private readonly HashSet<string> _marked = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _labelLines = new(StringComparer.Ordinal);
     private readonly List<CollectiveSite> _collectives = [];
     private readonly List<Label> _resumeLabels = [];
     private readonly List<(Label Spill, PtxInstruction At)> _spills = [];
@@ -86,18 +87,26 @@ internal sealed partial class KernelCompiler
     }
 
     /// <summary>Compiles <paramref name="function"/>, or refuses it naming the first instruction the engine does not run.</summary>
-    public static CompiledKernel Compile(ModuleLayout module, PtxFunction function)
+    public static CompiledKernel Compile(ModuleLayout module, PtxFunction function) => Compile(module, function, keep: true)!;
+
+    /// <summary>
+    /// Compiles <paramref name="function"/> only to see that the engine runs it (the check at module load): the IL is
+    /// made, and so every refusal found, but no vector code and no delegate.
+    /// </summary>
+    public static void Check(ModuleLayout module, PtxFunction function) => Compile(module, function, keep: false);
+
+    private static CompiledKernel? Compile(ModuleLayout module, PtxFunction function, bool keep)
     {
         var method = new DynamicMethod("ptx_" + function.Name, typeof(int), [typeof(LaneContext), typeof(int)], typeof(LaneContext).Module, skipVisibility: true);
         var compiler = new KernelCompiler(module, function, new CompileUnit { Kernel = function.Name }, method);
-        return compiler.Build();
+        return compiler.Build(keep);
     }
 
     /// <summary>Compiles a function a kernel calls into <paramref name="method"/>, in the kernel's unit.</summary>
     internal static void CompileFunction(ModuleLayout module, PtxFunction function, CompileUnit unit, DynamicMethod method)
         => new KernelCompiler(module, function, unit, method).BuildFunction();
 
-    private CompiledKernel Build()
+    private CompiledKernel? Build(bool keep)
     {
         var parameters = LayParameters();
         PlaceShared(_function.Body ?? []);
@@ -171,6 +180,12 @@ internal sealed partial class KernelCompiler
         _il.Emit(OpCodes.Br, start);
 
         CheckFrame();
+        CheckLabels();
+        if (!keep)
+        {
+            return null;
+        }
+
         var vector = _vectorEntries && exact && _liveness!.Registers == _registers.Count && !_unit.Calls
             ? SimdCompiler.TryCompile(_module, _function, _liveness, _registers.Count, _windowVariables.ToDictionary(w => w.Key, w => (w.Value.Space, w.Value.Offset)), parameters.Bytes, numbers, _unit)
             : null;
@@ -344,9 +359,22 @@ internal sealed partial class KernelCompiler
         {
             label = _il.DefineLabel();
             _labels[name] = label;
+            _labelLines[name] = _current?.Line ?? 0;
         }
 
         return label;
+    }
+
+    /// <summary>A branch to a label the body never defines is the module's fault, refused naming it.</summary>
+    private void CheckLabels()
+    {
+        foreach (var (name, line) in _labelLines)
+        {
+            if (!_marked.Contains(name))
+            {
+                throw Refuse(line, $"a branch to {name}, which the kernel does not define");
+            }
+        }
     }
 
     private Register? Find(string name)

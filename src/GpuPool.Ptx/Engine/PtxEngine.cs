@@ -32,13 +32,15 @@ public sealed record PtxLaunch(
 }
 
 /// <summary>
-/// A PTX module read for the cpu backend. Each kernel is compiled to .NET code the first time it is launched (a library
-/// carries thousands that a program never launches); what the engine does not run is refused then, naming the
-/// instruction, the kernel and the line. <see cref="CompileAll"/> compiles every kernel at once.
+/// A PTX module read for the cpu backend. <see cref="CheckAll"/> tells at load whether the engine runs every kernel
+/// (refusing the first it does not, naming the instruction, the kernel and the line); each kernel's code is kept from its
+/// first launch on, since a library carries hundreds of kernels a program never launches and their code is large.
+/// <see cref="CompileAll"/> compiles and keeps every kernel at once.
 /// </summary>
 public sealed class PtxModuleProgram
 {
     private readonly Dictionary<string, PtxKernel> _kernels;
+    private object? _verdict;
 
     private PtxModuleProgram(IReadOnlyList<string> variables, Dictionary<string, PtxKernel> kernels)
     {
@@ -76,6 +78,51 @@ public sealed class PtxModuleProgram
 
         return this;
     }
+
+    /// <summary>
+    /// Checks that the engine runs every kernel, compiling on up to <paramref name="parallelism"/> threads and keeping
+    /// nothing; <see cref="PtxNotSupportedException"/> for the first kernel of the module (in its order) it does not run
+    /// or cannot compile.
+    /// </summary>
+    public void CheckAll(int parallelism)
+    {
+        // Once per program: a module loaded again (PtxProgramCache) gets the same verdict at once.
+        lock (_kernels)
+        {
+            _verdict ??= Verdict(parallelism);
+        }
+
+        if (_verdict is PtxNotSupportedException refusal)
+        {
+            throw refusal;
+        }
+    }
+
+    /// <summary>The first refusal in the module's order, or a non-exception marker when the engine runs every kernel.</summary>
+    private object Verdict(int parallelism)
+    {
+        var kernels = _kernels.Values.ToArray();
+        var refusals = new PtxNotSupportedException?[kernels.Length];
+
+        // Break(i) lets every kernel before i finish its check, so the refusal reported is the module's first, whatever the threads' order.
+        Parallel.For(0, kernels.Length, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, parallelism) }, (i, loop) =>
+        {
+            try
+            {
+                kernels[i].Check();
+            }
+            catch (Exception ex)
+            {
+                // What the compiler throws other than a refusal (IL it cannot finish, as for a branch to a label the
+                // kernel never defines) is the module's fault too, and the load says so naming the kernel.
+                refusals[i] = ex as PtxNotSupportedException
+                    ?? new PtxNotSupportedException($"kernel {kernels[i].Name}: the cpu backend's PTX engine cannot compile it ({ex.Message})");
+                loop.Break();
+            }
+        });
+
+        return refusals.FirstOrDefault(r => r is not null) ?? (object)"every kernel runs";
+    }
 }
 
 /// <summary>A compiled kernel: launched with a parameter block laid out as cuLaunchKernel lays it out.</summary>
@@ -84,10 +131,14 @@ public sealed class PtxKernel
 {
     private readonly Lazy<CompiledKernel> _compiled;
 
+    private readonly ModuleLayout _layout;
+    private readonly PtxFunction _function;
+
     internal PtxKernel(ModuleLayout layout, PtxFunction function)
     {
         Name = function.Name;
         ParameterBytes = KernelCompiler.ParameterLayout(function).Bytes;
+        (_layout, _function) = (layout, function);
         _compiled = new Lazy<CompiledKernel>(() => KernelCompiler.Compile(layout, function));
     }
 
@@ -100,6 +151,18 @@ public sealed class PtxKernel
 
     /// <summary>Compiles the kernel if it is not yet; <see cref="PtxNotSupportedException"/> if the engine does not run it.</summary>
     public void EnsureCompiled() => _ = _compiled.Value;
+
+    /// <summary>
+    /// Compiles the kernel to see that the engine runs it, and lets the code go (it is compiled again at the first launch);
+    /// <see cref="PtxNotSupportedException"/> if the engine does not run it.
+    /// </summary>
+    public void Check()
+    {
+        if (!_compiled.IsValueCreated)
+        {
+            KernelCompiler.Check(_layout, _function);
+        }
+    }
 
     /// <summary>
     /// Runs the launch to its end, its blocks spread over <see cref="PtxLaunch.Parallelism"/> workers. <paramref name="symbols"/>

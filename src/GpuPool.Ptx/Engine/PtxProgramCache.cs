@@ -5,9 +5,10 @@ using System.Text;
 namespace GpuPool.Ptx.Engine;
 
 /// <summary>
-/// Modules read once per distinct text, by its SHA-256: a program that loads the same module again (every run of the
-/// same binary, every lease of the same job) gets the kernels already compiled. Entries are weak: a module nobody has
-/// loaded any more is collected like anything else.
+/// Modules read (and checked) once per distinct text in a scope, by its SHA-256: a lease that loads the same module
+/// again gets the kernels already compiled and the load's verdict at once. The scope is the caller's (the cpu backend
+/// uses the lease), so that how long a load takes never tells one tenant what another has loaded. Entries are weak: a
+/// module nobody has loaded any more is collected like anything else.
 /// </summary>
 public static class PtxProgramCache
 {
@@ -15,10 +16,10 @@ public static class PtxProgramCache
     private static readonly Lock Gate = new();
     private static int _loads;
 
-    /// <summary>The program for <paramref name="ptx"/>, read (and so checked) now unless the same text was read before.</summary>
-    public static PtxModuleProgram Get(string ptx)
+    /// <summary>The program for <paramref name="ptx"/>, read now unless the same text was read before in <paramref name="scope"/>.</summary>
+    public static PtxModuleProgram Get(string scope, string ptx)
     {
-        var key = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ptx)));
+        var key = scope + ":" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ptx)));
         if (Programs.TryGetValue(key, out var weak) && weak.TryGetTarget(out var cached))
         {
             return cached;

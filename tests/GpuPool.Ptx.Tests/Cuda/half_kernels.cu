@@ -51,3 +51,24 @@ extern "C" __global__ void bf16_ops(const __nv_bfloat16* a, const __nv_bfloat16*
     }
 }
 #endif
+
+// Pair conversions: two floats into an f16x2 (sm_80 writes cvt.rn.f16x2.f32), and into e4m3x2 / e5m2x2 and back to
+// f16x2 (sm_89 and later: cvt.rn.satfinite.e4m3x2.f32, cvt.rn.f16x2.e4m3x2).
+#include <cuda_fp8.h>
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 890
+extern "C" __global__ void pair_cvt(const float* a, const float* b, unsigned int* halves, unsigned short* e4m3, unsigned short* e5m2,
+                                    unsigned int* back, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+    {
+        __half2 h = __floats2half2_rn(a[i], b[i]);
+        halves[i] = *reinterpret_cast<unsigned int*>(&h);
+        float2 f = make_float2(b[i], a[i]);
+        e4m3[i] = __nv_cvt_float2_to_fp8x2(f, __NV_SATFINITE, __NV_E4M3);
+        e5m2[i] = __nv_cvt_float2_to_fp8x2(f, __NV_NOSAT, __NV_E5M2);
+        __half2_raw r = __nv_cvt_fp8x2_to_halfraw2(e4m3[i], __NV_E4M3);
+        back[i] = (unsigned int)r.x | ((unsigned int)r.y << 16);
+    }
+}
+#endif

@@ -97,4 +97,23 @@ public sealed class HalfPrecisionTests(Nvcc nvcc) : IClassFixture<Nvcc>
         });
         Assert.Equal(expected, memory.Download<ushort>(pout, N * 4));
     }
+
+    [Fact]
+    public void Pair_conversions_of_two_floats_into_f16x2_and_e4m3x2_and_back_round_to_the_nearest()
+    {
+        using var memory = new HostMemory();
+        var random = new Random(11);
+        float F() => (float)(Math.ScaleB(random.NextDouble() + 0.5, random.Next(-12, 10)) * (random.Next(2) * 2 - 1));
+        var (a, b) = (Enumerable.Range(0, N).Select(_ => F()).ToArray(), Enumerable.Range(0, N).Select(_ => F()).ToArray());
+        var (halves, e4m3, e5m2, back) = (memory.Upload(new uint[N]), memory.Upload(new ushort[N]), memory.Upload(new ushort[N]), memory.Upload(new uint[N]));
+
+        Module("sm_90").Kernels["pair_cvt"].Launch(Launch(memory), new Params().Add(memory.Upload(a)).Add(memory.Upload(b)).Add(halves).Add(e4m3).Add(e5m2).Add(back).Add(N).ToArray(), []);
+
+        uint Half(float v) => BitConverter.HalfToUInt16Bits((Half)v);
+        Assert.Equal(Enumerable.Range(0, N).Select(i => Half(a[i]) | (Half(b[i]) << 16)), memory.Download<uint>(halves, N));
+        var fp8 = memory.Download<ushort>(e4m3, N);
+        Assert.Equal(Enumerable.Range(0, N).Select(i => (ushort)(Fp8.ToE4M3(b[i], false, true) | (Fp8.ToE4M3(a[i], false, true) << 8))), fp8);
+        Assert.Equal(Enumerable.Range(0, N).Select(i => (ushort)(Fp8.ToE5M2(b[i], false, false) | (Fp8.ToE5M2(a[i], false, false) << 8))), memory.Download<ushort>(e5m2, N));
+        Assert.Equal(fp8.Select(p => Half((float)Fp8.FromE4M3((byte)p)) | (Half((float)Fp8.FromE4M3((byte)(p >> 8))) << 16)), memory.Download<uint>(back, N));
+    }
 }

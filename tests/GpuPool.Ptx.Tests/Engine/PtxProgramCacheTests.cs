@@ -11,8 +11,8 @@ public sealed class PtxProgramCacheTests
     {
         var text = Module("cached_" + Guid.NewGuid().ToString("N"));
 
-        var first = PtxProgramCache.Get(text);
-        var second = PtxProgramCache.Get(new string(text.AsSpan()));
+        var first = PtxProgramCache.Get("lease-a", text);
+        var second = PtxProgramCache.Get("lease-a", new string(text.AsSpan()));
 
         Assert.Same(first, second);
         Assert.Same(first.Kernels.Values.Single(), second.Kernels.Values.Single());
@@ -21,9 +21,17 @@ public sealed class PtxProgramCacheTests
     [Fact]
     public void Different_texts_get_different_programs()
     {
-        var a = PtxProgramCache.Get(Module("a_" + Guid.NewGuid().ToString("N")));
-        var b = PtxProgramCache.Get(Module("b_" + Guid.NewGuid().ToString("N")));
+        var a = PtxProgramCache.Get("lease-a", Module("a_" + Guid.NewGuid().ToString("N")));
+        var b = PtxProgramCache.Get("lease-a", Module("b_" + Guid.NewGuid().ToString("N")));
 
         Assert.NotSame(a, b);
+    }
+
+    [Fact]
+    public void The_same_text_in_another_scope_gets_a_program_of_its_own()
+    {
+        var text = Module("scoped_" + Guid.NewGuid().ToString("N"));
+
+        Assert.NotSame(PtxProgramCache.Get("lease-a", text), PtxProgramCache.Get("lease-b", text));
     }
 }
