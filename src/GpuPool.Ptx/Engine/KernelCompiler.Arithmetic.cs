@@ -761,6 +761,34 @@ internal sealed partial class KernelCompiler
         }
     }
 
+    /// <summary>dp4a and dp2a: byte (and half-word) dot products accumulated into 32 bits.</summary>
+    private void EmitDotProduct(PtxInstruction i)
+    {
+        RequireOperands(i, 4);
+        var types = i.Modifiers.Where(m => m is "u32" or "s32").ToArray();
+        if (types.Length != 2)
+        {
+            throw Refuse($"{i.Opcode} without its two types");
+        }
+
+        Load(i.Operands[1], "b32");
+        Load(i.Operands[2], "b32");
+        Load(i.Operands[3], "b32");
+        _il.Emit(types[0] == "s32" ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
+        _il.Emit(types[1] == "s32" ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
+        if (i.Opcode == "dp2a")
+        {
+            _il.Emit(i.Has("hi") ? OpCodes.Ldc_I4_1 : i.Has("lo") ? OpCodes.Ldc_I4_0 : throw Refuse("dp2a without .lo or .hi"));
+            Call(typeof(IntOps), nameof(IntOps.Dp2a), typeof(int), typeof(int), typeof(int), typeof(bool), typeof(bool), typeof(bool));
+        }
+        else
+        {
+            Call(typeof(IntOps), nameof(IntOps.Dp4a), typeof(int), typeof(int), typeof(int), typeof(bool), typeof(bool));
+        }
+
+        Store(i.Operands[0], "b32");
+    }
+
     private void EmitBarrier(PtxInstruction i)
     {
         if (i.Has("warp"))

@@ -52,6 +52,9 @@ internal sealed partial class KernelCompiler
             case "set":
                 EmitSet(i);
                 break;
+            case "dp4a" or "dp2a":
+                EmitDotProduct(i);
+                break;
             case "selp":
                 EmitSelp(i);
                 break;

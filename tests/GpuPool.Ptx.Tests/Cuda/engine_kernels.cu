@@ -121,3 +121,15 @@ extern "C" __global__ void named_barriers(int *out)
         out[64 + t] = halves[64 + (127 - t)];
     }
 }
+
+// Byte dot products (sm_61 on): dp4a signed and unsigned, dp2a low and high.
+extern "C" __global__ void dot_products(const int *a, const int *b, const int *c, int *out, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        out[i * 4 + 0] = __dp4a(a[i], b[i], c[i]);
+        out[i * 4 + 1] = (int)__dp4a((unsigned int)a[i], (unsigned int)b[i], (unsigned int)c[i]);
+        out[i * 4 + 2] = __dp2a_lo(a[i], b[i], c[i]);
+        out[i * 4 + 3] = __dp2a_hi(a[i], b[i], c[i]);
+    }
+}

@@ -169,6 +169,30 @@ public sealed class EngineKernelTests(Nvcc nvcc) : IClassFixture<Nvcc>
     }
 
     [Fact]
+    public void Byte_dot_products_dp4a_and_dp2a_sum_as_the_host_does()
+    {
+        using var memory = new HostMemory();
+        const int n = 500;
+        var random = new Random(61);
+        int[] Values() => Enumerable.Range(0, n).Select(k => k < 8 ? new[] { int.MinValue, int.MaxValue, -1, unchecked((int)0x80808080), 0x7F7F7F7F, 0, 1, 0x01FF80FF }[k] : random.Next(int.MinValue, int.MaxValue)).ToArray();
+        var (a, b, c) = (Values(), Values(), Values());
+        var pout = memory.Upload(Enumerable.Repeat(0, n * 4).ToArray());
+
+        Module().Kernels["dot_products"].Launch(Launch(memory, 2, 256), new Params().Add(memory.Upload(a)).Add(memory.Upload(b)).Add(memory.Upload(c)).Add(pout).Add(n).ToArray(), []);
+
+        static int S8(int x, int k) => (sbyte)(x >> (8 * k));
+        static int U8(int x, int k) => (byte)(x >> (8 * k));
+        var expected = Enumerable.Range(0, n).SelectMany(i => new[]
+        {
+            unchecked(c[i] + Enumerable.Range(0, 4).Sum(k => S8(a[i], k) * S8(b[i], k))),
+            unchecked(c[i] + Enumerable.Range(0, 4).Sum(k => U8(a[i], k) * U8(b[i], k))),
+            unchecked(c[i] + ((short)a[i] * S8(b[i], 0)) + ((short)(a[i] >> 16) * S8(b[i], 1))),
+            unchecked(c[i] + ((short)a[i] * S8(b[i], 2)) + ((short)(a[i] >> 16) * S8(b[i], 3))),
+        });
+        Assert.Equal(expected, memory.Download<int>(pout, n * 4));
+    }
+
+    [Fact]
     public void A_kernel_that_never_ends_is_stopped_at_its_deadline()
     {
         using var memory = new HostMemory();
