@@ -30,6 +30,51 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
 
     public IKernelModule LoadBuiltinModule() => new CpuModule(null, Builtin: true);
 
+    /// <summary>The lease's printf buffer: CUDA's default FIFO size, cudaLimitPrintfFifoSize (1 MiB).</summary>
+    internal const int OutputLimit = 1 << 20;
+
+    private readonly Lock _outputGate = new();
+    private StringBuilder? _output;
+    private long _outputDropped;
+
+    /// <summary>A launch's printed text, kept for the lease until it synchronizes; past the limit, dropped and counted.</summary>
+    private void Printed(string text)
+    {
+        lock (_outputGate)
+        {
+            _output ??= new StringBuilder();
+            var room = OutputLimit - _output.Length;
+            if (text.Length <= room)
+            {
+                _output.Append(text);
+                return;
+            }
+
+            _output.Append(text, 0, Math.Max(0, room));
+            _outputDropped += text.Length - Math.Max(0, room);
+        }
+    }
+
+    public string? TakeOutput()
+    {
+        lock (_outputGate)
+        {
+            if (_output is not { Length: > 0 } && _outputDropped == 0)
+            {
+                return null;
+            }
+
+            var text = _output?.ToString() ?? "";
+            if (_outputDropped > 0)
+            {
+                text += $"[gpupool: {_outputDropped} characters of device printf output did not fit the lease's {OutputLimit}-character buffer and were dropped]\n";
+            }
+
+            (_output, _outputDropped) = (null, 0);
+            return text;
+        }
+    }
+
     /// <summary>
     /// A PTX image, or a fat binary's PTX entry: every kernel is checked by the engine now (its code is kept from its
     /// first launch), and the first it does not run fails the load with NotSupported. A cubin, or a fat binary of SASS
@@ -181,6 +226,7 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
             Parallelism = Parallelism,
             Deadline = Deadline,
             SharedLimit = SharedLimit,
+            Printf = Printed,
         };
         try
         {

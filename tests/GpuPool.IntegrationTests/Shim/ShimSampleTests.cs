@@ -61,6 +61,18 @@ public sealed class ShimSampleTests(PoolFixture pool) : IClassFixture<PoolFixtur
     }
 
     [Fact]
+    public async Task What_a_kernel_prints_comes_out_of_the_programs_stdout_at_the_synchronize_in_its_place()
+    {
+        var run = await GpuPoolRun.RunProgramAsync(pool, _configDir, "device_printf");
+
+        Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
+        var lines = run.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).SkipWhile(l => !l.StartsWith("host:", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(
+            ["host: before the launch", "host: launched, not yet synchronized", "device 0 0", "device 0 1", "device 0 2", "device 1 0", "device 1 1", "device 1 2", "host: synchronized", "PASS device_printf"],
+            lines);
+    }
+
+    [Fact]
     public async Task The_shim_says_why_a_module_was_refused_when_asked_to_log()
     {
         var run = await GpuPoolRun.RunProgramAsync(pool, _configDir, "unsupported_module", "--verbose");
