@@ -125,6 +125,7 @@ extern "C" __global__ void named_barriers(int *out)
 // Byte dot products (sm_61 on): dp4a signed and unsigned, dp2a low and high.
 extern "C" __global__ void dot_products(const int *a, const int *b, const int *c, int *out, int n)
 {
+#if __CUDA_ARCH__ >= 610
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
         out[i * 4 + 0] = __dp4a(a[i], b[i], c[i]);
@@ -132,4 +133,5 @@ extern "C" __global__ void dot_products(const int *a, const int *b, const int *c
         out[i * 4 + 2] = __dp2a_lo(a[i], b[i], c[i]);
         out[i * 4 + 3] = __dp2a_hi(a[i], b[i], c[i]);
     }
+#endif
 }
