@@ -21,7 +21,50 @@ public sealed unsafe class ExportTableTests
         Assert.Equal(13 * sizeof(nint), slots[0]);
         Assert.NotEqual(0, slots[1]);   // module from a fat binary wrapper
         Assert.NotEqual(0, slots[2]);   // primary context
-        Assert.Equal(0, slots[3]);      // nobody has described it
+        Assert.NotEqual(0, slots[3]);   // nobody has described it: a stub that says so
+    }
+
+    [Fact]
+    public void A_slot_nobody_has_described_answers_not_supported_instead_of_being_null()
+    {
+        var table = ExportTables.Tables["{21318C60-9714-3248-8CA6-41FF7324C8F2}"];
+        var slots = (nint*)table.Address;
+        Assert.Equal(77 * sizeof(nint), slots[0]);
+        for (var i = 1; i < 77; i++)
+        {
+            Assert.NotEqual(0, slots[i]);
+        }
+
+        // Called as cuBLAS calls slot 51, with a context, a handle and a place for the answer: nothing is written.
+        nint answer = 0x5151;
+        var slot51 = (delegate* unmanaged<nint, nint, nint*, CuResult>)slots[51];
+        Assert.Equal(CuResult.NotSupported, slot51(0, 0, &answer));
+        Assert.Equal(0x5151, answer);
+        Assert.Equal(CuResult.NotSupported, ((delegate* unmanaged<CuResult>)slots[76])());
+    }
+
+    [Fact]
+    public void Each_stub_knows_its_own_table_and_slot()
+    {
+        var described = RuntimeTables.Layouts().Where(l => l.SizeInSlotZero)
+            .SelectMany(l => Enumerable.Range(1, l.Slots - 1).Where(i => l.Functions.All(f => f.Index != i)).Select(i => (l.Name, l.Uuid, i)))
+            .ToHashSet();
+        _ = ExportTables.Tables;
+        var assigned = Enumerable.Range(0, described.Count).Select(UnknownSlots.Describe).ToHashSet();
+        Assert.Equal(described, assigned);
+    }
+
+    [Fact]
+    public void Tools_thread_state_is_none_as_driver_535_answers()
+    {
+        var table = ExportTables.Tables["{42D85A81-23F6-CB47-8298-F6E78A3AECDC}"];
+        var slots = (nint*)table.Address;
+        Assert.Equal(3 * sizeof(nint), slots[0]);
+        var state = (void*)0x1234;
+        var threadState = (delegate* unmanaged<void**, CuResult>)slots[2];
+        Assert.Equal(CuResult.Success, threadState(&state));
+        Assert.True(state is null);
+        Assert.Equal(CuResult.InvalidValue, threadState(null));
     }
 
     [Fact]

@@ -9,7 +9,8 @@ namespace GpuPool.Shim.Runtime;
 /// asks the driver for by UUID before it makes any public call. NVIDIA documents none of them; what each slot does
 /// was learned from public reverse-engineering work (ZLUDA's dark API module) and from watching cudart 11.8 use
 /// them, and is written here as functions of this shim. A table is an array of function pointers, some tables with
-/// their own size in bytes in slot 0; slots nobody has described stay null, as in the tables those projects serve.
+/// their own size in bytes in slot 0; a slot nobody has described holds a stub that names it in the log and answers
+/// CUDA_ERROR_NOT_SUPPORTED (UnknownSlots), where those projects leave it null.
 /// Tables are keyed by UUID alone: a UUID names one layout, so the tables of newer runtimes (12.x, 13.x) go beside
 /// these under their own UUIDs. A UUID nobody has described is refused with CUDA_ERROR_INVALID_VALUE (what the
 /// driver answers for a table it does not have) and logged once with the UUID.
@@ -53,6 +54,7 @@ internal static unsafe class ExportTables
     private static FrozenDictionary<string, Table> Build()
     {
         var tables = new Dictionary<string, Table>(StringComparer.Ordinal);
+        var built = new List<(TableLayout, nint)>();
         foreach (var layout in RuntimeTables.Layouts())
         {
             var slots = (nint*)NativeMemory.AllocZeroed((nuint)(layout.Slots * sizeof(nint)));
@@ -68,7 +70,10 @@ internal static unsafe class ExportTables
 
             // Never freed: cudart keeps the pointer for the life of the process.
             tables[layout.Uuid] = new Table(layout.Name, (nint)slots, layout.Slots);
+            built.Add((layout, (nint)slots));
         }
+
+        UnknownSlots.Fill(built);
 
         return tables.ToFrozenDictionary(StringComparer.Ordinal);
     }

@@ -26,8 +26,12 @@ internal static unsafe class RuntimeTables
             (12, (nint)(delegate* unmanaged<CuResult>)&LoadCompilers),
         ]));
 
-        // Thread-local storage for profiling tools: size only.
-        layouts.Add(new("{42D85A81-23F6-CB47-8298-F6E78A3AECDC}", "tools TLS", 4, SizeInSlotZero: true, []));
+        // Thread-local storage for profiling tools. cuBLASLt asks slot 2 for the calling thread's tools state before
+        // it picks a GEMM algorithm; driver 535 answers success and null (no tool attached), in a table of 3 slots.
+        layouts.Add(new("{42D85A81-23F6-CB47-8298-F6E78A3AECDC}", "tools TLS", 3, SizeInSlotZero: true,
+        [
+            (2, (nint)(delegate* unmanaged<void**, CuResult>)&ToolsThreadState),
+        ]));
 
         // Buffers the runtime writes its callback state into, for profiling tools to read.
         layouts.Add(new("{A094798C-2E74-2E74-93F2-0800200C0A66}", "tools runtime callback hooks", 7, SizeInSlotZero: true,
@@ -65,6 +69,11 @@ internal static unsafe class RuntimeTables
         [
             (1, (nint)(delegate* unmanaged<uint, ulong, ulong*, CuResult>)&IntegrityCheck.Answer),
         ]));
+
+        // Asked for by cuBLAS 11.8 (cublasLt) before its first GEMM. Nobody has described a slot of it; it is served
+        // at driver 535's length so that each slot the library calls is named in the log (UnknownSlots) rather than
+        // the whole table refused.
+        layouts.Add(new("{21318C60-9714-3248-8CA6-41FF7324C8F2}", "tools context", 77, SizeInSlotZero: true, []));
 
         layouts.Add(new("{263E8860-7CD2-6143-92F6-BBD5006DFA7E}", "context checks", 4, SizeInSlotZero: true,
         [
@@ -187,6 +196,20 @@ internal static unsafe class RuntimeTables
     // The tools' buffers: cudart fills them with callback state that no tool reads here. Zeroed, never freed.
     private static readonly nint LargeHookBuffer = (nint)NativeMemory.AllocZeroed(1024 * sizeof(uint));
     private static readonly nint SmallHookBuffer = (nint)NativeMemory.AllocZeroed(14 * sizeof(uint));
+
+    /// <summary>Tools TLS slot 2: the calling thread's state for a profiling tool; none is ever attached.</summary>
+    [UnmanagedCallersOnly]
+    private static CuResult ToolsThreadState(void** state)
+    {
+        Trace("tools TLS: thread state");
+        if (state is null)
+        {
+            return CuResult.InvalidValue;
+        }
+
+        *state = null;
+        return CuResult.Success;
+    }
 
     [UnmanagedCallersOnly]
     private static void HookBufferLarge(void** buffer, nuint* size) => HookBuffer(buffer, size, LargeHookBuffer, 1024);
