@@ -16,6 +16,9 @@ internal sealed class PtxReferenceEvaluator
     private readonly ulong[] _values;
     private readonly string? _wrongOp;
 
+    /// <summary>CC.CF, the carry (or borrow) flag of the add.cc/sub.cc chains.</summary>
+    private ulong _carry;
+
     /// <param name="program">The program whose registers start as its inputs.</param>
     /// <param name="wrongOp">Only for testing the test: an opcode whose every result the reference gets wrong (low bit flipped).</param>
     public PtxReferenceEvaluator(RandomPtxProgram program, string? wrongOp = null)
@@ -27,12 +30,14 @@ internal sealed class PtxReferenceEvaluator
         }
 
         _wrongOp = wrongOp;
+        _carry = program.InitialCarry?.Value ?? 0;
     }
 
     /// <summary>Each register's value, by slot: the low bits of its width, a predicate as 0 or 1.</summary>
     public IReadOnlyList<ulong> Values => _values;
 
-    public ulong this[Reg r] => _values[r.Slot];
+    /// <summary>The carry flag CC.CF, 0 or 1.</summary>
+    public ulong Carry => _carry;
 
     /// <summary>Whether two values of a register of <paramref name="c"/> are the same to PTX (any two NaNs are).</summary>
     public static bool Same(RegClass c, ulong a, ulong b) => a == b || c switch
@@ -52,6 +57,12 @@ internal sealed class PtxReferenceEvaluator
         if (i.Op == "setp")
         {
             ExecuteSetp(i);
+            return;
+        }
+
+        if (i.Vector)
+        {
+            ExecuteVectorMov(i);
             return;
         }
 
@@ -146,6 +157,8 @@ internal sealed class PtxReferenceEvaluator
                 return A();
             case "selp":
                 return Read(s[2], "pred") != 0 ? A() : B();
+            case "add" or "addc" or "sub" or "subc" or "mad" or "madc" when i.Has("cc") || i.Op.EndsWith('c'):
+                return CarryChain(i, t, w);
             case "add" when i.Has("sat"):
                 return (ulong)Math.Clamp((long)A() + (long)B(), int.MinValue, int.MaxValue);
             case "sub" when i.Has("sat"):
@@ -165,6 +178,29 @@ internal sealed class PtxReferenceEvaluator
                 {
                     var product = i.Has("hi") ? MulHi(A(), B(), t) : A() * B();
                     return Extend(i.Op == "mad" ? product + C() : product, t);
+                }
+
+            case "mul24" or "mad24":
+                {
+                    // The operands' low 24 bits, sign- or zero-extended: a 48-bit product, its low 32 bits or bits 16 to 47.
+                    var a24 = (long)Extend(A(), IsSigned(t) ? "s24" : "u24");
+                    var b24 = (long)Extend(B(), IsSigned(t) ? "s24" : "u24");
+                    var product = (ulong)(a24 * b24);
+                    var part = i.Has("hi") ? Extend(product >> 16, t) : Extend(product, t);
+                    if (i.Op == "mul24")
+                    {
+                        return part;
+                    }
+
+                    return i.Has("sat")
+                        ? (ulong)Math.Clamp((long)part + (long)C(), int.MinValue, int.MaxValue)
+                        : Extend(part + C(), t);
+                }
+
+            case "sad":
+                {
+                    var (a, b) = IsSigned(t) ? ((Int128)(long)A(), (Int128)(long)B()) : ((Int128)A(), (Int128)B());
+                    return Extend((ulong)(a > b ? a - b : b - a) + C(), t);
                 }
 
             case "div":
@@ -275,6 +311,38 @@ internal sealed class PtxReferenceEvaluator
         }
     }
 
+    /// <summary>add.cc/addc, sub.cc/subc, mad.cc/madc: the flag read by the c forms, written by the .cc ones.</summary>
+    private ulong CarryChain(Instr i, string t, int w)
+    {
+        var (a, b) = (Read(i.Srcs[0], t) & Mask(w), Read(i.Srcs[1], t) & Mask(w));
+        var carryIn = i.Op.EndsWith('c') ? _carry : 0;
+        UInt128 result;
+        ulong carryOut;
+        if (i.Op.StartsWith("sub", StringComparison.Ordinal))
+        {
+            result = (UInt128)a - b - carryIn;
+            carryOut = (UInt128)a < (UInt128)b + carryIn ? 1UL : 0UL;
+        }
+        else
+        {
+            if (i.Op.StartsWith("mad", StringComparison.Ordinal))
+            {
+                var (sa, sb) = (Read(i.Srcs[0], t), Read(i.Srcs[1], t));
+                (a, b) = ((i.Has("hi") ? MulHi(sa, sb, t) : sa * sb) & Mask(w), Read(i.Srcs[2], t) & Mask(w));
+            }
+
+            result = (UInt128)a + b + carryIn;
+            carryOut = (ulong)(result >> w) & 1;
+        }
+
+        if (i.Has("cc"))
+        {
+            _carry = carryOut;
+        }
+
+        return Extend((ulong)result, t);
+    }
+
     private static ulong MulHi(ulong a, ulong b, string t)
     {
         var w = Width(t);
@@ -360,6 +428,23 @@ internal sealed class PtxReferenceEvaluator
         }
 
         return r;
+    }
+
+    /// <summary>mov of a vector: two halves packed, the first in the low bits, or a register unpacked into its halves.</summary>
+    private void ExecuteVectorMov(Instr i)
+    {
+        var half = Width(i.Type) / 2;
+        var halfType = "b" + half.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (i.Dst2 is null)
+        {
+            var packed = Read(i.Srcs[0], halfType) | (Read(i.Srcs[1], halfType) << half);
+            Write(i.Dst, i.Op == _wrongOp ? packed ^ 1 : packed);
+            return;
+        }
+
+        var whole = Read(i.Srcs[0], i.Type);
+        Write(i.Dst, whole & Mask(half));
+        Write(i.Dst2, whole >> half);
     }
 
     // ---- comparisons -------------------------------------------------------------------------------------------------
@@ -457,6 +542,7 @@ internal sealed class PtxReferenceEvaluator
                 "div" => r == FloatRounding.Rn ? A() / B() : Fp32.Div(A(), B(), r),
                 "rcp" => r == FloatRounding.Rn ? 1f / A() : Fp32.Rcp(A(), r),
                 "sqrt" => r == FloatRounding.Rn ? MathF.Sqrt(A()) : Fp32.Sqrt(A(), r),
+                "min" or "max" when i.Has("NaN") && (float.IsNaN(A()) || float.IsNaN(B())) => float.NaN,
                 "min" => MinMax(A(), B(), min: true),
                 "max" => MinMax(A(), B(), min: false),
                 "abs" => BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(A()) & 0x7FFF_FFFF),
@@ -478,6 +564,7 @@ internal sealed class PtxReferenceEvaluator
             "div" => r == FloatRounding.Rn ? D(0) / D(1) : Fp64.Div(D(0), D(1), r),
             "rcp" => r == FloatRounding.Rn ? 1.0 / D(0) : Fp64.Rcp(D(0), r),
             "sqrt" => r == FloatRounding.Rn ? Math.Sqrt(D(0)) : Fp64.Sqrt(D(0), r),
+            "min" or "max" when i.Has("NaN") && (double.IsNaN(D(0)) || double.IsNaN(D(1))) => double.NaN,
             "min" => MinMax(D(0), D(1), min: true),
             "max" => MinMax(D(0), D(1), min: false),
             "abs" => BitConverter.UInt64BitsToDouble(BitConverter.DoubleToUInt64Bits(D(0)) & 0x7FFF_FFFF_FFFF_FFFF),

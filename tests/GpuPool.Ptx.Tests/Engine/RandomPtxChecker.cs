@@ -14,7 +14,7 @@ internal static class RandomPtxChecker
     /// <summary>Null when the engine and the reference agree on every register; else a report naming the seed, the instruction and both values.</summary>
     public static string? Check(RandomPtxProgram program, string seed, string? wrongOp = null)
     {
-        var (states, _) = Reference(program, wrongOp);
+        var (states, carries) = Reference(program, wrongOp);
         if (Differences(program, Run(program), states[^1]) is null)
         {
             return null;
@@ -43,11 +43,20 @@ internal static class RandomPtxChecker
 
         var i = program.Instructions[k - 1];
         report.Append(CultureInfo.InvariantCulture, $" first at instruction {k} of {program.Instructions.Count} (line {program.LineOf(k - 1)}): `{i}`\n");
-        report.Append("  its inputs: ").AppendJoin(", ", i.Reads().Distinct().Select(r => $"{r} = {Show(r, states[k - 1][r.Slot])}")).Append('\n');
+        report.Append("  its inputs: ").AppendJoin(", ", i.Reads().Distinct().Select(r => $"{r} = {Show(r, states[k - 1][r.Slot])}"));
+        if (i.Op is "addc" or "subc" or "madc")
+        {
+            report.Append(CultureInfo.InvariantCulture, $", CC.CF = {carries[k - 1]} (set by the last .cc instruction before it)");
+        }
+
+        report.Append('\n');
         report.Append("  ").Append(Differences(program.Take(k), Run(program.Take(k)), states[k])).Append('\n');
 
         // The smallest program: the one instruction, its registers loaded with what the reference held before it.
-        var alone = Alone(i, states[k - 1]);
+        var alone = Alone(i, states[k - 1]) with
+        {
+            InitialCarry = i.Op is "addc" or "subc" or "madc" ? (carries[k - 1], i.Op == "subc") : null,
+        };
         var (aloneStates, _) = Reference(alone, wrongOp);
         var aloneDiff = Differences(alone, Run(alone), aloneStates[^1]);
         if (aloneDiff is not null)
@@ -56,7 +65,21 @@ internal static class RandomPtxChecker
         }
         else
         {
-            report.Append("the instruction alone agrees; the failing prefix:\n").Append(program.Take(k).ToPtx());
+            // The instruction needs what came before it: drop every earlier instruction the failure does not need.
+            var prefix = program.Take(k);
+            for (var j = k - 2; j >= 0; j--)
+            {
+                var shorter = prefix with { Instructions = [.. prefix.Instructions.Where((_, n) => n != j)] };
+                var (shorterStates, _) = Reference(shorter, wrongOp);
+                if (Differences(shorter, Run(shorter), shorterStates[^1]) is not null)
+                {
+                    prefix = shorter;
+                }
+            }
+
+            var read = prefix.Instructions.SelectMany(x => x.Reads()).Distinct().OrderBy(r => r.Slot);
+            report.Append("the instruction alone agrees; the smallest failing program found is the instructions it needs, with the inputs ")
+                .AppendJoin(", ", read.Select(r => $"{r} = {Show(r, prefix.Inputs[r.Slot])}")).Append(":\n").Append(prefix.ToPtx());
         }
 
         return report.ToString();
@@ -78,19 +101,21 @@ internal static class RandomPtxChecker
         return new RandomPtxProgram([.. map.Values], [moved], [.. touched.Select(r => values[r.Slot])]);
     }
 
-    /// <summary>The reference's registers before the first instruction and after each.</summary>
-    private static (ulong[][] States, PtxReferenceEvaluator Evaluator) Reference(RandomPtxProgram program, string? wrongOp)
+    /// <summary>The reference's registers and carry flag before the first instruction and after each.</summary>
+    private static (ulong[][] States, ulong[] Carries) Reference(RandomPtxProgram program, string? wrongOp)
     {
         var evaluator = new PtxReferenceEvaluator(program, wrongOp);
         var states = new ulong[program.Instructions.Count + 1][];
+        var carries = new ulong[program.Instructions.Count + 1];
         states[0] = [.. evaluator.Values];
         for (var k = 0; k < program.Instructions.Count; k++)
         {
             evaluator.Execute(program.Instructions[k]);
             states[k + 1] = [.. evaluator.Values];
+            carries[k + 1] = evaluator.Carry;
         }
 
-        return (states, evaluator);
+        return (states, carries);
     }
 
     /// <summary>The output buffer after the engine ran the program, or the engine's exception.</summary>

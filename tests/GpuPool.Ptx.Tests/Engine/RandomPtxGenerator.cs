@@ -47,7 +47,7 @@ internal sealed class RandomPtxGenerator(Random random)
         while (instructions.Count < count)
         {
             var i = Next();
-            if (random.Next(6) == 0)
+            if (random.Next(6) == 0 && !i.StartsCarryChain)
             {
                 i = i with { Guard = new RegOperand(Pick(Of(RegClass.Pred)), random.Next(2) == 0) };
             }
@@ -91,6 +91,7 @@ internal sealed class RandomPtxGenerator(Random random)
             {
                 RegClass.F32 => new Imm(BitConverter.SingleToUInt32Bits(Pick(NiceFloats)), "f32"),
                 RegClass.F64 => new Imm(BitConverter.DoubleToUInt64Bits(Pick(NiceFloats)), "f64"),
+                _ when type[0] == 's' && Chance(40) => new Imm((ulong)(long)-random.Next(1, 200), type),
                 RegClass.B16 => new Imm((ulong)random.Next(0, 0x1_0000) & (Chance(50) ? 0xFFFFUL : 0x1FUL), type),
                 RegClass.B32 => new Imm((ulong)random.NextInt64(0, 1L << 32) & (Chance(50) ? 0xFFFF_FFFFUL : 0x3FUL), type),
                 _ => new Imm((ulong)random.NextInt64(0, long.MaxValue) & (Chance(50) ? 0x7FFF_FFFF_FFFF_FFFFUL : 0x7FUL), type),
@@ -107,7 +108,9 @@ internal sealed class RandomPtxGenerator(Random random)
 
     private Instr Next() => random.Next(100) switch
     {
-        < 22 => IntArithmetic(),
+        < 18 => IntArithmetic(),
+        < 20 => Int24AndSad(),
+        < 22 => CarryChain(),
         < 32 => Bits(),
         < 42 => Setp(),
         < 47 => Selp(),
@@ -178,6 +181,66 @@ internal sealed class RandomPtxGenerator(Random random)
                         : new Instr("abs", [t], t, Dest(t), [Src(t, immediates: false)]);
                 }
         }
+    }
+
+    private Instr Int24AndSad()
+    {
+        var type = Pick(IntTypes32);
+        switch (random.Next(3))
+        {
+            case 0:
+                return Binary("mul24", [Chance(50) ? "lo" : "hi", type], type);
+            case 1:
+                {
+                    var hi = Chance(50);
+                    string[] mods = hi && type == "s32" && Chance(40) ? ["hi", "sat", type] : [hi ? "hi" : "lo", type];
+                    return new Instr("mad24", mods, type, Dest(type), [Src(type), Src(type), Src(type)]);
+                }
+
+            default:
+                {
+                    var t = IntType();
+                    return new Instr("sad", [t], t, Dest(t), [Src(t), Src(t), Src(t)]);
+                }
+        }
+    }
+
+    // The carry flag's family: a chain of adds (and mads) or of subtracts, never the two mixed, since PTX calls the flag a
+    // carry for one and a borrow for the other. Nothing reads it before an unguarded instruction sets it.
+    private string? _carryFamily;
+
+    private Instr CarryChain()
+    {
+        var type = Pick(new[] { "u32", "s32", "u64", "s64" });
+        var family = _carryFamily ?? (Chance(50) ? "add" : "sub");
+        var carryIn = _carryFamily is not null && Chance(60);
+        var carryOut = !carryIn || Chance(60);
+        if (Chance(30) && _carryFamily is not null)
+        {
+            family = family == "add" ? "sub" : "add";
+            carryIn = false;
+            carryOut = true;
+        }
+
+        var mad = family == "add" && Chance(35);
+        var op = (mad ? "mad" : family) + (carryIn ? "c" : "");
+        var mods = new List<string>();
+        if (mad)
+        {
+            mods.Add(Chance(50) ? "lo" : "hi");
+        }
+
+        if (carryOut)
+        {
+            mods.Add("cc");
+            _carryFamily = family;
+        }
+
+        mods.Add(type);
+        Operand[] srcs = mad ? [Src(type), Src(type), Src(type)] : [Src(type), Src(type)];
+
+        // The instruction that starts a chain must run: a guard could leave the flag unset.
+        return new Instr(op, [.. mods], type, Dest(type), srcs) { Guard = null, StartsCarryChain = carryOut && !carryIn };
     }
 
     private Instr Bits()
@@ -266,6 +329,22 @@ internal sealed class RandomPtxGenerator(Random random)
 
     private Instr Mov()
     {
+        if (Chance(40))
+        {
+            // Packing two halves into a register, or unpacking one: mov.b32 %r, {%h, %h}; mov.b64 {%r, %r}, %rd.
+            var wide = Chance(50);
+            var (whole, half) = wide ? (RegClass.B64, RegClass.B32) : (RegClass.B32, RegClass.B16);
+            var bits = wide ? "b64" : "b32";
+            if (Chance(50))
+            {
+                return new Instr("mov", [bits], bits, Pick(Of(whole)), [new RegOperand(Pick(Of(half))), new RegOperand(Pick(Of(half)))]) { Vector = true };
+            }
+
+            var halves = Of(half);
+            var lo = Pick(halves);
+            return new Instr("mov", [bits], bits, lo, [new RegOperand(Pick(Of(whole)))]) { Vector = true, Dst2 = Pick(halves.Where(r => r != lo).ToArray()) };
+        }
+
         var type = Pick(new[] { "b16", "u32", "s64", "f32", "f64", "pred" });
         return new Instr("mov", [type], type, Dest(type), [Src(type)]);
     }
@@ -428,6 +507,11 @@ internal sealed class RandomPtxGenerator(Random random)
         if (f32 && Chance(25))
         {
             mods.Add("ftz");
+        }
+
+        if (f32 && op is "min" or "max" && Chance(30))
+        {
+            mods.Add("NaN");
         }
 
         if (f32 && op is "add" or "sub" or "mul" or "fma" or "mad" && Chance(20))

@@ -35,6 +35,7 @@ internal sealed record Imm(ulong Bits, string Form) : Operand
 {
     public override string ToString() => Form switch
     {
+        "s16" or "s32" or "s64" when (long)Bits < 0 => ((long)Bits).ToString(CultureInfo.InvariantCulture),
         "f32" => "0f" + ((uint)Bits).ToString("X8", CultureInfo.InvariantCulture),
         "f64" => "0d" + Bits.ToString("X16", CultureInfo.InvariantCulture),
         _ => Bits.ToString(CultureInfo.InvariantCulture),
@@ -53,6 +54,12 @@ internal sealed record Instr(string Op, string[] Mods, string Type, Reg Dst, Ope
     public Reg? Dst2 { get; init; }
 
     public RegOperand? Guard { get; init; }
+
+    /// <summary>Whether the instruction sets the carry flag without reading it (the generator never guards one).</summary>
+    public bool StartsCarryChain { get; init; }
+
+    /// <summary>A <c>mov</c> whose two destinations are a vector <c>{d, d2}</c> (unpack), or whose two sources are (pack).</summary>
+    public bool Vector { get; init; }
 
     public bool Has(string modifier) => Array.IndexOf(Mods, modifier) >= 0;
 
@@ -96,15 +103,29 @@ internal sealed record Instr(string Op, string[] Mods, string Type, Reg Dst, Ope
             text.Append('.').Append(m);
         }
 
-        text.Append(' ').Append(Dst.Name);
-        if (Dst2 is not null)
+        if (Vector && Dst2 is not null)
         {
-            text.Append('|').Append(Dst2.Name);
+            text.Append(CultureInfo.InvariantCulture, $" {{{Dst.Name}, {Dst2.Name}}}");
+        }
+        else
+        {
+            text.Append(' ').Append(Dst.Name);
+            if (Dst2 is not null)
+            {
+                text.Append('|').Append(Dst2.Name);
+            }
         }
 
-        foreach (var s in Srcs)
+        if (Vector && Dst2 is null)
         {
-            text.Append(", ").Append(s);
+            text.Append(CultureInfo.InvariantCulture, $", {{{string.Join(", ", Srcs.Select(o => o.ToString()))}}}");
+        }
+        else
+        {
+            foreach (var s in Srcs)
+            {
+                text.Append(", ").Append(s);
+            }
         }
 
         return text.Append(';').ToString();
@@ -116,6 +137,9 @@ internal sealed record RandomPtxProgram(IReadOnlyList<Reg> Registers, IReadOnlyL
 {
     /// <summary>The output buffer's poison: every slot starts as this, and a slot's bits past its register's width must stay so.</summary>
     public const ulong Poison = 0xA5A5_5A5A_C3C3_3C3CUL;
+
+    /// <summary>The carry flag before the first instruction, set by one .cc instruction of the family that reads it; null leaves it unset.</summary>
+    public (ulong Value, bool Borrow)? InitialCarry { get; init; }
 
     /// <summary>The line of the kernel's text that instruction <paramref name="index"/> (from 0) is on.</summary>
     public int LineOf(int index) => Header().Count(c => c == '\n') + index + 1;
@@ -170,6 +194,11 @@ internal sealed record RandomPtxProgram(IReadOnlyList<Reg> Registers, IReadOnlyL
             {
                 ptx.Append(CultureInfo.InvariantCulture, $"ld.global.b{r.Bits} {r.Name}, [%in_base+{at}];\n");
             }
+        }
+
+        if (InitialCarry is { } carry)
+        {
+            ptx.Append(carry.Borrow ? $"sub.cc.u32 %t, 0, {carry.Value};\n" : $"add.cc.u32 %t, 4294967295, {carry.Value};\n");
         }
 
         return ptx.ToString();
