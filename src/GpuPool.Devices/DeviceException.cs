@@ -9,6 +9,9 @@ public enum DeviceErrorCode
     NotFound,
     NotSupported,
     LaunchFailed,
+
+    /// <summary>A kernel ran past its launch's deadline and was stopped.</summary>
+    LaunchTimeout,
     NotReady,
     ContextClosed,
 

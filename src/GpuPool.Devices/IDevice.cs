@@ -190,6 +190,12 @@ public interface IDeviceContext : IAsyncDisposable
 
     /// <summary>The pending sticky error, cleared by taking it; null when none.</summary>
     StickyError? TakeError();
+
+    /// <summary>
+    /// What the lease's kernels have printed (device printf) since it was last taken, in the order they printed it;
+    /// null when nothing. Bounded as CUDA's printf FIFO is: what did not fit is dropped, with a line saying how much.
+    /// </summary>
+    string? TakeDeviceOutput() => null;
 }
 
 /// <summary>Receives the bytes of a device-to-host copy, on the device's thread.</summary>

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using GpuPool.Devices.Cpu.Kernels;
 using GpuPool.Devices.Cuda;
 
 namespace GpuPool.Devices.GpuTests;

@@ -1,8 +1,8 @@
-using System.Text;
 using GpuPool.Client;
 using GpuPool.IntegrationTests.Infrastructure;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.V1;
+using GpuPool.Testing.Ptx;
 using DeviceSession = GpuPool.Client.DeviceSession;
 
 namespace GpuPool.IntegrationTests;
@@ -117,21 +117,22 @@ public sealed class KernelErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
     }
 
     [Fact]
-    public async Task A_kernel_the_cpu_backend_cannot_run_loads_and_its_launch_fails_with_NotSupported_naming_it_at_the_next_sync()
+    public async Task A_module_with_a_kernel_the_cpu_backend_cannot_run_fails_its_load_with_NotSupported_naming_it_and_leaves_nothing()
     {
         await using var lease = await pool.LeaseAsync();
         await using var session = await lease.OpenSessionAsync();
-        var kernel = await session.GetFunctionAsync(await session.LoadModuleAsync(Ptx("my_kernel", "bar.arrive 1, 64;")), "my_kernel");
+        var before = await session.MemGetInfoAsync();
 
-        await session.LaunchAsync(kernel, new Dim3(1), new Dim3(32), new KernelArgs().U64(0));
-        var seq = session.LastSeq;
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.LoadModuleAsync(
+            OwnPtx.WithVariables(".visible .global .align 4 .b8 table[4096];", OwnPtx.Fill(), OwnPtx.Refused("my_kernel"))));
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
-        Assert.Equal((ErrorCode.NotSupported, seq, "launch"), (error.Code, error.FailedSeq, error.FailedOp));
-        Assert.Equal(
-            $"operation #{seq} (launch) failed: kernel my_kernel, line 9: the cpu backend's PTX engine does not run bar.arrive (`bar.arrive 1, 64`)",
-            error.Message);
-        await session.SynchronizeAsync();
+        Assert.Equal(ErrorCode.NotSupported, error.Code);
+        Assert.EndsWith("kernel my_kernel, line 42: the cpu backend's PTX engine does not run the instruction wgmma (`wgmma.fence.sync.aligned`)", error.Message, StringComparison.Ordinal);
+        Assert.Equal(before, await session.MemGetInfoAsync());
+        var fill = await session.GetFunctionAsync(await session.LoadModuleAsync(OwnPtx.Module(OwnPtx.Fill())), "fill_f32");
+        var ptr = await session.AllocAsync(64);
+        await session.LaunchAsync(fill, new Dim3(1), new Dim3(16), new KernelArgs().U64(16).F32(2.5f).Ptr(ptr));
+        Assert.All(await session.CopyToHostAsync<float>(ptr, 16), v => Assert.Equal(2.5f, v));
         await pool.AssertServesAnotherLeaseAsync();
     }
 
@@ -149,24 +150,40 @@ public sealed class KernelErrorTests(PoolFixture pool) : IClassFixture<PoolFixtu
     }
 
     [Fact]
-    public async Task PTX_module_of_built_in_kernels_loads_and_offers_only_its_own_entries()
+    public async Task A_module_of_a_programs_own_kernel_named_like_a_builtin_offers_only_its_own_entries_and_runs_its_own_body()
     {
         await using var lease = await pool.LeaseAsync();
         await using var session = await lease.OpenSessionAsync();
 
-        var module = await session.LoadModuleAsync(Ptx("fill_f32"));
+        var module = await session.LoadModuleAsync(OwnPtx.Module(OwnPtx.Fill(constant: 7f)));
         var fill = await session.GetFunctionAsync(module, "fill_f32");
         var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.GetFunctionAsync(module, "axpy_f32"));
 
         Assert.Equal(ErrorCode.NotFound, error.Code);
         var ptr = await session.AllocAsync(64);
         await session.LaunchAsync(fill, new Dim3(1), new Dim3(16), new KernelArgs().U64(16).F32(2.5f).Ptr(ptr));
+        Assert.All(await session.CopyToHostAsync<float>(ptr, 16), v => Assert.Equal(7f, v));
+    }
+
+    [Fact]
+    public async Task The_builtin_library_image_loaded_as_a_module_runs_the_builtin_kernels()
+    {
+        await using var lease = await pool.LeaseAsync();
+        await using var session = await lease.OpenSessionAsync();
+        var image = await File.ReadAllBytesAsync(Path.Combine(GpuPool.IntegrationTests.Shim.ShimArtifacts.RepoRoot, "native", "kernels", "ptx", "gpupool_kernels.ptx"));
+
+        var fill = await session.GetFunctionAsync(await session.LoadModuleAsync(image), "fill_f32");
+        var ptr = await session.AllocAsync(64);
+        await session.LaunchAsync(fill, new Dim3(1), new Dim3(1), new KernelArgs().U64(16).F32(2.5f).Ptr(ptr));
         Assert.All(await session.CopyToHostAsync<float>(ptr, 16), v => Assert.Equal(2.5f, v));
+
+        // One thread filled all 16: the C# body, which ignores the launch's shape; and it checks its range before it writes.
+        await session.LaunchAsync(fill, new Dim3(1), new Dim3(1), new KernelArgs().U64(17).F32(1f).Ptr(ptr));
+        var refused = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
+        Assert.Equal(ErrorCode.InvalidAddress, refused.Code);
+        Assert.Contains("kernel fill_f32 parameter y", refused.Message, StringComparison.Ordinal);
     }
 
     private static async Task<(KernelFunction Fill, DevicePtr Buffer)> FillAndBufferAsync(DeviceSession session)
         => (await session.GetFunctionAsync(await session.LoadBuiltinModuleAsync(), "fill_f32"), await session.AllocAsync(256));
-
-    private static byte[] Ptx(string entry, string body = "") => Encoding.UTF8.GetBytes(
-        $".version 7.0\n.target sm_70\n.address_size 64\n\n.visible .entry {entry}(\n\t.param .u64 p0\n)\n{{\n\t{body}\n\tret;\n}}\n");
 }

@@ -80,6 +80,29 @@ public sealed class MessageLimitTests(SmallMessagePoolFixture pool) : IClassFixt
         await pool.AssertServesAnotherLeaseAsync();
     }
 
+    [Theory]
+    [InlineData(SessionTransportKind.Grpc)]
+    [InlineData(SessionTransportKind.Tcp)]
+    public async Task Module_image_in_pieces_that_the_cpu_backend_cannot_run_fails_its_load_and_the_next_image_in_pieces_loads(SessionTransportKind transport)
+    {
+        await using var lease = await pool.LeaseAsync();
+        await using var session = await lease.OpenSessionAsync(transport);
+        var before = await session.MemGetInfoAsync();
+        var padding = string.Concat(Enumerable.Repeat("// padding padding padding padding padding padding padding\n", 45_000));
+        var refused = System.Text.Encoding.UTF8.GetBytes(".version 7.0\n.target sm_70\n.address_size 64\n" + padding
+            + ".visible .global .align 4 .b8 table[64];\n.visible .entry my_kernel(.param .u64 p)\n{\n\twgmma.fence.sync.aligned;\n\tret;\n}\n");
+        Assert.True(refused.Length > 2 * SmallMessagePoolFixture.MaxMessageBytes);
+
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.LoadModuleAsync(refused));
+
+        Assert.Equal(ErrorCode.NotSupported, error.Code);
+        Assert.EndsWith("kernel my_kernel, line 45007: the cpu backend's PTX engine does not run the instruction wgmma (`wgmma.fence.sync.aligned`)", error.Message, StringComparison.Ordinal);
+        Assert.Equal(before, await session.MemGetInfoAsync());
+        var module = await session.LoadModuleAsync(System.Text.Encoding.UTF8.GetBytes(".version 7.0\n.target sm_70\n.address_size 64\n" + padding + ".visible .global .align 4 .b8 other[32];\n"));
+        Assert.Equal(32UL, (await session.GetGlobalAsync(module, "other")).Size);
+        await pool.AssertServesAnotherLeaseAsync();
+    }
+
     [Fact]
     public async Task Module_image_larger_than_the_lease_fails_with_OutOfMemory_and_the_session_goes_on()
     {

@@ -4,26 +4,15 @@ using GpuPool.Modules.Ptx;
 namespace GpuPool.Shim.Tests;
 
 /// <summary>
-/// The PTX the shim's tests load (and, once it is checked in, the built-in kernels' PTX module) declares every
-/// kernel with the parameter layout the cpu backend runs: otherwise the shim would pack launches the broker refuses.
+/// The built-in kernels' PTX module, which the shim's tests and samples load, declares every kernel with the parameter
+/// layout the cpu backend runs: otherwise the shim would pack launches the broker refuses.
 /// </summary>
 public sealed class BuiltinKernelPtxTests
 {
-    public static TheoryData<string> Modules()
+    [Fact]
+    public void Every_entry_matches_the_built_in_kernel_of_its_name()
     {
-        var data = new TheoryData<string> { "tests/GpuPool.IntegrationTests/Shim/ptx/builtin_subset.ptx" };
-        if (File.Exists(RepoFiles.Path("native/kernels/ptx/gpupool_kernels.ptx")))
-        {
-            data.Add("native/kernels/ptx/gpupool_kernels.ptx");
-        }
-
-        return data;
-    }
-
-    [Theory]
-    [MemberData(nameof(Modules))]
-    public void Every_entry_matches_the_built_in_kernel_of_its_name(string module)
-    {
+        const string module = "native/kernels/ptx/gpupool_kernels.ptx";
         var ptx = PtxModule.Parse(File.ReadAllText(RepoFiles.Path(module)));
 
         Assert.NotEmpty(ptx.Entries);

@@ -15,6 +15,7 @@ internal static class OpErrors
         DeviceErrorCode.NotFound => ErrorCode.NotFound,
         DeviceErrorCode.NotSupported => ErrorCode.NotSupported,
         DeviceErrorCode.LaunchFailed => ErrorCode.LaunchFailed,
+        DeviceErrorCode.LaunchTimeout => ErrorCode.LaunchTimeout,
         DeviceErrorCode.NotReady => ErrorCode.FailedPrecondition,
         DeviceErrorCode.ContextClosed => ErrorCode.LeaseEnded,
         DeviceErrorCode.TransferFailed => ErrorCode.Unavailable,

@@ -216,6 +216,7 @@ internal sealed partial class SessionExecutor
     /// <summary>Answers a synchronizing op: done, or the sticky error of an earlier fire-and-forget op.</summary>
     private void DoneOrSticky(ulong seq)
     {
+        SendDeviceOutput();
         if (_context.TakeError() is { } sticky)
         {
             _replies.Error(seq, OpErrors.Sticky(sticky));
@@ -223,6 +224,34 @@ internal sealed partial class SessionExecutor
         else
         {
             _replies.Reply(seq, ReplyKind.Done);
+        }
+    }
+
+    /// <summary>Characters of device output in one notice: well inside what a fast-path notice frame carries.</summary>
+    internal const int DeviceOutputChunk = 8000;
+
+    /// <summary>
+    /// What the lease's kernels printed, as "device_output" notices ahead of the synchronizing call's reply, so the
+    /// client prints it at the synchronize as CUDA does (its order kept: the notices and replies share one stream).
+    /// </summary>
+    private void SendDeviceOutput()
+    {
+        if (_context.TakeDeviceOutput() is not { } text)
+        {
+            return;
+        }
+
+        for (var at = 0; at < text.Length;)
+        {
+            // Pieces of whole characters: a surrogate pair is never split.
+            var length = Math.Min(DeviceOutputChunk, text.Length - at);
+            if (at + length < text.Length && char.IsHighSurrogate(text[at + length - 1]))
+            {
+                length--;
+            }
+
+            _replies.Notice(new Notice { Kind = "device_output", Message = text.Substring(at, length) });
+            at += length;
         }
     }
 

@@ -78,16 +78,17 @@ internal static class ServeCommands
         backend.AcceptOnlyFromAmong("auto", "cpu", "cuda");
         var devices = CliOptions.Ranged("--devices", "Number of cpu devices to emulate", 1, 1, 64);
         var memory = CliOptions.Bytes("--device-memory", "Memory of each cpu device", "8GiB");
+        var kernelDeadline = CliOptions.Duration("--kernel-deadline", "How long one launch of a program's kernel may run on a cpu device before it is stopped", TimeSpan.FromMinutes(2));
         var heartbeat = CliOptions.Duration("--heartbeat-ttl", "How long after its last heartbeat the pool counts this broker down", TimeSpan.FromSeconds(10));
         var verbose = Verbose();
         var command = new Command("broker", "Run a broker that lends this host's devices to a pool until Ctrl-C")
         {
-            store, id, listen, port, fastPathPort, key, backend, devices, memory, heartbeat, verbose,
+            store, id, listen, port, fastPathPort, key, backend, devices, memory, kernelDeadline, heartbeat, verbose,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
             using var loggerFactory = CreateLogging(parse.GetValue(verbose));
-            var (devicesBackend, note) = LocalPool.CreateBackend(parse.GetValue(backend)!, parse.GetValue(devices), parse.GetValue(memory));
+            var (devicesBackend, note) = LocalPool.CreateBackend(parse.GetValue(backend)!, parse.GetValue(devices), parse.GetValue(memory), parse.GetValue(kernelDeadline));
             using (devicesBackend)
             {
                 var pem = File.ReadAllText(parse.GetValue(key)!);

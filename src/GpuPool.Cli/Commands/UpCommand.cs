@@ -19,12 +19,13 @@ internal static class UpCommand
         backend.AcceptOnlyFromAmong("auto", "cpu", "cuda");
         var devices = CliOptions.Ranged("--devices", "Number of cpu devices to emulate", 1, 1, 64);
         var memory = CliOptions.Bytes("--device-memory", "Memory of each cpu device", "8GiB");
+        var kernelDeadline = CliOptions.Duration("--kernel-deadline", "How long one launch of a program's kernel may run on a cpu device before it is stopped", TimeSpan.FromMinutes(2));
         var ttl = CliOptions.Duration("--lease-ttl", "Default lease time to live", TimeSpan.FromSeconds(30));
         var verbose = new Option<bool>("--verbose") { Description = "Log leases and sessions as they come and go" };
 
         var command = new Command("up", "Run a whole pool on this machine (embedded store, scheduler, broker) until Ctrl-C")
         {
-            listen, port, brokerPort, fastPathPort, backend, devices, memory, ttl, verbose,
+            listen, port, brokerPort, fastPathPort, backend, devices, memory, kernelDeadline, ttl, verbose,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -40,6 +41,7 @@ internal static class UpCommand
                 Backend = parse.GetValue(backend)!,
                 Devices = parse.GetValue(devices),
                 DeviceMemory = parse.GetValue(memory),
+                KernelDeadline = parse.GetValue(kernelDeadline),
                 LeaseTtl = parse.GetValue(ttl),
                 KeyPath = CliPaths.SchedulerKey,
                 AdminToken = CliPaths.LoadOrCreateAdminToken(),

@@ -30,6 +30,9 @@ internal sealed record LocalPoolOptions
 
     public ulong DeviceMemory { get; init; } = 8UL << 30;
 
+    /// <summary>How long one launch of a program's kernel may run on a cpu device before it is stopped.</summary>
+    public TimeSpan KernelDeadline { get; init; } = TimeSpan.FromMinutes(2);
+
     public TimeSpan LeaseTtl { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Where the scheduler's key pair lives; null makes a throwaway key (the demo).</summary>
@@ -75,7 +78,7 @@ internal sealed class LocalPool : IAsyncDisposable
 
     public static async Task<LocalPool> StartAsync(LocalPoolOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
-        var (backend, note) = CreateBackend(options.Backend, options.Devices, options.DeviceMemory);
+        var (backend, note) = CreateBackend(options.Backend, options.Devices, options.DeviceMemory, options.KernelDeadline);
         var key = options.KeyPath is null ? LeaseToken.CreateKey() : LeaseToken.LoadOrCreatePrivateKey(options.KeyPath);
         var store = options.StorePath is null ? new EmbeddedClusterStore() : EmbeddedClusterStore.Open(options.StorePath);
         SchedulerHost? scheduler = null;
@@ -118,7 +121,7 @@ internal sealed class LocalPool : IAsyncDisposable
     /// is an ArgumentException whose message is one sentence saying why; <c>auto</c> then falls back to <c>cpu</c> and
     /// says why in the note. --devices and --device-memory shape only cpu devices.
     /// </summary>
-    public static (IDeviceBackend Backend, string Note) CreateBackend(string name, int devices, ulong deviceMemory)
+    public static (IDeviceBackend Backend, string Note) CreateBackend(string name, int devices, ulong deviceMemory, TimeSpan? kernelDeadline = null)
     {
         if (devices is < 1 or > 64)
         {
@@ -128,11 +131,11 @@ internal sealed class LocalPool : IAsyncDisposable
         switch (name)
         {
             case "cpu":
-                return (new CpuBackend(devices, deviceMemory), "cpu backend (emulated devices in host memory), as asked");
+                return (new CpuBackend(devices, deviceMemory, kernelDeadline: kernelDeadline), "cpu backend (emulated devices in host memory), as asked");
             case "auto":
                 return CudaBackend.TryCreate(CudaOptions.FromEnvironment(), out var found, out var why)
                     ? (found, CudaNote(found, "an NVIDIA driver and GPU were found"))
-                    : (new CpuBackend(devices, deviceMemory), $"cpu backend, because the cuda backend cannot start: {why}");
+                    : (new CpuBackend(devices, deviceMemory, kernelDeadline: kernelDeadline), $"cpu backend, because the cuda backend cannot start: {why}");
             case "cuda":
                 return CudaBackend.TryCreate(CudaOptions.FromEnvironment(), out var cuda, out var reason)
                     ? (cuda, CudaNote(cuda, "as asked"))

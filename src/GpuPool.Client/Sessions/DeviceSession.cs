@@ -67,6 +67,17 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
     /// <summary>When the broker revokes the lease, once it is being preempted.</summary>
     public DateTimeOffset? PreemptDeadline { get; private set; }
 
+    /// <summary>
+    /// Where what the lease's kernels print (device printf) goes: the broker sends it at the next synchronizing call,
+    /// ahead of that call's answer, and it is handed here, in order, before the call returns. By default it is written
+    /// to <see cref="Console.Out"/>; set another to take it (the shim writes it through the C program's stdout).
+    /// </summary>
+    public Action<string> DeviceOutput { get; set; } = static text =>
+    {
+        Console.Out.Write(text);
+        Console.Out.Flush();
+    };
+
     /// <summary>Who preempts the lease and why, once it is being preempted.</summary>
     public string? PreemptReason { get; private set; }
 
@@ -565,6 +576,13 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
 
     void IReplyTarget.OnNotice(Notice notice)
     {
+        if (notice.Kind == "device_output")
+        {
+            // On the reader, before the reply that follows it: the text is out before the synchronize returns.
+            DeviceOutput(notice.Message);
+            return;
+        }
+
         if (notice.Kind != "preempting" || PreemptDeadline is not null)
         {
             return;

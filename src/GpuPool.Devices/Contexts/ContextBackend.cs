@@ -79,6 +79,9 @@ internal interface IKernelRunner
 
     /// <summary>Runs a launch whose function, shape and parameter block size the context checked when it was enqueued.</summary>
     void Launch(WorkStream stream, IKernelFunction function, LaunchDims dims, ReadOnlySpan<byte> parameters);
+
+    /// <summary>What kernels have printed since last taken (<see cref="IDeviceContext.TakeDeviceOutput"/>); null when nothing.</summary>
+    string? TakeOutput() => null;
 }
 
 /// <summary>A module variable with the device memory a backend gave it.</summary>

@@ -261,6 +261,8 @@ internal sealed partial class DeviceContext : IDeviceContext
 
     public StickyError? TakeError() => Interlocked.Exchange(ref _sticky, null);
 
+    public string? TakeDeviceOutput() => Kernels.TakeOutput();
+
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _closed, 1) != 0)

@@ -21,7 +21,16 @@ internal sealed class CpuContext : IContextRuntime
     {
         var allocations = new AllocationTable();
         var memory = new HostMemory(allocations);
-        return new DeviceContext(device, leases, options, new ContextBackend(allocations, memory, memory, new CpuKernels(memory), new CpuContext()));
+        var kernels = new CpuKernels(memory)
+        {
+            // A program's kernels spread their blocks over the lease's share of the device's workers: a slice of half
+            // the compute gets half of them (at least one), as a GPU slice gets its share of the multiprocessors.
+            Parallelism = Math.Max(1, (int)Math.Round(device.MultiprocessorCount * options.ComputeShare / 1000.0)),
+            SharedLimit = (ulong)device.Attributes[8],
+            Deadline = device.KernelDeadline,
+            CacheScope = options.LeaseId,
+        };
+        return new DeviceContext(device, leases, options, new ContextBackend(allocations, memory, memory, kernels, new CpuContext()));
     }
 
     public WorkStream CreateStream(ulong id, DeviceContext owner) => new CpuStream(owner, id);

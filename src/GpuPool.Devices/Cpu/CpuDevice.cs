@@ -11,8 +11,9 @@ public sealed class CpuDevice : IDevice
 {
     private readonly DeviceLeases _leases;
 
-    public CpuDevice(int index, ulong memoryTotal, int slots)
+    public CpuDevice(int index, ulong memoryTotal, int slots, TimeSpan? kernelDeadline = null)
     {
+        KernelDeadline = kernelDeadline ?? CpuKernels.DefaultDeadline;
         Index = index;
         MemoryTotal = memoryTotal;
         _leases = new DeviceLeases(new FairShareDispatcher(slots));
@@ -36,6 +37,9 @@ public sealed class CpuDevice : IDevice
     }
 
     public int Index { get; }
+
+    /// <summary>How long one launch of a program's kernel may run before it is stopped with LaunchTimeout.</summary>
+    public TimeSpan KernelDeadline { get; }
 
     public string Name => "GpuPool CPU device";
 
@@ -78,11 +82,16 @@ public sealed class CpuDevice : IDevice
 /// <summary>The cpu backend: a configurable number of emulated devices.</summary>
 public sealed class CpuBackend : IDeviceBackend
 {
-    public CpuBackend(int deviceCount = 1, ulong memoryPerDevice = 8UL << 30, int? slotsPerDevice = null)
+    public CpuBackend(int deviceCount = 1, ulong memoryPerDevice = 8UL << 30, int? slotsPerDevice = null, TimeSpan? kernelDeadline = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(deviceCount, 1);
+        if (kernelDeadline is { } deadline && deadline <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(kernelDeadline), deadline, "a kernel deadline must be positive");
+        }
+
         var slots = slotsPerDevice ?? Environment.ProcessorCount;
-        Devices = Enumerable.Range(0, deviceCount).Select(i => (IDevice)new CpuDevice(i, memoryPerDevice, slots)).ToArray();
+        Devices = Enumerable.Range(0, deviceCount).Select(i => (IDevice)new CpuDevice(i, memoryPerDevice, slots, kernelDeadline)).ToArray();
     }
 
     public string Name => "cpu";

@@ -10,19 +10,76 @@ using GpuPool.Ptx.Syntax;
 namespace GpuPool.Devices.Cpu;
 
 /// <summary>
-/// A cpu context's modules and launches. Any PTX module loads, with its variables in the lease's host memory, and its
-/// kernels are found by name; what runs is the built-in kernel library — the whole library, or a PTX module whose entries
-/// are all built-in kernels — as C# over the lease's host memory. Launching any other kernel fails with NotSupported, at
-/// the launch, so a program that loads every module it has at start (as the CUDA runtime does) gets that far.
+/// A cpu context's modules and launches. The built-in kernel library — loaded as such, or as its exact PTX image — runs
+/// as C# over the lease's host memory; any other PTX module runs on the PTX engine, whatever its kernels are named, so it
+/// does what its PTX says. A module the engine cannot run all of is refused at its load, naming what it does not run.
 /// </summary>
 internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
 {
-    public IKernelModule LoadBuiltinModule() => new CpuModule(null, AllBuiltin: true);
+    /// <summary>How many of the host's cores a launch on the PTX engine spreads its blocks over.</summary>
+    public int Parallelism { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>The shared memory a block may have, static and dynamic together (the device's MAX_SHARED_MEMORY_PER_BLOCK).</summary>
+    public ulong SharedLimit { get; init; } = 48 * 1024;
 
     /// <summary>
-    /// A PTX image, or a fat binary's PTX entry. A cubin, or a fat binary of SASS only, loads too (the CUDA runtime loads
-    /// every module a program and its libraries carry at start), but none of its kernels runs: the cpu backend has no use
-    /// for SASS. A fat binary with no code at all is refused.
+    /// Whose modules share compiled code (<see cref="PtxProgramCache"/>): the lease's own, so that how fast a load is
+    /// never tells one tenant what another loaded.
+    /// </summary>
+    public string CacheScope { get; init; } = "";
+
+    public IKernelModule LoadBuiltinModule() => new CpuModule(null, Builtin: true);
+
+    /// <summary>The lease's printf buffer: CUDA's default FIFO size, cudaLimitPrintfFifoSize (1 MiB).</summary>
+    internal const int OutputLimit = 1 << 20;
+
+    private readonly Lock _outputGate = new();
+    private StringBuilder? _output;
+    private long _outputDropped;
+
+    /// <summary>A launch's printed text, kept for the lease until it synchronizes; past the limit, dropped and counted.</summary>
+    private void Printed(string text)
+    {
+        lock (_outputGate)
+        {
+            _output ??= new StringBuilder();
+            var room = OutputLimit - _output.Length;
+            if (text.Length <= room)
+            {
+                _output.Append(text);
+                return;
+            }
+
+            _output.Append(text, 0, Math.Max(0, room));
+            _outputDropped += text.Length - Math.Max(0, room);
+        }
+    }
+
+    public string? TakeOutput()
+    {
+        lock (_outputGate)
+        {
+            if (_output is not { Length: > 0 } && _outputDropped == 0)
+            {
+                return null;
+            }
+
+            var text = _output?.ToString() ?? "";
+            if (_outputDropped > 0)
+            {
+                text += $"[gpupool: {_outputDropped} characters of device printf output did not fit the lease's {OutputLimit}-character buffer and were dropped]\n";
+            }
+
+            (_output, _outputDropped) = (null, 0);
+            return text;
+        }
+    }
+
+    /// <summary>
+    /// A PTX image, or a fat binary's PTX entry: every kernel is checked by the engine now (its code is kept from its
+    /// first launch), and the first it does not run fails the load with NotSupported. A cubin, or a fat binary of SASS
+    /// only, loads (the CUDA runtime loads every module a program and its libraries carry at start), but none of its
+    /// kernels runs: the cpu backend has no use for SASS. A fat binary with no code at all is refused.
     /// </summary>
     public IKernelModule LoadModule(ReadOnlySpan<byte> image, ModuleRead read)
     {
@@ -32,22 +89,32 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
             throw new DeviceException(DeviceErrorCode.NotSupported, "the fat binary holds no code: neither PTX nor a cubin");
         }
 
-        var allBuiltin = module.Ptx is not null && module.Kernels.Keys.All(BuiltinKernels.All.ContainsKey);
-        if (module.Ptx is null || allBuiltin)
+        if (module.Ptx is null)
         {
-            return new CpuModule(module.Kernels, allBuiltin, SassOnly: module.Ptx is null);
+            return new CpuModule(module.Kernels, Builtin: false, SassOnly: true);
         }
 
-        // The program's own kernels run on the PTX engine. A module the engine cannot run still loads (the CUDA runtime
-        // loads every module a program and its libraries carry), and the launch of its kernels fails with the reason.
+        if (BuiltinModule.IsBuiltinPtx(module.Ptx))
+        {
+            return new CpuModule(module.Kernels, Builtin: true);
+        }
+
+        PtxModuleProgram program;
         try
         {
-            return new CpuModule(module.Kernels, AllBuiltin: false) { Program = PtxModuleProgram.Compile(module.Ptx) };
+            program = PtxProgramCache.Get(CacheScope, module.Ptx);
+            program.CheckAll(Parallelism);
         }
-        catch (Exception ex) when (ex is PtxNotSupportedException or PtxSyntaxException)
+        catch (PtxNotSupportedException ex)
         {
-            return new CpuModule(module.Kernels, AllBuiltin: false) { Refusal = ex.Message };
+            throw new DeviceException(DeviceErrorCode.NotSupported, ex.Message, ex);
         }
+        catch (PtxSyntaxException ex)
+        {
+            throw new DeviceException(DeviceErrorCode.NotSupported, $"the cpu backend's PTX engine cannot read the module: {ex.Message}", ex);
+        }
+
+        return new CpuModule(module.Kernels, Builtin: false) { Program = program };
     }
 
     /// <summary>Each variable in host memory of its own, aligned as it asks and initialized from its initializer.</summary>
@@ -103,9 +170,9 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
             throw ContextErrors.NoKernel(moduleId, name);
         }
 
-        if (m.AllBuiltin)
+        if (m.Builtin && BuiltinKernels.All.TryGetValue(name, out var builtinKernel))
         {
-            return new CpuFunction(moduleId, BuiltinKernels.All[name]);
+            return new CpuFunction(moduleId, builtinKernel);
         }
 
         if (m.Program is { } compiled && compiled.Kernels.TryGetValue(name, out var kernel))
@@ -113,14 +180,10 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
             return new EngineFunction(moduleId, m, kernel, signature.ToString());
         }
 
-        // A kernel of the program's own: found, so the program can go on, but not run. A kernel named like a built-in one
-        // in such a module is the program's own code too, which may do something else.
-        var reason = m.Refusal is { } refusal ? $"the cpu backend cannot run kernel {name}: {refusal}"
-            : m.SassOnly
+        // Found, so the program can go on, but not run: SASS, or an entry (of a fat binary's cubin) its PTX has no body for.
+        var reason = m.SassOnly
             ? $"the cpu backend cannot run kernel {name}: its module carries SASS only, no PTX (build it with PTX too: nvcc -gencode arch=compute_XX,code=compute_XX)"
-            : BuiltinKernels.All.ContainsKey(name)
-            ? $"the cpu backend cannot run kernel {name} of module {moduleId} yet: it runs GpuPool's built-in kernels only from a module whose kernels are all built-in, and this module has others (a PTX engine is coming)"
-            : $"the cpu backend cannot run kernel {name} yet: it runs only GpuPool's built-in kernels (a PTX engine is coming)";
+            : $"the cpu backend cannot run kernel {name}: its module's PTX has no body for it";
         return new UnrunnableFunction(moduleId, name, signature.ToString(), reason);
     }
 
@@ -150,15 +213,20 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     }
 
     /// <summary>A deadline no kernel should need on this backend; a launch past it fails rather than hold the device.</summary>
-    internal static readonly TimeSpan LaunchDeadline = TimeSpan.FromSeconds(120);
+    internal static readonly TimeSpan DefaultDeadline = TimeSpan.FromSeconds(120);
+
+    /// <summary>How long one launch of a program's kernel may run before it is stopped (the broker's kernel deadline).</summary>
+    public TimeSpan Deadline { get; init; } = DefaultDeadline;
 
     /// <summary>Runs a launch of a program's kernel on the PTX engine, on this stream's worker.</summary>
     private void RunOnEngine(EngineFunction function, LaunchDims dims, ReadOnlySpan<byte> parameters)
     {
         var launch = new PtxLaunch(dims.GridX, dims.GridY, dims.GridZ, dims.BlockX, dims.BlockY, dims.BlockZ, dims.SharedMemBytes, memory)
         {
-            Parallelism = Environment.ProcessorCount,
-            Deadline = LaunchDeadline,
+            Parallelism = Parallelism,
+            Deadline = Deadline,
+            SharedLimit = SharedLimit,
+            Printf = Printed,
         };
         try
         {
@@ -166,7 +234,15 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
         }
         catch (PtxFault fault)
         {
-            throw new DeviceException(fault.Kind is PtxFaultKind.IllegalAddress or PtxFaultKind.MisalignedAddress ? DeviceErrorCode.InvalidAddress : DeviceErrorCode.LaunchFailed, fault.Message, fault);
+            throw new DeviceException(
+                fault.Kind switch
+                {
+                    PtxFaultKind.IllegalAddress or PtxFaultKind.MisalignedAddress => DeviceErrorCode.InvalidAddress,
+                    PtxFaultKind.Timeout => DeviceErrorCode.LaunchTimeout,
+                    _ => DeviceErrorCode.LaunchFailed,
+                },
+                fault.Message,
+                fault);
         }
         catch (PtxNotSupportedException ex)
         {
@@ -179,14 +255,12 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     }
 
     /// <summary>
-    /// A module: its PTX entries (null: the whole built-in library), whether they are all built-in kernels (then they run
-    /// as C#), or its kernels compiled by the PTX engine, or why the engine refused them.
+    /// A module: its entries (null: the whole built-in library), whether it is the built-in library (its kernels run as
+    /// C#), or its kernels as the PTX engine runs them, or SASS only.
     /// </summary>
-    private sealed record CpuModule(IReadOnlyDictionary<string, KernelSignature>? Entries, bool AllBuiltin, bool SassOnly = false) : IKernelModule
+    private sealed record CpuModule(IReadOnlyDictionary<string, KernelSignature>? Entries, bool Builtin, bool SassOnly = false) : IKernelModule
     {
         public PtxModuleProgram? Program { get; init; }
-
-        public string? Refusal { get; init; }
 
         /// <summary>The device addresses of the program's variables, in its order, once placed.</summary>
         public ulong[] Symbols { get; set; } = [];
@@ -218,7 +292,7 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     }
 
     /// <summary>
-    /// A kernel the cpu backend finds but cannot run yet: its launch fails with <see cref="Reason"/>. Its parameter block
+    /// A kernel the cpu backend finds but cannot run: its launch fails with <see cref="Reason"/>. Its parameter block
     /// goes unchecked, so that the launch's answer is that reason, whatever the block.
     /// </summary>
     private sealed record UnrunnableFunction(ulong Module, string Name, string Signature, string Reason) : IKernelFunction

@@ -76,7 +76,7 @@ public sealed class GpuPoolException : Exception
         ErrorCode.LeaseEnded or ErrorCode.FailedPrecondition => StatusCode.FailedPrecondition,
         ErrorCode.NotSupported => StatusCode.Unimplemented,
         ErrorCode.Unavailable => StatusCode.Unavailable,
-        ErrorCode.LaunchFailed => StatusCode.Aborted,
+        ErrorCode.LaunchFailed or ErrorCode.LaunchTimeout => StatusCode.Aborted,
         _ => StatusCode.Internal,
     };
 }

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace GpuPool.Ptx.Engine;
 
@@ -10,7 +11,7 @@ namespace GpuPool.Ptx.Engine;
 /// </summary>
 internal sealed unsafe class BlockState : IDisposable
 {
-    private const int Waiting = -3;
+    public const int Waiting = -3;
 
     private readonly CompiledKernel _kernel;
     private readonly LaneContext _context;
@@ -19,6 +20,18 @@ internal sealed unsafe class BlockState : IDisposable
     private readonly int _threads;
     private readonly byte* _shared;
     private readonly byte* _local;
+    private readonly uint[] _tid;
+    private readonly bool[] _plainBarrier;
+
+    /// <summary>Per barrier (0–15): the bar.arrive arrivals that its waiting threads have not yet used.</summary>
+    private readonly int[] _arrivals = new int[16];
+
+    /// <summary>Whether the kernel's vector method runs this launch's threads, eight at a time (a block a multiple of 8).</summary>
+    private readonly Func<LaneContext, int, int>? _vector;
+
+    /// <summary>Per group of eight: whether it runs in the vector method (until its threads diverge).</summary>
+    private readonly bool[] _inVector;
+    private readonly Vector256<int>[] _groupIds;
 
     public BlockState(CompiledKernel kernel, PtxLaunch launch, LaunchControl control, byte* parameters, ulong[] symbols)
     {
@@ -26,6 +39,29 @@ internal sealed unsafe class BlockState : IDisposable
         _threads = (int)(launch.BlockX * launch.BlockY * launch.BlockZ);
         _resume = new int[_threads];
         _at = new int[_threads];
+        _tid = new uint[_threads * 3];
+        for (var t = 0; t < _threads; t++)
+        {
+            _tid[3 * t] = (uint)t % launch.BlockX;
+            _tid[(3 * t) + 1] = (uint)t / launch.BlockX % launch.BlockY;
+            _tid[(3 * t) + 2] = (uint)t / (launch.BlockX * launch.BlockY);
+        }
+
+        // bar.sync 0: every live thread of the block, which the block runner lets go in one pass when all are there.
+        _plainBarrier = [.. kernel.Collectives.Select(c => c is { Kind: SiteKind.Barrier, Sources: [{ IsRegister: false, Immediate: 0 }] })];
+        // Eight consecutive threads of a block whose x dimension is a multiple of 8 share their y and z and count up in x:
+        // what the vector code assumes (SimdCompiler's uniform registers).
+        _vector = launch.BlockX % Simd.Lanes == 0 ? kernel.Vector : null;
+        _inVector = new bool[_threads / Simd.Lanes];
+        _groupIds = new Vector256<int>[_vector is null ? 0 : 4 * _inVector.Length];
+        for (var g = 0; g < _groupIds.Length / 4; g++)
+        {
+            var t = g * Simd.Lanes;
+            _groupIds[4 * g] = Vector256.Create([.. Enumerable.Range(t, Simd.Lanes).Select(k => (int)_tid[3 * k])]);
+            _groupIds[(4 * g) + 1] = Vector256.Create([.. Enumerable.Range(t, Simd.Lanes).Select(k => (int)_tid[(3 * k) + 1])]);
+            _groupIds[(4 * g) + 2] = Vector256.Create([.. Enumerable.Range(t, Simd.Lanes).Select(k => (int)_tid[(3 * k) + 2])]);
+            _groupIds[(4 * g) + 3] = Vector256.Create([.. Enumerable.Range(t, Simd.Lanes).Select(k => k & 31)]);
+        }
         var sharedBytes = KernelCompiler.Align(kernel.StaticSharedBytes, 16) + launch.DynamicSharedBytes;
         _shared = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(sharedBytes, 16), 64);
         _local = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(kernel.LocalBytes * (ulong)_threads, 16), 64);
@@ -50,6 +86,11 @@ internal sealed unsafe class BlockState : IDisposable
             Kernel = kernel.Name,
             SiteNames = kernel.Sites,
             SiteCache = new long[Math.Max(2, 2 * kernel.CachedSites)],
+            GroupIds = _groupIds,
+            Resume = _resume,
+            At = _at,
+            InVector = _inVector,
+            VectorSpill = new Vector256<long>[kernel.Vector is null || _threads % Simd.Lanes != 0 ? 0 : 2 * kernel.RegisterCount * (_threads / Simd.Lanes)],
         };
     }
 
@@ -58,6 +99,8 @@ internal sealed unsafe class BlockState : IDisposable
     {
         var c = _context;
         (c.CtaX, c.CtaY, c.CtaZ) = (x, y, z);
+        c.Output?.Clear();
+        c.Dropped = 0;
         new Span<byte>(_shared, (int)c.SharedBytes).Clear();
         if (_kernel.Collectives.Length == 0)
         {
@@ -68,38 +111,80 @@ internal sealed unsafe class BlockState : IDisposable
         // A thread's slots are read only after it has written them at a collective: they need no clearing.
         Array.Clear(_resume);
         Array.Fill(_at, Waiting);
+        Array.Clear(_arrivals);
+        Array.Fill(_inVector, _vector is not null);
         var live = _threads;
         while (live > 0)
         {
             var ran = false;
-            for (var t = 0; t < _threads; t++)
+            var atBarrier = 0;
+            if (_vector is not null)
             {
+                // The groups that run as vectors, one after another in the vector method, each to its next barrier or
+                // its end; a group whose threads diverge leaves them to the scalar pass below.
+                c.Group = -1;
+                (c.ArrivedInRound, c.ExitedInRound) = (0, 0);
+                var resume = Simd.NextVectorGroup(c);
+                if (resume >= 0)
+                {
+                    ran = true;
+                    if (_vector(c, resume) == KernelCompiler.Stopped)
+                    {
+                        throw new PtxFault(PtxFaultKind.Timeout, $"kernel {_kernel.Name}: the launch ran past its deadline (or another block of it failed) and was stopped");
+                    }
+
+                    atBarrier += c.ArrivedInRound;
+                    live -= c.ExitedInRound;
+                }
+            }
+
+            for (var t = 0; t < _threads;)
+            {
+                if (_vector is not null && (t & (Simd.Lanes - 1)) == 0 && _inVector[t / Simd.Lanes])
+                {
+                    t += Simd.Lanes;
+                    continue;
+                }
+
                 if (_at[t] != Waiting || _resume[t] < 0)
                 {
+                    t++;
                     continue;
                 }
 
                 ran = true;
                 Point(t);
                 var result = _kernel.Run(c, _resume[t]);
-                if (result == KernelCompiler.Exited)
+                while (result >= 0 && _kernel.Collectives[result].Kind == SiteKind.Arrive)
                 {
-                    _resume[t] = -1;
-                    live--;
+                    // bar.arrive: counted, and the thread goes straight on.
+                    Collectives.Arrive(this, t, result, _arrivals);
+                    _resume[t] = result + 1;
+                    result = _kernel.Run(c, _resume[t]);
                 }
-                else if (result == KernelCompiler.Stopped)
-                {
-                    throw new PtxFault(PtxFaultKind.Timeout, $"kernel {_kernel.Name}: the launch ran past its deadline (or another block of it failed) and was stopped");
-                }
-                else
-                {
-                    _at[t] = result;
-                }
+
+                atBarrier += Arrived(t, result, ref live);
+                t++;
             }
 
             if (live == 0)
             {
                 return;
+            }
+
+            // The common case, every live thread at a plain bar.sync (each having arrived in this round): all go on.
+            if (atBarrier == live)
+            {
+                for (var t = 0; t < _threads; t++)
+                {
+                    if (_resume[t] >= 0)
+                    {
+                        Go(t);
+                    }
+                }
+
+                Regroup();
+                continue;
             }
 
             if (!Release() && !ran)
@@ -109,25 +194,123 @@ internal sealed unsafe class BlockState : IDisposable
         }
     }
 
-    /// <summary>A kernel without collectives: each thread from its start to its end, in order.</summary>
+    /// <summary>Where thread <paramref name="t"/> got to: exited, stopped, or at collective <paramref name="result"/> (1 if a plain barrier).</summary>
+    private int Arrived(int t, int result, ref int live)
+    {
+        if (result == KernelCompiler.Exited)
+        {
+            _resume[t] = -1;
+            live--;
+            return 0;
+        }
+
+        if (result < 0)
+        {
+            throw new PtxFault(PtxFaultKind.Timeout, $"kernel {_kernel.Name}: the launch ran past its deadline (or another block of it failed) and was stopped");
+        }
+
+        _at[t] = result;
+        return _plainBarrier[result] ? 1 : 0;
+    }
+
+    /// <summary>After a barrier: a group of eight whose threads all go on from the same place runs as a vector again.</summary>
+    private void Regroup()
+    {
+        if (_vector is null)
+        {
+            return;
+        }
+
+        for (var g = 0; g < _inVector.Length; g++)
+        {
+            if (_inVector[g])
+            {
+                continue;
+            }
+
+            var t = g * Simd.Lanes;
+            var resume = _resume[t];
+            var same = resume > 0 && resume <= _kernel.Collectives.Length;
+            for (var l = 1; l < Simd.Lanes && same; l++)
+            {
+                same = _resume[t + l] == resume && _at[t + l] == Waiting;
+            }
+
+            // Threads that went their own ways may hold different values in registers the vector code takes as the same
+            // for all eight (each written the same way, but on different paths): then they stay apart.
+            var spill = _context.Spill;
+            var registers = _kernel.RegisterCount;
+            foreach (var r in same ? _kernel.VectorUniformAfter[resume - 1] : [])
+            {
+                for (var l = 1; l < Simd.Lanes && same; l++)
+                {
+                    same = spill[((t + l) * registers) + r] == spill[(t * registers) + r];
+                }
+            }
+
+            if (same && _at[t] == Waiting)
+            {
+                // It resumes from its threads' scalar slots: the vector method's second set of resume points.
+                _inVector[g] = true;
+                for (var l = 0; l < Simd.Lanes; l++)
+                {
+                    _resume[t + l] += _kernel.Collectives.Length;
+                }
+            }
+        }
+    }
+
+    /// <summary>A kernel without collectives: each thread (or group of eight) from its start to its end, in order.</summary>
     private void RunToEnd()
     {
         var c = _context;
-        var t = 0;
+        if (_vector is not null)
+        {
+            // The vector method goes on from group to group itself, and comes back when a group's threads diverge (they
+            // go on alone here, then the next group in the vector method again) or the block is done.
+            for (var t = 0; t < _threads;)
+            {
+                PointGroup(t);
+                var group = _vector(c, 0);
+                if (group != KernelCompiler.Left)
+                {
+                    Finish(group);
+                    return;
+                }
+
+                t = c.GroupBase;
+                for (var l = 0; l < Simd.Lanes; l++)
+                {
+                    Point(t + l);
+                    Finish(_kernel.Run(c, _resume[t + l]));
+                }
+
+                t += Simd.Lanes;
+            }
+
+            return;
+        }
+
+        var thread = 0;
         for (uint z = 0; z < c.NtidZ; z++)
         {
             for (uint y = 0; y < c.NtidY; y++)
             {
-                for (uint x = 0; x < c.NtidX; x++, t++)
+                for (uint x = 0; x < c.NtidX; x++, thread++)
                 {
-                    (c.TidX, c.TidY, c.TidZ, c.Lane) = (x, y, z, t);
-                    c.Local = _local + ((ulong)t * _kernel.LocalBytes);
-                    if (_kernel.Run(c, 0) == KernelCompiler.Stopped)
-                    {
-                        throw new PtxFault(PtxFaultKind.Timeout, $"kernel {_kernel.Name}: the launch ran past its deadline (or another block of it failed) and was stopped");
-                    }
+                    (c.TidX, c.TidY, c.TidZ, c.Lane) = (x, y, z, thread);
+                    c.Local = _local + ((ulong)thread * _kernel.LocalBytes);
+                    Finish(_kernel.Run(c, 0));
                 }
             }
+        }
+    }
+
+    private void Finish(int result)
+    {
+        if (result == KernelCompiler.Stopped)
+        {
+            throw new PtxFault(PtxFaultKind.Timeout, $"kernel {_kernel.Name}: the launch ran past its deadline (or another block of it failed) and was stopped");
         }
     }
 
@@ -150,28 +333,8 @@ internal sealed unsafe class BlockState : IDisposable
             return true;
         }
 
-        // A barrier goes when every live thread of the block waits at one.
-        var waiting = 0;
-        var live = 0;
-        for (var t = 0; t < _threads; t++)
-        {
-            if (_resume[t] >= 0)
-            {
-                live++;
-                if (_at[t] >= 0 && _kernel.Collectives[_at[t]].Kind is SiteKind.Barrier or SiteKind.BarrierReduce)
-                {
-                    waiting++;
-                }
-            }
-        }
-
-        if (live == 0 || waiting != live)
-        {
-            return false;
-        }
-
-        Collectives.Barrier(this);
-        return true;
+        // A barrier goes when all it waits for have arrived.
+        return Collectives.Barriers(this, _arrivals);
     }
 
     private PtxFault Deadlock()
@@ -181,17 +344,35 @@ internal sealed unsafe class BlockState : IDisposable
         return new PtxFault(PtxFaultKind.Deadlock, $"kernel {_kernel.Name}, block ({_context.CtaX},{_context.CtaY},{_context.CtaZ}): its threads wait at barriers or warp-wide instructions that the rest never reach ({string.Join("; ", sites)}; {_threads - stuck.Length} have exited)");
     }
 
+    /// <summary>Points the context at the group of eight threads from <paramref name="t"/>.</summary>
+    private void PointGroup(int t)
+    {
+        // The vector code reads only these; a fault in it points the context at the thread that made it.
+        var c = _context;
+        var g = t / Simd.Lanes;
+        c.GroupBase = t;
+        c.Group = g;
+        (c.VTidX, c.VTidY, c.VTidZ, c.VLane) = (_groupIds[4 * g], _groupIds[(4 * g) + 1], _groupIds[(4 * g) + 2], _groupIds[(4 * g) + 3]);
+    }
+
+    /// <summary>Points the context's thread fields at thread <paramref name="t"/> (a fault's message names it).</summary>
+    public void PointAt(int t) => Point(t);
+
     /// <summary>Points the context at thread <paramref name="t"/>.</summary>
     private void Point(int t)
     {
         var c = _context;
         c.Lane = t;
         c.SpillBase = t * _kernel.RegisterCount;
-        c.TidX = (uint)t % c.NtidX;
-        c.TidY = (uint)t / c.NtidX % c.NtidY;
-        c.TidZ = (uint)t / (c.NtidX * c.NtidY);
+        c.TidX = _tid[3 * t];
+        c.TidY = _tid[(3 * t) + 1];
+        c.TidZ = _tid[(3 * t) + 2];
         c.Local = _local + ((ulong)t * _kernel.LocalBytes);
     }
+
+    /// <summary>What the last block run printed, and how many characters of it were dropped; null when nothing.</summary>
+    public (string Text, long Dropped)? TakeOutput()
+        => (_context.Output?.Length ?? 0) == 0 && _context.Dropped == 0 ? null : (_context.Output?.ToString() ?? "", _context.Dropped);
 
     public int Threads => _threads;
 

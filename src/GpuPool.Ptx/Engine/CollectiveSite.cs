@@ -3,11 +3,14 @@ namespace GpuPool.Ptx.Engine;
 /// <summary>Instructions that need other threads: where each thread stops, hands its registers over and waits.</summary>
 internal enum SiteKind
 {
-    /// <summary>bar.sync / barrier.sync: every live thread of the block.</summary>
+    /// <summary>bar.sync / barrier.sync: barrier a (0–15) of the block, for b threads if given, else every live thread.</summary>
     Barrier,
 
     /// <summary>bar.red.popc / .and / .or: a barrier that also reduces a predicate over the block.</summary>
     BarrierReduce,
+
+    /// <summary>bar.arrive: counts towards a named barrier without waiting for it.</summary>
+    Arrive,
 
     /// <summary>bar.warp.sync: the threads of a warp that its member mask names.</summary>
     WarpSync,

@@ -55,12 +55,15 @@ internal static class Collectives
         return true;
     }
 
-    /// <summary>Every live thread waits at a barrier: reduce what bar.red reduces, and let them all go.</summary>
-    public static void Barrier(BlockState block)
+    /// <summary>
+    /// Lets go the threads waiting at each barrier that has had all it waits for: the count its bar.sync names (threads
+    /// waiting plus those that passed it with bar.arrive), or, without a count, every live thread of the block. bar.red
+    /// reduces its predicate over the threads it lets go. Whether any went.
+    /// </summary>
+    public static bool Barriers(BlockState block, int[] arrivals)
     {
-        long popc = 0;
-        var all = true;
-        var any = false;
+        var waiting = new SortedDictionary<int, List<int>>();
+        var live = 0;
         for (var t = 0; t < block.Threads; t++)
         {
             if (block.Resume[t] < 0)
@@ -68,6 +71,77 @@ internal static class Collectives
                 continue;
             }
 
+            live++;
+            if (block.At[t] >= 0 && block.Kernel.Collectives[block.At[t]] is { Kind: SiteKind.Barrier or SiteKind.BarrierReduce } site)
+            {
+                var id = BarrierId(block, t, site);
+                if (!waiting.TryGetValue(id, out var threads))
+                {
+                    waiting[id] = threads = [];
+                }
+
+                threads.Add(t);
+            }
+        }
+
+        var any = false;
+        foreach (var (id, threads) in waiting)
+        {
+            var site = block.Kernel.Collectives[block.At[threads[0]]];
+            var expected = Count(block, threads[0], site) ?? live;
+            if (threads.Count + arrivals[id] < expected)
+            {
+                continue;
+            }
+
+            arrivals[id] = (int)Math.Max(0, arrivals[id] - (expected - threads.Count));
+            Release(block, threads);
+            any = true;
+        }
+
+        return any;
+    }
+
+    /// <summary>bar.arrive by thread <paramref name="t"/>: one more arrival at its barrier; the thread goes on.</summary>
+    public static void Arrive(BlockState block, int t, int collective, int[] arrivals)
+    {
+        var site = block.Kernel.Collectives[collective];
+        arrivals[BarrierId(block, t, site)]++;
+    }
+
+    /// <summary>The barrier a thread waits at (0–15), from its first operand.</summary>
+    private static int BarrierId(BlockState block, int t, CollectiveSite site)
+    {
+        var first = Read(block, t, site.Sources[0]);
+        return first switch
+        {
+            >= 0 and < 16 => (int)first,
+            _ => throw new PtxFault(PtxFaultKind.Trap, $"kernel {block.Kernel.Name}, {site.Where}: barrier {first} is not one of the block's 16 (0 to 15)"),
+        };
+    }
+
+    /// <summary>The thread count a barrier instruction names, if it names one (a positive multiple of 32).</summary>
+    private static long? Count(BlockState block, int t, CollectiveSite site)
+    {
+        var operands = site.Kind == SiteKind.BarrierReduce ? site.Sources.Length - 1 : site.Sources.Length;
+        if (operands < 2)
+        {
+            return null;
+        }
+
+        var count = Read(block, t, site.Sources[1]);
+        return count > 0 && count % 32 == 0
+            ? count
+            : throw new PtxFault(PtxFaultKind.Trap, $"kernel {block.Kernel.Name}, {site.Where}: a barrier's thread count must be a positive multiple of 32, not {count}");
+    }
+
+    private static void Release(BlockState block, List<int> threads)
+    {
+        long popc = 0;
+        var all = true;
+        var any = false;
+        foreach (var t in threads)
+        {
             var site = block.Kernel.Collectives[block.At[t]];
             if (site.Kind == SiteKind.BarrierReduce)
             {
@@ -78,13 +152,8 @@ internal static class Collectives
             }
         }
 
-        for (var t = 0; t < block.Threads; t++)
+        foreach (var t in threads)
         {
-            if (block.Resume[t] < 0)
-            {
-                continue;
-            }
-
             var site = block.Kernel.Collectives[block.At[t]];
             if (site.Kind == SiteKind.BarrierReduce)
             {

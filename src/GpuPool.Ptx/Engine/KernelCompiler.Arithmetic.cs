@@ -59,9 +59,10 @@ internal sealed partial class KernelCompiler
             return;
         }
 
-        if (type is "f16" or "bf16" or "f16x2" or "bf16x2")
+        if (IsHalf(type))
         {
-            throw Refuse($"{i.Opcode} on .{type}");
+            EmitHalfArithmetic(i);
+            return;
         }
 
         if (type == "pred" && i.Opcode is "and" or "or" or "xor")
@@ -182,7 +183,13 @@ internal sealed partial class KernelCompiler
             return;
         }
 
-        if (type is "f16" or "bf16" or "f16x2" or "bf16x2" || i.Has("sat"))
+        if (IsHalf(type) && i.Opcode == "fma")
+        {
+            EmitHalfArithmetic(i);
+            return;
+        }
+
+        if (IsHalf(type) || i.Has("sat"))
         {
             throw Refuse($"{i.Opcode} on .{type}{(i.Has("sat") ? " with .sat" : "")}");
         }
@@ -335,6 +342,9 @@ internal sealed partial class KernelCompiler
         var (d, a) = (i.Operands[0], i.Operands[1]);
         switch (i.Opcode)
         {
+            case "neg" or "abs" when IsHalf(type):
+                EmitHalfArithmetic(i);
+                return;
             case "neg" or "abs" when IsFloat(type):
                 LoadFloat(i, a, type);
                 Call(FloatOps(type), i.Opcode == "neg" ? "Neg" : "Abs", ClrType(type));
@@ -502,6 +512,12 @@ internal sealed partial class KernelCompiler
     private void EmitSetp(PtxInstruction i)
     {
         var type = TypeOf(i);
+        if (IsHalf(type))
+        {
+            EmitHalfSetp(i);
+            return;
+        }
+
         if (i.Operands.Count is not (3 or 4))
         {
             throw Refuse($"setp with {i.Operands.Count} operands");
@@ -554,6 +570,11 @@ internal sealed partial class KernelCompiler
 
     private void EmitCvt(PtxInstruction i)
     {
+        if (TryEmitPairCvt(i))
+        {
+            return;
+        }
+
         RequireOperands(i, 2);
         var types = i.Modifiers.Where(m => Types.Contains(m)).ToArray();
         if (types.Length != 2)
@@ -740,6 +761,34 @@ internal sealed partial class KernelCompiler
         }
     }
 
+    /// <summary>dp4a and dp2a: byte (and half-word) dot products accumulated into 32 bits.</summary>
+    private void EmitDotProduct(PtxInstruction i)
+    {
+        RequireOperands(i, 4);
+        var types = i.Modifiers.Where(m => m is "u32" or "s32").ToArray();
+        if (types.Length != 2)
+        {
+            throw Refuse($"{i.Opcode} without its two types");
+        }
+
+        Load(i.Operands[1], "b32");
+        Load(i.Operands[2], "b32");
+        Load(i.Operands[3], "b32");
+        _il.Emit(types[0] == "s32" ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
+        _il.Emit(types[1] == "s32" ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
+        if (i.Opcode == "dp2a")
+        {
+            _il.Emit(i.Has("hi") ? OpCodes.Ldc_I4_1 : i.Has("lo") ? OpCodes.Ldc_I4_0 : throw Refuse("dp2a without .lo or .hi"));
+            Call(typeof(IntOps), nameof(IntOps.Dp2a), typeof(int), typeof(int), typeof(int), typeof(bool), typeof(bool), typeof(bool));
+        }
+        else
+        {
+            Call(typeof(IntOps), nameof(IntOps.Dp4a), typeof(int), typeof(int), typeof(int), typeof(bool), typeof(bool));
+        }
+
+        Store(i.Operands[0], "b32");
+    }
+
     private void EmitBarrier(PtxInstruction i)
     {
         if (i.Has("warp"))
@@ -757,9 +806,20 @@ internal sealed partial class KernelCompiler
             return;
         }
 
+        if (i.Operands.Count is not (1 or 2))
+        {
+            throw Refuse($"{i.Opcode} with {i.Operands.Count} operands");
+        }
+
         if (i.Has("arrive"))
         {
-            throw Refuse("bar.arrive");
+            if (i.Operands.Count != 2)
+            {
+                throw Refuse("bar.arrive without its thread count");
+            }
+
+            EmitCollective(new CollectiveSite(SiteKind.Arrive, "arrive", "b32", [], [.. i.Operands.Select(SiteSource)], Where()));
+            return;
         }
 
         EmitCollective(new CollectiveSite(SiteKind.Barrier, "sync", "b32", [], [.. i.Operands.Select(SiteSource)], Where()));

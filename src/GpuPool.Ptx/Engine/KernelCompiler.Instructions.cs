@@ -49,6 +49,12 @@ internal sealed partial class KernelCompiler
             case "setp":
                 EmitSetp(i);
                 break;
+            case "set":
+                EmitSet(i);
+                break;
+            case "dp4a" or "dp2a":
+                EmitDotProduct(i);
+                break;
             case "selp":
                 EmitSelp(i);
                 break;
@@ -75,8 +81,12 @@ internal sealed partial class KernelCompiler
                 _il.Emit(OpCodes.Br, LabelOf(target));
                 break;
             case "ret" or "exit":
-                _il.Emit(OpCodes.Ldc_I4, Exited);
+                // A called function's ret returns to its caller; exit ends the thread wherever it is.
+                _il.Emit(OpCodes.Ldc_I4, i.Opcode == "ret" && !_isKernel ? Returned : Exited);
                 _il.Emit(OpCodes.Ret);
+                break;
+            case "call":
+                EmitCall(i);
                 break;
             case "bar" or "barrier":
                 EmitBarrier(i);
@@ -360,7 +370,19 @@ internal sealed partial class KernelCompiler
     {
         if (_windowVariables.TryGetValue(name, out var window))
         {
+            if (window.Argument > 0)
+            {
+                throw Refuse($"the address of a called function's parameter {name}");
+            }
+
             _il.Emit(OpCodes.Ldc_I8, (long)window.Offset + offset);
+            if (window.Space == PtxStateSpace.Local && _frame is not null)
+            {
+                // A called function's local variables lie in its frame on the thread's stack.
+                _il.Emit(OpCodes.Ldloc, _frame);
+                _il.Emit(OpCodes.Add);
+            }
+
             return;
         }
 
@@ -560,6 +582,19 @@ internal sealed partial class KernelCompiler
             case null:
                 _il.Emit(OpCodes.Ldc_I8, address.Offset);
                 break;
+            case PtxSymbol s when _windowVariables.TryGetValue(s.Name, out var argument) && argument.Argument > 0:
+                // A called function's parameter or return value: its caller's variable, at an offset checked here.
+                var at = s.Offset + address.Offset;
+                if (at < 0 || at + size > argument.Bytes)
+                {
+                    throw Refuse($"a {size}-byte access at offset {at} of the {argument.Bytes}-byte parameter {s.Name}");
+                }
+
+                _il.Emit(OpCodes.Pop);
+                _il.Emit(OpCodes.Ldarg, (short)argument.Argument);
+                _il.Emit(OpCodes.Ldc_I4, (int)at);
+                _il.Emit(OpCodes.Add);
+                return;
             case PtxSymbol s when _windowVariables.TryGetValue(s.Name, out var fixedWindow) && fixedWindow.Space == PtxStateSpace.Param
                 && StaticParamAccess(fixedWindow.Offset + (ulong)(s.Offset + address.Offset), size) is { } paramOffset:
                 // A kernel parameter at a constant offset: checked here, once.
@@ -619,7 +654,7 @@ internal sealed partial class KernelCompiler
     /// </summary>
     private void EmitCachedCheck(int size, int site, string miss)
     {
-        var slot = 2 * _cachedSites++;
+        var slot = 2 * _unit.CachedSites++;
         var cache = CacheLocal();
         var address = _il.DeclareLocal(typeof(long));
         var offset = _il.DeclareLocal(typeof(long));

@@ -26,6 +26,15 @@ internal sealed partial class KernelCompiler
     public const int Exited = -1;
     public const int Stopped = -2;
 
+    /// <summary>What the vector method returns when its threads diverged, each to resume alone at its scalar entry.</summary>
+    public const int Left = -3;
+
+    /// <summary>What a called function returns when it returns to its caller (its thread goes on).</summary>
+    public const int Returned = 0;
+
+    /// <summary>Each thread's stack for the functions it calls, as CUDA's default limit is (cudaLimitStackSize) and then some.</summary>
+    public const ulong StackBytes = 8 << 10;
+
     private static readonly FieldInfo SpillField = Field(nameof(LaneContext.Spill));
     private static readonly FieldInfo SpillBaseField = Field(nameof(LaneContext.SpillBase));
     private static readonly FieldInfo SymbolsField = Field(nameof(LaneContext.Symbols));
@@ -38,23 +47,32 @@ internal sealed partial class KernelCompiler
     private readonly List<Dictionary<string, Register>> _scopes = [];
     private readonly Dictionary<string, Label> _labels = new(StringComparer.Ordinal);
     private readonly HashSet<string> _marked = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _labelLines = new(StringComparer.Ordinal);
     private readonly List<CollectiveSite> _collectives = [];
     private readonly List<Label> _resumeLabels = [];
-    private readonly List<string> _sites = [];
+    private readonly List<(Label Spill, PtxInstruction At)> _spills = [];
+    private readonly List<(Label Before, PtxInstruction At)> _entries = [];
+    private bool _vectorEntries;
+    private readonly CompileUnit _unit;
+    private readonly bool _isKernel;
     private readonly Dictionary<string, WindowVariable> _windowVariables = new(StringComparer.Ordinal);
     private readonly Label _stop;
     private readonly Label _dispatch;
     private ulong _localBytes;
+    private readonly ulong _frameBytes;
+    private LocalBuilder? _frame;
     private ulong _sharedBytes;
     private PtxInstruction _current = null!;
     private LocalBuilder? _cacheLocal;
-    private int _cachedSites;
+    private Liveness? _liveness;
 
-    private KernelCompiler(ModuleLayout module, PtxFunction function)
+    private KernelCompiler(ModuleLayout module, PtxFunction function, CompileUnit unit, DynamicMethod method)
     {
         _module = module;
         _function = function;
-        _method = new DynamicMethod("ptx_" + function.Name, typeof(int), [typeof(LaneContext), typeof(int)], typeof(LaneContext).Module, skipVisibility: true);
+        _unit = unit;
+        _isKernel = function.IsEntry;
+        _method = method;
         _method.InitLocals = false;
         _il = _method.GetILGenerator();
         _stop = _il.DefineLabel();
@@ -65,19 +83,34 @@ internal sealed partial class KernelCompiler
             _windowVariables[name] = new WindowVariable(PtxStateSpace.Shared, offset);
         }
 
+        _frameBytes = Align(FrameBytes(function.Body ?? [], 0), 16);
     }
 
     /// <summary>Compiles <paramref name="function"/>, or refuses it naming the first instruction the engine does not run.</summary>
-    public static CompiledKernel Compile(ModuleLayout module, PtxFunction function)
+    public static CompiledKernel Compile(ModuleLayout module, PtxFunction function) => Compile(module, function, keep: true)!;
+
+    /// <summary>
+    /// Compiles <paramref name="function"/> only to see that the engine runs it (the check at module load): the IL is
+    /// made, and so every refusal found, but no vector code and no delegate.
+    /// </summary>
+    public static void Check(ModuleLayout module, PtxFunction function) => Compile(module, function, keep: false);
+
+    private static CompiledKernel? Compile(ModuleLayout module, PtxFunction function, bool keep)
     {
-        var compiler = new KernelCompiler(module, function);
-        return compiler.Build();
+        var method = new DynamicMethod("ptx_" + function.Name, typeof(int), [typeof(LaneContext), typeof(int)], typeof(LaneContext).Module, skipVisibility: true);
+        var compiler = new KernelCompiler(module, function, new CompileUnit { Kernel = function.Name }, method);
+        return compiler.Build(keep);
     }
 
-    private CompiledKernel Build()
+    /// <summary>Compiles a function a kernel calls into <paramref name="method"/>, in the kernel's unit.</summary>
+    internal static void CompileFunction(ModuleLayout module, PtxFunction function, CompileUnit unit, DynamicMethod method)
+        => new KernelCompiler(module, function, unit, method).BuildFunction();
+
+    private CompiledKernel? Build(bool keep)
     {
         var parameters = LayParameters();
         PlaceShared(_function.Body ?? []);
+        _unit.KernelSharedBytes = _sharedBytes;
 
         // Dynamic shared memory starts after the static, 16-byte aligned, as on a GPU.
         foreach (var name in _module.DynamicShared)
@@ -86,6 +119,17 @@ internal sealed partial class KernelCompiler
         }
 
         _scopes.Add([]);
+
+        // The carry flag is the first register, as Liveness numbers them.
+        CarryFlag();
+
+        // A kernel the vector compiler may take gets an entry before each guarded instruction, where its threads diverge.
+        _vectorEntries = SimdCompiler.Worth(_function);
+        if (_vectorEntries)
+        {
+            _liveness ??= Liveness.Analyze(_function.Body!);
+        }
+
         _il.Emit(OpCodes.Br, _dispatch);
         var start = _il.DefineLabel();
         _il.MarkLabel(start);
@@ -98,22 +142,53 @@ internal sealed partial class KernelCompiler
         _il.Emit(OpCodes.Ldc_I4, Stopped);
         _il.Emit(OpCodes.Ret);
 
-        // Resume points: load every register from its slot, then go on after the collective.
+        // Collective k: hand over the registers live where it starts, return k; resume after it with those live after it.
+        var exact = _liveness is not null && _liveness.Registers == _registers.Count;
         var stubs = new Label[_resumeLabels.Count];
         for (var k = 0; k < stubs.Length; k++)
         {
+            var (spill, at) = _spills[k];
+            _il.MarkLabel(spill);
+            EmitStore(exact ? _liveness!.LiveIn(at).Select(n => _registers[n]) : _registers);
+            _il.Emit(OpCodes.Ldc_I4, k);
+            _il.Emit(OpCodes.Ret);
+
             stubs[k] = _il.DefineLabel();
             _il.MarkLabel(stubs[k]);
             EmitLoadCache();
-            EmitLoadAll();
+            EmitLoad(exact ? _liveness!.LiveOut(at).Select(n => _registers[n]) : _registers);
             _il.Emit(OpCodes.Br, _resumeLabels[k]);
+        }
+
+        // Entry e (number 1 + collectives + e): a thread that left the vector code before a guarded instruction.
+        var entries = new Label[_entries.Count];
+        var numbers = new Dictionary<PtxInstruction, int>(ReferenceEqualityComparer.Instance);
+        for (var e = 0; e < entries.Length; e++)
+        {
+            var (before, at) = _entries[e];
+            entries[e] = _il.DefineLabel();
+            _il.MarkLabel(entries[e]);
+            EmitLoadCache();
+            EmitLoad(_liveness!.LiveIn(at).Select(n => _registers[n]));
+            _il.Emit(OpCodes.Br, before);
+            numbers[at] = 1 + stubs.Length + e;
         }
 
         _il.MarkLabel(_dispatch);
         _il.Emit(OpCodes.Ldarg_1);
-        _il.Emit(OpCodes.Switch, [start, .. stubs]);
+        _il.Emit(OpCodes.Switch, [start, .. stubs, .. entries]);
         _il.Emit(OpCodes.Br, start);
 
+        CheckFrame();
+        CheckLabels();
+        if (!keep)
+        {
+            return null;
+        }
+
+        var vector = _vectorEntries && exact && _liveness!.Registers == _registers.Count && !_unit.Calls
+            ? SimdCompiler.TryCompile(_module, _function, _liveness, _registers.Count, _windowVariables.ToDictionary(w => w.Key, w => (w.Value.Space, w.Value.Offset)), parameters.Bytes, numbers, _unit)
+            : null;
         var run = _method.CreateDelegate<Func<LaneContext, int, int>>();
         return new CompiledKernel(
             _function.Name,
@@ -122,10 +197,14 @@ internal sealed partial class KernelCompiler
             parameters.Bytes,
             _registers.Count,
             _sharedBytes,
-            Align(_localBytes, 16),
+            _frameBytes + (_unit.Calls ? StackBytes : 0),
             [.. _collectives],
-            [.. _sites],
-            _cachedSites);
+            [.. _unit.Sites],
+            _unit.CachedSites)
+        {
+            Vector = vector?.Run,
+            VectorUniformAfter = vector?.UniformAfter ?? [],
+        };
     }
 
     private (IReadOnlyDictionary<string, int> Offsets, int Bytes) LayParameters()
@@ -235,7 +314,7 @@ internal sealed partial class KernelCompiler
         {
             case PtxStateSpace.Local or PtxStateSpace.Param:
                 _localBytes = Align(_localBytes, align);
-                _windowVariables[variable.Name] = new WindowVariable(PtxStateSpace.Local, _localBytes);
+                _windowVariables[variable.Name] = new WindowVariable(PtxStateSpace.Local, _localBytes, Bytes: variable.Bytes);
                 _localBytes += (ulong)variable.Bytes;
                 break;
             default:
@@ -252,6 +331,13 @@ internal sealed partial class KernelCompiler
         }
 
         var skip = _il.DefineLabel();
+        if (_vectorEntries)
+        {
+            var before = _il.DefineLabel();
+            _il.MarkLabel(before);
+            _entries.Add((before, i));
+        }
+
         LoadRegister(i.Guard.Predicate, Kind.I32);
         _il.Emit(i.Guard.Negated ? OpCodes.Brtrue : OpCodes.Brfalse, skip);
         EmitInstruction(i);
@@ -259,10 +345,12 @@ internal sealed partial class KernelCompiler
     }
 
     /// <summary>A site for faults' messages: the instruction and its line.</summary>
-    private int Site()
+    private int Site() => Site($"line {_current.Line} ({_current})");
+
+    private int Site(string where)
     {
-        _sites.Add($"line {_current.Line} ({_current})");
-        return _sites.Count - 1;
+        _unit.Sites.Add(_isKernel ? where : $"function {_function.Name}, {where}");
+        return _unit.Sites.Count - 1;
     }
 
     private Label LabelOf(string name)
@@ -271,9 +359,22 @@ internal sealed partial class KernelCompiler
         {
             label = _il.DefineLabel();
             _labels[name] = label;
+            _labelLines[name] = _current?.Line ?? 0;
         }
 
         return label;
+    }
+
+    /// <summary>A branch to a label the body never defines is the module's fault, refused naming it.</summary>
+    private void CheckLabels()
+    {
+        foreach (var (name, line) in _labelLines)
+        {
+            if (!_marked.Contains(name))
+            {
+                throw Refuse(line, $"a branch to {name}, which the kernel does not define");
+            }
+        }
     }
 
     private Register? Find(string name)
@@ -308,7 +409,7 @@ internal sealed partial class KernelCompiler
         => Find(name) ?? throw Refuse(_current.Line, $"register {name}, which is not declared");
 
     private PtxNotSupportedException Refuse(int line, string what)
-        => new($"kernel {_function.Name}, line {line}: the cpu backend's PTX engine does not run {what}");
+        => new($"kernel {_unit.Kernel}{(_isKernel ? "" : $" (in the function {_function.Name} it calls)")}, line {line}: the cpu backend's PTX engine does not run {what}");
 
     private PtxNotSupportedException Refuse(string what) => Refuse(_current.Line, $"{what} (`{_current}`)");
 
@@ -351,9 +452,9 @@ internal sealed partial class KernelCompiler
         _il.Emit(OpCodes.Add);
     }
 
-    private void EmitStoreAll()
+    private void EmitStore(IEnumerable<Register> registers)
     {
-        foreach (var r in _registers)
+        foreach (var r in registers)
         {
             EmitSlot(r);
             _il.Emit(OpCodes.Ldloc, r.Local);
@@ -362,9 +463,9 @@ internal sealed partial class KernelCompiler
         }
     }
 
-    private void EmitLoadAll()
+    private void EmitLoad(IEnumerable<Register> registers)
     {
-        foreach (var r in _registers)
+        foreach (var r in registers)
         {
             EmitSlot(r);
             _il.Emit(OpCodes.Ldelem_I8);
@@ -408,15 +509,24 @@ internal sealed partial class KernelCompiler
         }
     }
 
-    /// <summary>Reaches collective instruction <paramref name="site"/>: spill, return its number; resume after it.</summary>
+    /// <summary>
+    /// Reaches collective instruction <paramref name="site"/>: spill, return its number; resume after it. The spill is
+    /// emitted after the body, once every register it may name is declared.
+    /// </summary>
     private void EmitCollective(CollectiveSite site)
     {
+        if (!_isKernel)
+        {
+            throw Refuse("a barrier or warp-wide instruction inside a called function");
+        }
+
+        _liveness ??= Liveness.Analyze(_function.Body!);
         _collectives.Add(site);
         var after = _il.DefineLabel();
+        var spill = _il.DefineLabel();
         _resumeLabels.Add(after);
-        EmitStoreAll();
-        _il.Emit(OpCodes.Ldc_I4, _collectives.Count - 1);
-        _il.Emit(OpCodes.Ret);
+        _spills.Add((spill, _current));
+        _il.Emit(OpCodes.Br, spill);
         _il.MarkLabel(after);
     }
 
@@ -441,7 +551,8 @@ internal sealed partial class KernelCompiler
     private sealed record Register(string Name, Kind Kind, LocalBuilder Local, int Slot);
 
     /// <summary>A variable that lives in a window: the kernel's parameters, the thread's local or the block's shared memory.</summary>
-    private readonly record struct WindowVariable(PtxStateSpace Space, ulong Offset);
+    /// <remarks>A called function's own parameter or return value is <see cref="Argument"/> k of its method: a pointer to the caller's.</remarks>
+    private readonly record struct WindowVariable(PtxStateSpace Space, ulong Offset, int Argument = 0, long Bytes = 0);
 }
 
 /// <summary>A kernel compiled by <see cref="KernelCompiler"/>, with what a launch needs to run it.</summary>
@@ -455,7 +566,14 @@ internal sealed record CompiledKernel(
     ulong LocalBytes,
     CollectiveSite[] Collectives,
     string[] Sites,
-    int CachedSites);
+    int CachedSites)
+{
+    /// <summary>The method that runs eight threads at once (<see cref="SimdCompiler"/>), where the kernel has one.</summary>
+    public Func<LaneContext, int, int>? Vector { get; init; }
+
+    /// <summary>For each collective, the registers live after it that the vector code takes as the same in all eight threads.</summary>
+    public int[][] VectorUniformAfter { get; init; } = [];
+}
 
 /// <summary>
 /// What every kernel of a module shares: its module-scope variables, global and constant ones by their index in the
@@ -486,9 +604,20 @@ internal sealed class ModuleLayout
         }
 
         StaticSharedBytes = shared;
+        foreach (var f in program.Functions)
+        {
+            // A declaration and its definition may both appear: the definition wins.
+            if (f.Body is not null || !Functions.ContainsKey(f.Name))
+            {
+                Functions[f.Name] = f;
+            }
+        }
     }
 
     public Dictionary<string, int> Globals { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>The module's functions, kernels and .funcs, by name (an extern .func such as vprintf without a body).</summary>
+    public Dictionary<string, PtxFunction> Functions { get; } = new(StringComparer.Ordinal);
 
     public List<string> GlobalNames { get; } = [];
 

@@ -18,10 +18,32 @@ internal sealed unsafe class LaneContext
     public uint CtaX, CtaY, CtaZ;
     public uint NctaX, NctaY, NctaZ;
     public int Lane;
+
+    /// <summary>In the vector code: the first of the eight threads it runs, and their ids and lanes.</summary>
+    public int GroupBase;
+    public int Group;
+
+    /// <summary>Each group's registers where they wait at a barrier in the vector code: two vectors a register.</summary>
+    public System.Runtime.Intrinsics.Vector256<long>[] VectorSpill = [];
+    public System.Runtime.Intrinsics.Vector256<int> VTidX, VTidY, VTidZ, VLane;
+
+    /// <summary>The block runner's state the vector code keeps up as it goes from group to group within a round.</summary>
+    public int[] Resume = [], At = [];
+    public bool[] InVector = [];
+    public int ArrivedInRound, ExitedInRound;
+
+    /// <summary>Each group's ids and lanes, four vectors a group (the block runner's).</summary>
+    public System.Runtime.Intrinsics.Vector256<int>[] GroupIds = [];
     public byte* Shared;
     public ulong SharedBytes;
     public byte* Local;
     public ulong LocalBytes;
+
+    /// <summary>Where the next called function's frame starts in the thread's local memory (its caller sets it).</summary>
+    public ulong StackTop;
+
+    /// <summary>What the threads of the block being run printed (device printf), in the order they printed it.</summary>
+    public System.Text.StringBuilder? Output;
     public byte* Params;
     public ulong ParamBytes;
     public ulong[] Symbols = [];
@@ -164,6 +186,61 @@ internal sealed unsafe class LaneContext
 
     public static void Trap(LaneContext c, int site) => throw c.Fault(PtxFaultKind.Trap, site, "the kernel executed trap");
 
+    public static void StackOverflow(LaneContext c, int site)
+        => throw c.Fault(PtxFaultKind.IllegalAddress, site, $"the thread's call stack ({KernelCompiler.StackBytes} bytes) is full: the calls nest too deep");
+
+    /// <summary>Device printf: formats from the format string and the packed arguments, both at generic addresses.</summary>
+    public static int Printf(LaneContext c, long format, long arguments, int site)
+    {
+        var text = DevicePrintf.Format(
+            ReadString(c, (ulong)format, site),
+            (offset, size) => ReadScalar(c, (ulong)arguments + (ulong)offset, size, site),
+            address => ReadString(c, address, site));
+        c.Output ??= new();
+        if (c.Output.Length + text.Length <= DevicePrintf.LaunchLimit)
+        {
+            c.Output.Append(text);
+        }
+        else
+        {
+            c.Dropped += text.Length;
+        }
+
+        return text.Length;
+    }
+
+    /// <summary>Characters of printf text this block could not keep (past <see cref="DevicePrintf.LaunchLimit"/>).</summary>
+    public long Dropped;
+
+    private static ulong ReadScalar(LaneContext c, ulong address, int size, int site)
+    {
+        var p = (byte*)c.GenericSlow(address, size, site);
+        return size == 8 ? *(ulong*)p : *(uint*)p;
+    }
+
+    /// <summary>A NUL-terminated string at a generic address, each byte checked like any access (at most 64 KiB).</summary>
+    private static string ReadString(LaneContext c, ulong address, int site)
+    {
+        if (address == 0)
+        {
+            return "(null)";
+        }
+
+        var bytes = new List<byte>();
+        for (var at = address; bytes.Count < 1 << 16; at++)
+        {
+            var b = *(byte*)c.GenericSlow(at, 1, site);
+            if (b == 0)
+            {
+                break;
+            }
+
+            bytes.Add(b);
+        }
+
+        return System.Text.Encoding.UTF8.GetString(bytes.ToArray());
+    }
+
     private void CheckAligned(ulong address, int size, int site, string space)
     {
         if ((address & (ulong)(size - 1)) != 0)
@@ -185,4 +262,7 @@ internal sealed unsafe class LaneContext
 internal sealed class LaunchControl
 {
     public int Stop;
+
+    /// <summary>Set with <see cref="Stop"/> when it was the deadline that stopped the launch.</summary>
+    public volatile bool DeadlinePassed;
 }

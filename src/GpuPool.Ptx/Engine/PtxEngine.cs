@@ -19,16 +19,28 @@ public sealed record PtxLaunch(
 
     /// <summary>When the launch must be over; past it, it stops with <see cref="PtxFaultKind.Timeout"/>.</summary>
     public TimeSpan Deadline { get; init; } = Timeout.InfiniteTimeSpan;
+
+    /// <summary>
+    /// Where the text the launch's threads print (device printf, <c>vprintf</c>) goes: called once when the launch ends,
+    /// whether it succeeded or failed, with all of it, block after block in the order of their linear index and each
+    /// block's lines in the order its threads printed them; not called when nothing was printed.
+    /// </summary>
+    public Action<string>? Printf { get; init; }
+
+    /// <summary>The shared memory a block may have, static and dynamic together; a launch asking more is refused.</summary>
+    public ulong SharedLimit { get; init; } = ulong.MaxValue;
 }
 
 /// <summary>
-/// A PTX module read for the cpu backend. Each kernel is compiled to .NET code the first time it is launched (a library
-/// carries thousands that a program never launches); what the engine does not run is refused then, naming the
-/// instruction, the kernel and the line. <see cref="CompileAll"/> compiles every kernel at once.
+/// A PTX module read for the cpu backend. <see cref="CheckAll"/> tells at load whether the engine runs every kernel
+/// (refusing the first it does not, naming the instruction, the kernel and the line); each kernel's code is kept from its
+/// first launch on, since a library carries hundreds of kernels a program never launches and their code is large.
+/// <see cref="CompileAll"/> compiles and keeps every kernel at once.
 /// </summary>
 public sealed class PtxModuleProgram
 {
     private readonly Dictionary<string, PtxKernel> _kernels;
+    private object? _verdict;
 
     private PtxModuleProgram(IReadOnlyList<string> variables, Dictionary<string, PtxKernel> kernels)
     {
@@ -66,17 +78,67 @@ public sealed class PtxModuleProgram
 
         return this;
     }
+
+    /// <summary>
+    /// Checks that the engine runs every kernel, compiling on up to <paramref name="parallelism"/> threads and keeping
+    /// nothing; <see cref="PtxNotSupportedException"/> for the first kernel of the module (in its order) it does not run
+    /// or cannot compile.
+    /// </summary>
+    public void CheckAll(int parallelism)
+    {
+        // Once per program: a module loaded again (PtxProgramCache) gets the same verdict at once.
+        lock (_kernels)
+        {
+            _verdict ??= Verdict(parallelism);
+        }
+
+        if (_verdict is PtxNotSupportedException refusal)
+        {
+            throw refusal;
+        }
+    }
+
+    /// <summary>The first refusal in the module's order, or a non-exception marker when the engine runs every kernel.</summary>
+    private object Verdict(int parallelism)
+    {
+        var kernels = _kernels.Values.ToArray();
+        var refusals = new PtxNotSupportedException?[kernels.Length];
+
+        // Break(i) lets every kernel before i finish its check, so the refusal reported is the module's first, whatever the threads' order.
+        Parallel.For(0, kernels.Length, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, parallelism) }, (i, loop) =>
+        {
+            try
+            {
+                kernels[i].Check();
+            }
+            catch (Exception ex)
+            {
+                // What the compiler throws other than a refusal (IL it cannot finish, as for a branch to a label the
+                // kernel never defines) is the module's fault too, and the load says so naming the kernel.
+                refusals[i] = ex as PtxNotSupportedException
+                    ?? new PtxNotSupportedException($"kernel {kernels[i].Name}: the cpu backend's PTX engine cannot compile it ({ex.Message})");
+                loop.Break();
+            }
+        });
+
+        return refusals.FirstOrDefault(r => r is not null) ?? (object)"every kernel runs";
+    }
 }
 
 /// <summary>A compiled kernel: launched with a parameter block laid out as cuLaunchKernel lays it out.</summary>
+/// <remarks>Device printf text is kept per block and handed over block after block, up to <see cref="DevicePrintf.LaunchLimit"/> characters.</remarks>
 public sealed class PtxKernel
 {
     private readonly Lazy<CompiledKernel> _compiled;
+
+    private readonly ModuleLayout _layout;
+    private readonly PtxFunction _function;
 
     internal PtxKernel(ModuleLayout layout, PtxFunction function)
     {
         Name = function.Name;
         ParameterBytes = KernelCompiler.ParameterLayout(function).Bytes;
+        (_layout, _function) = (layout, function);
         _compiled = new Lazy<CompiledKernel>(() => KernelCompiler.Compile(layout, function));
     }
 
@@ -84,14 +146,54 @@ public sealed class PtxKernel
 
     public int ParameterBytes { get; }
 
+    /// <summary>Whether the kernel has vector code (<see cref="SimdCompiler"/>) besides its scalar code; compiles it.</summary>
+    internal bool Vectorised => _compiled.Value.Vector is not null;
+
     /// <summary>Compiles the kernel if it is not yet; <see cref="PtxNotSupportedException"/> if the engine does not run it.</summary>
     public void EnsureCompiled() => _ = _compiled.Value;
+
+    /// <summary>
+    /// Compiles the kernel to see that the engine runs it, and lets the code go (it is compiled again at the first launch);
+    /// <see cref="PtxNotSupportedException"/> if the engine does not run it.
+    /// </summary>
+    public void Check()
+    {
+        if (!_compiled.IsValueCreated)
+        {
+            KernelCompiler.Check(_layout, _function);
+        }
+    }
 
     /// <summary>
     /// Runs the launch to its end, its blocks spread over <see cref="PtxLaunch.Parallelism"/> workers. <paramref name="symbols"/>
     /// are the device addresses of the module's variables (<see cref="PtxModuleProgram.Variables"/>). A fault of any thread
     /// stops every block and is thrown as <see cref="PtxFault"/>.
     /// </summary>
+    private static string Printed(System.Collections.Concurrent.ConcurrentDictionary<long, (string Text, long Dropped)> printed)
+    {
+        var text = new System.Text.StringBuilder();
+        long dropped = 0;
+        foreach (var (_, (block, lost)) in printed.OrderBy(p => p.Key))
+        {
+            dropped += lost;
+            if (text.Length + block.Length <= DevicePrintf.LaunchLimit)
+            {
+                text.Append(block);
+            }
+            else
+            {
+                dropped += block.Length;
+            }
+        }
+
+        if (dropped > 0)
+        {
+            text.Append(System.Globalization.CultureInfo.InvariantCulture, $"[gpupool: {dropped} characters of device printf output did not fit the {DevicePrintf.LaunchLimit}-character buffer and were dropped]\n");
+        }
+
+        return text.ToString();
+    }
+
     public unsafe void Launch(PtxLaunch launch, ReadOnlySpan<byte> parameters, ulong[] symbols)
     {
         ArgumentNullException.ThrowIfNull(launch);
@@ -99,6 +201,12 @@ public sealed class PtxKernel
         if (parameters.Length != kernel.ParameterBytes)
         {
             throw new ArgumentException($"kernel {Name} takes {kernel.ParameterBytes} bytes of parameters, but the launch passed {parameters.Length}", nameof(parameters));
+        }
+
+        var shared = KernelCompiler.Align(kernel.StaticSharedBytes, 16) + launch.DynamicSharedBytes;
+        if (shared > launch.SharedLimit || launch.DynamicSharedBytes > launch.SharedLimit)
+        {
+            throw new ArgumentException($"kernel {Name} needs {kernel.StaticSharedBytes} bytes of static shared memory and the launch asks {launch.DynamicSharedBytes} dynamic, {shared} in all: over the device's {launch.SharedLimit} bytes per block", nameof(launch));
         }
 
         var blocks = (long)launch.GridX * launch.GridY * launch.GridZ;
@@ -112,30 +220,42 @@ public sealed class PtxKernel
         {
             parameters.CopyTo(new Span<byte>(block, parameters.Length));
             var control = new LaunchControl();
-            using var deadline = launch.Deadline == Timeout.InfiniteTimeSpan ? null : new Timer(_ => Volatile.Write(ref control.Stop, 1), null, launch.Deadline, Timeout.InfiniteTimeSpan);
+            using var deadline = DeadlineWatch.Start(control, launch.Deadline);
             var next = -1L;
             var workers = (int)Math.Min(Math.Max(1, launch.Parallelism), blocks);
             Exception? failure = null;
             var run = (nint)block;
+            // Made when a block first prints: most launches print nothing, and a concurrent dictionary is not free.
+            System.Collections.Concurrent.ConcurrentDictionary<long, (string Text, long Dropped)>? printed = null;
 
             void Work()
             {
                 using var state = new BlockState(kernel, launch, control, (byte*)run, symbols);
+                long b = -1;
                 try
                 {
-                    long b;
                     while ((b = Interlocked.Increment(ref next)) < blocks && Volatile.Read(ref control.Stop) == 0)
                     {
                         var x = (uint)(b % launch.GridX);
                         var y = (uint)(b / launch.GridX % launch.GridY);
                         var z = (uint)(b / ((long)launch.GridX * launch.GridY));
                         state.Run(x, y, z);
+                        Keep(b, state);
                     }
                 }
                 catch (Exception ex)
                 {
+                    Keep(b, state);
                     Interlocked.CompareExchange(ref failure, ex, null);
                     Volatile.Write(ref control.Stop, 1);
+                }
+            }
+
+            void Keep(long b, BlockState state)
+            {
+                if (launch.Printf is not null && state.TakeOutput() is { } output)
+                {
+                    LazyInitializer.EnsureInitialized(ref printed)[b] = output;
                 }
             }
 
@@ -148,6 +268,16 @@ public sealed class PtxKernel
                 var threads = Enumerable.Range(0, workers - 1).Select(_ => Task.Factory.StartNew(Work, TaskCreationOptions.LongRunning)).ToArray();
                 Work();
                 Task.WaitAll(threads);
+            }
+
+            if (printed is { IsEmpty: false })
+            {
+                launch.Printf!(Printed(printed));
+            }
+
+            if (control.DeadlinePassed && failure is null or PtxFault { Kind: PtxFaultKind.Timeout })
+            {
+                throw new PtxFault(PtxFaultKind.Timeout, $"kernel {Name}: the launch ran past its deadline of {launch.Deadline.TotalSeconds:0.###} s and was stopped");
             }
 
             if (failure is not null)

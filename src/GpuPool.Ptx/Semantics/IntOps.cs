@@ -563,4 +563,27 @@ public static class IntOps
 
     private static bool ThrowNotInteger(CompareOp op) =>
         throw new ArgumentOutOfRangeException(nameof(op), op, "the unordered and NaN comparisons are for floats only");
+
+    /// <summary>dp4a.atype.btype d, a, b, c: c plus the four products of a's and b's bytes, each byte signed or not as its type says.</summary>
+    public static int Dp4a(int a, int b, int c, bool aSigned, bool bSigned)
+    {
+        var sum = c;
+        for (var k = 0; k < 32; k += 8)
+        {
+            sum += Byte(a, k, aSigned) * Byte(b, k, bSigned);
+        }
+
+        return sum;
+    }
+
+    /// <summary>dp2a.lo/hi.atype.btype d, a, b, c: c plus the products of a's two 16-bit halves and two of b's bytes (the low two, or the high two).</summary>
+    public static int Dp2a(int a, int b, int c, bool aSigned, bool bSigned, bool high)
+    {
+        var first = high ? 16 : 0;
+        var a0 = aSigned ? (short)a : (int)(ushort)a;
+        var a1 = aSigned ? (short)(a >> 16) : (int)(ushort)(a >> 16);
+        return c + (a0 * Byte(b, first, bSigned)) + (a1 * Byte(b, first + 8, bSigned));
+    }
+
+    private static int Byte(int x, int shift, bool signed) => signed ? (sbyte)(x >> shift) : (byte)(x >> shift);
 }

@@ -142,7 +142,7 @@ public sealed record PtxInstruction(
     public bool Has(string modifier) => Modifiers.Contains(modifier);
 
     public override string ToString()
-        => $"{(Guard is null ? "" : Guard + " ")}{Opcode}{string.Concat(Modifiers.Select(m => "." + m))} {string.Join(", ", Operands)}";
+        => $"{(Guard is null ? "" : Guard + " ")}{Opcode}{string.Concat(Modifiers.Select(m => "." + m))}{(Operands.Count == 0 ? "" : " " + string.Join(", ", Operands))}";
 }
 
 public sealed record PtxGuard(string Predicate, bool Negated)

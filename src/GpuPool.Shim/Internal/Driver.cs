@@ -43,6 +43,7 @@ internal sealed unsafe partial class Driver
         _client = client;
         _ownLease = ownLease;
         Session = session;
+        session.DeviceOutput = Libc.WriteStdout;
         Device = new DeviceProperties(session.Info);
         Primary = new Context(primary: true, flags: 0) { Destroyed = true };
         Primary.Handle = Contexts.Add(Primary);

@@ -68,6 +68,7 @@ internal static class Errors
         ErrorCode.NotSupported => CuResult.NotSupported,
         ErrorCode.Unauthenticated or ErrorCode.PermissionDenied => CuResult.NotPermitted,
         ErrorCode.LeaseEnded or ErrorCode.Unavailable or ErrorCode.LaunchFailed => CuResult.LaunchFailed,
+        ErrorCode.LaunchTimeout => CuResult.LaunchTimeout,
         ErrorCode.FailedPrecondition => CuResult.IllegalState,
         _ => CuResult.Unknown,
     };

@@ -17,4 +17,30 @@ internal static class Libc
 
         return 0;
     }
+
+    /// <summary>
+    /// Writes <paramref name="text"/> through the C program's own <c>stdout</c> (fwrite, then fflush), as CUDA's driver
+    /// writes device printf: what the program printed before is in the same buffer, so the order is the program's.
+    /// </summary>
+    public static unsafe void WriteStdout(string text)
+    {
+        var stdoutVariable = Function("stdout");
+        var fwrite = (delegate* unmanaged<byte*, nuint, nuint, nint, nuint>)Function("fwrite");
+        var fflush = (delegate* unmanaged<nint, int>)Function("fflush");
+        if (stdoutVariable == 0 || fwrite is null || fflush is null)
+        {
+            Console.Out.Write(text);
+            Console.Out.Flush();
+            return;
+        }
+
+        var stream = *(nint*)stdoutVariable;
+        var bytes = System.Text.Encoding.UTF8.GetBytes(text);
+        fixed (byte* p = bytes)
+        {
+            _ = fwrite(p, 1, (nuint)bytes.Length, stream);
+        }
+
+        _ = fflush(stream);
+    }
 }

@@ -1,48 +1,99 @@
 using System.Text;
+using GpuPool.Testing.Ptx;
 
 namespace GpuPool.Devices.Tests.Cpu;
 
 /// <summary>
-/// Modules on the cpu backend: any PTX module loads and its kernels are found; the kernels of a module whose entries are
-/// all built-in run, any other kernel's launch fails with NotSupported naming it; cubins and fat binaries are refused.
+/// Modules on the cpu backend: the built-in library's exact image runs as C#; any other PTX module runs on the PTX engine
+/// whatever its kernels are named, and one with a kernel the engine does not run is refused at its load, naming it.
 /// </summary>
 public sealed class ModuleTests
 {
-    private static byte[] Ptx(params string[] entries)
-    {
-        var text = new StringBuilder(".version 7.0\n.target sm_70\n.address_size 64\n\n");
-        foreach (var entry in entries)
-        {
-            text.Append(".visible .entry ").Append(entry).Append("(\n\t.param .u64 ").Append(entry).Append("_param_0\n)\n{\n\tret;\n}\n\n");
-        }
-
-        // Drivers take PTX as a NUL-terminated string.
-        return [.. Encoding.UTF8.GetBytes(text.ToString()), 0];
-    }
-
     [Fact]
-    public async Task A_PTX_module_of_builtin_kernels_loads_and_its_functions_are_found()
+    public async Task The_builtin_library_image_loads_and_its_functions_are_found()
     {
         var device = Dev.Device();
         await using var context = Dev.Context(device);
 
-        var module = context.LoadModule(Ptx("fill_f32", "axpy_f32"));
+        var module = context.LoadModule(OwnKernels.BuiltinImage);
 
         Assert.NotEqual(context.GetFunction(module, "fill_f32"), context.GetFunction(module, "axpy_f32"));
     }
 
     [Fact]
-    public async Task A_function_from_a_PTX_module_runs_the_builtin_kernel()
+    public async Task The_builtin_library_image_runs_the_builtin_kernels_as_CSharp()
     {
         var device = Dev.Device();
         await using var context = Dev.Context(device);
         var x = context.Allocate(64 * 4);
-        var fill = context.GetFunction(context.LoadModule(Ptx("fill_f32")), "fill_f32");
+        var fill = context.GetFunction(context.LoadModule(OwnKernels.BuiltinImage), "fill_f32");
 
         context.EnqueueLaunch(0, fill, Dev.Dims, new ParamPacker().U64(64).F32(4.5f).Ptr(x).ToArray(), Dev.Tag("launch"));
-
         Assert.All(await Dev.DownloadAsync<float>(context, x, 64), v => Assert.Equal(4.5f, v));
+        context.EnqueueLaunch(0, fill, Dev.Dims, new ParamPacker().U64(65).F32(1f).Ptr(x).ToArray(), new OpTag(90, "launch"));
+        await context.SynchronizeAsync();
+
+        // The C# body checks its whole range before it writes, and names the parameter; the engine would name a thread.
+        var error = context.TakeError();
+        Assert.Equal((90UL, DeviceErrorCode.InvalidAddress), (error!.Op.Seq, error.Error.Code));
+        Assert.Contains("kernel fill_f32 parameter y", error.Error.Message, StringComparison.Ordinal);
+        Assert.All(await Dev.DownloadAsync<float>(context, x, 64), v => Assert.Equal(4.5f, v));
+    }
+
+    [Fact]
+    public async Task The_builtin_library_image_with_a_comment_added_is_another_module_and_runs_on_the_PTX_engine()
+    {
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+        var x = context.Allocate(64 * 4);
+        byte[] image = [.. OwnKernels.BuiltinImage.AsSpan(0, OwnKernels.BuiltinImage.Length - 1), .. "// a copy of the library\n"u8, 0];
+        var fill = context.GetFunction(context.LoadModule(image), "fill_f32");
+
+        context.EnqueueLaunch(0, fill, Dev.Dims, new ParamPacker().U64(64).F32(4.5f).Ptr(x).ToArray(), Dev.Tag("launch"));
+        Assert.All(await Dev.DownloadAsync<float>(context, x, 64), v => Assert.Equal(4.5f, v));
+        context.EnqueueLaunch(0, fill, Dev.Dims, new ParamPacker().U64(65).F32(1f).Ptr(x).ToArray(), new OpTag(91, "launch"));
+        await context.SynchronizeAsync();
+
+        var error = context.TakeError();
+        Assert.Equal((91UL, DeviceErrorCode.InvalidAddress), (error!.Op.Seq, error.Error.Code));
+        Assert.StartsWith("kernel fill_f32, thread ", error.Error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_kernel_with_a_builtin_name_and_its_parameters_but_another_body_runs_its_own_body()
+    {
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+        var y = context.Allocate(64 * 4);
+        var fill = context.GetFunction(context.LoadModule(OwnPtx.Module(OwnPtx.Fill(constant: 7f))), "fill_f32");
+
+        context.EnqueueLaunch(0, fill, Dev.Dims, new ParamPacker().U64(64).F32(4.5f).Ptr(y).ToArray(), Dev.Tag("launch"));
+
+        Assert.All(await Dev.DownloadAsync<float>(context, y, 64), v => Assert.Equal(7f, v));
         Assert.Null(context.TakeError());
+    }
+
+    [Fact]
+    public async Task A_module_of_empty_kernels_named_like_builtins_loads_and_its_kernels_do_nothing()
+    {
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+        var y = context.Allocate(64 * 4);
+        var module = context.LoadModule(OwnPtx.Module(OwnPtx.Empty("fill_f32"), OwnPtx.Empty("axpy_f32")));
+        var fill = context.GetFunction(module, "fill_f32");
+
+        // The built-in's parameters do not fit the program's own fill_f32 (one pointer); its own do, and its body (ret)
+        // writes nothing.
+        context.EnqueueLaunch(0, fill, Dev.Dims, new ParamPacker().U64(64).F32(4.5f).Ptr(y).ToArray(), new OpTag(81, "launch"));
+        await context.SynchronizeAsync();
+        var refused = context.TakeError();
+        context.EnqueueLaunch(0, fill, Dev.Dims, new ParamPacker().Ptr(y).ToArray(), new OpTag(82, "launch"));
+        await context.SynchronizeAsync();
+
+        Assert.Equal((DeviceErrorCode.InvalidArgument, "kernel fill_f32 takes 8 bytes of parameters (fill_f32(fill_f32_param_0:8)), but the launch passed 24"), (refused!.Error.Code, refused.Error.Message));
+        Assert.Null(context.TakeError());
+        Assert.All(await Dev.DownloadAsync<float>(context, y, 64), v => Assert.Equal(0f, v));
+        Assert.NotEqual(fill, context.GetFunction(module, "axpy_f32"));
     }
 
     [Fact]
@@ -51,7 +102,7 @@ public sealed class ModuleTests
         var device = Dev.Device();
         await using var context = Dev.Context(device);
 
-        var module = context.LoadModule(Ptx("fill_f32", "my_custom_kernel", "other_kernel"));
+        var module = context.LoadModule(OwnPtx.Module(OwnPtx.Fill(), OwnPtx.Empty("my_custom_kernel"), OwnPtx.Empty("other_kernel")));
 
         Assert.Equal(3, new[] { "fill_f32", "my_custom_kernel", "other_kernel" }.Select(k => context.GetFunction(module, k)).Distinct().Count());
         var e = Assert.Throws<DeviceException>(() => context.GetFunction(module, "axpy_f32"));
@@ -75,41 +126,78 @@ public sealed class ModuleTests
     }
 
     [Fact]
-    public async Task Launching_a_kernel_with_an_instruction_the_engine_does_not_run_fails_with_NotSupported_naming_it()
+    public async Task A_module_with_an_instruction_the_engine_does_not_run_is_refused_at_load_with_NotSupported_naming_it()
     {
         var device = Dev.Device();
         await using var context = Dev.Context(device);
-        var ptx = Encoding.UTF8.GetBytes(".version 7.0\n.target sm_70\n.address_size 64\n.visible .entry my_custom_kernel(.param .u64 p)\n{\nbar.arrive 1, 64;\nret;\n}\n");
-        var custom = context.GetFunction(context.LoadModule(ptx), "my_custom_kernel");
+        var ptx = Encoding.UTF8.GetBytes(".version 7.0\n.target sm_70\n.address_size 64\n.visible .entry my_custom_kernel(.param .u64 p)\n{\nwgmma.fence.sync.aligned;\nret;\n}\n");
 
-        context.EnqueueLaunch(0, custom, Dev.Dims, new ParamPacker().U64(1).ToArray(), new OpTag(80, "launch"));
-        await context.SynchronizeAsync();
+        var e = Assert.Throws<DeviceException>(() => context.LoadModule(ptx));
 
-        var error = context.TakeError();
-        Assert.Equal((80UL, DeviceErrorCode.NotSupported), (error!.Op.Seq, error.Error.Code));
-        Assert.Equal("kernel my_custom_kernel, line 6: the cpu backend's PTX engine does not run bar.arrive (`bar.arrive 1, 64`)", error.Error.Message);
+        Assert.Equal((DeviceErrorCode.NotSupported, "kernel my_custom_kernel, line 6: the cpu backend's PTX engine does not run the instruction wgmma (`wgmma.fence.sync.aligned`)"), (e.Code, e.Message));
     }
 
     [Fact]
-    public async Task A_builtin_name_in_a_module_with_other_kernels_is_the_programs_own_kernel_and_runs_its_own_code()
+    public async Task A_refused_module_names_its_first_kernel_the_engine_does_not_run_whatever_the_checks_order()
     {
         var device = Dev.Device();
         await using var context = Dev.Context(device);
-        var y = context.Allocate(64 * 4);
-        var module = context.LoadModule(Ptx("fill_f32", "my_custom_kernel"));
-        var fill = context.GetFunction(module, "fill_f32");
+        var entries = Enumerable.Range(0, 40).Select(i => i is 23 or 31
+            ? OwnPtx.Refused($"k{i}")
+            : OwnPtx.Fill().Replace("fill_f32", $"k{i}", StringComparison.Ordinal)).ToArray();
+        var module = OwnPtx.Module(entries);
 
-        // The built-in's parameters do not fit the program's own fill_f32 (one pointer); its own do, and its body (ret)
-        // writes nothing.
-        context.EnqueueLaunch(0, fill, Dev.Dims, new ParamPacker().U64(64).F32(4.5f).Ptr(y).ToArray(), new OpTag(81, "launch"));
-        await context.SynchronizeAsync();
-        var refused = context.TakeError();
-        context.EnqueueLaunch(0, fill, Dev.Dims, new ParamPacker().Ptr(y).ToArray(), new OpTag(82, "launch"));
-        await context.SynchronizeAsync();
+        // Checked on every core at once; the module's first refusal is the one reported, every time.
+        for (var attempt = 0; attempt < 5; attempt++)
+        {
+            var e = Assert.Throws<DeviceException>(() => context.LoadModule(module));
+            Assert.Equal(DeviceErrorCode.NotSupported, e.Code);
+            Assert.StartsWith("kernel k23, line ", e.Message, StringComparison.Ordinal);
+        }
+    }
 
-        Assert.Equal((DeviceErrorCode.InvalidArgument, "kernel fill_f32 takes 8 bytes of parameters (fill_f32(fill_f32_param_0:8)), but the launch passed 24"), (refused!.Error.Code, refused.Error.Message));
+    [Fact]
+    public async Task A_module_whose_kernel_the_engine_cannot_compile_is_refused_at_load_naming_the_kernel()
+    {
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+        var ptx = OwnPtx.Module(OwnPtx.Fill(), ".visible .entry jumps_nowhere(.param .u64 p)\n{\n\tbra.uni $L__nowhere;\n\tret;\n}\n");
+
+        var e = Assert.Throws<DeviceException>(() => context.LoadModule(ptx));
+
+        Assert.Equal(DeviceErrorCode.NotSupported, e.Code);
+        Assert.StartsWith("kernel jumps_nowhere", e.Message, StringComparison.Ordinal);
+        Assert.Equal((0UL, 0), (context.MemoryUsed, context.Allocations.Count));
+    }
+
+    [Fact]
+    public async Task A_module_whose_body_the_engine_cannot_read_is_refused_at_load_naming_the_line_and_column()
+    {
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+        var ptx = OwnPtx.Module(".visible .entry garbled(.param .u64 p)\n{\n\tadd.s32 %r1, , [;\n\tret;\n}\n");
+
+        var e = Assert.Throws<DeviceException>(() => context.LoadModule(ptx));
+
+        Assert.Equal(DeviceErrorCode.NotSupported, e.Code);
+        Assert.StartsWith("the cpu backend's PTX engine cannot read the module: line 8, column 15: expected an operand", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_refused_module_leaves_nothing_behind_and_the_next_load_works()
+    {
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+        var refused = OwnPtx.WithVariables(".visible .global .align 4 .b8 table[4096];", OwnPtx.Fill(), OwnPtx.Refused("k"));
+
+        Assert.Equal(DeviceErrorCode.NotSupported, Assert.Throws<DeviceException>(() => context.LoadModule(refused)).Code);
+
+        Assert.Equal((0UL, 0UL, 0), (context.MemoryUsed, device.MemoryUsed, context.Allocations.Count));
+        var y = context.Allocate(16 * 4);
+        var fill = context.GetFunction(context.LoadModule(OwnPtx.Module(OwnPtx.Fill())), "fill_f32");
+        context.EnqueueLaunch(0, fill, Dev.Dims, new ParamPacker().U64(16).F32(2f).Ptr(y).ToArray(), Dev.Tag("launch"));
+        Assert.All(await Dev.DownloadAsync<float>(context, y, 16), v => Assert.Equal(2f, v));
         Assert.Null(context.TakeError());
-        Assert.All(await Dev.DownloadAsync<float>(context, y, 64), v => Assert.Equal(0f, v));
     }
 
     [Fact]
@@ -192,7 +280,7 @@ public sealed class ModuleTests
     {
         var device = Dev.Device();
         await using var context = Dev.Context(device);
-        var module = context.LoadModule(Ptx("fill_f32"));
+        var module = context.LoadModule(OwnPtx.Module(OwnPtx.Fill()));
 
         var e = Assert.Throws<DeviceException>(() => context.GetFunction(module, "axpy_f32"));
 
@@ -206,7 +294,7 @@ public sealed class ModuleTests
         var device = Dev.Device();
         await using var context = Dev.Context(device);
         var x = context.Allocate(64 * 4);
-        var module = context.LoadModule(Ptx("fill_f32"));
+        var module = context.LoadModule(OwnPtx.Module(OwnPtx.Fill()));
         var fill = context.GetFunction(module, "fill_f32");
 
         context.UnloadModule(module);
@@ -224,8 +312,8 @@ public sealed class ModuleTests
         var device = Dev.Device();
         await using var context = Dev.Context(device);
         var x = context.Allocate(64 * 4);
-        var gone = context.LoadModule(Ptx("fill_f32"));
-        var kept = context.LoadModule(Ptx("fill_f32"));
+        var gone = context.LoadModule(OwnPtx.Module(OwnPtx.Fill()));
+        var kept = context.LoadModule(OwnPtx.Module(OwnPtx.Fill()));
         var fill = context.GetFunction(kept, "fill_f32");
         context.GetFunction(gone, "fill_f32");
 

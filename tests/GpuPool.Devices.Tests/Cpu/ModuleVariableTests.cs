@@ -1,4 +1,5 @@
 using System.Text;
+using GpuPool.Testing.Ptx;
 
 namespace GpuPool.Devices.Tests.Cpu;
 
@@ -96,10 +97,10 @@ public sealed class ModuleVariableTests
     }
 
     [Fact]
-    public async Task A_builtin_kernel_writes_a_variable_and_is_stopped_at_its_end()
+    public async Task A_kernel_writes_a_variable_and_is_stopped_at_its_end()
     {
         await using var context = Dev.Context(Dev.Device());
-        var module = context.LoadModule(Ptx(".visible .global .align 4 .b8 buf[64];", "fill_f32"));
+        var module = context.LoadModule(OwnPtx.WithVariables(".visible .global .align 4 .b8 buf[64];", OwnPtx.Fill()));
         var fill = context.GetFunction(module, "fill_f32");
         var (buf, _) = context.GetGlobal(module, "buf");
 

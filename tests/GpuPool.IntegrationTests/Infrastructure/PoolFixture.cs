@@ -19,6 +19,8 @@ namespace GpuPool.IntegrationTests.Infrastructure;
 /// </summary>
 public class PoolFixture : IAsyncLifetime
 {
+    private CpuBackend? _backend;
+
     public const string BrokerId = "it-broker";
     public const ulong DeviceMemory = 4UL << 30;
     public const ulong DefaultLeaseMemory = 64UL << 20;
@@ -43,7 +45,7 @@ public class PoolFixture : IAsyncLifetime
     /// <summary>The admin credential of this pool's scheduler.</summary>
     public string AdminToken { get; } = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
 
-    public CpuBackend Backend { get; } = new(deviceCount: 1, memoryPerDevice: DeviceMemory);
+    public CpuBackend Backend => _backend ??= new(deviceCount: 1, memoryPerDevice: DeviceMemory, kernelDeadline: KernelDeadline);
 
     public IDevice Device => Backend.Devices[0];
 
@@ -52,6 +54,9 @@ public class PoolFixture : IAsyncLifetime
     public BrokerHost Broker => _broker ?? throw new InvalidOperationException("the pool is not started");
 
     public GpuPoolClient Client => _client ?? throw new InvalidOperationException("the pool is not started");
+
+    /// <summary>How long one launch of a program's kernel may run (null: the backend's default).</summary>
+    protected virtual TimeSpan? KernelDeadline => null;
 
     /// <summary>The TTL the scheduler gives a lease that asks for none.</summary>
     protected virtual TimeSpan DefaultLeaseTtl => LeaseTtl;
@@ -155,4 +160,12 @@ public sealed class SmallMessagePoolFixture : PoolFixture
 public sealed class ShortLeasePoolFixture : PoolFixture
 {
     protected override TimeSpan DefaultLeaseTtl => ShortLeaseTtl;
+}
+
+/// <summary>A pool whose cpu device stops a program's kernel after <see cref="Deadline"/>, for tests of kernels that never end.</summary>
+public sealed class ShortKernelDeadlinePoolFixture : PoolFixture
+{
+    public static readonly TimeSpan Deadline = TimeSpan.FromSeconds(2);
+
+    protected override TimeSpan? KernelDeadline => Deadline;
 }

@@ -81,8 +81,10 @@ public sealed partial class CudaSamplesTests(SessionLogPoolFixture pool) : IClas
         // sample says so on stderr and exits 0 (its way of waiving).
         new("simpleZeroCopy", [], "> Releasing CPU memory...", Today.Waive, "Device 0 does not support mapping CPU host memory!", WaiveExit: 0),
 
-        // cuBLAS 11.8 registers its modules (one of 23 MB, sent to the broker in pieces) and cublasCreate succeeds; its
-        // GEMM then asks for the tools context table, which the shim refuses, and fails before any launch. cuFFT 11.8
+        // cuBLAS 11.8 registers its modules at cublasCreate (one of 23 MB, sent to the broker in pieces), and the cpu
+        // backend checks every kernel of each at its load (half precision, fp8 conversions and dp4a included) and
+        // cublasCreate succeeds; its GEMM then asks for the tools context table, which the shim refuses, and fails
+        // before any launch. cuFFT 11.8
         // registers relocatable device code (a fat binary wrapper of version 2), which needs a device linker the shim
         // does not have.
         new("simpleCUBLAS", [], "simpleCUBLAS test passed.", Today.FailsBeforeLaunch, "!!!! kernel execution error.", RefusedTable: ToolsContextTable),

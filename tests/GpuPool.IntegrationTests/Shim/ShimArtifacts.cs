@@ -30,17 +30,10 @@ internal static class ShimArtifacts
         " (it needs nvcc: as root it installs nvidia-cuda-toolkit, nvidia-cuda-samples and python3-pycuda from Debian's contrib and non-free sections)");
 
     /// <summary>
-    /// The built-in kernels' PTX module: the one checked in under native/kernels/ptx once it is there, else the
-    /// tests' stand-in with the same entry declarations.
+    /// The built-in kernels' PTX module, checked in under native/kernels/ptx: the one image whose kernels the cpu backend
+    /// runs as its built-in C# (any other module with kernels of the same names runs what its own PTX says).
     /// </summary>
-    public static string KernelsPtx
-    {
-        get
-        {
-            var shipped = Path.Combine(RepoRoot, "native", "kernels", "ptx", "gpupool_kernels.ptx");
-            return File.Exists(shipped) ? shipped : Path.Combine(RepoRoot, "tests", "GpuPool.IntegrationTests", "Shim", "ptx", "builtin_subset.ptx");
-        }
-    }
+    public static string KernelsPtx => Path.Combine(RepoRoot, "native", "kernels", "ptx", "gpupool_kernels.ptx");
 
     /// <summary>A folder holding libcuda.so.1 → the shim, to put first on LD_LIBRARY_PATH as `gpupool run` does.</summary>
     public static string LibraryFolder()

@@ -53,22 +53,33 @@ public sealed class ShimSampleTests(PoolFixture pool) : IClassFixture<PoolFixtur
         Assert.Matches(@"a cubin \(ELF\) header with nothing behind it\s+CUDA_ERROR_INVALID_IMAGE\n", run.Stdout);
         Assert.Matches(@"a fat binary with no entries \(no code at all\)\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
         Assert.Matches(@"bytes that are not a module\s+CUDA_ERROR_INVALID_IMAGE\n", run.Stdout);
-        Assert.Matches(@"PTX with a kernel that uses bar.arrive\s+CUDA_SUCCESS\n", run.Stdout);
-        Assert.Matches(@"its launch, at the next synchronize\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
+        Assert.Matches(@"PTX with a kernel that uses wgmma\s+CUDA_ERROR_NOT_SUPPORTED\n", run.Stdout);
         Assert.Contains("PASS unsupported_module:", run.Stdout, StringComparison.Ordinal);
 
         // The program reports only the code; the broker's sentence is said once even without --verbose.
-        Assert.Single(run.Stderr.Split('\n'), line => line.Contains("kernel my_custom_kernel, line 9: the cpu backend's PTX engine does not run bar.arrive", StringComparison.Ordinal));
+        Assert.Single(run.Stderr.Split('\n'), line => line.Contains("kernel my_custom_kernel, line 9: the cpu backend's PTX engine does not run the instruction wgmma", StringComparison.Ordinal));
     }
 
     [Fact]
-    public async Task The_shim_says_why_a_kernel_was_refused_when_asked_to_log()
+    public async Task What_a_kernel_prints_comes_out_of_the_programs_stdout_at_the_synchronize_in_its_place()
+    {
+        var run = await GpuPoolRun.RunProgramAsync(pool, _configDir, "device_printf");
+
+        Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
+        var lines = run.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).SkipWhile(l => !l.StartsWith("host:", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(
+            ["host: before the launch", "host: launched, not yet synchronized", "device 0 0", "device 0 1", "device 0 2", "device 1 0", "device 1 1", "device 1 2", "host: synchronized", "PASS device_printf"],
+            lines);
+    }
+
+    [Fact]
+    public async Task The_shim_says_why_a_module_was_refused_when_asked_to_log()
     {
         var run = await GpuPoolRun.RunProgramAsync(pool, _configDir, "unsupported_module", "--verbose");
 
         Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
         Assert.Matches(
-            @"cuCtxSynchronize: CUDA_ERROR_NOT_SUPPORTED: operation #\d+ \(launch\) failed: kernel my_custom_kernel, line 9: the cpu backend's PTX engine does not run bar\.arrive \(`bar\.arrive 1, 64`\)",
+            @"cuModuleLoadData: CUDA_ERROR_NOT_SUPPORTED: kernel my_custom_kernel, line 9: the cpu backend's PTX engine does not run the instruction wgmma \(`wgmma\.fence\.sync\.aligned`\)",
             run.Stderr);
     }
 

@@ -95,3 +95,43 @@ extern "C" __global__ void init_array(int *g_data, int *factor, int num_iteratio
         g_data[idx] += *factor;
     }
 }
+
+// Warp specialisation with named barriers: in a block of 128, warps 0-1 produce into shared memory and pass barrier 1
+// with bar.arrive; warps 2-3 wait at it with bar.sync 1, 128, then consume. Then each half of the block exchanges
+// values within itself on a barrier of its own (2 and 3, 64 threads each), which the other half never reaches.
+extern "C" __global__ void named_barriers(int *out)
+{
+    __shared__ int produced[64];
+    __shared__ int halves[128];
+    unsigned int t = threadIdx.x;
+    if (t < 64) {
+        produced[t] = (int)(t * t + 1);
+        asm volatile("bar.arrive 1, 128;" ::: "memory");
+    } else {
+        asm volatile("bar.sync 1, 128;" ::: "memory");
+        out[t - 64] = produced[t - 64] * 2;
+    }
+
+    halves[t] = (int)t * 3;
+    if (t < 64) {
+        asm volatile("bar.sync 2, 64;" ::: "memory");
+        out[64 + t] = halves[63 - t];
+    } else {
+        asm volatile("bar.sync 3, 64;" ::: "memory");
+        out[64 + t] = halves[64 + (127 - t)];
+    }
+}
+
+// Byte dot products (sm_61 on): dp4a signed and unsigned, dp2a low and high.
+extern "C" __global__ void dot_products(const int *a, const int *b, const int *c, int *out, int n)
+{
+#if __CUDA_ARCH__ >= 610
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        out[i * 4 + 0] = __dp4a(a[i], b[i], c[i]);
+        out[i * 4 + 1] = (int)__dp4a((unsigned int)a[i], (unsigned int)b[i], (unsigned int)c[i]);
+        out[i * 4 + 2] = __dp2a_lo(a[i], b[i], c[i]);
+        out[i * 4 + 3] = __dp2a_hi(a[i], b[i], c[i]);
+    }
+#endif
+}

@@ -99,6 +99,100 @@ public sealed class EngineKernelTests(Nvcc nvcc) : IClassFixture<Nvcc>
     }
 
     [Fact]
+    public void Registers_live_across_barriers_keep_their_values_through_loops_and_guarded_writes()
+    {
+        // %r2 is written before the loop, conditionally rewritten (a guarded write keeps the old value live) and updated
+        // between barriers; the threads hand over only the registers live at each barrier, so a wrong analysis loses it.
+        const string ptx = """
+            .version 7.0
+            .target sm_70
+            .address_size 64
+            .visible .entry live(.param .u64 out)
+            {
+            .reg .pred %p<3>;
+            .reg .b32 %r<6>;
+            .reg .b64 %rd<4>;
+            ld.param.u64 %rd1, [out];
+            mov.u32 %r1, %tid.x;
+            mov.u32 %r2, 100;
+            mov.u32 %r3, 0;
+            and.b32 %r4, %r1, 1;
+            setp.eq.u32 %p1, %r4, 1;
+            @%p1 mov.u32 %r2, 200;
+            $LOOP:
+            bar.sync 0;
+            add.u32 %r3, %r3, 1;
+            @%p1 mov.u32 %r2, %r3;
+            mov.u32 %r5, %r3;
+            bar.sync 0;
+            setp.lt.u32 %p2, %r5, 4;
+            @%p2 bra $LOOP;
+            mul.wide.u32 %rd2, %r1, 4;
+            add.s64 %rd3, %rd1, %rd2;
+            st.global.u32 [%rd3], %r2;
+            ret;
+            }
+            """;
+        using var memory = new HostMemory();
+        var pout = memory.Upload(Enumerable.Repeat(-1, 64).ToArray());
+
+        PtxModuleProgram.Compile(ptx).Kernels["live"].Launch(Launch(memory, 1, 64), new Params().Add(pout).ToArray(), []);
+
+        Assert.Equal(Enumerable.Range(0, 64).Select(t => t % 2 == 1 ? 4 : 100), memory.Download<int>(pout, 64));
+    }
+
+    [Fact]
+    public void A_launch_asking_more_shared_memory_than_the_device_has_is_refused_naming_both()
+    {
+        using var memory = new HostMemory();
+        var kernel = PtxModuleProgram.Compile(".version 7.0\n.target sm_70\n.address_size 64\n.visible .entry shared(.param .u64 p)\n{\nret;\n}\n").Kernels["shared"];
+        var launch = new PtxLaunch(1, 1, 1, 32, 1, 1, 64 * 1024, memory) { SharedLimit = 48 * 1024 };
+
+        var error = Assert.Throws<ArgumentException>(() => kernel.Launch(launch, new byte[8], []));
+
+        Assert.Contains("65536 dynamic", error.Message, StringComparison.Ordinal);
+        Assert.Contains("over the device's 49152 bytes per block", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Named_barriers_with_thread_counts_and_bar_arrive_let_warps_produce_and_consume_and_halves_sync_apart()
+    {
+        using var memory = new HostMemory();
+        var pout = memory.Upload(Enumerable.Repeat(-1, 192).ToArray());
+
+        Module().Kernels["named_barriers"].Launch(Launch(memory, 3, 128), new Params().Add(pout).ToArray(), []);
+
+        var expected = Enumerable.Range(0, 64).Select(t => ((t * t) + 1) * 2)
+            .Concat(Enumerable.Range(0, 64).Select(t => (63 - t) * 3))
+            .Concat(Enumerable.Range(64, 64).Select(t => (64 + (127 - t)) * 3));
+        Assert.Equal(expected, memory.Download<int>(pout, 192));
+    }
+
+    [Fact]
+    public void Byte_dot_products_dp4a_and_dp2a_sum_as_the_host_does()
+    {
+        using var memory = new HostMemory();
+        const int n = 500;
+        var random = new Random(61);
+        int[] Values() => Enumerable.Range(0, n).Select(k => k < 8 ? new[] { int.MinValue, int.MaxValue, -1, unchecked((int)0x80808080), 0x7F7F7F7F, 0, 1, 0x01FF80FF }[k] : random.Next(int.MinValue, int.MaxValue)).ToArray();
+        var (a, b, c) = (Values(), Values(), Values());
+        var pout = memory.Upload(Enumerable.Repeat(0, n * 4).ToArray());
+
+        Module().Kernels["dot_products"].Launch(Launch(memory, 2, 256), new Params().Add(memory.Upload(a)).Add(memory.Upload(b)).Add(memory.Upload(c)).Add(pout).Add(n).ToArray(), []);
+
+        static int S8(int x, int k) => (sbyte)(x >> (8 * k));
+        static int U8(int x, int k) => (byte)(x >> (8 * k));
+        var expected = Enumerable.Range(0, n).SelectMany(i => new[]
+        {
+            unchecked(c[i] + Enumerable.Range(0, 4).Sum(k => S8(a[i], k) * S8(b[i], k))),
+            unchecked(c[i] + Enumerable.Range(0, 4).Sum(k => U8(a[i], k) * U8(b[i], k))),
+            unchecked(c[i] + ((short)a[i] * S8(b[i], 0)) + ((short)(a[i] >> 16) * S8(b[i], 1))),
+            unchecked(c[i] + ((short)a[i] * S8(b[i], 2)) + ((short)(a[i] >> 16) * S8(b[i], 3))),
+        });
+        Assert.Equal(expected, memory.Download<int>(pout, n * 4));
+    }
+
+    [Fact]
     public void A_kernel_that_never_ends_is_stopped_at_its_deadline()
     {
         using var memory = new HostMemory();

@@ -1,15 +1,20 @@
 /*
  * module_globals: a module's __device__ and __constant__ variables through the shim (cuModuleGetGlobal), for
  * tests/GpuPool.IntegrationTests/Shim. One line per case, "case NAME: RESULT ok" or "... MISMATCH"; the last line
- * counts them and the program exits 0 only when every case got what the driver gives. Also: a module with a kernel of
- * the program's own, which counts its threads in the module's variable.
+ * counts them and the program exits 0 only when every case got what the driver gives. The modules' kernels are the
+ * program's own, which the cpu backend's PTX engine runs: one fills the module's variable, one counts its threads in
+ * its module's variable.
  *
  *   module_globals
  */
 #define SAMPLE_NAME "module_globals"
 #include "sample_common.h"
 
-/* counts[16] zeroed, scale = 2.5f in constant memory, and fill_f32 (a built-in kernel) to write counts with. */
+/*
+ * counts[16] zeroed, scale = 2.5f in constant memory, and a fill_f32 of the program's own to write counts with: named
+ * and laid out like the built-in kernel, but the PTX engine runs its body (only the built-in library's exact image runs
+ * as the built-in C#), which writes value to y[i] for each thread's i < n.
+ */
 static const char globals_ptx[] =
     ".version 7.0\n"
     ".target sm_70\n"
@@ -22,6 +27,25 @@ static const char globals_ptx[] =
     "\t.param .u64 fill_f32_param_2\n"
     ")\n"
     "{\n"
+    "\t.reg .pred %p<2>;\n"
+    "\t.reg .b32 %r<4>;\n"
+    "\t.reg .f32 %f<2>;\n"
+    "\t.reg .b64 %rd<7>;\n"
+    "\tld.param.u64 %rd1, [fill_f32_param_0];\n"
+    "\tld.param.f32 %f1, [fill_f32_param_1];\n"
+    "\tld.param.u64 %rd2, [fill_f32_param_2];\n"
+    "\tmov.u32 %r1, %ctaid.x;\n"
+    "\tmov.u32 %r2, %ntid.x;\n"
+    "\tmov.u32 %r3, %tid.x;\n"
+    "\tmad.lo.s32 %r1, %r1, %r2, %r3;\n"
+    "\tcvt.u64.u32 %rd3, %r1;\n"
+    "\tsetp.ge.u64 %p1, %rd3, %rd1;\n"
+    "\t@%p1 bra.uni $L__done;\n"
+    "\tcvta.to.global.u64 %rd4, %rd2;\n"
+    "\tshl.b64 %rd5, %rd3, 2;\n"
+    "\tadd.s64 %rd6, %rd4, %rd5;\n"
+    "\tst.global.f32 [%rd6], %f1;\n"
+    "$L__done:\n"
     "\tret;\n"
     "}\n";
 
@@ -92,7 +116,7 @@ int main(void)
     check_that("address_range_is_the_variable", base == counts && range == 64, "its base and size");
     check("free_a_variable", cuMemFree(counts), CUDA_ERROR_INVALID_VALUE);
 
-    /* A built-in kernel writes the variable through its address. */
+    /* The module's kernel writes the variable through its address (16 of the 32 threads; the rest are past n). */
     CHECK(cuModuleGetFunction(&fill, module, "fill_f32"));
     unsigned long long n = 16;
     float three = 3.0f;

@@ -1,9 +1,9 @@
-using GpuPool.Devices.Cuda;
+using GpuPool.Devices.Cpu.Kernels;
 using GpuPool.Devices.Tests.Kernels;
 
-namespace GpuPool.Devices.Tests.Cuda;
+namespace GpuPool.Devices.Tests.Cpu;
 
-/// <summary>The PTX the cuda backend hands the driver is the checked-in module, byte for byte.</summary>
+/// <summary>The built-in library's PTX (what the cuda backend hands the driver, and the image the cpu backend runs as C#) is the checked-in module, byte for byte.</summary>
 public sealed class BuiltinModuleTests
 {
     [Fact]
@@ -19,7 +19,7 @@ public sealed class BuiltinModuleTests
     {
         var text = System.Text.Encoding.UTF8.GetString(BuiltinModule.Image.Span);
 
-        Assert.All(GpuPool.Devices.Cpu.Kernels.BuiltinKernels.All.Keys, name => Assert.Contains($".entry {name}(", text, StringComparison.Ordinal));
+        Assert.All(BuiltinKernels.All.Keys, name => Assert.Contains($".entry {name}(", text, StringComparison.Ordinal));
     }
 
     [Fact]
