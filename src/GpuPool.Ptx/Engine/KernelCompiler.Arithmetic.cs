@@ -523,10 +523,25 @@ internal sealed partial class KernelCompiler
             throw Refuse($"setp with {i.Operands.Count} operands");
         }
 
+        var combine = i.Modifiers.FirstOrDefault(m => m is "and" or "or" or "xor");
+        if (combine is not null && i.Operands.Count != 4)
+        {
+            throw Refuse($"setp.{combine} without its predicate operand");
+        }
+
         EmitCompare(i, type, i.Operands[1], i.Operands[2]);
         var result = _il.DeclareLocal(typeof(int));
         _il.Emit(OpCodes.Stloc, result);
-        var combine = i.Modifiers.FirstOrDefault(m => m is "and" or "or" or "xor");
+
+        // c is read once, before either destination is written: in setp.and p|q, a, b, p the second result uses the old p.
+        LocalBuilder? c = null;
+        if (combine is not null)
+        {
+            c = _il.DeclareLocal(typeof(int));
+            Load(i.Operands[3], "pred");
+            _il.Emit(OpCodes.Stloc, c);
+        }
+
         var (p, q) = i.Operands[0] is PtxPredicatePair pair ? (pair.First, (PtxOperand?)pair.Second) : (i.Operands[0], null);
         for (var k = 0; k < (q is null ? 1 : 2); k++)
         {
@@ -537,14 +552,9 @@ internal sealed partial class KernelCompiler
                 _il.Emit(OpCodes.Xor);
             }
 
-            if (combine is not null)
+            if (c is not null)
             {
-                if (i.Operands.Count != 4)
-                {
-                    throw Refuse($"setp.{combine} without its predicate operand");
-                }
-
-                Load(i.Operands[3], "pred");
+                _il.Emit(OpCodes.Ldloc, c);
                 _il.Emit(combine == "and" ? OpCodes.And : combine == "or" ? OpCodes.Or : OpCodes.Xor);
             }
 

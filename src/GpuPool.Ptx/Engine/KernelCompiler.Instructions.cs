@@ -458,7 +458,7 @@ internal sealed partial class KernelCompiler
     {
         if (i.Has("sat"))
         {
-            Call(FloatOps(type), type == "f32" ? "Saturate" : "Saturate", ClrType(type));
+            Call(FloatOps(type), "Saturate", ClrType(type));
         }
 
         if (i.Has("ftz"))
