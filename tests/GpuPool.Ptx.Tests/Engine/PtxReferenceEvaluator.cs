@@ -9,32 +9,41 @@ namespace GpuPool.Ptx.Tests.Engine;
 /// semantics written out here, independently of the engine. Correctly rounded (.rn) float results are C#'s own IEEE
 /// arithmetic; only the directed roundings (.rz/.rm/.rp) call the engine's <c>Semantics</c>, which are tested on their own
 /// against exact rational arithmetic. A float NaN is held as the canonical NaN: PTX leaves a single-precision NaN's
-/// payload unspecified, so registers of float class compare equal when both hold a NaN.
+/// payload unspecified, so registers of float class compare equal when both hold a NaN. What depends on those bits (the
+/// sign copysign takes from a NaN) is unknown, and so is everything computed from an unknown value: the checker skips it.
 /// </summary>
 internal sealed class PtxReferenceEvaluator
 {
     private readonly ulong[] _values;
+    private readonly bool[] _unknown;
     private readonly string? _wrongOp;
 
     /// <summary>CC.CF, the carry (or borrow) flag of the add.cc/sub.cc chains.</summary>
     private ulong _carry;
+    private bool _carryUnknown;
 
     /// <param name="program">The program whose registers start as its inputs.</param>
+    /// <param name="thread">The thread, whose row of the inputs the registers start as.</param>
     /// <param name="wrongOp">Only for testing the test: an opcode whose every result the reference gets wrong (low bit flipped).</param>
-    public PtxReferenceEvaluator(RandomPtxProgram program, string? wrongOp = null)
+    public PtxReferenceEvaluator(RandomPtxProgram program, int thread, string? wrongOp = null)
     {
+        var inputs = program.Inputs[thread];
         _values = new ulong[program.Registers.Count];
+        _unknown = new bool[program.Registers.Count];
         foreach (var r in program.Registers)
         {
-            _values[r.Slot] = r.Class == RegClass.Pred ? ((program.Inputs[r.Slot] & 0xFFFF_FFFF) != 0 ? 1UL : 0UL) : program.Inputs[r.Slot] & Mask(r.Bits);
+            _values[r.Slot] = r.Class == RegClass.Pred ? ((inputs[r.Slot] & 0xFFFF_FFFF) != 0 ? 1UL : 0UL) : inputs[r.Slot] & Mask(r.Bits);
         }
 
         _wrongOp = wrongOp;
-        _carry = program.InitialCarry?.Value ?? 0;
+        _carry = program.InitialCarry?.PerThread[thread] ?? 0;
     }
 
     /// <summary>Each register's value, by slot: the low bits of its width, a predicate as 0 or 1.</summary>
     public IReadOnlyList<ulong> Values => _values;
+
+    /// <summary>Whether each register's value is one the ISA leaves open (its value in <see cref="Values"/> is then meaningless).</summary>
+    public IReadOnlyList<bool> Unknown => _unknown;
 
     /// <summary>The carry flag CC.CF, 0 or 1.</summary>
     public ulong Carry => _carry;
@@ -49,6 +58,20 @@ internal sealed class PtxReferenceEvaluator
 
     public void Execute(Instr i)
     {
+        var guardUnknown = i.Guard is { } guard && _unknown[guard.Reg.Slot];
+        if (guardUnknown || i.Srcs.Any(s => s is RegOperand r && _unknown[r.Reg.Slot]) || (i.Op is "addc" or "subc" or "madc" && _carryUnknown))
+        {
+            // Computed from an unknown value, or run or not by an unknown guard: unknown.
+            _unknown[i.Dst.Slot] = true;
+            if (i.Dst2 is not null)
+            {
+                _unknown[i.Dst2.Slot] = true;
+            }
+
+            _carryUnknown |= i.Has("cc");
+            return;
+        }
+
         if (i.Guard is { } g && Read(g, "pred") == 0)
         {
             return;
@@ -66,13 +89,23 @@ internal sealed class PtxReferenceEvaluator
             return;
         }
 
-        var result = IsFloat(i.Type) && i.Op != "cvt" ? FloatOp(i) : i.Op == "cvt" ? Cvt(i) : IntOp(i);
+        var result = i.Op switch
+        {
+            "cvt" => Cvt(i),
+            "slct" => Slct(i),
+            "testp" => Testp(i),
+            _ when IsFloat(i.Type) => FloatOp(i),
+            _ => IntOp(i),
+        };
         if (i.Op == _wrongOp)
         {
             result ^= 1;
         }
 
+        // The sign copysign takes from a NaN is part of the payload PTX leaves open.
+        var signOfANaN = i.Op == "copysign" && (i.Type == "f32" ? float.IsNaN(F32(i.Srcs[0], i)) : double.IsNaN(F64(i.Srcs[0])));
         Write(i.Dst, result);
+        _unknown[i.Dst.Slot] = signOfANaN;
     }
 
     // ---- registers and types ---------------------------------------------------------------------------------------
@@ -108,7 +141,11 @@ internal sealed class PtxReferenceEvaluator
     };
 
     /// <summary>A result of the destination's type, already extended to 64 bits, kept to the register's width.</summary>
-    private void Write(Reg r, ulong value) => _values[r.Slot] = r.Class == RegClass.Pred ? value & 1 : value & Mask(r.Bits);
+    private void Write(Reg r, ulong value)
+    {
+        _values[r.Slot] = r.Class == RegClass.Pred ? value & 1 : value & Mask(r.Bits);
+        _unknown[r.Slot] = false;
+    }
 
     private float F32(Operand o, Instr i) => Ftz(BitConverter.UInt32BitsToSingle((uint)Read(o, "b32")), i);
 
@@ -177,6 +214,12 @@ internal sealed class PtxReferenceEvaluator
             case "mul" or "mad":
                 {
                     var product = i.Has("hi") ? MulHi(A(), B(), t) : A() * B();
+                    if (i.Has("sat"))
+                    {
+                        // mad.hi.sat.s32: the high half (sign-extended) plus c, exact in 64 bits, clamped to the s32 range.
+                        return (ulong)Math.Clamp((long)product + (long)C(), int.MinValue, int.MaxValue);
+                    }
+
                     return Extend(i.Op == "mad" ? product + C() : product, t);
                 }
 
@@ -338,6 +381,7 @@ internal sealed class PtxReferenceEvaluator
         if (i.Has("cc"))
         {
             _carry = carryOut;
+            _carryUnknown = false;
         }
 
         return Extend((ulong)result, t);
@@ -447,7 +491,37 @@ internal sealed class PtxReferenceEvaluator
         Write(i.Dst2, whole >> half);
     }
 
-    // ---- comparisons -------------------------------------------------------------------------------------------------
+    // ---- selections and comparisons -----------------------------------------------------------------------------------
+
+    /// <summary>
+    /// slct.dtype.ctype d, a, b, c: a's bits where c &gt;= 0, else b's. An f32 c compares as a float (NaN is not &gt;= 0, -0
+    /// is), after .ftz makes a subnormal c a zero of its sign.
+    /// </summary>
+    private ulong Slct(Instr i)
+    {
+        var takeA = i.SrcType == "f32" ? F32(i.Srcs[2], i) >= 0f : (long)Read(i.Srcs[2], "s32") >= 0;
+        return Read(takeA ? i.Srcs[0] : i.Srcs[1], i.Type);
+    }
+
+    /// <summary>testp.op.type p, a: the class of a read from its exponent and fraction bits; both zeros count as normal.</summary>
+    private ulong Testp(Instr i)
+    {
+        var (bits, exponentBits, fractionBits) = i.Type == "f32" ? (Read(i.Srcs[0], "b32"), 8, 23) : (Read(i.Srcs[0], "b64"), 11, 52);
+        var exponent = (bits >> fractionBits) & Mask(exponentBits);
+        var fraction = bits & Mask(fractionBits);
+        var top = Mask(exponentBits);
+        var (subnormal, infinite, nan) = (exponent == 0 && fraction != 0, exponent == top && fraction == 0, exponent == top && fraction != 0);
+        var holds = i.Mods[0] switch
+        {
+            "finite" => !infinite && !nan,
+            "infinite" => infinite,
+            "number" => !nan,
+            "notanumber" => nan,
+            "normal" => !subnormal && !infinite && !nan,
+            _ => subnormal,
+        };
+        return holds ? 1UL : 0UL;
+    }
 
     private void ExecuteSetp(Instr i)
     {
@@ -547,6 +621,7 @@ internal sealed class PtxReferenceEvaluator
                 "max" => MinMax(A(), B(), min: false),
                 "abs" => BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(A()) & 0x7FFF_FFFF),
                 "neg" => BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(A()) ^ 0x8000_0000),
+                "copysign" => BitConverter.UInt32BitsToSingle((BitConverter.SingleToUInt32Bits(A()) & 0x8000_0000) | (BitConverter.SingleToUInt32Bits(B()) & 0x7FFF_FFFF)),
                 _ => throw new NotSupportedException($"the reference has no meaning for `{i}`"),
             };
             return i.Op is "mov" or "selp" ? BitConverter.SingleToUInt32Bits(f) : Bits(f, i);
@@ -569,6 +644,7 @@ internal sealed class PtxReferenceEvaluator
             "max" => MinMax(D(0), D(1), min: false),
             "abs" => BitConverter.UInt64BitsToDouble(BitConverter.DoubleToUInt64Bits(D(0)) & 0x7FFF_FFFF_FFFF_FFFF),
             "neg" => BitConverter.UInt64BitsToDouble(BitConverter.DoubleToUInt64Bits(D(0)) ^ 0x8000_0000_0000_0000),
+            "copysign" => BitConverter.UInt64BitsToDouble((BitConverter.DoubleToUInt64Bits(D(0)) & 0x8000_0000_0000_0000) | (BitConverter.DoubleToUInt64Bits(D(1)) & 0x7FFF_FFFF_FFFF_FFFF)),
             _ => throw new NotSupportedException($"the reference has no meaning for `{i}`"),
         };
         return i.Op is "mov" or "selp" ? BitConverter.DoubleToUInt64Bits(d) : Bits(d, i);

@@ -5,31 +5,43 @@ using GpuPool.Ptx.Engine;
 namespace GpuPool.Ptx.Tests.Engine;
 
 /// <summary>
-/// Runs a generated program on the engine and on the reference and, where the outputs differ, finds the first instruction
-/// whose result differs (the engine rerun on each prefix of the program) and the smallest program that still fails: that
-/// one instruction alone, its registers loaded with the values the reference held just before it.
+/// Runs a generated program on the engine (one block, a thread per input row) and on the reference (each thread on its
+/// own) and, where the outputs differ, finds the first instruction whose result differs (the engine rerun on each prefix
+/// of the program) and the smallest program that still fails: that one instruction alone, each thread's registers loaded
+/// with the values the reference held just before it.
 /// </summary>
 internal static class RandomPtxChecker
 {
-    /// <summary>Null when the engine and the reference agree on every register; else a report naming the seed, the instruction and both values.</summary>
+    /// <summary>The reference's registers (and which of them are unknown) and carry flag, by thread, before the first instruction and after each.</summary>
+    private sealed record Trace(ulong[][][] States, bool[][][] Unknown, ulong[][] Carries)
+    {
+        /// <summary>Every thread's registers after the first <paramref name="k"/> instructions.</summary>
+        public Expected At(int k) => new([.. States.Select(s => s[k])], [.. Unknown.Select(u => u[k])]);
+    }
+
+    /// <summary>What the reference says each thread's registers hold, by slot, and which of them it cannot know.</summary>
+    private sealed record Expected(ulong[][] Values, bool[][] Unknown);
+
+    /// <summary>Null when the engine and the reference agree on every register of every thread; else a report naming the seed, the instruction and both values.</summary>
     public static string? Check(RandomPtxProgram program, string seed, string? wrongOp = null)
     {
-        var (states, carries) = Reference(program, wrongOp);
-        if (Differences(program, Run(program), states[^1]) is null)
+        var trace = Reference(program, wrongOp);
+        var n = program.Instructions.Count;
+        if (Differences(program, Run(program), trace.At(n)) is null)
         {
             return null;
         }
 
         // The first prefix whose registers differ ends with the instruction that went wrong (the prologue and epilogue alone for 0).
         var k = 0;
-        while (k <= program.Instructions.Count && Differences(program.Take(k), Run(program.Take(k)), states[k]) is null)
+        while (k <= n && Differences(program.Take(k), Run(program.Take(k)), trace.At(k)) is null)
         {
             k++;
         }
 
         var report = new StringBuilder();
-        report.Append(CultureInfo.InvariantCulture, $"random PTX program {seed}: the engine and the reference differ");
-        if (k > program.Instructions.Count)
+        report.Append(CultureInfo.InvariantCulture, $"random PTX program {seed} ({program.Threads} threads): the engine and the reference differ");
+        if (k > n)
         {
             // Every prefix agreed but the whole did not: cannot be for straight-line code; report the whole program.
             return report.Append(" only for the whole program\n").Append(program.ToPtx()).ToString();
@@ -38,30 +50,31 @@ internal static class RandomPtxChecker
         if (k == 0)
         {
             return report.Append(" with no instruction at all (loading and storing the registers)\n")
-                .Append(Differences(program.Take(0), Run(program.Take(0)), states[0])).Append('\n').Append(program.Take(0).ToPtx()).ToString();
+                .Append(Differences(program.Take(0), Run(program.Take(0)), trace.At(0))?.Text).Append('\n').Append(program.Take(0).ToPtx()).ToString();
         }
 
         var i = program.Instructions[k - 1];
-        report.Append(CultureInfo.InvariantCulture, $" first at instruction {k} of {program.Instructions.Count} (line {program.LineOf(k - 1)}): `{i}`\n");
-        report.Append("  its inputs: ").AppendJoin(", ", i.Reads().Distinct().Select(r => $"{r} = {Show(r, states[k - 1][r.Slot])}"));
-        if (i.Op is "addc" or "subc" or "madc")
+        var difference = Differences(program.Take(k), Run(program.Take(k)), trace.At(k))!.Value;
+        var thread = difference.Thread;
+        report.Append(CultureInfo.InvariantCulture, $" first at instruction {k} of {n} (line {program.LineOf(k - 1)}): `{i}`\n");
+        report.Append(CultureInfo.InvariantCulture, $"  thread {thread}'s inputs to it: ")
+            .AppendJoin(", ", i.Reads().Distinct().Select(r => $"{r} = {Show(r, trace.States[thread][k - 1][r.Slot])}"));
+        var readsCarry = i.Op is "addc" or "subc" or "madc";
+        if (readsCarry)
         {
-            report.Append(CultureInfo.InvariantCulture, $", CC.CF = {carries[k - 1]} (set by the last .cc instruction before it)");
+            report.Append(CultureInfo.InvariantCulture, $", CC.CF = {trace.Carries[thread][k - 1]} (set by the last .cc instruction before it)");
         }
 
-        report.Append('\n');
-        report.Append("  ").Append(Differences(program.Take(k), Run(program.Take(k)), states[k])).Append('\n');
+        report.Append('\n').Append("  ").Append(difference.Text).Append('\n');
 
-        // The smallest program: the one instruction, its registers loaded with what the reference held before it.
-        var alone = Alone(i, states[k - 1]) with
+        // The smallest program: the one instruction, each thread's registers loaded with what the reference held before it.
+        var alone = Alone(i, trace.At(k - 1).Values) with
         {
-            InitialCarry = i.Op is "addc" or "subc" or "madc" ? (carries[k - 1], i.Op == "subc") : null,
+            InitialCarry = readsCarry ? ([.. trace.Carries.Select(c => c[k - 1])], i.Op == "subc") : null,
         };
-        var (aloneStates, _) = Reference(alone, wrongOp);
-        var aloneDiff = Differences(alone, Run(alone), aloneStates[^1]);
-        if (aloneDiff is not null)
+        if (Differences(alone, Run(alone), Reference(alone, wrongOp).At(1)) is not null)
         {
-            report.Append("minimal failing program (the instruction alone, inputs as above):\n").Append(alone.ToPtx());
+            report.Append("minimal failing program (the instruction alone, each thread's inputs as the reference had them):\n").Append(alone.ToPtx());
         }
         else
         {
@@ -69,24 +82,26 @@ internal static class RandomPtxChecker
             var prefix = program.Take(k);
             for (var j = k - 2; j >= 0; j--)
             {
-                var shorter = prefix with { Instructions = [.. prefix.Instructions.Where((_, n) => n != j)] };
-                var (shorterStates, _) = Reference(shorter, wrongOp);
-                if (Differences(shorter, Run(shorter), shorterStates[^1]) is not null)
+                var shorter = prefix with { Instructions = [.. prefix.Instructions.Where((_, m) => m != j)] };
+                if (Differences(shorter, Run(shorter), Reference(shorter, wrongOp).At(shorter.Instructions.Count)) is not null)
                 {
                     prefix = shorter;
                 }
             }
 
             var read = prefix.Instructions.SelectMany(x => x.Reads()).Distinct().OrderBy(r => r.Slot);
-            report.Append("the instruction alone agrees; the smallest failing program found is the instructions it needs, with the inputs ")
-                .AppendJoin(", ", read.Select(r => $"{r} = {Show(r, prefix.Inputs[r.Slot])}")).Append(":\n").Append(prefix.ToPtx());
+            report.Append(CultureInfo.InvariantCulture, $"the instruction alone agrees; the smallest failing program found is the instructions it needs, with thread {thread}'s inputs ")
+                .AppendJoin(", ", read.Select(r => $"{r} = {Show(r, prefix.Inputs[thread][r.Slot])}")).Append(":\n").Append(prefix.ToPtx());
         }
 
         return report.ToString();
     }
 
-    /// <summary>A program of one instruction over only the registers it touches, loaded with <paramref name="values"/> (by old slot).</summary>
-    public static RandomPtxProgram Alone(Instr i, ulong[] values)
+    /// <summary>
+    /// A program of one instruction over only the registers it touches, a thread per row of <paramref name="values"/>
+    /// (each a register file by old slot), loaded with that row.
+    /// </summary>
+    public static RandomPtxProgram Alone(Instr i, IReadOnlyList<ulong[]> values)
     {
         var touched = i.Reads().Append(i.Dst).Concat(i.Dst2 is null ? [] : [i.Dst2]).Distinct().OrderBy(r => r.Slot).ToArray();
         var map = touched.Select((r, k) => (r, New: r with { Slot = k })).ToDictionary(x => x.r, x => x.New);
@@ -98,38 +113,49 @@ internal static class RandomPtxChecker
             Guard = i.Guard is null ? null : i.Guard with { Reg = map[i.Guard.Reg] },
             Srcs = [.. i.Srcs.Select(Remap)],
         };
-        return new RandomPtxProgram([.. map.Values], [moved], [.. touched.Select(r => values[r.Slot])]);
+        return new RandomPtxProgram([.. map.Values], [moved], [.. values.Select(row => touched.Select(r => row[r.Slot]).ToArray())]);
     }
 
-    /// <summary>The reference's registers and carry flag before the first instruction and after each.</summary>
-    private static (ulong[][] States, ulong[] Carries) Reference(RandomPtxProgram program, string? wrongOp)
+    private static Trace Reference(RandomPtxProgram program, string? wrongOp)
     {
-        var evaluator = new PtxReferenceEvaluator(program, wrongOp);
-        var states = new ulong[program.Instructions.Count + 1][];
-        var carries = new ulong[program.Instructions.Count + 1];
-        states[0] = [.. evaluator.Values];
-        for (var k = 0; k < program.Instructions.Count; k++)
+        var n = program.Instructions.Count;
+        var states = new ulong[program.Threads][][];
+        var unknown = new bool[program.Threads][][];
+        var carries = new ulong[program.Threads][];
+        for (var t = 0; t < program.Threads; t++)
         {
-            evaluator.Execute(program.Instructions[k]);
-            states[k + 1] = [.. evaluator.Values];
-            carries[k + 1] = evaluator.Carry;
+            var evaluator = new PtxReferenceEvaluator(program, t, wrongOp);
+            states[t] = new ulong[n + 1][];
+            unknown[t] = new bool[n + 1][];
+            carries[t] = new ulong[n + 1];
+            for (var k = 0; k <= n; k++)
+            {
+                if (k > 0)
+                {
+                    evaluator.Execute(program.Instructions[k - 1]);
+                }
+
+                states[t][k] = [.. evaluator.Values];
+                unknown[t][k] = [.. evaluator.Unknown];
+                carries[t][k] = evaluator.Carry;
+            }
         }
 
-        return (states, carries);
+        return new Trace(states, unknown, carries);
     }
 
     /// <summary>The output buffer after the engine ran the program, or the engine's exception.</summary>
     private static (ulong[]? Outputs, Exception? Error) Run(RandomPtxProgram program)
     {
         using var memory = new HostMemory();
-        var input = memory.Upload(program.Inputs);
-        var output = memory.Upload(Enumerable.Repeat(RandomPtxProgram.Poison, program.Registers.Count).ToArray());
+        var input = memory.Upload(Enumerable.Range(0, program.Threads).SelectMany(program.InputRow).ToArray());
+        var output = memory.Upload(Enumerable.Repeat(RandomPtxProgram.Poison, program.Threads * program.Registers.Count).ToArray());
         try
         {
             var kernel = PtxModuleProgram.Compile(program.ToPtx()).Kernels["random_kernel"];
-            var launch = new PtxLaunch(1, 1, 1, 1, 1, 1, 0, memory) { Parallelism = 1, Deadline = TimeSpan.FromSeconds(30) };
+            var launch = new PtxLaunch(1, 1, 1, (uint)program.Threads, 1, 1, 0, memory) { Parallelism = 1, Deadline = TimeSpan.FromSeconds(30) };
             kernel.Launch(launch, new Params().Add(input).Add(output).ToArray(), []);
-            return (memory.Download<ulong>(output, program.Registers.Count), null);
+            return (memory.Download<ulong>(output, program.Threads * program.Registers.Count), null);
         }
         catch (Exception e)
         {
@@ -138,31 +164,42 @@ internal static class RandomPtxChecker
         }
     }
 
-    /// <summary>Null when every output slot holds the reference's value (and the poison past the register's width); else what differs.</summary>
-    private static string? Differences(RandomPtxProgram program, (ulong[]? Outputs, Exception? Error) run, ulong[] expected)
+    /// <summary>
+    /// Null when every thread's output slots hold the reference's values where it knows them (and the poison past each
+    /// register's width); else what differs in the first thread that differs.
+    /// </summary>
+    private static (int Thread, string Text)? Differences(RandomPtxProgram program, (ulong[]? Outputs, Exception? Error) run, Expected expected)
     {
         if (run.Error is not null)
         {
-            return $"the engine failed: {run.Error.GetType().Name}: {run.Error.Message}";
+            return (0, $"the engine failed: {run.Error.GetType().Name}: {run.Error.Message}");
         }
 
-        var differences = new List<string>();
-        foreach (var r in program.Registers)
+        for (var t = 0; t < program.Threads; t++)
         {
-            var stored = r.Class == RegClass.Pred ? 32 : r.Bits;
-            var mask = stored == 64 ? ulong.MaxValue : (1UL << stored) - 1;
-            var slot = run.Outputs![r.Slot];
-            if ((slot & ~mask) != (RandomPtxProgram.Poison & ~mask))
+            var differences = new List<string>();
+            foreach (var r in program.Registers)
             {
-                differences.Add($"{r}: the engine wrote past the register's {stored} bits (slot 0x{slot:X16})");
+                var stored = r.Class == RegClass.Pred ? 32 : r.Bits;
+                var mask = stored == 64 ? ulong.MaxValue : (1UL << stored) - 1;
+                var slot = run.Outputs![(t * program.Registers.Count) + r.Slot];
+                if ((slot & ~mask) != (RandomPtxProgram.Poison & ~mask))
+                {
+                    differences.Add($"{r}: the engine wrote past the register's {stored} bits (slot 0x{slot:X16})");
+                }
+                else if (!expected.Unknown[t][r.Slot] && !PtxReferenceEvaluator.Same(r.Class, slot & mask, expected.Values[t][r.Slot]))
+                {
+                    differences.Add($"{r}: engine {Show(r, slot & mask)}, reference {Show(r, expected.Values[t][r.Slot])}");
+                }
             }
-            else if (!PtxReferenceEvaluator.Same(r.Class, slot & mask, expected[r.Slot]))
+
+            if (differences.Count > 0)
             {
-                differences.Add($"{r}: engine {Show(r, slot & mask)}, reference {Show(r, expected[r.Slot])}");
+                return (t, $"thread {t}: " + string.Join("; ", differences));
             }
         }
 
-        return differences.Count == 0 ? null : string.Join("; ", differences);
+        return null;
     }
 
     private static string Show(Reg r, ulong v) => r.Class switch

@@ -1,18 +1,24 @@
+using System.Globalization;
+
 namespace GpuPool.Ptx.Tests.Engine;
 
 /// <summary>
-/// Seeded random straight-line kernels over a few registers of every class, the inputs drawn to hit the edges (zeros of both
-/// signs, extremes, NaN, infinities, subnormals, shift counts past the width, division by zero).
+/// Seeded random straight-line kernels over a few registers of every class, run by <see cref="Threads"/> threads with
+/// inputs of their own drawn to hit the edges (zeros of both signs, extremes, NaN, infinities, subnormals, shift counts
+/// past the width, division by zero). One program in four is drawn only from the forms the engine's vector code takes
+/// (32-bit integer and f32 registers, the engine's <c>SimdCompiler</c>), so it runs eight threads at a time there and its
+/// threads part ways where a guard differs between them.
 /// </summary>
 /// <remarks>
 /// Float results are only ever read by instructions that read them as floats (never bit-cast to an integer), since PTX
-/// leaves a single-precision NaN's payload unspecified. Left out because the engine refuses the whole kernel (issue 15's
-/// "not yet"): <c>slct</c>, <c>testp</c>, <c>copysign</c>, <c>abs.s16</c>, <c>mad.hi.sat.s32</c>; the approximate
-/// instructions are checked against their error bounds by their own test, since an approximation cannot be compared bit
-/// for bit through a chain.
+/// leaves a single-precision NaN's payload unspecified. The approximate instructions are checked against their error
+/// bounds by their own test, since an approximation cannot be compared bit for bit through a chain.
 /// </remarks>
 internal sealed class RandomPtxGenerator(Random random)
 {
+    /// <summary>Threads a program runs: two groups of eight for the vector code.</summary>
+    public const int Threads = 16;
+
     private static readonly string[] IntTypes16 = ["u16", "s16"];
     private static readonly string[] IntTypes32 = ["u32", "s32"];
     private static readonly string[] IntTypes64 = ["u64", "s64"];
@@ -23,6 +29,7 @@ internal sealed class RandomPtxGenerator(Random random)
     private static readonly string[] UnsignedCompares = ["eq", "ne", "lt", "le", "gt", "ge", "lo", "ls", "hi", "hs"];
     private static readonly string[] PrmtModes = ["", "f4e", "b4e", "rc8", "ecl", "ecr", "rc16"];
     private static readonly string[] CvtIntTypes = ["u8", "s8", "u16", "s16", "u32", "s32", "u64", "s64"];
+    private static readonly string[] TestpProperties = ["finite", "infinite", "number", "notanumber", "normal", "subnormal"];
 
     private readonly List<Reg> _registers = [];
 
@@ -31,22 +38,40 @@ internal sealed class RandomPtxGenerator(Random random)
     public static RandomPtxProgram Generate(int seed, int minInstructions = 20, int maxInstructions = 60)
     {
         var random = new Random(seed);
-        return new RandomPtxGenerator(random).Build(random.Next(minInstructions, maxInstructions + 1));
+        var forVectorCode = random.Next(4) == 0;
+        return new RandomPtxGenerator(random).Build(random.Next(minInstructions, maxInstructions + 1), forVectorCode);
     }
 
-    private RandomPtxProgram Build(int count)
+    private RandomPtxProgram Build(int count, bool forVectorCode)
     {
         Declare(RegClass.Pred, ("pred", "%p", 4));
-        Declare(RegClass.B16, ("b16", "%h", 2), ("u16", "%hu", 1), ("s16", "%hs", 1));
+        if (!forVectorCode)
+        {
+            Declare(RegClass.B16, ("b16", "%h", 2), ("u16", "%hu", 1), ("s16", "%hs", 1));
+        }
+
         Declare(RegClass.B32, ("b32", "%r", 2), ("u32", "%ru", 2), ("s32", "%ri", 2));
-        Declare(RegClass.B64, ("b64", "%rd", 2), ("u64", "%rdu", 2), ("s64", "%rdi", 2));
+        if (!forVectorCode)
+        {
+            Declare(RegClass.B64, ("b64", "%rd", 2), ("u64", "%rdu", 2), ("s64", "%rdi", 2));
+        }
+
         Declare(RegClass.F32, ("f32", "%f", 6));
-        Declare(RegClass.F64, ("f64", "%fd", 5));
-        var inputs = _registers.Select(InputFor).ToArray();
+        if (!forVectorCode)
+        {
+            Declare(RegClass.F64, ("f64", "%fd", 5));
+        }
+
+        // A register is now and then the same in every thread, so guards on it (and what is computed from it) do not part them;
+        // in a program for the vector code most predicates are, so that its threads go on together for longer.
+        var columns = _registers.Select(r => Chance(forVectorCode && r.Class == RegClass.Pred ? 75 : 30)
+            ? Enumerable.Repeat(InputFor(r), Threads).ToArray()
+            : Enumerable.Range(0, Threads).Select(_ => InputFor(r)).ToArray()).ToArray();
+        var inputs = Enumerable.Range(0, Threads).Select(t => columns.Select(c => c[t]).ToArray()).ToArray();
         var instructions = new List<Instr>();
         while (instructions.Count < count)
         {
-            var i = Next();
+            var i = forVectorCode ? NextForVectorCode() : Next();
             if (random.Next(6) == 0 && !i.StartsCarryChain)
             {
                 i = i with { Guard = new RegOperand(Pick(Of(RegClass.Pred)), random.Next(2) == 0) };
@@ -55,7 +80,7 @@ internal sealed class RandomPtxGenerator(Random random)
             instructions.Add(i);
         }
 
-        return new RandomPtxProgram(_registers, instructions, inputs);
+        return new RandomPtxProgram(_registers, instructions, inputs) { ForVectorCode = forVectorCode };
     }
 
     private void Declare(RegClass c, params (string Type, string Prefix, int Count)[] groups)
@@ -120,6 +145,91 @@ internal sealed class RandomPtxGenerator(Random random)
         _ => Mov(),
     };
 
+    /// <summary>
+    /// An instruction of a form the vector code takes (SimdCompiler's table): 32-bit integer arithmetic without .sat or
+    /// carries, shifts by constants under 32, the six ordered comparisons into one predicate, f32 arithmetic rounded to
+    /// nearest without .ftz or .sat, selp, predicate logic, cvt.rn.f32.s32 and mov.
+    /// </summary>
+    private Instr NextForVectorCode()
+    {
+        var type = Pick(IntTypes32);
+        switch (random.Next(100))
+        {
+            case < 8:
+                return Binary(Chance(50) ? "add" : "sub", [type], type);
+            case < 14:
+                return Chance(50)
+                    ? Binary("mul", ["lo", type], type)
+                    : new Instr("mad", ["lo", type], type, Dest(type), [Src(type), Src(type), Src(type)]);
+            case < 18:
+                return Binary(Chance(50) ? "min" : "max", [type], type);
+            case < 24:
+                return Chance(75) ? Binary(Pick(new[] { "and", "or", "xor" }), ["b32"], "b32") : new Instr("not", ["b32"], "b32", Dest("b32"), [Src("b32", immediates: false)]);
+            case < 28:
+                return new Instr(Chance(50) ? "neg" : "abs", ["s32"], "s32", Dest("s32"), [Src("s32", immediates: false)]);
+            case < 34:
+                {
+                    var shl = Chance(40);
+                    var t = shl ? "b32" : Pick(new[] { "b32", "u32", "s32" });
+                    return new Instr(shl ? "shl" : "shr", [t], t, Dest(t), [Src(t), new Imm((ulong)random.Next(0, 32), "u32")]);
+                }
+
+            case < 48:
+                {
+                    // The six ordered comparisons (SignedCompares) are all the vector code has: not lo/ls/hi/hs, nor the unordered ones.
+                    var (t, cmp) = random.Next(4) switch
+                    {
+                        0 => ("b32", Pick(new[] { "eq", "ne" })),
+                        1 => ("u32", Pick(SignedCompares)),
+                        2 => ("s32", Pick(SignedCompares)),
+                        _ => ("f32", Pick(SignedCompares)),
+                    };
+                    return new Instr("setp", [cmp, t], t, Pick(Of(RegClass.Pred)), [Src(t), Src(t)]);
+                }
+
+            case < 56:
+                {
+                    var t = Pick(new[] { "b32", "u32", "s32", "f32" });
+                    return new Instr("selp", [t], t, Dest(t), [Src(t), Src(t), new RegOperand(Pick(Of(RegClass.Pred)))]);
+                }
+
+            case < 60:
+                return new Instr("cvt", ["rn", "f32", "s32"], "f32", Dest("f32"), [new RegOperand(Dest("s32"))]) { SrcType = "s32" };
+            case < 90:
+                {
+                    var (op, arity) = random.Next(10) switch
+                    {
+                        < 3 => (Pick(new[] { "add", "sub", "mul" }), 2),
+                        3 or 4 => (Chance(75) ? "fma" : "mad", 3),
+                        5 => ("div", 2),
+                        6 => (Pick(new[] { "min", "max" }), 2),
+                        7 => (Pick(new[] { "abs", "neg" }), 1),
+                        _ => ("sqrt", 1),
+                    };
+
+                    // add/sub/mul with no rounding are .rn too; fma, mad, div and sqrt must name it.
+                    var rounded = op is "fma" or "mad" or "div" or "sqrt" || (op is "add" or "sub" or "mul" && Chance(50));
+                    string[] mods = rounded ? ["rn", "f32"] : ["f32"];
+                    var srcs = Enumerable.Range(0, arity).Select(_ => Src("f32", immediates: op is not ("abs" or "neg" or "sqrt"))).ToArray();
+                    return new Instr(op, mods, "f32", Dest("f32"), srcs);
+                }
+
+            case < 95:
+                {
+                    var d = Pick(Of(RegClass.Pred));
+                    return Chance(25)
+                        ? new Instr("not", ["pred"], "pred", d, [Src("pred")])
+                        : new Instr(Pick(new[] { "and", "or", "xor" }), ["pred"], "pred", d, [Src("pred"), Src("pred")]);
+                }
+
+            default:
+                {
+                    var t = Pick(new[] { "b32", "u32", "s32", "f32", "pred" });
+                    return new Instr("mov", [t], t, Dest(t), [Src(t)]);
+                }
+        }
+    }
+
     private string IntType() => Pick(random.Next(3) switch { 0 => IntTypes16, 1 => IntTypes32, _ => IntTypes64 });
 
     private Instr Binary(string op, string[] mods, string type) => new(op, mods, type, Dest(type), [Src(type), Src(type)]);
@@ -149,7 +259,11 @@ internal sealed class RandomPtxGenerator(Random random)
                 }
 
             case 7:
-                return new Instr("mad", [Chance(50) ? "lo" : "hi", type], type, Dest(type), [Src(type), Src(type), Src(type)]);
+                {
+                    var hi = Chance(50);
+                    string[] mods = hi && type == "s32" && Chance(40) ? ["hi", "sat", "s32"] : [hi ? "hi" : "lo", type];
+                    return new Instr("mad", mods, type, Dest(type), [Src(type), Src(type), Src(type)]);
+                }
             case 8:
                 return Binary(Chance(50) ? "div" : "rem", [type], type);
             case 9:
@@ -176,7 +290,7 @@ internal sealed class RandomPtxGenerator(Random random)
             default:
                 {
                     var t = "s" + type[1..];
-                    return t == "s16" || Chance(50)
+                    return Chance(50)
                         ? new Instr("neg", [t], t, Dest(t), [Src(t, immediates: false)])
                         : new Instr("abs", [t], t, Dest(t), [Src(t, immediates: false)]);
                 }
@@ -278,6 +392,12 @@ internal sealed class RandomPtxGenerator(Random random)
 
     private Instr Setp()
     {
+        if (Chance(15))
+        {
+            var t = Pick(new[] { "f32", "f64" });
+            return new Instr("testp", [Pick(TestpProperties), t], t, Pick(Of(RegClass.Pred)), [new RegOperand(Dest(t))]);
+        }
+
         string type;
         string cmp;
         switch (random.Next(4))
@@ -313,9 +433,10 @@ internal sealed class RandomPtxGenerator(Random random)
         var preds = Of(RegClass.Pred);
         var p = Pick(preds);
         var q = Chance(30) ? Pick(preds.Where(r => r != p).ToArray()) : null;
-        if (q is not null && srcs.Count == 3 && ((RegOperand)srcs[2]).Reg == p && KnownEngineBugs.SetpPairRereadsItsPredicate)
+        if (q is not null && srcs.Count == 3 && Chance(30))
         {
-            srcs[2] = new RegOperand(Pick(preds.Where(r => r != p).ToArray()), ((RegOperand)srcs[2]).Negated);
+            // The combining predicate one of the destinations: both results must use its value from before.
+            srcs[2] = new RegOperand(Chance(50) ? p : q, ((RegOperand)srcs[2]).Negated);
         }
 
         return new Instr("setp", [.. mods], type, p, [.. srcs]) { Dst2 = q };
@@ -324,6 +445,14 @@ internal sealed class RandomPtxGenerator(Random random)
     private Instr Selp()
     {
         var type = Pick(new[] { "b16", "u16", "s16", "b32", "u32", "s32", "b64", "u64", "s64", "f32", "f64" });
+        if (Chance(40))
+        {
+            // slct: a or b by the sign of an s32 or f32 selector (.ftz only with f32).
+            var selector = Chance(50) ? "s32" : "f32";
+            string[] mods = selector == "f32" && Chance(30) ? ["ftz", type, selector] : [type, selector];
+            return new Instr("slct", mods, type, Dest(type), [Src(type), Src(type), Src(selector)]) { SrcType = selector };
+        }
+
         return new Instr("selp", [type], type, Dest(type), [Src(type), Src(type), new RegOperand(Pick(Of(RegClass.Pred)))]);
     }
 
@@ -357,6 +486,21 @@ internal sealed class RandomPtxGenerator(Random random)
             : new Instr(Pick(new[] { "and", "or", "xor" }), ["pred"], "pred", d, [Src("pred"), Src("pred")]);
     }
 
+    /// <summary>A register for an f16 operand: ptxas takes one declared .b16 (or .f16), not .u16 or .s16.</summary>
+    private Reg HalfReg() => Pick(Of(RegClass.B16).Where(r => r.DeclaredType == "b16").ToArray());
+
+    /// <summary>Whether every value of integer type <paramref name="from"/> is one of <paramref name="to"/> (ptxas then refuses cvt.sat).</summary>
+    private static bool Holds(string to, string from)
+    {
+        var (wt, wf) = (int.Parse(to[1..], CultureInfo.InvariantCulture), int.Parse(from[1..], CultureInfo.InvariantCulture));
+        return (to[0], from[0]) switch
+        {
+            ('s', 's') or ('u', 'u') => wt >= wf,
+            ('s', 'u') => wt > wf,
+            _ => false,
+        };
+    }
+
     /// <summary>A register for an integer cvt operand: an 8-bit type lives in a 16- or 32-bit register.</summary>
     private Reg CvtIntReg(string type) => type[1..] == "8" ? Pick(Of(Chance(50) ? RegClass.B16 : RegClass.B32)) : Dest(type);
 
@@ -380,21 +524,21 @@ internal sealed class RandomPtxGenerator(Random random)
                         mods.Add(Pick(IntRoundings));
                     }
 
-                    if (Chance(15) && !(to == "f64" && KnownEngineBugs.CvtSatToF64KeepsNaN))
+                    if (Chance(15))
                     {
                         mods.Add("sat");
                     }
 
                     mods.AddRange([to, from]);
-                    var dst = to == "f16" ? Pick(Of(RegClass.B16)) : IsFloatType(to) ? Dest(to) : CvtIntReg(to);
-                    var src = from == "f16" ? Pick(Of(RegClass.B16)) : IsFloatType(from) ? Dest(from) : CvtIntReg(from);
+                    var dst = to == "f16" ? HalfReg() : IsFloatType(to) ? Dest(to) : CvtIntReg(to);
+                    var src = from == "f16" ? HalfReg() : IsFloatType(from) ? Dest(from) : CvtIntReg(from);
                     return new Instr("cvt", [.. mods], to, dst, [new RegOperand(src)]) { SrcType = from };
                 }
 
             case 0:
                 {
                     var (to, from) = (Pick(CvtIntTypes), Pick(CvtIntTypes));
-                    var sat = Chance(40);
+                    var sat = Chance(40) && !Holds(to, from);
                     return new Instr("cvt", sat ? ["sat", to, from] : [to, from], to, CvtIntReg(to), [new RegOperand(CvtIntReg(from))]) { SrcType = from };
                 }
 
@@ -452,7 +596,7 @@ internal sealed class RandomPtxGenerator(Random random)
                         mods.Add("ftz");
                     }
 
-                    if (Chance(20) && !(to == "f64" && from == "f64" && KnownEngineBugs.CvtSatF64F64) && !(to == "f64" && from == "f32" && KnownEngineBugs.CvtSatToF64KeepsNaN))
+                    if (Chance(20))
                     {
                         mods.Add("sat");
                     }
@@ -470,8 +614,11 @@ internal sealed class RandomPtxGenerator(Random random)
         var mods = new List<string>();
         string op;
         var arity = 2;
-        switch (random.Next(12))
+        switch (random.Next(13))
         {
+            case 12:
+                op = "copysign";
+                break;
             case 0 or 1 or 2:
                 op = Pick(new[] { "add", "sub", "mul" });
                 mods.Add(Pick(FloatRoundings));
@@ -504,7 +651,7 @@ internal sealed class RandomPtxGenerator(Random random)
                 break;
         }
 
-        if (f32 && Chance(25))
+        if (f32 && op != "copysign" && Chance(25))
         {
             mods.Add("ftz");
         }
@@ -572,22 +719,4 @@ internal sealed class RandomPtxGenerator(Random random)
         4 => (double)random.NextInt64() * (random.Next(2) == 0 ? 1 : -1),
         _ => (random.NextDouble() - 0.5) * Math.Pow(2, random.Next(-60, 130)),
     };
-}
-
-/// <summary>
-/// Forms the random programs leave out while the engine gets them wrong; each has a fixed case in
-/// <see cref="RandomPtxPropertyTests"/> that fails until it is fixed, and turning the flag off puts it back in the mix.
-/// </summary>
-internal static class KnownEngineBugs
-{
-    /// <summary><c>cvt.rni.sat.f64.f64</c>: compiling it throws InvalidOperationException "Fp64.Saturate(Double) is missing".</summary>
-    public const bool CvtSatF64F64 = true;
-
-    /// <summary><c>cvt.sat.f64.f32</c> and <c>cvt.sat.f64.f16</c> of a NaN: the engine keeps the NaN, where .sat makes a NaN result +0.</summary>
-    public const bool CvtSatToF64KeepsNaN = true;
-
-    /// <summary>
-    /// <c>setp.op.bool.type p|q, a, b, c</c> with c the same register as p: the engine writes p, then reads c again for q.
-    /// </summary>
-    public const bool SetpPairRereadsItsPredicate = true;
 }

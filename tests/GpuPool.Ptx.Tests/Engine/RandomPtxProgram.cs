@@ -132,14 +132,32 @@ internal sealed record Instr(string Op, string[] Mods, string Type, Reg Dst, Ope
     }
 }
 
-/// <summary>A straight-line kernel: every register loaded from the input buffer, the instructions, every register stored.</summary>
-internal sealed record RandomPtxProgram(IReadOnlyList<Reg> Registers, IReadOnlyList<Instr> Instructions, ulong[] Inputs)
+/// <summary>
+/// A straight-line kernel run by several threads of one block: each thread loads every register from its own row of the
+/// input buffer, runs the instructions, and stores every register to its own row of the output buffer.
+/// </summary>
+/// <param name="Inputs">One row per thread, a value per register by slot; the thread count is the number of rows.</param>
+internal sealed record RandomPtxProgram(IReadOnlyList<Reg> Registers, IReadOnlyList<Instr> Instructions, IReadOnlyList<ulong[]> Inputs)
 {
     /// <summary>The output buffer's poison: every slot starts as this, and a slot's bits past its register's width must stay so.</summary>
     public const ulong Poison = 0xA5A5_5A5A_C3C3_3C3CUL;
 
-    /// <summary>The carry flag before the first instruction, set by one .cc instruction of the family that reads it; null leaves it unset.</summary>
-    public (ulong Value, bool Borrow)? InitialCarry { get; init; }
+    public int Threads => Inputs.Count;
+
+    /// <summary>Whether the program was drawn only from the forms the engine's vector code takes, so that it runs there.</summary>
+    public bool ForVectorCode { get; init; }
+
+    /// <summary>
+    /// The carry flag before the first instruction, set in each thread by one .cc instruction of the family that reads it
+    /// (from that thread's <see cref="InputRow"/>'s last slot); null leaves it unset.
+    /// </summary>
+    public (ulong[] PerThread, bool Borrow)? InitialCarry { get; init; }
+
+    /// <summary>Bytes of one thread's row in the output buffer: a 64-bit slot per register.</summary>
+    public int RowBytes => Registers.Count * 8;
+
+    /// <summary>A thread's row of the input buffer: its registers' values, then its initial carry (0 when there is none).</summary>
+    public ulong[] InputRow(int thread) => [.. Inputs[thread], InitialCarry?.PerThread[thread] ?? 0];
 
     /// <summary>The line of the kernel's text that instruction <paramref name="index"/> (from 0) is on.</summary>
     public int LineOf(int index) => Header().Count(c => c == '\n') + index + 1;
@@ -170,19 +188,24 @@ internal sealed record RandomPtxProgram(IReadOnlyList<Reg> Registers, IReadOnlyL
         return ptx.Append("ret;\n}\n").ToString();
     }
 
-    /// <summary>The kernel up to its first generated instruction: declarations and the loads of every register.</summary>
+    /// <summary>
+    /// The kernel up to its first generated instruction: declarations, the thread's rows, and the loads of every register.
+    /// Only 4-byte accesses and 32-bit registers where the program has no others, so such a program runs on the vector code.
+    /// </summary>
     private string Header()
     {
         var ptx = new StringBuilder();
         ptx.Append(".version 7.8\n.target sm_80\n.address_size 64\n");
         ptx.Append(".visible .entry random_kernel(.param .u64 random_kernel_in, .param .u64 random_kernel_out)\n{\n");
-        ptx.Append(".reg .b64 %in_base;\n.reg .b64 %out_base;\n.reg .b32 %t;\n");
+        ptx.Append(".reg .b64 %in_base;\n.reg .b64 %out_base;\n.reg .b64 %row;\n.reg .b32 %t;\n");
         foreach (var group in Registers.GroupBy(r => (r.DeclaredType, Prefix: r.Name.TrimEnd("0123456789".ToCharArray()))))
         {
             ptx.Append(CultureInfo.InvariantCulture, $".reg .{group.Key.DeclaredType} {group.Key.Prefix}<{group.Max(r => int.Parse(r.Name[group.Key.Prefix.Length..], CultureInfo.InvariantCulture)) + 1}>;\n");
         }
 
-        ptx.Append("ld.param.u64 %in_base, [random_kernel_in];\nld.param.u64 %out_base, [random_kernel_out];\n");
+        ptx.Append("ld.param.u64 %in_base, [random_kernel_in];\nld.param.u64 %out_base, [random_kernel_out];\nmov.u32 %t, %tid.x;\n");
+        ptx.Append(CultureInfo.InvariantCulture, $"mul.wide.u32 %row, %t, {RowBytes + 8};\nadd.s64 %in_base, %in_base, %row;\n");
+        ptx.Append(CultureInfo.InvariantCulture, $"mul.wide.u32 %row, %t, {RowBytes};\nadd.s64 %out_base, %out_base, %row;\n");
         foreach (var r in Registers)
         {
             var at = r.Slot * 8;
@@ -198,7 +221,9 @@ internal sealed record RandomPtxProgram(IReadOnlyList<Reg> Registers, IReadOnlyL
 
         if (InitialCarry is { } carry)
         {
-            ptx.Append(carry.Borrow ? $"sub.cc.u32 %t, 0, {carry.Value};\n" : $"add.cc.u32 %t, 4294967295, {carry.Value};\n");
+            // The row's last slot is 0 or 1: 0xFFFFFFFF plus it carries when it is 1; 0 minus it borrows when it is 1.
+            ptx.Append(CultureInfo.InvariantCulture, $"ld.global.u32 %t, [%in_base+{RowBytes}];\n");
+            ptx.Append(carry.Borrow ? "sub.cc.u32 %t, 0, %t;\n" : "add.cc.u32 %t, %t, 4294967295;\n");
         }
 
         return ptx.ToString();
