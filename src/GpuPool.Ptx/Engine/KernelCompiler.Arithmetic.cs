@@ -51,6 +51,9 @@ internal sealed partial class KernelCompiler
                 case "min" or "max":
                     Call(ops, (i.Opcode == "min" ? "Min" : "Max") + (i.Has("NaN") ? "NaN" : ""), t, t);
                     break;
+                case "copysign":
+                    Call(ops, "Copysign", t, t);
+                    break;
                 default:
                     throw Refuse($"{i.Opcode} on .{type}");
             }
@@ -186,6 +189,17 @@ internal sealed partial class KernelCompiler
         if (IsHalf(type) && i.Opcode == "fma")
         {
             EmitHalfArithmetic(i);
+            return;
+        }
+
+        if (i.Has("sat") && i.Opcode == "mad" && i.Has("hi") && type == "s32")
+        {
+            // mad.hi.sat.s32, the only integer mad with .sat: the high half of the product plus c, clamped to the s32 range.
+            Load(a, type);
+            Load(b, type);
+            Load(c, type);
+            Call(typeof(IntOps), "MadHiSat", typeof(int), typeof(int), typeof(int));
+            Store(d, type);
             return;
         }
 
@@ -354,9 +368,10 @@ internal sealed partial class KernelCompiler
                 Load(a, type);
                 _il.Emit(OpCodes.Neg);
                 break;
-            case "abs" when type is "s32" or "s64":
+            case "abs" when type is "s16" or "s32" or "s64":
+                // An s16 operand is loaded sign-extended to 32 bits, where its absolute value's low half is the 16-bit one.
                 Load(a, type);
-                Call(typeof(IntOps), type == "s32" ? "AbsS32" : "AbsS64", ClrType(type));
+                Call(typeof(IntOps), type == "s64" ? "AbsS64" : "AbsS32", type == "s64" ? typeof(long) : typeof(int));
                 break;
             case "not" when type == "pred":
                 Load(a, type);
@@ -523,10 +538,25 @@ internal sealed partial class KernelCompiler
             throw Refuse($"setp with {i.Operands.Count} operands");
         }
 
+        var combine = i.Modifiers.FirstOrDefault(m => m is "and" or "or" or "xor");
+        if (combine is not null && i.Operands.Count != 4)
+        {
+            throw Refuse($"setp.{combine} without its predicate operand");
+        }
+
         EmitCompare(i, type, i.Operands[1], i.Operands[2]);
         var result = _il.DeclareLocal(typeof(int));
         _il.Emit(OpCodes.Stloc, result);
-        var combine = i.Modifiers.FirstOrDefault(m => m is "and" or "or" or "xor");
+
+        // c is read once, before either destination is written: in setp.and p|q, a, b, p the second result uses the old p.
+        LocalBuilder? c = null;
+        if (combine is not null)
+        {
+            c = _il.DeclareLocal(typeof(int));
+            Load(i.Operands[3], "pred");
+            _il.Emit(OpCodes.Stloc, c);
+        }
+
         var (p, q) = i.Operands[0] is PtxPredicatePair pair ? (pair.First, (PtxOperand?)pair.Second) : (i.Operands[0], null);
         for (var k = 0; k < (q is null ? 1 : 2); k++)
         {
@@ -537,19 +567,31 @@ internal sealed partial class KernelCompiler
                 _il.Emit(OpCodes.Xor);
             }
 
-            if (combine is not null)
+            if (c is not null)
             {
-                if (i.Operands.Count != 4)
-                {
-                    throw Refuse($"setp.{combine} without its predicate operand");
-                }
-
-                Load(i.Operands[3], "pred");
+                _il.Emit(OpCodes.Ldloc, c);
                 _il.Emit(combine == "and" ? OpCodes.And : combine == "or" ? OpCodes.Or : OpCodes.Xor);
             }
 
             Store(k == 0 ? p : q!, "pred");
         }
+    }
+
+    /// <summary>testp.op.{f32,f64} p, a: whether a is finite, infinite, a number, a NaN, normal (zeros count) or subnormal.</summary>
+    private void EmitTestp(PtxInstruction i)
+    {
+        RequireOperands(i, 2);
+        var type = TypeOf(i);
+        if (!IsFloat(type))
+        {
+            throw Refuse($"testp on .{type}");
+        }
+
+        var property = ModeOf(i, "finite", "infinite", "number", "notanumber", "normal", "subnormal");
+        _il.Emit(OpCodes.Ldc_I4, (int)Enum.Parse<TestpKind>(property, ignoreCase: true));
+        Load(i.Operands[1], type);
+        Call(FloatOps(type), "Testp", typeof(TestpKind), ClrType(type));
+        Store(i.Operands[0], "pred");
     }
 
     private void EmitSelp(PtxInstruction i)
@@ -560,6 +602,43 @@ internal sealed partial class KernelCompiler
         var done = _il.DefineLabel();
         Load(i.Operands[3], "pred");
         _il.Emit(OpCodes.Brfalse, second);
+        Load(i.Operands[1], type);
+        _il.Emit(OpCodes.Br, done);
+        _il.MarkLabel(second);
+        Load(i.Operands[2], type);
+        _il.MarkLabel(done);
+        Store(i.Operands[0], type);
+    }
+
+    /// <summary>
+    /// slct{.ftz}.dtype.{s32,f32} d, a, b, c: a where c &gt;= 0, else b, copied as they are. An f32 c that is NaN gives b,
+    /// -0 gives a, and with .ftz a subnormal c counts as a zero of its sign (so gives a).
+    /// </summary>
+    private void EmitSlct(PtxInstruction i)
+    {
+        RequireOperands(i, 4);
+        var types = i.Modifiers.Where(m => Types.Contains(m)).ToArray();
+        if (types is not [var type, var selector] || selector is not ("s32" or "f32") || (i.Has("ftz") && selector != "f32")
+            || type is not ("b16" or "u16" or "s16" or "b32" or "u32" or "s32" or "b64" or "u64" or "s64" or "f32" or "f64"))
+        {
+            throw Refuse($"slct.{string.Join('.', i.Modifiers)}");
+        }
+
+        var second = _il.DefineLabel();
+        var done = _il.DefineLabel();
+        if (selector == "f32")
+        {
+            LoadFloat(i, i.Operands[3], selector);
+            _il.Emit(OpCodes.Ldc_R4, 0f);
+            _il.Emit(OpCodes.Blt_Un, second);
+        }
+        else
+        {
+            Load(i.Operands[3], selector);
+            _il.Emit(OpCodes.Ldc_I4_0);
+            _il.Emit(OpCodes.Blt, second);
+        }
+
         Load(i.Operands[1], type);
         _il.Emit(OpCodes.Br, done);
         _il.MarkLabel(second);

@@ -25,7 +25,7 @@ internal sealed partial class KernelCompiler
             case "st":
                 EmitStoreMemory(i);
                 break;
-            case "add" or "sub" or "mul" or "div" or "rem" or "min" or "max" or "and" or "or" or "xor" or "addc" or "subc":
+            case "add" or "sub" or "mul" or "div" or "rem" or "min" or "max" or "and" or "or" or "xor" or "addc" or "subc" or "copysign":
                 EmitBinary(i);
                 break;
             case "mad" or "fma" or "madc":
@@ -49,6 +49,9 @@ internal sealed partial class KernelCompiler
             case "setp":
                 EmitSetp(i);
                 break;
+            case "testp":
+                EmitTestp(i);
+                break;
             case "set":
                 EmitSet(i);
                 break;
@@ -57,6 +60,9 @@ internal sealed partial class KernelCompiler
                 break;
             case "selp":
                 EmitSelp(i);
+                break;
+            case "slct":
+                EmitSlct(i);
                 break;
             case "cvt":
                 EmitCvt(i);
@@ -458,7 +464,7 @@ internal sealed partial class KernelCompiler
     {
         if (i.Has("sat"))
         {
-            Call(FloatOps(type), type == "f32" ? "Saturate" : "Saturate", ClrType(type));
+            Call(FloatOps(type), "Saturate", ClrType(type));
         }
 
         if (i.Has("ftz"))

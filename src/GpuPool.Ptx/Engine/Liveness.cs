@@ -211,7 +211,7 @@ internal sealed class Liveness
             "mov" or "ld" or "ldu" or "add" or "sub" or "mul" or "div" or "rem" or "min" or "max" or "and" or "or" or "xor"
                 or "addc" or "subc" or "mad" or "fma" or "madc" or "sad" or "mul24" or "mad24" or "neg" or "abs" or "not"
                 or "cnot" or "popc" or "clz" or "brev" or "shl" or "shr" or "rcp" or "sqrt" or "rsqrt" or "ex2" or "lg2"
-                or "sin" or "cos" or "tanh" or "setp" or "set" or "dp4a" or "dp2a" or "selp" or "cvt" or "cvta" or "bfe" or "bfi" or "prmt" or "bfind"
+                or "sin" or "cos" or "tanh" or "setp" or "testp" or "set" or "dp4a" or "dp2a" or "selp" or "slct" or "copysign" or "cvt" or "cvta" or "bfe" or "bfi" or "prmt" or "bfind"
                 or "atom" or "shfl" or "vote" or "match" or "redux" or "activemask" => true,
             _ => false,
         };

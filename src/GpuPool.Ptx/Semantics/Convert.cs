@@ -120,17 +120,12 @@ public static class Convert
         return sat ? Fp32.Saturate(f) : f;
     }
 
-    /// <summary>cvt{.ftz}{.sat}.f64.f32: exact; .ftz flushes a subnormal input.</summary>
+    /// <summary>cvt{.ftz}{.sat}.f64.f32: exact; .ftz flushes a subnormal input; .sat makes a NaN +0.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static double F32ToF64(float f, bool ftz, bool sat)
     {
-        if (float.IsNaN(f))
-        {
-            return Fp64.CanonicalNaN;
-        }
-
         double d = ftz ? Fp32.Ftz(f) : f;
-        return sat ? Saturate(d) : d;
+        return sat ? Fp64.Saturate(d) : double.IsNaN(d) ? Fp64.CanonicalNaN : d;
     }
 
     /// <summary>cvt.{rni,rzi,rmi,rpi}.f32.f32: round to an integral float; NaN stays (canonical) NaN, -0 and signs are kept.</summary>
@@ -146,9 +141,6 @@ public static class Convert
         IntRounding.Rmi => Math.Floor(d),
         _ => Math.Ceiling(d),
     };
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static double Saturate(double d) => d > 0 ? (d < 1 ? d : 1) : 0;
 
     // ---- the general form ----
 
@@ -256,7 +248,8 @@ public static class Convert
         switch (to)
         {
             case ScalarType.F64:
-                return BitConverter.DoubleToUInt64Bits(double.IsNaN(v) ? Fp64.CanonicalNaN : (sat ? Saturate(v) : v));
+                // .sat before the NaN check: a NaN saturates to +0, as every .sat float destination has it.
+                return BitConverter.DoubleToUInt64Bits(sat ? Fp64.Saturate(v) : double.IsNaN(v) ? Fp64.CanonicalNaN : v);
             case ScalarType.F32:
                 return BitConverter.SingleToUInt32Bits(F64ToF32(v, r, ftz, sat));
             case ScalarType.F16:
@@ -277,7 +270,7 @@ public static class Convert
 
         return t switch
         {
-            ScalarType.F64 => BitConverter.DoubleToUInt64Bits(Saturate(BitConverter.UInt64BitsToDouble(fb))),
+            ScalarType.F64 => BitConverter.DoubleToUInt64Bits(Fp64.Saturate(BitConverter.UInt64BitsToDouble(fb))),
             ScalarType.F32 => BitConverter.SingleToUInt32Bits(Fp32.Saturate(BitConverter.UInt32BitsToSingle((uint)fb))),
             ScalarType.F16 => Sat16(fb, Half16.ToSingle((ushort)fb), 0x3C00),
             ScalarType.BF16 => Sat16(fb, Half16.BToSingle((ushort)fb), 0x3F80),

@@ -202,6 +202,10 @@ public static class Fp64
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static double MaxNaN(double a, double b) => double.IsNaN(a) || double.IsNaN(b) ? CanonicalNaN : Max(a, b);
 
+    /// <summary>.sat (on f64 only cvt has it): clamp to [0, 1]; NaN and -0 become +0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static double Saturate(double a) => a > 0 ? (a < 1 ? a : 1) : 0;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static double Neg(double a) => BitConverter.UInt64BitsToDouble(BitConverter.DoubleToUInt64Bits(a) ^ 0x8000_0000_0000_0000);
 

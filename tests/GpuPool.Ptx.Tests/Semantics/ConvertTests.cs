@@ -185,4 +185,19 @@ public class ConvertTests
         Assert.Equal(Bits(1.0), C(5, ScalarType.S32, ScalarType.F64, sat: true));
         Assert.Throws<ArgumentException>(() => C(Bits(1f), ScalarType.F32, ScalarType.S32));
     }
+
+    [Fact]
+    public void Sat_takes_a_NaN_to_plus_zero_for_every_float_destination()
+    {
+        Assert.Equal(0UL, Bits(Cvt.F32ToF64(float.NaN, false, true)));
+        Assert.Equal(0UL, Bits(Cvt.F32ToF64(BitConverter.UInt32BitsToSingle(0xFFC0_0001), true, true)));
+        Assert.Equal(0x7FFF_FFFF_FFFF_FFFFUL, Bits(Cvt.F32ToF64(float.NaN, false, false)));
+        Assert.Equal(0UL, C(0x7E00, ScalarType.F16, ScalarType.F64, sat: true));
+        Assert.Equal(0UL, C(0x7FC1, ScalarType.BF16, ScalarType.F64, sat: true));
+        Assert.Equal(0UL, C(Bits(double.NaN), ScalarType.F64, ScalarType.F64, ir: IntRounding.Rni, sat: true));
+        Assert.Equal(0UL, C(0x7E00, ScalarType.F16, ScalarType.F32, sat: true));
+        Assert.Equal(0UL, C(Bits(float.NaN), ScalarType.F32, ScalarType.F16, fr: FloatRounding.Rn, sat: true));
+        Assert.Equal(0UL, C(Bits(double.NaN), ScalarType.F64, ScalarType.BF16, fr: FloatRounding.Rn, sat: true));
+        Assert.Equal(0x7FFF_FFFF_FFFF_FFFFUL, C(0x7E00, ScalarType.F16, ScalarType.F64));
+    }
 }

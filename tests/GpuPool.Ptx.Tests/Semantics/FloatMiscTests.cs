@@ -114,6 +114,10 @@ public class FloatMiscTests
         Assert.Equal(0x8000_0000u, Bits(Fp32.Neg(0f)));
         Assert.Equal(3f, Fp32.Abs(-3f));
         Assert.Equal(0x7FC0_0001u, Bits(Fp32.Abs(BitConverter.UInt32BitsToSingle(0xFFC0_0001))));
+        Assert.Equal(0UL, Bits(Fp64.Saturate(double.NaN)));
+        Assert.Equal(0UL, Bits(Fp64.Saturate(-0.0)));
+        Assert.Equal(1.0, Fp64.Saturate(double.PositiveInfinity));
+        Assert.Equal(0.25, Fp64.Saturate(0.25));
         Assert.Equal(0x8000_0000_0000_0000UL, Bits(Fp64.Ftz(-double.Epsilon)));
         Assert.Equal(-1.0, Fp64.Neg(1.0));
         Assert.Equal(1.0, Fp64.Abs(-1.0));
