@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -315,6 +316,7 @@ internal static unsafe class Simd
     }
 
     /// <summary>Moves the context to the block's next group of eight; false when the block has none.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool NextGroup(LaneContext c)
     {
         var g = c.Group + 1;
@@ -511,9 +513,10 @@ internal static unsafe class Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool Fits(LaneContext c, long a0, int bytes, int slot)
     {
-        var cache = c.SiteCache;
-        var offset = (ulong)(a0 - cache[slot]);
-        var span = (ulong)cache[slot + 1];
+        // The slot is one the compiler numbered, below the cache's length (2 × the kernel's cached sites).
+        ref var entry = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(c.SiteCache), slot);
+        var offset = (ulong)(a0 - entry);
+        var span = (ulong)Unsafe.Add(ref entry, 1);
         return offset < span && span - offset >= (ulong)bytes && (a0 & 3) == 0;
     }
 

@@ -53,6 +53,10 @@ internal sealed class SimdCompiler
     /// </summary>
     private readonly Label _nextInRound;
     private readonly Label _dispatch;
+
+    /// <summary>The instructions the block's prologue runs once for all its groups, in the body's order (<see cref="Hoisted"/>).</summary>
+    private readonly List<PtxInstruction> _hoisted;
+    private readonly HashSet<PtxInstruction> _hoistedSet;
     private PtxInstruction _current = null!;
 
     private SimdCompiler(
@@ -79,6 +83,8 @@ internal sealed class SimdCompiler
         _stop = _il.DefineLabel();
         _varying = Varying(kernel.Body!);
         _loop = !Opcodes(kernel.Body!).Any(o => o is "bar" or "barrier");
+        _hoisted = _loop ? Hoisted(kernel.Body!) : [];
+        _hoistedSet = new HashSet<PtxInstruction>(_hoisted, ReferenceEqualityComparer.Instance);
         _next = _il.DefineLabel();
         _nextInRound = _il.DefineLabel();
         _dispatch = _il.DefineLabel();
@@ -142,6 +148,68 @@ internal sealed class SimdCompiler
         return varying;
     }
 
+    /// <summary>
+    /// For a kernel without barriers, whose groups loop in the method: the top-level instructions that give every group
+    /// of a block the same value, which the method then computes once for the block (loop-invariant code motion over
+    /// the group loop) — an unguarded, pure instruction that cannot fault (arithmetic other than division, mov, cvt,
+    /// cvta, ld.param), whose operands are constants, the block's ids and sizes (never %tid, %laneid or a clock) or
+    /// registers so computed, and whose destination is written nowhere else in the kernel, so that the value it leaves
+    /// holds wherever the body reads it. Only the group loop skips the prologue: every entry at resume 0 runs it.
+    /// </summary>
+    private static List<PtxInstruction> Hoisted(IReadOnlyList<PtxStatement> body)
+    {
+        var writes = new Dictionary<string, int>(StringComparer.Ordinal);
+        void Count(IReadOnlyList<PtxStatement> statements)
+        {
+            foreach (var statement in statements)
+            {
+                if (statement is PtxInstruction { Operands.Count: > 0 } i && i.Opcode is not ("st" or "bra" or "ret" or "exit" or "red" or "prefetch"))
+                {
+                    foreach (var name in Destinations(i.Operands[0]))
+                    {
+                        writes[name] = writes.GetValueOrDefault(name) + 1;
+                    }
+                }
+                else if (statement is PtxBlock b)
+                {
+                    Count(b.Body);
+                }
+            }
+        }
+
+        Count(body);
+        var invariant = new HashSet<string>(StringComparer.Ordinal);
+        bool Invariant(PtxOperand operand) => operand switch
+        {
+            PtxInteger or PtxFloat or PtxSymbol => true,
+            PtxRegister r => invariant.Contains(r.Name) || r.Name is "%ctaid.x" or "%ctaid.y" or "%ctaid.z" or "%nctaid.x" or "%nctaid.y"
+                or "%nctaid.z" or "%ntid.x" or "%ntid.y" or "%ntid.z",
+            _ => false,
+        };
+
+        var hoisted = new List<PtxInstruction>();
+        foreach (var i in body.OfType<PtxInstruction>())
+        {
+            var pure = i.Opcode is "mov" or "add" or "sub" or "mul" or "mad" or "shl" or "shr" or "and" or "or" or "xor" or "not" or "neg"
+                or "min" or "max" or "cvt" or "cvta" || (i.Opcode == "ld" && i.Has("param") && i.Operands is [_, PtxAddress { Base: PtxSymbol }]);
+            if (pure && i.Guard is null && !i.Has("cc") && i.Operands.Count >= 2 && i.Operands[0] is PtxRegister d
+                && writes.GetValueOrDefault(d.Name) == 1 && (i.Opcode == "ld" || i.Operands.Skip(1).All(Invariant)))
+            {
+                hoisted.Add(i);
+                invariant.Add(d.Name);
+            }
+        }
+
+        return hoisted;
+    }
+
+    private static IEnumerable<string> Destinations(PtxOperand operand) => operand switch
+    {
+        PtxRegister r => [r.Name],
+        PtxVector v => v.Elements.SelectMany(Destinations),
+        _ => ["?"],
+    };
+
     /// <summary>Whether the scalar compiler should make entries for this kernel's vector code: a cheap look at its opcodes.</summary>
     public static bool Worth(PtxFunction kernel) => kernel.Body is { } body && Opcodes(body).All(o => o is "mov" or "ld" or "st" or "add" or "sub" or "mul"
         or "mad" or "fma" or "div" or "sqrt" or "neg" or "abs" or "not" or "min" or "max" or "shl" or "shr" or "and" or "or" or "xor" or "setp"
@@ -192,17 +260,33 @@ internal sealed class SimdCompiler
         _slots.Add(new Slot(Kind.I32, null));
         var dispatch = _dispatch;
         var start = _il.DefineLabel();
+        var prologue = _il.DefineLabel();
+        var body = _il.DefineLabel();
         _il.Emit(OpCodes.Br, dispatch);
         _il.MarkLabel(start);
+        _il.Emit(OpCodes.Br, prologue);
+        _il.MarkLabel(body);
         EmitBody(_kernel.Body!);
         EmitExit();
+
+        // What every group of the block computes alike, computed once for the block (see Hoisted); the code of those
+        // instructions is here, after the body, where every top-level register has its slot.
+        _il.MarkLabel(prologue);
+        foreach (var i in _hoisted)
+        {
+            _current = i;
+            EmitInstruction(i);
+        }
+
+        _il.Emit(OpCodes.Br, body);
         if (_loop)
         {
-            // The next group of eight, if the block has one: its ids, then the kernel from its start.
+            // The next group of eight, if the block has one: its ids, then the kernel from its start (past the
+            // prologue, whose registers hold the same values for it).
             _il.MarkLabel(_next);
             _il.Emit(OpCodes.Ldarg_0);
             Call(nameof(Simd.NextGroup));
-            _il.Emit(OpCodes.Brtrue, start);
+            _il.Emit(OpCodes.Brtrue, body);
             _il.Emit(OpCodes.Ldc_I4, KernelCompiler.Exited);
             _il.Emit(OpCodes.Ret);
         }
@@ -275,6 +359,8 @@ internal sealed class SimdCompiler
                     _scopes.Add(new(StringComparer.Ordinal));
                     EmitBody(b.Body);
                     _scopes.RemoveAt(_scopes.Count - 1);
+                    break;
+                case PtxInstruction i when _hoistedSet.Contains(i):
                     break;
                 case PtxInstruction i:
                     _current = i;
