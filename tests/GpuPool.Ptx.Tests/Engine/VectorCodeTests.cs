@@ -72,6 +72,64 @@ public sealed class VectorCodeTests
         Assert.Equal(Enumerable.Range(0, n).Select(Expected), Enumerable.Range(0, n).Select(i => output[i * stride]));
     }
 
+    /// <summary>
+    /// What every group of a block computes alike — the parameters, the block's id times a parameter, the output's
+    /// global address even where it comes after a loop — the vector code computes once a block; a register with more
+    /// than one writer (the loop's sum and counter) and one that reads %tid are computed by each group. Thread 17 of
+    /// each block adds a million under a guard, so its group diverges and the group after it enters the code afresh.
+    /// </summary>
+    private const string BlockInvariant = Header + """
+        .visible .entry invariant(.param .u64 out, .param .u32 scale, .param .u32 rounds)
+        {
+        .reg .pred %p<3>;
+        .reg .b32 %r<12>;
+        .reg .b64 %rd<5>;
+        ld.param.u64 %rd1, [out];
+        ld.param.u32 %r1, [scale];
+        ld.param.u32 %r2, [rounds];
+        mov.u32 %r3, %ctaid.x;
+        mov.u32 %r4, %ntid.x;
+        mul.lo.s32 %r5, %r3, %r1;
+        mov.u32 %r6, %tid.x;
+        mad.lo.s32 %r7, %r3, %r4, %r6;
+        mov.u32 %r8, 0;
+        mov.u32 %r9, 0;
+        $LOOP:
+        add.s32 %r8, %r8, %r5;
+        add.s32 %r9, %r9, 1;
+        setp.lt.u32 %p1, %r9, %r2;
+        @%p1 bra $LOOP;
+        setp.eq.u32 %p2, %r6, 17;
+        @%p2 add.s32 %r8, %r8, 1000000;
+        add.s32 %r8, %r8, %r7;
+        cvta.to.global.u64 %rd2, %rd1;
+        mul.wide.u32 %rd3, %r7, 4;
+        add.s64 %rd4, %rd2, %rd3;
+        st.global.u32 [%rd4], %r8;
+        ret;
+        }
+        """;
+
+    [Theory]
+    [InlineData(64u, 3u)]
+    [InlineData(256u, 1u)]
+    [InlineData(8u, 5u)]
+    public void What_a_block_computes_alike_is_computed_once_and_every_group_still_gets_its_own_values(uint block, uint rounds)
+    {
+        using var memory = new HostMemory();
+        const uint grid = 7;
+        const int scale = 11;
+        var n = (int)(grid * block);
+        var pout = memory.Upload(Enumerable.Repeat(-1, n).ToArray());
+        var kernel = PtxModuleProgram.Compile(BlockInvariant).Kernels["invariant"];
+
+        kernel.Launch(Launch(memory, grid, block), new Params().Add(pout).Add(scale).Add(rounds).ToArray(), []);
+
+        Assert.True(kernel.Vectorised);
+        var expected = Enumerable.Range(0, n).Select(i => ((int)rounds * (i / (int)block) * scale) + (i % (int)block == 17 ? 1_000_000 : 0) + i);
+        Assert.Equal(expected, memory.Download<int>(pout, n));
+    }
+
     /// <summary>As <see cref="Diverge"/>, with the guarded add's condition (i % 3 == 0) computed without rem, so the vector code takes it.</summary>
     private static readonly string DivergeVector = Diverge.Replace("rem.u32 %r7, %r4, 3;", "mul.lo.s32 %r11, %r4, -1431655765;\nsetp.lt.u32 %p2, %r11, 1431655766;\nselp.u32 %r7, 0, 1, %p2;", StringComparison.Ordinal);
 
