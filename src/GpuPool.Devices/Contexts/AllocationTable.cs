@@ -20,14 +20,38 @@ internal sealed class AllocationTable
 
     public int Count => _sorted.Length;
 
-    public void Add(Allocation allocation)
+    public void Add(Allocation allocation) => AddRange([allocation]);
+
+    /// <summary>
+    /// Adds several allocations at once (a module's variables: thousands for a library's modules), in one new snapshot:
+    /// the new ones sorted, then merged with the old in one pass.
+    /// </summary>
+    public void AddRange(IReadOnlyCollection<Allocation> allocations)
     {
+        if (allocations.Count == 0)
+        {
+            return;
+        }
+
+        var added = allocations.ToArray();
+        Array.Sort(added, static (a, b) => a.Base.CompareTo(b.Base));
         lock (_gate)
         {
-            var list = new List<Allocation>(_sorted) { allocation };
-            list.Sort(static (a, b) => a.Base.CompareTo(b.Base));
-            _sorted = [.. list];
-            BytesInUse += allocation.Size;
+            var old = _sorted;
+            var merged = new Allocation[old.Length + added.Length];
+            int i = 0, j = 0, k = 0;
+            while (i < old.Length && j < added.Length)
+            {
+                merged[k++] = old[i].Base <= added[j].Base ? old[i++] : added[j++];
+            }
+
+            old.AsSpan(i).CopyTo(merged.AsSpan(k));
+            added.AsSpan(j).CopyTo(merged.AsSpan(k + old.Length - i));
+            _sorted = merged;
+            foreach (var a in added)
+            {
+                BytesInUse += a.Size;
+            }
         }
     }
 

@@ -30,6 +30,7 @@ internal sealed partial class DeviceContext : IDeviceContext
     private readonly ConcurrentDictionary<ulong, ContextEvent> _events = new();
     private readonly ConcurrentDictionary<ulong, IKernelModule> _modules = new();
     private readonly ConcurrentDictionary<ulong, IKernelFunction> _functions = new();
+    private readonly ConcurrentDictionary<(ulong Module, string Name), ulong> _functionHandles = new();
     private readonly ConcurrentDictionary<ulong, Dictionary<string, Allocation>> _variables = new();
     private StickyError? _sticky;
     private long _nextHandle;
@@ -158,6 +159,7 @@ internal sealed partial class DeviceContext : IDeviceContext
             if (f.Module == module)
             {
                 _functions.TryRemove(id, out _);
+                _functionHandles.TryRemove((module, f.Name), out _);
             }
         }
 
@@ -228,13 +230,16 @@ internal sealed partial class DeviceContext : IDeviceContext
             }
 
             var byName = new Dictionary<string, Allocation>(placed.Count, StringComparer.Ordinal);
+            var all = new List<Allocation>(placed.Count);
             foreach (var (name, memory) in placed)
             {
                 var allocation = memory with { Module = id };
-                Allocations.Add(allocation);
                 _leases.AddUsed((long)allocation.Size);
                 byName[name] = allocation;
+                all.Add(allocation);
             }
+
+            Allocations.AddRange(all);
 
             _variables[id] = byName;
         }
@@ -247,16 +252,16 @@ internal sealed partial class DeviceContext : IDeviceContext
             throw ContextErrors.NoModule(module);
         }
 
-        // One handle per (module, kernel): looking a function up again must not grow the table.
-        foreach (var (existing, f) in _functions)
+        // One handle per (module, kernel): looking a function up again must not grow the table (a library looks up
+        // thousands, so by name rather than by a walk of the table).
+        if (_functionHandles.TryGetValue((module, name), out var existing))
         {
-            if (f.Module == module && f.Name == name)
-            {
-                return existing;
-            }
+            return existing;
         }
 
-        return Add(_functions, Kernels.GetFunction(found, module, name));
+        var handle = Add(_functions, Kernels.GetFunction(found, module, name));
+        _functionHandles[(module, name)] = handle;
+        return handle;
     }
 
     public StickyError? TakeError() => Interlocked.Exchange(ref _sticky, null);
@@ -298,6 +303,7 @@ internal sealed partial class DeviceContext : IDeviceContext
         _events.Clear();
         _modules.Clear();
         _functions.Clear();
+        _functionHandles.Clear();
         _variables.Clear();
         _leases.Release(this);
     }

@@ -66,6 +66,9 @@ internal sealed partial class KernelCompiler
     private LocalBuilder? _cacheLocal;
     private Liveness? _liveness;
 
+    /// <summary>False for the check at module load, which makes the body's IL only (see <see cref="Check"/>).</summary>
+    private bool _keep;
+
     private KernelCompiler(ModuleLayout module, PtxFunction function, CompileUnit unit, DynamicMethod method)
     {
         _module = module;
@@ -124,7 +127,10 @@ internal sealed partial class KernelCompiler
         CarryFlag();
 
         // A kernel the vector compiler may take gets an entry before each guarded instruction, where its threads diverge.
-        _vectorEntries = SimdCompiler.Worth(_function);
+        // The check at load makes neither (nor the spills at collectives, nor liveness for them): what it looks for, a
+        // refusal, comes from the body alone, and a library's module has thousands of kernels to check.
+        _keep = keep;
+        _vectorEntries = keep && SimdCompiler.Worth(_function);
         if (_vectorEntries)
         {
             _liveness ??= Liveness.Analyze(_function.Body!);
@@ -141,6 +147,13 @@ internal sealed partial class KernelCompiler
         _il.MarkLabel(_stop);
         _il.Emit(OpCodes.Ldc_I4, Stopped);
         _il.Emit(OpCodes.Ret);
+
+        if (!keep)
+        {
+            CheckFrame();
+            CheckLabels();
+            return null;
+        }
 
         // Collective k: hand over the registers live where it starts, return k; resume after it with those live after it.
         var exact = _liveness is not null && _liveness.Registers == _registers.Count;
@@ -181,11 +194,6 @@ internal sealed partial class KernelCompiler
 
         CheckFrame();
         CheckLabels();
-        if (!keep)
-        {
-            return null;
-        }
-
         var vector = _vectorEntries && exact && _liveness!.Registers == _registers.Count && !_unit.Calls
             ? SimdCompiler.TryCompile(_module, _function, _liveness, _registers.Count, _windowVariables.ToDictionary(w => w.Key, w => (w.Value.Space, w.Value.Offset)), parameters.Bytes, numbers, _unit)
             : null;
@@ -520,7 +528,11 @@ internal sealed partial class KernelCompiler
             throw Refuse("a barrier or warp-wide instruction inside a called function");
         }
 
-        _liveness ??= Liveness.Analyze(_function.Body!);
+        if (_keep)
+        {
+            _liveness ??= Liveness.Analyze(_function.Body!);
+        }
+
         _collectives.Add(site);
         var after = _il.DefineLabel();
         var spill = _il.DefineLabel();
