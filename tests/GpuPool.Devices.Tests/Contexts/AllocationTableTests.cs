@@ -141,6 +141,46 @@ public sealed class AllocationTableTests
         }, iter: 200);
     }
 
+    /// <summary>
+    /// Allocations added one by one and in batches (a module's variables), in any order of address: each is found from its
+    /// first to its last byte, the gaps between them are in none, and the bytes in use are their sum.
+    /// </summary>
+    [Fact]
+    public void Allocations_added_singly_and_in_batches_are_each_found_and_the_gaps_are_not()
+    {
+        Gen.Int[1, 40].SelectMany(n => Gen.Int[0, n].Array[1, 6], (n, cuts) => (n, cuts)).Sample(t =>
+        {
+            // Slot k of a shuffled order: allocation k at 0x1000 * (k + 1), 0x100 + k bytes; the cuts split them into batches.
+            var (n, cuts) = t;
+            var all = Enumerable.Range(0, n).Select(k => new Allocation((ulong)(0x1000 * (k + 1)), (ulong)(0x100 + k), 7)).ToArray();
+            new Random(n * 31 + cuts.Sum()).Shuffle(all);
+            var bounds = cuts.Append(0).Append(n).Distinct().Order().ToArray();
+            var table = new AllocationTable();
+            for (var b = 0; b + 1 < bounds.Length; b++)
+            {
+                var batch = all[bounds[b]..bounds[b + 1]];
+                if (batch.Length == 1)
+                {
+                    table.Add(batch[0]);
+                }
+                else
+                {
+                    table.AddRange(batch);
+                }
+            }
+
+            Assert.Equal(n, table.Count);
+            Assert.Equal(all.Aggregate(0UL, (sum, a) => sum + a.Size), table.BytesInUse);
+            foreach (var a in all)
+            {
+                Assert.True(table.TryFind(a.Base, out var start, out var end) && start == a.Base && end == a.Base + a.Size);
+                Assert.True(table.TryFind(a.Base + a.Size - 1, out start, out _) && start == a.Base);
+                Assert.False(table.TryFind(a.Base + a.Size, out _, out _));
+                Assert.False(table.TryFind(a.Base - 1, out _, out _));
+            }
+        }, iter: 200);
+    }
+
     private static AllocationTable Table(params (ulong Base, ulong Size)[] allocations)
     {
         var table = new AllocationTable();
