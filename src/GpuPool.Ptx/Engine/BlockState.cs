@@ -33,9 +33,14 @@ internal sealed unsafe class BlockState : IDisposable
     private readonly bool[] _inVector;
     private readonly Vector256<int>[] _groupIds;
 
+    private readonly uint _blockX, _blockY, _blockZ;
+    private readonly ulong _dynamicShared;
+    private int _freed;
+
     public BlockState(CompiledKernel kernel, PtxLaunch launch, LaunchControl control, byte* parameters, ulong[] symbols)
     {
         _kernel = kernel;
+        (_blockX, _blockY, _blockZ, _dynamicShared) = (launch.BlockX, launch.BlockY, launch.BlockZ, launch.DynamicSharedBytes);
         _threads = (int)(launch.BlockX * launch.BlockY * launch.BlockZ);
         _resume = new int[_threads];
         _at = new int[_threads];
@@ -409,9 +414,37 @@ internal sealed unsafe class BlockState : IDisposable
 
     public static int Count(uint mask) => BitOperations.PopCount(mask);
 
+    /// <summary>Whether this state can run a block of <paramref name="launch"/> (another launch of its kernel): the same block shape and shared memory.</summary>
+    public bool Fits(PtxLaunch launch)
+        => launch.BlockX == _blockX && launch.BlockY == _blockY && launch.BlockZ == _blockZ && launch.DynamicSharedBytes == _dynamicShared;
+
+    /// <summary>
+    /// Points this state, kept from an earlier launch of its kernel, at launch <paramref name="launch"/>: its grid, its
+    /// parameters, memory, module variables and stop flag. The site cache is emptied: an allocation it remembers may be gone.
+    /// </summary>
+    public BlockState Rebind(PtxLaunch launch, LaunchControl control, byte* parameters, ulong[] symbols)
+    {
+        var c = _context;
+        (c.NctaX, c.NctaY, c.NctaZ) = (launch.GridX, launch.GridY, launch.GridZ);
+        c.Params = parameters;
+        (c.Symbols, c.Memory, c.Control) = (symbols, launch.Memory, control);
+        Array.Clear(c.SiteCache);
+        return this;
+    }
+
     public void Dispose()
     {
-        NativeMemory.AlignedFree(_shared);
-        NativeMemory.AlignedFree(_local);
+        if (Interlocked.Exchange(ref _freed, 1) == 0)
+        {
+            NativeMemory.AlignedFree(_shared);
+            NativeMemory.AlignedFree(_local);
+            GC.SuppressFinalize(this);
+        }
+    }
+
+    /// <summary>A state kept for the next launch (<see cref="PtxKernel"/>) goes with its kernel: its native memory with it.</summary>
+    ~BlockState()
+    {
+        Dispose();
     }
 }

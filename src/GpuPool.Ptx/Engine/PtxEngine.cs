@@ -134,6 +134,9 @@ public sealed class PtxKernel
     private readonly ModuleLayout _layout;
     private readonly PtxFunction _function;
 
+    /// <summary>A worker's block state from an earlier launch, for the next (<see cref="BlockState.Rebind"/>).</summary>
+    private BlockState? _spare;
+
     internal PtxKernel(ModuleLayout layout, PtxFunction function)
     {
         Name = function.Name;
@@ -230,8 +233,13 @@ public sealed class PtxKernel
 
             void Work()
             {
-                using var state = new BlockState(kernel, launch, control, (byte*)run, symbols);
+                // One worker's state kept from the kernel's last launch, where it fits: a launch of a small grid costs
+                // little more than its blocks.
+                var state = Interlocked.Exchange(ref _spare, null) is { } kept && kept.Fits(launch)
+                    ? kept.Rebind(launch, control, (byte*)run, symbols)
+                    : new BlockState(kernel, launch, control, (byte*)run, symbols);
                 long b = -1;
+                var clean = false;
                 try
                 {
                     while ((b = Interlocked.Increment(ref next)) < blocks && Volatile.Read(ref control.Stop) == 0)
@@ -242,12 +250,22 @@ public sealed class PtxKernel
                         state.Run(x, y, z);
                         Keep(b, state);
                     }
+
+                    clean = true;
                 }
                 catch (Exception ex)
                 {
                     Keep(b, state);
                     Interlocked.CompareExchange(ref failure, ex, null);
                     Volatile.Write(ref control.Stop, 1);
+                }
+                finally
+                {
+                    // Kept only after a clean run, and only one (the others' memory goes now).
+                    if (!clean || Interlocked.CompareExchange(ref _spare, state, null) is not null)
+                    {
+                        state.Dispose();
+                    }
                 }
             }
 

@@ -7,6 +7,7 @@ namespace GpuPool.Ptx.Tests.Engine;
 internal sealed unsafe class HostMemory : IPtxMemory, IDisposable
 {
     private readonly List<(ulong Start, ulong End)> _allocations = [];
+    private readonly List<ulong> _forgotten = [];
 
     public ulong Allocate(int bytes)
     {
@@ -42,11 +43,18 @@ internal sealed unsafe class HostMemory : IPtxMemory, IDisposable
         return false;
     }
 
+    /// <summary>Takes allocation <paramref name="p"/> out of the table, as a free does (its memory stays until Dispose, so a stray write harms nothing).</summary>
+    public void Forget(ulong p)
+    {
+        _allocations.RemoveAll(a => a.Start == p);
+        _forgotten.Add(p);
+    }
+
     public void Dispose()
     {
-        foreach (var (s, _) in _allocations)
+        foreach (var p in _allocations.Select(a => a.Start).Concat(_forgotten))
         {
-            NativeMemory.Free((void*)s);
+            NativeMemory.Free((void*)p);
         }
     }
 }
