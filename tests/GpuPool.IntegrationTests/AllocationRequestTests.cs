@@ -87,4 +87,14 @@ public sealed class AllocationRequestTests(PoolFixture pool) : IClassFixture<Poo
         Assert.Equal(ErrorCode.InvalidArgument, error.Code);
         Assert.Equal("tenant must be at most 128 characters and contain no '/'", error.Message);
     }
+
+    [Fact]
+    public async Task Lease_with_a_device_model_longer_than_128_characters_fails_with_InvalidArgument()
+    {
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => pool.Client.AllocateAsync(
+            new LeaseRequest { DeviceModel = new string('H', 10_000), MemoryBytes = 1 << 20 }));
+
+        Assert.Equal(ErrorCode.InvalidArgument, error.Code);
+        Assert.Equal("device_model must be at most 128 characters, not 10000", error.Message);
+    }
 }

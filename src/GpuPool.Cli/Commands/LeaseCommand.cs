@@ -45,7 +45,9 @@ internal static class LeaseCommand
                 r.DeviceIndex.ToString(System.Globalization.CultureInfo.InvariantCulture), Units.FormatBytes(r.MemoryBytes), r.ComputeShare.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 lease.Expires.ToLocalTime().ToString("HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture));
             AnsiConsole.Write(table);
-            AnsiConsole.WriteLine($"token: {lease.Token}");
+            // Plain output, not the console's: it would wrap the token at the terminal's width (80 columns when piped).
+            Console.Out.WriteLine($"token: {lease.Token}");
+            Console.Out.Flush();
 
             if (!parse.GetValue(hold))
             {

@@ -104,6 +104,13 @@ public sealed class LeaseManager : IDisposable
         normalized.PriorityClass = string.IsNullOrWhiteSpace(request.PriorityClass) ? PriorityClasses.DefaultName : request.PriorityClass.Trim();
         PriorityClasses.ValidateName(normalized.PriorityClass, "priority class");
 
+        // Matched against every device's name on each placement, and kept in the lease's record: bounded like every string.
+        normalized.DeviceModel = request.DeviceModel.Trim();
+        if (normalized.DeviceModel.Length > 128)
+        {
+            throw new GpuPoolException(ErrorCode.InvalidArgument, $"device_model must be at most 128 characters, not {normalized.DeviceModel.Length}");
+        }
+
         if (request.WholeDevices > 0)
         {
             if (request.MemoryBytes != 0 || request.ComputeShare != 0)

@@ -101,6 +101,13 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
         var record = Assert.Single((await client.ListClusterAsync()).Leases, l => l.LeaseId == id);
         Assert.Equal(512UL << 20, record.MemoryBytes);
         Assert.Equal(250U, record.ComputeShare);
+
+        // The token on one line, whatever the terminal's width (a console that wraps it at 80 columns cuts it in two),
+        // and whole: a session opens with it.
+        var token = Assert.Single(lease.Stdout.Split('\n'), l => l.StartsWith("token: ", StringComparison.Ordinal))["token: ".Length..].TrimEnd('\r');
+        Assert.True(token.Length > 80, $"a lease token is longer than a terminal line; printed: '{token}'");
+        await using var session = await client.OpenSessionAsync(record, token);
+        Assert.NotEqual(0UL, (await session.AllocAsync(4096)).Address);
     }
 
     [Fact]
