@@ -134,6 +134,27 @@ public sealed class InvalidAddressTests(PoolFixture pool) : IClassFixture<PoolFi
         await pool.AssertServesAnotherLeaseAsync();
     }
 
+    [Theory]
+    [InlineData(4)]
+    [InlineData(2)]
+    public async Task Memset_whose_byte_count_overflows_fails_with_InvalidArgument_and_the_session_goes_on(int elementSize)
+    {
+        await using var lease = await pool.LeaseAsync();
+        await using var session = await lease.OpenSessionAsync();
+        var ptr = await session.AllocAsync(Size);
+
+        await session.MemsetAsync(ptr, 7, (ulong.MaxValue / (ulong)elementSize) + 1, elementSize);
+        var seq = session.LastSeq;
+
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.SynchronizeAsync().AsTask());
+        Assert.Equal(ErrorCode.InvalidArgument, error.Code);
+        Assert.Equal(seq, error.FailedSeq);
+        Assert.Contains("more than any memory holds", error.Message, StringComparison.Ordinal);
+        await session.MemsetAsync(ptr, 7, Size / 4, elementSize: 4);
+        await session.SynchronizeAsync();
+        await pool.AssertServesAnotherLeaseAsync();
+    }
+
     [Fact]
     public async Task Launch_that_runs_past_the_end_of_an_allocation_fails_with_InvalidAddress_at_the_next_sync()
     {
