@@ -62,6 +62,14 @@ public sealed class BrokerHost : IAsyncDisposable
             var handler = new FastPathConnectionHandler(leases, options, loggerFactory.CreateLogger<FastPathConnectionHandler>(), loggerFactory.CreateLogger<SessionExecutor>());
             var tcp = FastPathListener.StartTcp(IPAddress.Parse(options.ListenAddress), options.FastPathPort, handler);
             listeners.Add(tcp);
+            if (options.FastPathUnixSocket is null)
+            {
+                foreach (var stale in FastPathListener.RemoveStaleSockets(Path.GetTempPath(), options.BrokerId))
+                {
+                    loggerFactory.CreateLogger<BrokerHost>().LogInformation("removed {Path}, the Unix socket of an earlier broker {BrokerId} that no process listens on", stale, options.BrokerId);
+                }
+            }
+
             var unixPath = options.FastPathUnixSocket ?? Path.Combine(Path.GetTempPath(), $"gpupool-{options.BrokerId}-{Guid.NewGuid():N}.sock");
             if (unixPath.Length > 0)
             {

@@ -33,9 +33,66 @@ internal sealed class FastPathListener : IAsyncDisposable
 
     public static FastPathListener StartUnix(string path, FastPathConnectionHandler handler)
     {
-        File.Delete(path);
+        if (File.Exists(path))
+        {
+            if (Owned(path))
+            {
+                throw new IOException($"the fast path's Unix socket {path} is in use by another process: give this broker another path");
+            }
+
+            File.Delete(path);
+        }
+
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         return Start(socket, new UnixDomainSocketEndPoint(path), handler, "unix");
+    }
+
+    /// <summary>
+    /// Removes the Unix sockets that earlier brokers of this id left in <paramref name="directory"/> (a broker that was
+    /// killed cannot remove its own), those no live process listens on; their names are this broker's, so nothing
+    /// else's is touched. Returns the paths removed.
+    /// </summary>
+    public static IReadOnlyList<string> RemoveStaleSockets(string directory, string brokerId)
+    {
+        var removed = new List<string>();
+        foreach (var path in Directory.EnumerateFiles(directory, $"gpupool-{brokerId}-*.sock"))
+        {
+            // Only names this broker makes (its id, then 32 hex digits): another id that starts with this one is not ours.
+            var rest = Path.GetFileNameWithoutExtension(path)[$"gpupool-{brokerId}-".Length..];
+            if (rest.Length != 32 || !rest.All(char.IsAsciiHexDigitLower) || Owned(path))
+            {
+                continue;
+            }
+
+            try
+            {
+                File.Delete(path);
+                removed.Add(path);
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+
+        return removed;
+    }
+
+    /// <summary>Whether a process listens on the Unix socket at <paramref name="path"/> (a connection to it is accepted).</summary>
+    private static bool Owned(string path)
+    {
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            probe.Connect(new UnixDomainSocketEndPoint(path));
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
     }
 
     private static FastPathListener Start(Socket socket, EndPoint endPoint, FastPathConnectionHandler handler, string transport)
