@@ -17,6 +17,8 @@ namespace GpuPool.Scheduler.Admin;
 /// </summary>
 internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, Func<Allocator?> leader)
 {
+    private readonly CredentialThrottle _throttle = new(options.TimeProvider);
+
     public async Task<ClusterView> ListClusterAsync(CancellationToken cancellationToken)
     {
         ClusterView view;
@@ -41,9 +43,9 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
         return view;
     }
 
-    public async Task<Quota> SetQuotaAsync(Quota quota, string? credential, CancellationToken cancellationToken)
+    public async Task<Quota> SetQuotaAsync(Quota quota, AdminCaller caller, CancellationToken cancellationToken)
     {
-        Authorize(credential);
+        Authorize(caller);
         if (quota is null)
         {
             throw new GpuPoolException(ErrorCode.InvalidArgument, "the request holds no quota");
@@ -73,16 +75,16 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
     public async Task<IReadOnlyList<Quota>> ListQuotasAsync(CancellationToken cancellationToken)
         => [.. (await store.ListAsync(StoreKeys.Quotas, cancellationToken).ConfigureAwait(false)).Entries.Select(e => Quota.Parser.ParseFrom(e.Value.Span))];
 
-    public async Task<bool> DeleteQuotaAsync(string tenant, string? credential, CancellationToken cancellationToken)
+    public async Task<bool> DeleteQuotaAsync(string tenant, AdminCaller caller, CancellationToken cancellationToken)
     {
-        Authorize(credential);
+        Authorize(caller);
         PriorityClasses.ValidateName(tenant, "tenant");
         return await store.DeleteAsync(StoreKeys.Quotas + tenant, cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
-    public async Task<PriorityClass> SetPriorityClassAsync(PriorityClass cls, string? credential, CancellationToken cancellationToken)
+    public async Task<PriorityClass> SetPriorityClassAsync(PriorityClass cls, AdminCaller caller, CancellationToken cancellationToken)
     {
-        Authorize(credential);
+        Authorize(caller);
         if (cls is null)
         {
             throw new GpuPoolException(ErrorCode.InvalidArgument, "the request holds no priority class");
@@ -97,9 +99,9 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
         => [.. (await store.ListAsync(StoreKeys.Priorities, cancellationToken).ConfigureAwait(false)).Entries
             .Select(e => PriorityClass.Parser.ParseFrom(e.Value.Span)).OrderByDescending(c => c.Value).ThenBy(c => c.Name, StringComparer.Ordinal)];
 
-    public async Task<bool> DeletePriorityClassAsync(string name, string? credential, CancellationToken cancellationToken)
+    public async Task<bool> DeletePriorityClassAsync(string name, AdminCaller caller, CancellationToken cancellationToken)
     {
-        Authorize(credential);
+        Authorize(caller);
         PriorityClasses.ValidateName(name, "priority class");
         if (name == PriorityClasses.DefaultName)
         {
@@ -110,9 +112,9 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
     }
 
     /// <summary>Drains (or returns to service) every broker whose id or host is <paramref name="target"/>.</summary>
-    public async Task<DrainReply> DrainAsync(string target, bool undo, string? credential, CancellationToken cancellationToken)
+    public async Task<DrainReply> DrainAsync(string target, bool undo, AdminCaller caller, CancellationToken cancellationToken)
     {
-        Authorize(credential);
+        Authorize(caller);
         if (string.IsNullOrWhiteSpace(target))
         {
             throw new GpuPoolException(ErrorCode.InvalidArgument, "name the broker id or host to drain");
@@ -179,21 +181,28 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
         }
     }
 
-    private void Authorize(string? credential)
+    private void Authorize(AdminCaller caller)
     {
         if (options.AdminToken is null)
         {
             throw new GpuPoolException(ErrorCode.PermissionDenied, "this scheduler has no admin credential configured, so it refuses every admin change");
         }
 
-        if (string.IsNullOrEmpty(credential))
+        if (string.IsNullOrEmpty(caller.Credential))
         {
             throw new GpuPoolException(ErrorCode.Unauthenticated, "admin changes need the admin credential (gpupool reads it from the config dir, --admin-token or GPUPOOL_ADMIN_TOKEN)");
         }
 
-        if (!CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(credential), Encoding.UTF8.GetBytes(options.AdminToken)))
+        _throttle.Check(caller.Peer);
+        if (!CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(caller.Credential), Encoding.UTF8.GetBytes(options.AdminToken)))
         {
+            _throttle.Failed(caller.Peer);
             throw new GpuPoolException(ErrorCode.PermissionDenied, "the admin credential is wrong");
         }
+
+        _throttle.Succeeded(caller.Peer);
     }
 }
+
+/// <summary>Who asks for an admin change: the credential the call carried and the peer it came from (for the throttle).</summary>
+internal readonly record struct AdminCaller(string? Credential, string Peer);

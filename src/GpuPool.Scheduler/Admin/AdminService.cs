@@ -36,9 +36,9 @@ internal sealed class AdminService(AdminCore core) : Protocol.V1.Admin.AdminBase
     public override Task<DrainReply> Drain(DrainRequest request, ServerCallContext context)
         => LeaseService.Map(() => core.DrainAsync(request.BrokerId, request.Undo, Credential(context), context.CancellationToken));
 
-    private static string? Credential(ServerCallContext context)
+    private static AdminCaller Credential(ServerCallContext context)
     {
         var header = context.RequestHeaders.GetValue("authorization");
-        return header is not null && header.StartsWith(BearerPrefix, StringComparison.Ordinal) ? header[BearerPrefix.Length..] : header;
+        return new AdminCaller(header is not null && header.StartsWith(BearerPrefix, StringComparison.Ordinal) ? header[BearerPrefix.Length..] : header, context.Peer);
     }
 }

@@ -141,6 +141,28 @@ public sealed class QuotaTests
     }
 
     [Fact]
+    public async Task Wrong_admin_credentials_are_throttled_per_peer_and_the_right_one_works_after_the_wait()
+    {
+        await using var pool = await MultiPool.StartAsync([1]);
+
+        // Five wrong tries are free (the scheduler's CredentialThrottle.FreeTries); then the peer waits 1 s, right or wrong.
+        for (var i = 0; i < 5; i++)
+        {
+            var wrong = await Assert.ThrowsAsync<GpuPoolException>(() => pool.Admin(token: "guess-" + i).SetQuotaAsync(QuotaFor("x")));
+            Assert.Equal(ErrorCode.PermissionDenied, wrong.Code);
+        }
+
+        var held = await Assert.ThrowsAsync<GpuPoolException>(() => pool.Admin().SetQuotaAsync(QuotaFor("x")));
+        Assert.Equal(ErrorCode.ResourceExhausted, held.Code);
+        Assert.Equal("too many wrong admin credentials from 127.0.0.1: try again in 1 s", held.Message);
+        Assert.Empty(await pool.Admin(token: null).ListQuotasAsync());
+
+        await Task.Delay(TimeSpan.FromSeconds(1.2));
+        await pool.Admin().SetQuotaAsync(QuotaFor("x"));
+        Assert.Single(await pool.Admin(token: null).ListQuotasAsync());
+    }
+
+    [Fact]
     public async Task Quotas_can_be_read_listed_and_deleted()
     {
         await using var pool = await MultiPool.StartAsync([1]);
