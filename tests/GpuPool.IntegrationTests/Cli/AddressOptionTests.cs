@@ -48,4 +48,42 @@ public sealed class AddressOptionTests
         await up.InterruptAsync();
         Assert.True(await up.WaitForExitAsync(Timeout));
     }
+
+    [Fact]
+    public async Task Up_killed_and_started_again_on_its_kept_store_takes_over_its_own_brokers_registration()
+    {
+        var configDir = Directory.CreateTempSubdirectory("gpupool-it-").FullName;
+        var first = CliProcess.Start(configDir, "up", "--port", "0", "--broker-port", "0", "--fast-path-port", "0");
+        await first.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C", StringComparison.Ordinal), Timeout);
+
+        // Killed: its broker's record stays in the kept store, under a session restored at the next start.
+        await first.DisposeAsync();
+        await using var second = CliProcess.Start(configDir, "up", "--port", "0", "--broker-port", "0", "--fast-path-port", "0");
+        await second.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C", StringComparison.Ordinal), Timeout);
+
+        // Its broker registered (the record left behind was its own dead process's, so it was taken over, not refused).
+        Assert.Contains($"(id {BrokerIdOf(first.Stdout)})", second.Stdout, StringComparison.Ordinal);
+
+        // The killed scheduler's leader lock is restored with the store too, and holds the new replica back for one
+        // leader TTL (5 s) from the restart: until then allocations fail. A lease works once it has passed.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (true)
+        {
+            await using var check = await CliProcess.RunAsync(configDir, Timeout, "check", "--bytes", "1MiB");
+            if (check.ExitCode == 0)
+            {
+                Assert.Contains("identical", check.Stdout, StringComparison.Ordinal);
+                break;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"gpupool check still fails 20 s after the restart; stdout:\n{check.Stdout}\nup's stdout:\n{second.Stdout}");
+            await Task.Delay(500);
+        }
+
+        await second.InterruptAsync();
+        Assert.True(await second.WaitForExitAsync(Timeout));
+    }
+
+    private static string BrokerIdOf(string upOutput)
+        => System.Text.RegularExpressions.Regex.Match(upOutput, @"broker\s+http://\S+ \(id (\S+)\)").Groups[1].Value;
 }
