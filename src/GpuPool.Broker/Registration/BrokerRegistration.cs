@@ -65,7 +65,7 @@ public sealed class BrokerRegistration : IAsyncDisposable
             ["backend"] = _options.Backend.Devices.Count > 0 ? _options.Backend.Devices[0].Backend : "",
             ["fast_path_tcp"] = _fastPath.Tcp,
         };
-        await _store.RegisterServiceAsync(new ServiceRegistration(_options.BrokerId, ServiceName, uri.Host, uri.Port, meta, _options.RegistrationTtl), cancellationToken).ConfigureAwait(false);
+        await _store.RegisterServiceAsync(new ServiceRegistration(_options.BrokerId, ServiceName, uri.Host.Trim('[', ']'), uri.Port, meta, _options.RegistrationTtl), cancellationToken).ConfigureAwait(false);
         _heartbeat = Task.Run(() => HeartbeatAsync(_stop.Token));
     }
 
