@@ -1,15 +1,30 @@
 using System.Security.Cryptography;
 using GpuPool.Devices;
+using GpuPool.Protocol.Hosts;
 
 namespace GpuPool.Broker;
 
 /// <summary>How a broker runs: who it is, where it listens, whose tokens it trusts, and its limits.</summary>
 public sealed class BrokerOptions
 {
-    public string BrokerId { get; set; } = Environment.MachineName.ToLowerInvariant() + "-broker";
+    /// <summary>Unique in the pool; by default <see cref="DefaultBrokerId"/>: the host name and a short machine id.</summary>
+    public string BrokerId { get; set; } = DefaultBrokerId();
 
-    /// <summary>Address to listen on; port 0 picks a free port.</summary>
+    /// <summary>Address to listen on: one of the host's, or 0.0.0.0 or :: for all of them. Port 0 picks a free port.</summary>
     public string ListenAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>
+    /// The host (an address or a DNS name) the broker registers for its gRPC URL and its fast path, so that clients
+    /// on other hosts dial it. Null: the listen address when it is a specific one, else this host's address on the
+    /// default route (<see cref="AdvertisedAddress.Choose"/>). A wildcard address is never registered.
+    /// </summary>
+    public string? AdvertiseAddress { get; set; }
+
+    /// <summary>
+    /// Where the broker keeps what it must remember across restarts: today only a machine id it made up, on a
+    /// machine that has none of its own (no /etc/machine-id). Null: /tmp.
+    /// </summary>
+    public string? StateDirectory { get; set; }
 
     public int Port { get; set; } = 7071;
 
@@ -70,11 +85,39 @@ public sealed class BrokerOptions
 
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
+    /// <summary>
+    /// The id a broker takes when none is given: this host's name (lower case, other characters as '-') and the first
+    /// six hex digits of its machine id, so that two hosts that share a host name still get different ids, and one
+    /// host gets the same id at every start.
+    /// </summary>
+    public static string DefaultBrokerId(string? stateDirectory = null) => DefaultBrokerId(Environment.MachineName, MachineIdentity.Get(stateDirectory));
+
+    internal static string DefaultBrokerId(string hostName, string machineId)
+    {
+        var host = new string([.. hostName.ToLowerInvariant().Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '-')]);
+        if (host.Length is 0 or > 100)
+        {
+            host = host.Length == 0 ? "broker" : host[..100];
+        }
+
+        return $"{host}-{machineId[..Math.Min(6, machineId.Length)]}";
+    }
+
     internal void Validate()
     {
         if (string.IsNullOrEmpty(BrokerId) || BrokerId.Length > 128 || BrokerId.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
         {
             throw new ArgumentException($"BrokerId '{BrokerId}' must be 1-128 letters, digits, '-', '_' or '.'", nameof(BrokerId));
+        }
+
+        if (!AdvertisedAddress.TryParseListen(ListenAddress, out _, out var listenError))
+        {
+            throw new ArgumentException(listenError, nameof(ListenAddress));
+        }
+
+        if (AdvertiseAddress is not null && AdvertisedAddress.CheckAdvertise(AdvertiseAddress) is { } advertiseError)
+        {
+            throw new ArgumentException(advertiseError, nameof(AdvertiseAddress));
         }
 
         if (Port is < 0 or > 65535)

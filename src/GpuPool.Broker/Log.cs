@@ -37,4 +37,13 @@ internal static partial class Log
 
     [LoggerMessage(11, LogLevel.Debug, "Lease {LeaseId} allocated {Bytes} bytes at {Address}")]
     public static partial void Allocated(ILogger logger, string leaseId, ulong bytes, ulong address);
+
+    [LoggerMessage(12, LogLevel.Warning, "Broker {BrokerId}: {Warning}")]
+    public static partial void AdvertisingLoopback(ILogger logger, string brokerId, string warning);
+
+    [LoggerMessage(13, LogLevel.Warning, "Broker {BrokerId} took over its registration from its own earlier process {ProcessId} on this machine, which is gone")]
+    public static partial void TookOverRegistration(ILogger logger, string brokerId, uint processId);
+
+    [LoggerMessage(14, LogLevel.Error, "Broker {BrokerId} cannot register again: {Reason}")]
+    public static partial void RegistrationRefused(ILogger logger, string brokerId, string reason);
 }

@@ -16,6 +16,7 @@ var root = new RootCommand("gpupool: lend GPUs over the network, whole or in sli
     AdminCommands.Priority(),
     AdminCommands.Drain(),
     RunCommand.Create(),
+    CheckCommand.Create(),
 };
 
 // Tables and progress lines are written for people; when output goes to a file or a pipe, do not

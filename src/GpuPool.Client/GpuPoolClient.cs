@@ -1,8 +1,10 @@
 using System.Collections.Concurrent;
+using GpuPool.Client.Internal;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.V1;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
 
 namespace GpuPool.Client;
 
@@ -40,13 +42,19 @@ public sealed class GpuPoolClient : IDisposable
     private readonly GrpcChannel[] _schedulers;
     private int _current;
     private readonly ConcurrentDictionary<string, GrpcChannel> _brokers = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, byte> _said = new(StringComparer.Ordinal);
 
     /// <param name="schedulerEndpoint">
     /// The scheduler's address, or the addresses of a pool's scheduler replicas separated by commas: calls go to
     /// one and move to the next when it cannot be reached or is between leaders.
     /// </param>
-    public GpuPoolClient(string schedulerEndpoint)
+    /// <param name="logger">
+    /// Where the client says what it fell back to (a fast path it could not reach, fewer striping connections), once
+    /// per broker and address as a warning, later times at debug level. Null: warnings go to stderr, one line each.
+    /// </param>
+    public GpuPoolClient(string schedulerEndpoint, ILogger? logger = null)
     {
+        Logger = logger ?? StderrLogger.Instance;
         ArgumentException.ThrowIfNullOrWhiteSpace(schedulerEndpoint);
         var endpoints = schedulerEndpoint.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         foreach (var endpoint in endpoints)
@@ -62,6 +70,12 @@ public sealed class GpuPoolClient : IDisposable
     }
 
     public string SchedulerEndpoint { get; }
+
+    /// <summary>The client's log (see the constructor).</summary>
+    internal ILogger Logger { get; }
+
+    /// <summary>Warning the first time something is said about <paramref name="key"/> (a broker and address), debug after.</summary>
+    internal LogLevel FirstTime(string key) => _said.TryAdd(key, 0) ? LogLevel.Warning : LogLevel.Debug;
 
     /// <summary>
     /// Asks for a lease; the returned lease renews itself until released or disposed. A request the pool

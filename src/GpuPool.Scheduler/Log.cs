@@ -37,4 +37,7 @@ internal static partial class Log
 
     [LoggerMessage(11, LogLevel.Error, "The allocation loop failed on a piece of work; it goes on")]
     public static partial void AllocatorFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(12, LogLevel.Warning, "Scheduler replica: {Warning}")]
+    public static partial void AdvertisingLoopback(ILogger logger, string warning);
 }

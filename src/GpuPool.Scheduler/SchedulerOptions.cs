@@ -1,11 +1,20 @@
 using System.Security.Cryptography;
+using GpuPool.Protocol.Hosts;
 
 namespace GpuPool.Scheduler;
 
 /// <summary>How the scheduler runs: where it listens, the key it signs tokens with, and lease defaults.</summary>
 public sealed class SchedulerOptions
 {
+    /// <summary>Address to listen on: one of the host's, or 0.0.0.0 or :: for all of them.</summary>
     public string ListenAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>
+    /// The host (an address or a DNS name) this replica publishes in its endpoint, where the other replicas forward
+    /// allocations while it leads. Null: the listen address when it is a specific one, else this host's address on
+    /// the default route. A wildcard address is never published.
+    /// </summary>
+    public string? AdvertiseAddress { get; set; }
 
     /// <summary>Port 0 picks a free port.</summary>
     public int Port { get; set; } = 7070;
@@ -43,7 +52,10 @@ public sealed class SchedulerOptions
     /// <summary>The admin credential (a bearer token) that quota, priority and drain writes need; null refuses every admin write.</summary>
     public string? AdminToken { get; set; }
 
-    /// <summary>The endpoint other replicas forward allocations to; defaults to the address this replica listens on.</summary>
+    /// <summary>
+    /// The endpoint other replicas forward allocations to (a whole URL); null: http://, the advertised host
+    /// (<see cref="AdvertiseAddress"/>) and the port the server bound.
+    /// </summary>
     public string? AdvertisedEndpoint { get; set; }
 
     internal void Validate()
@@ -71,6 +83,21 @@ public sealed class SchedulerOptions
         if (Port is < 0 or > 65535)
         {
             throw new ArgumentException($"Port {Port} is not a TCP port", nameof(Port));
+        }
+
+        if (!AdvertisedAddress.TryParseListen(ListenAddress, out _, out var listenError))
+        {
+            throw new ArgumentException(listenError, nameof(ListenAddress));
+        }
+
+        if (AdvertiseAddress is not null && AdvertisedAddress.CheckAdvertise(AdvertiseAddress) is { } advertiseError)
+        {
+            throw new ArgumentException(advertiseError, nameof(AdvertiseAddress));
+        }
+
+        if (AdvertisedEndpoint is not null && (!Uri.TryCreate(AdvertisedEndpoint, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || (System.Net.IPAddress.TryParse(uri.Host.Trim('[', ']'), out var ip) && AdvertisedAddress.IsWildcard(ip))))
+        {
+            throw new ArgumentException($"AdvertisedEndpoint '{AdvertisedEndpoint}' must be an http:// or https:// URL that other replicas can dial (not a wildcard address)", nameof(AdvertisedEndpoint));
         }
     }
 }

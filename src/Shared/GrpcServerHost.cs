@@ -10,12 +10,12 @@ namespace GpuPool.Hosting;
 
 /// <summary>
 /// Starts a Kestrel server that speaks gRPC over cleartext HTTP/2 on one address and port (0 = any free
-/// port) and reports the endpoint it actually bound. Shared by the broker and the scheduler (linked
-/// source, as grpc-dotnet does with src/Shared).
+/// port) and reports the port it actually bound; the caller says which host others dial it on. Shared by
+/// the broker and the scheduler (linked source, as grpc-dotnet does with src/Shared).
 /// </summary>
 internal static class GrpcServerHost
 {
-    public static async Task<(WebApplication App, string Endpoint)> StartAsync(
+    public static async Task<(WebApplication App, int Port)> StartAsync(
         string address,
         int port,
         int maxMessageBytes,
@@ -33,7 +33,7 @@ internal static class GrpcServerHost
 
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            kestrel.Listen(System.Net.IPAddress.Parse(address), port, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.Listen(GpuPool.Protocol.Hosts.AdvertisedAddress.ParseListen(address), port, listen => listen.Protocols = HttpProtocols.Http2);
             kestrel.Limits.MaxRequestBodySize = null;
             kestrel.Limits.Http2.InitialConnectionWindowSize = 8 << 20;
             kestrel.Limits.Http2.InitialStreamWindowSize = 4 << 20;
@@ -50,7 +50,6 @@ internal static class GrpcServerHost
         mapServices(app);
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        var endpoint = bound.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
-        return (app, endpoint);
+        return (app, new Uri(bound).Port);
     }
 }

@@ -6,6 +6,7 @@ using GpuPool.Broker.Transport.FastPath;
 using GpuPool.Broker.Transport.Grpc;
 using GpuPool.Coordination;
 using GpuPool.Hosting;
+using GpuPool.Protocol.Hosts;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.DependencyInjection;
@@ -22,21 +23,34 @@ public sealed class BrokerHost : IAsyncDisposable
     private readonly List<FastPathListener> _listeners;
     private int _disposed;
 
-    private BrokerHost(WebApplication app, string endpoint, FastPathEndpoints fastPath, List<FastPathListener> listeners, LeaseTable leases, BrokerRegistration registration)
+    private BrokerHost(WebApplication app, string endpoint, AdvertisedAddress advertised, FastPathEndpoints fastPath, List<FastPathListener> listeners, LeaseTable leases, BrokerRegistration registration)
     {
         _listeners = listeners;
         _app = app;
         Endpoint = endpoint;
+        Advertised = advertised;
         FastPath = fastPath;
         Leases = leases;
         _registration = registration;
     }
 
-    /// <summary>Where clients open device sessions, for example http://127.0.0.1:7071.</summary>
+    /// <summary>
+    /// Where clients open device sessions, as the broker registers it, for example http://10.0.0.5:7071: the
+    /// advertised host (<see cref="Advertised"/>) and the port the server bound, never a wildcard address.
+    /// </summary>
     public string Endpoint { get; }
 
-    /// <summary>Where the raw fast path listens (empty strings when it is off).</summary>
+    /// <summary>The host the broker registers for its endpoints, and how it was chosen.</summary>
+    public AdvertisedAddress Advertised { get; }
+
+    /// <summary>Where clients reach the raw fast path, as registered (empty strings when it is off).</summary>
     public FastPathEndpoints FastPath { get; }
+
+    /// <summary>The broker id it registered under.</summary>
+    public string Id => _registration.BrokerId;
+
+    /// <summary>The machine id the broker registers: clients with the same one use its Unix socket.</summary>
+    public string MachineId => _registration.MachineId;
 
     public LeaseTable Leases { get; }
 
@@ -45,8 +59,14 @@ public sealed class BrokerHost : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
+        var advertised = AdvertisedAddress.Choose(options.ListenAddress, options.AdvertiseAddress);
+        if (advertised.Warning is { } warning)
+        {
+            Log.AdvertisingLoopback(loggerFactory.CreateLogger<BrokerHost>(), options.BrokerId, warning);
+        }
+
         var leases = new LeaseTable(options, store, loggerFactory.CreateLogger<LeaseTable>());
-        var (app, endpoint) = await GrpcServerHost.StartAsync(
+        var (app, port) = await GrpcServerHost.StartAsync(
             options.ListenAddress,
             options.Port,
             options.MaxMessageBytes,
@@ -60,7 +80,7 @@ public sealed class BrokerHost : IAsyncDisposable
         if (options.FastPathPort >= 0)
         {
             var handler = new FastPathConnectionHandler(leases, options, loggerFactory.CreateLogger<FastPathConnectionHandler>(), loggerFactory.CreateLogger<SessionExecutor>());
-            var tcp = FastPathListener.StartTcp(IPAddress.Parse(options.ListenAddress), options.FastPathPort, handler);
+            var tcp = FastPathListener.StartTcp(AdvertisedAddress.ParseListen(options.ListenAddress), options.FastPathPort, handler);
             listeners.Add(tcp);
             if (options.FastPathUnixSocket is null)
             {
@@ -76,13 +96,25 @@ public sealed class BrokerHost : IAsyncDisposable
                 listeners.Add(FastPathListener.StartUnix(unixPath, handler));
             }
 
-            fastPath = new FastPathEndpoints($"{options.ListenAddress}:{((IPEndPoint)tcp.LocalEndPoint).Port}", unixPath);
+            fastPath = new FastPathEndpoints($"{advertised.UrlHost}:{((IPEndPoint)tcp.LocalEndPoint).Port}", unixPath);
         }
 
         leases.Start();
+        var endpoint = $"http://{advertised.UrlHost}:{port}";
         var registration = new BrokerRegistration(options, store, endpoint, fastPath, loggerFactory.CreateLogger<BrokerRegistration>());
-        await registration.StartAsync(cancellationToken).ConfigureAwait(false);
-        return new BrokerHost(app, endpoint, fastPath, listeners, leases, registration);
+        try
+        {
+            // Claims the broker id first: a broker refused because another live one holds the id starts nothing.
+            await registration.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await registration.DisposeAsync().ConfigureAwait(false);
+            await StopAsync(app, listeners, leases, fastPath).ConfigureAwait(false);
+            throw;
+        }
+
+        return new BrokerHost(app, endpoint, advertised, fastPath, listeners, leases, registration);
     }
 
     public async ValueTask DisposeAsync()
@@ -93,23 +125,27 @@ public sealed class BrokerHost : IAsyncDisposable
         }
 
         await _registration.DisposeAsync().ConfigureAwait(false);
+        await StopAsync(_app, _listeners, Leases, FastPath).ConfigureAwait(false);
+    }
 
+    private static async Task StopAsync(WebApplication app, List<FastPathListener> listeners, LeaseTable leases, FastPathEndpoints fastPath)
+    {
         // End the leases first: their open sessions close with LeaseEnded, so the server's graceful stop
         // does not wait out its timeout for clients that keep their streams open.
-        await Leases.DisposeAsync().ConfigureAwait(false);
-        foreach (var listener in _listeners)
+        await leases.DisposeAsync().ConfigureAwait(false);
+        foreach (var listener in listeners)
         {
             await listener.DisposeAsync().ConfigureAwait(false);
         }
 
-        await _app.StopAsync().ConfigureAwait(false);
-        await _app.DisposeAsync().ConfigureAwait(false);
-        if (FastPath.Unix.Length > 0)
+        await app.StopAsync().ConfigureAwait(false);
+        await app.DisposeAsync().ConfigureAwait(false);
+        if (fastPath.Unix.Length > 0)
         {
-            File.Delete(FastPath.Unix);
+            File.Delete(fastPath.Unix);
         }
     }
 }
 
-/// <summary>The fast path's TCP endpoint ("host:port") and Unix socket path.</summary>
+/// <summary>The fast path's TCP endpoint ("host:port", the advertised host) and Unix socket path.</summary>
 public sealed record FastPathEndpoints(string Tcp, string Unix);

@@ -1,17 +1,20 @@
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using GpuPool.Coordination;
+using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.Hosts;
 using GpuPool.Protocol.V1;
 using Microsoft.Extensions.Logging;
 
 namespace GpuPool.Broker.Registration;
 
 /// <summary>
-/// Keeps this broker's record (host, endpoint, devices and their use) in the coordination store under
+/// Keeps this broker's record (host, machine, endpoints, devices and their use) in the coordination store under
 /// brokers/{id}, bound to a store session that the heartbeat renews; if the broker dies the record
 /// vanishes when the session's TTL runs out. It also registers the broker as an instance of the
 /// <see cref="ServiceName"/> service with a TTL health check passed at every heartbeat, so a store with a
-/// service catalog (Consul) shows brokers and their health to its own tools.
+/// service catalog (Consul) shows brokers and their health to its own tools. An id whose record another live
+/// broker holds is refused, never overwritten (<see cref="ClaimAsync"/>).
 /// </summary>
 public sealed class BrokerRegistration : IAsyncDisposable
 {
@@ -23,8 +26,11 @@ public sealed class BrokerRegistration : IAsyncDisposable
     private readonly string _endpoint;
     private readonly Hosting.FastPathEndpoints _fastPath;
     private readonly CancellationTokenSource _stop = new();
+    private readonly string _instanceId = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
     private StoreSession? _session;
     private Task? _heartbeat;
+    private bool _claimed;
+    private bool _holdsRecord;
 
     public BrokerRegistration(BrokerOptions options, IClusterStore store, string endpoint, Hosting.FastPathEndpoints fastPath, ILogger logger)
     {
@@ -33,12 +39,25 @@ public sealed class BrokerRegistration : IAsyncDisposable
         _store = store;
         _endpoint = endpoint;
         _logger = logger;
+        MachineId = MachineIdentity.Get(options.StateDirectory);
     }
 
+    public string BrokerId => _options.BrokerId;
+
+    /// <summary>The machine id this broker registers.</summary>
+    public string MachineId { get; }
+
+    private string Key => StoreKeys.Brokers + _options.BrokerId;
+
+    /// <summary>
+    /// Registers the broker. Throws a <see cref="GpuPoolException"/> (FailedPrecondition) naming the id and the other
+    /// broker's address when another live broker holds the id.
+    /// </summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         _session = await _store.CreateSessionAsync(_options.RegistrationTtl, cancellationToken).ConfigureAwait(false);
-        await WriteAsync(cancellationToken).ConfigureAwait(false);
+        await ClaimAsync(cancellationToken).ConfigureAwait(false);
+        _claimed = _holdsRecord = true;
         var uri = new Uri(_endpoint);
         var meta = new Dictionary<string, string>(StringComparer.Ordinal)
         {
@@ -46,7 +65,7 @@ public sealed class BrokerRegistration : IAsyncDisposable
             ["backend"] = _options.Backend.Devices.Count > 0 ? _options.Backend.Devices[0].Backend : "",
             ["fast_path_tcp"] = _fastPath.Tcp,
         };
-        await _store.RegisterServiceAsync(new ServiceRegistration(_options.BrokerId, ServiceName, uri.Host, uri.Port, meta, _options.RegistrationTtl), cancellationToken).ConfigureAwait(false);
+        await _store.RegisterServiceAsync(new ServiceRegistration(_options.BrokerId, ServiceName, uri.Host.Trim('[', ']'), uri.Port, meta, _options.RegistrationTtl), cancellationToken).ConfigureAwait(false);
         _heartbeat = Task.Run(() => HeartbeatAsync(_stop.Token));
     }
 
@@ -59,6 +78,9 @@ public sealed class BrokerRegistration : IAsyncDisposable
             Endpoint = _endpoint,
             FastPathTcp = _fastPath.Tcp,
             FastPathUnix = _fastPath.Unix,
+            MachineId = MachineId,
+            ProcessId = (uint)Environment.ProcessId,
+            InstanceId = _instanceId,
             Heartbeat = Timestamp.FromDateTimeOffset(_options.TimeProvider.GetUtcNow()),
         };
         foreach (var d in _options.Backend.Devices)
@@ -104,7 +126,103 @@ public sealed class BrokerRegistration : IAsyncDisposable
     }
 
     private async Task WriteAsync(CancellationToken cancellationToken)
-        => await _store.PutAsync(StoreKeys.Brokers + _options.BrokerId, Describe().ToByteArray(), sessionId: _session!.Id, cancellationToken: cancellationToken).ConfigureAwait(false);
+        => await _store.PutAsync(Key, Describe().ToByteArray(), sessionId: _session!.Id, cancellationToken: cancellationToken).ConfigureAwait(false);
+
+    /// <summary>
+    /// Writes the record under this broker's session if the id is free, or held by this broker, or by its own earlier
+    /// process on this machine that is gone (a crash and a restart within the registration TTL, or a store file kept
+    /// across restarts); each write is a compare-and-set on what was read, so two brokers starting with one id at the
+    /// same moment cannot both win. Any other holder of the id is a live broker: refused, naming it.
+    /// </summary>
+    private async Task ClaimAsync(CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var existing = await _store.GetAsync(Key, cancellationToken).ConfigureAwait(false);
+            if (existing is not null && existing.SessionId != _session!.Id)
+            {
+                BrokerRecord? other;
+                try
+                {
+                    other = BrokerRecord.Parser.ParseFrom(existing.Value.Span);
+                }
+                catch (InvalidProtocolBufferException)
+                {
+                    other = null;
+                }
+
+                if (other is null || !IsOwnOrGone(other))
+                {
+                    throw new GpuPoolException(ErrorCode.FailedPrecondition, Refusal(other));
+                }
+
+                if (other.InstanceId != _instanceId)
+                {
+                    Log.TookOverRegistration(_logger, _options.BrokerId, other.ProcessId);
+                }
+            }
+
+            var put = await _store.PutAsync(Key, Describe().ToByteArray(), existing?.ModRevision ?? 0, _session!.Id, cancellationToken).ConfigureAwait(false);
+            if (put.Succeeded)
+            {
+                return;
+            }
+
+            if (attempt >= 3)
+            {
+                throw new GpuPoolException(ErrorCode.FailedPrecondition, $"broker id '{_options.BrokerId}' is being registered by another broker at the same time: give each broker its own --id");
+            }
+        }
+    }
+
+    /// <summary>This broker's own record, or one its earlier process on this machine left behind when it died.</summary>
+    private bool IsOwnOrGone(BrokerRecord other)
+    {
+        if (other.InstanceId.Length > 0 && other.InstanceId == _instanceId)
+        {
+            return true;
+        }
+
+        return other.MachineId.Length > 0
+            && other.MachineId == MachineId
+            && other.ProcessId != 0
+            && other.ProcessId != (uint)Environment.ProcessId
+            && !ProcessIsAlive(other.ProcessId);
+    }
+
+    private static bool ProcessIsAlive(uint processId)
+    {
+        if (Directory.Exists("/proc/self"))
+        {
+            return Directory.Exists("/proc/" + processId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById((int)processId);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
+    private string Refusal(BrokerRecord? other)
+    {
+        if (other is null)
+        {
+            return $"broker id '{_options.BrokerId}' is already registered, by a record this broker cannot read: stop the broker that holds it, or give this one another --id";
+        }
+
+        var where = other.MachineId.Length == 0
+            ? $"host {other.Host}"
+            : other.MachineId == MachineId
+                ? $"host {other.Host}, process {other.ProcessId} on this machine"
+                : $"host {other.Host}, machine {other.MachineId[..Math.Min(8, other.MachineId.Length)]}";
+        return $"broker id '{_options.BrokerId}' is already registered by another live broker at {other.Endpoint} ({where}): stop it, or give this broker another --id "
+            + "(if that broker has stopped without ending its registration, the record goes when its heartbeat TTL runs out, 10 s by default)";
+    }
 
     private async Task HeartbeatAsync(CancellationToken cancellationToken)
     {
@@ -116,16 +234,31 @@ public sealed class BrokerRegistration : IAsyncDisposable
                 await Task.Delay(period, _options.TimeProvider, cancellationToken).ConfigureAwait(false);
                 if (!await _store.KeepAliveAsync(_session!.Id, cancellationToken).ConfigureAwait(false))
                 {
-                    // The session expired (a long pause): register again.
+                    // The session expired (a long pause), and the record with it.
                     _session = await _store.CreateSessionAsync(_options.RegistrationTtl, cancellationToken).ConfigureAwait(false);
+                    _holdsRecord = false;
                 }
 
-                await WriteAsync(cancellationToken).ConfigureAwait(false);
+                if (_holdsRecord)
+                {
+                    await WriteAsync(cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    // Register again, unless another broker has taken the id meanwhile (then again at the next beat).
+                    await ClaimAsync(cancellationToken).ConfigureAwait(false);
+                    _holdsRecord = true;
+                }
+
                 await _store.PassServiceCheckAsync(_options.BrokerId, cancellationToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
                 return;
+            }
+            catch (GpuPoolException ex)
+            {
+                Log.RegistrationRefused(_logger, _options.BrokerId, ex.Message);
             }
             catch (Exception ex) when (ex is StoreSessionNotFoundException or StoreUnavailableException or IOException or InvalidOperationException)
             {
@@ -144,7 +277,12 @@ public sealed class BrokerRegistration : IAsyncDisposable
 
         try
         {
-            await _store.DeregisterServiceAsync(_options.BrokerId).ConfigureAwait(false);
+            // A broker refused at start registered no service: the one under this id is the other broker's.
+            if (_claimed)
+            {
+                await _store.DeregisterServiceAsync(_options.BrokerId).ConfigureAwait(false);
+            }
+
             if (_session is not null)
             {
                 await _store.RevokeSessionAsync(_session.Id).ConfigureAwait(false);

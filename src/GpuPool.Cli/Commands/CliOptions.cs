@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using GpuPool.Protocol;
+using GpuPool.Protocol.Hosts;
 
 namespace GpuPool.Cli.Commands;
 
@@ -10,6 +11,41 @@ internal static class CliOptions
     public static Option<string?> Scheduler() => new("--scheduler")
     {
         Description = "Scheduler address (default: $GPUPOOL_SCHEDULER, else the pool `gpupool up` started, else http://127.0.0.1:7070)",
+    };
+
+    /// <summary>--listen: an IP address of this host, or 0.0.0.0 / :: for all of them.</summary>
+    public static Option<string> Listen() => new("--listen")
+    {
+        Description = "Address to listen on: one of this host's, or 0.0.0.0 (or ::) for all of them",
+        DefaultValueFactory = _ => "127.0.0.1",
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            if (AdvertisedAddress.TryParseListen(text, out _, out var error))
+            {
+                return text.Trim();
+            }
+
+            result.AddError(error);
+            return "";
+        },
+    };
+
+    /// <summary>--advertise: the host other machines dial (default: the listen address, or for 0.0.0.0 / :: the default route's).</summary>
+    public static Option<string?> Advertise(string what) => new("--advertise")
+    {
+        Description = $"Host name or address {what}, as other hosts reach it (default: the --listen address; for 0.0.0.0 or ::, this host's address on the default route)",
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            if (AdvertisedAddress.CheckAdvertise(text) is { } error)
+            {
+                result.AddError(error);
+                return null;
+            }
+
+            return text;
+        },
     };
 
     public static Option<ulong> Bytes(string name, string description, string defaultValue) => new(name)

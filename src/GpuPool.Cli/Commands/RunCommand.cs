@@ -80,6 +80,8 @@ internal static class RunCommand
                 env["GPUPOOL_BROKER_TCP"] = lease.Record.BrokerFastPathTcp;
                 env["GPUPOOL_BROKER_UNIX"] = lease.Record.BrokerFastPathUnix;
                 env["GPUPOOL_BROKER_HOST"] = lease.Record.BrokerHost;
+                env["GPUPOOL_BROKER_ID"] = lease.Record.BrokerId;
+                env["GPUPOOL_BROKER_MACHINE_ID"] = lease.Record.BrokerMachineId;
                 env["GPUPOOL_TOKEN_FILE"] = tokenFile;
                 env["GPUPOOL_SCHEDULER"] = client.SchedulerEndpoint;
                 env["GPUPOOL_TRANSPORT"] = parse.GetValue(transport);

@@ -3,6 +3,7 @@ using GpuPool.Broker;
 using GpuPool.Broker.Hosting;
 using GpuPool.Cli.Hosting;
 using GpuPool.Coordination;
+using GpuPool.Protocol.Hosts;
 using GpuPool.Protocol.Tokens;
 using GpuPool.Scheduler;
 using GpuPool.Scheduler.Hosting;
@@ -28,7 +29,8 @@ internal static class ServeCommands
     public static Command Scheduler()
     {
         var store = Store();
-        var listen = new Option<string>("--listen") { Description = "Address to listen on", DefaultValueFactory = _ => "127.0.0.1" };
+        var listen = CliOptions.Listen();
+        var advertise = CliOptions.Advertise("this replica publishes for the other replicas to forward allocations to");
         var port = CliOptions.Ranged("--port", "Port; 0 picks a free one", 7070, 0, 65535);
         var key = new Option<string>("--key") { Description = "The scheduler's signing key (PEM); every replica of a pool uses the same one; made if missing", DefaultValueFactory = _ => CliPaths.SchedulerKey };
         var adminToken = new Option<string?>("--admin-token-file") { Description = "File holding the admin credential (default: the config dir's admin-token, made if missing)" };
@@ -38,7 +40,7 @@ internal static class ServeCommands
         var verbose = Verbose();
         var command = new Command("scheduler", "Run a scheduler replica of a pool of many hosts until Ctrl-C")
         {
-            store, listen, port, key, adminToken, ttl, grace, openTenants, verbose,
+            store, listen, advertise, port, key, adminToken, ttl, grace, openTenants, verbose,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -49,6 +51,7 @@ internal static class ServeCommands
                 new SchedulerOptions
                 {
                     ListenAddress = parse.GetValue(listen)!,
+                    AdvertiseAddress = parse.GetValue(advertise),
                     Port = parse.GetValue(port),
                     SigningKey = LeaseToken.LoadOrCreatePrivateKey(parse.GetValue(key)!),
                     AdminToken = tokenFile is null ? CliPaths.LoadOrCreateAdminToken() : File.ReadAllText(tokenFile).Trim(),
@@ -60,6 +63,7 @@ internal static class ServeCommands
                 loggerFactory,
                 cancellationToken);
             AnsiConsole.MarkupLine(Markup.Escape($"scheduler {host.Endpoint}"));
+            PrintAddresses(parse.GetValue(listen)!, host.Advertised);
             AnsiConsole.MarkupLine(host.IsLeader ? "role leader" : "role standby");
             return await RunUntilStoppedAsync(cancellationToken);
         });
@@ -69,8 +73,9 @@ internal static class ServeCommands
     public static Command Broker()
     {
         var store = Store();
-        var id = new Option<string>("--id") { Description = "Broker id, unique in the pool", DefaultValueFactory = _ => Environment.MachineName.ToLowerInvariant() + "-broker" };
-        var listen = new Option<string>("--listen") { Description = "Address to listen on", DefaultValueFactory = _ => "127.0.0.1" };
+        var id = new Option<string?>("--id") { Description = "Broker id, unique in the pool (default: the host name and the first six hex digits of its machine id)" };
+        var listen = CliOptions.Listen();
+        var advertise = CliOptions.Advertise("the broker registers for its gRPC endpoint and fast path");
         var port = CliOptions.Ranged("--port", "Port; 0 picks a free one", 7071, 0, 65535);
         var fastPathPort = CliOptions.Ranged("--fast-path-port", "Raw fast-path port; 0 picks a free one, -1 turns it off", 7072, -1, 65535);
         var key = new Option<string>("--scheduler-key") { Description = "The scheduler's key (PEM, public or private): only tokens it signed open sessions", Required = true };
@@ -83,7 +88,7 @@ internal static class ServeCommands
         var verbose = Verbose();
         var command = new Command("broker", "Run a broker that lends this host's devices to a pool until Ctrl-C")
         {
-            store, id, listen, port, fastPathPort, key, backend, devices, memory, kernelDeadline, heartbeat, verbose,
+            store, id, listen, advertise, port, fastPathPort, key, backend, devices, memory, kernelDeadline, heartbeat, verbose,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -96,8 +101,10 @@ internal static class ServeCommands
                 await using var host = await BrokerHost.StartAsync(
                     new BrokerOptions
                     {
-                        BrokerId = parse.GetValue(id)!,
+                        BrokerId = parse.GetValue(id) ?? BrokerOptions.DefaultBrokerId(CliPaths.ConfigDir),
                         ListenAddress = parse.GetValue(listen)!,
+                        AdvertiseAddress = parse.GetValue(advertise),
+                        StateDirectory = CliPaths.ConfigDir,
                         Port = parse.GetValue(port),
                         FastPathPort = parse.GetValue(fastPathPort),
                         SchedulerPublicKey = LeaseToken.ImportPem(pem),
@@ -108,11 +115,28 @@ internal static class ServeCommands
                     loggerFactory,
                     cancellationToken);
                 AnsiConsole.MarkupLine(Markup.Escape($"broker {host.Endpoint}"));
+                AnsiConsole.MarkupLine(Markup.Escape($"id {host.Id}"));
+                if (host.FastPath.Tcp.Length > 0)
+                {
+                    AnsiConsole.MarkupLine(Markup.Escape($"fast path tcp {host.FastPath.Tcp}, unix {host.FastPath.Unix}"));
+                }
+
+                PrintAddresses(parse.GetValue(listen)!, host.Advertised);
                 AnsiConsole.MarkupLine(Markup.Escape($"backend {note}"));
                 return await RunUntilStoppedAsync(cancellationToken);
             }
         });
         return command;
+    }
+
+    /// <summary>What the server listens on and what it advertises, and why; a warning when other hosts cannot dial it.</summary>
+    internal static void PrintAddresses(string listen, AdvertisedAddress advertised)
+    {
+        AnsiConsole.MarkupLine(Markup.Escape($"listen {listen}, advertised as {advertised.Host} ({advertised.Reason})"));
+        if (advertised.Warning is { } warning)
+        {
+            Console.Error.WriteLine($"warning: {warning}");
+        }
     }
 
     private static ILoggerFactory? CreateLogging(bool verbose)

@@ -11,7 +11,8 @@ internal static class UpCommand
 {
     public static Command Create()
     {
-        var listen = new Option<string>("--listen") { Description = "Address to listen on", DefaultValueFactory = _ => "127.0.0.1" };
+        var listen = CliOptions.Listen();
+        var advertise = CliOptions.Advertise("the scheduler and the broker publish for other hosts to dial");
         var port = CliOptions.Ranged("--port", "Scheduler port; 0 picks a free one", 7070, 0, 65535);
         var brokerPort = CliOptions.Ranged("--broker-port", "Broker port; 0 picks a free one", 7071, 0, 65535);
         var fastPathPort = CliOptions.Ranged("--fast-path-port", "Broker's raw fast-path port; 0 picks a free one, -1 turns the fast path off", 7072, -1, 65535);
@@ -25,7 +26,7 @@ internal static class UpCommand
 
         var command = new Command("up", "Run a whole pool on this machine (embedded store, scheduler, broker) until Ctrl-C")
         {
-            listen, port, brokerPort, fastPathPort, backend, devices, memory, kernelDeadline, ttl, verbose,
+            listen, advertise, port, brokerPort, fastPathPort, backend, devices, memory, kernelDeadline, ttl, verbose,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -35,6 +36,7 @@ internal static class UpCommand
             var options = new LocalPoolOptions
             {
                 Listen = parse.GetValue(listen)!,
+                Advertise = parse.GetValue(advertise),
                 SchedulerPort = parse.GetValue(port),
                 BrokerPort = parse.GetValue(brokerPort),
                 FastPathPort = parse.GetValue(fastPathPort),
@@ -55,7 +57,8 @@ internal static class UpCommand
 
             var table = new Table().NoBorder().HideHeaders().AddColumn("").AddColumn("");
             table.AddRow("scheduler", pool.Scheduler.Endpoint);
-            table.AddRow("broker", $"{pool.Broker.Endpoint}");
+            table.AddRow("broker", Markup.Escape($"{pool.Broker.Endpoint} (id {pool.Broker.Id})"));
+            table.AddRow("listen", Markup.Escape($"{options.Listen}, advertised as {pool.Broker.Advertised.Host} ({pool.Broker.Advertised.Reason})"));
             if (pool.Broker.FastPath.Tcp.Length > 0)
             {
                 table.AddRow("fast path", Markup.Escape($"tcp {pool.Broker.FastPath.Tcp}, unix {pool.Broker.FastPath.Unix}"));
@@ -69,6 +72,11 @@ internal static class UpCommand
             table.AddRow("backend", Markup.Escape(pool.BackendNote));
             table.AddRow("store", Markup.Escape($"embedded, kept in {CliPaths.StoreFile}"));
             table.AddRow("admin token", Markup.Escape(CliPaths.AdminTokenFile));
+            if (pool.Broker.Advertised.Warning is { } addressWarning)
+            {
+                await Console.Error.WriteLineAsync($"warning: {addressWarning}");
+            }
+
             foreach (var warning in pool.StoreWarnings)
             {
                 AnsiConsole.MarkupLine($"[yellow]store:[/] {Markup.Escape(warning)}");

@@ -17,6 +17,9 @@ internal sealed record LocalPoolOptions
 {
     public string Listen { get; init; } = "127.0.0.1";
 
+    /// <summary>The host the scheduler and the broker publish; null: the listen address, or the default route's for a wildcard.</summary>
+    public string? Advertise { get; init; }
+
     public int SchedulerPort { get; init; } = 7070;
 
     public int BrokerPort { get; init; } = 7071;
@@ -88,6 +91,7 @@ internal sealed class LocalPool : IAsyncDisposable
                 new SchedulerOptions
                 {
                     ListenAddress = options.Listen,
+                    AdvertiseAddress = options.Advertise,
                     Port = options.SchedulerPort,
                     SigningKey = key,
                     DefaultLeaseTtl = options.LeaseTtl,
@@ -99,7 +103,15 @@ internal sealed class LocalPool : IAsyncDisposable
                 store, loggerFactory, cancellationToken).ConfigureAwait(false);
             var publicKey = LeaseToken.ImportPem(LeaseToken.ExportPublicPem(key));
             var broker = await BrokerHost.StartAsync(
-                new BrokerOptions { ListenAddress = options.Listen, Port = options.BrokerPort, FastPathPort = options.FastPathPort, SchedulerPublicKey = publicKey, Backend = backend },
+                new BrokerOptions
+                {
+                    ListenAddress = options.Listen,
+                    AdvertiseAddress = options.Advertise,
+                    Port = options.BrokerPort,
+                    FastPathPort = options.FastPathPort,
+                    SchedulerPublicKey = publicKey,
+                    Backend = backend,
+                },
                 store, loggerFactory, cancellationToken).ConfigureAwait(false);
             return new LocalPool(store, scheduler, broker, backend, note);
         }

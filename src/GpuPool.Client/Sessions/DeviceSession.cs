@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using GpuPool.Client.Transport;
 using GpuPool.Client.Transport.FastPath;
 using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.Hosts;
 using GpuPool.Protocol.Ops;
 using GpuPool.Protocol.Transport;
 using GpuPool.Protocol.V1;
@@ -89,7 +90,7 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        var transport = await ConnectAsync(client, lease, options.Transport, cancellationToken).ConfigureAwait(false);
+        var transport = await ConnectAsync(client, lease, options, cancellationToken).ConfigureAwait(false);
         var session = new DeviceSession(transport);
         try
         {
@@ -103,7 +104,12 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
                 transport.UseMessageLimit((int)Math.Min(session.Info.MaxMessageBytes, int.MaxValue), transport is FastPathSessionTransport ? FastPathSessionTransport.PreferredChunk : GrpcSessionTransport.PreferredChunk);
             }
 
-            (transport as FastPathSessionTransport)?.ConfigureStriping(session.Info, options, token);
+            if (transport is FastPathSessionTransport fast)
+            {
+                var address = $"{fast.Name} {fast.Endpoint}";
+                fast.ConfigureStriping(session.Info, options, token, (reason, connections, wanted) =>
+                    Log.StripeFallback(client.Logger, client.FirstTime($"stripe {lease.BrokerId} {address}"), lease.BrokerId, address, reason, connections, wanted));
+            }
 
             return session;
         }
@@ -115,15 +121,19 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
     }
 
     /// <summary>
-    /// Picks the transport: the Unix socket when the broker is on this host, else its TCP fast path, else
-    /// gRPC. Asked-for fast paths that cannot be reached fail with Unavailable; Auto falls back quietly.
+    /// Picks the transport: the Unix socket when the broker runs on this machine (its registered machine id is this
+    /// machine's: host names can be shared), else its TCP fast path, else gRPC. Each fast path gets
+    /// <see cref="SessionOptions.FastPathConnectTimeout"/> to connect. An asked-for fast path that cannot be reached
+    /// fails with Unavailable naming the broker and the address; Auto falls back, and says so in one line of the
+    /// client's log (once per broker and address).
     /// </summary>
-    private static async Task<SessionTransport> ConnectAsync(GpuPoolClient client, LeaseRecord lease, SessionTransportKind kind, CancellationToken cancellationToken)
+    private static async Task<SessionTransport> ConnectAsync(GpuPoolClient client, LeaseRecord lease, SessionOptions options, CancellationToken cancellationToken)
     {
         const int maxMessageBytes = 16 << 20;
-        var sameHost = string.Equals(lease.BrokerHost, Environment.MachineName, StringComparison.OrdinalIgnoreCase);
+        var kind = options.Transport;
+        var sameMachine = lease.BrokerMachineId.Length > 0 && string.Equals(lease.BrokerMachineId, MachineIdentity.Get(), StringComparison.OrdinalIgnoreCase);
         var candidates = new List<(string Endpoint, bool Unix)>();
-        if ((kind is SessionTransportKind.Auto && sameHost) || kind is SessionTransportKind.Unix)
+        if ((kind is SessionTransportKind.Auto && sameMachine) || kind is SessionTransportKind.Unix)
         {
             if (lease.BrokerFastPathUnix.Length > 0 && File.Exists(lease.BrokerFastPathUnix))
             {
@@ -138,25 +148,46 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
 
         if (kind is SessionTransportKind.Tcp or SessionTransportKind.Unix && candidates.Count == 0)
         {
-            throw new GpuPoolException(ErrorCode.Unavailable, $"broker {lease.BrokerId} serves no {kind.ToString().ToLowerInvariant()} fast path that this client can reach");
+            var which = kind is SessionTransportKind.Unix && lease.BrokerFastPathUnix.Length > 0 ? $" (its Unix socket {lease.BrokerFastPathUnix} is not on this machine)" : "";
+            throw new GpuPoolException(ErrorCode.Unavailable, $"broker {lease.BrokerId} serves no {kind.ToString().ToLowerInvariant()} fast path that this client can reach{which}");
         }
 
+        var tried = new List<(string Address, string Failure)>();
         foreach (var (endpoint, unix) in candidates)
         {
-            try
+            var transport = await FastPathSessionTransport.TryConnectAsync(lease.BrokerId, endpoint, unix, options.FastPathConnectTimeout, maxMessageBytes, cancellationToken).ConfigureAwait(false);
+            if (transport.Transport is { } connected)
             {
-                return await FastPathSessionTransport.ConnectAsync(endpoint, unix, maxMessageBytes, cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is System.Net.Sockets.SocketException or IOException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
-            {
-                if (kind is not SessionTransportKind.Auto)
+                if (tried.Count > 0)
                 {
-                    throw new GpuPoolException(ErrorCode.Unavailable, $"cannot reach broker {lease.BrokerId}'s fast path at {endpoint}: {ex.Message}", inner: ex);
+                    SayFallback(client, lease, tried, $"{connected.Name} {endpoint}");
                 }
+
+                return connected;
             }
+
+            if (kind is not SessionTransportKind.Auto)
+            {
+                throw new GpuPoolException(ErrorCode.Unavailable, $"cannot reach broker {lease.BrokerId}'s fast path at {(unix ? "unix" : "tcp")} {endpoint}: {transport.Failure}");
+            }
+
+            tried.Add(($"{(unix ? "unix" : "tcp")} {endpoint}", transport.Failure));
         }
 
-        return new GrpcSessionTransport(client.BrokerChannel(lease.BrokerEndpoint), maxMessageBytes);
+        if (tried.Count > 0)
+        {
+            SayFallback(client, lease, tried, $"gRPC ({lease.BrokerEndpoint})");
+        }
+
+        return new GrpcSessionTransport(client.BrokerChannel(lease.BrokerEndpoint), maxMessageBytes, $"broker {lease.BrokerId} at {lease.BrokerEndpoint}");
+    }
+
+    /// <summary>One line: which fast paths could not be reached, why, and what the session runs over instead.</summary>
+    private static void SayFallback(GpuPoolClient client, LeaseRecord lease, List<(string Address, string Failure)> tried, string fallback)
+    {
+        var address = string.Join(", then ", tried.Select(t => t.Address));
+        var reason = string.Join("; ", tried.Select(t => t.Failure));
+        Log.FastPathFallback(client.Logger, client.FirstTime($"fast path {lease.BrokerId} {address}"), lease.BrokerId, address, reason, fallback);
     }
 
     public async Task<DevicePtr> AllocAsync(ulong bytes, CancellationToken cancellationToken = default)

@@ -19,6 +19,13 @@ public sealed record SessionOptions
     public SessionTransportKind Transport { get; init; } = SessionTransportKind.Auto;
 
     /// <summary>
+    /// How long connecting to the broker's fast path (the session's connection, and each data connection of a striped
+    /// copy) may take before the session gives it up: with <see cref="SessionTransportKind.Auto"/> it then runs over gRPC
+    /// (or stripes over fewer connections), and says so once in the client's log.
+    /// </summary>
+    public TimeSpan FastPathConnectTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
     /// Connections one large copy is striped over on the fast path, the session's own included: chunks of the copy go
     /// out on all of them at once, and come back on all of them. The extra data connections are opened at the first
     /// large copy. 1 turns striping off; 0 (the default) picks <see cref="DefaultTcpStripes"/> over TCP and
@@ -34,6 +41,11 @@ public sealed record SessionOptions
 
     internal void Validate()
     {
+        if (FastPathConnectTimeout <= TimeSpan.Zero || FastPathConnectTimeout > TimeSpan.FromMinutes(1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(FastPathConnectTimeout), FastPathConnectTimeout, "the fast path's connect timeout must be more than 0 and at most a minute");
+        }
+
         if (Stripes is < 0 or > 32)
         {
             throw new ArgumentOutOfRangeException(nameof(Stripes), Stripes, "stripes must be between 1 (no striping) and 32, or 0 for the transport's default");

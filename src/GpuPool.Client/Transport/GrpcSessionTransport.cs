@@ -31,13 +31,16 @@ internal sealed class GrpcSessionTransport : SessionTransport
 
     /// <summary>Ops (<see cref="OpRequest"/>) and copy chunks (<see cref="CopyChunk"/>) in sequence order.</summary>
     private readonly Channel<object> _outgoing = Channel.CreateBounded<object>(new BoundedChannelOptions(256) { SingleReader = true });
+    private readonly string _peer;
     private IReplyTarget _target = null!;
     private GpuPoolException? _closed;
     private Task _reader = Task.CompletedTask;
     private Task _writer = Task.CompletedTask;
 
-    public GrpcSessionTransport(GrpcChannel channel, int maxMessageBytes)
+    /// <param name="peer">Who is at the other end, for messages: "broker b1 at http://10.0.0.5:7071".</param>
+    public GrpcSessionTransport(GrpcChannel channel, int maxMessageBytes, string peer)
     {
+        _peer = peer;
         _call = channel.CreateCallInvoker().AsyncDuplexStreamingCall(OpenMethod, null, new CallOptions(cancellationToken: _callCts.Token));
         UseMessageLimit(maxMessageBytes, PreferredChunk);
     }
@@ -118,7 +121,7 @@ internal sealed class GrpcSessionTransport : SessionTransport
             await Task.WhenAny(_reader, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
             Close(ex is RpcException rpc
                 ? FromCall(rpc)
-                : new GpuPoolException(ErrorCode.Unavailable, $"device session: sending to the broker failed ({ex.Message})", inner: ex));
+                : new GpuPoolException(ErrorCode.Unavailable, $"device session: sending to {_peer} failed ({ex.Message})", inner: ex));
 
             // Copies waiting for their chunks to be taken fail with the session's error: nothing more is sent.
             current?.Fail(_closed!);
@@ -159,7 +162,7 @@ internal sealed class GrpcSessionTransport : SessionTransport
         }
         catch (Exception ex) when (ex is InvalidOperationException or IOException or OperationCanceledException)
         {
-            Close(new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to the broker failed ({ex.Message})", inner: ex));
+            Close(new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to {_peer} failed ({ex.Message})", inner: ex));
         }
     }
 
@@ -232,10 +235,10 @@ internal sealed class GrpcSessionTransport : SessionTransport
     /// The error a failed call stands for. A connection the broker closed under the call (it stopped, or the
     /// network broke) comes out of grpc-dotnet as Internal; it is Unavailable, not a bug of ours.
     /// </summary>
-    private static GpuPoolException FromCall(RpcException ex)
+    private GpuPoolException FromCall(RpcException ex)
         => ex.StatusCode == StatusCode.Internal && ex.Trailers.GetValueBytes(GpuPoolException.TrailerKey) is null && ex.Status.DebugException is IOException
-            ? new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to the broker was closed ({ex.Status.DebugException.Message})", inner: ex)
-            : GpuPoolException.FromRpc(ex, "device session");
+            ? new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to {_peer} was closed ({ex.Status.DebugException.Message})", inner: ex)
+            : GpuPoolException.FromRpc(ex, "device session", _peer);
 
     private static void SerializeOp(object message, SerializationContext context)
     {

@@ -40,10 +40,12 @@ public sealed class GpuPoolException : Exception
 
     /// <summary>
     /// Turns a failed call into a GpuPoolException: our own errors keep their code; transport failures
-    /// become Unavailable or ResourceExhausted with a sentence that says what to do.
+    /// become Unavailable or ResourceExhausted with a sentence that says what to do, naming
+    /// <paramref name="server"/> ("broker b1 at http://10.0.0.5:7071") where the caller knows it.
     /// </summary>
-    public static GpuPoolException FromRpc(RpcException ex, string what)
+    public static GpuPoolException FromRpc(RpcException ex, string what, string? server = null)
     {
+        server ??= "the server";
         var bin = ex.Trailers.GetValueBytes(TrailerKey);
         if (bin is not null)
         {
@@ -53,8 +55,8 @@ public sealed class GpuPoolException : Exception
         return ex.StatusCode switch
         {
             StatusCode.Internal when ex.Status.DebugException is IOException or System.Net.Http.HttpRequestException
-                => new GpuPoolException(ErrorCode.Unavailable, $"{what}: the connection to the server was lost ({ex.Status.Detail})", inner: ex),
-            StatusCode.Unavailable => new GpuPoolException(ErrorCode.Unavailable, $"{what}: cannot reach the server ({ex.Status.Detail})", inner: ex),
+                => new GpuPoolException(ErrorCode.Unavailable, $"{what}: the connection to {server} was lost ({ex.Status.Detail})", inner: ex),
+            StatusCode.Unavailable => new GpuPoolException(ErrorCode.Unavailable, $"{what}: cannot reach {server} ({ex.Status.Detail})", inner: ex),
             StatusCode.ResourceExhausted => new GpuPoolException(ErrorCode.ResourceExhausted, $"{what}: the server refused a message larger than its limit ({ex.Status.Detail})", inner: ex),
             StatusCode.Cancelled => new GpuPoolException(ErrorCode.Unavailable, $"{what}: the call was cancelled ({ex.Status.Detail})", inner: ex),
             StatusCode.DeadlineExceeded => new GpuPoolException(ErrorCode.Unavailable, $"{what}: the call timed out ({ex.Status.Detail})", inner: ex),

@@ -1,5 +1,6 @@
 using GpuPool.Coordination;
 using GpuPool.Hosting;
+using GpuPool.Protocol.Hosts;
 using GpuPool.Scheduler.Admin;
 using GpuPool.Scheduler.Leases;
 using Microsoft.AspNetCore.Builder;
@@ -29,8 +30,14 @@ public sealed class SchedulerHost : IAsyncDisposable
         _leases = leases;
     }
 
-    /// <summary>Where clients ask for leases, for example http://127.0.0.1:7070.</summary>
+    /// <summary>
+    /// Where clients ask for leases, and what this replica publishes for the others to forward to while it leads, for
+    /// example http://10.0.0.2:7070: the advertised host and the port the server bound, never a wildcard address.
+    /// </summary>
     public string Endpoint { get; }
+
+    /// <summary>The host this replica publishes, and how it was chosen.</summary>
+    public AdvertisedAddress Advertised { get; private init; } = null!;
 
     /// <summary>Whether this replica leads the pool now.</summary>
     public bool IsLeader => _leadership.Current is not null;
@@ -42,12 +49,17 @@ public sealed class SchedulerHost : IAsyncDisposable
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
         var logger = loggerFactory.CreateLogger<SchedulerHost>();
+        var advertised = AdvertisedAddress.Choose(options.ListenAddress, options.AdvertiseAddress);
+        if (advertised.Warning is { } warning)
+        {
+            Log.AdvertisingLoopback(logger, warning);
+        }
 
         // The services need the leadership, which needs the endpoint Kestrel picks: late-bound through a box.
         var box = new StrongBox<Leadership>();
         var manager = new LeaseManager(options, store, () => box.Value?.Current);
         var admin = new AdminCore(options, store, () => box.Value?.Current);
-        var (app, endpoint) = await GrpcServerHost.StartAsync(
+        var (app, port) = await GrpcServerHost.StartAsync(
             options.ListenAddress,
             options.Port,
             4 << 20,
@@ -60,10 +72,10 @@ public sealed class SchedulerHost : IAsyncDisposable
             },
             cancellationToken).ConfigureAwait(false);
 
-        options.AdvertisedEndpoint ??= endpoint;
+        options.AdvertisedEndpoint ??= $"http://{advertised.UrlHost}:{port}";
         var leadership = new Leadership(options, store, options.AdvertisedEndpoint, logger);
         box.Value = leadership;
-        var host = new SchedulerHost(app, endpoint, leadership, manager);
+        var host = new SchedulerHost(app, options.AdvertisedEndpoint, leadership, manager) { Advertised = advertised };
         try
         {
             await leadership.StartAsync(cancellationToken).ConfigureAwait(false);

@@ -163,7 +163,7 @@ internal sealed unsafe partial class Driver
     private static Driver Open()
     {
         var config = ShimConfig.FromEnvironment();
-        var client = new GpuPoolClient(config.Scheduler);
+        var client = new GpuPoolClient(config.Scheduler, ShimLog.Sdk);
         try
         {
             if (config.Lease is { } record)

@@ -17,6 +17,8 @@ internal sealed class ShimConfig
     public const string BrokerTcpVar = "GPUPOOL_BROKER_TCP";
     public const string BrokerUnixVar = "GPUPOOL_BROKER_UNIX";
     public const string BrokerHostVar = "GPUPOOL_BROKER_HOST";
+    public const string BrokerIdVar = "GPUPOOL_BROKER_ID";
+    public const string BrokerMachineIdVar = "GPUPOOL_BROKER_MACHINE_ID";
     public const string TokenVar = "GPUPOOL_TOKEN";
     public const string TokenFileVar = "GPUPOOL_TOKEN_FILE";
     public const string TransportVar = "GPUPOOL_TRANSPORT";
@@ -82,11 +84,12 @@ internal sealed class ShimConfig
                 Lease = new LeaseRecord
                 {
                     LeaseId = leaseId,
-                    BrokerId = Get(BrokerHostVar) ?? "broker",
+                    BrokerId = Get(BrokerIdVar) ?? Get(BrokerHostVar) ?? "broker",
                     BrokerEndpoint = broker,
                     BrokerFastPathTcp = Get(BrokerTcpVar) ?? "",
                     BrokerFastPathUnix = Get(BrokerUnixVar) ?? "",
                     BrokerHost = Get(BrokerHostVar) ?? "",
+                    BrokerMachineId = Get(BrokerMachineIdVar) ?? "",
                 },
                 TokenFile = tokenFile,
                 Token = token,

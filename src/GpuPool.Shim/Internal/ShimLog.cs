@@ -48,6 +48,26 @@ internal static class ShimLog
         }
     }
 
+    /// <summary>The SDK's log: its warnings (a fast path it could not reach, and what it fell back to) always, one line each.</summary>
+    public static Microsoft.Extensions.Logging.ILogger Sdk { get; } = new SdkLogger();
+
+    private sealed class SdkLogger : Microsoft.Extensions.Logging.ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel)
+            => logLevel is >= Microsoft.Extensions.Logging.LogLevel.Warning and < Microsoft.Extensions.Logging.LogLevel.None;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (IsEnabled(logLevel))
+            {
+                Write(formatter(state, exception));
+            }
+        }
+    }
+
     private static void Write(string message)
     {
         try

@@ -30,7 +30,7 @@ internal static class Loopback
         FrameConnection? client = null;
         var broker = await AcceptAsync(
             smallBuffers ? SmallBuffer : null,
-            async listener => client = await FrameConnection.ConnectAsync($"127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}", unix: false, CancellationToken.None));
+            async listener => client = await FrameConnection.ConnectAsync($"127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}", unix: false, "broker b0 at tcp loopback", TimeSpan.FromSeconds(5), CancellationToken.None));
         if (smallBuffers)
         {
             client!.Socket.SendBufferSize = SmallBuffer;

@@ -52,7 +52,7 @@ public sealed class ReplyReaderTests : IDisposable
                 "value #4 64 c8",
             ],
             target.Got);
-        Assert.Equal((ErrorCode.Unavailable, "the broker closed the fast-path connection"), (closed.Code, closed.Message));
+        Assert.Equal((ErrorCode.Unavailable, $"{Peer} closed the fast-path connection"), (closed.Code, closed.Message));
     }
 
     [Fact]
@@ -101,14 +101,17 @@ public sealed class ReplyReaderTests : IDisposable
         });
 
         var closed = await Within.Bound(running, "the reader ends");
-        Assert.Equal((ErrorCode.Internal, "the broker sent a malformed frame: " + problem), (closed.Code, closed.Message));
+        Assert.Equal((ErrorCode.Internal, $"{Peer} sent a malformed frame: {problem}"), (closed.Code, closed.Message));
         Assert.Equal(["value #1 0 0"], target.Got);
     }
+
+    /// <summary>How the reader names the broker in what it reports.</summary>
+    private const string Peer = "broker b0 at tcp 127.0.0.1:7072";
 
     private async Task<Task<GpuPoolException>> StartAsync(RecordingTarget target)
     {
         (_broker, _client) = await Loopback.PairAsync();
-        return Task.Run(new ReplyReader(_client, target).RunAsync);
+        return Task.Run(new ReplyReader(_client, target, Peer).RunAsync);
     }
 
     private async Task SendAsync(Action<ArrayBufferWriter<byte>> write)

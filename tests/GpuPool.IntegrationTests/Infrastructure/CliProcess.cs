@@ -16,14 +16,15 @@ internal sealed class CliProcess : IAsyncDisposable
     private readonly TaskCompletionSource _stderrClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _disposed;
 
-    private CliProcess(string configDir, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null, string? workingDirectory = null)
+    private CliProcess(string configDir, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null, string? workingDirectory = null, string? networkNamespace = null)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "gpupool.dll");
         Assert.True(File.Exists(dll), $"the CLI is not built next to the tests: {dll} is missing");
 
         // env resets SIGINT to its default: a test host started in the background (SIGINT ignored) would
-        // otherwise pass the ignore on, and `kill -INT` could not stop `gpupool up`.
-        var start = new ProcessStartInfo("env")
+        // otherwise pass the ignore on, and `kill -INT` could not stop `gpupool up`. In a network namespace,
+        // `ip netns exec` enters it and execs env, so the process is still one process.
+        var start = new ProcessStartInfo(networkNamespace is null ? "env" : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -31,6 +32,14 @@ internal sealed class CliProcess : IAsyncDisposable
             UseShellExecute = false,
             WorkingDirectory = workingDirectory ?? "",
         };
+        if (networkNamespace is not null)
+        {
+            foreach (var arg in new[] { "netns", "exec", networkNamespace, "env" })
+            {
+                start.ArgumentList.Add(arg);
+            }
+        }
+
         start.ArgumentList.Add("--default-signal=INT");
         start.ArgumentList.Add(DotnetHost());
         start.ArgumentList.Add(dll);
@@ -100,6 +109,10 @@ internal sealed class CliProcess : IAsyncDisposable
     /// <summary>Starts the CLI in <paramref name="workingDirectory"/>, with environment variables set (a null value removes one).</summary>
     public static CliProcess StartIn(string workingDirectory, string configDir, IReadOnlyDictionary<string, string?> environment, params string[] args)
         => new(configDir, args, environment, workingDirectory);
+
+    /// <summary>Starts the CLI inside network namespace <paramref name="networkNamespace"/> (as root, through <c>ip netns exec</c>).</summary>
+    public static CliProcess StartInNamespace(string networkNamespace, string configDir, params string[] args)
+        => new(configDir, args, networkNamespace: networkNamespace);
 
     /// <summary>Runs a command to completion; fails the test if it takes longer than <paramref name="timeout"/>.</summary>
     public static async Task<CliProcess> RunAsync(string configDir, TimeSpan timeout, params string[] args)

@@ -28,6 +28,12 @@ internal sealed class FastPathListener : IAsyncDisposable
     public static FastPathListener StartTcp(IPAddress address, int port, FastPathConnectionHandler handler)
     {
         var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        if (address.Equals(IPAddress.IPv6Any))
+        {
+            // Bound to every address: IPv4 clients too, as Kestrel takes them on its port.
+            socket.DualMode = true;
+        }
+
         return Start(socket, new IPEndPoint(address, port), handler, "tcp");
     }
 

@@ -29,9 +29,18 @@ internal sealed class FastPathSessionTransport : SessionTransport
     /// <summary>The extra data connections open now.</summary>
     public int DataConnections => _stripes?.Live ?? 0;
 
-    /// <summary>Connects to a Unix socket path or a "host:port" TCP endpoint.</summary>
-    public static async Task<FastPathSessionTransport> ConnectAsync(string endpoint, bool unix, int maxMessageBytes, CancellationToken cancellationToken)
-        => new(await FrameConnection.ConnectAsync(endpoint, unix, cancellationToken).ConfigureAwait(false), maxMessageBytes);
+    /// <summary>Where this session's connections go: "host:port" or a Unix socket path.</summary>
+    public string Endpoint => _connection.Endpoint;
+
+    /// <summary>
+    /// Connects to broker <paramref name="brokerId"/>'s Unix socket path or "host:port" TCP endpoint within
+    /// <paramref name="timeout"/>; no transport and why ("no answer within 1 s") when it cannot.
+    /// </summary>
+    public static async Task<(FastPathSessionTransport? Transport, string Failure)> TryConnectAsync(string brokerId, string endpoint, bool unix, TimeSpan timeout, int maxMessageBytes, CancellationToken cancellationToken)
+    {
+        var (connection, failure) = await FrameConnection.TryConnectAsync(endpoint, unix, FrameConnection.DescribePeer(brokerId, endpoint, unix), timeout, cancellationToken).ConfigureAwait(false);
+        return (connection is null ? null : new FastPathSessionTransport(connection, maxMessageBytes), failure);
+    }
 
     public override void Start(IReplyTarget target)
     {
@@ -52,8 +61,12 @@ internal sealed class FastPathSessionTransport : SessionTransport
     public ValueTask SendCopyInChunksAsync(ulong firstSeq, ulong ptr, ulong stream, ReadOnlyMemory<byte> data, int chunk, StrongBox<int> sent, CancellationToken cancellationToken)
         => _connection.Sender.SendCopyInChunksAsync(firstSeq, ptr, stream, data, chunk, sent, cancellationToken);
 
-    /// <summary>Turns striping on for copies of at least <paramref name="options"/>' threshold, over the session <paramref name="info"/> names.</summary>
-    public void ConfigureStriping(SessionInfo info, SessionOptions options, Func<string> token)
+    /// <summary>
+    /// Turns striping on for copies of at least <paramref name="options"/>' threshold, over the session <paramref name="info"/>
+    /// names; <paramref name="shortfall"/> hears, once, why a data connection could not be opened and how many
+    /// connections copies use instead (of how many).
+    /// </summary>
+    public void ConfigureStriping(SessionInfo info, SessionOptions options, Func<string> token, Action<string, int, int>? shortfall = null)
     {
         var stripes = options.Stripes > 0 ? options.Stripes : _connection.IsUnix ? SessionOptions.DefaultUnixStripes : SessionOptions.DefaultTcpStripes;
         if (info.FastPathSession == 0 || info.MaxDataConnections == 0 || stripes < 2)
@@ -68,6 +81,12 @@ internal sealed class FastPathSessionTransport : SessionTransport
             Math.Min(stripes, (int)info.MaxDataConnections + 1),
             Math.Max(options.StripeThresholdBytes, 1),
             Math.Min(options.StripeChunkBytes, MaxCopyChunk));
+        if (shortfall is not null)
+        {
+            var wanted = settings.Stripes;
+            settings = settings with { Shortfall = (reason, connections) => shortfall(reason, connections, wanted) };
+        }
+
         _stripes = new StripeLanes(_connection, _target, settings);
     }
 

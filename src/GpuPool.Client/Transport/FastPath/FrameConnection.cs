@@ -15,17 +15,25 @@ internal sealed class FrameConnection : IAsyncDisposable
     private IReplyTarget _target = null!;
     private Task<GpuPoolException> _reader = Task.FromResult<GpuPoolException>(null!);
 
-    private FrameConnection(Socket socket, string endpoint, bool unix)
+    private FrameConnection(Socket socket, string endpoint, bool unix, string peer, TimeSpan connectTimeout)
     {
         _socket = socket;
         Endpoint = endpoint;
         IsUnix = unix;
+        Peer = peer;
+        ConnectTimeout = connectTimeout;
         Sender = new FrameSender(this);
     }
 
     public string Endpoint { get; }
 
     public bool IsUnix { get; }
+
+    /// <summary>Who is at the other end, for messages: "broker b1 at tcp 10.0.0.5:7072".</summary>
+    public string Peer { get; }
+
+    /// <summary>How long this connection's connect could take; the session's data connections get as long.</summary>
+    public TimeSpan ConnectTimeout { get; }
 
     public Socket Socket => _socket;
 
@@ -34,8 +42,25 @@ internal sealed class FrameConnection : IAsyncDisposable
     /// <summary>The connection's failure, once it has failed.</summary>
     public GpuPoolException? Failure => Sender.Failure;
 
-    /// <summary>Connects to a Unix socket path or a "host:port" TCP endpoint.</summary>
-    public static async Task<FrameConnection> ConnectAsync(string endpoint, bool unix, CancellationToken cancellationToken)
+    /// <summary>"broker b1 at tcp 10.0.0.5:7072" (or "at unix PATH"): how messages name the other end of a fast-path connection.</summary>
+    public static string DescribePeer(string brokerId, string endpoint, bool unix) => $"broker {brokerId} at {(unix ? "unix" : "tcp")} {endpoint}";
+
+    /// <summary>
+    /// Connects to a Unix socket path or a "host:port" TCP endpoint (the host an address or a DNS name), giving up after
+    /// <paramref name="timeout"/>: a <see cref="GpuPoolException"/> (Unavailable) naming <paramref name="peer"/> says why.
+    /// </summary>
+    public static async Task<FrameConnection> ConnectAsync(string endpoint, bool unix, string peer, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var (connection, failure) = await TryConnectAsync(endpoint, unix, peer, timeout, cancellationToken).ConfigureAwait(false);
+        return connection ?? throw new GpuPoolException(ErrorCode.Unavailable, $"cannot reach {peer}: {failure}");
+    }
+
+    /// <summary>
+    /// Like <see cref="ConnectAsync"/>, but a connection that cannot be made within <paramref name="timeout"/> (refused,
+    /// no route, no answer) is no connection and a reason ("no answer within 1 s"), not an exception. A malformed
+    /// endpoint throws InvalidArgument; cancelling throws.
+    /// </summary>
+    public static async Task<(FrameConnection? Connection, string Failure)> TryConnectAsync(string endpoint, bool unix, string peer, TimeSpan timeout, CancellationToken cancellationToken)
     {
         EndPoint target;
         Socket socket;
@@ -51,20 +76,40 @@ internal sealed class FrameConnection : IAsyncDisposable
         else
         {
             var colon = endpoint.LastIndexOf(':');
-            if (colon <= 0 || !int.TryParse(endpoint.AsSpan(colon + 1), out var port) || !IPAddress.TryParse(endpoint.AsSpan(0, colon).Trim("[]"), out var address))
+            var host = colon > 0 ? endpoint[..colon] : "";
+            if (colon <= 0 || !int.TryParse(endpoint.AsSpan(colon + 1), out var port) || port is < 1 or > 65535 || host.Length == 0)
             {
-                throw new GpuPoolException(ErrorCode.InvalidArgument, $"fast-path endpoint '{endpoint}' is not host:port");
+                throw new GpuPoolException(ErrorCode.InvalidArgument, $"{peer}: the fast-path endpoint '{endpoint}' is not host:port");
             }
 
-            target = new IPEndPoint(address, port);
-            socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            if (IPAddress.TryParse(host.Trim('[', ']'), out var address))
+            {
+                target = new IPEndPoint(address, port);
+                socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            }
+            else
+            {
+                // A broker advertised under a DNS name: resolved as part of the connect, within its timeout.
+                target = new DnsEndPoint(host, port);
+                socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            }
         }
 
         try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(TimeSpan.FromSeconds(5));
-            await socket.ConnectAsync(target, timeout.Token).ConfigureAwait(false);
+            using var timeoutCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeoutCts.CancelAfter(timeout);
+            await socket.ConnectAsync(target, timeoutCts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            socket.Dispose();
+            return (null, $"no answer within {Seconds(timeout)}");
+        }
+        catch (SocketException ex)
+        {
+            socket.Dispose();
+            return (null, ex.Message);
         }
         catch
         {
@@ -72,8 +117,12 @@ internal sealed class FrameConnection : IAsyncDisposable
             throw;
         }
 
-        return new FrameConnection(socket, endpoint, unix);
+        return (new FrameConnection(socket, endpoint, unix, peer, timeout), "");
     }
+
+    /// <summary>A timeout as people write it: "1 s", "250 ms".</summary>
+    internal static string Seconds(TimeSpan timeout)
+        => timeout.TotalSeconds >= 1 ? $"{timeout.TotalSeconds:0.#} s" : $"{timeout.TotalMilliseconds:0} ms";
 
     /// <summary>Socket buffers of a Unix-socket connection: 4 MiB each way, or the most the kernel allows (net.core.wmem_max/rmem_max).</summary>
     internal static void UseLargeBuffers(Socket socket)
@@ -95,7 +144,7 @@ internal sealed class FrameConnection : IAsyncDisposable
     public void Start(IReplyTarget target)
     {
         _target = target;
-        var reader = new ReplyReader(_socket, target);
+        var reader = new ReplyReader(_socket, target, Peer);
         _reader = Task.Run(async () =>
         {
             var closed = await reader.RunAsync().ConfigureAwait(false);
@@ -112,7 +161,7 @@ internal sealed class FrameConnection : IAsyncDisposable
     public async Task<GpuPoolException> SendFailedAsync(Exception ex)
     {
         await Task.WhenAny(_reader, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
-        Fail(new GpuPoolException(ErrorCode.Unavailable, $"device session: sending to the broker failed ({ex.Message})", inner: ex));
+        Fail(new GpuPoolException(ErrorCode.Unavailable, $"device session: sending to {Peer} failed ({ex.Message})", inner: ex));
         return Failure!;
     }
 

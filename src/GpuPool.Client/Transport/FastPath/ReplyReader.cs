@@ -31,11 +31,14 @@ internal sealed class ReplyReader
     private readonly Socket _socket;
     private readonly PipeReader _input;
     private readonly IReplyTarget _target;
+    private readonly string _peer;
 
-    public ReplyReader(Socket socket, IReplyTarget target)
+    /// <param name="peer">Who is at the other end, for messages: "broker b1 at tcp 10.0.0.5:7072".</param>
+    public ReplyReader(Socket socket, IReplyTarget target, string peer)
     {
         _socket = socket;
         _target = target;
+        _peer = peer;
         _input = PipeReader.Create(new NetworkStream(socket, ownsSocket: false), new StreamPipeReaderOptions(ReadBuffers, bufferSize: ReadBufferSize, minimumReadSize: 64 * 1024));
     }
 
@@ -45,7 +48,7 @@ internal sealed class ReplyReader
     /// <summary>Reads until the connection closes or breaks; returns why it ended.</summary>
     public async Task<GpuPoolException> RunAsync()
     {
-        GpuPoolException closed = new(ErrorCode.Unavailable, "the broker closed the fast-path connection");
+        GpuPoolException closed = new(ErrorCode.Unavailable, $"{_peer} closed the fast-path connection");
         try
         {
             while (true)
@@ -55,7 +58,7 @@ internal sealed class ReplyReader
                 _input.AdvanceTo(consumed, direct is null ? result.Buffer.End : consumed);
                 if (protocolError is not null)
                 {
-                    closed = new GpuPoolException(ErrorCode.Internal, "the broker sent a malformed frame: " + protocolError);
+                    closed = new GpuPoolException(ErrorCode.Internal, $"{_peer} sent a malformed frame: {protocolError}");
                     break;
                 }
 
@@ -76,7 +79,7 @@ internal sealed class ReplyReader
         }
         catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
         {
-            closed = new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to the broker failed ({ex.Message})", inner: ex);
+            closed = new GpuPoolException(ErrorCode.Unavailable, $"device session: the connection to {_peer} failed ({ex.Message})", inner: ex);
         }
 
         await _input.CompleteAsync().ConfigureAwait(false);

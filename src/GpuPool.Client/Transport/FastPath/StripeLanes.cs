@@ -22,9 +22,13 @@ internal sealed class StripeLanes
     private readonly SemaphoreSlim _joinGate = new(1, 1);
     private Lane[] _lanes = [];
     private int _joinFailures;
+    private int _reported;
 
-    /// <summary>How large copies are striped: over which session, with what token, into how many lanes and chunks.</summary>
-    public sealed record Settings(ulong Session, string LeaseId, Func<string> Token, int Stripes, long Threshold, int ChunkBytes);
+    /// <summary>
+    /// How large copies are striped: over which session, with what token, into how many lanes and chunks; and whom to
+    /// tell, once, when a data connection cannot be opened (the reason, and how many connections copies use instead).
+    /// </summary>
+    public sealed record Settings(ulong Session, string LeaseId, Func<string> Token, int Stripes, long Threshold, int ChunkBytes, Action<string, int>? Shortfall = null);
 
     /// <summary>A connection of this session, and the index the broker gave it (0: the session's first).</summary>
     private sealed record Lane(FrameConnection Connection, int Index);
@@ -73,9 +77,17 @@ internal sealed class StripeLanes
         {
             while (Live + 1 < _settings.Stripes && _joinFailures < 3)
             {
-                if (await JoinAsync(cancellationToken).ConfigureAwait(false) is not { } lane)
+                var (lane, failure, unreachable) = await JoinAsync(cancellationToken).ConfigureAwait(false);
+                if (lane is null)
                 {
-                    _joinFailures++;
+                    // An endpoint that cannot be reached now is not tried again by this session: each try would hold a
+                    // copy up for the connect timeout. A refused join may be the broker's limit of the moment.
+                    _joinFailures = unreachable ? 3 : _joinFailures + 1;
+                    if (Interlocked.Exchange(ref _reported, 1) == 0)
+                    {
+                        _settings.Shortfall?.Invoke(failure, Live + 1);
+                    }
+
                     break;
                 }
 
@@ -93,17 +105,16 @@ internal sealed class StripeLanes
         return Live > 0;
     }
 
-    /// <summary>Opens one data connection and joins it to the session; null when it cannot be reached or is refused.</summary>
-    private async Task<Lane?> JoinAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Opens one data connection and joins it to the session; no lane, and why, when it cannot be reached (within the
+    /// session's connect timeout) or is refused.
+    /// </summary>
+    private async Task<(Lane? Lane, string Failure, bool Unreachable)> JoinAsync(CancellationToken cancellationToken)
     {
-        FrameConnection connection;
-        try
+        var (connection, failure) = await FrameConnection.TryConnectAsync(_first.Endpoint, _first.IsUnix, _first.Peer, _first.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+        if (connection is null)
         {
-            connection = await FrameConnection.ConnectAsync(_first.Endpoint, _first.IsUnix, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is SocketException or IOException or GpuPoolException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
-        {
-            return null;
+            return (null, failure, true);
         }
 
         var target = new LaneTarget(this, _session);
@@ -114,12 +125,12 @@ internal sealed class StripeLanes
             var index = await target.Joined.Task.WaitAsync(TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
             var lane = new Lane(connection, index);
             target.Lane = lane;
-            return lane;
+            return (lane, "", false);
         }
         catch (Exception ex) when (ex is GpuPoolException or TimeoutException)
         {
             await connection.DisposeAsync().ConfigureAwait(false);
-            return null;
+            return (null, ex is TimeoutException ? "the broker did not answer its join within 10 s" : $"the broker refused it: {ex.Message}", false);
         }
     }
 

@@ -58,6 +58,7 @@ internal sealed class LeaseCommitter(SchedulerOptions options, IClusterStore sto
                 BrokerFastPathTcp = broker.FastPathTcp,
                 BrokerFastPathUnix = broker.FastPathUnix,
                 BrokerHost = broker.Host,
+                BrokerMachineId = broker.MachineId,
                 GangId = gangId,
             });
         }

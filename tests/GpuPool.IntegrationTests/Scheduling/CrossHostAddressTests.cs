@@ -1,0 +1,197 @@
+using System.Diagnostics;
+using System.Text;
+using GpuPool.Coordination.Etcd;
+using GpuPool.IntegrationTests.Cli;
+using GpuPool.IntegrationTests.Infrastructure;
+using GpuPool.Protocol.Tokens;
+using GpuPool.Protocol.V1;
+using GpuPool.Testing.Etcd;
+using Xunit.Abstractions;
+
+namespace GpuPool.IntegrationTests.Scheduling;
+
+/// <summary>
+/// A pool whose parts are on different hosts of a virtual network (network namespaces on a bridge, each with its own
+/// address and machine id, all with this machine's host name): etcd and a scheduler replica on one host, a standby
+/// replica on another, two brokers started with <c>--listen 0.0.0.0</c> and no <c>--id</c> on two more, and a client on
+/// a fifth. What each registers and publishes is an address the others can dial; the client, going through the
+/// standby, leases and copies over the TCP fast path across hosts and gets its bytes back; a broker started with an id
+/// another live broker holds is refused. Real processes (the built gpupool, etcd); needs root.
+/// </summary>
+public sealed class CrossHostAddressTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(45);
+
+    [Fact]
+    public async Task Brokers_and_schedulers_bound_to_every_address_are_reached_across_hosts_over_the_fast_path()
+    {
+        var clock = Stopwatch.StartNew();
+        var dir = Directory.CreateTempSubdirectory("gpupool-crosshost-").FullName;
+        var processes = new List<CliProcess>();
+        Process? etcd = null;
+        var network = await VirtualNetwork.CreateAsync("store", "standby", "gpu1", "gpu2", "client");
+        try
+        {
+            var (store, standby, gpu1, gpu2, client) = (network["store"], network["standby"], network["gpu1"], network["gpu2"], network["client"]);
+            Note(clock, $"network up: {store.Address} etcd and scheduler, {standby.Address} standby, {gpu1.Address} and {gpu2.Address} brokers, {client.Address} client");
+
+            etcd = StartEtcd(store, Path.Combine(dir, "etcd"));
+            var storeSpec = $"etcd://{store.Address}:2379";
+            await WaitForEtcdAsync($"http://{store.Address}:2379", etcd);
+            Note(clock, "etcd up");
+
+            var keyPath = Path.Combine(dir, "scheduler-key.pem");
+            var publicKeyPath = Path.Combine(dir, "scheduler-key.pub.pem");
+            using (var key = LeaseToken.LoadOrCreatePrivateKey(keyPath))
+            {
+                await File.WriteAllTextAsync(publicKeyPath, LeaseToken.ExportPublicPem(key));
+            }
+
+            string[] SchedulerArgs() => ["scheduler", "--store", storeSpec, "--listen", "0.0.0.0", "--port", "7070", "--key", keyPath, "--open-tenants", "--lease-ttl", "10s"];
+            string[] BrokerArgs(params string[] more) => ["broker", "--store", storeSpec, "--listen", "0.0.0.0", "--port", "7071", "--fast-path-port", "7072", "--scheduler-key", publicKeyPath, "--backend", "cpu", "--devices", "1", "--device-memory", "1GiB", .. more];
+
+            // The leader first, so that the replica the client asks is a standby; then the rest side by side.
+            var leader = Start(processes, store, dir, "leader", SchedulerArgs());
+            await leader.WaitForLineAsync(l => l.StartsWith("role leader", StringComparison.Ordinal), StartTimeout);
+            var second = Start(processes, standby, dir, "standby", SchedulerArgs());
+            var broker1 = Start(processes, gpu1, dir, "gpu1", BrokerArgs());
+            var broker2 = Start(processes, gpu2, dir, "gpu2", BrokerArgs());
+            await Task.WhenAll(
+                second.WaitForLineAsync(l => l.StartsWith("role standby", StringComparison.Ordinal), StartTimeout),
+                broker1.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C", StringComparison.Ordinal), StartTimeout),
+                broker2.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C", StringComparison.Ordinal), StartTimeout));
+            Note(clock, "schedulers and brokers up");
+
+            // What each prints: its own host's address, found on the default route, never 0.0.0.0 or 127.0.0.1.
+            Assert.Contains($"scheduler http://{store.Address}:7070\n", leader.Stdout, StringComparison.Ordinal);
+            Assert.Contains($"scheduler http://{standby.Address}:7070\n", second.Stdout, StringComparison.Ordinal);
+            foreach (var (process, host) in new[] { (broker1, gpu1), (broker2, gpu2) })
+            {
+                Assert.Contains($"broker http://{host.Address}:7071\n", process.Stdout, StringComparison.Ordinal);
+                Assert.Contains($"listen 0.0.0.0, advertised as {host.Address} (eth0's address: the default route's interface)\n", process.Stdout, StringComparison.Ordinal);
+            }
+
+            // What the store holds, read from the test's side of the bridge.
+            await using (var etcdStore = new EtcdClusterStore(EtcdClusterStoreOptions.FromEndpoints($"http://{store.Address}:2379")))
+            {
+                Assert.Equal($"http://{store.Address}:7070", Encoding.UTF8.GetString((await etcdStore.GetAsync(StoreKeys.Leader))!.Value.Span));
+                var records = (await etcdStore.ListAsync(StoreKeys.Brokers)).Entries.Select(e => BrokerRecord.Parser.ParseFrom(e.Value.Span)).OrderBy(r => r.Endpoint, StringComparer.Ordinal).ToList();
+                Assert.Equal(2, records.Count);
+                foreach (var (record, host) in records.Zip(new[] { gpu1, gpu2 }))
+                {
+                    Assert.Equal(($"http://{host.Address}:7071", $"{host.Address}:7072", host.MachineId), (record.Endpoint, record.FastPathTcp, record.MachineId));
+
+                    // Both hosts have this machine's host name; their default ids still differ, by machine id.
+                    Assert.Equal($"{Environment.MachineName.ToLowerInvariant()}-{host.MachineId[..6]}", record.BrokerId);
+                }
+            }
+
+            // A broker started with an id another live broker holds, on another host, is refused and overwrites nothing.
+            var gpu1Id = $"{Environment.MachineName.ToLowerInvariant()}-{gpu1.MachineId[..6]}";
+            var duplicate = Start(processes, standby, dir, "duplicate", BrokerArgs("--id", gpu1Id));
+            Assert.True(await duplicate.WaitForExitAsync(StartTimeout), "the broker with a taken id did not stop");
+            Assert.NotEqual(0, duplicate.ExitCode);
+            Assert.Contains($"broker id '{gpu1Id}' is already registered by another live broker at http://{gpu1.Address}:7071 (host {Environment.MachineName}, machine {gpu1.MachineId[..8]})", Flat(duplicate.Stdout), StringComparison.Ordinal);
+            Note(clock, "duplicate id refused");
+
+            // The client, on a host of its own, goes through the standby: it forwards to the leader's published address.
+            var check = Start(processes, client, dir, "check", "check", "--scheduler", $"http://{standby.Address}:7070", "--bytes", "24MiB", "--tenant", "crosshost");
+            Assert.True(await check.WaitForExitAsync(StartTimeout), $"gpupool check did not finish; stdout:\n{check.Stdout}\nstderr:\n{check.Stderr}");
+            Note(clock, "check done");
+            Assert.True(check.ExitCode == 0, $"gpupool check failed ({check.ExitCode}); stdout:\n{check.Stdout}\nstderr:\n{check.Stderr}");
+            output.WriteLine($"gpupool check:\n{check.Stdout}");
+            Assert.Matches($@"lease l-[0-9a-f]+ on broker \S+ at http://10\.77\.\d+\.[34]:7071 \(fast path tcp 10\.77\.\d+\.[34]:7072, unix \S+, machine ({gpu1.MachineId}|{gpu2.MachineId})\)", Flat(check.Stdout));
+            Assert.Contains("session over tcp\n", check.Stdout, StringComparison.Ordinal);
+            Assert.Matches(@"copied 24 MiB to the device and back in [\d.]+ s \(\d+ MB/s, 1 data connection\(s\)\): identical", Flat(check.Stdout));
+            Assert.DoesNotContain("gpupool:", check.Stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            foreach (var process in processes)
+            {
+                await process.DisposeAsync();
+            }
+
+            if (etcd is not null)
+            {
+                etcd.Kill(entireProcessTree: true);
+                await etcd.WaitForExitAsync();
+                etcd.Dispose();
+            }
+
+            foreach (var process in processes.Where(p => p.Stderr.Length > 0))
+            {
+                output.WriteLine($"stderr of a gpupool process:\n{process.Stderr}");
+            }
+
+            await network.DisposeAsync();
+            Directory.Delete(dir, recursive: true);
+        }
+
+        Assert.Empty(await network.LeftoversAsync());
+        Note(clock, "network removed");
+    }
+
+    private static CliProcess Start(List<CliProcess> processes, VirtualNetwork.Host host, string dir, string name, params string[] args)
+    {
+        var configDir = Path.Combine(dir, name);
+        Directory.CreateDirectory(configDir);
+        var process = CliProcess.StartInNamespace(host.Namespace, configDir, args);
+        processes.Add(process);
+        return process;
+    }
+
+    private static Process StartEtcd(VirtualNetwork.Host host, string dataDir)
+    {
+        var client = $"http://{host.Address}:2379";
+        var start = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in new[]
+        {
+            "netns", "exec", host.Namespace, EtcdCluster.FindBinary(),
+            "--name", "m0", "--data-dir", dataDir,
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+            "--initial-cluster", "m0=http://127.0.0.1:2380", "--initial-cluster-state", "new",
+            "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
+        })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    private static async Task WaitForEtcdAsync(string url, Process etcd)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        var deadline = DateTime.UtcNow + StartTimeout;
+        while (true)
+        {
+            Assert.False(etcd.HasExited, "etcd exited at start");
+            try
+            {
+                if ((await http.GetStringAsync(url + "/health")).Contains("\"health\":\"true\"", StringComparison.Ordinal))
+                {
+                    return;
+                }
+            }
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+            {
+                // Not up yet.
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"etcd at {url} was not healthy within {StartTimeout.TotalSeconds} s");
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>The output with Spectre's line wrapping undone (it wraps at 200 columns when writing to a pipe).</summary>
+    private static string Flat(string text) => System.Text.RegularExpressions.Regex.Replace(text, @" *\n *", " ");
+
+    private void Note(Stopwatch clock, string what) => output.WriteLine($"{clock.Elapsed.TotalSeconds,6:0.0} s  {what}");
+}
