@@ -71,6 +71,11 @@ public sealed class GpuPoolClient : IDisposable
 
     public string SchedulerEndpoint { get; }
 
+    /// <summary>The scheduler as an error that could not reach it names it: its address, or its replicas' addresses.</summary>
+    internal string SchedulerName => _schedulers.Length == 1
+        ? $"the scheduler at {SchedulerEndpoint}"
+        : $"any of the scheduler replicas ({SchedulerEndpoint})";
+
     /// <summary>The client's log (see the constructor).</summary>
     internal ILogger Logger { get; }
 
@@ -144,7 +149,7 @@ public sealed class GpuPoolClient : IDisposable
         }
         catch (RpcException ex)
         {
-            throw GpuPoolException.FromRpc(ex, "allocate");
+            throw GpuPoolException.FromRpc(ex, "allocate", SchedulerName);
         }
     }
 
@@ -178,7 +183,7 @@ public sealed class GpuPoolClient : IDisposable
         }
         catch (RpcException ex)
         {
-            throw GpuPoolException.FromRpc(ex, "list cluster");
+            throw GpuPoolException.FromRpc(ex, "list cluster", SchedulerName);
         }
     }
 

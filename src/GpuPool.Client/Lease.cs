@@ -84,7 +84,7 @@ public sealed class Lease : IAsyncDisposable
         }
         catch (RpcException ex)
         {
-            var error = GpuPoolException.FromRpc(ex, $"release lease {Id}");
+            var error = GpuPoolException.FromRpc(ex, $"release lease {Id}", _client.SchedulerName);
             if (error.Code != ErrorCode.LeaseEnded)
             {
                 throw error;
@@ -127,7 +127,7 @@ public sealed class Lease : IAsyncDisposable
             }
             catch (RpcException ex)
             {
-                var error = GpuPoolException.FromRpc(ex, $"keepalive of lease {Id}");
+                var error = GpuPoolException.FromRpc(ex, $"keepalive of lease {Id}", _client.SchedulerName);
                 if (error.Code is ErrorCode.LeaseEnded or ErrorCode.Unauthenticated or ErrorCode.PermissionDenied)
                 {
                     LostReason = error;

@@ -50,7 +50,7 @@ public sealed class PoolAdmin
     private Task<T> Admin<T>(Func<Protocol.V1.Admin.AdminClient, Task<T>> call)
         => _client.CallSchedulerAsync(channel => call(new Protocol.V1.Admin.AdminClient(channel)));
 
-    private static async Task<T> CallAsync<T>(string what, Func<Task<T>> call)
+    private async Task<T> CallAsync<T>(string what, Func<Task<T>> call)
     {
         try
         {
@@ -58,7 +58,7 @@ public sealed class PoolAdmin
         }
         catch (RpcException ex)
         {
-            throw GpuPoolException.FromRpc(ex, what);
+            throw GpuPoolException.FromRpc(ex, what, _client.SchedulerName);
         }
     }
 }
