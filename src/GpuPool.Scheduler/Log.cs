@@ -40,4 +40,7 @@ internal static partial class Log
 
     [LoggerMessage(12, LogLevel.Warning, "Scheduler replica: {Warning}")]
     public static partial void AdvertisingLoopback(ILogger logger, string warning);
+
+    [LoggerMessage(13, LogLevel.Warning, "The leader lock was held by {Holder}, an earlier scheduler on this machine (process {ProcessId}) that has ended: its session is ended so that this replica can lead at once")]
+    public static partial void TookOverDeadLeader(ILogger logger, string holder, uint processId);
 }

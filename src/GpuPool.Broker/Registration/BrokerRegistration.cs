@@ -187,25 +187,7 @@ public sealed class BrokerRegistration : IAsyncDisposable
             && other.MachineId == MachineId
             && other.ProcessId != 0
             && other.ProcessId != (uint)Environment.ProcessId
-            && !ProcessIsAlive(other.ProcessId);
-    }
-
-    private static bool ProcessIsAlive(uint processId)
-    {
-        if (Directory.Exists("/proc/self"))
-        {
-            return Directory.Exists("/proc/" + processId.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        }
-
-        try
-        {
-            using var process = System.Diagnostics.Process.GetProcessById((int)processId);
-            return !process.HasExited;
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
+            && !MachineIdentity.ProcessIsAlive(other.ProcessId);
     }
 
     private string Refusal(BrokerRecord? other)

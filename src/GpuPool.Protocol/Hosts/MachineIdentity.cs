@@ -47,6 +47,25 @@ public static class MachineIdentity
         return ReadOrMake(keptIn);
     }
 
+    /// <summary>Whether process <paramref name="processId"/> of this machine is running (its /proc entry, where there is one).</summary>
+    public static bool ProcessIsAlive(uint processId)
+    {
+        if (Directory.Exists("/proc/self"))
+        {
+            return Directory.Exists("/proc/" + processId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById((int)processId);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Whether <paramref name="text"/> is a machine id as systemd writes one (hex digits; an empty or "uninitialized" file is not).</summary>
     internal static bool IsValid(string text)
         => text.Length is >= 16 and <= 64 && text.All(char.IsAsciiHexDigit);

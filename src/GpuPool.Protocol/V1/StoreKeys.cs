@@ -32,4 +32,10 @@ public static class StoreKeys
 
     /// <summary>The scheduler's leader lock; its value is the leader's endpoint.</summary>
     public const string Leader = "scheduler/leader";
+
+    /// <summary>
+    /// Who holds the leader lock, under the lock's session: "{machine id} {process id}", so that a replica restarted on
+    /// the leader's machine after it died (on another port) takes the lead at once rather than a lock TTL later.
+    /// </summary>
+    public const string LeaderOwner = "scheduler/leader-owner";
 }

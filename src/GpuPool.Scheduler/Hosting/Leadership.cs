@@ -1,5 +1,6 @@
 using GpuPool.Coordination;
 using GpuPool.Coordination.Election;
+using GpuPool.Protocol.Hosts;
 using GpuPool.Protocol.V1;
 using GpuPool.Scheduler.Leases;
 using Microsoft.Extensions.Logging;
@@ -36,6 +37,8 @@ internal sealed class Leadership : IAsyncDisposable
     /// <summary>Starts campaigning; completes when this replica leads or another replica is known to.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        // Before anything reads the lock: a lock this replica's dead earlier run left is not another leader.
+        await ClearOwnStaleLockAsync(cancellationToken).ConfigureAwait(false);
         _loop = Task.Run(() => LoopAsync(_stop.Token), CancellationToken.None);
         while (!_settled.Task.IsCompleted)
         {
@@ -52,7 +55,6 @@ internal sealed class Leadership : IAsyncDisposable
     private async Task LoopAsync(CancellationToken cancellationToken)
     {
         var election = new LeaderElection(_store, StoreKeys.Leader, _endpoint, _options.LeaderTtl, _options.TimeProvider);
-        await ClearOwnStaleLockAsync(cancellationToken).ConfigureAwait(false);
         while (!cancellationToken.IsCancellationRequested)
         {
             LeaderTerm? term = null;
@@ -60,6 +62,7 @@ internal sealed class Leadership : IAsyncDisposable
             try
             {
                 term = await election.CampaignAsync(cancellationToken).ConfigureAwait(false);
+                await ClaimOwnershipAsync(term, cancellationToken).ConfigureAwait(false);
                 using var leading = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, term.Lost);
                 allocator = new Allocator(_options, _store, term, _logger);
                 await allocator.StartAsync(leading.Token).ConfigureAwait(false);
@@ -97,20 +100,64 @@ internal sealed class Leadership : IAsyncDisposable
     }
 
     /// <summary>
-    /// A lock held under this replica's own endpoint belongs to its previous run (one endpoint, one process):
-    /// a restart after a crash takes the lead at once instead of waiting out the dead run's TTL.
+    /// A lock held under this replica's own endpoint belongs to its previous run (one endpoint, one process), and so
+    /// does one whose owner record names this machine and a process that is no longer running (a previous run on
+    /// another port): a restart after a crash takes the lead at once instead of waiting out the dead run's TTL.
     /// </summary>
     private async Task ClearOwnStaleLockAsync(CancellationToken cancellationToken)
     {
         try
         {
             var current = await _store.GetAsync(StoreKeys.Leader, cancellationToken).ConfigureAwait(false);
-            if (current is not null && System.Text.Encoding.UTF8.GetString(current.Value.Span) == _endpoint)
+            if (current is null)
+            {
+                return;
+            }
+
+            var holder = System.Text.Encoding.UTF8.GetString(current.Value.Span);
+            if (holder == _endpoint)
             {
                 await _store.DeleteAsync(StoreKeys.Leader, current.ModRevision, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+
+            var owner = await _store.GetAsync(StoreKeys.LeaderOwner, cancellationToken).ConfigureAwait(false);
+            if (owner is not null && current.SessionId is { } session && owner.SessionId == session
+                && DeadPredecessor(System.Text.Encoding.UTF8.GetString(owner.Value.Span)) is { } pid)
+            {
+                // Its session holds the lock and the owner record and nothing else: ending it frees both.
+                await _store.RevokeSessionAsync(session, cancellationToken).ConfigureAwait(false);
+                Log.TookOverDeadLeader(_logger, holder, pid);
             }
         }
         catch (StoreUnavailableException ex)
+        {
+            Log.ElectionFailed(_logger, ex.Message);
+        }
+    }
+
+    /// <summary>The process id an owner record names when it is this machine's and that process has ended; else null.</summary>
+    private static uint? DeadPredecessor(string owner)
+    {
+        var parts = owner.Split(' ');
+        return parts.Length == 2
+            && parts[0] == MachineIdentity.Get()
+            && uint.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var pid)
+            && pid != (uint)Environment.ProcessId
+            && !MachineIdentity.ProcessIsAlive(pid)
+            ? pid
+            : null;
+    }
+
+    /// <summary>Writes who holds the lock (<see cref="StoreKeys.LeaderOwner"/>) under the term's session; a failure costs only the fast takeover.</summary>
+    private async Task ClaimOwnershipAsync(LeaderTerm term, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var owner = System.Text.Encoding.UTF8.GetBytes(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{MachineIdentity.Get()} {Environment.ProcessId}"));
+            await _store.PutAsync(StoreKeys.LeaderOwner, owner, sessionId: term.Session.Id, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is StoreUnavailableException or StoreSessionNotFoundException)
         {
             Log.ElectionFailed(_logger, ex.Message);
         }
