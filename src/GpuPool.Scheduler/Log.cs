@@ -43,4 +43,10 @@ internal static partial class Log
 
     [LoggerMessage(13, LogLevel.Warning, "The leader lock was held by {Holder}, an earlier scheduler on this machine (process {ProcessId}) that has ended: its session is ended so that this replica can lead at once")]
     public static partial void TookOverDeadLeader(ILogger logger, string holder, uint processId);
+
+    [LoggerMessage(14, LogLevel.Warning, "Broker {BrokerId} does not answer at {Endpoint} ({Reason}): no new leases go to it until it does")]
+    public static partial void BrokerDoesNotAnswer(ILogger logger, string brokerId, string endpoint, string reason);
+
+    [LoggerMessage(15, LogLevel.Information, "Broker {BrokerId} answers again at {Endpoint}: it takes new leases again")]
+    public static partial void BrokerAnswers(ILogger logger, string brokerId, string endpoint);
 }

@@ -43,6 +43,14 @@ public sealed class SchedulerOptions
     /// <summary>How often the leader re-decides waiting requests, checks preemption deadlines and ends leases whose keepalives stopped.</summary>
     public TimeSpan TickInterval { get; set; } = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>
+    /// How often the leader checks that each broker answers at its registered endpoint (a TCP connect, given at most
+    /// this long): a broker that fails two checks in a row gets no new leases until one succeeds, so a broker whose
+    /// process died is out of placement within about two intervals, not when its registration's TTL runs out.
+    /// Zero or less turns the checks off.
+    /// </summary>
+    public TimeSpan BrokerCheckInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>The leader lock's session TTL: how long a dead leader blocks a standby at most.</summary>
     public TimeSpan LeaderTtl { get; set; } = TimeSpan.FromSeconds(5);
 

@@ -39,6 +39,9 @@ internal sealed class Allocator : IAsyncDisposable
     private readonly QueueDecider _decider;
     private readonly LeaseCommitter _committer;
     private readonly List<PendingRequest> _pending = [];
+
+    /// <summary>Per broker id: its endpoint's checks (<see cref="CheckBrokers"/>).</summary>
+    private readonly Dictionary<string, BrokerCheck> _checks = new(StringComparer.Ordinal);
     private long _sequence;
     private ITimer? _ticker;
 
@@ -266,8 +269,105 @@ internal sealed class Allocator : IAsyncDisposable
                 break;
             case Tick:
                 _book.EndOverdue(_time.GetUtcNow());
+                CheckBrokers(_time.GetUtcNow());
+                break;
+            case BrokerCheckedWork check:
+                Checked(check);
                 break;
         }
+    }
+
+    /// <summary>Starts a check of each broker whose last one has ended and whose interval has passed (see <see cref="SchedulerOptions.BrokerCheckInterval"/>).</summary>
+    private void CheckBrokers(DateTimeOffset now)
+    {
+        var interval = _options.BrokerCheckInterval;
+        if (interval <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        var model = _book.Model;
+        foreach (var broker in model.Brokers)
+        {
+            if (!_checks.TryGetValue(broker.BrokerId, out var state))
+            {
+                state = _checks[broker.BrokerId] = new BrokerCheck();
+            }
+
+            if (!state.InFlight && now >= state.Next)
+            {
+                (state.InFlight, state.Next) = (true, now + interval);
+                var (id, endpoint) = (broker.BrokerId, broker.Endpoint);
+                _ = Task.Run(() => CheckAsync(id, endpoint, interval), CancellationToken.None);
+            }
+        }
+
+        // A broker gone from the pool takes its check with it (one that registers again starts as answering).
+        foreach (var gone in _checks.Keys.Where(id => !model.HasBroker(id)).ToList())
+        {
+            _checks.Remove(gone);
+            model.SetUnanswering(gone, false);
+        }
+    }
+
+    private async Task CheckAsync(string brokerId, string endpoint, TimeSpan timeout)
+    {
+        string? failure;
+        try
+        {
+            var uri = new Uri(endpoint);
+            using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            using var limit = new CancellationTokenSource(timeout);
+            await socket.ConnectAsync(uri.IdnHost, uri.Port, limit.Token).ConfigureAwait(false);
+            failure = null;
+        }
+        catch (OperationCanceledException)
+        {
+            failure = $"no answer within {timeout.TotalSeconds:0.###} s";
+        }
+        catch (Exception ex) when (ex is System.Net.Sockets.SocketException or UriFormatException or ArgumentException)
+        {
+            failure = ex.Message;
+        }
+
+        // A loop that has stopped (this replica no longer leads) takes no more work: the result goes with it.
+        _work.Writer.TryWrite(new BrokerCheckedWork(brokerId, endpoint, failure));
+    }
+
+    private void Checked(BrokerCheckedWork check)
+    {
+        if (!_checks.TryGetValue(check.BrokerId, out var state))
+        {
+            return;
+        }
+
+        state.InFlight = false;
+        var model = _book.Model;
+        if (check.Failure is null)
+        {
+            state.Failures = 0;
+            if (model.IsUnanswering(check.BrokerId))
+            {
+                model.SetUnanswering(check.BrokerId, false);
+                Log.BrokerAnswers(_logger, check.BrokerId, check.Endpoint);
+            }
+
+            return;
+        }
+
+        if (++state.Failures >= 2 && !model.IsUnanswering(check.BrokerId) && model.HasBroker(check.BrokerId))
+        {
+            model.SetUnanswering(check.BrokerId, true);
+            Log.BrokerDoesNotAnswer(_logger, check.BrokerId, check.Endpoint, check.Failure);
+        }
+    }
+
+    /// <summary>The state of the checks of one broker's endpoint, owned by the loop.</summary>
+    private sealed class BrokerCheck
+    {
+        public bool InFlight;
+        public int Failures;
+        public DateTimeOffset Next;
     }
 
     private void Admit(AllocateWork work)

@@ -35,6 +35,9 @@ public sealed class PoolModel
     private readonly Dictionary<string, TenantUsage> _usage = new(StringComparer.Ordinal);
     private readonly HashSet<string> _drained = new(StringComparer.Ordinal);
 
+    /// <summary>Brokers the leader's checks find not answering at their endpoints: out of placement until they do.</summary>
+    private readonly HashSet<string> _unanswering = new(StringComparer.Ordinal);
+
     /// <summary>Placeable devices by (free memory, key): draining brokers' devices are left out.</summary>
     private readonly SortedSet<(ulong Free, DeviceSlot Device)> _byFreeMemory = new(FreeMemoryOrder.Instance);
 
@@ -143,7 +146,16 @@ public sealed class PoolModel
     }
 
     /// <summary>Marks a broker (by id) as drained by an admin, or returns it to service.</summary>
-    public void SetDrained(string brokerId, bool drained)
+    public void SetDrained(string brokerId, bool drained) => SetOut(_drained, brokerId, drained);
+
+    /// <summary>Marks a broker (by id) as not answering at its endpoint (out of placement), or as answering again.</summary>
+    public void SetUnanswering(string brokerId, bool unanswering) => SetOut(_unanswering, brokerId, unanswering);
+
+    public bool IsUnanswering(string brokerId) => _unanswering.Contains(brokerId);
+
+    public IReadOnlyCollection<string> Unanswering => _unanswering;
+
+    private void SetOut(HashSet<string> set, string brokerId, bool outOfPlacement)
     {
         var slot = _brokers.GetValueOrDefault(brokerId);
         if (slot is not null)
@@ -151,14 +163,14 @@ public sealed class PoolModel
             Unindex(slot);
         }
 
-        if (drained)
+        if (outOfPlacement)
         {
-            _drained.Add(brokerId);
+            set.Add(brokerId);
         }
         else
         {
             RoomGeneration++;
-            _drained.Remove(brokerId);
+            set.Remove(brokerId);
         }
 
         if (slot is not null)
@@ -571,7 +583,8 @@ public sealed class PoolModel
     private static bool ModelMatches(DeviceSlot device, string model)
         => string.IsNullOrEmpty(model) || device.Info.Name.Contains(model, StringComparison.OrdinalIgnoreCase);
 
-    private bool IsPlaceable(BrokerSlot broker) => !broker.Record.Draining && !_drained.Contains(broker.Record.BrokerId);
+    private bool IsPlaceable(BrokerSlot broker)
+        => !broker.Record.Draining && !_drained.Contains(broker.Record.BrokerId) && !_unanswering.Contains(broker.Record.BrokerId);
 
     private TenantUsage Usage(string tenant)
     {

@@ -57,7 +57,8 @@ public sealed class SchedulerBadInputTests
         await using var etcd = await EtcdCluster.StartAsync(size: 1);
         await using var store = new EtcdClusterStore(EtcdClusterStoreOptions.FromEndpoints(etcd.Endpoints) with { RequestTimeout = TimeSpan.FromSeconds(2) });
         using var key = LeaseToken.CreateKey();
-        await using var scheduler = await SchedulerHost.StartAsync(new SchedulerOptions { Port = 0, SigningKey = key, OpenTenants = true, LeaderTtl = TimeSpan.FromSeconds(3) }, store);
+        // No broker checks: b0 is a record with no process behind it, and the test needs it placeable.
+        await using var scheduler = await SchedulerHost.StartAsync(new SchedulerOptions { Port = 0, SigningKey = key, OpenTenants = true, LeaderTtl = TimeSpan.FromSeconds(3), BrokerCheckInterval = TimeSpan.Zero }, store);
         var broker = new BrokerRecord { BrokerId = "b0", Host = "h0", Endpoint = "http://127.0.0.1:1" };
         broker.Devices.Add(new DeviceInfo { Index = 0, Name = "GpuPool CPU device", MemoryTotalBytes = 1UL << 30, ComputeCapacity = 1000 });
         await store.PutAsync(StoreKeys.Brokers + "b0", Google.Protobuf.MessageExtensions.ToByteArray(broker));

@@ -29,7 +29,8 @@ public sealed class AllocatorClockTests : IAsyncLifetime
     public AllocatorClockTests()
     {
         _store = new EmbeddedClusterStore(_clock);
-        _options = new SchedulerOptions { SigningKey = LeaseToken.CreateKey(), TimeProvider = _clock, OpenTenants = true, TickInterval = TickInterval, PreemptionGrace = Grace, TombstoneTtl = TombstoneTtl };
+        // No broker checks: the broker here is a record with no process behind it (http://b0.pool:7071).
+        _options = new SchedulerOptions { SigningKey = LeaseToken.CreateKey(), TimeProvider = _clock, OpenTenants = true, TickInterval = TickInterval, PreemptionGrace = Grace, TombstoneTtl = TombstoneTtl, BrokerCheckInterval = TimeSpan.Zero };
     }
 
     public async Task InitializeAsync()

@@ -51,6 +51,20 @@ public sealed class SlicePlacementTests
     }
 
     [Fact]
+    public void A_broker_that_does_not_answer_takes_no_slices_until_it_answers_again()
+    {
+        var model = Model([Broker("b0", Device(0, 16)), Broker("b1", Device(0, 80))], []);
+
+        model.SetUnanswering("b0", true);
+        var whileSilent = Where(model.TryPlace(PlacementAsk.Slice(GiB, 1)));
+        model.SetUnanswering("b0", false);
+
+        Assert.Equal(new[] { ("b1", 0u) }, whileSilent);
+        Assert.Equal(new[] { ("b0", 0u) }, Where(model.TryPlace(PlacementAsk.Slice(GiB, 1))));
+        Assert.Empty(model.Unanswering);
+    }
+
+    [Fact]
     public void A_slice_is_best_fit_against_a_brute_force_search_of_random_pools()
     {
         Gen.Select(AnyPool(AnyBroker, maxLeases: 14), AnySliceAsk).Sample((pool, ask) =>

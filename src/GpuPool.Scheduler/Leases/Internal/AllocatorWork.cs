@@ -91,3 +91,14 @@ internal sealed class CommittedWork(CommitBatch batch) : AllocatorWork
     /// <summary>Committed or not, its outcome stands (the store has the leases that did commit): its callers are told that.</summary>
     public override void Fail(GpuPoolException error) => Batch.Answer();
 }
+
+/// <summary>What a check of broker <paramref name="brokerId"/>'s endpoint found: it answered, or why not.</summary>
+internal sealed class BrokerCheckedWork(string brokerId, string endpoint, string? failure) : AllocatorWork
+{
+    public string BrokerId { get; } = brokerId;
+
+    public string Endpoint { get; } = endpoint;
+
+    /// <summary>Null when the broker answered.</summary>
+    public string? Failure { get; } = failure;
+}
