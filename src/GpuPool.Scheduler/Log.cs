@@ -49,4 +49,7 @@ internal static partial class Log
 
     [LoggerMessage(15, LogLevel.Information, "Broker {BrokerId} answers again at {Endpoint}: it takes new leases again")]
     public static partial void BrokerAnswers(ILogger logger, string brokerId, string endpoint);
+
+    [LoggerMessage(16, LogLevel.Warning, "Refused an admin change from {Peer}: {Reason}")]
+    public static partial void AdminRefused(ILogger logger, string peer, string reason);
 }

@@ -24,7 +24,6 @@ internal static class ServeCommands
         Required = true,
     };
 
-    private static Option<bool> Verbose() => new("--verbose") { Description = "Log leases and sessions as they come and go" };
 
     public static Command Scheduler()
     {
@@ -37,14 +36,15 @@ internal static class ServeCommands
         var ttl = CliOptions.Duration("--lease-ttl", "Default lease time to live", TimeSpan.FromSeconds(30));
         var grace = CliOptions.Duration("--preemption-grace", "How long a preempted lease's holder has before it is revoked", TimeSpan.FromSeconds(10));
         var openTenants = new Option<bool>("--open-tenants") { Description = "Give tenants without a quota an unlimited one (default: refuse them)" };
-        var verbose = Verbose();
+        var verbose = DaemonLogging.Verbose();
+        var logFormat = DaemonLogging.Format();
         var command = new Command("scheduler", "Run a scheduler replica of a pool of many hosts until Ctrl-C")
         {
-            store, listen, advertise, port, key, adminToken, ttl, grace, openTenants, verbose,
+            store, listen, advertise, port, key, adminToken, ttl, grace, openTenants, verbose, logFormat,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            using var loggerFactory = CreateLogging(parse.GetValue(verbose));
+            using var loggerFactory = DaemonLogging.Create(parse.GetValue(verbose), parse.GetValue(logFormat)!);
             var tokenFile = parse.GetValue(adminToken);
             await using var clusterStore = StoreFactory.Open(parse.GetValue(store)!);
             await using var host = await SchedulerHost.StartAsync(
@@ -85,14 +85,15 @@ internal static class ServeCommands
         var memory = CliOptions.Bytes("--device-memory", "Memory of each cpu device", "8GiB");
         var kernelDeadline = CliOptions.Duration("--kernel-deadline", "How long one launch of a program's kernel may run on a cpu device before it is stopped", TimeSpan.FromMinutes(2));
         var heartbeat = CliOptions.Duration("--heartbeat-ttl", "How long after its last heartbeat the pool counts this broker down", TimeSpan.FromSeconds(10));
-        var verbose = Verbose();
+        var verbose = DaemonLogging.Verbose();
+        var logFormat = DaemonLogging.Format();
         var command = new Command("broker", "Run a broker that lends this host's devices to a pool until Ctrl-C")
         {
-            store, id, listen, advertise, port, fastPathPort, key, backend, devices, memory, kernelDeadline, heartbeat, verbose,
+            store, id, listen, advertise, port, fastPathPort, key, backend, devices, memory, kernelDeadline, heartbeat, verbose, logFormat,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            using var loggerFactory = CreateLogging(parse.GetValue(verbose));
+            using var loggerFactory = DaemonLogging.Create(parse.GetValue(verbose), parse.GetValue(logFormat)!);
             var (devicesBackend, note) = LocalPool.CreateBackend(parse.GetValue(backend)!, parse.GetValue(devices), parse.GetValue(memory), parse.GetValue(kernelDeadline));
             using (devicesBackend)
             {
@@ -139,8 +140,6 @@ internal static class ServeCommands
         }
     }
 
-    private static ILoggerFactory? CreateLogging(bool verbose)
-        => verbose ? LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information)) : null;
 
     private static async Task<int> RunUntilStoppedAsync(CancellationToken cancellationToken)
     {

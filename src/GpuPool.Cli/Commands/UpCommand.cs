@@ -22,17 +22,16 @@ internal static class UpCommand
         var memory = CliOptions.Bytes("--device-memory", "Memory of each cpu device", "8GiB");
         var kernelDeadline = CliOptions.Duration("--kernel-deadline", "How long one launch of a program's kernel may run on a cpu device before it is stopped", TimeSpan.FromMinutes(2));
         var ttl = CliOptions.Duration("--lease-ttl", "Default lease time to live", TimeSpan.FromSeconds(30));
-        var verbose = new Option<bool>("--verbose") { Description = "Log leases and sessions as they come and go" };
+        var verbose = DaemonLogging.Verbose();
+        var logFormat = DaemonLogging.Format();
 
         var command = new Command("up", "Run a whole pool on this machine (embedded store, scheduler, broker) until Ctrl-C")
         {
-            listen, advertise, port, brokerPort, fastPathPort, backend, devices, memory, kernelDeadline, ttl, verbose,
+            listen, advertise, port, brokerPort, fastPathPort, backend, devices, memory, kernelDeadline, ttl, verbose, logFormat,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            using var loggerFactory = parse.GetValue(verbose)
-                ? LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information))
-                : null;
+            using var loggerFactory = DaemonLogging.Create(parse.GetValue(verbose), parse.GetValue(logFormat)!);
             var options = new LocalPoolOptions
             {
                 Listen = parse.GetValue(listen)!,

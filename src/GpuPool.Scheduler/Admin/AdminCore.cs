@@ -8,6 +8,7 @@ using GpuPool.Protocol.V1;
 using GpuPool.Scheduler.Leases;
 using GpuPool.Scheduler.Placement;
 using GpuPool.Scheduler.Policy;
+using Microsoft.Extensions.Logging;
 
 namespace GpuPool.Scheduler.Admin;
 
@@ -15,7 +16,7 @@ namespace GpuPool.Scheduler.Admin;
 /// What admins read and set: the pool's view, quotas, priority classes and drains. Writes go straight to the
 /// store (any replica may take them; the leader follows the store by watches) and need the admin credential.
 /// </summary>
-internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, Func<Allocator?> leader)
+internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, Func<Allocator?> leader, ILogger logger)
 {
     private readonly CredentialThrottle _throttle = new(options.TimeProvider);
 
@@ -190,13 +191,24 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
 
         if (string.IsNullOrEmpty(caller.Credential))
         {
+            Log.AdminRefused(logger, CredentialThrottle.Key(caller.Peer), "no admin credential");
             throw new GpuPoolException(ErrorCode.Unauthenticated, "admin changes need the admin credential (gpupool reads it from the config dir, --admin-token or GPUPOOL_ADMIN_TOKEN)");
         }
 
-        _throttle.Check(caller.Peer);
+        try
+        {
+            _throttle.Check(caller.Peer);
+        }
+        catch (GpuPoolException ex)
+        {
+            Log.AdminRefused(logger, CredentialThrottle.Key(caller.Peer), ex.Message);
+            throw;
+        }
+
         if (!CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(caller.Credential), Encoding.UTF8.GetBytes(options.AdminToken)))
         {
             _throttle.Failed(caller.Peer);
+            Log.AdminRefused(logger, CredentialThrottle.Key(caller.Peer), "a wrong admin credential");
             throw new GpuPoolException(ErrorCode.PermissionDenied, "the admin credential is wrong");
         }
 

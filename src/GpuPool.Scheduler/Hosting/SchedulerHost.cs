@@ -58,7 +58,7 @@ public sealed class SchedulerHost : IAsyncDisposable
         // The services need the leadership, which needs the endpoint Kestrel picks: late-bound through a box.
         var box = new StrongBox<Leadership>();
         var manager = new LeaseManager(options, store, () => box.Value?.Current);
-        var admin = new AdminCore(options, store, () => box.Value?.Current);
+        var admin = new AdminCore(options, store, () => box.Value?.Current, loggerFactory.CreateLogger<AdminCore>());
         var (app, port) = await GrpcServerHost.StartAsync(
             options.ListenAddress,
             options.Port,
