@@ -67,6 +67,36 @@ internal static class ServeCommands
             AnsiConsole.MarkupLine(host.IsLeader ? "role leader" : "role standby");
             return await RunUntilStoppedAsync(cancellationToken);
         });
+        command.Subcommands.Add(ExportKey());
+        return command;
+    }
+
+    /// <summary><c>gpupool scheduler export-key --public</c>: the signing key's public half (PEM) on stdout, what brokers are given.</summary>
+    private static Command ExportKey()
+    {
+        var key = new Option<string>("--key") { Description = "The scheduler's signing key (PEM)", DefaultValueFactory = _ => CliPaths.SchedulerKey };
+        var publicHalf = new Option<bool>("--public") { Description = "Write the public half (the only half a broker needs; required, so that a private key is never written by mistake)" };
+        var command = new Command("export-key", "Write the scheduler's public key (PEM) for brokers' --scheduler-key") { key, publicHalf };
+        command.SetAction(parse =>
+        {
+            if (!parse.GetValue(publicHalf))
+            {
+                Console.Error.WriteLine("export-key writes the public half only, for brokers: give --public");
+                return 2;
+            }
+
+            var path = parse.GetValue(key)!;
+            if (!File.Exists(path))
+            {
+                Console.Error.WriteLine($"no scheduler key at {path}: give --key, or start the scheduler once to make it");
+                return 1;
+            }
+
+            using var pair = LeaseToken.ImportPublicPem(File.ReadAllText(path), out _);
+            Console.Out.Write(pair.ExportSubjectPublicKeyInfoPem());
+            Console.Out.WriteLine();
+            return 0;
+        });
         return command;
     }
 
@@ -78,7 +108,7 @@ internal static class ServeCommands
         var advertise = CliOptions.Advertise("the broker registers for its gRPC endpoint and fast path");
         var port = CliOptions.Ranged("--port", "Port; 0 picks a free one", 7071, 0, 65535);
         var fastPathPort = CliOptions.Ranged("--fast-path-port", "Raw fast-path port; 0 picks a free one, -1 turns it off", 7072, -1, 65535);
-        var key = new Option<string>("--scheduler-key") { Description = "The scheduler's key (PEM, public or private): only tokens it signed open sessions", Required = true };
+        var key = new Option<string>("--scheduler-key") { Description = "The scheduler's public key (PEM; gpupool scheduler export-key --public writes it): only tokens it signed open sessions", Required = true };
         var backend = new Option<string>("--backend") { Description = "Device backend: auto, cpu or cuda", DefaultValueFactory = _ => "auto" };
         backend.AcceptOnlyFromAmong("auto", "cpu", "cuda");
         var devices = CliOptions.Ranged("--devices", "Number of cpu devices to emulate", 1, 1, 64);
@@ -98,6 +128,15 @@ internal static class ServeCommands
             using (devicesBackend)
             {
                 var pem = File.ReadAllText(parse.GetValue(key)!);
+                var schedulerKey = LeaseToken.ImportPublicPem(pem, out var wasPrivate);
+                if (wasPrivate)
+                {
+                    // A broker only verifies: it keeps the public half, and says the private key should not be here.
+                    var warning = $"{parse.GetValue(key)} holds the scheduler's private key; a broker needs only its public half (gpupool scheduler export-key --public writes it): using the public half, but remove the private key from this host";
+                    Console.Error.WriteLine("warning: " + warning);
+                    loggerFactory.CreateLogger("GpuPool.Cli.Broker").LogWarning("{Warning}", warning);
+                }
+
                 await using var clusterStore = StoreFactory.Open(parse.GetValue(store)!);
                 await using var host = await BrokerHost.StartAsync(
                     new BrokerOptions
@@ -108,7 +147,7 @@ internal static class ServeCommands
                         StateDirectory = CliPaths.ConfigDir,
                         Port = parse.GetValue(port),
                         FastPathPort = parse.GetValue(fastPathPort),
-                        SchedulerPublicKey = LeaseToken.ImportPem(pem),
+                        SchedulerPublicKey = schedulerKey,
                         Backend = devicesBackend,
                         RegistrationTtl = parse.GetValue(heartbeat),
                     },

@@ -100,6 +100,19 @@ public static class LeaseToken
     }
 
     /// <summary>
+    /// The public half of the key in <paramref name="pem"/> (public or private), for a verifier that must hold no more:
+    /// <paramref name="wasPrivate"/> says whether the PEM held the private key too, which the caller warns about.
+    /// </summary>
+    public static ECDsa ImportPublicPem(string pem, out bool wasPrivate)
+    {
+        using var key = ImportPem(pem);
+        wasPrivate = pem.Contains("PRIVATE KEY-----", StringComparison.Ordinal);
+        var publicHalf = ECDsa.Create();
+        publicHalf.ImportParameters(key.ExportParameters(includePrivateParameters: false));
+        return publicHalf;
+    }
+
+    /// <summary>
     /// Loads the key pair kept at <paramref name="path"/> (PKCS#8 PEM), creating it with owner-only
     /// permissions on first use.
     /// </summary>

@@ -159,5 +159,22 @@ public sealed class LeaseTokenTests : IDisposable
         return (Base64Url.DecodeFromChars(token.AsSpan(0, dot)), Base64Url.DecodeFromChars(token.AsSpan(dot + 1)));
     }
 
+    [Fact]
+    public void A_verifier_given_the_private_key_keeps_only_its_public_half_and_says_so()
+    {
+        using var pair = LeaseToken.CreateKey();
+        var token = LeaseToken.Sign(_claims, pair);
+
+        using var fromPrivate = LeaseToken.ImportPublicPem(pair.ExportPkcs8PrivateKeyPem(), out var wasPrivate);
+        using var fromPublic = LeaseToken.ImportPublicPem(LeaseToken.ExportPublicPem(pair), out var publicWasPrivate);
+
+        Assert.True(wasPrivate);
+        Assert.False(publicWasPrivate);
+        Assert.Equal(_claims, LeaseToken.Verify(token, fromPrivate, Now));
+        Assert.Equal(_claims, LeaseToken.Verify(token, fromPublic, Now));
+        Assert.ThrowsAny<System.Security.Cryptography.CryptographicException>(() => fromPrivate.ExportParameters(includePrivateParameters: true));
+        Assert.ThrowsAny<System.Security.Cryptography.CryptographicException>(() => LeaseToken.Sign(_claims, fromPrivate));
+    }
+
     private static string Join(byte[] payload, byte[] signature) => Base64Url.EncodeToString(payload) + "." + Base64Url.EncodeToString(signature);
 }
