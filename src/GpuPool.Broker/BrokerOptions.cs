@@ -80,8 +80,15 @@ public sealed class BrokerOptions
     /// </summary>
     internal int EffectiveFastPathReplyChunkBytes => ReplyChunkBytes > 0 ? ReplyChunkBytes : Math.Min(4 << 20, MaxMessageBytes / 2);
 
-    /// <summary>Time to live of the broker's registration; its heartbeat renews it at a third of this.</summary>
+    /// <summary>Time to live of the broker's registration; its heartbeat renews it at a third of this (see <see cref="HeartbeatInterval"/>).</summary>
     public TimeSpan RegistrationTtl { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How often the heartbeat renews the registration and refreshes the memory in use its record shows; null: a
+    /// third of <see cref="RegistrationTtl"/>. Shorter than the TTL, so that a heartbeat late by a few periods (a host
+    /// whose cores a kernel holds) does not drop a live broker and every lease on it.
+    /// </summary>
+    public TimeSpan? HeartbeatInterval { get; set; }
 
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
@@ -138,6 +145,11 @@ public sealed class BrokerOptions
         if (FastPathStagingBytes < 1 << 20)
         {
             throw new ArgumentException($"FastPathStagingBytes {FastPathStagingBytes} is below the 1 MiB minimum", nameof(FastPathStagingBytes));
+        }
+
+        if (HeartbeatInterval is { } heartbeat && (heartbeat <= TimeSpan.Zero || heartbeat >= RegistrationTtl))
+        {
+            throw new ArgumentException($"HeartbeatInterval {heartbeat} must be positive and shorter than RegistrationTtl {RegistrationTtl}", nameof(HeartbeatInterval));
         }
 
         if (MaxMessageBytes < 64 * 1024)

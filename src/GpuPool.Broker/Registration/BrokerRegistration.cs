@@ -208,7 +208,7 @@ public sealed class BrokerRegistration : IAsyncDisposable
 
     private async Task HeartbeatAsync(CancellationToken cancellationToken)
     {
-        var period = _options.RegistrationTtl / 3;
+        var period = _options.HeartbeatInterval ?? _options.RegistrationTtl / 3;
         while (!cancellationToken.IsCancellationRequested)
         {
             try

@@ -82,8 +82,11 @@ public class PoolFixture : IAsyncLifetime
             SchedulerPublicKey = LeaseToken.ImportPem(LeaseToken.ExportPublicPem(SigningKey)),
             Backend = Backend,
 
-            // The registration carries the device's memory in use; refresh it every second.
-            RegistrationTtl = TimeSpan.FromSeconds(3),
+            // The registration carries the device's memory in use; refresh it every second. Its TTL is longer: a
+            // kernel that holds both cores for its 2 s deadline (EngineBadInputTests) once starved another fixture's
+            // heartbeat past a 3 s TTL, and the scheduler ended every lease on that live broker.
+            RegistrationTtl = TimeSpan.FromSeconds(10),
+            HeartbeatInterval = TimeSpan.FromSeconds(1),
         };
         Configure(options);
         _broker = await BrokerHost.StartAsync(options, _store, BrokerLoggerFactory);
