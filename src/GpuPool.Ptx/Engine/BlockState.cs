@@ -432,6 +432,18 @@ internal sealed unsafe class BlockState : IDisposable
         return this;
     }
 
+    /// <summary>
+    /// Lets go of what belongs to the launch that ran on this state (the lease's memory, the module's variables, the
+    /// stop flag, the parameter block, freed when the launch returns), before it is kept for the kernel's next launch.
+    /// </summary>
+    public BlockState Detach()
+    {
+        var c = _context;
+        c.Params = null;
+        (c.Symbols, c.Memory, c.Control) = ([], null!, null!);
+        return this;
+    }
+
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _freed, 1) == 0)

@@ -262,7 +262,7 @@ public sealed class PtxKernel
                 finally
                 {
                     // Kept only after a clean run, and only one (the others' memory goes now).
-                    if (!clean || Interlocked.CompareExchange(ref _spare, state, null) is not null)
+                    if (!clean || Interlocked.CompareExchange(ref _spare, state.Detach(), null) is not null)
                     {
                         state.Dispose();
                     }

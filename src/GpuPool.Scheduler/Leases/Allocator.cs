@@ -315,18 +315,21 @@ internal sealed class Allocator : IAsyncDisposable
         string? failure;
         try
         {
+            // DnsSafeHost: an IPv6 address without the URL's brackets, which a connect would take for a host name.
             var uri = new Uri(endpoint);
             using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
             using var limit = new CancellationTokenSource(timeout);
-            await socket.ConnectAsync(uri.IdnHost, uri.Port, limit.Token).ConfigureAwait(false);
+            await socket.ConnectAsync(uri.DnsSafeHost, uri.Port, limit.Token).ConfigureAwait(false);
             failure = null;
         }
         catch (OperationCanceledException)
         {
             failure = $"no answer within {timeout.TotalSeconds:0.###} s";
         }
-        catch (Exception ex) when (ex is System.Net.Sockets.SocketException or UriFormatException or ArgumentException)
+        catch (Exception ex)
         {
+            // Whatever the check met, it did not reach the broker; and the result must come back, or the broker's
+            // check would stay in flight and never run again.
             failure = ex.Message;
         }
 
