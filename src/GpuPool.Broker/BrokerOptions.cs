@@ -55,6 +55,13 @@ public sealed class BrokerOptions
     /// </summary>
     public long FastPathStagingBytes { get; set; } = 16 << 20;
 
+    /// <summary>
+    /// TLS with the pool's CA on the gRPC port and the TCP fast path (its own certificate must be a broker's, naming the
+    /// host it is dialled at): the broker registers an https:// endpoint, and clients wrap the fast path in TLS too. The
+    /// Unix socket, which never leaves the host, stays plaintext. Null serves both in plaintext (<c>--insecure</c>).
+    /// </summary>
+    public GpuPool.Protocol.Security.PoolTls? Tls { get; set; }
+
     /// <summary>The scheduler's public key: only tokens it signed open sessions.</summary>
     public required ECDsa SchedulerPublicKey { get; set; }
 

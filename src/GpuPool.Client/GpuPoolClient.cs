@@ -53,8 +53,18 @@ public sealed class GpuPoolClient : IDisposable
     /// per broker and address as a warning, later times at debug level. Null: warnings go to stderr, one line each.
     /// </param>
     public GpuPoolClient(string schedulerEndpoint, ILogger? logger = null)
+        : this(schedulerEndpoint, new GpuPoolClientOptions { Logger = logger })
     {
-        Logger = logger ?? StderrLogger.Instance;
+    }
+
+    /// <param name="schedulerEndpoint">As in the other constructor; https:// endpoints need <see cref="GpuPoolClientOptions.Authority"/>.</param>
+    /// <param name="options">The CA this client trusts and the credential it proves its tenant with.</param>
+    public GpuPoolClient(string schedulerEndpoint, GpuPoolClientOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Options = options;
+        Tls = options.Tls;
+        Logger = options.Logger ?? StderrLogger.Instance;
         ArgumentException.ThrowIfNullOrWhiteSpace(schedulerEndpoint);
         var endpoints = schedulerEndpoint.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         foreach (var endpoint in endpoints)
@@ -66,8 +76,14 @@ public sealed class GpuPoolClient : IDisposable
         }
 
         SchedulerEndpoint = schedulerEndpoint;
-        _schedulers = [.. endpoints.Select(CreateChannel)];
+        _schedulers = [.. endpoints.Select(e => CreateChannel(e, options.BearerToken))];
     }
+
+    /// <summary>The CA and credential this client was given.</summary>
+    public GpuPoolClientOptions Options { get; }
+
+    /// <summary>TLS with the pool's CA (for https:// endpoints and TLS fast paths); null when no CA was given.</summary>
+    internal Protocol.Security.PoolTls? Tls { get; }
 
     public string SchedulerEndpoint { get; }
 
@@ -210,21 +226,48 @@ public sealed class GpuPoolClient : IDisposable
         }
     }
 
-    internal GrpcChannel BrokerChannel(string endpoint) => _brokers.GetOrAdd(endpoint, CreateChannel);
+    internal GrpcChannel BrokerChannel(string endpoint) => _brokers.GetOrAdd(endpoint, e => CreateChannel(e, bearerToken: null));
 
-    private static GrpcChannel CreateChannel(string endpoint) => GrpcChannel.ForAddress(endpoint, new GrpcChannelOptions
+    /// <summary>
+    /// A channel to a scheduler (which gets the bearer token, when there is one, on every call that carries no
+    /// authorization of its own) or a broker (which gets none: lease tokens open its sessions). An https:// endpoint is
+    /// dialled with TLS and the pool's CA, presenting the client certificate when there is one.
+    /// </summary>
+    private GrpcChannel CreateChannel(string endpoint, string? bearerToken)
     {
-        MaxReceiveMessageSize = 64 << 20,
-        MaxSendMessageSize = 64 << 20,
-        HttpHandler = new SocketsHttpHandler
+        var sockets = new SocketsHttpHandler
         {
             EnableMultipleHttp2Connections = true,
             KeepAlivePingDelay = TimeSpan.FromSeconds(20),
             KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
             PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
             ConnectTimeout = TimeSpan.FromSeconds(10),
-        },
-    });
+        };
+        var uri = new Uri(endpoint);
+        if (uri.Scheme == "https" && Tls is { } tls)
+        {
+            sockets.SslOptions = tls.ClientOptions(uri.Host);
+        }
+
+        return GrpcChannel.ForAddress(endpoint, new GrpcChannelOptions
+        {
+            MaxReceiveMessageSize = 64 << 20,
+            MaxSendMessageSize = 64 << 20,
+            HttpHandler = bearerToken is null ? sockets : new BearerHandler(sockets, bearerToken),
+        });
+    }
+
+    /// <summary>Adds "authorization: Bearer TOKEN" to every request that has no authorization header of its own.</summary>
+    private sealed class BearerHandler(HttpMessageHandler inner, string token) : DelegatingHandler(inner)
+    {
+        private readonly System.Net.Http.Headers.AuthenticationHeaderValue _value = new("Bearer", token);
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            request.Headers.Authorization ??= _value;
+            return base.SendAsync(request, cancellationToken);
+        }
+    }
 
     public void Dispose()
     {

@@ -57,6 +57,13 @@ public sealed class SchedulerOptions
     /// <summary>How long the reason a lease was lost (preempted, its broker gone) stays for its holder's next call.</summary>
     public TimeSpan TombstoneTtl { get; set; } = TimeSpan.FromHours(1);
 
+    /// <summary>
+    /// TLS with the pool's CA on the scheduler's port (its own certificate must be a scheduler's): clients and the other
+    /// replicas dial it at https://, and a client certificate of the pool's CA proves its holder's tenant or role.
+    /// Null serves plaintext HTTP/2 (<c>--insecure</c>).
+    /// </summary>
+    public GpuPool.Protocol.Security.PoolTls? Tls { get; set; }
+
     /// <summary>The admin credential (a bearer token) that quota, priority and drain writes need; null refuses every admin write.</summary>
     public string? AdminToken { get; set; }
 

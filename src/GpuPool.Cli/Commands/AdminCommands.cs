@@ -191,7 +191,7 @@ internal static class AdminCommands
 
     private static (GpuPoolClient Client, PoolAdmin Admin) Connect(string? scheduler, string? token)
     {
-        var client = new GpuPoolClient(CliPaths.ResolveScheduler(scheduler));
+        var client = CliPaths.Client(scheduler);
         return (client, new PoolAdmin(client, CliPaths.ResolveAdminToken(token)));
     }
 

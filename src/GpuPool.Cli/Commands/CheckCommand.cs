@@ -33,7 +33,7 @@ internal static class CheckCommand
                 throw new ArgumentException($"--bytes {Units.FormatBytes(size)} is more than the 1 GiB a check copies at most");
             }
 
-            using var client = new GpuPoolClient(CliPaths.ResolveScheduler(parse.GetValue(scheduler)));
+            using var client = CliPaths.Client(parse.GetValue(scheduler));
             await using var lease = await client.AllocateAsync(new LeaseRequest { Tenant = parse.GetValue(tenant)!, MemoryBytes = Math.Max(size, 1UL << 20), ComputeShare = 1 }, cancellationToken);
             var r = lease.Record;
             AnsiConsole.MarkupLine(Markup.Escape($"lease {r.LeaseId} on broker {r.BrokerId} at {r.BrokerEndpoint} (fast path tcp {Or(r.BrokerFastPathTcp)}, unix {Or(r.BrokerFastPathUnix)}, machine {Or(r.BrokerMachineId)})"));

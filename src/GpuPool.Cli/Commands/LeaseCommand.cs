@@ -24,7 +24,7 @@ internal static class LeaseCommand
         var command = new Command("lease", "Lease a slice of a device and print it") { scheduler, memory, share, tenant, ttl, model, hold, priority, wait };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            using var client = new GpuPoolClient(CliPaths.ResolveScheduler(parse.GetValue(scheduler)));
+            using var client = CliPaths.Client(parse.GetValue(scheduler));
             var lease = await client.AllocateAsync(
                 new LeaseRequest
                 {

@@ -16,7 +16,7 @@ internal static class LsCommand
         var command = new Command("ls", "Show the pool's hosts, devices, capacity, live leases and waiting requests") { scheduler };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            using var client = new GpuPoolClient(CliPaths.ResolveScheduler(parse.GetValue(scheduler)));
+            using var client = CliPaths.Client(parse.GetValue(scheduler));
             var view = await client.ListClusterAsync(cancellationToken);
 
             AnsiConsole.MarkupLine(Markup.Escape($"scheduler {view.AnsweredBy}" + (view.Leader == view.AnsweredBy ? " (leader)" : $", leader {(view.Leader.Length > 0 ? view.Leader : "none (election under way)")}")));

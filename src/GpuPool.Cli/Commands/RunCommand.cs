@@ -49,7 +49,7 @@ internal static class RunCommand
             }
 
             var argv = parse.GetValue(program)!;
-            using var client = new GpuPoolClient(CliPaths.ResolveScheduler(parse.GetValue(scheduler)));
+            using var client = CliPaths.Client(parse.GetValue(scheduler));
             await using var lease = await client.AllocateAsync(
                 new LeaseRequest { MemoryBytes = parse.GetValue(memory), ComputeShare = parse.GetValue(share), Tenant = parse.GetValue(tenant)! },
                 cancellationToken);

@@ -83,6 +83,25 @@ internal static class CliPaths
 
     public const string DefaultScheduler = "http://127.0.0.1:7070";
 
+    /// <summary>The pool's certificates as <c>gpupool up</c> and <c>gpupool ca</c> keep them: ca.crt, and a certificate and key per identity.</summary>
+    public static string PkiDir => Path.Combine(ConfigDir, "pki");
+
+    /// <summary>
+    /// A client of the scheduler <paramref name="schedulerOption"/> resolves to, with the credentials every command
+    /// uses (<see cref="GpuPool.Client.GpuPoolClientOptions.FromEnvironment"/> over <see cref="PkiDir"/>); with neither
+    /// a certificate nor a token there, the local pool's admin credential when there is one.
+    /// </summary>
+    public static GpuPool.Client.GpuPoolClient Client(string? schedulerOption, Microsoft.Extensions.Logging.ILogger? logger = null)
+    {
+        var options = GpuPool.Client.GpuPoolClientOptions.FromEnvironment(PkiDir, logger);
+        if (options.Certificate is null && options.BearerToken is null)
+        {
+            options = options with { BearerToken = ResolveAdminToken(null) };
+        }
+
+        return new GpuPool.Client.GpuPoolClient(ResolveScheduler(schedulerOption), options);
+    }
+
     /// <summary>--scheduler if given, else $GPUPOOL_SCHEDULER, else the running pool's address, else the default.</summary>
     public static string ResolveScheduler(string? option)
     {
