@@ -40,7 +40,13 @@ public sealed class BrokerOptions
     /// </summary>
     public string? FastPathUnixSocket { get; set; }
 
-    /// <summary>How long a new fast-path connection may take to send its hello frame.</summary>
+    /// <summary>
+    /// How long a gRPC connection with no call in flight stays open (one that never sends anything too); a client
+    /// reconnects when it next calls. Its TLS handshake gets at most 10 s of it.
+    /// </summary>
+    public TimeSpan IdleConnectionTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a new fast-path connection may take to send its hello frame (and, with TLS, finish its handshake).</summary>
     public TimeSpan FastPathHelloTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>

@@ -46,4 +46,7 @@ internal static partial class Log
 
     [LoggerMessage(14, LogLevel.Error, "Broker {BrokerId} cannot register again: {Reason}")]
     public static partial void RegistrationRefused(ILogger logger, string brokerId, string reason);
+
+    [LoggerMessage(15, LogLevel.Warning, "Fast-path connection from {Peer} refused: {Reason}")]
+    public static partial void FastPathRefused(ILogger logger, string peer, string reason);
 }

@@ -17,6 +17,7 @@ var root = new RootCommand("gpupool: lend GPUs over the network, whole or in sli
     AdminCommands.Drain(),
     RunCommand.Create(),
     CheckCommand.Create(),
+    CaCommands.Create(),
 };
 
 // Tables and progress lines are written for people; when output goes to a file or a pipe, do not

@@ -30,7 +30,7 @@ public sealed record GpuPoolClientOptions
     /// Reads a client's credentials the way every program of the pool does: the CA from <c>$GPUPOOL_CA</c> (a PEM file,
     /// or the PEM text itself), else <paramref name="directory"/>/ca.crt; the certificate from <c>$GPUPOOL_CERT</c> and
     /// <c>$GPUPOOL_KEY</c>, else <paramref name="directory"/>/client.crt and client.key; the token from
-    /// <c>$GPUPOOL_TOKEN</c>. Missing files are no credential, not an error; a file that is there but unreadable is an
+    /// <c>$GPUPOOL_TENANT_TOKEN</c>. Missing files are no credential, not an error; a file that is there but unreadable is an
     /// ArgumentException naming it.
     /// </summary>
     public static GpuPoolClientOptions FromEnvironment(string? directory, ILogger? logger = null)
@@ -58,7 +58,7 @@ public sealed record GpuPoolClientOptions
             certificate = PoolCertificates.Load(Path.Combine(directory, "client.crt"), Path.Combine(directory, "client.key"));
         }
 
-        var token = Environment.GetEnvironmentVariable("GPUPOOL_TOKEN");
+        var token = Environment.GetEnvironmentVariable("GPUPOOL_TENANT_TOKEN");
         return new GpuPoolClientOptions
         {
             Authority = authority,

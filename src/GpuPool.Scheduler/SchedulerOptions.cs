@@ -64,6 +64,12 @@ public sealed class SchedulerOptions
     /// </summary>
     public GpuPool.Protocol.Security.PoolTls? Tls { get; set; }
 
+    /// <summary>
+    /// How long a connection with no call in flight stays open (one that never sends anything too); a client
+    /// reconnects when it next calls. Its TLS handshake gets at most 10 s of it.
+    /// </summary>
+    public TimeSpan IdleConnectionTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>The admin credential (a bearer token) that quota, priority and drain writes need; null refuses every admin write.</summary>
     public string? AdminToken { get; set; }
 

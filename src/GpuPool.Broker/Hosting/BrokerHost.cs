@@ -59,6 +59,7 @@ public sealed class BrokerHost : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
+        CheckCertificate(options);
         var advertised = AdvertisedAddress.Choose(options.ListenAddress, options.AdvertiseAddress);
         if (advertised.Warning is { } warning)
         {
@@ -73,7 +74,9 @@ public sealed class BrokerHost : IAsyncDisposable
             loggerFactory,
             services => services.AddSingleton(options).AddSingleton(leases).AddSingleton<IMemoryPoolFactory<byte>, KestrelBlockPoolFactory>(),
             app => app.MapGrpcService<DeviceSessionService>(),
-            cancellationToken).ConfigureAwait(false);
+            cancellationToken,
+            options.Tls,
+            options.IdleConnectionTimeout).ConfigureAwait(false);
 
         var listeners = new List<FastPathListener>();
         var fastPath = new FastPathEndpoints("", "");
@@ -100,7 +103,7 @@ public sealed class BrokerHost : IAsyncDisposable
         }
 
         leases.Start();
-        var endpoint = $"http://{advertised.UrlHost}:{port}";
+        var endpoint = $"{(options.Tls is null ? "http" : "https")}://{advertised.UrlHost}:{port}";
         var registration = new BrokerRegistration(options, store, endpoint, fastPath, loggerFactory.CreateLogger<BrokerRegistration>());
         try
         {
@@ -115,6 +118,29 @@ public sealed class BrokerHost : IAsyncDisposable
         }
 
         return new BrokerHost(app, endpoint, advertised, fastPath, listeners, leases, registration);
+    }
+
+    /// <summary>
+    /// A broker with TLS must hold a broker's certificate of the pool's CA that names the host it advertises: checked
+    /// at start, so that a broker clients would refuse never registers.
+    /// </summary>
+    private static void CheckCertificate(BrokerOptions options)
+    {
+        if (options.Tls is not { } tls)
+        {
+            return;
+        }
+
+        var own = tls.Certificate ?? throw new ArgumentException("a broker with TLS needs its own certificate and key (gpupool ca issue --broker ID --host HOST)");
+        if (!GpuPool.Protocol.Security.PoolCertificates.Verify(own, tls.Authority, server: true, out var error))
+        {
+            throw new ArgumentException($"the broker's own certificate cannot serve: {error}");
+        }
+
+        if (GpuPool.Protocol.Security.PoolIdentity.FromCertificate(own) is not { Role: GpuPool.Protocol.Security.PoolRole.Broker })
+        {
+            throw new ArgumentException($"the broker's certificate ({own.Subject}) is not a broker's (its subject needs O=gpupool broker): issue one with gpupool ca issue --broker ID");
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -48,6 +48,22 @@ internal static class CliOptions
         },
     };
 
+    /// <summary>A daemon's TLS options: --insecure, or the pool's CA and its own certificate and key (defaults in the config dir's pki).</summary>
+    public sealed record Tls(Option<bool> Insecure, Option<string?> Ca, Option<string?> Cert, Option<string?> Key)
+    {
+        public static Tls Create(string role) => new(
+            new Option<bool>("--insecure") { Description = "Serve plaintext, without TLS: only on a network you trust (gpupool ls shows it)" },
+            new Option<string?>("--ca") { Description = $"The pool's CA certificate (default: {Path.Combine(Hosting.CliPaths.PkiDir, "ca.crt")})" },
+            new Option<string?>("--tls-cert") { Description = $"This {role}'s certificate from the pool's CA (default: {Path.Combine(Hosting.CliPaths.PkiDir, role + ".crt")})" },
+            new Option<string?>("--tls-key") { Description = "Its private key (default: the certificate's path with .key)" });
+
+        public IEnumerable<Option> All => [Insecure, Ca, Cert, Key];
+
+        /// <summary>The TLS these options give, for a daemon of <paramref name="role"/>; null with --insecure.</summary>
+        public Protocol.Security.PoolTls? Resolve(ParseResult parse, string role)
+            => Hosting.PoolPki.ForDaemon(parse.GetValue(Insecure), parse.GetValue(Ca), parse.GetValue(Cert), parse.GetValue(Key), role);
+    }
+
     public static Option<ulong> Bytes(string name, string description, string defaultValue) => new(name)
     {
         Description = description,

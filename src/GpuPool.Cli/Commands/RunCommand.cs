@@ -86,6 +86,11 @@ internal static class RunCommand
                 env["GPUPOOL_SCHEDULER"] = client.SchedulerEndpoint;
                 env["GPUPOOL_TRANSPORT"] = parse.GetValue(transport);
                 env.Remove("GPUPOOL_TOKEN");
+                if (client.Options.Authority is { } authority)
+                {
+                    // The program's shim checks the broker's certificate against the pool's CA, handed over as PEM text.
+                    env["GPUPOOL_CA"] = authority.ExportCertificatePem();
+                }
                 if (parse.GetValue(verbose))
                 {
                     env["GPUPOOL_SHIM_LOG"] = "1";

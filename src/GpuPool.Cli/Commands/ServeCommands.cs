@@ -38,13 +38,20 @@ internal static class ServeCommands
         var openTenants = new Option<bool>("--open-tenants") { Description = "Give tenants without a quota an unlimited one (default: refuse them)" };
         var verbose = DaemonLogging.Verbose();
         var logFormat = DaemonLogging.Format();
+        var tls = CliOptions.Tls.Create("scheduler");
         var command = new Command("scheduler", "Run a scheduler replica of a pool of many hosts until Ctrl-C")
         {
             store, listen, advertise, port, key, adminToken, ttl, grace, openTenants, verbose, logFormat,
         };
+        foreach (var option in tls.All)
+        {
+            command.Options.Add(option);
+        }
+
         command.SetAction(async (parse, cancellationToken) =>
         {
             using var loggerFactory = DaemonLogging.Create(parse.GetValue(verbose), parse.GetValue(logFormat)!);
+            var serverTls = tls.Resolve(parse, "scheduler");
             var tokenFile = parse.GetValue(adminToken);
             await using var clusterStore = StoreFactory.Open(parse.GetValue(store)!);
             await using var host = await SchedulerHost.StartAsync(
@@ -58,11 +65,13 @@ internal static class ServeCommands
                     DefaultLeaseTtl = parse.GetValue(ttl),
                     PreemptionGrace = parse.GetValue(grace),
                     OpenTenants = parse.GetValue(openTenants),
+                    Tls = serverTls,
                 },
                 clusterStore,
                 loggerFactory,
                 cancellationToken);
             AnsiConsole.MarkupLine(Markup.Escape($"scheduler {host.Endpoint}"));
+            SayTls(serverTls);
             PrintAddresses(parse.GetValue(listen)!, host.Advertised);
             AnsiConsole.MarkupLine(host.IsLeader ? "role leader" : "role standby");
             return await RunUntilStoppedAsync(cancellationToken);
@@ -117,13 +126,20 @@ internal static class ServeCommands
         var heartbeat = CliOptions.Duration("--heartbeat-ttl", "How long after its last heartbeat the pool counts this broker down", TimeSpan.FromSeconds(10));
         var verbose = DaemonLogging.Verbose();
         var logFormat = DaemonLogging.Format();
+        var tls = CliOptions.Tls.Create("broker");
         var command = new Command("broker", "Run a broker that lends this host's devices to a pool until Ctrl-C")
         {
             store, id, listen, advertise, port, fastPathPort, key, backend, devices, memory, kernelDeadline, heartbeat, verbose, logFormat,
         };
+        foreach (var option in tls.All)
+        {
+            command.Options.Add(option);
+        }
+
         command.SetAction(async (parse, cancellationToken) =>
         {
             using var loggerFactory = DaemonLogging.Create(parse.GetValue(verbose), parse.GetValue(logFormat)!);
+            var serverTls = tls.Resolve(parse, "broker");
             var (devicesBackend, note) = LocalPool.CreateBackend(parse.GetValue(backend)!, parse.GetValue(devices), parse.GetValue(memory), parse.GetValue(kernelDeadline));
             using (devicesBackend)
             {
@@ -150,12 +166,14 @@ internal static class ServeCommands
                         SchedulerPublicKey = schedulerKey,
                         Backend = devicesBackend,
                         RegistrationTtl = parse.GetValue(heartbeat),
+                        Tls = serverTls,
                     },
                     clusterStore,
                     loggerFactory,
                     cancellationToken);
                 AnsiConsole.MarkupLine(Markup.Escape($"broker {host.Endpoint}"));
                 AnsiConsole.MarkupLine(Markup.Escape($"id {host.Id}"));
+                SayTls(serverTls);
                 if (host.FastPath.Tcp.Length > 0)
                 {
                     AnsiConsole.MarkupLine(Markup.Escape($"fast path tcp {host.FastPath.Tcp}, unix {host.FastPath.Unix}"));
@@ -179,6 +197,19 @@ internal static class ServeCommands
         }
     }
 
+
+    /// <summary>One line on TLS: the certificate served and the CA, or a warning that the daemon serves plaintext.</summary>
+    internal static void SayTls(Protocol.Security.PoolTls? tls)
+    {
+        if (tls is null)
+        {
+            Console.Error.WriteLine("warning: TLS is off (--insecure): lease tokens, credentials and tensors cross the network readable");
+            AnsiConsole.MarkupLine("tls off (--insecure)");
+            return;
+        }
+
+        AnsiConsole.MarkupLine(Markup.Escape($"tls {tls.Certificate!.Subject}, CA {tls.Authority.Subject}, until {tls.Certificate.NotAfter.ToUniversalTime():u}"));
+    }
 
     private static async Task<int> RunUntilStoppedAsync(CancellationToken cancellationToken)
     {

@@ -24,10 +24,11 @@ internal static class UpCommand
         var ttl = CliOptions.Duration("--lease-ttl", "Default lease time to live", TimeSpan.FromSeconds(30));
         var verbose = DaemonLogging.Verbose();
         var logFormat = DaemonLogging.Format();
+        var insecure = new Option<bool>("--insecure") { Description = "Serve plaintext, without TLS: only on a network you trust (by default the pool's CA in the config dir issues certificates for the scheduler, the broker and your commands)" };
 
         var command = new Command("up", "Run a whole pool on this machine (embedded store, scheduler, broker) until Ctrl-C")
         {
-            listen, advertise, port, brokerPort, fastPathPort, backend, devices, memory, kernelDeadline, ttl, verbose, logFormat,
+            listen, advertise, port, brokerPort, fastPathPort, backend, devices, memory, kernelDeadline, ttl, insecure, verbose, logFormat,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -47,6 +48,7 @@ internal static class UpCommand
                 KeyPath = CliPaths.SchedulerKey,
                 AdminToken = CliPaths.LoadOrCreateAdminToken(),
                 StorePath = CliPaths.StoreFile,
+                PkiDir = parse.GetValue(insecure) ? null : CliPaths.PkiDir,
             };
             Directory.CreateDirectory(Path.GetDirectoryName(CliPaths.StoreFile)!);
 
@@ -71,6 +73,13 @@ internal static class UpCommand
             table.AddRow("backend", Markup.Escape(pool.BackendNote));
             table.AddRow("store", Markup.Escape($"embedded, kept in {CliPaths.StoreFile}"));
             table.AddRow("admin token", Markup.Escape(CliPaths.AdminTokenFile));
+            table.AddRow("tls", Markup.Escape(options.PkiDir is null
+                ? "off (--insecure): tokens, credentials and tensors cross the network readable"
+                : $"on, pool CA and certificates in {options.PkiDir} (your commands use client.crt there)"));
+            if (options.PkiDir is null)
+            {
+                await Console.Error.WriteLineAsync("warning: TLS is off (--insecure): lease tokens, credentials and tensors cross the network readable");
+            }
             if (pool.Broker.Advertised.Warning is { } addressWarning)
             {
                 await Console.Error.WriteLineAsync($"warning: {addressWarning}");

@@ -46,6 +46,12 @@ internal sealed record LocalPoolOptions
 
     /// <summary>The admin credential quota, priority and drain changes need; null refuses them.</summary>
     public string? AdminToken { get; init; }
+
+    /// <summary>
+    /// Where the pool's CA and certificates live (<see cref="PoolPki.ForLocalPool"/>): the scheduler and the broker serve
+    /// TLS with certificates issued there at start. Null serves plaintext (--insecure).
+    /// </summary>
+    public string? PkiDir { get; init; }
 }
 
 /// <summary>
@@ -67,6 +73,9 @@ internal sealed class LocalPool : IAsyncDisposable
 
     public IClusterStore Store { get; }
 
+    /// <summary>The scheduler's TLS (its CA is what clients trust); null for a plaintext pool.</summary>
+    public GpuPool.Protocol.Security.PoolTls? Tls { get; private init; }
+
     /// <summary>What the store's recovery had to drop (a record cut short by a crash), for the user.</summary>
     public IReadOnlyList<string> StoreWarnings => Store is EmbeddedClusterStore embedded ? embedded.RecoveryWarnings : [];
 
@@ -83,6 +92,7 @@ internal sealed class LocalPool : IAsyncDisposable
     {
         var (backend, note) = CreateBackend(options.Backend, options.Devices, options.DeviceMemory, options.KernelDeadline);
         var key = options.KeyPath is null ? LeaseToken.CreateKey() : LeaseToken.LoadOrCreatePrivateKey(options.KeyPath);
+        var tls = options.PkiDir is null ? default : PoolPki.ForLocalPool(options.PkiDir, options.Advertise);
         var store = options.StorePath is null ? new EmbeddedClusterStore() : EmbeddedClusterStore.Open(options.StorePath);
         SchedulerHost? scheduler = null;
         try
@@ -96,6 +106,7 @@ internal sealed class LocalPool : IAsyncDisposable
                     SigningKey = key,
                     DefaultLeaseTtl = options.LeaseTtl,
                     AdminToken = options.AdminToken,
+                    Tls = tls.Scheduler,
 
                     // One machine: a tenant without a quota may use the whole pool until an admin sets one.
                     OpenTenants = true,
@@ -111,9 +122,10 @@ internal sealed class LocalPool : IAsyncDisposable
                     FastPathPort = options.FastPathPort,
                     SchedulerPublicKey = publicKey,
                     Backend = backend,
+                    Tls = tls.Broker,
                 },
                 store, loggerFactory, cancellationToken).ConfigureAwait(false);
-            return new LocalPool(store, scheduler, broker, backend, note);
+            return new LocalPool(store, scheduler, broker, backend, note) { Tls = tls.Scheduler };
         }
         catch
         {

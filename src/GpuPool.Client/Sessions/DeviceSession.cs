@@ -130,6 +130,7 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
     private static async Task<SessionTransport> ConnectAsync(GpuPoolClient client, LeaseRecord lease, SessionOptions options, CancellationToken cancellationToken)
     {
         const int maxMessageBytes = 16 << 20;
+        var tls = BrokerTls(client, lease);
         var kind = options.Transport;
         var sameMachine = lease.BrokerMachineId.Length > 0 && string.Equals(lease.BrokerMachineId, MachineIdentity.Get(), StringComparison.OrdinalIgnoreCase);
         var candidates = new List<(string Endpoint, bool Unix)>();
@@ -155,7 +156,7 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
         var tried = new List<(string Address, string Failure)>();
         foreach (var (endpoint, unix) in candidates)
         {
-            var transport = await FastPathSessionTransport.TryConnectAsync(lease.BrokerId, endpoint, unix, options.FastPathConnectTimeout, maxMessageBytes, cancellationToken).ConfigureAwait(false);
+            var transport = await FastPathSessionTransport.TryConnectAsync(lease.BrokerId, endpoint, unix, options.FastPathConnectTimeout, tls, maxMessageBytes, cancellationToken).ConfigureAwait(false);
             if (transport.Transport is { } connected)
             {
                 if (tried.Count > 0)
@@ -183,6 +184,20 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
     }
 
     /// <summary>One line: which fast paths could not be reached, why, and what the session runs over instead.</summary>
+    /// <summary>
+    /// The TLS settings for a broker that registered an https:// endpoint (its TCP fast path speaks TLS too); null for
+    /// a broker run with --insecure. A client given no pool CA cannot check a TLS broker: Unauthenticated, saying what to give it.
+    /// </summary>
+    private static Protocol.Security.PoolTls? BrokerTls(GpuPoolClient client, LeaseRecord lease)
+    {
+        if (!lease.BrokerEndpoint.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
+        return client.Tls ?? throw new GpuPoolException(ErrorCode.Unauthenticated, $"broker {lease.BrokerId} at {lease.BrokerEndpoint} speaks TLS, and this client was given no pool CA to check its certificate with: give it the pool's ca.crt (GpuPoolClientOptions.Authority, or $GPUPOOL_CA)");
+    }
+
     private static void SayFallback(GpuPoolClient client, LeaseRecord lease, List<(string Address, string Failure)> tried, string fallback)
     {
         var address = string.Join(", then ", tried.Select(t => t.Address));

@@ -205,7 +205,7 @@ public static class PoolCertificates
     {
         try
         {
-            return keyPath is null ? X509Certificate2.CreateFromPemFile(certificatePath) : X509Certificate2.CreateFromPemFile(certificatePath, keyPath);
+            return keyPath is null ? X509Certificate2.CreateFromPem(File.ReadAllText(certificatePath)) : X509Certificate2.CreateFromPemFile(certificatePath, keyPath);
         }
         catch (Exception ex) when (ex is CryptographicException or IOException or UnauthorizedAccessException or ArgumentException)
         {

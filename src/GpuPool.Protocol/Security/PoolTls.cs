@@ -53,7 +53,8 @@ public sealed class PoolTls
     {
         ServerCertificate = Certificate ?? throw new InvalidOperationException("a TLS server needs its own certificate"),
         EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-        ClientCertificateRequired = false,
+        // Asked for (so a client that has one sends it), not required: the callback takes a connection without one.
+        ClientCertificateRequired = true,
         RemoteCertificateValidationCallback = static (_, _, _, _) => true,
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
     };

@@ -48,6 +48,19 @@ public sealed class SchedulerHost : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(store);
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
+        if (options.Tls is { } tls)
+        {
+            var own = tls.Certificate ?? throw new ArgumentException("a scheduler with TLS needs its own certificate and key (gpupool ca issue --scheduler NAME --host HOST)");
+            if (!Protocol.Security.PoolCertificates.Verify(own, tls.Authority, server: true, out var error))
+            {
+                throw new ArgumentException($"the scheduler's own certificate cannot serve: {error}");
+            }
+
+            if (Protocol.Security.PoolIdentity.FromCertificate(own) is not { Role: Protocol.Security.PoolRole.Scheduler })
+            {
+                throw new ArgumentException($"the scheduler's certificate ({own.Subject}) is not a scheduler's (its subject needs O=gpupool scheduler): issue one with gpupool ca issue --scheduler NAME");
+            }
+        }
         var logger = loggerFactory.CreateLogger<SchedulerHost>();
         var advertised = AdvertisedAddress.Choose(options.ListenAddress, options.AdvertiseAddress);
         if (advertised.Warning is { } warning)
@@ -70,9 +83,11 @@ public sealed class SchedulerHost : IAsyncDisposable
                 app.MapGrpcService<LeaseService>();
                 app.MapGrpcService<AdminService>();
             },
-            cancellationToken).ConfigureAwait(false);
+            cancellationToken,
+            options.Tls,
+            options.IdleConnectionTimeout).ConfigureAwait(false);
 
-        options.AdvertisedEndpoint ??= $"http://{advertised.UrlHost}:{port}";
+        options.AdvertisedEndpoint ??= $"{(options.Tls is null ? "http" : "https")}://{advertised.UrlHost}:{port}";
         var leadership = new Leadership(options, store, options.AdvertisedEndpoint, logger);
         box.Value = leadership;
         var host = new SchedulerHost(app, options.AdvertisedEndpoint, leadership, manager) { Advertised = advertised };

@@ -172,7 +172,7 @@ public sealed class LeaseManager : IDisposable
             throw new GpuPoolException(ErrorCode.Unavailable, "no scheduler replica leads the pool right now (an election is under way); retry in a few seconds");
         }
 
-        var client = new Protocol.V1.Leases.LeasesClient(_channels.GetOrAdd(leader, static e => GrpcChannel.ForAddress(e)));
+        var client = new Protocol.V1.Leases.LeasesClient(_channels.GetOrAdd(leader, e => Hosting.ReplicaChannel.Create(e, _options)));
         try
         {
             return await call(client, new Metadata { { ForwardedHeader, "1" } }, _options.TimeProvider.GetUtcNow().UtcDateTime + timeout).ConfigureAwait(false);

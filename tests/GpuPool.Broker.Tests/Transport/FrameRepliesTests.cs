@@ -115,7 +115,7 @@ public sealed class FrameRepliesTests : IAsyncLifetime
     private FrameReplies Start(Stream? wire = null)
     {
         _output = PipeWriter.Create(wire ?? new NetworkStream(_pair.Broker), new StreamPipeWriterOptions(leaveOpen: true));
-        return new FrameReplies(_output, _pair.Broker, _blocks, _writing.Token, _session.Token);
+        return new FrameReplies(_output, GpuPool.Protocol.Transport.FrameWire.Plain(_pair.Broker), _blocks, _writing.Token, _session.Token);
     }
 
     /// <summary>Sends a copy chunk straight from "device" memory, as a device stream does; whether it was sent.</summary>

@@ -33,7 +33,7 @@ internal static class Loopback
             async listener => client = await FrameConnection.ConnectAsync($"127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}", unix: false, "broker b0 at tcp loopback", TimeSpan.FromSeconds(5), CancellationToken.None));
         if (smallBuffers)
         {
-            client!.Socket.SendBufferSize = SmallBuffer;
+            client!.Wire.Socket.SendBufferSize = SmallBuffer;
         }
 
         return (broker, client!);

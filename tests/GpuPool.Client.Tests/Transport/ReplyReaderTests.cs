@@ -111,7 +111,7 @@ public sealed class ReplyReaderTests : IDisposable
     private async Task<Task<GpuPoolException>> StartAsync(RecordingTarget target)
     {
         (_broker, _client) = await Loopback.PairAsync();
-        return Task.Run(new ReplyReader(_client, target, Peer).RunAsync);
+        return Task.Run(new ReplyReader(GpuPool.Protocol.Transport.FrameWire.Plain(_client), target, Peer).RunAsync);
     }
 
     private async Task SendAsync(Action<ArrayBufferWriter<byte>> write)

@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using GpuPool.Protocol.Transport;
 
 namespace GpuPool.Broker.Transport.FastPath;
@@ -9,7 +8,7 @@ namespace GpuPool.Broker.Transport.FastPath;
 /// the next frame's header and fixed fields through the pipe, so that a bulk payload after it goes straight to the
 /// device too instead of into the pipe's buffer first (which would cost a memcpy per byte).
 /// </summary>
-internal sealed class BoundedReadStream(Socket socket) : Stream
+internal sealed class BoundedReadStream(FrameWire wire) : Stream
 {
     private int _nextReadLimit = int.MaxValue;
     private bool _restComing;
@@ -36,16 +35,16 @@ internal sealed class BoundedReadStream(Socket socket) : Stream
         if (_restComing)
         {
             _restComing = false;
-            return SocketReceiver.ReceiveSomeAsync(socket, buffer, cancellationToken);
+            return wire.ReceiveSomeAsync(buffer, cancellationToken);
         }
 
-        return socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
+        return wire.ReceiveAsync(buffer, cancellationToken);
     }
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
         => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
-    public override int Read(byte[] buffer, int offset, int count) => socket.Receive(buffer, offset, Take(count), SocketFlags.None);
+    public override int Read(byte[] buffer, int offset, int count) => wire.Receive(buffer.AsSpan(offset, Take(count)));
 
     public override void Flush()
     {

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using GpuPool.Protocol.Transport;
 
@@ -17,14 +16,14 @@ internal static class ChunkReceiver
     /// with the chunk uncounted (its bytes in device memory undefined) and throws: its copy fails, naming the connection.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    public static async ValueTask ReceiveAsync(Socket socket, BoundedReadStream bounded, PointerMemory view, FastPathSession session, DirectReceive receive, CancellationToken cancellationToken)
+    public static async ValueTask ReceiveAsync(FrameWire wire, BoundedReadStream bounded, PointerMemory view, FastPathSession session, DirectReceive receive, CancellationToken cancellationToken)
     {
         var whole = false;
         view.Reset(receive.Chunk.Target + receive.Arrived, receive.Chunk.Length - receive.Arrived);
         try
         {
             // The rest is on its way: waiting for it in poll beats a trip through the socket engine per wake-up.
-            await SocketReceiver.ReceiveExactlyAsync(socket, view.Memory, "client", cancellationToken).ConfigureAwait(false);
+            await wire.ReceiveExactlyAsync(view.Memory, "client", cancellationToken).ConfigureAwait(false);
             whole = true;
         }
         finally

@@ -24,7 +24,7 @@ internal sealed class DataConnection(FastPathConnectionHandler handler, Connecti
         }
 
         using var writing = CancellationTokenSource.CreateLinkedTokenSource(closed);
-        var replies = new FrameReplies(connection.Output, connection.Socket, handler.Blocks, writing.Token, session.Ended);
+        var replies = new FrameReplies(connection.Output, connection.Wire, handler.Blocks, writing.Token, session.Ended);
         using var reading = CancellationTokenSource.CreateLinkedTokenSource(closed, session.Ended, replies.Failed);
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var index = session.Join(replies, done.Task, out var full);
@@ -109,7 +109,7 @@ internal sealed class DataConnection(FastPathConnectionHandler handler, Connecti
             input.AdvanceTo(step.Consumed, step.Stop != Stop.None ? step.Consumed : result.Buffer.End);
             if (step.Direct is { } receive)
             {
-                await ChunkReceiver.ReceiveAsync(connection.Socket, connection.Bounded, connection.View, session, receive, cancellationToken).ConfigureAwait(false);
+                await ChunkReceiver.ReceiveAsync(connection.Wire, connection.Bounded, connection.View, session, receive, cancellationToken).ConfigureAwait(false);
                 continue;
             }
 

@@ -45,11 +45,11 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
     /// Serves one accepted socket until either side closes it. Reads go through a PipeReader with large
     /// buffers, so a bulk frame arrives in a few reads rather than thousands of 4 KiB ones.
     /// </summary>
-    public async Task RunAsync(Socket socket, string transport, CancellationToken closed)
+    public async Task RunAsync(FrameWire wire, string transport, CancellationToken closed)
     {
-        await using var stream = new NetworkStream(socket, ownsSocket: true);
-        var connection = new Connection(socket, new BoundedReadStream(socket), _blocks);
-        var output = connection.Output = PipeWriter.Create(stream, new StreamPipeWriterOptions(_blocks, minimumBufferSize: 256 << 10, leaveOpen: true));
+        await using var owned = wire;
+        var connection = new Connection(wire, new BoundedReadStream(wire), _blocks);
+        var output = connection.Output = PipeWriter.Create(wire.Stream, new StreamPipeWriterOptions(_blocks, minimumBufferSize: 256 << 10, leaveOpen: true));
         try
         {
             var (hello, join, error) = await ReadFirstFrameAsync(connection.Input, closed).ConfigureAwait(false);
@@ -168,17 +168,18 @@ internal sealed class FastPathConnectionHandler(LeaseTable leases, BrokerOptions
     }
 }
 
-/// <summary>One accepted socket, with the pipe it is read through and the writer it is answered on.</summary>
+/// <summary>One accepted connection, with the pipe it is read through and the writer it is answered on.</summary>
 internal sealed class Connection
 {
-    public Connection(Socket socket, BoundedReadStream bounded, BlockMemoryPool blocks)
+    public Connection(FrameWire wire, BoundedReadStream bounded, BlockMemoryPool blocks)
     {
-        Socket = socket;
+        Wire = wire;
         Bounded = bounded;
         Input = PipeReader.Create(bounded, new StreamPipeReaderOptions(blocks, bufferSize: blocks.BlockSize, minimumReadSize: 256 << 10, leaveOpen: true));
     }
 
-    public Socket Socket { get; }
+    /// <summary>The connection's bytes: its socket, or TLS over it.</summary>
+    public FrameWire Wire { get; }
 
     /// <summary>What <see cref="Input"/> reads from: the socket, with reads that can be held short or wait in poll.</summary>
     public BoundedReadStream Bounded { get; }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using GpuPool.Protocol.Transport;
 
 namespace GpuPool.Broker.Transport.FastPath;
 
@@ -155,7 +156,10 @@ internal sealed class FastPathListener : IAsyncDisposable
                 await registered.Task.ConfigureAwait(false);
                 try
                 {
-                    await _handler.RunAsync(socket, _transport, _stop.Token).ConfigureAwait(false);
+                    if (await OpenAsync(socket).ConfigureAwait(false) is { } wire)
+                    {
+                        await _handler.RunAsync(wire, _transport, _stop.Token).ConfigureAwait(false);
+                    }
                 }
                 finally
                 {
@@ -163,6 +167,62 @@ internal sealed class FastPathListener : IAsyncDisposable
                 }
             });
             registered.SetResult();
+        }
+    }
+
+    /// <summary>
+    /// The accepted connection's wire: over TCP with the broker's TLS settings, TLS, whose handshake must finish within
+    /// the hello timeout; else the socket itself. A client that sends plaintext to a TLS port is answered, in plaintext,
+    /// with an error frame saying so, and closed; a handshake that fails is logged with the peer and closed.
+    /// </summary>
+    private async Task<FrameWire?> OpenAsync(Socket socket)
+    {
+        var tls = _transport == "tcp" ? _handler.Options.Tls : null;
+        if (tls is null)
+        {
+            return FrameWire.Plain(socket);
+        }
+
+        var peer = socket.RemoteEndPoint?.ToString() ?? "?";
+        var timeout = _handler.Options.FastPathHelloTimeout;
+        try
+        {
+            // A TLS connection starts with a handshake record (0x16); anything else is a client speaking plaintext.
+            var first = new byte[1];
+            using (var peekCts = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token))
+            {
+                peekCts.CancelAfter(timeout);
+                if (await socket.ReceiveAsync(first, SocketFlags.Peek, peekCts.Token).ConfigureAwait(false) == 0)
+                {
+                    socket.Dispose();
+                    return null;
+                }
+            }
+
+            if (first[0] != 0x16)
+            {
+                Log.FastPathRefused(_handler.Logger, peer, "it sent plaintext to a TLS port");
+                await using (var plain = FrameWire.Plain(socket))
+                {
+                    var output = System.IO.Pipelines.PipeWriter.Create(plain.Stream);
+                    await FastPathConnectionHandler.FailAsync(output, 0, GpuPool.Protocol.V1.ErrorCode.Unauthenticated, "this broker's fast path speaks TLS: connect with TLS and the pool's CA").ConfigureAwait(false);
+                    await plain.ShutdownSendAsync().ConfigureAwait(false);
+                }
+
+                return null;
+            }
+
+            return await FrameWire.AcceptAsync(socket, tls, timeout, _stop.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or System.Security.Authentication.AuthenticationException or ObjectDisposedException)
+        {
+            if (!_stop.IsCancellationRequested)
+            {
+                Log.FastPathRefused(_handler.Logger, peer, ex is OperationCanceledException ? $"no TLS handshake within {timeout.TotalSeconds:0.#} s" : $"TLS handshake failed ({ex.Message})");
+            }
+
+            socket.Dispose();
+            return null;
         }
     }
 

@@ -37,7 +37,7 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
     private readonly Channel<Item> _items = Channel.CreateUnbounded<Item>(new UnboundedChannelOptions { SingleReader = true });
     private readonly SemaphoreSlim _staging = new(StagedChunks, StagedChunks);
     private readonly PipeWriter _output;
-    private readonly Socket _socket;
+    private readonly FrameWire _wire;
     private readonly BlockMemoryPool _blocks;
     private readonly CancellationToken _cancellation;
     private readonly CancellationTokenSource _sendCancel;
@@ -51,16 +51,16 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
     private readonly PointerMemory _directBytes = new();
 
     /// <param name="output">The connection's writer.</param>
-    /// <param name="socket">The connection's socket, which direct chunks are sent on once <paramref name="output"/> is flushed.</param>
+    /// <param name="wire">The connection (its socket, or TLS over it), which direct chunks are sent on once <paramref name="output"/> is flushed.</param>
     /// <param name="blocks">Where small device-to-host chunks are staged; a chunk larger than a block (a reply
     /// chunk size configured past it) is staged in an ArrayPool array instead.</param>
     /// <param name="writing">Ends the writer (the connection is closing).</param>
     /// <param name="session">Ends the session (the lease ended, the connection closed): a device stream
     /// waiting for a staging buffer or a direct send then gives up instead of holding the lease's context open.</param>
-    public FrameReplies(PipeWriter output, Socket socket, BlockMemoryPool blocks, CancellationToken writing, CancellationToken session)
+    public FrameReplies(PipeWriter output, FrameWire wire, BlockMemoryPool blocks, CancellationToken writing, CancellationToken session)
     {
         _output = output;
-        _socket = socket;
+        _wire = wire;
         _blocks = blocks;
         _cancellation = session;
         _sendCancel = CancellationTokenSource.CreateLinkedTokenSource(writing);
@@ -355,11 +355,7 @@ internal sealed class FrameReplies : ISessionReplies, IDirectReplies
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendAllAsync(ReadOnlyMemory<byte> bytes)
     {
-        while (!bytes.IsEmpty)
-        {
-            var n = await _socket.SendAsync(bytes, SocketFlags.None, _sendCancel.Token).ConfigureAwait(false);
-            bytes = bytes[n..];
-        }
+        await _wire.SendAsync(bytes, _sendCancel.Token).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -37,7 +37,7 @@ internal sealed class SessionConnection(FastPathConnectionHandler handler, Conne
         // reading: once the session is over, writing gets a few seconds, then the connection is dropped.
         using var writing = CancellationTokenSource.CreateLinkedTokenSource(closed);
         using var sessionEnded = new CancellationTokenSource();
-        var replies = new FrameReplies(connection.Output, connection.Socket, handler.Blocks, writing.Token, linked.Token);
+        var replies = new FrameReplies(connection.Output, connection.Wire, handler.Blocks, writing.Token, linked.Token);
         using var reading = CancellationTokenSource.CreateLinkedTokenSource(linked.Token, replies.Failed);
         var id = handler.NewSessionId();
         var executor = new SessionExecutor(lease, options, replies, transport, id, options.FastPathMaxDataConnections, handler.SessionLogger);
@@ -106,7 +106,7 @@ internal sealed class SessionConnection(FastPathConnectionHandler handler, Conne
             session.Processed(session.Executor.LastSeq);
             if (step.Direct is { } receive)
             {
-                await ChunkReceiver.ReceiveAsync(connection.Socket, connection.Bounded, connection.View, session, receive, cancellationToken).ConfigureAwait(false);
+                await ChunkReceiver.ReceiveAsync(connection.Wire, connection.Bounded, connection.View, session, receive, cancellationToken).ConfigureAwait(false);
                 continue;
             }
 

@@ -36,9 +36,9 @@ internal sealed class FastPathSessionTransport : SessionTransport
     /// Connects to broker <paramref name="brokerId"/>'s Unix socket path or "host:port" TCP endpoint within
     /// <paramref name="timeout"/>; no transport and why ("no answer within 1 s") when it cannot.
     /// </summary>
-    public static async Task<(FastPathSessionTransport? Transport, string Failure)> TryConnectAsync(string brokerId, string endpoint, bool unix, TimeSpan timeout, int maxMessageBytes, CancellationToken cancellationToken)
+    public static async Task<(FastPathSessionTransport? Transport, string Failure)> TryConnectAsync(string brokerId, string endpoint, bool unix, TimeSpan timeout, Protocol.Security.PoolTls? tls, int maxMessageBytes, CancellationToken cancellationToken)
     {
-        var (connection, failure) = await FrameConnection.TryConnectAsync(endpoint, unix, FrameConnection.DescribePeer(brokerId, endpoint, unix), timeout, cancellationToken).ConfigureAwait(false);
+        var (connection, failure) = await FrameConnection.TryConnectAsync(endpoint, unix, FrameConnection.DescribePeer(brokerId, endpoint, unix), timeout, tls, cancellationToken).ConfigureAwait(false);
         return (connection is null ? null : new FastPathSessionTransport(connection, maxMessageBytes), failure);
     }
 

@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
 using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.Security;
+using GpuPool.Protocol.Transport;
 using GpuPool.Protocol.V1;
 
 namespace GpuPool.Client.Transport.FastPath;
@@ -11,13 +13,14 @@ namespace GpuPool.Client.Transport.FastPath;
 /// </summary>
 internal sealed class FrameConnection : IAsyncDisposable
 {
-    private readonly Socket _socket;
+    private readonly FrameWire _wire;
     private IReplyTarget _target = null!;
     private Task<GpuPoolException> _reader = Task.FromResult<GpuPoolException>(null!);
 
-    private FrameConnection(Socket socket, string endpoint, bool unix, string peer, TimeSpan connectTimeout)
+    private FrameConnection(FrameWire wire, string endpoint, bool unix, string peer, TimeSpan connectTimeout, PoolTls? tls)
     {
-        _socket = socket;
+        _wire = wire;
+        Tls = tls;
         Endpoint = endpoint;
         IsUnix = unix;
         Peer = peer;
@@ -35,7 +38,11 @@ internal sealed class FrameConnection : IAsyncDisposable
     /// <summary>How long this connection's connect could take; the session's data connections get as long.</summary>
     public TimeSpan ConnectTimeout { get; }
 
-    public Socket Socket => _socket;
+    /// <summary>The connection's bytes: its socket, or TLS over it.</summary>
+    public FrameWire Wire => _wire;
+
+    /// <summary>The TLS settings this connection was made with (a TCP one to a TLS broker); the session's data connections use the same.</summary>
+    public PoolTls? Tls { get; }
 
     public FrameSender Sender { get; }
 
@@ -45,23 +52,23 @@ internal sealed class FrameConnection : IAsyncDisposable
     /// <summary>"broker b1 at tcp 10.0.0.5:7072" (or "at unix PATH"): how messages name the other end of a fast-path connection.</summary>
     public static string DescribePeer(string brokerId, string endpoint, bool unix) => $"broker {brokerId} at {(unix ? "unix" : "tcp")} {endpoint}";
 
-    /// <summary>
-    /// Connects to a Unix socket path or a "host:port" TCP endpoint (the host an address or a DNS name), giving up after
-    /// <paramref name="timeout"/>: a <see cref="GpuPoolException"/> (Unavailable) naming <paramref name="peer"/> says why.
-    /// </summary>
-    public static async Task<FrameConnection> ConnectAsync(string endpoint, bool unix, string peer, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>Like <see cref="TryConnectAsync"/>, but a connection that cannot be made is a <see cref="GpuPoolException"/> (Unavailable) naming <paramref name="peer"/>.</summary>
+    public static async Task<FrameConnection> ConnectAsync(string endpoint, bool unix, string peer, TimeSpan timeout, CancellationToken cancellationToken, PoolTls? tls = null)
     {
-        var (connection, failure) = await TryConnectAsync(endpoint, unix, peer, timeout, cancellationToken).ConfigureAwait(false);
+        var (connection, failure) = await TryConnectAsync(endpoint, unix, peer, timeout, tls, cancellationToken).ConfigureAwait(false);
         return connection ?? throw new GpuPoolException(ErrorCode.Unavailable, $"cannot reach {peer}: {failure}");
     }
 
     /// <summary>
-    /// Like <see cref="ConnectAsync"/>, but a connection that cannot be made within <paramref name="timeout"/> (refused,
-    /// no route, no answer) is no connection and a reason ("no answer within 1 s"), not an exception. A malformed
+    /// Connects to a Unix socket path or a "host:port" TCP endpoint (the host an address or a DNS name) within
+    /// <paramref name="timeout"/>, TCP with TLS when <paramref name="tls"/> is given (a Unix socket never leaves the
+    /// host and stays plaintext). A connection that cannot be made (refused, no route, no answer, a TLS handshake that
+    /// fails or does not finish) is no connection and a reason ("no answer within 1 s"), not an exception. A malformed
     /// endpoint throws InvalidArgument; cancelling throws.
     /// </summary>
-    public static async Task<(FrameConnection? Connection, string Failure)> TryConnectAsync(string endpoint, bool unix, string peer, TimeSpan timeout, CancellationToken cancellationToken)
+    public static async Task<(FrameConnection? Connection, string Failure)> TryConnectAsync(string endpoint, bool unix, string peer, TimeSpan timeout, PoolTls? tls, CancellationToken cancellationToken)
     {
+        var host = "";
         EndPoint target;
         Socket socket;
         if (unix)
@@ -76,7 +83,7 @@ internal sealed class FrameConnection : IAsyncDisposable
         else
         {
             var colon = endpoint.LastIndexOf(':');
-            var host = colon > 0 ? endpoint[..colon] : "";
+            host = colon > 0 ? endpoint[..colon] : "";
             if (colon <= 0 || !int.TryParse(endpoint.AsSpan(colon + 1), out var port) || port is < 1 or > 65535 || host.Length == 0)
             {
                 throw new GpuPoolException(ErrorCode.InvalidArgument, $"{peer}: the fast-path endpoint '{endpoint}' is not host:port");
@@ -95,6 +102,7 @@ internal sealed class FrameConnection : IAsyncDisposable
             }
         }
 
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             using var timeoutCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -117,7 +125,21 @@ internal sealed class FrameConnection : IAsyncDisposable
             throw;
         }
 
-        return (new FrameConnection(socket, endpoint, unix, peer, timeout), "");
+        var useTls = unix ? null : tls;
+        FrameWire wire;
+        try
+        {
+            // The handshake gets what is left of the connect's time, and at least a second.
+            var left = timeout - System.Diagnostics.Stopwatch.GetElapsedTime(started);
+            wire = await FrameWire.ConnectAsync(socket, useTls, host, left < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : left, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is System.Security.Authentication.AuthenticationException or IOException or SocketException)
+        {
+            socket.Dispose();
+            return (null, ex is System.Security.Authentication.AuthenticationException ? ex.Message : $"TLS handshake failed ({ex.Message}); a broker run with --insecure speaks plaintext");
+        }
+
+        return (new FrameConnection(wire, endpoint, unix, peer, timeout, useTls), "");
     }
 
     /// <summary>A timeout as people write it: "1 s", "250 ms".</summary>
@@ -144,7 +166,7 @@ internal sealed class FrameConnection : IAsyncDisposable
     public void Start(IReplyTarget target)
     {
         _target = target;
-        var reader = new ReplyReader(_socket, target, Peer);
+        var reader = new ReplyReader(_wire, target, Peer);
         _reader = Task.Run(async () =>
         {
             var closed = await reader.RunAsync().ConfigureAwait(false);
@@ -177,16 +199,9 @@ internal sealed class FrameConnection : IAsyncDisposable
     {
         // Let queued frames leave, then close our side; the broker ends the session and closes too.
         await Sender.CloseAsync().ConfigureAwait(false);
-        try
-        {
-            _socket.Shutdown(SocketShutdown.Send);
-        }
-        catch (SocketException)
-        {
-        }
-
+        await _wire.ShutdownSendAsync().ConfigureAwait(false);
         await Task.WhenAny(_reader, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
-        _socket.Dispose();
+        await _wire.DisposeAsync().ConfigureAwait(false);
         await _reader.ConfigureAwait(false);
         await Sender.Completion.ConfigureAwait(false);
     }

@@ -321,7 +321,7 @@ internal sealed class FrameSender
             }
         }
 
-        var socket = _connection.Socket;
+        var wire = _connection.Wire;
         while (true)
         {
             await wake.ConfigureAwait(false);
@@ -353,9 +353,9 @@ internal sealed class FrameSender
 
                 try
                 {
-                    await socket.SendAsync(segment.Bytes, SocketFlags.None).ConfigureAwait(false);
+                    await wire.SendAsync(segment.Bytes, CancellationToken.None).ConfigureAwait(false);
                 }
-                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException or NotSupportedException)
                 {
                     var error = await _connection.SendFailedAsync(ex).ConfigureAwait(false);
                     segment.Sent?.Fail(error);

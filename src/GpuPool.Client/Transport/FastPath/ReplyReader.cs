@@ -28,18 +28,18 @@ internal sealed class ReplyReader
     /// </summary>
     private static readonly BlockMemoryPool ReadBuffers = new(ReadBufferSize, maxRetained: 64);
 
-    private readonly Socket _socket;
+    private readonly FrameWire _wire;
     private readonly PipeReader _input;
     private readonly IReplyTarget _target;
     private readonly string _peer;
 
     /// <param name="peer">Who is at the other end, for messages: "broker b1 at tcp 10.0.0.5:7072".</param>
-    public ReplyReader(Socket socket, IReplyTarget target, string peer)
+    public ReplyReader(FrameWire wire, IReplyTarget target, string peer)
     {
-        _socket = socket;
+        _wire = wire;
         _target = target;
         _peer = peer;
-        _input = PipeReader.Create(new NetworkStream(socket, ownsSocket: false), new StreamPipeReaderOptions(ReadBuffers, bufferSize: ReadBufferSize, minimumReadSize: 64 * 1024));
+        _input = PipeReader.Create(wire.Stream, new StreamPipeReaderOptions(ReadBuffers, bufferSize: ReadBufferSize, minimumReadSize: 64 * 1024));
     }
 
     /// <summary>A Data frame being received straight into its copy's destination: what is still to come.</summary>
@@ -66,7 +66,7 @@ internal sealed class ReplyReader
                 {
                     // The pipe holds nothing more and reads nothing until asked: the rest of the payload is read from the
                     // socket into the copy's destination, then the pipe goes on from the next frame.
-                    await SocketReceiver.ReceiveExactlyAsync(_socket, receive.Rest, "broker", CancellationToken.None).ConfigureAwait(false);
+                    await _wire.ReceiveExactlyAsync(receive.Rest, "broker", CancellationToken.None).ConfigureAwait(false);
                     _target.OnDataReceived(receive.Seq, receive.Offset, receive.Length, receive.Last);
                     continue;
                 }

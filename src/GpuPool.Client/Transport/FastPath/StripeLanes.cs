@@ -111,7 +111,7 @@ internal sealed class StripeLanes
     /// </summary>
     private async Task<(Lane? Lane, string Failure, bool Unreachable)> JoinAsync(CancellationToken cancellationToken)
     {
-        var (connection, failure) = await FrameConnection.TryConnectAsync(_first.Endpoint, _first.IsUnix, _first.Peer, _first.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+        var (connection, failure) = await FrameConnection.TryConnectAsync(_first.Endpoint, _first.IsUnix, _first.Peer, _first.ConnectTimeout, _first.Tls, cancellationToken).ConfigureAwait(false);
         if (connection is null)
         {
             return (null, failure, true);
