@@ -223,7 +223,36 @@ public sealed class GpuPoolClient : IDisposable
             {
                 // Try the next replica.
             }
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.Unavailable or StatusCode.Internal && ExplainTls(ex, _schedulers[index].Target) is { } why)
+            {
+                throw new RpcException(new Status(StatusCode.Unavailable, why, ex.Status.DebugException));
+            }
         }
+    }
+
+    /// <summary>
+    /// Why a call could not connect, when TLS is why: the server's certificate refused (and the reason), a TLS client at
+    /// a plaintext server, or a plaintext client at a TLS server. Null when the failure is something else.
+    /// </summary>
+    internal string? ExplainTls(RpcException ex, string target)
+    {
+        var secure = target.StartsWith("https://", StringComparison.OrdinalIgnoreCase) || (!target.Contains("://", StringComparison.Ordinal) && SchedulerEndpoint.StartsWith("https://", StringComparison.OrdinalIgnoreCase));
+        var refused = false;
+        for (var inner = ex.Status.DebugException; inner is not null; inner = inner.InnerException)
+        {
+            // Nobody listening, no route: not a matter of TLS.
+            refused |= inner is System.Net.Sockets.SocketException;
+            if (inner is System.Security.Authentication.AuthenticationException auth)
+            {
+                return Tls?.LastRejection is { Length: > 0 } rejection
+                    ? $"TLS with {target} refused: {rejection}"
+                    : $"TLS with {target} failed ({auth.Message}); a server run with --insecure speaks plaintext: dial it at http://";
+            }
+        }
+
+        return !secure && !refused && ex.Status.DebugException is HttpRequestException or IOException
+            ? $"{ex.Status.Detail} (if the server speaks TLS, as a pool does unless run with --insecure, dial it at https:// with the pool's CA)"
+            : null;
     }
 
     internal GrpcChannel BrokerChannel(string endpoint) => _brokers.GetOrAdd(endpoint, e => CreateChannel(e, bearerToken: null));

@@ -139,10 +139,10 @@ internal static class ServeCommands
         command.SetAction(async (parse, cancellationToken) =>
         {
             using var loggerFactory = DaemonLogging.Create(parse.GetValue(verbose), parse.GetValue(logFormat)!);
-            var serverTls = tls.Resolve(parse, "broker");
             var (devicesBackend, note) = LocalPool.CreateBackend(parse.GetValue(backend)!, parse.GetValue(devices), parse.GetValue(memory), parse.GetValue(kernelDeadline));
             using (devicesBackend)
             {
+                var serverTls = tls.Resolve(parse, "broker");
                 var pem = File.ReadAllText(parse.GetValue(key)!);
                 var schedulerKey = LeaseToken.ImportPublicPem(pem, out var wasPrivate);
                 if (wasPrivate)

@@ -36,8 +36,8 @@ public sealed class AddressOptionTests
         await using var up = CliProcess.Start(configDir, "up", "--listen", "0.0.0.0", "--port", "0", "--broker-port", "0", "--fast-path-port", "0");
         await up.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C", StringComparison.Ordinal), Timeout);
 
-        Assert.Matches($@"scheduler\s+http://{System.Text.RegularExpressions.Regex.Escape(expected.UrlHost)}:\d+\s", up.Stdout);
-        Assert.Matches($@"broker\s+http://{System.Text.RegularExpressions.Regex.Escape(expected.UrlHost)}:\d+ \(id \S+\)\s", up.Stdout);
+        Assert.Matches($@"scheduler\s+https://{System.Text.RegularExpressions.Regex.Escape(expected.UrlHost)}:\d+\s", up.Stdout);
+        Assert.Matches($@"broker\s+https://{System.Text.RegularExpressions.Regex.Escape(expected.UrlHost)}:\d+ \(id \S+\)\s", up.Stdout);
         Assert.Contains($"0.0.0.0, advertised as {expected.Host} ({expected.Reason})", up.Stdout, StringComparison.Ordinal);
 
         await using var check = await CliProcess.RunAsync(configDir, Timeout, "check", "--bytes", "1MiB");
@@ -76,5 +76,5 @@ public sealed class AddressOptionTests
     }
 
     private static string BrokerIdOf(string upOutput)
-        => System.Text.RegularExpressions.Regex.Match(upOutput, @"broker\s+http://\S+ \(id (\S+)\)").Groups[1].Value;
+        => System.Text.RegularExpressions.Regex.Match(upOutput, @"broker\s+https://\S+ \(id (\S+)\)").Groups[1].Value;
 }

@@ -44,7 +44,7 @@ public sealed class AdminCommandTests
             var (restarted, scheduler2, _) = await UpProcessFixture.StartUpAsync(configDir);
             await using (restarted)
             {
-                using var client = new GpuPoolClient(scheduler2);
+                using var client = new GpuPoolClient(scheduler2, TestPki.FromConfigDir(configDir));
                 var admin = new PoolAdmin(client, null);
                 var quota = await admin.GetQuotaAsync("team-a");
                 Assert.Equal((300u, 2UL << 30, 4u), (quota.MaxMilliGpus, quota.MaxMemoryBytes, quota.MaxLeases));
@@ -73,7 +73,7 @@ public sealed class AdminCommandTests
             var (up, scheduler, _) = await UpProcessFixture.StartUpAsync(configDir);
             await using (up)
             {
-                using var client = new GpuPoolClient(scheduler);
+                using var client = new GpuPoolClient(scheduler, TestPki.FromConfigDir(configDir));
                 var broker = (await client.ListClusterAsync()).Brokers[0].BrokerId;
                 await using var lease = await client.AllocateAsync(new LeaseRequest { MemoryBytes = 1UL << 20, ComputeShare = 10 });
 

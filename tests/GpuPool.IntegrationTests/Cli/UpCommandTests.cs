@@ -61,7 +61,7 @@ public sealed partial class UpProcessFixture : IAsyncLifetime
         }
     }
 
-    [GeneratedRegex(@"http://127\.0\.0\.1:\d+", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"https://127\.0\.0\.1:\d+", RegexOptions.CultureInvariant)]
     public static partial Regex Endpoint();
 }
 
@@ -73,12 +73,12 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
     [Fact]
     public async Task Up_prints_its_endpoints_and_writes_the_scheduler_endpoint_for_other_commands()
     {
-        Assert.Matches(@"^http://127\.0\.0\.1:[1-9]\d*$", up.SchedulerEndpoint);
-        Assert.Matches(@"^http://127\.0\.0\.1:[1-9]\d*$", up.BrokerEndpoint);
+        Assert.Matches(@"^https://127\.0\.0\.1:[1-9]\d*$", up.SchedulerEndpoint);
+        Assert.Matches(@"^https://127\.0\.0\.1:[1-9]\d*$", up.BrokerEndpoint);
         Assert.NotEqual(up.SchedulerEndpoint, up.BrokerEndpoint);
         Assert.Equal(up.SchedulerEndpoint, (await File.ReadAllTextAsync(Path.Combine(up.ConfigDir, "scheduler-endpoint"))).Trim());
 
-        using var client = new GpuPoolClient(up.SchedulerEndpoint);
+        using var client = new GpuPoolClient(up.SchedulerEndpoint, TestPki.FromConfigDir(up.ConfigDir));
         var broker = Assert.Single((await client.ListClusterAsync()).Brokers);
         Assert.Equal(up.BrokerEndpoint, broker.Endpoint);
     }
@@ -97,7 +97,7 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
         Assert.Equal("250", table.Column(7));
         Assert.Equal(up.BrokerEndpoint, table.Column(4));
 
-        using var client = new GpuPoolClient(up.SchedulerEndpoint);
+        using var client = new GpuPoolClient(up.SchedulerEndpoint, TestPki.FromConfigDir(up.ConfigDir));
         var record = Assert.Single((await client.ListClusterAsync()).Leases, l => l.LeaseId == id);
         Assert.Equal(512UL << 20, record.MemoryBytes);
         Assert.Equal(250U, record.ComputeShare);
@@ -121,7 +121,7 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
         await using var ls = await CliProcess.RunAsync(up.ConfigDir, CommandTimeout, "ls");
 
         Assert.True(ls.ExitCode == 0, $"exit code {ls.ExitCode}; stdout:\n{ls.Stdout}\nstderr:\n{ls.Stderr}");
-        using var client = new GpuPoolClient(up.SchedulerEndpoint);
+        using var client = new GpuPoolClient(up.SchedulerEndpoint, TestPki.FromConfigDir(up.ConfigDir));
         var view = await client.ListClusterAsync();
         var tables = SpectreTable.Parse(ls.Stdout);
         Assert.Equal(3, tables.Count);
@@ -182,7 +182,7 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
             var (process, scheduler, _) = await UpProcessFixture.StartUpAsync(configDir);
             await using (process)
             {
-                using var client = new GpuPoolClient(scheduler);
+                using var client = new GpuPoolClient(scheduler, TestPki.FromConfigDir(configDir));
                 await using var lease = await client.AllocateAsync(new LeaseRequest { MemoryBytes = 16 << 20, ComputeShare = 100 });
                 await using var session = await lease.OpenSessionAsync();
                 await session.AllocAsync(1 << 20);

@@ -3,6 +3,7 @@ using System.Text;
 using GpuPool.Coordination.Etcd;
 using GpuPool.IntegrationTests.Cli;
 using GpuPool.IntegrationTests.Infrastructure;
+using GpuPool.Protocol.Security;
 using GpuPool.Protocol.Tokens;
 using GpuPool.Protocol.V1;
 using GpuPool.Testing.Etcd;
@@ -30,6 +31,7 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
         var processes = new List<CliProcess>();
         Process? etcd = null;
         var network = await VirtualNetwork.CreateAsync("store", "standby", "gpu1", "gpu2", "client");
+        using var pki = new TestPki();
         try
         {
             var (store, standby, gpu1, gpu2, client) = (network["store"], network["standby"], network["gpu1"], network["gpu2"], network["client"]);
@@ -47,15 +49,16 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
                 await File.WriteAllTextAsync(publicKeyPath, LeaseToken.ExportPublicPem(key));
             }
 
-            string[] SchedulerArgs() => ["scheduler", "--store", storeSpec, "--listen", "0.0.0.0", "--port", "7070", "--key", keyPath, "--open-tenants", "--lease-ttl", "10s"];
-            string[] BrokerArgs(params string[] more) => ["broker", "--store", storeSpec, "--listen", "0.0.0.0", "--port", "7071", "--fast-path-port", "7072", "--scheduler-key", publicKeyPath, "--backend", "cpu", "--devices", "1", "--device-memory", "1GiB", .. more];
+            // TLS on every port: each daemon holds a certificate of the pool's CA for its own host's address.
+            string[] SchedulerArgs(VirtualNetwork.Host host) => ["scheduler", "--store", storeSpec, "--listen", "0.0.0.0", "--port", "7070", "--key", keyPath, "--open-tenants", "--lease-ttl", "10s", .. pki.DaemonArgs($"s-{host.Name}", PoolRole.Scheduler, host.Address)];
+            string[] BrokerArgs(VirtualNetwork.Host host, params string[] more) => ["broker", "--store", storeSpec, "--listen", "0.0.0.0", "--port", "7071", "--fast-path-port", "7072", "--scheduler-key", publicKeyPath, "--backend", "cpu", "--devices", "1", "--device-memory", "1GiB", .. pki.DaemonArgs($"b-{host.Name}", PoolRole.Broker, host.Address), .. more];
 
             // The leader first, so that the replica the client asks is a standby; then the rest side by side.
-            var leader = Start(processes, store, dir, "leader", SchedulerArgs());
+            var leader = Start(processes, store, dir, "leader", SchedulerArgs(store));
             await leader.WaitForLineAsync(l => l.StartsWith("role leader", StringComparison.Ordinal), StartTimeout);
-            var second = Start(processes, standby, dir, "standby", SchedulerArgs());
-            var broker1 = Start(processes, gpu1, dir, "gpu1", BrokerArgs());
-            var broker2 = Start(processes, gpu2, dir, "gpu2", BrokerArgs());
+            var second = Start(processes, standby, dir, "standby", SchedulerArgs(standby));
+            var broker1 = Start(processes, gpu1, dir, "gpu1", BrokerArgs(gpu1));
+            var broker2 = Start(processes, gpu2, dir, "gpu2", BrokerArgs(gpu2));
             await Task.WhenAll(
                 second.WaitForLineAsync(l => l.StartsWith("role standby", StringComparison.Ordinal), StartTimeout),
                 broker1.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C", StringComparison.Ordinal), StartTimeout),
@@ -63,23 +66,23 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
             Note(clock, "schedulers and brokers up");
 
             // What each prints: its own host's address, found on the default route, never 0.0.0.0 or 127.0.0.1.
-            Assert.Contains($"scheduler http://{store.Address}:7070\n", leader.Stdout, StringComparison.Ordinal);
-            Assert.Contains($"scheduler http://{standby.Address}:7070\n", second.Stdout, StringComparison.Ordinal);
+            Assert.Contains($"scheduler https://{store.Address}:7070\n", leader.Stdout, StringComparison.Ordinal);
+            Assert.Contains($"scheduler https://{standby.Address}:7070\n", second.Stdout, StringComparison.Ordinal);
             foreach (var (process, host) in new[] { (broker1, gpu1), (broker2, gpu2) })
             {
-                Assert.Contains($"broker http://{host.Address}:7071\n", process.Stdout, StringComparison.Ordinal);
+                Assert.Contains($"broker https://{host.Address}:7071\n", process.Stdout, StringComparison.Ordinal);
                 Assert.Contains($"listen 0.0.0.0, advertised as {host.Address} (eth0's address: the default route's interface)\n", process.Stdout, StringComparison.Ordinal);
             }
 
             // What the store holds, read from the test's side of the bridge.
             await using (var etcdStore = new EtcdClusterStore(EtcdClusterStoreOptions.FromEndpoints($"http://{store.Address}:2379")))
             {
-                Assert.Equal($"http://{store.Address}:7070", Encoding.UTF8.GetString((await etcdStore.GetAsync(StoreKeys.Leader))!.Value.Span));
+                Assert.Equal($"https://{store.Address}:7070", Encoding.UTF8.GetString((await etcdStore.GetAsync(StoreKeys.Leader))!.Value.Span));
                 var records = (await etcdStore.ListAsync(StoreKeys.Brokers)).Entries.Select(e => BrokerRecord.Parser.ParseFrom(e.Value.Span)).OrderBy(r => r.Endpoint, StringComparer.Ordinal).ToList();
                 Assert.Equal(2, records.Count);
                 foreach (var (record, host) in records.Zip(new[] { gpu1, gpu2 }))
                 {
-                    Assert.Equal(($"http://{host.Address}:7071", $"{host.Address}:7072", host.MachineId), (record.Endpoint, record.FastPathTcp, record.MachineId));
+                    Assert.Equal(($"https://{host.Address}:7071", $"{host.Address}:7072", host.MachineId), (record.Endpoint, record.FastPathTcp, record.MachineId));
 
                     // Both hosts have this machine's host name; their default ids still differ, by machine id.
                     Assert.Equal($"{Environment.MachineName.ToLowerInvariant()}-{host.MachineId[..6]}", record.BrokerId);
@@ -88,19 +91,26 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
 
             // A broker started with an id another live broker holds, on another host, is refused and overwrites nothing.
             var gpu1Id = $"{Environment.MachineName.ToLowerInvariant()}-{gpu1.MachineId[..6]}";
-            var duplicate = Start(processes, standby, dir, "duplicate", BrokerArgs("--id", gpu1Id));
+            var duplicate = Start(processes, standby, dir, "duplicate", BrokerArgs(standby, "--id", gpu1Id));
             Assert.True(await duplicate.WaitForExitAsync(StartTimeout), "the broker with a taken id did not stop");
             Assert.NotEqual(0, duplicate.ExitCode);
-            Assert.Contains($"broker id '{gpu1Id}' is already registered by another live broker at http://{gpu1.Address}:7071 (host {Environment.MachineName}, machine {gpu1.MachineId[..8]})", Flat(duplicate.Stdout), StringComparison.Ordinal);
+            Assert.Contains($"broker id '{gpu1Id}' is already registered by another live broker at https://{gpu1.Address}:7071 (host {Environment.MachineName}, machine {gpu1.MachineId[..8]})", Flat(duplicate.Stdout), StringComparison.Ordinal);
             Note(clock, "duplicate id refused");
 
             // The client, on a host of its own, goes through the standby: it forwards to the leader's published address.
-            var check = Start(processes, client, dir, "check", "check", "--scheduler", $"http://{standby.Address}:7070", "--bytes", "24MiB", "--tenant", "crosshost");
+            // The client holds the pool's CA and an admin certificate, in its config dir as `gpupool up` leaves them.
+            var clientPki = Path.Combine(dir, "check", "pki");
+            Directory.CreateDirectory(clientPki);
+            File.Copy(pki.CaPath, Path.Combine(clientPki, "ca.crt"));
+            var adminCert = pki.WriteFiles("operator", PoolRole.Admin);
+            File.Copy(adminCert, Path.Combine(clientPki, "client.crt"));
+            File.Copy(Path.ChangeExtension(adminCert, ".key"), Path.Combine(clientPki, "client.key"));
+            var check = Start(processes, client, dir, "check", "check", "--scheduler", $"https://{standby.Address}:7070", "--bytes", "24MiB", "--tenant", "crosshost");
             Assert.True(await check.WaitForExitAsync(StartTimeout), $"gpupool check did not finish; stdout:\n{check.Stdout}\nstderr:\n{check.Stderr}");
             Note(clock, "check done");
             Assert.True(check.ExitCode == 0, $"gpupool check failed ({check.ExitCode}); stdout:\n{check.Stdout}\nstderr:\n{check.Stderr}");
             output.WriteLine($"gpupool check:\n{check.Stdout}");
-            Assert.Matches($@"lease l-[0-9a-f]+ on broker \S+ at http://10\.77\.\d+\.[34]:7071 \(fast path tcp 10\.77\.\d+\.[34]:7072, unix \S+, machine ({gpu1.MachineId}|{gpu2.MachineId})\)", Flat(check.Stdout));
+            Assert.Matches($@"lease l-[0-9a-f]+ on broker \S+ at https://10\.77\.\d+\.[34]:7071 \(fast path tcp 10\.77\.\d+\.[34]:7072, unix \S+, machine ({gpu1.MachineId}|{gpu2.MachineId})\)", Flat(check.Stdout));
             Assert.Contains("session over tcp\n", check.Stdout, StringComparison.Ordinal);
             Assert.Matches(@"copied 24 MiB to the device and back in [\d.]+ s \(\d+ MB/s, 1 data connection\(s\)\): identical", Flat(check.Stdout));
             Assert.DoesNotContain("gpupool:", check.Stderr, StringComparison.Ordinal);

@@ -6,6 +6,7 @@ using GpuPool.Coordination;
 using GpuPool.Coordination.Etcd;
 using GpuPool.IntegrationTests.Cli;
 using GpuPool.IntegrationTests.Infrastructure;
+using GpuPool.Protocol.Security;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.Tokens;
 using GpuPool.Protocol.V1;
@@ -36,6 +37,7 @@ public sealed class MultiHostTests(ITestOutputHelper output)
         await using var etcd = await EtcdCluster.StartAsync(size: 3);
         var storeSpec = "etcd://" + string.Join(",", etcd.Members.Select(m => new Uri(m.ClientUrl).Authority));
         await using var store = new EtcdClusterStore(EtcdClusterStoreOptions.FromEndpoints(etcd.Endpoints));
+        using var pki = new TestPki();
         try
         {
             var keyPath = Path.Combine(dir, "scheduler-key.pem");
@@ -48,10 +50,10 @@ public sealed class MultiHostTests(ITestOutputHelper output)
 
             // The five processes start side by side (each waits on its own start-up, not on the others').
             var startingSchedulers = Enumerable.Range(0, 2)
-                .Select(_ => StartAsync(dir, "scheduler", "scheduler", "--store", storeSpec, "--port", "0", "--key", keyPath, "--admin-token-file", tokenPath, "--lease-ttl", "3s", "--preemption-grace", "2s", "--verbose"))
+                .Select(_ => StartAsync(dir, "scheduler", ["scheduler", "--store", storeSpec, "--port", "0", "--key", keyPath, "--admin-token-file", tokenPath, "--lease-ttl", "3s", "--preemption-grace", "2s", "--verbose", .. pki.DaemonArgs("scheduler", PoolRole.Scheduler, "127.0.0.1")]))
                 .ToArray();
             var startingBrokers = Enumerable.Range(0, 3)
-                .Select(i => StartAsync(dir, "broker", "broker", "--store", storeSpec, "--id", $"b{i}", "--port", "0", "--fast-path-port", "-1", "--scheduler-key", keyPath, "--backend", "cpu", "--devices", $"{DevicesPerBroker}", "--device-memory", "1GiB", "--heartbeat-ttl", "3s"))
+                .Select(i => StartAsync(dir, "broker", ["broker", "--store", storeSpec, "--id", $"b{i}", "--port", "0", "--fast-path-port", "-1", "--scheduler-key", keyPath, "--backend", "cpu", "--devices", $"{DevicesPerBroker}", "--device-memory", "1GiB", "--heartbeat-ttl", "3s", .. pki.DaemonArgs($"b{i}", PoolRole.Broker, "127.0.0.1")]))
                 .ToArray();
             try
             {
@@ -66,7 +68,7 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             var brokers = startingBrokers.Select((t, i) => (Id: $"b{i}", t.Result.Process)).ToDictionary(b => b.Id, b => b.Process, StringComparer.Ordinal);
             Note("schedulers and brokers up");
 
-            using var client = new GpuPoolClient(string.Join(",", schedulers.Keys));
+            using var client = new GpuPoolClient(string.Join(",", schedulers.Keys), pki.Client(bearerToken: adminToken));
             var admin = new PoolAdmin(client, adminToken);
             await Poll.UntilAsync(async () => (await client.ListClusterAsync()).Devices.Count == 3 * DevicesPerBroker, StartTimeout, "the leader sees every broker's devices");
             var quotas = new Dictionary<string, Quota>(StringComparer.Ordinal)
@@ -189,12 +191,12 @@ public sealed class MultiHostTests(ITestOutputHelper output)
 
     private void Note(string what) => output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {what}");
 
-    private static async Task<(CliProcess Process, string Endpoint)> StartAsync(string dir, string prefix, params string[] args)
+    private static async Task<(CliProcess Process, string Endpoint)> StartAsync(string dir, string prefix, string[] args)
     {
         var process = CliProcess.Start(dir, args);
         try
         {
-            var line = await process.WaitForLineAsync(l => l.StartsWith(prefix + " http://", StringComparison.Ordinal), StartTimeout);
+            var line = await process.WaitForLineAsync(l => l.StartsWith(prefix + " https://", StringComparison.Ordinal), StartTimeout);
             await process.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C to stop.", StringComparison.Ordinal), StartTimeout);
             return (process, UpProcessFixture.Endpoint().Match(line).Value);
         }
