@@ -60,6 +60,7 @@ public static class Program
             new WireSuite(Client.SessionTransportKind.Tcp),
             new WireSuite(Client.SessionTransportKind.Unix),
             new WireSuite(Client.SessionTransportKind.Grpc),
+            new TlsSuite(),
         ];
 
         if (options.Only is { } only)
