@@ -57,6 +57,31 @@ public static class TenantToken
     public static string SignAssertion(CallerAssertion assertion, ECDsa privateKey)
         => Seal(AssertionPrefix, JsonSerializer.SerializeToUtf8Bytes(assertion, TenantTokenJsonContext.Default.CallerAssertion), privateKey);
 
+    /// <summary>
+    /// What a tenant token says, without checking its signature: for a client to know whom its own token names (the
+    /// scheduler always verifies). False when it is not a tenant token.
+    /// </summary>
+    public static bool TryReadUnverified(string token, out TenantClaims? claims)
+    {
+        claims = null;
+        if (token.Length > MaxLength || !token.StartsWith(Prefix, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var body = token.AsSpan(Prefix.Length);
+        var dot = body.IndexOf('.');
+        try
+        {
+            claims = JsonSerializer.Deserialize(Base64Url.DecodeFromChars(dot < 0 ? body : body[..dot]), TenantTokenJsonContext.Default.TenantClaims);
+        }
+        catch (Exception ex) when (ex is FormatException or JsonException)
+        {
+        }
+
+        return claims is not null;
+    }
+
     /// <summary>Checks the form and the signature; false with a sentence saying why otherwise. Whether it is revoked is the caller's to check.</summary>
     public static bool TryVerify(string token, ECDsa publicKey, out TenantClaims? claims, out string error)
     {

@@ -44,6 +44,12 @@ internal sealed class ShimConfig
 
     public LeaseRequest? Request { get; private init; }
 
+    /// <summary>
+    /// The credential the client proves its tenant with: in standalone mode GPUPOOL_TOKEN (a tenant token or the admin
+    /// credential) and GPUPOOL_CA/GPUPOOL_CERT/GPUPOOL_KEY; in held mode none (the lease token opens the session).
+    /// </summary>
+    public GpuPoolClientOptions ClientOptions { get; private init; } = new();
+
     public SessionTransportKind Transport { get; private init; }
 
     /// <summary>How long a call waits for the broker before the shim gives the broker up for lost.</summary>
@@ -118,7 +124,9 @@ internal sealed class ShimConfig
             return new ShimConfig
             {
                 Scheduler = scheduler,
-                Request = new LeaseRequest { Tenant = Get(TenantVar) ?? "default", MemoryBytes = memory, ComputeShare = share },
+                // No tenant named: the credential's.
+                Request = new LeaseRequest { Tenant = Get(TenantVar) ?? "", MemoryBytes = memory, ComputeShare = share },
+                ClientOptions = GpuPoolClientOptions.FromEnvironment(null),
                 Transport = transport,
                 Timeout = timeout,
             };
