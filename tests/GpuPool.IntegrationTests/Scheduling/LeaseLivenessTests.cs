@@ -101,7 +101,7 @@ public sealed class LeaseLivenessTests
     public async Task A_gang_whose_keepalives_stop_ends_with_every_member()
     {
         await using var pool = await MultiPool.StartAsync([3], configure: o => o.OpenTenants = true);
-        var gang = await pool.Client().AllocateGangAsync(new LeaseRequest { WholeDevices = 2, Ttl = TimeSpan.FromSeconds(1) });
+        var gang = await pool.Client().AllocateGangAsync(new LeaseRequest { Tenant = "default", WholeDevices = 2, Ttl = TimeSpan.FromSeconds(1) });
 
         foreach (var member in gang)
         {

@@ -66,7 +66,7 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             var brokers = startingBrokers.Select((t, i) => (Id: $"b{i}", t.Result.Process)).ToDictionary(b => b.Id, b => b.Process, StringComparer.Ordinal);
             Note("schedulers and brokers up");
 
-            using var client = new GpuPoolClient(string.Join(",", schedulers.Keys));
+            using var client = new GpuPoolClient(string.Join(",", schedulers.Keys), new GpuPoolClientOptions { BearerToken = adminToken });
             var admin = new PoolAdmin(client, adminToken);
             await Poll.UntilAsync(async () => (await client.ListClusterAsync()).Devices.Count == 3 * DevicesPerBroker, StartTimeout, "the leader sees every broker's devices");
             var quotas = new Dictionary<string, Quota>(StringComparer.Ordinal)
