@@ -39,7 +39,7 @@ internal sealed class BenchPool : IAsyncDisposable
         var key = LeaseToken.CreateKey();
         var store = new EmbeddedClusterStore();
         var backend = new CpuBackend(1, deviceMemory);
-        var scheduler = await SchedulerHost.StartAsync(new SchedulerOptions { Port = 0, SigningKey = key, OpenTenants = true }, store, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var scheduler = await SchedulerHost.StartAsync(new SchedulerOptions { Port = 0, SigningKey = key, OpenTenants = true, AnonymousTenants = true }, store, cancellationToken: cancellationToken).ConfigureAwait(false);
         var broker = await BrokerHost.StartAsync(
             new BrokerOptions
             {
