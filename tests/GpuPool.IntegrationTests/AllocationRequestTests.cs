@@ -60,7 +60,7 @@ public sealed class AllocationRequestTests(PoolFixture pool) : IClassFixture<Poo
         using var channel = GrpcChannel.ForAddress(pool.Scheduler.Endpoint);
         var leases = new Leases.LeasesClient(channel);
 
-        var rpc = await Assert.ThrowsAsync<RpcException>(() => leases.AllocateAsync(new AllocateRequest { MemoryBytes = 1 << 20, ComputeShare = share }).ResponseAsync);
+        var rpc = await Assert.ThrowsAsync<RpcException>(() => leases.AllocateAsync(new AllocateRequest { Tenant = "it", MemoryBytes = 1 << 20, ComputeShare = share }, new Metadata { { "authorization", "Bearer " + pool.AdminToken } }).ResponseAsync);
         var error = GpuPoolException.FromRpc(rpc, "allocate");
 
         Assert.Equal(StatusCode.InvalidArgument, rpc.StatusCode);

@@ -27,10 +27,10 @@ public sealed class PoolAdmin
         => CallAsync("set quota", () => Admin(c => c.SetQuotaAsync(new SetQuotaRequest { Quota = quota }, _credential, cancellationToken: cancellationToken).ResponseAsync));
 
     public Task<Quota> GetQuotaAsync(string tenant, CancellationToken cancellationToken = default)
-        => CallAsync("get quota", () => Admin(c => c.GetQuotaAsync(new GetQuotaRequest { Tenant = tenant }, cancellationToken: cancellationToken).ResponseAsync));
+        => CallAsync("get quota", () => Admin(c => c.GetQuotaAsync(new GetQuotaRequest { Tenant = tenant }, _credential, cancellationToken: cancellationToken).ResponseAsync));
 
     public async Task<IReadOnlyList<Quota>> ListQuotasAsync(CancellationToken cancellationToken = default)
-        => (await CallAsync("list quotas", () => Admin(c => c.ListQuotasAsync(new ListQuotasRequest(), cancellationToken: cancellationToken).ResponseAsync)).ConfigureAwait(false)).Quotas;
+        => (await CallAsync("list quotas", () => Admin(c => c.ListQuotasAsync(new ListQuotasRequest(), _credential, cancellationToken: cancellationToken).ResponseAsync)).ConfigureAwait(false)).Quotas;
 
     public async Task<bool> DeleteQuotaAsync(string tenant, CancellationToken cancellationToken = default)
         => (await CallAsync("delete quota", () => Admin(c => c.DeleteQuotaAsync(new GetQuotaRequest { Tenant = tenant }, _credential, cancellationToken: cancellationToken).ResponseAsync)).ConfigureAwait(false)).Deleted;
@@ -39,7 +39,7 @@ public sealed class PoolAdmin
         => CallAsync("set priority class", () => Admin(c => c.SetPriorityClassAsync(new SetPriorityClassRequest { Class = priorityClass }, _credential, cancellationToken: cancellationToken).ResponseAsync));
 
     public async Task<IReadOnlyList<PriorityClass>> ListPriorityClassesAsync(CancellationToken cancellationToken = default)
-        => (await CallAsync("list priority classes", () => Admin(c => c.ListPriorityClassesAsync(new ListPriorityClassesRequest(), cancellationToken: cancellationToken).ResponseAsync)).ConfigureAwait(false)).Classes;
+        => (await CallAsync("list priority classes", () => Admin(c => c.ListPriorityClassesAsync(new ListPriorityClassesRequest(), _credential, cancellationToken: cancellationToken).ResponseAsync)).ConfigureAwait(false)).Classes;
 
     public async Task<bool> DeletePriorityClassAsync(string name, CancellationToken cancellationToken = default)
         => (await CallAsync("delete priority class", () => Admin(c => c.DeletePriorityClassAsync(new DeletePriorityClassRequest { Name = name }, _credential, cancellationToken: cancellationToken).ResponseAsync)).ConfigureAwait(false)).Deleted;

@@ -60,11 +60,9 @@ internal sealed class CallerResolver(SchedulerOptions options, TokenAllowList al
 
             Throttle(peer);
             var token = authorization[BearerPrefix.Length..].Trim();
-            var caller = token.StartsWith(TenantToken.Prefix, StringComparison.Ordinal)
+            return token.StartsWith(TenantToken.Prefix, StringComparison.Ordinal)
                 ? await ResolveTenantTokenAsync(token, peer, cancellationToken).ConfigureAwait(false)
                 : ResolveAdminToken(token, peer);
-            _throttle.Succeeded(peer);
-            return caller;
         }
 
         if (certificate is not null && options.Tls is { } tls)
@@ -76,7 +74,6 @@ internal sealed class CallerResolver(SchedulerOptions options, TokenAllowList al
                 throw Refuse(peer, error ?? "the client certificate names no identity", count: true);
             }
 
-            _throttle.Succeeded(peer);
             return new Caller(identity, "certificate", peer);
         }
 
@@ -113,6 +110,9 @@ internal sealed class CallerResolver(SchedulerOptions options, TokenAllowList al
     {
         if (options.AdminToken is { } admin && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(token), Encoding.UTF8.GetBytes(admin)))
         {
+            // Only the admin credential clears the peer's count: a tenant token (which cannot be guessed) must not
+            // let its holder go on guessing the admin credential.
+            _throttle.Succeeded(peer);
             return new Caller(new PoolIdentity("admin", PoolRole.Admin), "admin token", peer);
         }
 

@@ -47,7 +47,11 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
                 await File.WriteAllTextAsync(publicKeyPath, LeaseToken.ExportPublicPem(key));
             }
 
-            string[] SchedulerArgs() => ["scheduler", "--store", storeSpec, "--listen", "0.0.0.0", "--port", "7070", "--key", keyPath, "--open-tenants", "--lease-ttl", "10s"];
+            // Both replicas share the signing key and the admin credential; the client proves itself with the latter.
+            var adminTokenPath = Path.Combine(dir, "admin-token");
+            var adminToken = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+            await File.WriteAllTextAsync(adminTokenPath, adminToken);
+            string[] SchedulerArgs() => ["scheduler", "--store", storeSpec, "--listen", "0.0.0.0", "--port", "7070", "--key", keyPath, "--admin-token-file", adminTokenPath, "--open-tenants", "--lease-ttl", "10s"];
             string[] BrokerArgs(params string[] more) => ["broker", "--store", storeSpec, "--listen", "0.0.0.0", "--port", "7071", "--fast-path-port", "7072", "--scheduler-key", publicKeyPath, "--backend", "cpu", "--devices", "1", "--device-memory", "1GiB", .. more];
 
             // The leader first, so that the replica the client asks is a standby; then the rest side by side.
@@ -95,7 +99,7 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
             Note(clock, "duplicate id refused");
 
             // The client, on a host of its own, goes through the standby: it forwards to the leader's published address.
-            var check = Start(processes, client, dir, "check", "check", "--scheduler", $"http://{standby.Address}:7070", "--bytes", "24MiB", "--tenant", "crosshost");
+            var check = Start(processes, client, dir, "check", "check", "--scheduler", $"http://{standby.Address}:7070", "--bytes", "24MiB", "--tenant", "crosshost", "--token", adminToken);
             Assert.True(await check.WaitForExitAsync(StartTimeout), $"gpupool check did not finish; stdout:\n{check.Stdout}\nstderr:\n{check.Stderr}");
             Note(clock, "check done");
             Assert.True(check.ExitCode == 0, $"gpupool check failed ({check.ExitCode}); stdout:\n{check.Stdout}\nstderr:\n{check.Stderr}");

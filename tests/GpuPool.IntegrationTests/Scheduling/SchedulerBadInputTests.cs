@@ -4,6 +4,7 @@ using GpuPool.IntegrationTests.Infrastructure;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.Tokens;
 using GpuPool.Protocol.V1;
+using Grpc.Core;
 using GpuPool.Scheduler;
 using GpuPool.Scheduler.Hosting;
 using GpuPool.Testing.Etcd;
@@ -22,10 +23,11 @@ public sealed class SchedulerBadInputTests
         await using var pool = await MultiPool.StartAsync([2], configure: o => o.OpenTenants = true);
         using var channel = GrpcChannel.ForAddress(pool.Schedulers[0].Endpoint);
         var leases = new Leases.LeasesClient(channel);
+        var admin = new Metadata { { "authorization", "Bearer " + pool.AdminToken } };
 
-        var both = await Assert.ThrowsAsync<GpuPoolException>(() => Call(() => leases.AllocateAsync(new AllocateRequest { WholeDevices = 1, MemoryBytes = MiB }).ResponseAsync));
-        var huge = await Assert.ThrowsAsync<GpuPoolException>(() => Call(() => leases.AllocateAsync(new AllocateRequest { WholeDevices = 65 }).ResponseAsync));
-        var share = await Assert.ThrowsAsync<GpuPoolException>(() => Call(() => leases.AllocateAsync(new AllocateRequest { MemoryBytes = MiB, ComputeShare = 0 }).ResponseAsync));
+        var both = await Assert.ThrowsAsync<GpuPoolException>(() => Call(() => leases.AllocateAsync(new AllocateRequest { Tenant = "default", WholeDevices = 1, MemoryBytes = MiB }, admin).ResponseAsync));
+        var huge = await Assert.ThrowsAsync<GpuPoolException>(() => Call(() => leases.AllocateAsync(new AllocateRequest { Tenant = "default", WholeDevices = 65 }, admin).ResponseAsync));
+        var share = await Assert.ThrowsAsync<GpuPoolException>(() => Call(() => leases.AllocateAsync(new AllocateRequest { Tenant = "default", MemoryBytes = MiB, ComputeShare = 0 }, admin).ResponseAsync));
 
         Assert.Equal((ErrorCode.InvalidArgument, "ask for either a slice (memory_bytes and compute_share) or whole devices (whole_devices), not both"), (both.Code, both.Message));
         Assert.Equal((ErrorCode.InvalidArgument, "whole_devices 65 is more than the 64 devices one host can have"), (huge.Code, huge.Message));
@@ -42,11 +44,13 @@ public sealed class SchedulerBadInputTests
         var forged = LeaseToken.Sign(new LeaseClaims(lease.Id, "default", lease.Record.BrokerId, 0, MiB, 100, DateTimeOffset.UtcNow.AddMinutes(5).ToUnixTimeMilliseconds()), otherKey);
         using var channel = GrpcChannel.ForAddress(pool.Schedulers[0].Endpoint);
         var leases = new Leases.LeasesClient(channel);
+        var admin = new Metadata { { "authorization", "Bearer " + pool.AdminToken } };
 
-        var keepalive = await Assert.ThrowsAsync<GpuPoolException>(() => Call(() => leases.KeepAliveAsync(new KeepAliveRequest { LeaseId = lease.Id, Token = forged }).ResponseAsync));
-        var release = await Assert.ThrowsAsync<GpuPoolException>(() => Call(() => leases.ReleaseAsync(new ReleaseRequest { LeaseId = lease.Id, Token = forged }).ResponseAsync));
+        var keepalive = await Assert.ThrowsAsync<GpuPoolException>(() => Call(() => leases.KeepAliveAsync(new KeepAliveRequest { LeaseId = lease.Id, Token = forged }, admin).ResponseAsync));
+        var release = await Assert.ThrowsAsync<GpuPoolException>(() => Call(() => leases.ReleaseAsync(new ReleaseRequest { LeaseId = lease.Id, Token = forged }, admin).ResponseAsync));
 
         Assert.Equal(ErrorCode.Unauthenticated, keepalive.Code);
+        Assert.Contains("signature does not verify", keepalive.Message, StringComparison.Ordinal);
         Assert.Equal(ErrorCode.Unauthenticated, release.Code);
         Assert.Single((await pool.Client().ListClusterAsync()).Leases, l => l.LeaseId == lease.Id);
     }
