@@ -80,7 +80,7 @@ internal static class CommittedAllocations
 
         using var key = LeaseToken.CreateKey();
         watch.Restart();
-        await using var scheduler = await SchedulerHost.StartAsync(new SchedulerOptions { Port = 0, SigningKey = key, OpenTenants = true }, store).ConfigureAwait(false);
+        await using var scheduler = await SchedulerHost.StartAsync(new SchedulerOptions { Port = 0, SigningKey = key, OpenTenants = true, AnonymousTenants = true }, store).ConfigureAwait(false);
         if (!scheduler.IsLeader)
         {
             throw new InvalidOperationException($"the scheduler at {scheduler.Endpoint} did not take the lead on a fresh etcd");

@@ -15,6 +15,7 @@ var root = new RootCommand("gpupool: lend GPUs over the network, whole or in sli
     AdminCommands.Quota(),
     AdminCommands.Priority(),
     AdminCommands.Drain(),
+    AdminCommands.Tenant(),
     RunCommand.Create(),
     CheckCommand.Create(),
     CaCommands.Create(),

@@ -11,7 +11,11 @@ namespace GpuPool.Client;
 /// <summary>What a client asks the scheduler for: a slice of one device, or whole devices on one host.</summary>
 public sealed record LeaseRequest
 {
-    public string Tenant { get; init; } = "default";
+    /// <summary>
+    /// The tenant the lease is charged to. Empty (the default): the tenant the client's credential proves (its tenant
+    /// token or certificate). A tenant's credential may name only its own tenant; the admin credential must name one.
+    /// </summary>
+    public string Tenant { get; init; } = "";
 
     /// <summary>Hard memory limit of the slice (0 with <see cref="WholeDevices"/>).</summary>
     public ulong MemoryBytes { get; init; }

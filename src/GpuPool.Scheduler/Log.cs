@@ -50,6 +50,13 @@ internal static partial class Log
     [LoggerMessage(15, LogLevel.Information, "Broker {BrokerId} answers again at {Endpoint}: it takes new leases again")]
     public static partial void BrokerAnswers(ILogger logger, string brokerId, string endpoint);
 
-    [LoggerMessage(16, LogLevel.Warning, "Refused an admin change from {Peer}: {Reason}")]
-    public static partial void AdminRefused(ILogger logger, string peer, string reason);
+    // Audit lines: every admin change and every refused credential or access, one line each, event names "Audit…".
+    [LoggerMessage(100, LogLevel.Warning, "Audit: refused a credential from {Peer}: {Reason}", EventName = "AuditCredentialRefused")]
+    public static partial void AuditCredentialRefused(ILogger logger, string peer, string reason);
+
+    [LoggerMessage(101, LogLevel.Warning, "Audit: refused {Caller} from {Peer}: {Reason}", EventName = "AuditAccessDenied")]
+    public static partial void AuditAccessDenied(ILogger logger, string caller, string peer, string reason);
+
+    [LoggerMessage(102, LogLevel.Warning, "Audit: {Caller} from {Peer}: {Action} {Target}", EventName = "AuditAdminChange")]
+    public static partial void AuditAdminChange(ILogger logger, string caller, string peer, string action, string target);
 }

@@ -34,6 +34,13 @@ public sealed class SchedulerOptions
     /// <summary>When true, a tenant with no quota record gets an unlimited one (a one-machine pool); when false it is refused.</summary>
     public bool OpenTenants { get; set; }
 
+    /// <summary>
+    /// When true, a call with no credential is served as before tenants proved who they are: it names its tenant
+    /// (empty: "default") and sees the whole pool. Only for a trusted single-user machine; false (the default) refuses
+    /// such calls with UNAUTHENTICATED. Credentials that are presented are checked either way.
+    /// </summary>
+    public bool AnonymousTenants { get; set; }
+
     /// <summary>How long a preempted lease's holder has, after being told, before the lease is revoked.</summary>
     public TimeSpan PreemptionGrace { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -70,7 +77,10 @@ public sealed class SchedulerOptions
     /// </summary>
     public TimeSpan IdleConnectionTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>The admin credential (a bearer token) that quota, priority and drain writes need; null refuses every admin write.</summary>
+    /// <summary>
+    /// The admin credential (a bearer token): it acts as an admin, for any tenant, and may make quota, priority, drain
+    /// and tenant writes. Null: only admin tenant tokens and admin certificates may.
+    /// </summary>
     public string? AdminToken { get; set; }
 
     /// <summary>

@@ -60,7 +60,7 @@ public sealed class AllocationRequestTests(PoolFixture pool) : IClassFixture<Poo
         using var channel = GrpcChannel.ForAddress(pool.Scheduler.Endpoint);
         var leases = new Leases.LeasesClient(channel);
 
-        var rpc = await Assert.ThrowsAsync<RpcException>(() => leases.AllocateAsync(new AllocateRequest { MemoryBytes = 1 << 20, ComputeShare = share }).ResponseAsync);
+        var rpc = await Assert.ThrowsAsync<RpcException>(() => leases.AllocateAsync(new AllocateRequest { Tenant = "it", MemoryBytes = 1 << 20, ComputeShare = share }, new Metadata { { "authorization", "Bearer " + pool.AdminToken } }).ResponseAsync);
         var error = GpuPoolException.FromRpc(rpc, "allocate");
 
         Assert.Equal(StatusCode.InvalidArgument, rpc.StatusCode);
@@ -72,7 +72,7 @@ public sealed class AllocationRequestTests(PoolFixture pool) : IClassFixture<Poo
     public async Task Lease_with_a_ttl_past_the_pool_maximum_fails_with_InvalidArgument()
     {
         var error = await Assert.ThrowsAsync<GpuPoolException>(() => pool.Client.AllocateAsync(
-            new LeaseRequest { MemoryBytes = 1 << 20, Ttl = TimeSpan.FromDays(2) }));
+            new LeaseRequest { Tenant = "default", MemoryBytes = 1 << 20, Ttl = TimeSpan.FromDays(2) }));
 
         Assert.Equal(ErrorCode.InvalidArgument, error.Code);
         Assert.Equal("ttl_seconds 172800 is longer than this pool's maximum of 86400", error.Message);
@@ -92,7 +92,7 @@ public sealed class AllocationRequestTests(PoolFixture pool) : IClassFixture<Poo
     public async Task Lease_with_a_device_model_longer_than_128_characters_fails_with_InvalidArgument()
     {
         var error = await Assert.ThrowsAsync<GpuPoolException>(() => pool.Client.AllocateAsync(
-            new LeaseRequest { DeviceModel = new string('H', 10_000), MemoryBytes = 1 << 20 }));
+            new LeaseRequest { Tenant = "default", DeviceModel = new string('H', 10_000), MemoryBytes = 1 << 20 }));
 
         Assert.Equal(ErrorCode.InvalidArgument, error.Code);
         Assert.Equal("device_model must be at most 128 characters, not 10000", error.Message);

@@ -49,7 +49,7 @@ internal sealed class BenchPool : IAsyncDisposable
             authority = PoolCertificates.CreateAuthority("bench", TimeSpan.FromDays(1));
         }
 
-        var scheduler = await SchedulerHost.StartAsync(new SchedulerOptions { Port = 0, SigningKey = key, OpenTenants = true, Tls = Server("scheduler", PoolRole.Scheduler) }, store, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var scheduler = await SchedulerHost.StartAsync(new SchedulerOptions { Port = 0, SigningKey = key, OpenTenants = true, AnonymousTenants = true, Tls = Server("scheduler", PoolRole.Scheduler) }, store, cancellationToken: cancellationToken).ConfigureAwait(false);
         var broker = await BrokerHost.StartAsync(
             new BrokerOptions
             {

@@ -9,7 +9,7 @@ using Spectre.Console;
 
 namespace GpuPool.Cli.Commands;
 
-/// <summary><c>gpupool quota|priority|drain</c>: what admins set. Changes carry the admin credential.</summary>
+/// <summary><c>gpupool quota|priority|drain|tenant</c>: what admins set. Changes carry the admin credential.</summary>
 internal static class AdminCommands
 {
     private static Option<string?> AdminToken() => new("--admin-token")
@@ -186,6 +186,92 @@ internal static class AdminCommands
 
             return 0;
         });
+        return command;
+    }
+
+    public static Command Tenant()
+    {
+        var command = new Command("tenant", "Issue, list and revoke the tokens tenants prove who they are with");
+
+        var name = new Argument<string>("name") { Description = "The tenant" };
+        var admin = new Option<bool>("--admin") { Description = "Issue a token that acts as an admin (for any tenant), named after NAME in the audit log" };
+        var (scheduler, token) = (CliOptions.Scheduler(), AdminToken());
+        var add = new Command("add", "Issue a token for a tenant and print it (only the token, on one line: TOKEN=$(gpupool tenant add NAME)); it is shown this once") { name, admin, scheduler, token };
+        add.SetAction(async (parse, cancellationToken) =>
+        {
+            var (client, poolAdmin) = Connect(parse.GetValue(scheduler), parse.GetValue(token));
+            using (client)
+            {
+                var reply = await poolAdmin.AddTenantTokenAsync(parse.GetValue(name)!, parse.GetValue(admin), cancellationToken);
+
+                // Plain stdout, not the console's markup: the token must come out whole for a script.
+                Console.Out.WriteLine(reply.Token);
+                await Console.Error.WriteLineAsync($"issued token {reply.Record.TokenId} for {(reply.Record.Admin ? "admin" : "tenant")} {reply.Record.Tenant}; keep it secret (revoke it with gpupool tenant revoke {reply.Record.Tenant} --token {reply.Record.TokenId})");
+            }
+
+            return 0;
+        });
+
+        var revokeName = new Argument<string>("name") { Description = "The tenant" };
+        var id = new Option<string?>("--token") { Description = "The id of the token to revoke (see gpupool tenant ls); default: every token of the tenant" };
+        var (revokeScheduler, revokeToken) = (CliOptions.Scheduler(), AdminToken());
+        var revoke = new Command("revoke", "Revoke one of a tenant's tokens, or all of them; every scheduler replica refuses them within about a second") { revokeName, id, revokeScheduler, revokeToken };
+        revoke.SetAction(async (parse, cancellationToken) =>
+        {
+            var (client, poolAdmin) = Connect(parse.GetValue(revokeScheduler), parse.GetValue(revokeToken));
+            using (client)
+            {
+                var tenant = parse.GetValue(revokeName)!;
+                var ids = await poolAdmin.RevokeTenantTokensAsync(tenant, parse.GetValue(id), cancellationToken);
+                AnsiConsole.MarkupLine(Markup.Escape(ids.Count == 0 ? $"{tenant} had no tokens" : $"revoked {string.Join(", ", ids)} of {tenant}"));
+            }
+
+            return 0;
+        });
+
+        var (lsScheduler, lsToken) = (CliOptions.Scheduler(), AdminToken());
+        var ls = new Command("ls", "List tenants with tokens or quotas, and their tokens' ids, roles and issue times (never the tokens)") { lsScheduler, lsToken };
+        ls.SetAction(async (parse, cancellationToken) =>
+        {
+            var (client, poolAdmin) = Connect(parse.GetValue(lsScheduler), parse.GetValue(lsToken));
+            using (client)
+            {
+                var tenants = await poolAdmin.ListTenantsAsync(cancellationToken);
+                if (tenants.Count == 0)
+                {
+                    AnsiConsole.MarkupLine("no tenant has a token or a quota");
+                    return 0;
+                }
+
+                var table = new Table().Title("tenants").AddColumns("tenant", "token", "role", "issued", "issued by", "quota");
+                foreach (var t in tenants)
+                {
+                    if (t.Tokens.Count == 0)
+                    {
+                        table.AddRow(Markup.Escape(t.Tenant), "-", "-", "-", "-", t.HasQuota ? "yes" : "no");
+                    }
+
+                    foreach (var k in t.Tokens)
+                    {
+                        table.AddRow(
+                            Markup.Escape(t.Tenant),
+                            Markup.Escape(k.TokenId),
+                            k.Admin ? "admin" : "tenant",
+                            k.Issued is null ? "-" : k.Issued.ToDateTimeOffset().ToString("u", CultureInfo.InvariantCulture),
+                            Markup.Escape(k.IssuedBy),
+                            t.HasQuota ? "yes" : "no");
+                    }
+                }
+
+                AnsiConsole.Write(table);
+            }
+
+            return 0;
+        });
+
+        command.Add(add);
+        command.Add(revoke);
+        command.Add(ls);
         return command;
     }
 

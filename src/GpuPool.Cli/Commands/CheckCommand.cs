@@ -20,11 +20,12 @@ internal static class CheckCommand
     {
         var scheduler = CliOptions.Scheduler();
         var bytes = CliOptions.Bytes("--bytes", "How many bytes to copy each way (copies of 8 MiB and more are striped over TCP)", "32MiB");
-        var tenant = new Option<string>("--tenant") { Description = "Tenant the lease is charged to", DefaultValueFactory = _ => "default" };
+        var tenant = CliOptions.Tenant();
+        var token = CliOptions.Token();
         var transport = new Option<string>("--transport") { Description = "auto (the default: the Unix socket on the broker's machine, else TCP, else gRPC), tcp, unix or grpc", DefaultValueFactory = _ => "auto" };
         transport.AcceptOnlyFromAmong("auto", "tcp", "unix", "grpc");
 
-        var command = new Command("check", "Lease a small slice, copy bytes to it and back over the transport a program would get, and report") { scheduler, bytes, tenant, transport };
+        var command = new Command("check", "Lease a small slice, copy bytes to it and back over the transport a program would get, and report") { scheduler, bytes, tenant, token, transport };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var size = parse.GetValue(bytes);
@@ -33,8 +34,8 @@ internal static class CheckCommand
                 throw new ArgumentException($"--bytes {Units.FormatBytes(size)} is more than the 1 GiB a check copies at most");
             }
 
-            using var client = CliPaths.Client(parse.GetValue(scheduler));
-            await using var lease = await client.AllocateAsync(new LeaseRequest { Tenant = parse.GetValue(tenant)!, MemoryBytes = Math.Max(size, 1UL << 20), ComputeShare = 1 }, cancellationToken);
+            using var client = CliPaths.Client(parse.GetValue(scheduler), tokenOption: parse.GetValue(token));
+            await using var lease = await client.AllocateAsync(new LeaseRequest { Tenant = CliPaths.TenantFor(client, parse.GetValue(tenant)), MemoryBytes = Math.Max(size, 1UL << 20), ComputeShare = 1 }, cancellationToken);
             var r = lease.Record;
             AnsiConsole.MarkupLine(Markup.Escape($"lease {r.LeaseId} on broker {r.BrokerId} at {r.BrokerEndpoint} (fast path tcp {Or(r.BrokerFastPathTcp)}, unix {Or(r.BrokerFastPathUnix)}, machine {Or(r.BrokerMachineId)})"));
 

@@ -13,6 +13,18 @@ internal static class CliOptions
         Description = "Scheduler address (default: $GPUPOOL_SCHEDULER, else the pool `gpupool up` started, else http://127.0.0.1:7070)",
     };
 
+    /// <summary>--tenant of the commands that lease: no default, so that a tenant's credential leases for its own tenant.</summary>
+    public static Option<string?> Tenant() => new("--tenant")
+    {
+        Description = "Tenant the lease is charged to (default: the one your tenant token or certificate names; with an admin credential, 'default')",
+    };
+
+    /// <summary>--token: the bearer token a command proves who it is with.</summary>
+    public static Option<string?> Token() => new("--token")
+    {
+        Description = "Tenant token (from `gpupool tenant add`) or admin credential to call the scheduler with (default: $GPUPOOL_TENANT_TOKEN, else a client certificate, else the admin credential of the pool `gpupool up` runs here)",
+    };
+
     /// <summary>--listen: an IP address of this host, or 0.0.0.0 / :: for all of them.</summary>
     public static Option<string> Listen() => new("--listen")
     {

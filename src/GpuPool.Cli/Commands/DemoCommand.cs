@@ -43,10 +43,13 @@ internal static class DemoCommand
 
         AnsiConsole.Write(new Rule("[bold]GpuPool demo[/]").LeftJustified());
         LocalPool? pool = null;
+        string? demoToken = null;
         string endpoint;
         if (string.IsNullOrEmpty(schedulerOption))
         {
-            pool = await LocalPool.StartAsync(new LocalPoolOptions { SchedulerPort = 0, BrokerPort = 0, FastPathPort = 0, DeviceMemory = 2UL << 30 }, null, cancellationToken);
+            // Its own throwaway admin credential: the demo's client acts as the admin for tenant "demo".
+            demoToken = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+            pool = await LocalPool.StartAsync(new LocalPoolOptions { SchedulerPort = 0, BrokerPort = 0, FastPathPort = 0, DeviceMemory = 2UL << 30, AdminToken = demoToken }, null, cancellationToken);
             endpoint = pool.Scheduler.Endpoint;
             AnsiConsole.MarkupLine($"pool started on this machine: scheduler {endpoint}, broker {pool.Broker.Endpoint}");
             AnsiConsole.MarkupLine($"  {Markup.Escape(pool.BackendNote)}");
@@ -59,8 +62,10 @@ internal static class DemoCommand
 
         try
         {
-            using var client = new GpuPoolClient(endpoint);
-            await using var lease = await client.AllocateAsync(new LeaseRequest { Tenant = "demo", MemoryBytes = 256UL << 20, ComputeShare = 500 }, cancellationToken);
+            // Another pool: the credentials every command uses, and the tenant they name (an admin's: "demo").
+            using var client = demoToken is null ? CliPaths.Client(endpoint) : new GpuPoolClient(endpoint, new GpuPoolClientOptions { BearerToken = demoToken });
+            var tenant = demoToken is null && CliPaths.TenantFor(client, null) != "default" ? "" : "demo";
+            await using var lease = await client.AllocateAsync(new LeaseRequest { Tenant = tenant, MemoryBytes = 256UL << 20, ComputeShare = 500 }, cancellationToken);
             await using var session = await lease.OpenSessionAsync(cancellationToken);
             AnsiConsole.MarkupLine(
                 $"leased {Markup.Escape(lease.Id)}: {Units.FormatBytes(lease.Record.MemoryBytes)}, share {lease.Record.ComputeShare} on device {lease.Record.DeviceIndex} " +

@@ -14,23 +14,24 @@ internal static class LeaseCommand
         var scheduler = CliOptions.Scheduler();
         var memory = CliOptions.Bytes("--memory", "Memory limit of the slice", "1GiB");
         var share = CliOptions.Ranged("--share", "Compute share in milli-GPU (1000 = a whole device)", 1000, 1, 1000);
-        var tenant = new Option<string>("--tenant") { Description = "Tenant the lease is charged to", DefaultValueFactory = _ => "default" };
+        var tenant = CliOptions.Tenant();
+        var token = CliOptions.Token();
         var ttl = CliOptions.Duration("--ttl", "Lease time to live; without --hold the lease ends this long after it is granted", TimeSpan.FromMinutes(5));
         var model = new Option<string>("--model") { Description = "Only devices whose name contains this", DefaultValueFactory = _ => "" };
         var hold = new Option<bool>("--hold") { Description = "Keep the lease alive until Ctrl-C, then release it" };
         var priority = new Option<string>("--priority") { Description = "Priority class (default: normal; see gpupool priority ls)", DefaultValueFactory = _ => "" };
         var wait = new Option<string?>("--wait") { Description = "Wait this long in the queue when nothing fits now (e.g. 30s, 5m)" };
 
-        var command = new Command("lease", "Lease a slice of a device and print it") { scheduler, memory, share, tenant, ttl, model, hold, priority, wait };
+        var command = new Command("lease", "Lease a slice of a device and print it") { scheduler, memory, share, tenant, token, ttl, model, hold, priority, wait };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            using var client = CliPaths.Client(parse.GetValue(scheduler));
+            using var client = CliPaths.Client(parse.GetValue(scheduler), tokenOption: parse.GetValue(token));
             var lease = await client.AllocateAsync(
                 new LeaseRequest
                 {
                     MemoryBytes = parse.GetValue(memory),
                     ComputeShare = parse.GetValue(share),
-                    Tenant = parse.GetValue(tenant)!,
+                    Tenant = CliPaths.TenantFor(client, parse.GetValue(tenant)),
                     Ttl = parse.GetValue(ttl),
                     DeviceModel = parse.GetValue(model)!,
                     PriorityClass = parse.GetValue(priority)!,

@@ -13,10 +13,11 @@ internal static class LsCommand
     public static Command Create()
     {
         var scheduler = CliOptions.Scheduler();
-        var command = new Command("ls", "Show the pool's hosts, devices, capacity, live leases and waiting requests") { scheduler };
+        var token = CliOptions.Token();
+        var command = new Command("ls", "Show the pool's hosts, devices, capacity, live leases and waiting requests (a tenant sees only its own leases and requests)") { scheduler, token };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            using var client = CliPaths.Client(parse.GetValue(scheduler));
+            using var client = CliPaths.Client(parse.GetValue(scheduler), tokenOption: parse.GetValue(token));
             var view = await client.ListClusterAsync(cancellationToken);
 
             AnsiConsole.MarkupLine(Markup.Escape($"scheduler {view.AnsweredBy}" + (view.Leader == view.AnsweredBy ? " (leader)" : $", leader {(view.Leader.Length > 0 ? view.Leader : "none (election under way)")}")));

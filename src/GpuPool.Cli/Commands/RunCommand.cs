@@ -25,7 +25,8 @@ internal static class RunCommand
         var scheduler = CliOptions.Scheduler();
         var memory = CliOptions.Bytes("--memory", "Memory limit of the slice (the program sees it as the device's memory)", "1GiB");
         var share = CliOptions.Ranged("--share", "Compute share in milli-GPU (1000 = a whole device)", 1000, 1, 1000);
-        var tenant = new Option<string>("--tenant") { Description = "Tenant the lease is charged to", DefaultValueFactory = _ => "default" };
+        var tenant = CliOptions.Tenant();
+        var token = CliOptions.Token();
         var transport = new Option<string>("--transport") { Description = "How the program's calls reach the broker: auto, tcp, unix or grpc", DefaultValueFactory = _ => "auto" };
         transport.AcceptOnlyFromAmong("auto", "tcp", "unix", "grpc");
         var verbose = new Option<bool>("--verbose") { Description = "Say what was leased, and have the shim log every failed CUDA call (GPUPOOL_SHIM_LOG=1)" };
@@ -37,7 +38,7 @@ internal static class RunCommand
 
         var command = new Command("run", "Run an unmodified CUDA program on a leased device, through the libcuda shim")
         {
-            scheduler, memory, share, tenant, transport, verbose, program,
+            scheduler, memory, share, tenant, token, transport, verbose, program,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -49,9 +50,9 @@ internal static class RunCommand
             }
 
             var argv = parse.GetValue(program)!;
-            using var client = CliPaths.Client(parse.GetValue(scheduler));
+            using var client = CliPaths.Client(parse.GetValue(scheduler), tokenOption: parse.GetValue(token));
             await using var lease = await client.AllocateAsync(
-                new LeaseRequest { MemoryBytes = parse.GetValue(memory), ComputeShare = parse.GetValue(share), Tenant = parse.GetValue(tenant)! },
+                new LeaseRequest { MemoryBytes = parse.GetValue(memory), ComputeShare = parse.GetValue(share), Tenant = CliPaths.TenantFor(client, parse.GetValue(tenant)) },
                 cancellationToken);
             if (parse.GetValue(verbose))
             {

@@ -88,18 +88,42 @@ internal static class CliPaths
 
     /// <summary>
     /// A client of the scheduler <paramref name="schedulerOption"/> resolves to, with the credentials every command
-    /// uses (<see cref="GpuPool.Client.GpuPoolClientOptions.FromEnvironment"/> over <see cref="PkiDir"/>); with neither
-    /// a certificate nor a token there, the local pool's admin credential when there is one.
+    /// uses: <paramref name="tokenOption"/> (--token) when given, else
+    /// <see cref="GpuPool.Client.GpuPoolClientOptions.FromEnvironment"/> over <see cref="PkiDir"/> ($GPUPOOL_TENANT_TOKEN, a
+    /// client certificate); with neither a certificate nor a token, the local pool's admin credential when there is one.
     /// </summary>
-    public static GpuPool.Client.GpuPoolClient Client(string? schedulerOption, Microsoft.Extensions.Logging.ILogger? logger = null)
+    public static GpuPool.Client.GpuPoolClient Client(string? schedulerOption, Microsoft.Extensions.Logging.ILogger? logger = null, string? tokenOption = null)
     {
         var options = GpuPool.Client.GpuPoolClientOptions.FromEnvironment(PkiDir, logger);
+        if (!string.IsNullOrWhiteSpace(tokenOption))
+        {
+            options = options with { BearerToken = tokenOption.Trim() };
+        }
+
         if (options.Certificate is null && options.BearerToken is null)
         {
             options = options with { BearerToken = ResolveAdminToken(null) };
         }
 
         return new GpuPool.Client.GpuPoolClient(ResolveScheduler(schedulerOption), options);
+    }
+
+    /// <summary>
+    /// The tenant a command leases for: --tenant when given; else, for an admin credential (which must name one),
+    /// "default"; else empty, which the scheduler reads as the tenant the credential proves.
+    /// </summary>
+    public static string TenantFor(GpuPool.Client.GpuPoolClient client, string? tenantOption)
+    {
+        if (!string.IsNullOrWhiteSpace(tenantOption))
+        {
+            return tenantOption.Trim();
+        }
+
+        var options = client.Options;
+        var admin = options.BearerToken is { } token
+            ? !GpuPool.Protocol.Tokens.TenantToken.TryReadUnverified(token, out var claims) || claims!.Role == GpuPool.Protocol.Tokens.TenantToken.AdminRole
+            : options.Certificate is { } certificate && GpuPool.Protocol.Security.PoolIdentity.FromCertificate(certificate)?.Role == GpuPool.Protocol.Security.PoolRole.Admin;
+        return admin ? "default" : "";
     }
 
     /// <summary>--scheduler if given, else $GPUPOOL_SCHEDULER, else the running pool's address, else the default.</summary>

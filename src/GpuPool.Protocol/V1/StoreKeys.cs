@@ -30,6 +30,19 @@ public static class StoreKeys
     /// <summary>tombstones/{lease id}: LeaseTombstone, why a lease ended without its holder releasing it; under an unrenewed session, so it vanishes by itself.</summary>
     public const string Tombstones = "tombstones/";
 
+    /// <summary>
+    /// tenants/{tenant}/tokens/{token id}: TenantTokenRecord, one per tenant token an admin issued (never the token
+    /// itself). The allow-list: a token is valid only while its record exists, so deleting the record revokes it.
+    /// Every scheduler replica watches the prefix.
+    /// </summary>
+    public const string Tenants = "tenants/";
+
+    /// <summary>The key of one tenant token's record.</summary>
+    public static string TenantToken(string tenant, string tokenId) => $"{Tenants}{tenant}/tokens/{tokenId}";
+
+    /// <summary>The prefix of one tenant's token records.</summary>
+    public static string TenantTokens(string tenant) => $"{Tenants}{tenant}/tokens/";
+
     /// <summary>The scheduler's leader lock; its value is the leader's endpoint.</summary>
     public const string Leader = "scheduler/leader";
 

@@ -1,10 +1,12 @@
-using System.Security.Cryptography;
 using System.Text;
 using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
 using GpuPool.Coordination;
 using GpuPool.Coordination.Election;
 using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.Tokens;
 using GpuPool.Protocol.V1;
+using GpuPool.Scheduler.Identity;
 using GpuPool.Scheduler.Leases;
 using GpuPool.Scheduler.Placement;
 using GpuPool.Scheduler.Policy;
@@ -13,15 +15,18 @@ using Microsoft.Extensions.Logging;
 namespace GpuPool.Scheduler.Admin;
 
 /// <summary>
-/// What admins read and set: the pool's view, quotas, priority classes and drains. Writes go straight to the
-/// store (any replica may take them; the leader follows the store by watches) and need the admin credential.
+/// What admins read and set: the pool's view, quotas, priority classes, drains and tenant tokens. Writes go straight
+/// to the store (any replica may take them; the leader follows the store by watches), need the admin role, and are
+/// logged as audit lines naming who made them and from where.
 /// </summary>
-internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, Func<Allocator?> leader, ILogger logger)
+internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, Func<Allocator?> leader, AccessRules access, TokenAllowList allowList, ILogger logger)
 {
-    private readonly CredentialThrottle _throttle = new(options.TimeProvider);
+    /// <summary>The most tokens one tenant may hold at once: each is a store record every replica keeps in memory.</summary>
+    public const int MaxTokensPerTenant = 100;
 
-    public async Task<ClusterView> ListClusterAsync(CancellationToken cancellationToken)
+    public async Task<ClusterView> ListClusterAsync(Caller caller, CancellationToken cancellationToken)
     {
+        access.RequireCredential(caller, "list the pool");
         ClusterView view;
         if (leader() is { } allocator)
         {
@@ -41,19 +46,19 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
 
         view.Leader = await LeaderElection.GetLeaderAsync(store, StoreKeys.Leader, cancellationToken).ConfigureAwait(false) ?? "";
         view.AnsweredBy = options.AdvertisedEndpoint ?? "";
-        return view;
+        return access.Filter(caller, view);
     }
 
-    public async Task<Quota> SetQuotaAsync(Quota quota, AdminCaller caller, CancellationToken cancellationToken)
+    public async Task<Quota> SetQuotaAsync(Quota quota, Caller caller, CancellationToken cancellationToken)
     {
-        Authorize(caller);
+        access.RequireAdmin(caller, "set a quota");
         if (quota is null)
         {
             throw new GpuPoolException(ErrorCode.InvalidArgument, "the request holds no quota");
         }
 
         PriorityClasses.ValidateName(quota.Tenant, "tenant");
-        var classes = await ListPriorityClassesAsync(cancellationToken).ConfigureAwait(false);
+        var classes = await ReadPriorityClassesAsync(cancellationToken).ConfigureAwait(false);
         var unknown = quota.AllowedPriorityClasses.Where(c => classes.All(k => k.Name != c)).ToArray();
         if (unknown.Length > 0)
         {
@@ -61,11 +66,13 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
         }
 
         await Put(StoreKeys.Quotas + quota.Tenant, quota, cancellationToken).ConfigureAwait(false);
+        Audit(caller, "set the quota of", $"tenant {quota.Tenant} ({quota})");
         return quota;
     }
 
-    public async Task<Quota> GetQuotaAsync(string tenant, CancellationToken cancellationToken)
+    public async Task<Quota> GetQuotaAsync(string tenant, Caller caller, CancellationToken cancellationToken)
     {
+        access.RequireCredential(caller, "read quotas");
         PriorityClasses.ValidateName(tenant, "tenant");
         var entry = await store.GetAsync(StoreKeys.Quotas + tenant, cancellationToken).ConfigureAwait(false);
         return entry is null
@@ -73,19 +80,24 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
             : Quota.Parser.ParseFrom(entry.Value.Span);
     }
 
-    public async Task<IReadOnlyList<Quota>> ListQuotasAsync(CancellationToken cancellationToken)
-        => [.. (await store.ListAsync(StoreKeys.Quotas, cancellationToken).ConfigureAwait(false)).Entries.Select(e => Quota.Parser.ParseFrom(e.Value.Span))];
-
-    public async Task<bool> DeleteQuotaAsync(string tenant, AdminCaller caller, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<Quota>> ListQuotasAsync(Caller caller, CancellationToken cancellationToken)
     {
-        Authorize(caller);
-        PriorityClasses.ValidateName(tenant, "tenant");
-        return await store.DeleteAsync(StoreKeys.Quotas + tenant, cancellationToken: cancellationToken).ConfigureAwait(false);
+        access.RequireCredential(caller, "read quotas");
+        return [.. (await store.ListAsync(StoreKeys.Quotas, cancellationToken).ConfigureAwait(false)).Entries.Select(e => Quota.Parser.ParseFrom(e.Value.Span))];
     }
 
-    public async Task<PriorityClass> SetPriorityClassAsync(PriorityClass cls, AdminCaller caller, CancellationToken cancellationToken)
+    public async Task<bool> DeleteQuotaAsync(string tenant, Caller caller, CancellationToken cancellationToken)
     {
-        Authorize(caller);
+        access.RequireAdmin(caller, "delete a quota");
+        PriorityClasses.ValidateName(tenant, "tenant");
+        var deleted = await store.DeleteAsync(StoreKeys.Quotas + tenant, cancellationToken: cancellationToken).ConfigureAwait(false);
+        Audit(caller, "deleted the quota of", $"tenant {tenant}{(deleted ? "" : " (it had none)")}");
+        return deleted;
+    }
+
+    public async Task<PriorityClass> SetPriorityClassAsync(PriorityClass cls, Caller caller, CancellationToken cancellationToken)
+    {
+        access.RequireAdmin(caller, "set a priority class");
         if (cls is null)
         {
             throw new GpuPoolException(ErrorCode.InvalidArgument, "the request holds no priority class");
@@ -93,29 +105,38 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
 
         PriorityClasses.ValidateName(cls.Name, "priority class");
         await Put(StoreKeys.Priorities + cls.Name, cls, cancellationToken).ConfigureAwait(false);
+        Audit(caller, "set priority class", $"{cls.Name} ({cls})");
         return cls;
     }
 
-    public async Task<IReadOnlyList<PriorityClass>> ListPriorityClassesAsync(CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<PriorityClass>> ListPriorityClassesAsync(Caller caller, CancellationToken cancellationToken)
+    {
+        access.RequireCredential(caller, "read priority classes");
+        return await ReadPriorityClassesAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<IReadOnlyList<PriorityClass>> ReadPriorityClassesAsync(CancellationToken cancellationToken)
         => [.. (await store.ListAsync(StoreKeys.Priorities, cancellationToken).ConfigureAwait(false)).Entries
             .Select(e => PriorityClass.Parser.ParseFrom(e.Value.Span)).OrderByDescending(c => c.Value).ThenBy(c => c.Name, StringComparer.Ordinal)];
 
-    public async Task<bool> DeletePriorityClassAsync(string name, AdminCaller caller, CancellationToken cancellationToken)
+    public async Task<bool> DeletePriorityClassAsync(string name, Caller caller, CancellationToken cancellationToken)
     {
-        Authorize(caller);
+        access.RequireAdmin(caller, "delete a priority class");
         PriorityClasses.ValidateName(name, "priority class");
         if (name == PriorityClasses.DefaultName)
         {
             throw new GpuPoolException(ErrorCode.FailedPrecondition, $"'{PriorityClasses.DefaultName}' is the class of requests that name none; change it instead of deleting it");
         }
 
-        return await store.DeleteAsync(StoreKeys.Priorities + name, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var deleted = await store.DeleteAsync(StoreKeys.Priorities + name, cancellationToken: cancellationToken).ConfigureAwait(false);
+        Audit(caller, "deleted priority class", $"{name}{(deleted ? "" : " (there was none)")}");
+        return deleted;
     }
 
     /// <summary>Drains (or returns to service) every broker whose id or host is <paramref name="target"/>.</summary>
-    public async Task<DrainReply> DrainAsync(string target, bool undo, AdminCaller caller, CancellationToken cancellationToken)
+    public async Task<DrainReply> DrainAsync(string target, bool undo, Caller caller, CancellationToken cancellationToken)
     {
-        Authorize(caller);
+        access.RequireAdmin(caller, undo ? "return a broker to service" : "drain a broker");
         if (string.IsNullOrWhiteSpace(target))
         {
             throw new GpuPoolException(ErrorCode.InvalidArgument, "name the broker id or host to drain");
@@ -148,8 +169,99 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
             }
         }
 
+        Audit(caller, undo ? "returned to service" : "drained", string.Join(", ", brokers));
         var reply = new DrainReply { LeasesRemaining = (uint)state.Leases.Count(l => brokers.Contains(l.BrokerId)) };
         reply.BrokerIds.AddRange(brokers);
+        return reply;
+    }
+
+    /// <summary>Issues a token for <paramref name="tenant"/>: its record goes to the store (the allow-list) and the token to the caller, once.</summary>
+    public async Task<AddTenantTokenReply> AddTenantTokenAsync(string tenant, bool admin, Caller caller, CancellationToken cancellationToken)
+    {
+        access.RequireAdmin(caller, "add a tenant token");
+        PriorityClasses.ValidateName(tenant, "tenant");
+        var existing = await store.ListAsync(StoreKeys.TenantTokens(tenant), cancellationToken).ConfigureAwait(false);
+        if (existing.Entries.Count >= MaxTokensPerTenant)
+        {
+            throw new GpuPoolException(ErrorCode.ResourceExhausted, $"tenant {tenant} holds {existing.Entries.Count} tokens, the most one tenant may: revoke some first (gpupool tenant revoke {tenant} --token ID)");
+        }
+
+        var now = options.TimeProvider.GetUtcNow();
+        var record = new TenantTokenRecord { Tenant = tenant, TokenId = TenantToken.NewId(), Admin = admin, Issued = Timestamp.FromDateTimeOffset(now), IssuedBy = caller.Who };
+        var key = StoreKeys.TenantToken(tenant, record.TokenId);
+        var put = await store.PutAsync(key, record.ToByteArray(), expectedModRevision: 0, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (!put.Succeeded)
+        {
+            throw new GpuPoolException(ErrorCode.Unavailable, $"token id {record.TokenId} was taken already (a one in 2^64 chance): try again");
+        }
+
+        allowList.Applied(key, record);
+        var token = TenantToken.Sign(new TenantClaims(tenant, record.TokenId, admin ? TenantToken.AdminRole : TenantToken.TenantRole, now.ToUnixTimeMilliseconds()), options.SigningKey);
+        Audit(caller, admin ? "added an admin token for" : "added a token for", $"tenant {tenant}: {record.TokenId}");
+        return new AddTenantTokenReply { Token = token, Record = record };
+    }
+
+    /// <summary>Revokes token <paramref name="tokenId"/> of <paramref name="tenant"/>, or every token of it when the id is empty.</summary>
+    public async Task<RevokeTenantTokensReply> RevokeTenantTokensAsync(string tenant, string tokenId, Caller caller, CancellationToken cancellationToken)
+    {
+        access.RequireAdmin(caller, "revoke a tenant token");
+        PriorityClasses.ValidateName(tenant, "tenant");
+        var reply = new RevokeTenantTokensReply();
+        if (tokenId.Length > 0)
+        {
+            PriorityClasses.ValidateName(tokenId, "token id");
+            var key = StoreKeys.TenantToken(tenant, tokenId);
+            if (!await store.DeleteAsync(key, cancellationToken: cancellationToken).ConfigureAwait(false))
+            {
+                throw new GpuPoolException(ErrorCode.NotFound, $"tenant {tenant} has no token {tokenId} (see gpupool tenant ls)");
+            }
+
+            allowList.Applied(key, null);
+            reply.TokenIds.Add(tokenId);
+        }
+        else
+        {
+            var listing = await store.ListAsync(StoreKeys.TenantTokens(tenant), cancellationToken).ConfigureAwait(false);
+            foreach (var entry in listing.Entries)
+            {
+                if (await store.DeleteAsync(entry.Key, cancellationToken: cancellationToken).ConfigureAwait(false))
+                {
+                    allowList.Applied(entry.Key, null);
+                    reply.TokenIds.Add(entry.Key[StoreKeys.TenantTokens(tenant).Length..]);
+                }
+            }
+        }
+
+        Audit(caller, "revoked", $"tenant {tenant}'s token{(reply.TokenIds.Count == 1 ? "" : "s")} {(reply.TokenIds.Count == 0 ? "(it had none)" : string.Join(", ", reply.TokenIds))}");
+        return reply;
+    }
+
+    /// <summary>Tenants with tokens or a quota, and their tokens' records (never the tokens).</summary>
+    public async Task<ListTenantsReply> ListTenantsAsync(Caller caller, CancellationToken cancellationToken)
+    {
+        access.RequireAdmin(caller, "list tenants and their tokens");
+        var tenants = new SortedDictionary<string, TenantView>(StringComparer.Ordinal);
+        TenantView Of(string name) => tenants.TryGetValue(name, out var view) ? view : tenants[name] = new TenantView { Tenant = name };
+        foreach (var entry in (await store.ListAsync(StoreKeys.Tenants, cancellationToken).ConfigureAwait(false)).Entries)
+        {
+            var record = TenantTokenRecord.Parser.ParseFrom(entry.Value.Span);
+            Of(record.Tenant).Tokens.Add(record);
+        }
+
+        foreach (var entry in (await store.ListAsync(StoreKeys.Quotas, cancellationToken).ConfigureAwait(false)).Entries)
+        {
+            Of(entry.Key[StoreKeys.Quotas.Length..]).HasQuota = true;
+        }
+
+        var reply = new ListTenantsReply();
+        foreach (var view in tenants.Values)
+        {
+            var ordered = view.Tokens.OrderBy(t => t.Issued?.ToDateTimeOffset() ?? default).ThenBy(t => t.TokenId, StringComparer.Ordinal).ToArray();
+            view.Tokens.Clear();
+            view.Tokens.AddRange(ordered);
+            reply.Tenants.Add(view);
+        }
+
         return reply;
     }
 
@@ -182,39 +294,5 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
         }
     }
 
-    private void Authorize(AdminCaller caller)
-    {
-        if (options.AdminToken is null)
-        {
-            throw new GpuPoolException(ErrorCode.PermissionDenied, "this scheduler has no admin credential configured, so it refuses every admin change");
-        }
-
-        if (string.IsNullOrEmpty(caller.Credential))
-        {
-            Log.AdminRefused(logger, CredentialThrottle.Key(caller.Peer), "no admin credential");
-            throw new GpuPoolException(ErrorCode.Unauthenticated, "admin changes need the admin credential (gpupool reads it from the config dir, --admin-token or GPUPOOL_ADMIN_TOKEN)");
-        }
-
-        try
-        {
-            _throttle.Check(caller.Peer);
-        }
-        catch (GpuPoolException ex)
-        {
-            Log.AdminRefused(logger, CredentialThrottle.Key(caller.Peer), ex.Message);
-            throw;
-        }
-
-        if (!CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(caller.Credential), Encoding.UTF8.GetBytes(options.AdminToken)))
-        {
-            _throttle.Failed(caller.Peer);
-            Log.AdminRefused(logger, CredentialThrottle.Key(caller.Peer), "a wrong admin credential");
-            throw new GpuPoolException(ErrorCode.PermissionDenied, "the admin credential is wrong");
-        }
-
-        _throttle.Succeeded(caller.Peer);
-    }
+    private void Audit(Caller caller, string action, string target) => Log.AuditAdminChange(logger, caller.Who, caller.From, action, target);
 }
-
-/// <summary>Who asks for an admin change: the credential the call carried and the peer it came from (for the throttle).</summary>
-internal readonly record struct AdminCaller(string? Credential, string Peer);

@@ -6,7 +6,8 @@ using GpuPool.Protocol.V1;
 namespace GpuPool.Scheduler.Admin;
 
 /// <summary>
-/// Wrong admin credentials, counted per peer address: after <see cref="FreeTries"/> wrong ones a peer waits before its
+/// Credentials that do not verify (a wrong admin credential, a forged or revoked tenant token, a certificate of
+/// another CA), counted per peer address: after <see cref="FreeTries"/> wrong ones a peer waits before its
 /// next try is looked at (1 s, doubling to at most <see cref="LongestWait"/>), so guessing the credential from one host
 /// goes at a few tries an hour, while other hosts' admins are not held up. A right credential clears the peer's count.
 /// </summary>
@@ -33,7 +34,7 @@ internal sealed class CredentialThrottle(TimeProvider time)
         {
             var seconds = Math.Ceiling((entry.WaitUntil - time.GetUtcNow()).TotalSeconds);
             throw new GpuPoolException(ErrorCode.ResourceExhausted,
-                string.Create(CultureInfo.InvariantCulture, $"too many wrong admin credentials from {Key(peer)}: try again in {seconds:0} s"));
+                string.Create(CultureInfo.InvariantCulture, $"too many refused credentials from {Key(peer)}: try again in {seconds:0} s"));
         }
     }
 

@@ -2,6 +2,7 @@ using GpuPool.Coordination;
 using GpuPool.Hosting;
 using GpuPool.Protocol.Hosts;
 using GpuPool.Scheduler.Admin;
+using GpuPool.Scheduler.Identity;
 using GpuPool.Scheduler.Leases;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
@@ -20,14 +21,16 @@ public sealed class SchedulerHost : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly Leadership _leadership;
     private readonly LeaseManager _leases;
+    private readonly TokenAllowList _tokens;
     private int _disposed;
 
-    private SchedulerHost(WebApplication app, string endpoint, Leadership leadership, LeaseManager leases)
+    private SchedulerHost(WebApplication app, string endpoint, Leadership leadership, LeaseManager leases, TokenAllowList tokens)
     {
         _app = app;
         Endpoint = endpoint;
         _leadership = leadership;
         _leases = leases;
+        _tokens = tokens;
     }
 
     /// <summary>
@@ -70,27 +73,42 @@ public sealed class SchedulerHost : IAsyncDisposable
 
         // The services need the leadership, which needs the endpoint Kestrel picks: late-bound through a box.
         var box = new StrongBox<Leadership>();
-        var manager = new LeaseManager(options, store, () => box.Value?.Current);
-        var admin = new AdminCore(options, store, () => box.Value?.Current, loggerFactory.CreateLogger<AdminCore>());
-        var (app, port) = await GrpcServerHost.StartAsync(
-            options.ListenAddress,
-            options.Port,
-            4 << 20,
-            loggerFactory,
-            services => services.AddSingleton(manager).AddSingleton(admin),
-            app =>
-            {
-                app.MapGrpcService<LeaseService>();
-                app.MapGrpcService<AdminService>();
-            },
-            cancellationToken,
-            options.Tls,
-            options.IdleConnectionTimeout).ConfigureAwait(false);
+        var auditLogger = loggerFactory.CreateLogger("GpuPool.Scheduler.Audit");
+        var tokens = new TokenAllowList(store, logger);
+        var callers = new CallerResolver(options, tokens, auditLogger);
+        var access = new AccessRules(options, auditLogger);
+        var manager = new LeaseManager(options, store, () => box.Value?.Current, access, callers);
+        var admin = new AdminCore(options, store, () => box.Value?.Current, access, tokens, auditLogger);
+        (WebApplication App, int Port) server;
+        try
+        {
+            server = await GrpcServerHost.StartAsync(
+                options.ListenAddress,
+                options.Port,
+                4 << 20,
+                loggerFactory,
+                services => services.AddSingleton(manager).AddSingleton(admin).AddSingleton(callers),
+                app =>
+                {
+                    app.MapGrpcService<LeaseService>();
+                    app.MapGrpcService<AdminService>();
+                },
+                cancellationToken,
+                options.Tls,
+                options.IdleConnectionTimeout).ConfigureAwait(false);
+        }
+        catch
+        {
+            await tokens.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        var (app, port) = server;
 
         options.AdvertisedEndpoint ??= $"{(options.Tls is null ? "http" : "https")}://{advertised.UrlHost}:{port}";
         var leadership = new Leadership(options, store, options.AdvertisedEndpoint, logger);
         box.Value = leadership;
-        var host = new SchedulerHost(app, options.AdvertisedEndpoint, leadership, manager) { Advertised = advertised };
+        var host = new SchedulerHost(app, options.AdvertisedEndpoint, leadership, manager, tokens) { Advertised = advertised };
         try
         {
             await leadership.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -115,6 +133,7 @@ public sealed class SchedulerHost : IAsyncDisposable
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
         _leases.Dispose();
+        await _tokens.DisposeAsync().ConfigureAwait(false);
     }
 
     private sealed class StrongBox<T>

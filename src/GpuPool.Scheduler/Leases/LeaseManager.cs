@@ -5,6 +5,7 @@ using GpuPool.Coordination.Election;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.Tokens;
 using GpuPool.Protocol.V1;
+using GpuPool.Scheduler.Identity;
 using GpuPool.Scheduler.Policy;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -28,33 +29,37 @@ public sealed class LeaseManager : IDisposable
     private readonly SchedulerOptions _options;
     private readonly IClusterStore _store;
     private readonly Func<Allocator?> _leader;
+    private readonly AccessRules _access;
+    private readonly CallerResolver _callers;
     private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
 
-    internal LeaseManager(SchedulerOptions options, IClusterStore store, Func<Allocator?> leader)
+    internal LeaseManager(SchedulerOptions options, IClusterStore store, Func<Allocator?> leader, AccessRules access, CallerResolver callers)
     {
         _options = options;
         _store = store;
         _leader = leader;
+        _access = access;
+        _callers = callers;
     }
 
-    public async Task<AllocateReply> AllocateAsync(AllocateRequest request, bool forwarded, CancellationToken cancellationToken)
+    internal async Task<AllocateReply> AllocateAsync(AllocateRequest request, Caller caller, bool forwarded, CancellationToken cancellationToken)
     {
-        var normalized = Normalize(request);
+        var normalized = Normalize(request, caller);
         if (_leader() is { } allocator)
         {
             return await allocator.AllocateAsync(normalized, cancellationToken).ConfigureAwait(false);
         }
 
         var timeout = TimeSpan.FromMilliseconds(normalized.WaitTimeoutMs) + _options.PreemptionGrace * 2 + TimeSpan.FromSeconds(30);
-        return await ForwardAsync((client, headers, deadline) => client.AllocateAsync(normalized, headers, deadline, cancellationToken), timeout, forwarded, cancellationToken).ConfigureAwait(false);
+        return await ForwardAsync((client, headers, deadline) => client.AllocateAsync(normalized, headers, deadline, cancellationToken), caller, timeout, forwarded, cancellationToken).ConfigureAwait(false);
     }
 
-    public async Task<KeepAliveReply> KeepAliveAsync(KeepAliveRequest request, bool forwarded, CancellationToken cancellationToken)
+    internal async Task<KeepAliveReply> KeepAliveAsync(KeepAliveRequest request, Caller caller, bool forwarded, CancellationToken cancellationToken)
     {
-        Authorize(request.LeaseId, request.Token);
+        Authorize(request.LeaseId, request.Token, caller, "keep alive");
         if (_leader() is not { } allocator)
         {
-            return await ForwardAsync((client, headers, deadline) => client.KeepAliveAsync(request, headers, deadline, cancellationToken), ForwardTimeout, forwarded, cancellationToken).ConfigureAwait(false);
+            return await ForwardAsync((client, headers, deadline) => client.KeepAliveAsync(request, headers, deadline, cancellationToken), caller, ForwardTimeout, forwarded, cancellationToken).ConfigureAwait(false);
         }
 
         var record = await allocator.RenewAsync(request.LeaseId, cancellationToken).ConfigureAwait(false)
@@ -71,16 +76,16 @@ public sealed class LeaseManager : IDisposable
     }
 
     /// <summary>Ends the lease (a gang's members with it); releasing a lease that has ended already is harmless.</summary>
-    public async Task ReleaseAsync(ReleaseRequest request, bool forwarded, CancellationToken cancellationToken)
+    internal async Task ReleaseAsync(ReleaseRequest request, Caller caller, bool forwarded, CancellationToken cancellationToken)
     {
-        Authorize(request.LeaseId, request.Token);
+        Authorize(request.LeaseId, request.Token, caller, "release");
         if (_leader() is { } allocator)
         {
             await allocator.ReleaseAsync(request.LeaseId, cancellationToken).ConfigureAwait(false);
             return;
         }
 
-        await ForwardAsync((client, headers, deadline) => client.ReleaseAsync(request, headers, deadline, cancellationToken), ForwardTimeout, forwarded, cancellationToken).ConfigureAwait(false);
+        await ForwardAsync((client, headers, deadline) => client.ReleaseAsync(request, headers, deadline, cancellationToken), caller, ForwardTimeout, forwarded, cancellationToken).ConfigureAwait(false);
     }
 
     public void Dispose()
@@ -92,10 +97,10 @@ public sealed class LeaseManager : IDisposable
     }
 
     /// <summary>Checks the request's fields and fills in defaults; what depends on the pool's state is the allocator's.</summary>
-    private AllocateRequest Normalize(AllocateRequest request)
+    private AllocateRequest Normalize(AllocateRequest request, Caller caller)
     {
         var normalized = request.Clone();
-        normalized.Tenant = string.IsNullOrWhiteSpace(request.Tenant) ? "default" : request.Tenant.Trim();
+        normalized.Tenant = _access.TenantFor(caller, request.Tenant);
         if (normalized.Tenant.Length > 128 || normalized.Tenant.Contains('/', StringComparison.Ordinal))
         {
             throw new GpuPoolException(ErrorCode.InvalidArgument, "tenant must be at most 128 characters and contain no '/'");
@@ -151,20 +156,30 @@ public sealed class LeaseManager : IDisposable
         return normalized;
     }
 
-    /// <summary>The token must be the scheduler's, unexpired, and for this lease; whether the lease lives is the leader's to say.</summary>
-    private void Authorize(string leaseId, string token)
+    /// <summary>
+    /// The token must be the scheduler's, unexpired, and for this lease, and the lease's tenant (which the token names)
+    /// the caller's unless the caller is an admin; whether the lease lives is the leader's to say.
+    /// </summary>
+    private void Authorize(string leaseId, string token, Caller caller, string what)
     {
+        _access.RequireCredential(caller, what + " leases");
         var claims = LeaseToken.Verify(token, _options.SigningKey, _options.TimeProvider.GetUtcNow());
         if (!string.Equals(claims.LeaseId, leaseId, StringComparison.Ordinal))
         {
             throw new GpuPoolException(ErrorCode.PermissionDenied, $"the token was issued for lease {claims.LeaseId}, not for lease {leaseId}");
         }
+
+        _access.RequireLeaseOwner(caller, leaseId, claims.Tenant, what);
     }
 
     private static readonly TimeSpan ForwardTimeout = TimeSpan.FromSeconds(30);
 
-    /// <summary>Sends a call to the replica that leads (once: a forwarded call is never forwarded again).</summary>
-    private async Task<T> ForwardAsync<T>(Func<Protocol.V1.Leases.LeasesClient, Metadata, DateTime, AsyncUnaryCall<T>> call, TimeSpan timeout, bool forwarded, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends a call to the replica that leads (once: a forwarded call is never forwarded again), with an assertion of
+    /// the caller this replica verified, signed with the key the replicas share, so that the leader trusts the identity
+    /// of no one but a replica.
+    /// </summary>
+    private async Task<T> ForwardAsync<T>(Func<Protocol.V1.Leases.LeasesClient, Metadata, DateTime, AsyncUnaryCall<T>> call, Caller caller, TimeSpan timeout, bool forwarded, CancellationToken cancellationToken)
     {
         var leader = await LeaderElection.GetLeaderAsync(_store, StoreKeys.Leader, cancellationToken).ConfigureAwait(false);
         if (forwarded || leader is null || leader == _options.AdvertisedEndpoint)
@@ -175,7 +190,13 @@ public sealed class LeaseManager : IDisposable
         var client = new Protocol.V1.Leases.LeasesClient(_channels.GetOrAdd(leader, e => Hosting.ReplicaChannel.Create(e, _options)));
         try
         {
-            return await call(client, new Metadata { { ForwardedHeader, "1" } }, _options.TimeProvider.GetUtcNow().UtcDateTime + timeout).ConfigureAwait(false);
+            var headers = new Metadata { { ForwardedHeader, "1" } };
+            if (caller.Identity is not null)
+            {
+                headers.Add(CallerResolver.AssertionHeader, _callers.Assert(caller));
+            }
+
+            return await call(client, headers, _options.TimeProvider.GetUtcNow().UtcDateTime + timeout).ConfigureAwait(false);
         }
         catch (RpcException ex)
         {

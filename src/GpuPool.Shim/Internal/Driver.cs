@@ -163,7 +163,7 @@ internal sealed unsafe partial class Driver
     private static Driver Open()
     {
         var config = ShimConfig.FromEnvironment();
-        var client = new GpuPoolClient(config.Scheduler, GpuPoolClientOptions.FromEnvironment(directory: null, ShimLog.Sdk));
+        var client = new GpuPoolClient(config.Scheduler, config.ClientOptions with { Logger = ShimLog.Sdk });
         try
         {
             if (config.Lease is { } record)

@@ -44,6 +44,12 @@ internal sealed class ShimConfig
 
     public LeaseRequest? Request { get; private init; }
 
+    /// <summary>
+    /// The credential the client proves its tenant with: in standalone mode GPUPOOL_TENANT_TOKEN (a tenant token or the admin
+    /// credential) and GPUPOOL_CA/GPUPOOL_CERT/GPUPOOL_KEY; in held mode only the pool's CA (the lease token opens the session).
+    /// </summary>
+    public GpuPoolClientOptions ClientOptions { get; private init; } = new();
+
     public SessionTransportKind Transport { get; private init; }
 
     /// <summary>How long a call waits for the broker before the shim gives the broker up for lost.</summary>
@@ -96,6 +102,9 @@ internal sealed class ShimConfig
 
                 // The SDK's client wants a scheduler address; in this mode it never calls it.
                 Scheduler = Get(SchedulerVar) ?? broker,
+
+                // No credential: the lease token opens the session. The pool's CA ($GPUPOOL_CA) checks a TLS broker.
+                ClientOptions = new GpuPoolClientOptions { Authority = GpuPoolClientOptions.FromEnvironment(null).Authority },
                 Transport = transport,
                 Timeout = timeout,
             };
@@ -118,7 +127,9 @@ internal sealed class ShimConfig
             return new ShimConfig
             {
                 Scheduler = scheduler,
-                Request = new LeaseRequest { Tenant = Get(TenantVar) ?? "default", MemoryBytes = memory, ComputeShare = share },
+                // No tenant named: the credential's.
+                Request = new LeaseRequest { Tenant = Get(TenantVar) ?? "", MemoryBytes = memory, ComputeShare = share },
+                ClientOptions = GpuPoolClientOptions.FromEnvironment(null),
                 Transport = transport,
                 Timeout = timeout,
             };

@@ -35,7 +35,7 @@ public sealed class AdminCommandTests
 
                 await using var wrongToken = await CliProcess.RunAsync(configDir, CommandTimeout, "quota", "rm", "team-a", "--admin-token", "nope");
                 Assert.True(wrongToken.ExitCode != 0);
-                Assert.Contains("the admin credential is wrong", wrongToken.Stdout + wrongToken.Stderr, StringComparison.Ordinal);
+                Assert.Contains("the bearer token is neither this pool's admin credential nor a tenant token it issued", wrongToken.Stdout + wrongToken.Stderr, StringComparison.Ordinal);
 
                 await up.InterruptAsync();
                 Assert.True(await up.WaitForExitAsync(TimeSpan.FromSeconds(20)), "gpupool up did not stop");
@@ -44,7 +44,7 @@ public sealed class AdminCommandTests
             var (restarted, scheduler2, _) = await UpProcessFixture.StartUpAsync(configDir);
             await using (restarted)
             {
-                using var client = new GpuPoolClient(scheduler2, TestPki.FromConfigDir(configDir));
+                using var client = UpProcessFixture.AdminClient(configDir, scheduler2);
                 var admin = new PoolAdmin(client, null);
                 var quota = await admin.GetQuotaAsync("team-a");
                 Assert.Equal((300u, 2UL << 30, 4u), (quota.MaxMilliGpus, quota.MaxMemoryBytes, quota.MaxLeases));
@@ -73,21 +73,21 @@ public sealed class AdminCommandTests
             var (up, scheduler, _) = await UpProcessFixture.StartUpAsync(configDir);
             await using (up)
             {
-                using var client = new GpuPoolClient(scheduler, TestPki.FromConfigDir(configDir));
+                using var client = UpProcessFixture.AdminClient(configDir, scheduler);
                 var broker = (await client.ListClusterAsync()).Brokers[0].BrokerId;
-                await using var lease = await client.AllocateAsync(new LeaseRequest { MemoryBytes = 1UL << 20, ComputeShare = 10 });
+                await using var lease = await client.AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = 1UL << 20, ComputeShare = 10 });
 
                 await using var drain = await CliProcess.RunAsync(configDir, CommandTimeout, "drain", broker);
                 Assert.True(drain.ExitCode == 0, drain.Stdout + drain.Stderr);
                 Assert.Contains($"drained {broker}: no new leases go there; 1 lease still running", drain.Stdout, StringComparison.Ordinal);
                 await Poll.UntilAsync(async () => (await client.ListClusterAsync()).Draining.Contains(broker), TimeSpan.FromSeconds(5), "the leader knows the broker is drained");
-                var refused = await Assert.ThrowsAsync<GpuPool.Protocol.Errors.GpuPoolException>(() => client.AllocateAsync(new LeaseRequest { MemoryBytes = 1UL << 20, ComputeShare = 10 }));
+                var refused = await Assert.ThrowsAsync<GpuPool.Protocol.Errors.GpuPoolException>(() => client.AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = 1UL << 20, ComputeShare = 10 }));
                 Assert.Equal(GpuPool.Protocol.V1.ErrorCode.ResourceExhausted, refused.Code);
 
                 await using var undo = await CliProcess.RunAsync(configDir, CommandTimeout, "drain", broker, "--undo");
                 Assert.True(undo.ExitCode == 0, undo.Stdout + undo.Stderr);
                 await Poll.UntilAsync(async () => (await client.ListClusterAsync()).Draining.Count == 0, TimeSpan.FromSeconds(5), "the broker is back in service");
-                await using var granted = await client.AllocateAsync(new LeaseRequest { MemoryBytes = 1UL << 20, ComputeShare = 10 });
+                await using var granted = await client.AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = 1UL << 20, ComputeShare = 10 });
 
                 await up.InterruptAsync();
                 await up.WaitForExitAsync(TimeSpan.FromSeconds(20));

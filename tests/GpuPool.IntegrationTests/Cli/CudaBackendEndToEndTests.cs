@@ -28,8 +28,8 @@ public sealed partial class CudaBackendEndToEndTests
             Assert.Contains("backend cuda backend (1 GPU, driver for CUDA 12.4), as asked", Spaces().Replace(up.Stdout, " "), StringComparison.Ordinal);
             Assert.Contains("GpuPool Mock GPU (cuda, 6 GiB", up.Stdout, StringComparison.Ordinal);
 
-            using var client = new GpuPoolClient(scheduler, TestPki.FromConfigDir(configDir));
-            await using (var lease = await client.AllocateAsync(new LeaseRequest { MemoryBytes = 64 << 20, ComputeShare = 500 }))
+            using var client = UpProcessFixture.AdminClient(configDir, scheduler);
+            await using (var lease = await client.AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = 64 << 20, ComputeShare = 500 }))
             await using (var session = await lease.OpenSessionAsync())
             {
                 // Larger than the broker's reply chunks and the backend's staging buffers, and not a multiple of either.

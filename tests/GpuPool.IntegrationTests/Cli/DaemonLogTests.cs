@@ -4,7 +4,7 @@ using GpuPool.IntegrationTests.Infrastructure;
 namespace GpuPool.IntegrationTests.Cli;
 
 /// <summary>
-/// The daemons' log: warnings always (here, a refused admin change with the peer it came from), on stderr, one line
+/// The daemons' log: warnings always (here, the audit line of a refused credential with the peer it came from), on stderr, one line
 /// each, without --verbose and without the lifecycle lines --verbose adds; one JSON object a line with --log-format json.
 /// </summary>
 public sealed class DaemonLogTests
@@ -21,11 +21,11 @@ public sealed class DaemonLogTests
         await using var wrong = await CliProcess.RunAsync(configDir, Timeout, "quota", "rm", "team-a", "--admin-token", "nope");
 
         Assert.NotEqual(0, wrong.ExitCode);
-        var line = await StderrLineAsync(up, l => l.Contains("Refused an admin change", StringComparison.Ordinal));
+        var line = await StderrLineAsync(up, l => l.Contains("Audit: refused a credential", StringComparison.Ordinal));
         Assert.Contains("warn: ", line, StringComparison.Ordinal);
-        Assert.EndsWith("Refused an admin change from 127.0.0.1: a wrong admin credential", line.TrimEnd(), StringComparison.Ordinal);
+        Assert.EndsWith("Audit: refused a credential from 127.0.0.1: the bearer token is neither this pool's admin credential nor a tenant token it issued", line.TrimEnd(), StringComparison.Ordinal);
         Assert.DoesNotContain("leads the pool", up.Stderr, StringComparison.Ordinal);
-        Assert.DoesNotContain("Refused an admin change", up.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("Audit:", up.Stdout, StringComparison.Ordinal);
         await up.InterruptAsync();
         Assert.True(await up.WaitForExitAsync(Timeout));
     }
@@ -39,10 +39,10 @@ public sealed class DaemonLogTests
 
         await using var wrong = await CliProcess.RunAsync(configDir, Timeout, "quota", "rm", "team-a", "--admin-token", "nope");
 
-        var line = await StderrLineAsync(up, l => l.Contains("Refused an admin change", StringComparison.Ordinal));
+        var line = await StderrLineAsync(up, l => l.Contains("Audit: refused a credential", StringComparison.Ordinal));
         using var entry = JsonDocument.Parse(line);
         Assert.Equal("Warning", entry.RootElement.GetProperty("LogLevel").GetString());
-        Assert.Equal("Refused an admin change from 127.0.0.1: a wrong admin credential", entry.RootElement.GetProperty("Message").GetString());
+        Assert.Equal("Audit: refused a credential from 127.0.0.1: the bearer token is neither this pool's admin credential nor a tenant token it issued", entry.RootElement.GetProperty("Message").GetString());
         Assert.Equal("127.0.0.1", entry.RootElement.GetProperty("State").GetProperty("Peer").GetString());
         Assert.Contains(up.Stderr.Split('\n'), l => l.Contains("leads the pool", StringComparison.Ordinal) && l.StartsWith('{'));
         await up.InterruptAsync();

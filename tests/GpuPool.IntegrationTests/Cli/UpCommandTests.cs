@@ -22,6 +22,10 @@ public sealed partial class UpProcessFixture : IAsyncLifetime
         (_up, SchedulerEndpoint, BrokerEndpoint) = await StartUpAsync(ConfigDir);
     }
 
+    /// <summary>A client of the pool <c>gpupool up</c> runs in <paramref name="configDir"/>, acting as its admin (the token up keeps there).</summary>
+    internal static GpuPoolClient AdminClient(string configDir, string scheduler)
+        => new(scheduler, TestPki.FromConfigDir(configDir));
+
     /// <summary>Starts <c>gpupool up</c> on free ports and waits until it says it is up; returns the endpoints it printed.</summary>
     internal static async Task<(CliProcess Up, string Scheduler, string Broker)> StartUpAsync(string configDir)
     {
@@ -78,7 +82,7 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
         Assert.NotEqual(up.SchedulerEndpoint, up.BrokerEndpoint);
         Assert.Equal(up.SchedulerEndpoint, (await File.ReadAllTextAsync(Path.Combine(up.ConfigDir, "scheduler-endpoint"))).Trim());
 
-        using var client = new GpuPoolClient(up.SchedulerEndpoint, TestPki.FromConfigDir(up.ConfigDir));
+        using var client = UpProcessFixture.AdminClient(up.ConfigDir, up.SchedulerEndpoint);
         var broker = Assert.Single((await client.ListClusterAsync()).Brokers);
         Assert.Equal(up.BrokerEndpoint, broker.Endpoint);
     }
@@ -97,7 +101,7 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
         Assert.Equal("250", table.Column(7));
         Assert.Equal(up.BrokerEndpoint, table.Column(4));
 
-        using var client = new GpuPoolClient(up.SchedulerEndpoint, TestPki.FromConfigDir(up.ConfigDir));
+        using var client = UpProcessFixture.AdminClient(up.ConfigDir, up.SchedulerEndpoint);
         var record = Assert.Single((await client.ListClusterAsync()).Leases, l => l.LeaseId == id);
         Assert.Equal(512UL << 20, record.MemoryBytes);
         Assert.Equal(250U, record.ComputeShare);
@@ -121,7 +125,7 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
         await using var ls = await CliProcess.RunAsync(up.ConfigDir, CommandTimeout, "ls");
 
         Assert.True(ls.ExitCode == 0, $"exit code {ls.ExitCode}; stdout:\n{ls.Stdout}\nstderr:\n{ls.Stderr}");
-        using var client = new GpuPoolClient(up.SchedulerEndpoint, TestPki.FromConfigDir(up.ConfigDir));
+        using var client = UpProcessFixture.AdminClient(up.ConfigDir, up.SchedulerEndpoint);
         var view = await client.ListClusterAsync();
         var tables = SpectreTable.Parse(ls.Stdout);
         Assert.Equal(3, tables.Count);
@@ -182,8 +186,8 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
             var (process, scheduler, _) = await UpProcessFixture.StartUpAsync(configDir);
             await using (process)
             {
-                using var client = new GpuPoolClient(scheduler, TestPki.FromConfigDir(configDir));
-                await using var lease = await client.AllocateAsync(new LeaseRequest { MemoryBytes = 16 << 20, ComputeShare = 100 });
+                using var client = UpProcessFixture.AdminClient(configDir, scheduler);
+                await using var lease = await client.AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = 16 << 20, ComputeShare = 100 });
                 await using var session = await lease.OpenSessionAsync();
                 await session.AllocAsync(1 << 20);
 

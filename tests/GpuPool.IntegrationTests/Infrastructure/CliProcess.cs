@@ -50,6 +50,9 @@ internal sealed class CliProcess : IAsyncDisposable
 
         start.Environment["GPUPOOL_CONFIG_DIR"] = configDir;
         start.Environment.Remove("GPUPOOL_SCHEDULER");
+        start.Environment.Remove("GPUPOOL_TOKEN");
+        start.Environment.Remove("GPUPOOL_TENANT_TOKEN");
+        start.Environment.Remove("GPUPOOL_ADMIN_TOKEN");
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         start.Environment["DOTNET_NOLOGO"] = "1";
         foreach (var (name, value) in environment ?? new Dictionary<string, string?>())

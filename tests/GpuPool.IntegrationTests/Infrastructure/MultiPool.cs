@@ -123,16 +123,20 @@ public sealed class MultiPool : IAsyncDisposable
         await scheduler.DisposeAsync();
     }
 
-    /// <summary>A client of the given replica (the first by default).</summary>
-    public GpuPoolClient Client(SchedulerHost? scheduler = null)
+    /// <summary>A client of the given replica (the first by default) that acts as the pool's admin, for the tenants it names.</summary>
+    public GpuPoolClient Client(SchedulerHost? scheduler = null) => ClientWith(AdminToken, scheduler);
+
+    /// <summary>A client of the given replica (the first by default) that presents <paramref name="bearerToken"/> (null: no credential).</summary>
+    public GpuPoolClient ClientWith(string? bearerToken, SchedulerHost? scheduler = null)
     {
-        var client = new GpuPoolClient((scheduler ?? _schedulers[0]).Endpoint);
+        var client = new GpuPoolClient((scheduler ?? _schedulers[0]).Endpoint, new GpuPoolClientOptions { BearerToken = bearerToken });
         _clients.Add(client);
         return client;
     }
 
+    /// <summary>The admin SDK over a client with no credential of its own, sending <paramref name="token"/> ("": the pool's admin token; null: none).</summary>
     public PoolAdmin Admin(string? token = "", SchedulerHost? scheduler = null)
-        => new(Client(scheduler), token == "" ? AdminToken : token);
+        => new(ClientWith(null, scheduler), token == "" ? AdminToken : token);
 
     public async ValueTask DisposeAsync()
     {

@@ -90,8 +90,12 @@ public class PoolFixture : IAsyncLifetime
         };
         Configure(options);
         _broker = await BrokerHost.StartAsync(options, _store, BrokerLoggerFactory);
-        _client = new GpuPoolClient(_scheduler.Endpoint);
+        _client = AdminClient();
     }
+
+    /// <summary>A new client of this pool's scheduler that acts as its admin (for the tenants it names); the caller disposes it.</summary>
+    public GpuPoolClient AdminClient(Microsoft.Extensions.Logging.ILogger? logger = null)
+        => new(Scheduler.Endpoint, new GpuPoolClientOptions { BearerToken = AdminToken, Logger = logger });
 
     public async Task DisposeAsync()
     {

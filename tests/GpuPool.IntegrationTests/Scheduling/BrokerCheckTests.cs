@@ -29,7 +29,7 @@ public sealed class BrokerCheckTests
         var placed = new List<string>();
         for (var i = 0; i < 4; i++)
         {
-            await using var lease = await client.AllocateAsync(new LeaseRequest { MemoryBytes = 64 * MiB, ComputeShare = 10 });
+            await using var lease = await client.AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = 64 * MiB, ComputeShare = 10 });
             placed.Add(lease.Record.BrokerId);
         }
 
@@ -40,7 +40,7 @@ public sealed class BrokerCheckTests
         listener.Start();
         await Poll.UntilAsync(async () =>
         {
-            await using var lease = await client.AllocateAsync(new LeaseRequest { MemoryBytes = 64 * MiB, ComputeShare = 10 });
+            await using var lease = await client.AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = 64 * MiB, ComputeShare = 10 });
             return lease.Record.BrokerId == "b-gone";
         }, TimeSpan.FromSeconds(10), "a lease on the broker that answers again");
     }
@@ -52,7 +52,7 @@ public sealed class BrokerCheckTests
         await RegisterGoneBrokerAsync(pool, FreePort());
 
         await Task.Delay(TimeSpan.FromSeconds(1.5));
-        await using var lease = await pool.Client().AllocateAsync(new LeaseRequest { MemoryBytes = 64 * MiB, ComputeShare = 10 });
+        await using var lease = await pool.Client().AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = 64 * MiB, ComputeShare = 10 });
 
         Assert.Equal("b-gone", lease.Record.BrokerId);
     }

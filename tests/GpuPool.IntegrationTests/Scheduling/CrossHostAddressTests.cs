@@ -49,8 +49,12 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
                 await File.WriteAllTextAsync(publicKeyPath, LeaseToken.ExportPublicPem(key));
             }
 
+            // Both replicas share the signing key and the admin credential.
+            var adminTokenPath = Path.Combine(dir, "admin-token");
+            await File.WriteAllTextAsync(adminTokenPath, Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16)));
+
             // TLS on every port: each daemon holds a certificate of the pool's CA for its own host's address.
-            string[] SchedulerArgs(VirtualNetwork.Host host) => ["scheduler", "--store", storeSpec, "--listen", "0.0.0.0", "--port", "7070", "--key", keyPath, "--open-tenants", "--lease-ttl", "10s", .. pki.DaemonArgs($"s-{host.Name}", PoolRole.Scheduler, host.Address)];
+            string[] SchedulerArgs(VirtualNetwork.Host host) => ["scheduler", "--store", storeSpec, "--listen", "0.0.0.0", "--port", "7070", "--key", keyPath, "--admin-token-file", adminTokenPath, "--open-tenants", "--lease-ttl", "10s", .. pki.DaemonArgs($"s-{host.Name}", PoolRole.Scheduler, host.Address)];
             string[] BrokerArgs(VirtualNetwork.Host host, params string[] more) => ["broker", "--store", storeSpec, "--listen", "0.0.0.0", "--port", "7071", "--fast-path-port", "7072", "--scheduler-key", publicKeyPath, "--backend", "cpu", "--devices", "1", "--device-memory", "1GiB", .. pki.DaemonArgs($"b-{host.Name}", PoolRole.Broker, host.Address), .. more];
 
             // The leader first, so that the replica the client asks is a standby; then the rest side by side.

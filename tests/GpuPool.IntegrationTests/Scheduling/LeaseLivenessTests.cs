@@ -18,7 +18,7 @@ public sealed class LeaseLivenessTests
 {
     private const ulong MiB = 1UL << 20;
 
-    private static LeaseRequest Slice(TimeSpan ttl) => new() { MemoryBytes = MiB, ComputeShare = 100, Ttl = ttl };
+    private static LeaseRequest Slice(TimeSpan ttl) => new() { Tenant = "default", MemoryBytes = MiB, ComputeShare = 100, Ttl = ttl };
 
     private static async Task<bool> RecordExistsAsync(MultiPool pool, string leaseId)
         => await pool.Store.GetAsync(StoreKeys.Leases + leaseId) is not null;
@@ -40,7 +40,7 @@ public sealed class LeaseLivenessTests
         Assert.Equal([kept.Id], view.Leases.Select(l => l.LeaseId));
         Assert.Equal(MiB, Assert.Single(view.Devices).MemoryLeasedBytes);
         using var channel = GrpcChannel.ForAddress(pool.Leader.Endpoint);
-        var rpc = await Assert.ThrowsAsync<RpcException>(() => new Leases.LeasesClient(channel).KeepAliveAsync(new KeepAliveRequest { LeaseId = abandoned.Id, Token = abandoned.Token }).ResponseAsync);
+        var rpc = await Assert.ThrowsAsync<RpcException>(() => new Leases.LeasesClient(channel).KeepAliveAsync(new KeepAliveRequest { LeaseId = abandoned.Id, Token = abandoned.Token }, new Metadata { { "authorization", "Bearer " + pool.AdminToken } }).ResponseAsync);
         var error = GpuPoolException.FromRpc(rpc, "keepalive");
         Assert.Equal(ErrorCode.LeaseEnded, error.Code);
         Assert.Equal($"lease {abandoned.Id} has ended: it expired: no keepalive from its holder for its TTL of 1 s; allocate a new lease", error.Message);
@@ -101,7 +101,7 @@ public sealed class LeaseLivenessTests
     public async Task A_gang_whose_keepalives_stop_ends_with_every_member()
     {
         await using var pool = await MultiPool.StartAsync([3], configure: o => o.OpenTenants = true);
-        var gang = await pool.Client().AllocateGangAsync(new LeaseRequest { WholeDevices = 2, Ttl = TimeSpan.FromSeconds(1) });
+        var gang = await pool.Client().AllocateGangAsync(new LeaseRequest { Tenant = "default", WholeDevices = 2, Ttl = TimeSpan.FromSeconds(1) });
 
         foreach (var member in gang)
         {

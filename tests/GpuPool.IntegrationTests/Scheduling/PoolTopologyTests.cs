@@ -20,14 +20,14 @@ public sealed class PoolTopologyTests
         await using var pool = await StartAsync([4, 2]);
         var client = pool.Client();
 
-        var pair = await client.AllocateGangAsync(new LeaseRequest { WholeDevices = 2 });
-        var triple = await client.AllocateGangAsync(new LeaseRequest { WholeDevices = 3 });
+        var pair = await client.AllocateGangAsync(new LeaseRequest { Tenant = "default", WholeDevices = 2 });
+        var triple = await client.AllocateGangAsync(new LeaseRequest { Tenant = "default", WholeDevices = 3 });
 
         Assert.Equal(["b1", "b1"], pair.Select(l => l.Record.BrokerId));
         Assert.Equal(["b0", "b0", "b0"], triple.Select(l => l.Record.BrokerId));
         Assert.Equal(3, triple.Select(l => l.Record.DeviceIndex).Distinct().Count());
         Assert.All(triple, l => Assert.Equal((MultiPool.DeviceMemory, 1000u), (l.Record.MemoryBytes, l.Record.ComputeShare)));
-        var tooBig = await Assert.ThrowsAsync<GpuPoolException>(() => client.AllocateGangAsync(new LeaseRequest { WholeDevices = 5 }));
+        var tooBig = await Assert.ThrowsAsync<GpuPoolException>(() => client.AllocateGangAsync(new LeaseRequest { Tenant = "default", WholeDevices = 5 }));
         Assert.Equal("no host of this pool has 5 devices", tooBig.Message);
 
         // Members end as one: releasing one releases the gang.
@@ -52,14 +52,14 @@ public sealed class PoolTopologyTests
         var leases = new List<Lease>();
         for (var i = 0; i < 3; i++)
         {
-            leases.Add(await client.AllocateAsync(new LeaseRequest { MemoryBytes = MiB, ComputeShare = 100 }));
+            leases.Add(await client.AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = MiB, ComputeShare = 100 }));
         }
 
         Assert.All(leases, l => Assert.Equal("b1", l.Record.BrokerId));
         await admin.DrainAsync("b0", undo: true);
         await Poll.UntilAsync(async () => (await client.ListClusterAsync()).Draining.Count == 0, TimeSpan.FromSeconds(5), "b0 is back in service");
         // b1 has 3 MiB taken, so only b0 has room for 1022 MiB.
-        await using var onB0 = await client.AllocateAsync(new LeaseRequest { MemoryBytes = 1022 * MiB, ComputeShare = 100 });
+        await using var onB0 = await client.AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = 1022 * MiB, ComputeShare = 100 });
         Assert.Equal("b0", onB0.Record.BrokerId);
         var unknown = await Assert.ThrowsAsync<GpuPoolException>(() => admin.DrainAsync("nowhere"));
         Assert.Equal(ErrorCode.NotFound, unknown.Code);
@@ -79,7 +79,7 @@ public sealed class PoolTopologyTests
         var admin = pool.Admin();
         await admin.DrainAsync("b1");
         await Poll.UntilAsync(async () => (await client.ListClusterAsync()).Draining.Contains("b1"), TimeSpan.FromSeconds(5), "b1 is drained");
-        var doomed = await client.AllocateAsync(new LeaseRequest { MemoryBytes = MiB, ComputeShare = 100, Ttl = TimeSpan.FromSeconds(2) });
+        var doomed = await client.AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = MiB, ComputeShare = 100, Ttl = TimeSpan.FromSeconds(2) });
         Assert.Equal("b0", doomed.Record.BrokerId);
         await admin.DrainAsync("b1", undo: true);
 
@@ -91,7 +91,7 @@ public sealed class PoolTopologyTests
 
         // The reason is kept in a tombstone (which the store forgets after SchedulerOptions.TombstoneTtl: unit-tested on a fake clock).
         Assert.NotNull(await pool.Store.GetAsync(StoreKeys.Tombstones + doomed.Id));
-        await using var survivor = await client.AllocateAsync(new LeaseRequest { MemoryBytes = MiB, ComputeShare = 100 });
+        await using var survivor = await client.AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = MiB, ComputeShare = 100 });
         Assert.Equal("b1", survivor.Record.BrokerId);
         await doomed.DisposeAsync();
     }
@@ -118,7 +118,7 @@ public sealed class PoolTopologyTests
         var standby = pool.Schedulers.Single(s => s != leader);
         var viaStandby = pool.Client(standby);
 
-        await using var forwarded = await viaStandby.AllocateAsync(new LeaseRequest { MemoryBytes = MiB, ComputeShare = 500, Ttl = TimeSpan.FromSeconds(3) });
+        await using var forwarded = await viaStandby.AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = MiB, ComputeShare = 500, Ttl = TimeSpan.FromSeconds(3) });
         var view = await viaStandby.ListClusterAsync();
         Assert.Equal(leader.Endpoint, view.Leader);
         Assert.Equal(standby.Endpoint, view.AnsweredBy);
@@ -131,7 +131,7 @@ public sealed class PoolTopologyTests
         // past it), and the new leader allocates around it.
         await Poll.UntilAsync(() => forwarded.Expires >= takeover + TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(15), "the new leader answers a keepalive");
         Assert.False(forwarded.Lost.IsCancellationRequested, "a lease granted by the old leader was lost in the failover");
-        await using var next = await viaStandby.AllocateAsync(new LeaseRequest { MemoryBytes = MiB, ComputeShare = 1000 });
+        await using var next = await viaStandby.AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = MiB, ComputeShare = 1000 });
         Assert.NotEqual(forwarded.Record.DeviceIndex, next.Record.DeviceIndex);
     }
 }

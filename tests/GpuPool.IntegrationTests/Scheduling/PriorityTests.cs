@@ -21,7 +21,7 @@ public sealed class PriorityTests
     {
         await using var pool = await StartAsync([1]);
 
-        var error = await Assert.ThrowsAsync<GpuPoolException>(() => pool.Client().AllocateAsync(new LeaseRequest { MemoryBytes = MiB, ComputeShare = 100, PriorityClass = "urgent" }));
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => pool.Client().AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = MiB, ComputeShare = 100, PriorityClass = "urgent" }));
 
         Assert.Equal(ErrorCode.InvalidArgument, error.Code);
         Assert.Equal("priority class 'urgent' does not exist (classes: high, low, normal)", error.Message);
@@ -149,7 +149,7 @@ public sealed class PriorityTests
         await admin.SetPriorityClassAsync(new PriorityClass { Name = "research", Value = 50, Preemptible = true });
 
         Assert.Equal(["high", "normal", "research", "low"], (await admin.ListPriorityClassesAsync()).Select(c => c.Name));
-        await using var lease = await pool.Client().AllocateAsync(new LeaseRequest { MemoryBytes = MiB, ComputeShare = 10, PriorityClass = "research" });
+        await using var lease = await pool.Client().AllocateAsync(new LeaseRequest { Tenant = "default", MemoryBytes = MiB, ComputeShare = 10, PriorityClass = "research" });
         Assert.Equal((50, true), (lease.Record.PriorityValue, lease.Record.Preemptible));
         Assert.True(await admin.DeletePriorityClassAsync("research"));
         var error = await Assert.ThrowsAsync<GpuPoolException>(() => admin.DeletePriorityClassAsync("normal"));

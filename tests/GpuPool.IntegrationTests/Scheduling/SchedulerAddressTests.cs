@@ -38,7 +38,7 @@ public sealed class SchedulerAddressTests
 
         // An allocation the standby takes reaches the leader (with no broker it is refused for lack of room, by the
         // leader, not with "no replica leads" as a standby forwarding to itself answered).
-        using var client = new GpuPoolClient(standby.Endpoint);
+        using var client = new GpuPoolClient(standby.Endpoint, new GpuPoolClientOptions { BearerToken = AdminToken });
         var error = await Assert.ThrowsAsync<GpuPool.Protocol.Errors.GpuPoolException>(() => client.AllocateAsync(new LeaseRequest { Tenant = "t", MemoryBytes = 1 << 20, ComputeShare = 10 }));
         Assert.DoesNotContain("no scheduler replica leads", error.Message, StringComparison.Ordinal);
     }
@@ -67,12 +67,15 @@ public sealed class SchedulerAddressTests
         Assert.Contains(says, error.Message, StringComparison.Ordinal);
     }
 
+    private const string AdminToken = "address-tests-admin";
+
     private static SchedulerOptions Options(System.Security.Cryptography.ECDsa key, string listen, string? advertise) => new()
     {
         ListenAddress = listen,
         AdvertiseAddress = advertise,
         Port = 0,
         SigningKey = key,
+        AdminToken = AdminToken,
         OpenTenants = true,
         LeaderTtl = TimeSpan.FromSeconds(2),
     };

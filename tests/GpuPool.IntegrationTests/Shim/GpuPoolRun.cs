@@ -16,7 +16,7 @@ internal static class GpuPoolRun
         string memory = "256MiB", string? workingDirectory = null)
     {
         _ = ShimArtifacts.Shim;
-        string[] args = ["run", "--scheduler", pool.Scheduler.Endpoint, "--memory", memory, "--share", "500", .. options, "--", .. programAndArgs];
+        string[] args = ["run", "--scheduler", pool.Scheduler.Endpoint, "--token", pool.AdminToken, "--memory", memory, "--share", "500", .. options, "--", .. programAndArgs];
         return CliProcess.StartIn(workingDirectory ?? "", configDir, environment ?? new Dictionary<string, string?>(), args);
     }
 

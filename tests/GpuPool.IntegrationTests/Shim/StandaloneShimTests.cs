@@ -20,6 +20,7 @@ public sealed class StandaloneShimTests(PoolFixture pool) : IClassFixture<PoolFi
                     ["GPUPOOL_MEMORY"] = "128MiB",
                     ["GPUPOOL_SHARE"] = "250",
                     ["GPUPOOL_TENANT"] = "standalone",
+                    ["GPUPOOL_TENANT_TOKEN"] = pool.AdminToken,
                 },
                 ShimArtifacts.KernelsPtx);
 

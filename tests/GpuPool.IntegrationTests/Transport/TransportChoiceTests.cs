@@ -64,7 +64,7 @@ public sealed class TransportChoiceTests(PoolFixture pool) : IClassFixture<PoolF
     {
         using var silent = await SilentPort.StartAsync();
         var logger = new RecordingLogger();
-        using var client = new GpuPoolClient(pool.Scheduler.Endpoint, logger);
+        using var client = pool.AdminClient(logger);
         await using var lease = await client.AllocateAsync(new LeaseRequest { Tenant = "it", MemoryBytes = PoolFixture.DefaultLeaseMemory, ComputeShare = 100 });
         var record = OnAnotherMachine(lease.Record);
         record.BrokerFastPathTcp = silent.Endpoint;
@@ -98,7 +98,7 @@ public sealed class TransportChoiceTests(PoolFixture pool) : IClassFixture<PoolF
     {
         using var proxy = new FirstConnectionProxy(pool.Broker.FastPath.Tcp);
         var logger = new RecordingLogger();
-        using var client = new GpuPoolClient(pool.Scheduler.Endpoint, logger);
+        using var client = pool.AdminClient(logger);
         await using var lease = await client.AllocateAsync(new LeaseRequest { Tenant = "it", MemoryBytes = PoolFixture.DefaultLeaseMemory, ComputeShare = 100 });
         var record = OnAnotherMachine(lease.Record);
         record.BrokerFastPathTcp = proxy.Endpoint;

@@ -24,13 +24,13 @@ public sealed class CredentialThrottleTests
 
         var refused = Assert.Throws<GpuPoolException>(() => throttle.Check("ipv4:10.0.0.5:4002"));
         Assert.Equal(ErrorCode.ResourceExhausted, refused.Code);
-        Assert.Equal("too many wrong admin credentials from 10.0.0.5: try again in 1 s", refused.Message);
+        Assert.Equal("too many refused credentials from 10.0.0.5: try again in 1 s", refused.Message);
         throttle.Check("ipv4:10.0.0.6:4000");
 
         _clock.Advance(TimeSpan.FromSeconds(1));
         throttle.Check("ipv4:10.0.0.5:4003");
         throttle.Failed("ipv4:10.0.0.5:4003");
-        Assert.Equal("too many wrong admin credentials from 10.0.0.5: try again in 2 s", Assert.Throws<GpuPoolException>(() => throttle.Check("ipv4:10.0.0.5:1")).Message);
+        Assert.Equal("too many refused credentials from 10.0.0.5: try again in 2 s", Assert.Throws<GpuPoolException>(() => throttle.Check("ipv4:10.0.0.5:1")).Message);
 
         for (var i = 0; i < 30; i++)
         {
@@ -38,7 +38,7 @@ public sealed class CredentialThrottleTests
             throttle.Failed("ipv4:10.0.0.5:1");
         }
 
-        Assert.Equal($"too many wrong admin credentials from 10.0.0.5: try again in {CredentialThrottle.LongestWait.TotalSeconds:0} s", Assert.Throws<GpuPoolException>(() => throttle.Check("ipv4:10.0.0.5:1")).Message);
+        Assert.Equal($"too many refused credentials from 10.0.0.5: try again in {CredentialThrottle.LongestWait.TotalSeconds:0} s", Assert.Throws<GpuPoolException>(() => throttle.Check("ipv4:10.0.0.5:1")).Message);
     }
 
     [Fact]
