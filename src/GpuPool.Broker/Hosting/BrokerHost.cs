@@ -7,6 +7,8 @@ using GpuPool.Broker.Transport.Grpc;
 using GpuPool.Coordination;
 using GpuPool.Hosting;
 using GpuPool.Protocol.Hosts;
+using GpuPool.Protocol.Tokens;
+using GpuPool.Protocol.V1;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.DependencyInjection;
@@ -107,6 +109,13 @@ public sealed class BrokerHost : IAsyncDisposable
         var registration = new BrokerRegistration(options, store, endpoint, fastPath, loggerFactory.CreateLogger<BrokerRegistration>());
         try
         {
+            // A broker given another pool's key would take placements whose sessions all fail: refused before it registers.
+            if (await store.GetAsync(StoreKeys.SchedulerPublicKey, cancellationToken).ConfigureAwait(false) is { } poolKey
+                && PoolKey.Mismatch(options.SchedulerPublicKey, poolKey.Value.Span, $"broker {options.BrokerId}") is { } why)
+            {
+                throw new ArgumentException(why);
+            }
+
             // Claims the broker id first: a broker refused because another live one holds the id starts nothing.
             await registration.StartAsync(cancellationToken).ConfigureAwait(false);
         }

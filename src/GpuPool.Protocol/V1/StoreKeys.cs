@@ -43,6 +43,9 @@ public static class StoreKeys
     /// <summary>The prefix of one tenant's token records.</summary>
     public static string TenantTokens(string tenant) => $"{Tenants}{tenant}/tokens/";
 
+    /// <summary>The pool's public signing key (PEM): written by the first scheduler replica, checked by the rest and by every broker.</summary>
+    public const string SchedulerPublicKey = "scheduler/public-key";
+
     /// <summary>The scheduler's leader lock; its value is the leader's endpoint.</summary>
     public const string Leader = "scheduler/leader";
 

@@ -111,6 +111,7 @@ public sealed class SchedulerHost : IAsyncDisposable
         var host = new SchedulerHost(app, options.AdvertisedEndpoint, leadership, manager, tokens) { Advertised = advertised };
         try
         {
+            await CheckPoolKeyAsync(options, store, cancellationToken).ConfigureAwait(false);
             await leadership.StartAsync(cancellationToken).ConfigureAwait(false);
         }
         catch
@@ -120,6 +121,25 @@ public sealed class SchedulerHost : IAsyncDisposable
         }
 
         return host;
+    }
+
+    /// <summary>
+    /// Publishes the pool's public key when the store holds none yet; otherwise this replica's key must be that one
+    /// (every replica of a pool signs with the same key): an ArgumentException saying so.
+    /// </summary>
+    private static async Task CheckPoolKeyAsync(SchedulerOptions options, IClusterStore store, CancellationToken cancellationToken)
+    {
+        var put = await store.PutAsync(Protocol.V1.StoreKeys.SchedulerPublicKey, Protocol.Tokens.PoolKey.Encode(options.SigningKey), expectedModRevision: 0, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (put.Succeeded)
+        {
+            return;
+        }
+
+        var stored = await store.GetAsync(Protocol.V1.StoreKeys.SchedulerPublicKey, cancellationToken).ConfigureAwait(false);
+        if (stored is { } entry && Protocol.Tokens.PoolKey.Mismatch(options.SigningKey, entry.Value.Span, "this scheduler replica") is { } why)
+        {
+            throw new ArgumentException(why);
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -168,6 +168,27 @@ public sealed class TlsTests
     }
 
     [Fact]
+    public async Task A_tenant_certificate_proves_its_tenant_at_the_TLS_scheduler_and_one_of_another_CA_is_refused_naming_why()
+    {
+        await using var pool = await TlsPool.StartAsync();
+        var asTeamA = new GpuPoolClientOptions { Authority = pool.Pki.PublicAuthority, Certificate = pool.Pki.Issue("team-a", PoolRole.Tenant) };
+        using (var teamA = new GpuPoolClient(pool.Scheduler.Endpoint, asTeamA))
+        {
+            await using var own = await teamA.AllocateAsync(new LeaseRequest { MemoryBytes = 16 << 20, ComputeShare = 100 });
+            Assert.Equal("team-a", own.Record.Tenant);
+            var other = await Assert.ThrowsAsync<GpuPoolException>(() => teamA.AllocateAsync(new LeaseRequest { Tenant = "team-b", MemoryBytes = 16 << 20, ComputeShare = 100 }));
+            Assert.Equal(ErrorCode.PermissionDenied, other.Code);
+            Assert.Contains("tenant team-a's credential cannot allocate for tenant team-b", other.Message, StringComparison.Ordinal);
+        }
+
+        using var otherPki = new TestPki();
+        using var stranger = new GpuPoolClient(pool.Scheduler.Endpoint, new GpuPoolClientOptions { Authority = pool.Pki.PublicAuthority, Certificate = otherPki.Issue("team-a", PoolRole.Admin) });
+        var refused = await Assert.ThrowsAsync<GpuPoolException>(() => stranger.AllocateAsync(new LeaseRequest { Tenant = "team-a", MemoryBytes = 16 << 20, ComputeShare = 100 }));
+        Assert.Equal(ErrorCode.Unauthenticated, refused.Code);
+        Assert.Contains("is not issued by this pool's CA", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_plaintext_client_at_the_TLS_fast_path_is_told_it_speaks_TLS_and_the_broker_logs_the_peer()
     {
         await using var pool = await TlsPool.StartAsync();
