@@ -20,11 +20,12 @@ internal static class LsCommand
             using var client = CliPaths.Client(parse.GetValue(scheduler), tokenOption: parse.GetValue(token));
             var view = await client.ListClusterAsync(cancellationToken);
 
-            AnsiConsole.MarkupLine(Markup.Escape($"scheduler {view.AnsweredBy}" + (view.Leader == view.AnsweredBy ? " (leader)" : $", leader {(view.Leader.Length > 0 ? view.Leader : "none (election under way)")}")));
-            var hosts = new Table().Title("hosts").AddColumns("broker", "host", "endpoint", "devices", "state");
+            AnsiConsole.MarkupLine(Markup.Escape($"scheduler {view.AnsweredBy}" + (view.Leader == view.AnsweredBy ? " (leader)" : $", leader {(view.Leader.Length > 0 ? view.Leader : "none (election under way)")}")
+                + (view.AnsweredBy.StartsWith("http://", StringComparison.Ordinal) ? ", plaintext (--insecure)" : "")));
+            var hosts = new Table().Title("hosts").AddColumns("broker", "host", "endpoint", "devices", "state", "tls");
             foreach (var b in view.Brokers)
             {
-                hosts.AddRow(Markup.Escape(b.BrokerId), Markup.Escape(b.Host), Markup.Escape(b.Endpoint), b.Devices.Count.ToString(CultureInfo.InvariantCulture), b.Draining || view.Draining.Contains(b.BrokerId) ? "draining" : "up");
+                hosts.AddRow(Markup.Escape(b.BrokerId), Markup.Escape(b.Host), Markup.Escape(b.Endpoint), b.Devices.Count.ToString(CultureInfo.InvariantCulture), b.Draining || view.Draining.Contains(b.BrokerId) ? "draining" : "up", b.Endpoint.StartsWith("https://", StringComparison.Ordinal) ? "on" : "[yellow]off[/]");
             }
 
             AnsiConsole.Write(hosts);

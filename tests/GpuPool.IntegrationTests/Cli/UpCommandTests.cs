@@ -132,6 +132,7 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
         var (hosts, devices, leases) = (tables[0], tables[1], tables[2]);
         Assert.Equal(view.Brokers[0].BrokerId, hosts.Column(0));
         Assert.Equal("up", hosts.Column(4));
+        Assert.Equal("on", hosts.Column(5));
         Assert.Contains($"scheduler {up.SchedulerEndpoint} (leader)", ls.Stdout, StringComparison.Ordinal);
         Assert.Equal(view.Brokers[0].BrokerId, devices.Column(0));
         Assert.Equal("GpuPoolCPUdevice", devices.Column(2));
@@ -170,6 +171,29 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
                 Assert.Contains("Stopped.", process.Stdout, StringComparison.Ordinal);
                 Assert.False(File.Exists(Path.Combine(configDir, "scheduler-endpoint")), "up left its scheduler-endpoint file behind");
             }
+        }
+        finally
+        {
+            Directory.Delete(configDir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Up_with_insecure_serves_plaintext_says_so_and_ls_shows_it()
+    {
+        var configDir = Directory.CreateTempSubdirectory("gpupool-it-").FullName;
+        try
+        {
+            await using var up = CliProcess.Start(configDir, "up", "--port", "0", "--broker-port", "0", "--fast-path-port", "0", "--insecure");
+            await up.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C to stop.", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+            Assert.Matches(@"scheduler\s+http://127\.0\.0\.1:\d+\s", up.Stdout);
+            Assert.Contains("warning: TLS is off (--insecure): lease tokens, credentials and tensors cross the network readable", up.Stderr, StringComparison.Ordinal);
+            Assert.False(Directory.Exists(Path.Combine(configDir, "pki")), "up --insecure made certificates");
+
+            await using var ls = await CliProcess.RunAsync(configDir, CommandTimeout, "ls");
+            Assert.True(ls.ExitCode == 0, $"exit code {ls.ExitCode}; stdout:\n{ls.Stdout}\nstderr:\n{ls.Stderr}");
+            Assert.Contains(", plaintext (--insecure)", ls.Stdout.Split('\n')[0], StringComparison.Ordinal);
+            Assert.Equal("off", SpectreTable.Parse(ls.Stdout)[0].Column(5));
         }
         finally
         {
