@@ -17,11 +17,19 @@ internal sealed class FrameWire : IAsyncDisposable
 {
     private readonly NetworkStream _network;
 
-    private FrameWire(Socket socket, SslStream? tls)
+    private readonly DuplexBufferedStream? _buffered;
+
+    private FrameWire(Socket socket, SslStream? tls, DuplexBufferedStream? buffered = null)
     {
         Socket = socket;
         _network = new NetworkStream(socket, ownsSocket: false);
         Tls = tls;
+        _buffered = buffered;
+        if (buffered is not null)
+        {
+            // Past the handshake: records gather into fewer writes, each send ends with a flush.
+            buffered.Buffering = true;
+        }
     }
 
     public Socket Socket { get; }
@@ -47,13 +55,14 @@ internal sealed class FrameWire : IAsyncDisposable
             return Plain(socket);
         }
 
-        var stream = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
+        var buffered = new DuplexBufferedStream(new NetworkStream(socket, ownsSocket: false));
+        var stream = new SslStream(buffered, leaveInnerStreamOpen: false);
         try
         {
             using var timeoutCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeoutCts.CancelAfter(timeout);
             await stream.AuthenticateAsClientAsync(tls.ClientOptions(host), timeoutCts.Token).ConfigureAwait(false);
-            return new FrameWire(socket, stream);
+            return new FrameWire(socket, stream, buffered);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
@@ -80,13 +89,14 @@ internal sealed class FrameWire : IAsyncDisposable
             return Plain(socket);
         }
 
-        var stream = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
+        var buffered = new DuplexBufferedStream(new NetworkStream(socket, ownsSocket: false));
+        var stream = new SslStream(buffered, leaveInnerStreamOpen: false);
         try
         {
             using var timeoutCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeoutCts.CancelAfter(timeout);
             await stream.AuthenticateAsServerAsync(tls.ServerOptions(), timeoutCts.Token).ConfigureAwait(false);
-            return new FrameWire(socket, stream);
+            return new FrameWire(socket, stream, buffered);
         }
         catch
         {
@@ -135,6 +145,7 @@ internal sealed class FrameWire : IAsyncDisposable
         if (Tls is not null)
         {
             await Tls.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
+            await Tls.FlushAsync(cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -152,6 +163,8 @@ internal sealed class FrameWire : IAsyncDisposable
         {
             if (Tls is not null)
             {
+                await Tls.FlushAsync().ConfigureAwait(false);
+                _buffered!.Buffering = false;
                 await Tls.ShutdownAsync().ConfigureAwait(false);
             }
 
