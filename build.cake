@@ -363,6 +363,314 @@ Task("Clang")
     }
 });
 
+// The package: a self-contained `gpupool` for linux-x64 (one file with the .NET runtime inside: the host needs no .NET),
+// the shim beside it as lib/libcuda.so.1 (where `gpupool run` looks), the systemd units, the sysusers.d snippet and
+// the example env files of packaging/, and docs/operations.md, in artifacts/package/gpupool-VERSION-linux-x64/ and a
+// .tar.gz of it. Not NativeAOT: the PTX engine compiles programs' kernels to IL with DynamicMethod, which NativeAOT
+// cannot run (docs/operations.md, "Install"). The units are checked with systemd-analyze, then the tarball with
+// PackageSmoke's check. Not part of Test: the publish alone takes minutes.
+var packageVersion = Argument("package-version", XmlPeek("./Directory.Build.props", "/Project/PropertyGroup/Version"));
+var packageName = $"gpupool-{packageVersion}-linux-x64";
+var packageFolder = MakeAbsolute(Directory("./artifacts/package"));
+var packageRoot = packageFolder.Combine(packageName);
+var packageTarball = packageFolder.CombineWithFilePath(packageName + ".tar.gz");
+
+Task("Package")
+    .IsDependentOn("Shim")
+    .Does(() =>
+{
+    var publish = packageFolder.Combine("publish");
+    CleanDirectory(publish);
+    DotNetPublish("./src/GpuPool.Cli/GpuPool.Cli.csproj", new DotNetPublishSettings
+    {
+        Configuration = configuration,
+        Runtime = "linux-x64",
+        SelfContained = true,
+        PublishSingleFile = true,
+        PublishReadyToRun = true,
+        OutputDirectory = publish,
+        MSBuildSettings = new DotNetMSBuildSettings().SetVersion(packageVersion),
+    });
+
+    Run("rm", "-rf", packageRoot.FullPath);
+    EnsureDirectoryExists(packageRoot);
+    MoveFile(publish.CombineWithFilePath("gpupool"), packageRoot.CombineWithFilePath("gpupool"));
+    Run("rm", "-rf", publish.FullPath);
+    EnsureDirectoryExists(packageRoot.Combine("lib"));
+    CopyFile("./artifacts/shim/libgpupool-cuda.so", packageRoot.Combine("lib").CombineWithFilePath("libcuda.so.1"));
+    Run("ln", "-sfn", "libcuda.so.1", packageRoot.Combine("lib").CombineWithFilePath("libcuda.so").FullPath);
+    foreach (var (from, to) in new[] { ("packaging/systemd", "systemd"), ("packaging/sysusers.d", "sysusers.d"), ("packaging/env", "env") })
+    {
+        CopyDirectory(from, packageRoot.Combine(to));
+    }
+
+    EnsureDirectoryExists(packageRoot.Combine("docs"));
+    CopyFile("./docs/operations.md", packageRoot.Combine("docs").CombineWithFilePath("operations.md"));
+    Run("chmod", "755", packageRoot.CombineWithFilePath("gpupool").FullPath, packageRoot.Combine("lib").CombineWithFilePath("libcuda.so.1").FullPath);
+
+    VerifyUnits(packageRoot);
+    Run("tar", "--owner=0", "--group=0", "--numeric-owner", "-C", packageFolder.FullPath, "-czf", packageTarball.FullPath, packageName);
+    Information($"{packageTarball}: {new System.IO.FileInfo(packageTarball.FullPath).Length / 1e6:F1} MB ({DirectorySize(packageRoot) / 1e6:F1} MB unpacked)");
+    SmokeTestPackage();
+});
+
+// The check the Package task ends with, alone, on the tarball it made.
+Task("PackageSmoke")
+    .Does(() => SmokeTestPackage());
+
+// Runs a program, throwing with its output when it fails; returns what it wrote on stdout and stderr.
+string Run(string program, params string[] args)
+{
+    var start = new System.Diagnostics.ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
+    foreach (var arg in args)
+    {
+        start.ArgumentList.Add(arg);
+    }
+
+    var output = RunProcess(start, program, TimeSpan.FromMinutes(2), out var exit);
+    return exit == 0 ? output : throw new Exception($"{program} {string.Join(' ', args)} exited with {exit}:\n{output}");
+}
+
+// Runs a process to its end (killing it past the timeout): its exit code and its stdout and stderr, interleaved.
+string RunProcess(System.Diagnostics.ProcessStartInfo start, string what, TimeSpan timeout, out int exit)
+{
+    start.RedirectStandardOutput = start.RedirectStandardError = true;
+    var output = new StringBuilder();
+    using var process = new System.Diagnostics.Process { StartInfo = start };
+    process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+    process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+    process.Start();
+    process.BeginOutputReadLine();
+    process.BeginErrorReadLine();
+    if (!process.WaitForExit((int)timeout.TotalMilliseconds))
+    {
+        process.Kill(entireProcessTree: true);
+        process.WaitForExit();
+        throw new Exception($"{what} did not end within {timeout.TotalSeconds} s:\n{output}");
+    }
+
+    process.WaitForExit();
+    exit = process.ExitCode;
+    lock (output)
+    {
+        return output.ToString();
+    }
+}
+
+long DirectorySize(DirectoryPath folder)
+    => new System.IO.DirectoryInfo(folder.FullPath).EnumerateFiles("*", System.IO.SearchOption.AllDirectories)
+        .Where(f => f.LinkTarget is null).Sum(f => f.Length);
+
+// `systemd-analyze verify` of the package's units in a scratch root where the package sits at /opt/gpupool (the
+// binary hard-linked, so the check sees the packaged file) with the host's own units beside (sysinit.target and
+// the rest that verify loads). verify exits 0 on unknown keys and values it cannot parse, only warning: any line it
+// prints fails the build. systemd (for systemd-analyze) comes from Debian's packages when it is missing.
+void VerifyUnits(DirectoryPath package)
+{
+    if (!EnsureDebianPackage("systemd-analyze", "systemd"))
+    {
+        throw new Exception("systemd-analyze is missing and could not be installed (apt-get install systemd, as root): the units cannot be verified.");
+    }
+
+    var root = packageFolder.Combine("verify-root");
+    Run("rm", "-rf", root.FullPath);
+    var units = root.Combine("etc/systemd/system");
+    var opt = root.Combine("opt/gpupool");
+    EnsureDirectoryExists(units);
+    EnsureDirectoryExists(opt);
+    EnsureDirectoryExists(root.Combine("usr/lib/systemd"));
+    Run("cp", "-a", "/usr/lib/systemd/system", root.Combine("usr/lib/systemd").FullPath);
+    Run("ln", package.CombineWithFilePath("gpupool").FullPath, opt.CombineWithFilePath("gpupool").FullPath);
+    var files = GetFiles(package.Combine("systemd").FullPath + "/*.service").ToList();
+    if (files.Count == 0)
+    {
+        throw new Exception($"no systemd units in {package.Combine("systemd")}");
+    }
+
+    var unitPaths = new List<string>();
+    foreach (var file in files)
+    {
+        CopyFile(file, units.CombineWithFilePath(file.GetFilename()));
+        unitPaths.Add(units.CombineWithFilePath(file.GetFilename()).FullPath);
+    }
+
+    var verify = new System.Diagnostics.ProcessStartInfo("systemd-analyze") { ArgumentList = { "verify", "--root=" + root.FullPath } };
+    unitPaths.ForEach(verify.ArgumentList.Add);
+    var said = RunProcess(verify, "systemd-analyze verify", TimeSpan.FromMinutes(1), out var exit).Trim();
+    if (exit != 0 || said.Length > 0)
+    {
+        throw new Exception($"systemd-analyze verify found problems in the units (exit code {exit}):\n{said}");
+    }
+
+    foreach (var unit in unitPaths)
+    {
+        var security = new System.Diagnostics.ProcessStartInfo("systemd-analyze") { ArgumentList = { "security", "--offline=true", "--root=" + root.FullPath, unit } };
+        var report = RunProcess(security, "systemd-analyze security", TimeSpan.FromMinutes(1), out _);
+        Information(report.Split('\n').LastOrDefault(l => l.Contains("exposure level", StringComparison.Ordinal))?.Trim() ?? $"no exposure level for {unit}");
+    }
+
+    Information($"systemd-analyze verify: {string.Join(", ", files.Select(f => f.GetFilename()))} OK");
+    Run("rm", "-rf", root.FullPath);
+}
+
+// The tarball on a clean host, as far as one machine allows: unpacked into a temp folder and run with an empty
+// environment (PATH=/usr/bin:/bin, a fresh HOME and config dir) and, where a private mount namespace can be made
+// (root, unshare), with the .NET install hidden under an empty tmpfs, so that nothing of the SDK can be found.
+// `--version`; `--help` timed; `up` on free ports until "GpuPool is up"; `ls` against it; `run` through a symlink
+// to the binary (as in /usr/local/bin), checking that the program's libcuda.so.1 is the package's lib/libcuda.so.1;
+// then SIGINT to `up`, which must stop cleanly.
+void SmokeTestPackage()
+{
+    if (!FileExists(packageTarball))
+    {
+        throw new Exception($"{packageTarball} is missing: run ./build.sh --target=Package");
+    }
+
+    var temp = new DirectoryPath(System.IO.Directory.CreateTempSubdirectory("gpupool-package-smoke-").FullName);
+    System.Diagnostics.Process up = null;
+    try
+    {
+        Run("tar", "-xzf", packageTarball.FullPath, "-C", temp.FullPath);
+        var binary = temp.Combine(packageName).CombineWithFilePath("gpupool").FullPath;
+        var shim = temp.Combine(packageName).Combine("lib").CombineWithFilePath("libcuda.so.1").FullPath;
+        EnsureDirectoryExists(temp.Combine("bin"));
+        var linked = temp.Combine("bin").CombineWithFilePath("gpupool").FullPath;
+        Run("ln", "-s", binary, linked);
+        var environment = new[] { "PATH=/usr/bin:/bin", $"HOME={temp.Combine("home")}", $"GPUPOOL_CONFIG_DIR={temp.Combine("config")}" };
+
+        var dotnetRoot = Run("sh", "-c", "readlink -f \"$(command -v dotnet)\" | xargs -r dirname").Trim();
+        var hidden = -1;
+        if (dotnetRoot.Length > 1)
+        {
+            var probe = new System.Diagnostics.ProcessStartInfo("unshare") { ArgumentList = { "-m", "sh", "-c", "mount -t tmpfs tmpfs \"$0\" && ! test -e \"$0/dotnet\"", dotnetRoot } };
+            RunProcess(probe, "unshare", TimeSpan.FromSeconds(30), out hidden);
+        }
+
+        var hide = hidden == 0;
+        if (hide)
+        {
+            Information($"package check: the .NET install ({dotnetRoot}) is hidden from the packaged binary");
+        }
+        else
+        {
+            Warning($"package check: cannot hide the .NET install{(dotnetRoot.Length > 1 ? $" ({dotnetRoot})" : "")} (no private mount namespace): the check only clears the environment");
+        }
+
+        // The packaged binary (or the symlink to it) with args, in the clean environment.
+        System.Diagnostics.ProcessStartInfo Packaged(string program, params string[] args)
+        {
+            var start = new System.Diagnostics.ProcessStartInfo(hide ? "unshare" : "env");
+            var argv = new List<string>();
+            if (hide)
+            {
+                argv.AddRange(new[] { "-m", "sh", "-c", "mount -t tmpfs tmpfs \"$0\" && exec \"$@\"", dotnetRoot, "env" });
+            }
+
+            // SIGINT back to its default: a build started in the background of a script passes it on ignored.
+            argv.AddRange(new[] { "-i", "--default-signal=INT" });
+            argv.AddRange(environment);
+            argv.Add(program);
+            argv.AddRange(args);
+            argv.ForEach(start.ArgumentList.Add);
+            return start;
+        }
+
+        string Expect(string what, System.Diagnostics.ProcessStartInfo start)
+        {
+            var output = RunProcess(start, what, TimeSpan.FromMinutes(1), out var exit);
+            return exit == 0 ? output : throw new Exception($"package check: `{what}` exited with {exit}:\n{output}");
+        }
+
+        var version = Expect("gpupool --version", Packaged(binary, "--version")).Trim();
+        if (!version.StartsWith(packageVersion, StringComparison.Ordinal))
+        {
+            throw new Exception($"package check: `gpupool --version` says '{version}', not {packageVersion}");
+        }
+
+        var times = new List<double>();
+        for (var i = 0; i < 5; i++)
+        {
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            Expect("gpupool --help", new System.Diagnostics.ProcessStartInfo("env") { ArgumentList = { "-i", environment[0], binary, "--help" } });
+            times.Add(watch.Elapsed.TotalMilliseconds);
+        }
+
+        times.Sort();
+        Information($"package check: gpupool {version}; `gpupool --help` took {times[2]:F0} ms (median of 5; {times[0]:F0}-{times[4]:F0} ms)");
+
+        var upOutput = new StringBuilder();
+        var ready = new System.Threading.ManualResetEventSlim();
+        var upStart = Packaged(binary, "up", "--port", "0", "--broker-port", "0", "--fast-path-port", "0", "--backend", "cpu", "--device-memory", "1GiB");
+        upStart.RedirectStandardOutput = upStart.RedirectStandardError = true;
+        up = new System.Diagnostics.Process { StartInfo = upStart };
+        System.Diagnostics.DataReceivedEventHandler collect = (_, e) =>
+        {
+            if (e.Data is null)
+            {
+                return;
+            }
+
+            lock (upOutput)
+            {
+                upOutput.AppendLine(e.Data);
+            }
+
+            if (e.Data.Contains("GpuPool is up", StringComparison.Ordinal))
+            {
+                ready.Set();
+            }
+        };
+        up.OutputDataReceived += collect;
+        up.ErrorDataReceived += collect;
+        var watchUp = System.Diagnostics.Stopwatch.StartNew();
+        up.Start();
+        up.BeginOutputReadLine();
+        up.BeginErrorReadLine();
+        if (System.Threading.WaitHandle.WaitAny(new System.Threading.WaitHandle[] { ready.WaitHandle }, TimeSpan.FromSeconds(60)) != 0 || up.HasExited)
+        {
+            throw new Exception($"package check: `gpupool up` did not say \"GpuPool is up\" within 60 s:\n{upOutput}");
+        }
+
+        Information($"package check: `gpupool up` was up after {watchUp.Elapsed.TotalSeconds:F1} s");
+        var ls = Expect("gpupool ls", Packaged(binary, "ls"));
+        if (!ls.Contains("cpu", StringComparison.Ordinal))
+        {
+            throw new Exception($"package check: `gpupool ls` shows no cpu device:\n{ls}");
+        }
+
+        var loaded = Expect("gpupool run", Packaged(linked, "run", "--memory", "64MiB", "--", "/bin/sh", "-c", "readlink -f \"${LD_LIBRARY_PATH%%:*}/libcuda.so.1\"")).Trim();
+        if (loaded != shim)
+        {
+            throw new Exception($"package check: under `gpupool run` libcuda.so.1 is '{loaded}', not the package's {shim}");
+        }
+
+        Run("kill", "-INT", up.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (!up.WaitForExit(30_000))
+        {
+            throw new Exception($"package check: `gpupool up` did not stop within 30 s of SIGINT:\n{upOutput}");
+        }
+
+        up.WaitForExit();
+        if (up.ExitCode != 0 || !upOutput.ToString().Contains("Stopped.", StringComparison.Ordinal))
+        {
+            throw new Exception($"package check: `gpupool up` exited with {up.ExitCode} after SIGINT:\n{upOutput}");
+        }
+
+        Information($"package check: {packageTarball.GetFilename()} runs: --version, up, ls, run (libcuda.so.1 from the package) and a clean stop on SIGINT");
+    }
+    finally
+    {
+        if (up is not null && !up.HasExited)
+        {
+            up.Kill(entireProcessTree: true);
+            up.WaitForExit();
+        }
+
+        up?.Dispose();
+        Run("rm", "-rf", temp.FullPath);
+    }
+}
+
 Task("Default").IsDependentOn("Test");
 
 RunTarget(target);
