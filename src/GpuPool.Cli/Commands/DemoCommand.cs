@@ -43,13 +43,16 @@ internal static class DemoCommand
 
         AnsiConsole.Write(new Rule("[bold]GpuPool demo[/]").LeftJustified());
         LocalPool? pool = null;
+        DirectoryInfo? pki = null;
         string? demoToken = null;
         string endpoint;
         if (string.IsNullOrEmpty(schedulerOption))
         {
             // Its own throwaway admin credential: the demo's client acts as the admin for tenant "demo".
+            // TLS as every pool has it, with a throwaway CA of its own.
             demoToken = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
-            pool = await LocalPool.StartAsync(new LocalPoolOptions { SchedulerPort = 0, BrokerPort = 0, FastPathPort = 0, DeviceMemory = 2UL << 30, AdminToken = demoToken }, null, cancellationToken);
+            pki = Directory.CreateTempSubdirectory("gpupool-demo-pki-");
+            pool = await LocalPool.StartAsync(new LocalPoolOptions { SchedulerPort = 0, BrokerPort = 0, FastPathPort = 0, DeviceMemory = 2UL << 30, AdminToken = demoToken, PkiDir = pki.FullName }, null, cancellationToken);
             endpoint = pool.Scheduler.Endpoint;
             AnsiConsole.MarkupLine($"pool started on this machine: scheduler {endpoint}, broker {pool.Broker.Endpoint}");
             AnsiConsole.MarkupLine($"  {Markup.Escape(pool.BackendNote)}");
@@ -63,7 +66,7 @@ internal static class DemoCommand
         try
         {
             // Another pool: the credentials every command uses, and the tenant they name (an admin's: "demo").
-            using var client = demoToken is null ? CliPaths.Client(endpoint) : new GpuPoolClient(endpoint, new GpuPoolClientOptions { BearerToken = demoToken });
+            using var client = demoToken is null ? CliPaths.Client(endpoint) : new GpuPoolClient(endpoint, new GpuPoolClientOptions { BearerToken = demoToken, Authority = pool!.Tls?.Authority });
             var tenant = demoToken is null && CliPaths.TenantFor(client, null) != "default" ? "" : "demo";
             await using var lease = await client.AllocateAsync(new LeaseRequest { Tenant = tenant, MemoryBytes = 256UL << 20, ComputeShare = 500 }, cancellationToken);
             await using var session = await lease.OpenSessionAsync(cancellationToken);
@@ -120,6 +123,8 @@ internal static class DemoCommand
             {
                 await pool.DisposeAsync();
             }
+
+            pki?.Delete(recursive: true);
         }
     }
 }
