@@ -10,7 +10,7 @@ namespace GpuPool.Protocol.Hosts;
 /// D-Bus's (<c>/var/lib/dbus/machine-id</c>), else a random one made once and kept in a file, so that it stays the
 /// same across restarts.
 /// </summary>
-public static class MachineIdentity
+public static partial class MachineIdentity
 {
     /// <summary>Where systemd and D-Bus keep the machine id, in the order they are read.</summary>
     public static readonly IReadOnlyList<string> SystemFiles = ["/etc/machine-id", "/var/lib/dbus/machine-id"];
@@ -96,12 +96,15 @@ public static class MachineIdentity
         }
 
         var made = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
-        var temp = path + "." + Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + ".tmp";
+        // A temporary file of this attempt's own: two threads of one process must not share one (with the process id
+        // alone, one thread's write replaced another's before its move, and that thread returned an id it had not kept).
+        var temp = path + "." + Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + "." + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8)) + ".tmp";
         try
         {
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
             File.WriteAllText(temp, made + "\n");
-            File.Move(temp, path, overwrite: false);
+            PlaceIfAbsent(temp, path);
+            TryDelete(temp);
             return made;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -112,6 +115,28 @@ public static class MachineIdentity
             return TryRead(path) ?? made;
         }
     }
+
+    /// <summary>
+    /// Puts the written file <paramref name="temp"/> at <paramref name="path"/> only if nothing is there, in one atomic
+    /// step: link(2), which fails when the name exists (File.Move without overwrite checks first and then renames, so
+    /// two callers could both succeed, the second replacing the first's id). An IOException when the name is taken.
+    /// </summary>
+    private static void PlaceIfAbsent(string temp, string path)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            File.Move(temp, path, overwrite: false);
+            return;
+        }
+
+        if (Link(temp, path) != 0)
+        {
+            throw new IOException($"{path} could not be made (errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}): another process made it first, or it cannot be written");
+        }
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc.so.6", EntryPoint = "link", SetLastError = true, StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial int Link(string existing, string created);
 
     private static void TryDelete(string path)
     {
