@@ -55,47 +55,36 @@ internal sealed class FrameWire : IAsyncDisposable
             return Plain(socket);
         }
 
-        var buffered = new DuplexBufferedStream(new NetworkStream(socket, ownsSocket: false));
-        var stream = new SslStream(buffered, leaveInnerStreamOpen: false);
         try
         {
-            using var timeoutCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeoutCts.CancelAfter(timeout);
-            await stream.AuthenticateAsClientAsync(tls.ClientOptions(host), timeoutCts.Token).ConfigureAwait(false);
-            return new FrameWire(socket, stream, buffered);
+            return await HandshakeAsync(socket, (stream, ct) => stream.AuthenticateAsClientAsync(tls.ClientOptions(host), ct), timeout, cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            await stream.DisposeAsync().ConfigureAwait(false);
             throw new AuthenticationException($"the TLS handshake did not finish within {timeout.TotalSeconds:0.#} s");
         }
         catch (AuthenticationException ex)
         {
-            await stream.DisposeAsync().ConfigureAwait(false);
             throw new AuthenticationException(tls.LastRejection.Length > 0 ? $"TLS refused: {tls.LastRejection}" : $"TLS handshake failed: {ex.Message}", ex);
-        }
-        catch
-        {
-            await stream.DisposeAsync().ConfigureAwait(false);
-            throw;
         }
     }
 
     /// <summary>The server's end of an accepted connection: TLS when <paramref name="tls"/> is given, finished within <paramref name="timeout"/>.</summary>
     public static async Task<FrameWire> AcceptAsync(Socket socket, PoolTls? tls, TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        if (tls is null)
-        {
-            return Plain(socket);
-        }
+        => tls is null
+            ? Plain(socket)
+            : await HandshakeAsync(socket, (stream, ct) => stream.AuthenticateAsServerAsync(tls.ServerOptions(), ct), timeout, cancellationToken).ConfigureAwait(false);
 
+    /// <summary>TLS over the socket (through the record buffers), its handshake given <paramref name="timeout"/>; the streams are closed when it fails.</summary>
+    private static async Task<FrameWire> HandshakeAsync(Socket socket, Func<SslStream, CancellationToken, Task> authenticate, TimeSpan timeout, CancellationToken cancellationToken)
+    {
         var buffered = new DuplexBufferedStream(new NetworkStream(socket, ownsSocket: false));
         var stream = new SslStream(buffered, leaveInnerStreamOpen: false);
         try
         {
             using var timeoutCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeoutCts.CancelAfter(timeout);
-            await stream.AuthenticateAsServerAsync(tls.ServerOptions(), timeoutCts.Token).ConfigureAwait(false);
+            await authenticate(stream, timeoutCts.Token).ConfigureAwait(false);
             return new FrameWire(socket, stream, buffered);
         }
         catch
