@@ -250,6 +250,27 @@ Task("CudaSamples")
     }
 });
 
+// The failed tests of a trx file, each with the first lines of its message, so that the end of a
+// log (all that a CI summary may keep) names them.
+IEnumerable<string> FailedTests(string trx)
+{
+    if (!System.IO.File.Exists(trx))
+    {
+        return new[] { $"  (no results file {trx})" };
+    }
+
+    System.Xml.Linq.XNamespace ns = "http://microsoft.com/schemas/VisualStudio/TeamTest/2010";
+    return System.Xml.Linq.XDocument.Load(trx).Descendants(ns + "UnitTestResult")
+        .Where(r => (string)r.Attribute("outcome") == "Failed")
+        .Select(r =>
+        {
+            var message = (string)r.Descendants(ns + "Message").FirstOrDefault() ?? "";
+            var lines = message.Split('\n').Select(l => l.TrimEnd()).Where(l => l.Length > 0).Take(6);
+            return $"  FAILED {(string)r.Attribute("testName")}\n" + string.Join("\n", lines.Select(l => "    " + l));
+        })
+        .ToList();
+}
+
 // Every test project of the solution, against real servers and child processes. A hang is
 // reported with a dump instead of eating CI's time.
 Task("Test")
@@ -278,6 +299,7 @@ Task("Test")
         catch (Exception ex)
         {
             failures.Add($"{project.GetFilenameWithoutExtension()}: {ex.Message}");
+            failures.AddRange(FailedTests($"./artifacts/test-results/{project.GetFilenameWithoutExtension()}.trx"));
         }
     }
 
