@@ -106,7 +106,11 @@ public interface IDeviceContext : IAsyncDisposable
     /// </summary>
     (ulong Address, ulong Size) GetGlobal(ulong module, string name);
 
-    ulong CreateStream();
+    /// <summary>
+    /// Creates a stream. A <see cref="StreamOrder.Blocking"/> one (CUDA's default) is ordered with stream 0, the legacy
+    /// default stream: work on either waits for the work queued before it on the other.
+    /// </summary>
+    ulong CreateStream(StreamOrder order = StreamOrder.Blocking);
 
     void DestroyStream(ulong stream);
 
@@ -228,4 +232,14 @@ public interface ICopyToHostSink
     ValueTask OnMemoryAsync(nint bytes, int length) => throw new NotSupportedException("this sink takes a copy only as a span");
 
     void OnError(StickyError error);
+}
+
+/// <summary>How a stream is ordered with a context's default stream (stream 0), as CUDA's stream flags say.</summary>
+public enum StreamOrder
+{
+    /// <summary>Work on the stream waits for the work queued before it on stream 0, and stream 0's work waits for the stream's.</summary>
+    Blocking,
+
+    /// <summary>The stream runs beside stream 0, unordered with it (CU_STREAM_NON_BLOCKING).</summary>
+    NonBlocking,
 }

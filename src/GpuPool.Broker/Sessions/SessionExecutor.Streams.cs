@@ -7,7 +7,15 @@ namespace GpuPool.Broker.Sessions;
 /// <summary>Streams, events and synchronization.</summary>
 internal sealed partial class SessionExecutor
 {
-    public ValueTask StreamCreate(ulong seq) => Answer(seq, ReplyKind.Handle, _context.CreateStream());
+    public ValueTask StreamCreate(ulong seq, in StreamCreateOp op)
+    {
+        if ((op.Flags & ~StreamFlags.NonBlocking) != 0)
+        {
+            throw new DeviceException(DeviceErrorCode.InvalidArgument, $"0x{(uint)op.Flags:x} is not a set of stream flags (0: blocking, 1: non-blocking)");
+        }
+
+        return Answer(seq, ReplyKind.Handle, _context.CreateStream(op.Flags == StreamFlags.NonBlocking ? StreamOrder.NonBlocking : StreamOrder.Blocking));
+    }
 
     public ValueTask StreamDestroy(ulong seq, in StreamDestroyOp op)
     {

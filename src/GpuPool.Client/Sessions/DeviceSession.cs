@@ -403,8 +403,12 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
     public ValueTask LaunchAsync(KernelFunction function, Dim3 grid, Dim3 block, ReadOnlyMemory<byte> packedArgs, DeviceStream stream = default, uint sharedMemBytes = 0, CancellationToken cancellationToken = default)
         => SendAsync(new LaunchOp(function.Handle, stream.Id, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, sharedMemBytes), packedArgs, null, cancellationToken);
 
-    public async Task<DeviceStream> CreateStreamAsync(CancellationToken cancellationToken = default)
-        => new((await CallAsync(default(StreamCreateOp), cancellationToken).ConfigureAwait(false)).Value);
+    /// <summary>
+    /// Creates a stream. As in CUDA, a stream is blocking unless <paramref name="flags"/> says otherwise: its work waits
+    /// for the work queued before it on the default stream, and the default stream's work for its.
+    /// </summary>
+    public async Task<DeviceStream> CreateStreamAsync(StreamFlags flags = StreamFlags.Default, CancellationToken cancellationToken = default)
+        => new((await CallAsync(new StreamCreateOp(flags), cancellationToken).ConfigureAwait(false)).Value);
 
     public async Task DestroyStreamAsync(DeviceStream stream, CancellationToken cancellationToken = default)
         => await CallAsync(new StreamDestroyOp(stream.Id), cancellationToken).ConfigureAwait(false);

@@ -12,11 +12,17 @@ internal sealed partial class DeviceContext
     /// <summary>The streams not destroyed, as an array a synchronize walks without allocating; replaced when one comes or goes.</summary>
     private volatile WorkStream[] _liveStreams = [];
 
-    public ulong CreateStream()
+    public ulong CreateStream(StreamOrder order = StreamOrder.Blocking)
     {
         ThrowIfClosed();
         var id = (ulong)Interlocked.Increment(ref _nextHandle);
-        AddStream(id, Runtime.CreateStream(id, this));
+        var stream = Runtime.CreateStream(id, this);
+        if (order == StreamOrder.Blocking)
+        {
+            stream.Legacy = new LegacyOrder();
+        }
+
+        AddStream(id, stream);
         return id;
     }
 
@@ -30,6 +36,7 @@ internal sealed partial class DeviceContext
         // Work already queued on the stream still runs, as with cuStreamDestroy; until it has, synchronize (and so free
         // and close) must wait for it too, or memory could be freed under a running kernel. It is among the draining ones
         // before it leaves the live ones, so a synchronize in between sees it.
+        LeaveDefaultOrder(s);
         var drained = s.Drain(destroyed: true);
         lock (_streamsGate)
         {
@@ -162,6 +169,7 @@ internal sealed partial class DeviceContext
             return;
         }
 
+        OrderWithDefaultStream(s, tag);
         s.Enqueue(Pools.CopiesToHost.Rent().Init(tag, src, bytes, sink));
     }
 
@@ -222,8 +230,21 @@ internal sealed partial class DeviceContext
         }
     }
 
+    /// <remarks>Stream 0's synchronize waits for the blocking streams' work too, as the legacy default stream's does.</remarks>
     public ValueTask SynchronizeStreamAsync(ulong stream, CancellationToken cancellationToken = default)
-        => _streams.TryGetValue(stream, out var s) ? SynchronizeStreamAsync(s, cancellationToken) : throw ContextErrors.NoStream(stream);
+    {
+        if (!_streams.TryGetValue(stream, out var s))
+        {
+            throw ContextErrors.NoStream(stream);
+        }
+
+        if (stream == 0)
+        {
+            OrderWithDefaultStream(s, new OpTag(0, "stream_synchronize"));
+        }
+
+        return SynchronizeStreamAsync(s, cancellationToken);
+    }
 
     /// <summary>Waits for the work queued on <paramref name="stream"/> so far: at once when it has none, else for a marker queued behind it.</summary>
     internal ValueTask SynchronizeStreamAsync(WorkStream stream, CancellationToken cancellationToken)
@@ -286,7 +307,7 @@ internal sealed partial class DeviceContext
 
     /// <summary>Idle first, then the error flag: work that fails sets the flag before its stream goes idle.</summary>
     private bool CanWriteDirectly(ulong stream)
-        => !IsClosed && _streams.TryGetValue(stream, out var s) && s.IsIdle && Volatile.Read(ref _sticky) is null;
+        => !IsClosed && _streams.TryGetValue(stream, out var s) && s.IsIdle && DefaultOrderIsIdle(s) && Volatile.Read(ref _sticky) is null;
 
     private async Task WaitForDirectWritesAsync()
     {
@@ -350,6 +371,7 @@ internal sealed partial class DeviceContext
             return null;
         }
 
+        OrderWithDefaultStream(s, tag);
         return s;
     }
 }

@@ -32,6 +32,7 @@ internal sealed partial class DeviceContext : IDeviceContext
     private readonly ConcurrentDictionary<ulong, IKernelFunction> _functions = new();
     private readonly ConcurrentDictionary<(ulong Module, string Name), ulong> _functionHandles = new();
     private readonly ConcurrentDictionary<ulong, Dictionary<string, Allocation>> _variables = new();
+    private readonly WorkStream _defaultStream;
     private StickyError? _sticky;
     private long _nextHandle;
     private int _closed;
@@ -49,7 +50,8 @@ internal sealed partial class DeviceContext : IDeviceContext
         Copies = backend.Copies;
         Kernels = backend.Kernels;
         Runtime = backend.Runtime;
-        AddStream(0, Runtime.CreateStream(0, this));
+        _defaultStream = Runtime.CreateStream(0, this);
+        AddStream(0, _defaultStream);
     }
 
     public string LeaseId { get; }

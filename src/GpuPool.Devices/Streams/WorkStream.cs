@@ -17,6 +17,12 @@ internal abstract class WorkStream(ulong id, nint handle)
     /// </summary>
     public virtual bool IsIdle => false;
 
+    /// <summary>
+    /// For a blocking stream other than stream 0, how it stands with stream 0's order (its context keeps it, under its
+    /// lock); null for stream 0 and for a non-blocking stream.
+    /// </summary>
+    public LegacyOrder? Legacy { get; set; }
+
     public abstract void Enqueue(StreamWork work);
 
     /// <summary>

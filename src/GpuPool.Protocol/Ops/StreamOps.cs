@@ -3,18 +3,37 @@ using GpuPool.Protocol.V1;
 
 namespace GpuPool.Protocol.Ops;
 
-/// <summary>Creates a stream; answered with its handle. Stream 0 is the context's default stream.</summary>
-public readonly record struct StreamCreateOp : IOp<StreamCreateOp>
+/// <summary>
+/// Creates a stream; answered with its handle. Stream 0 is the context's default stream, CUDA's legacy one: a stream
+/// created without <see cref="StreamFlags.NonBlocking"/> is ordered with it as a blocking stream is in CUDA.
+/// </summary>
+public readonly record struct StreamCreateOp(StreamFlags Flags) : IOp<StreamCreateOp>
 {
     public static FrameType Type => FrameType.StreamCreate;
 
-    public static StreamCreateOp Read(ref FixedFields fields) => default;
-
-    public void Write(ref FixedBuilder fields)
+    public static StreamCreateOp Read(ref FixedFields fields)
     {
+        var flags = fields.U32();
+        _ = fields.U32();
+        return new((StreamFlags)flags);
     }
 
-    public void ToProto(OpRequest request, ReadOnlySpan<byte> payload) => request.StreamCreate = new StreamCreate();
+    public static StreamCreateOp From(StreamCreate message) => new((StreamFlags)message.Flags);
+
+    public void Write(ref FixedBuilder fields) => fields = fields.U32((uint)Flags).U32(0);
+
+    public void ToProto(OpRequest request, ReadOnlySpan<byte> payload) => request.StreamCreate = new StreamCreate { Flags = (uint)Flags };
+}
+
+/// <summary>How a stream is ordered with the default stream: CUDA's stream flags.</summary>
+[Flags]
+public enum StreamFlags : uint
+{
+    /// <summary>A blocking stream: its work waits for the default stream's earlier work, and the default stream's for its.</summary>
+    Default = 0,
+
+    /// <summary>The stream runs beside the default stream, unordered with it (CU_STREAM_NON_BLOCKING).</summary>
+    NonBlocking = 1,
 }
 
 /// <summary>Destroys a stream; work already queued on it still runs. Answered Done.</summary>

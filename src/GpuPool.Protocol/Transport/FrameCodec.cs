@@ -73,7 +73,8 @@ public static class FrameCodec
         FrameType.ModuleGetFunction => 8,        // module
         FrameType.ModuleGetGlobal => 8,          // module
         FrameType.Launch => 48,                  // function, stream, grid xyz, block xyz, shared mem, u32 reserved
-        FrameType.StreamCreate or FrameType.EventCreate or FrameType.Synchronize or FrameType.MemGetInfo => 0,
+        FrameType.StreamCreate => 8,             // u32 flags, u32 reserved
+        FrameType.EventCreate or FrameType.Synchronize or FrameType.MemGetInfo => 0,
         FrameType.StreamDestroy or FrameType.StreamSynchronize => 8,
         FrameType.StreamWaitEvent or FrameType.EventRecord => 16,  // stream/event pairs
         FrameType.EventDestroy or FrameType.EventSynchronize or FrameType.EventQuery => 8,

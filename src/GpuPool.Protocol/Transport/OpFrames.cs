@@ -17,8 +17,8 @@ public readonly record struct Hello(ulong Seq, ushort Version, string LeaseId, s
 /// </summary>
 public static class OpFrames
 {
-    /// <summary>The fast path's wire version, which a hello names. 2: ops as values, versioned hello.</summary>
-    public const ushort Version = 2;
+    /// <summary>The fast path's wire version, which a hello names. 2: ops as values, versioned hello. 3: a stream's flags at its creation.</summary>
+    public const ushort Version = 3;
 
     /// <summary>The largest fixed fields of any frame (Launch's 48 bytes), for scratch space on the stack.</summary>
     private const int MaxFixed = 48;

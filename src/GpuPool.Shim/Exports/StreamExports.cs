@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using GpuPool.Client;
+using GpuPool.Protocol.Ops;
 using GpuPool.Shim.Internal;
 
 namespace GpuPool.Shim.Exports;
@@ -33,7 +34,7 @@ internal static unsafe partial class Cuda
 
             var driver = Driver.Instance;
             var ctx = Driver.Current();
-            var remote = driver.Wait(driver.Session.CreateStreamAsync(), call);
+            var remote = driver.Wait(driver.Session.CreateStreamAsync((StreamFlags)flags), call);
             var s = new StreamObject(ctx, remote, flags, priority: 0);
             s.Handle = driver.Streams.Add(s);
             lock (driver.Gate)

@@ -62,6 +62,158 @@ public abstract class StreamAndEventSpecs((IDevice Device, FairShareDispatcher D
     }
 
     [Theory]
+    [InlineData("memcpy_dtod")]
+    [InlineData("memcpy_dtoh")]
+    [InlineData("event_record")]
+    [InlineData("stream_synchronize")]
+    public async Task The_default_stream_waits_for_the_work_queued_before_it_on_a_blocking_stream(string op)
+    {
+        await using var context = Context();
+        var a = context.CreateStream();
+        var ones = Upload(context, Enumerable.Repeat(1f, N).ToArray(), a);
+        ulong x = context.Allocate(N * 4), y = context.Allocate(N * 4);
+        var evt = context.CreateEvent();
+        await Within(context.SynchronizeAsync());
+
+        // a's chain queues behind the gate; stream 0's op, queued after it, must not run (or complete) before it. A copy
+        // takes no compute slot, so without the legacy order it would run at once.
+        Task<float[]>? downloaded = null;
+        Task? waited = null;
+        using (await HoldSlotsAsync())
+        {
+            for (var i = 0; i < 50; i++)
+            {
+                Axpy(context, a, 1f, ones, x, N);
+            }
+
+            switch (op)
+            {
+                case "memcpy_dtod":
+                    context.EnqueueCopyDeviceToDevice(0, y, x, N * 4, Tag(op));
+                    break;
+                case "memcpy_dtoh":
+                    downloaded = DownloadAsync<float>(context, x, N);
+                    break;
+                case "event_record":
+                    context.EnqueueEventRecord(0, evt, Tag(op));
+                    break;
+                default:
+                    waited = context.SynchronizeStreamAsync(0).AsTask();
+                    break;
+            }
+
+            await Settle();
+            Assert.False(downloaded?.IsCompleted ?? false);
+            Assert.False(waited?.IsCompleted ?? false);
+            if (op == "event_record")
+            {
+                Assert.False(context.QueryEvent(evt));
+            }
+        }
+
+        if (waited is not null)
+        {
+            await Within(waited);
+        }
+
+        var seen = downloaded is not null ? await downloaded : await DownloadAsync<float>(context, op == "memcpy_dtod" ? y : x, N);
+        Assert.All(seen, v => Assert.Equal(50f, v));
+        Assert.True(context.QueryEvent(evt));
+        Assert.Null(context.TakeError());
+    }
+
+    [Fact]
+    public async Task A_blocking_stream_waits_for_the_work_queued_before_it_on_the_default_stream()
+    {
+        await using var context = Context();
+        ulong a = context.CreateStream(), b = context.CreateStream();
+        var ones = Upload(context, Enumerable.Repeat(1f, N).ToArray(), 0);
+        ulong x = context.Allocate(N * 4), y = context.Allocate(N * 4), z = context.Allocate(N * 4);
+        var evt = context.CreateEvent();
+        await Within(context.SynchronizeAsync());
+
+        using (await HoldSlotsAsync())
+        {
+            for (var i = 0; i < 50; i++)
+            {
+                Axpy(context, 0, 1f, ones, x, N);
+            }
+
+            // Two blocking streams wait for the same work of stream 0; a record takes no slot, so only that order holds it.
+            context.EnqueueEventRecord(a, evt, Tag("event_record"));
+            context.EnqueueCopyDeviceToDevice(a, y, x, N * 4, Tag("memcpy_dtod"));
+            context.EnqueueCopyDeviceToDevice(b, z, x, N * 4, Tag("memcpy_dtod"));
+            var synced = context.SynchronizeStreamAsync(a).AsTask();
+            await Settle();
+            Assert.False(context.QueryEvent(evt));
+            Assert.False(synced.IsCompleted);
+        }
+
+        Assert.All(await DownloadAsync<float>(context, y, N, a), v => Assert.Equal(50f, v));
+        Assert.All(await DownloadAsync<float>(context, z, N, b), v => Assert.Equal(50f, v));
+        Assert.Null(context.TakeError());
+    }
+
+    [Fact]
+    public async Task A_non_blocking_stream_runs_beside_the_default_stream()
+    {
+        await using var context = Context();
+        var free = context.CreateStream(StreamOrder.NonBlocking);
+        ulong x = context.Allocate(N * 4), y = context.Allocate(N * 4);
+        ulong onFree = context.CreateEvent(), onDefault = context.CreateEvent();
+        await Within(context.SynchronizeAsync());
+
+        // Each stream's record (which takes no slot) completes while the other's launch is held.
+        using (await HoldSlotsAsync())
+        {
+            Fill(context, 0, x, N, 1f);
+            context.EnqueueEventRecord(free, onFree, Tag("event_record"));
+            await Within(context.SynchronizeStreamAsync(free));
+            Assert.True(context.QueryEvent(onFree));
+        }
+
+        await Within(context.SynchronizeAsync());
+        using (await HoldSlotsAsync())
+        {
+            Fill(context, free, y, N, 2f);
+            context.EnqueueEventRecord(0, onDefault, Tag("event_record"));
+            await Within(context.SynchronizeEventAsync(onDefault));
+        }
+
+        Assert.All(await DownloadAsync<float>(context, x, N), v => Assert.Equal(1f, v));
+        Assert.All(await DownloadAsync<float>(context, y, N, free), v => Assert.Equal(2f, v));
+        Assert.Null(context.TakeError());
+    }
+
+    [Fact]
+    public async Task The_default_stream_waits_for_a_destroyed_blocking_streams_queued_work()
+    {
+        await using var context = Context();
+        var a = context.CreateStream();
+        var ones = Upload(context, Enumerable.Repeat(1f, N).ToArray(), a);
+        ulong x = context.Allocate(N * 4), y = context.Allocate(N * 4);
+        var evt = context.CreateEvent();
+        await Within(context.SynchronizeAsync());
+
+        using (await HoldSlotsAsync())
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                Axpy(context, a, 1f, ones, x, N);
+            }
+
+            context.DestroyStream(a);
+            context.EnqueueEventRecord(0, evt, Tag("event_record"));
+            context.EnqueueCopyDeviceToDevice(0, y, x, N * 4, Tag("memcpy_dtod"));
+            await Settle();
+            Assert.False(context.QueryEvent(evt));
+        }
+
+        Assert.All(await DownloadAsync<float>(context, y, N), v => Assert.Equal(20f, v));
+        Assert.Null(context.TakeError());
+    }
+
+    [Theory]
     [InlineData("stream_wait_event")]
     [InlineData("event_synchronize")]
     public async Task A_wait_is_for_the_record_as_of_its_call_not_a_later_one(string wait)

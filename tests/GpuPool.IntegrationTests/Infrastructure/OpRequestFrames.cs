@@ -60,7 +60,7 @@ internal static class OpRequestFrames
                 OpFrames.Write(writer, seq, LaunchOp.From(r.Launch), r.Launch.Params.Span);
                 break;
             case OpRequest.OpOneofCase.StreamCreate:
-                OpFrames.Write(writer, seq, default(StreamCreateOp));
+                OpFrames.Write(writer, seq, StreamCreateOp.From(r.StreamCreate));
                 break;
             case OpRequest.OpOneofCase.StreamDestroy:
                 OpFrames.Write(writer, seq, StreamDestroyOp.From(r.StreamDestroy));

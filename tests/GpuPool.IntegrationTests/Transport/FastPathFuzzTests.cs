@@ -134,7 +134,7 @@ public sealed class FastPathFuzzTests(FastPathPoolFixture pool) : IClassFixture<
             case 6: op.ModuleLoad = random.Next(2) == 0 ? new ModuleLoad { Builtin = true } : new ModuleLoad { Image = ByteString.CopyFrom(RandomBytes(random, random.Next(0, 200))) }; break;
             case 7: op.ModuleGetFunction = new ModuleGetFunction { Module = Any(), Name = "fill_f32" }; break;
             case 8: op.Launch = new Launch { Function = Any(), GridX = 1, GridY = 1, GridZ = 1, BlockX = 32, BlockY = 1, BlockZ = 1, Params = ByteString.CopyFrom(RandomBytes(random, random.Next(0, 64))) }; break;
-            case 9: op.StreamCreate = new StreamCreate(); break;
+            case 9: op.StreamCreate = new StreamCreate { Flags = (uint)random.Next(0, 4) }; break;
             case 10: op.EventCreate = new EventCreate(); break;
             case 11: op.EventRecord = new EventRecord { Stream = Any(), Event = Any() }; break;
             case 12: op.StreamWaitEvent = new StreamWaitEvent { Stream = Any(), Event = Any() }; break;

@@ -3,6 +3,7 @@ using System.Text;
 using GpuPool.Client;
 using GpuPool.IntegrationTests.Infrastructure;
 using GpuPool.Protocol.Errors;
+using GpuPool.Protocol.Ops;
 using GpuPool.Protocol.V1;
 
 namespace GpuPool.IntegrationTests.Transport;
@@ -165,6 +166,52 @@ public sealed class TransportMatrixTests(PoolFixture pool) : IClassFixture<PoolF
         await session.DestroyEventAsync(start);
         var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.QueryEventAsync(start));
         Assert.Equal(ErrorCode.NotFound, error.Code);
+    }
+
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task The_default_stream_and_a_blocking_stream_wait_for_each_others_earlier_work(SessionTransportKind kind)
+    {
+        const ulong big = 48UL << 20;
+        const int size = 4096;
+        await using var lease = await pool.LeaseAsync();
+        await using var session = await lease.OpenSessionAsync(kind);
+        var blocking = await session.CreateStreamAsync();
+        var scratch = await session.AllocAsync(big);
+        var result = await session.AllocAsync(size);
+        var first = await session.AllocAsync(size);
+        var second = await session.AllocAsync(size);
+        await session.MemsetAsync(result, 0x11, size);
+        await session.SynchronizeAsync();
+
+        // No event between the streams: the legacy default stream's order alone makes each copy see the 48 MiB
+        // memset and the result written before it on the other stream.
+        await session.MemsetAsync(scratch, 0xFF, big, stream: blocking);
+        await session.MemsetAsync(result, 0x5A, size, stream: blocking);
+        await session.CopyDeviceToDeviceAsync(first, result, size);
+        await session.MemsetAsync(scratch, 0x00, big);
+        await session.MemsetAsync(result, 0x6B, size);
+        await session.CopyDeviceToDeviceAsync(second, result, size, blocking);
+
+        Assert.Equal(Enumerable.Repeat((byte)0x6B, size).ToArray(), await session.CopyToHostAsync<byte>(second, size, blocking));
+        Assert.Equal(Enumerable.Repeat((byte)0x5A, size).ToArray(), await session.CopyToHostAsync<byte>(first, size));
+    }
+
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task Stream_flags_that_CUDA_does_not_have_are_refused_and_the_session_goes_on(SessionTransportKind kind)
+    {
+        await using var lease = await pool.LeaseAsync();
+        await using var session = await lease.OpenSessionAsync(kind);
+
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => session.CreateStreamAsync((StreamFlags)6));
+
+        Assert.Equal(ErrorCode.InvalidArgument, error.Code);
+        Assert.Equal("0x6 is not a set of stream flags (0: blocking, 1: non-blocking)", error.Message);
+        var free = await session.CreateStreamAsync(StreamFlags.NonBlocking);
+        var ptr = await session.AllocAsync(64);
+        await session.MemsetAsync(ptr, 0x22, 64, stream: free);
+        Assert.Equal(Enumerable.Repeat((byte)0x22, 64).ToArray(), await session.CopyToHostAsync<byte>(ptr, 64, free));
     }
 
     [Theory]

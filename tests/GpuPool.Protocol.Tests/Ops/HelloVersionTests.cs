@@ -28,13 +28,15 @@ public sealed class HelloVersionTests
         AssertNamesBoth(1, error);
     }
 
-    [Fact]
-    public void A_hello_of_version_3_is_refused_naming_both_versions()
+    [Theory]
+    [InlineData(2)] // before a stream's flags went with its creation
+    [InlineData(4)] // a later one
+    public void A_hello_of_another_version_is_refused_naming_both_versions(ushort version)
     {
-        var frame = Decode(writer => OpFrames.WriteHello(writer, 1, "l-1", "token", version: 3));
+        var frame = Decode(writer => OpFrames.WriteHello(writer, 1, "l-1", "token", version: version));
 
         Assert.Null(OpFrames.ReadHello(frame, out var error));
-        AssertNamesBoth(3, error);
+        AssertNamesBoth(version, error);
     }
 
     private static void AssertNamesBoth(ushort clientVersion, string? error)

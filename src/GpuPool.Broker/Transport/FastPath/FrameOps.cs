@@ -44,7 +44,7 @@ internal static class FrameOps
             FrameType.ModuleGetGlobal => s.ModuleGetGlobal(seq, OpFrames.Read<ModuleGetGlobalOp>(frame), frame.Payload),
             FrameType.ModuleStage => s.ModuleStage(seq, OpFrames.Read<ModuleStageOp>(frame), frame.Payload),
             FrameType.Launch => s.Launch(seq, OpFrames.Read<LaunchOp>(frame), frame.Payload),
-            FrameType.StreamCreate => s.StreamCreate(seq),
+            FrameType.StreamCreate => s.StreamCreate(seq, OpFrames.Read<StreamCreateOp>(frame)),
             FrameType.StreamDestroy => s.StreamDestroy(seq, OpFrames.Read<StreamDestroyOp>(frame)),
             FrameType.StreamSynchronize => s.StreamSynchronize(seq, OpFrames.Read<StreamSynchronizeOp>(frame), state.Cancel),
             FrameType.StreamWaitEvent => s.StreamWaitEvent(seq, OpFrames.Read<StreamWaitEventOp>(frame)),

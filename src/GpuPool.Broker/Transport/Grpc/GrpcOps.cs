@@ -52,7 +52,7 @@ internal static class GrpcOps
             OpRequest.OpOneofCase.ModuleGetGlobal => s.ModuleGetGlobal(seq, ModuleGetGlobalOp.From(r.ModuleGetGlobal), Utf8(r.ModuleGetGlobal.Name)),
             OpRequest.OpOneofCase.ModuleStage => s.ModuleStage(seq, ModuleStageOp.From(r.ModuleStage), new ReadOnlySequence<byte>(r.ModuleStage.Data.Memory)),
             OpRequest.OpOneofCase.Launch => s.Launch(seq, LaunchOp.From(r.Launch), new ReadOnlySequence<byte>(r.Launch.Params.Memory)),
-            OpRequest.OpOneofCase.StreamCreate => s.StreamCreate(seq),
+            OpRequest.OpOneofCase.StreamCreate => s.StreamCreate(seq, StreamCreateOp.From(r.StreamCreate)),
             OpRequest.OpOneofCase.StreamDestroy => s.StreamDestroy(seq, StreamDestroyOp.From(r.StreamDestroy)),
             OpRequest.OpOneofCase.StreamSynchronize => s.StreamSynchronize(seq, StreamSynchronizeOp.From(r.StreamSynchronize), state.Cancel),
             OpRequest.OpOneofCase.StreamWaitEvent => s.StreamWaitEvent(seq, StreamWaitEventOp.From(r.StreamWaitEvent)),
