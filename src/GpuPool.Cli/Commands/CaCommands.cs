@@ -48,10 +48,11 @@ internal static class CaCommands
         var admin = new Option<string?>("--admin") { Description = "A client certificate with the admin role, for this person" };
         var scheduler = new Option<string?>("--scheduler") { Description = "A scheduler replica's certificate (server and client use)" };
         var broker = new Option<string?>("--broker") { Description = "A broker's certificate (server and client use), for this broker id" };
-        var hosts = new Option<string[]>("--host") { Description = "A host name or address the scheduler or broker is dialled at (repeat; default: this machine's names and addresses)", AllowMultipleArgumentsPerToken = true };
+        var store = new Option<string?>("--store") { Description = "An etcd member's certificate (server and client use: its --cert-file and --peer-cert-file), for this member name" };
+        var hosts = new Option<string[]>("--host") { Description = "A host name or address the scheduler, broker or etcd member is dialled at (repeat; default: this machine's names and addresses)", AllowMultipleArgumentsPerToken = true };
         var output = new Option<string?>("--out") { Description = "Where to write the certificate (its key goes beside it, .key); default: DIR/ROLE-NAME.crt" };
         var days = CliOptions.Ranged("--days", "How many days the certificate is valid", 365, 1, 3650);
-        var command = new Command("issue", "Issue a certificate and key signed by the pool's CA") { pki, tenant, admin, scheduler, broker, hosts, output, days };
+        var command = new Command("issue", "Issue a certificate and key signed by the pool's CA") { pki, tenant, admin, scheduler, broker, store, hosts, output, days };
         command.SetAction(parse =>
         {
             var chosen = new (string? Name, PoolRole Role)[]
@@ -60,14 +61,15 @@ internal static class CaCommands
                 (parse.GetValue(admin), PoolRole.Admin),
                 (parse.GetValue(scheduler), PoolRole.Scheduler),
                 (parse.GetValue(broker), PoolRole.Broker),
+                (parse.GetValue(store), PoolRole.Store),
             }.Where(c => c.Name is not null).ToArray();
             if (chosen.Length != 1)
             {
-                throw new ArgumentException("say whose certificate to issue with exactly one of --tenant, --admin, --scheduler or --broker");
+                throw new ArgumentException("say whose certificate to issue with exactly one of --tenant, --admin, --scheduler, --broker or --store");
             }
 
             var identity = new PoolIdentity(chosen[0].Name!, chosen[0].Role);
-            var server = identity.Role is PoolRole.Scheduler or PoolRole.Broker;
+            var server = identity.IsServer;
             var given = parse.GetValue(hosts) ?? [];
             if (!server && given.Length > 0)
             {

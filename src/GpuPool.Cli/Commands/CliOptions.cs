@@ -3,6 +3,8 @@ using System.Globalization;
 using GpuPool.Protocol;
 using GpuPool.Protocol.Hosts;
 
+using GpuPool.Coordination;
+
 namespace GpuPool.Cli.Commands;
 
 /// <summary>Options several commands share, and parsers that reject bad values with a sentence naming the option.</summary>
@@ -74,6 +76,25 @@ internal static class CliOptions
         /// <summary>The TLS these options give, for a daemon of <paramref name="role"/>; null with --insecure.</summary>
         public Protocol.Security.PoolTls? Resolve(ParseResult parse, string role)
             => Hosting.PoolPki.ForDaemon(parse.GetValue(Insecure), parse.GetValue(Ca), parse.GetValue(Cert), parse.GetValue(Key), role);
+    }
+
+    /// <summary>How a daemon proves itself to etcd and checks it: TLS for etcds:// and etcd's user and password.</summary>
+    public sealed record StoreAccess(Option<string?> Ca, Option<string?> Cert, Option<string?> Key, Option<string?> User, Option<string?> PasswordFile)
+    {
+        public static StoreAccess Create() => new(
+            new Option<string?>("--store-ca") { Description = "For etcds://: the CA that issued etcd's certificates (default: the pool's CA, --ca)" },
+            new Option<string?>("--store-cert") { Description = "For etcds://: the client certificate etcd's --client-cert-auth asks for (default: this daemon's own, --tls-cert)" },
+            new Option<string?>("--store-key") { Description = "Its private key (default: the certificate's path with .key)" },
+            new Option<string?>("--store-user") { Description = "etcd user, where etcd's authentication is on; its password from $GPUPOOL_STORE_PASSWORD or --store-password-file" },
+            new Option<string?>("--store-password-file") { Description = "File holding the etcd user's password (default: $GPUPOOL_STORE_PASSWORD)" });
+
+        public IEnumerable<Option> All => [Ca, Cert, Key, User, PasswordFile];
+
+        /// <summary>The store access these options give a daemon whose own TLS is <paramref name="daemonTls"/> (null with --insecure).</summary>
+        public StoreSecurity Resolve(ParseResult parse, Protocol.Security.PoolTls? daemonTls)
+            => Hosting.PoolPki.ForStore(
+                parse.GetValue(Ca), parse.GetValue(Cert), parse.GetValue(Key), parse.GetValue(User), parse.GetValue(PasswordFile),
+                Environment.GetEnvironmentVariable("GPUPOOL_STORE_PASSWORD"), daemonTls);
     }
 
     public static Option<ulong> Bytes(string name, string description, string defaultValue) => new(name)

@@ -39,11 +39,12 @@ internal static class ServeCommands
         var verbose = DaemonLogging.Verbose();
         var logFormat = DaemonLogging.Format();
         var tls = CliOptions.Tls.Create("scheduler");
+        var storeAccess = CliOptions.StoreAccess.Create();
         var command = new Command("scheduler", "Run a scheduler replica of a pool of many hosts until Ctrl-C")
         {
             store, listen, advertise, port, key, adminToken, ttl, grace, openTenants, verbose, logFormat,
         };
-        foreach (var option in tls.All)
+        foreach (var option in tls.All.Concat(storeAccess.All))
         {
             command.Options.Add(option);
         }
@@ -53,7 +54,7 @@ internal static class ServeCommands
             using var loggerFactory = DaemonLogging.Create(parse.GetValue(verbose), parse.GetValue(logFormat)!);
             var serverTls = tls.Resolve(parse, "scheduler");
             var tokenFile = parse.GetValue(adminToken);
-            await using var clusterStore = StoreFactory.Open(parse.GetValue(store)!);
+            await using var clusterStore = StoreFactory.Open(parse.GetValue(store)!, storeAccess.Resolve(parse, serverTls));
             await using var host = await SchedulerHost.StartAsync(
                 new SchedulerOptions
                 {
@@ -127,11 +128,12 @@ internal static class ServeCommands
         var verbose = DaemonLogging.Verbose();
         var logFormat = DaemonLogging.Format();
         var tls = CliOptions.Tls.Create("broker");
+        var storeAccess = CliOptions.StoreAccess.Create();
         var command = new Command("broker", "Run a broker that lends this host's devices to a pool until Ctrl-C")
         {
             store, id, listen, advertise, port, fastPathPort, key, backend, devices, memory, kernelDeadline, heartbeat, verbose, logFormat,
         };
-        foreach (var option in tls.All)
+        foreach (var option in tls.All.Concat(storeAccess.All))
         {
             command.Options.Add(option);
         }
@@ -143,7 +145,14 @@ internal static class ServeCommands
             using (devicesBackend)
             {
                 var serverTls = tls.Resolve(parse, "broker");
-                var pem = File.ReadAllText(parse.GetValue(key)!);
+                var storeSecurity = storeAccess.Resolve(parse, serverTls);
+                var keyPath = parse.GetValue(key)!;
+                if (!File.Exists(keyPath))
+                {
+                    throw new ArgumentException($"--scheduler-key names {keyPath}, which does not exist: copy the scheduler's public key there (gpupool scheduler export-key --public writes it)");
+                }
+
+                var pem = File.ReadAllText(keyPath);
                 var schedulerKey = LeaseToken.ImportPublicPem(pem, out var wasPrivate);
                 if (wasPrivate)
                 {
@@ -153,7 +162,7 @@ internal static class ServeCommands
                     loggerFactory.CreateLogger("GpuPool.Cli.Broker").LogWarning("{Warning}", warning);
                 }
 
-                await using var clusterStore = StoreFactory.Open(parse.GetValue(store)!);
+                await using var clusterStore = StoreFactory.Open(parse.GetValue(store)!, storeSecurity);
                 await using var host = await BrokerHost.StartAsync(
                     new BrokerOptions
                     {

@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.NetworkInformation;
+using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
+using GpuPool.Coordination;
 using GpuPool.Protocol.Security;
 
 namespace GpuPool.Cli.Hosting;
@@ -147,5 +149,50 @@ internal static class PoolPki
         }
 
         return new PoolTls(PoolCertificates.Load(ca), PoolCertificates.Load(cert, key));
+    }
+
+    /// <summary>
+    /// A daemon's access to etcd. TLS (used for etcds:// only): etcd's certificate must chain to --store-ca (default:
+    /// the pool's CA) and name the host dialled; the client certificate is --store-cert/--store-key (default: the
+    /// daemon's own). Password authentication: --store-user with the password from --store-password-file, else
+    /// <paramref name="passwordFromEnvironment"/>. A file that is missing or a user without a password is an
+    /// ArgumentException saying what to pass.
+    /// </summary>
+    public static StoreSecurity ForStore(string? ca, string? cert, string? key, string? user, string? passwordFile, string? passwordFromEnvironment, PoolTls? daemonTls)
+    {
+        foreach (var (path, what) in new[] { (ca, "--store-ca"), (cert, "--store-cert"), (passwordFile, "--store-password-file") })
+        {
+            if (path is not null && !File.Exists(path))
+            {
+                throw new ArgumentException($"{what} names {path}, which does not exist");
+            }
+        }
+
+        if (key is not null && cert is null)
+        {
+            throw new ArgumentException("--store-key was given without --store-cert");
+        }
+
+        var authority = ca is not null ? PoolCertificates.Load(ca) : daemonTls?.Authority;
+        var client = cert is not null ? PoolCertificates.Load(cert, key ?? Path.ChangeExtension(cert, ".key")) : daemonTls?.Certificate;
+        Func<string, SslClientAuthenticationOptions>? tls = authority is not null
+            ? host => new PoolTls(authority, client).ClientOptions(host)
+            : client is not null ? _ => new SslClientAuthenticationOptions { ClientCertificates = [client] } : null;
+
+        string? password = null;
+        if (user is not null)
+        {
+            password = passwordFile is not null ? File.ReadAllText(passwordFile).TrimEnd('\r', '\n') : passwordFromEnvironment;
+            if (string.IsNullOrEmpty(password))
+            {
+                throw new ArgumentException($"--store-user {user} was given without a password: put it in $GPUPOOL_STORE_PASSWORD or a file named by --store-password-file");
+            }
+        }
+        else if (passwordFile is not null)
+        {
+            throw new ArgumentException("--store-password-file was given without --store-user");
+        }
+
+        return new StoreSecurity(tls, user, password, TlsAsked: ca is not null || cert is not null);
     }
 }

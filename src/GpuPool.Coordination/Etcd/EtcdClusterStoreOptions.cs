@@ -1,3 +1,5 @@
+using System.Net.Security;
+
 namespace GpuPool.Coordination.Etcd;
 
 /// <summary>How <see cref="EtcdClusterStore"/> reaches etcd. Checked up front by <see cref="Validate"/>, with errors that name the bad field.</summary>
@@ -17,6 +19,22 @@ public sealed record EtcdClusterStoreOptions
 
     /// <summary>How long to wait for a TCP connection to one member before trying the next.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// TLS for https:// members: the client's options for a member dialled at a host (the CA its certificate must chain
+    /// to, the client certificate etcd's <c>--client-cert-auth</c> asks for). Null: the system's roots and no client
+    /// certificate.
+    /// </summary>
+    public Func<string, SslClientAuthenticationOptions>? Tls { get; init; }
+
+    /// <summary>
+    /// etcd's user for its password authentication (<c>etcdctl auth enable</c>): every call carries a token etcd gave
+    /// this user, renewed when etcd says it has expired. Null: no password authentication.
+    /// </summary>
+    public string? User { get; init; }
+
+    /// <summary>The password of <see cref="User"/>.</summary>
+    public string? Password { get; init; }
 
     /// <summary>Options from a comma-separated endpoint list, as given on a command line (<c>http://10.0.0.1:2379,http://10.0.0.2:2379</c>).</summary>
     public static EtcdClusterStoreOptions FromEndpoints(string endpoints, string keyPrefix = "")
@@ -60,6 +78,21 @@ public sealed record EtcdClusterStoreOptions
         if (KeyPrefix is null || KeyPrefix.Contains('\0', StringComparison.Ordinal))
         {
             throw new ArgumentException("etcd key prefix must be a string without NUL characters (for example gpupool/)", nameof(KeyPrefix));
+        }
+
+        if (Tls is not null && uris.All(u => u.Scheme != Uri.UriSchemeHttps))
+        {
+            throw new ArgumentException("etcd TLS options were given but every endpoint is http://: write the members as https://host:port (etcds:// in a store spec)", nameof(Tls));
+        }
+
+        if (User is not null && (User.Length == 0 || Password is null))
+        {
+            throw new ArgumentException(User.Length == 0 ? "etcd user must not be empty" : $"etcd user '{User}' was given without a password", nameof(User));
+        }
+
+        if (User is null && Password is not null)
+        {
+            throw new ArgumentException("an etcd password was given without a user", nameof(Password));
         }
 
         if (RequestTimeout <= TimeSpan.Zero || RequestTimeout > TimeSpan.FromHours(1))

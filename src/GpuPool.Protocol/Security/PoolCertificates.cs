@@ -5,13 +5,17 @@ using System.Text;
 
 namespace GpuPool.Protocol.Security;
 
-/// <summary>What a certificate of the pool's CA lets its holder be: a tenant, an admin, a scheduler replica or a broker.</summary>
+/// <summary>
+/// What a certificate of the pool's CA lets its holder be: a tenant, an admin, a scheduler replica, a broker, or a
+/// member of the pool's etcd (a server the daemons dial; the scheduler takes it for nobody).
+/// </summary>
 public enum PoolRole
 {
     Tenant,
     Admin,
     Scheduler,
     Broker,
+    Store,
 }
 
 /// <summary>Who a credential says its holder is: a name (the tenant, the admin, the broker id) and a role.</summary>
@@ -44,6 +48,9 @@ public sealed record PoolIdentity(string Name, PoolRole Role)
 
         return null;
     }
+
+    /// <summary>A role whose certificate serves (and names the hosts it is dialled at): a scheduler, a broker, an etcd member.</summary>
+    public bool IsServer => Role is PoolRole.Scheduler or PoolRole.Broker or PoolRole.Store;
 
     public override string ToString() => $"{Role.ToString().ToLowerInvariant()} {Name}";
 }
@@ -91,7 +98,7 @@ public static class PoolCertificates
         subject.AddCommonName(identity.Name);
         subject.AddOrganizationName(PoolIdentity.Organization(identity.Role));
         var request = new CertificateRequest(subject.Build(), key, HashAlgorithmName.SHA256);
-        var server = identity.Role is PoolRole.Scheduler or PoolRole.Broker;
+        var server = identity.IsServer;
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyAgreement, critical: true));
         var usages = new OidCollection { new Oid(ClientAuthOid) };

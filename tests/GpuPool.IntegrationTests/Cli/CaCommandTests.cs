@@ -53,9 +53,22 @@ public sealed class CaCommandTests
                 Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.ChangeExtension(tenantPath, ".key")));
             }
 
+            // An etcd member's certificate: a server's, naming the host it is dialled at.
+            var storePath = Path.Combine(configDir, "etcd1.crt");
+            await using (var store = await CliProcess.RunAsync(configDir, Timeout, "ca", "issue", "--pki", pki, "--store", "etcd1", "--host", "10.0.0.9", "--out", storePath))
+            {
+                Assert.True(store.ExitCode == 0, store.Stdout + store.Stderr);
+                Assert.Contains("hosts 10.0.0.9", store.Stdout, StringComparison.Ordinal);
+            }
+
+            var member = PoolCertificates.Load(storePath, Path.ChangeExtension(storePath, ".key"));
+            Assert.Equal(new PoolIdentity("etcd1", PoolRole.Store), PoolIdentity.FromCertificate(member));
+            Assert.True(PoolCertificates.Verify(member, authority, server: true, out error), error);
+            Assert.True(PoolCertificates.Verify(member, authority, server: false, out error), error);
+
             foreach (var (args, says) in new[]
             {
-                (new[] { "--tenant", "a", "--admin", "b" }, "say whose certificate to issue with exactly one of --tenant, --admin, --scheduler or --broker"),
+                (new[] { "--tenant", "a", "--admin", "b" }, "say whose certificate to issue with exactly one of --tenant, --admin, --scheduler, --broker or --store"),
                 (new[] { "--tenant", "a", "--host", "10.0.0.1" }, "--host names a server's addresses: a tenant's or an admin's certificate has none"),
                 (new[] { "--tenant", "a,O=gpupool admin" }, "'a,O=gpupool admin' cannot name a certificate's holder"),
             })

@@ -38,7 +38,10 @@ public sealed class EtcdCluster : IAsyncDisposable
     /// Starts <paramref name="size"/> members and waits until all are healthy. Raft timing is etcd's default
     /// (heartbeat 100 ms, election 1 s: leases of 2 s or more are honoured as asked); lower it to fail over faster.
     /// </summary>
-    public static async Task<EtcdCluster> StartAsync(int size = 1, int heartbeatMs = 100, int electionMs = 1000, CancellationToken cancellationToken = default)
+    /// <param name="tls">Serve clients over TLS with these files (health is then read from a plaintext metrics URL).</param>
+    /// <param name="extraArguments">More flags for every member (for example --auth-token-ttl).</param>
+    public static async Task<EtcdCluster> StartAsync(
+        int size = 1, int heartbeatMs = 100, int electionMs = 1000, CancellationToken cancellationToken = default, EtcdServerTls? tls = null, IReadOnlyList<string>? extraArguments = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
         var binary = FindBinary();
@@ -47,7 +50,7 @@ public sealed class EtcdCluster : IAsyncDisposable
             var root = Path.Combine(Path.GetTempPath(), $"gpupool-etcd-{Guid.NewGuid():N}");
             Directory.CreateDirectory(root);
             var token = Path.GetFileName(root);
-            var nodes = Enumerable.Range(0, size).Select(i => new EtcdNode(binary, $"m{i}", Path.Combine(root, $"m{i}"), FreePort(), FreePort())).ToList();
+            var nodes = Enumerable.Range(0, size).Select(i => new EtcdNode(binary, $"m{i}", Path.Combine(root, $"m{i}"), FreePort(), FreePort(), tls is null ? null : FreePort())).ToList();
             var initialCluster = string.Join(",", nodes.Select(n => $"{n.Name}={n.PeerUrl}"));
             foreach (var node in nodes)
             {
@@ -59,6 +62,9 @@ public sealed class EtcdCluster : IAsyncDisposable
                     "--initial-cluster", initialCluster, "--initial-cluster-state", "new", "--initial-cluster-token", token,
                     "--heartbeat-interval", $"{heartbeatMs}", "--election-timeout", $"{electionMs}",
                     "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
+                    .. tls is null ? [] : new[] { "--cert-file", tls.CertFile, "--key-file", tls.KeyFile, "--listen-metrics-urls", node.HealthUrl },
+                    .. tls is { ClientCertAuth: true } ? new[] { "--client-cert-auth", "--trusted-ca-file", tls.CaFile } : [],
+                    .. extraArguments ?? [],
                 ];
             }
 
@@ -248,13 +254,14 @@ public sealed class EtcdCluster : IAsyncDisposable
             };
         }
 
-        internal EtcdNode(string binary, string name, string dataDir, int clientPort, int peerPort)
+        internal EtcdNode(string binary, string name, string dataDir, int clientPort, int peerPort, int? metricsPort)
         {
             _binary = binary;
             Name = name;
             DataDir = dataDir;
-            ClientUrl = $"http://127.0.0.1:{clientPort}";
+            ClientUrl = $"{(metricsPort is null ? "http" : "https")}://127.0.0.1:{clientPort}";
             PeerUrl = $"http://127.0.0.1:{peerPort}";
+            HealthUrl = metricsPort is { } metrics ? $"http://127.0.0.1:{metrics}" : ClientUrl;
         }
 
         public string Name { get; }
@@ -264,6 +271,9 @@ public sealed class EtcdCluster : IAsyncDisposable
         public string ClientUrl { get; }
 
         public string PeerUrl { get; }
+
+        /// <summary>Where /health is read: the client URL, or with TLS a plaintext metrics URL of its own.</summary>
+        public string HealthUrl { get; }
 
         internal string[] Arguments { get; set; } = [];
 
@@ -354,7 +364,7 @@ public sealed class EtcdCluster : IAsyncDisposable
         {
             try
             {
-                using var response = await Http.GetAsync(ClientUrl + "/health", cancellationToken).ConfigureAwait(false);
+                using var response = await Http.GetAsync(HealthUrl + "/health", cancellationToken).ConfigureAwait(false);
                 var text = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
                 return response.IsSuccessStatusCode && text.Contains("\"true\"", StringComparison.Ordinal);
             }
@@ -400,3 +410,6 @@ public sealed class EtcdCluster : IAsyncDisposable
         }
     }
 }
+
+/// <summary>TLS for an etcd's client port: its certificate and key, and with <paramref name="ClientCertAuth"/> the CA clients' certificates must chain to.</summary>
+public sealed record EtcdServerTls(string CertFile, string KeyFile, string CaFile, bool ClientCertAuth);

@@ -17,6 +17,7 @@ internal sealed class EtcdWatcher(EtcdMembers members, ByteString key, ByteStrin
     private long _next = afterRevision + 1;
     private AsyncDuplexStreamingCall<WatchRequest, WatchResponse>? _call;
     private CancellationTokenSource? _callStop;
+    private Metadata? _headers;
     private int _member = -1;
 
     /// <summary>When the watch last had no working stream (it starts without one), or null while it has one.</summary>
@@ -50,9 +51,13 @@ internal sealed class EtcdWatcher(EtcdMembers members, ByteString key, ByteStrin
             catch (RpcException ex)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                if (EtcdMembers.Classify(ex) == FailureKind.Refused)
+                if (EtcdMember.IsStaleToken(ex))
                 {
-                    throw new EtcdRefusedException(members[_member].Endpoint, ex);
+                    members[_member].ForgetToken(_headers!);
+                }
+                else if (EtcdMembers.Classify(ex) == FailureKind.Refused)
+                {
+                    throw new EtcdRefusedException(members[_member].Endpoint, ex, members[_member].User);
                 }
 
                 Break(ex);
@@ -63,6 +68,14 @@ internal sealed class EtcdWatcher(EtcdMembers members, ByteString key, ByteStrin
             {
                 // etcd keeps history from CompactRevision on: a watch may resume after CompactRevision - 1.
                 throw new StoreCompactedException(_next - 1, response.CompactRevision - 1);
+            }
+
+            if (response.Canceled && response.CancelReason.Contains("invalid auth token", StringComparison.Ordinal))
+            {
+                // The token expired between the watch's streams: watch again with a new one.
+                members[_member].ForgetToken(_headers!);
+                Break(null);
+                continue;
             }
 
             if (response.Canceled)
@@ -129,7 +142,25 @@ internal sealed class EtcdWatcher(EtcdMembers members, ByteString key, ByteStrin
 
         _member = members.Current;
         _callStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        _call = members[_member].Watch.Watch(EtcdMembers.Options(null, _callStop.Token));
+        CallOptions options;
+        try
+        {
+            options = await EtcdMembers.OptionsAsync(members[_member], DateTime.UtcNow + members.RequestTimeout, _callStop.Token).ConfigureAwait(false);
+        }
+        catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Authenticating with this member failed: a refusal is final, anything else is tried on the next member.
+            if (EtcdMembers.Classify(ex) == FailureKind.Refused)
+            {
+                throw new EtcdRefusedException(members[_member].Endpoint, ex, members[_member].User);
+            }
+
+            Break(ex);
+            return;
+        }
+
+        _headers = options.Headers;
+        _call = members[_member].Watch.Watch(new CallOptions(options.Headers, null, _callStop.Token));
         var create = new WatchCreateRequest { Key = key, RangeEnd = rangeEnd, StartRevision = _next, PrevKv = true, ProgressNotify = true };
         try
         {

@@ -1,0 +1,104 @@
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using Authpb;
+using Etcdserverpb;
+using Google.Protobuf;
+using GpuPool.Coordination.Etcd;
+using GpuPool.Protocol.Security;
+using GpuPool.Testing.Etcd;
+using Grpc.Net.Client;
+
+namespace GpuPool.Coordination.Tests.Etcd;
+
+/// <summary>
+/// One real etcd member as a pool that shares one should run it: TLS on its client port with a certificate of a pool
+/// CA, client certificates required (--client-cert-auth), and password authentication on, with a user whose role reads
+/// and writes <see cref="Prefix"/> only.
+/// </summary>
+public sealed class SecuredEtcdFixture : IAsyncLifetime
+{
+    public const string User = "gpupool";
+    public const string Password = "correct horse";
+    public const string Prefix = "secured/";
+
+    private readonly string _dir = Directory.CreateTempSubdirectory("gpupool-etcd-secured-").FullName;
+    private EtcdCluster? _cluster;
+
+    public X509Certificate2 Authority { get; } = PoolCertificates.CreateAuthority("etcd-test", TimeSpan.FromDays(1));
+
+    public EtcdCluster Cluster => _cluster ?? throw new InvalidOperationException("the etcd fixture has not started");
+
+    /// <summary>A client certificate of the CA, as a broker's.</summary>
+    public X509Certificate2 ClientCertificate { get; private set; } = null!;
+
+    /// <summary>TLS options with the CA and <see cref="ClientCertificate"/>, for a member dialled at a host.</summary>
+    public SslClientAuthenticationOptions Tls(string host) => new PoolTls(PublicOnly(Authority), ClientCertificate).ClientOptions(host);
+
+    /// <summary>A store of the pool's user under a key prefix of its own inside <see cref="Prefix"/>.</summary>
+    public EtcdClusterStore CreateStore() => new(new EtcdClusterStoreOptions
+    {
+        Endpoints = [.. Cluster.Members.Select(m => m.ClientUrl)],
+        KeyPrefix = $"{Prefix}{Guid.NewGuid():N}/",
+        Tls = Tls,
+        User = User,
+        Password = Password,
+    });
+
+    public async Task InitializeAsync()
+    {
+        var server = PoolCertificates.Issue(Authority, new PoolIdentity("etcd0", PoolRole.Store), ["127.0.0.1"], TimeSpan.FromDays(1));
+        ClientCertificate = PoolCertificates.Issue(Authority, new PoolIdentity("broker-1", PoolRole.Broker), ["127.0.0.1"], TimeSpan.FromDays(1));
+        string caFile = Path.Combine(_dir, "ca.crt"), certFile = Path.Combine(_dir, "etcd0.crt"), keyFile = Path.Combine(_dir, "etcd0.key");
+        PoolCertificates.Write(PublicOnly(Authority), caFile, null);
+        PoolCertificates.Write(server, certFile, keyFile);
+        _cluster = await EtcdCluster.StartAsync(tls: new EtcdServerTls(certFile, keyFile, caFile, ClientCertAuth: true));
+        await EnableAuthAsync(Cluster.Members[0].ClientUrl, Prefix, Tls);
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_cluster is not null)
+        {
+            await _cluster.DisposeAsync();
+        }
+
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    public static X509Certificate2 PublicOnly(X509Certificate2 certificate) => X509CertificateLoader.LoadCertificate(certificate.RawData);
+
+    /// <summary>Turns etcd's authentication on as an operator would: root, and <see cref="User"/> whose role reads and writes <paramref name="prefix"/>.</summary>
+    public static async Task EnableAuthAsync(string endpoint, string prefix, Func<string, SslClientAuthenticationOptions>? tls = null)
+    {
+        var handler = new SocketsHttpHandler();
+        if (tls is not null)
+        {
+            handler.SslOptions = tls(new Uri(endpoint).Host);
+        }
+
+        using var channel = GrpcChannel.ForAddress(endpoint, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
+        var auth = new Auth.AuthClient(channel);
+        await auth.RoleAddAsync(new AuthRoleAddRequest { Name = "root" });
+        await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "root-pass" });
+        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" });
+        await auth.RoleAddAsync(new AuthRoleAddRequest { Name = "pool" });
+        var key = ByteString.CopyFromUtf8(prefix);
+        var end = ByteString.CopyFromUtf8(prefix[..^1] + (char)(prefix[^1] + 1));
+        await auth.RoleGrantPermissionAsync(new AuthRoleGrantPermissionRequest { Name = "pool", Perm = new Permission { PermType = Permission.Types.Type.Readwrite, Key = key, RangeEnd = end } });
+        await auth.UserAddAsync(new AuthUserAddRequest { Name = User, Password = Password });
+        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = User, Role = "pool" });
+        await auth.AuthEnableAsync(new AuthEnableRequest());
+    }
+}
+
+/// <summary>The whole store contract against an etcd with TLS, client certificates and password authentication on.</summary>
+public sealed class SecuredEtcdClusterStoreTests(SecuredEtcdFixture etcd) : ClusterStoreContract, IClassFixture<SecuredEtcdFixture>
+{
+    protected override TimeSpan SessionTtl => TimeSpan.FromSeconds(2);
+
+    protected override TimeSpan ExpiryGrace => TimeSpan.FromSeconds(5);
+
+    protected override Task<IClusterStore> CreateStoreAsync() => Task.FromResult<IClusterStore>(etcd.CreateStore());
+
+    protected override Task AdvanceAsync(TimeSpan by) => Task.Delay(by);
+}
