@@ -75,7 +75,7 @@ public sealed class EtcdSecurityTests : IDisposable
         // Tokens that expire after a second idle, so the test sees one expire.
         await using var etcd = await EtcdCluster.StartAsync(extraArguments: ["--auth-token-ttl", "1"]);
         var endpoint = etcd.Members[0].ClientUrl;
-        await SecuredEtcdFixture.EnableAuthAsync(endpoint, "pool/");
+        await etcd.EnableAuthAsync(User, Password, "pool/");
 
         await using var store = Store(endpoint, null, User, Password, "pool/");
         var put = await store.PutAsync("leases/l1", "a"u8.ToArray());
@@ -93,7 +93,7 @@ public sealed class EtcdSecurityTests : IDisposable
     {
         await using var etcd = await EtcdCluster.StartAsync();
         var endpoint = etcd.Members[0].ClientUrl;
-        await SecuredEtcdFixture.EnableAuthAsync(endpoint, "pool/");
+        await etcd.EnableAuthAsync(User, Password, "pool/");
 
         await using (var anonymous = Store(endpoint, null, prefix: "pool/"))
         {

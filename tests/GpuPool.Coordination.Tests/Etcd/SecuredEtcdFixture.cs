@@ -1,12 +1,8 @@
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
-using Authpb;
-using Etcdserverpb;
-using Google.Protobuf;
 using GpuPool.Coordination.Etcd;
 using GpuPool.Protocol.Security;
 using GpuPool.Testing.Etcd;
-using Grpc.Net.Client;
 
 namespace GpuPool.Coordination.Tests.Etcd;
 
@@ -52,7 +48,7 @@ public sealed class SecuredEtcdFixture : IAsyncLifetime
         PoolCertificates.Write(PublicOnly(Authority), caFile, null);
         PoolCertificates.Write(server, certFile, keyFile);
         _cluster = await EtcdCluster.StartAsync(tls: new EtcdServerTls(certFile, keyFile, caFile, ClientCertAuth: true));
-        await EnableAuthAsync(Cluster.Members[0].ClientUrl, Prefix, Tls);
+        await Cluster.EnableAuthAsync(User, Password, Prefix, Tls);
     }
 
     public async Task DisposeAsync()
@@ -66,29 +62,6 @@ public sealed class SecuredEtcdFixture : IAsyncLifetime
     }
 
     public static X509Certificate2 PublicOnly(X509Certificate2 certificate) => X509CertificateLoader.LoadCertificate(certificate.RawData);
-
-    /// <summary>Turns etcd's authentication on as an operator would: root, and <see cref="User"/> whose role reads and writes <paramref name="prefix"/>.</summary>
-    public static async Task EnableAuthAsync(string endpoint, string prefix, Func<string, SslClientAuthenticationOptions>? tls = null)
-    {
-        var handler = new SocketsHttpHandler();
-        if (tls is not null)
-        {
-            handler.SslOptions = tls(new Uri(endpoint).Host);
-        }
-
-        using var channel = GrpcChannel.ForAddress(endpoint, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
-        var auth = new Auth.AuthClient(channel);
-        await auth.RoleAddAsync(new AuthRoleAddRequest { Name = "root" });
-        await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "root-pass" });
-        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" });
-        await auth.RoleAddAsync(new AuthRoleAddRequest { Name = "pool" });
-        var key = ByteString.CopyFromUtf8(prefix);
-        var end = ByteString.CopyFromUtf8(prefix[..^1] + (char)(prefix[^1] + 1));
-        await auth.RoleGrantPermissionAsync(new AuthRoleGrantPermissionRequest { Name = "pool", Perm = new Permission { PermType = Permission.Types.Type.Readwrite, Key = key, RangeEnd = end } });
-        await auth.UserAddAsync(new AuthUserAddRequest { Name = User, Password = Password });
-        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = User, Role = "pool" });
-        await auth.AuthEnableAsync(new AuthEnableRequest());
-    }
 }
 
 /// <summary>The whole store contract against an etcd with TLS, client certificates and password authentication on.</summary>

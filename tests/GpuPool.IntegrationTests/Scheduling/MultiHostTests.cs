@@ -19,7 +19,9 @@ namespace GpuPool.IntegrationTests.Scheduling;
 /// A pool of many hosts, all real processes on loopback: a three-member etcd cluster, two scheduler replicas
 /// and three brokers (`gpupool scheduler`, `gpupool broker`, cpu backend). Several tenants allocate and
 /// release concurrently while the leader, a broker and an etcd member are killed; the store is checked all
-/// along for over-committed devices and broken quotas.
+/// along for over-committed devices and broken quotas. Everything is secured as a shared pool should be: TLS on
+/// every daemon's ports, and etcd serving over TLS, asking for client certificates of the pool's CA, with its
+/// password authentication on and the daemons' user allowed the pool's key prefix only.
 /// </summary>
 public sealed class MultiHostTests(ITestOutputHelper output)
 {
@@ -34,10 +36,22 @@ public sealed class MultiHostTests(ITestOutputHelper output)
     {
         var dir = Directory.CreateTempSubdirectory("gpupool-multihost-").FullName;
         var processes = new List<CliProcess>();
-        await using var etcd = await EtcdCluster.StartAsync(size: 3);
-        var storeSpec = "etcd://" + string.Join(",", etcd.Members.Select(m => new Uri(m.ClientUrl).Authority));
-        await using var store = new EtcdClusterStore(EtcdClusterStoreOptions.FromEndpoints(etcd.Endpoints));
         using var pki = new TestPki();
+        var etcdCert = pki.WriteFiles("etcd", PoolRole.Store, "127.0.0.1");
+        await using var etcd = await EtcdCluster.StartAsync(size: 3, tls: new EtcdServerTls(etcdCert, Path.ChangeExtension(etcdCert, ".key"), pki.CaPath, ClientCertAuth: true));
+        var checkerTls = new PoolTls(pki.PublicAuthority, pki.Issue("checker", PoolRole.Admin));
+        const string storeUser = "gpupool", storePassword = "multi-host-secret", prefix = "pool/";
+        await etcd.EnableAuthAsync(storeUser, storePassword, prefix, checkerTls.ClientOptions);
+        var passwordFile = Path.Combine(dir, "store-password");
+        await File.WriteAllTextAsync(passwordFile, storePassword + "\n");
+        var storeSpec = "etcds://" + string.Join(",", etcd.Members.Select(m => new Uri(m.ClientUrl).Authority)) + "?prefix=" + prefix;
+        string[] storeArgs = ["--store", storeSpec, "--store-user", storeUser, "--store-password-file", passwordFile];
+        await using var store = new EtcdClusterStore(EtcdClusterStoreOptions.FromEndpoints(etcd.Endpoints, prefix) with
+        {
+            Tls = checkerTls.ClientOptions,
+            User = storeUser,
+            Password = storePassword,
+        });
         try
         {
             var keyPath = Path.Combine(dir, "scheduler-key.pem");
@@ -46,14 +60,14 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             var adminToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
             await File.WriteAllTextAsync(tokenPath, adminToken);
 
-            Note("etcd cluster up");
+            Note("etcd cluster up, over TLS with users");
 
             // The five processes start side by side (each waits on its own start-up, not on the others').
             var startingSchedulers = Enumerable.Range(0, 2)
-                .Select(_ => StartAsync(dir, "scheduler", ["scheduler", "--store", storeSpec, "--port", "0", "--key", keyPath, "--admin-token-file", tokenPath, "--lease-ttl", "3s", "--preemption-grace", "2s", "--verbose", .. pki.DaemonArgs("scheduler", PoolRole.Scheduler, "127.0.0.1")]))
+                .Select(_ => StartAsync(dir, "scheduler", ["scheduler", .. storeArgs, "--port", "0", "--key", keyPath, "--admin-token-file", tokenPath, "--lease-ttl", "3s", "--preemption-grace", "2s", "--verbose", .. pki.DaemonArgs("scheduler", PoolRole.Scheduler, "127.0.0.1")]))
                 .ToArray();
             var startingBrokers = Enumerable.Range(0, 3)
-                .Select(i => StartAsync(dir, "broker", ["broker", "--store", storeSpec, "--id", $"b{i}", "--port", "0", "--fast-path-port", "-1", "--scheduler-key", keyPath, "--backend", "cpu", "--devices", $"{DevicesPerBroker}", "--device-memory", "1GiB", "--heartbeat-ttl", "3s", .. pki.DaemonArgs($"b{i}", PoolRole.Broker, "127.0.0.1")]))
+                .Select(i => StartAsync(dir, "broker", ["broker", .. storeArgs, "--id", $"b{i}", "--port", "0", "--fast-path-port", "-1", "--scheduler-key", keyPath, "--backend", "cpu", "--devices", $"{DevicesPerBroker}", "--device-memory", "1GiB", "--heartbeat-ttl", "3s", .. pki.DaemonArgs($"b{i}", PoolRole.Broker, "127.0.0.1")]))
                 .ToArray();
             try
             {
@@ -146,6 +160,7 @@ public sealed class MultiHostTests(ITestOutputHelper output)
 
             // 3. An etcd member that does not lead dies: the store keeps a quorum and everything goes on.
             var etcdLeader = await etcd.LeaderIndexAsync();
+            Assert.InRange(etcdLeader, 0, 2);
             etcd.Members[(etcdLeader + 1) % 3].Kill();
             await GrantsGoOnAsync("allocations go on with an etcd member down");
             await StepAsync("an etcd member killed");

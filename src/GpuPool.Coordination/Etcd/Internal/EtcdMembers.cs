@@ -142,6 +142,37 @@ internal sealed class EtcdMember : IDisposable
         }
     }
 
+    /// <summary>
+    /// Waits until the channel has a connection to the member, at most until <paramref name="until"/>; false when it
+    /// has none by then. A write is sent only on a connection that was there before it, so a write whose time runs out
+    /// while the member cannot be reached is known not to have been applied.
+    /// </summary>
+    public async Task<bool> ConnectAsync(DateTime until, CancellationToken cancellationToken)
+    {
+        if (_channel.State == ConnectivityState.Ready)
+        {
+            return true;
+        }
+
+        var left = until - DateTime.UtcNow;
+        if (left <= TimeSpan.Zero)
+        {
+            return false;
+        }
+
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        wait.CancelAfter(left);
+        try
+        {
+            await _channel.ConnectAsync(wait.Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return false;
+        }
+    }
+
     /// <summary>etcd said the token of <paramref name="headers"/> is no longer valid: the next call asks for another.</summary>
     public void ForgetToken(Metadata headers)
     {
@@ -228,12 +259,14 @@ internal sealed class EtcdMembers : IDisposable
 {
     private readonly EtcdMember[] _members;
     private readonly TimeSpan _requestTimeout;
+    private readonly TimeSpan _connectTimeout;
     private int _current;
 
     public EtcdMembers(IReadOnlyList<Uri> endpoints, EtcdClusterStoreOptions options)
     {
         _members = [.. endpoints.Select(e => new EtcdMember(e, options))];
         _requestTimeout = options.RequestTimeout;
+        _connectTimeout = options.ConnectTimeout;
         EndpointList = string.Join(", ", _members.Select(m => m.Endpoint));
     }
 
@@ -288,6 +321,18 @@ internal sealed class EtcdMembers : IDisposable
             CallOptions? options = null;
             try
             {
+                if (safety == RetrySafety.IfNotApplied)
+                {
+                    // A write goes out only on a connection made before it (within a connect timeout, so the next
+                    // member gets its turn): one that times out while connecting was certainly not applied.
+                    var until = DateTime.UtcNow + _connectTimeout < deadline ? DateTime.UtcNow + _connectTimeout : deadline;
+                    if (!await member.ConnectAsync(until, cancellationToken).ConfigureAwait(false))
+                    {
+                        Skip(index);
+                        continue;
+                    }
+                }
+
                 options = await OptionsAsync(member, deadline, cancellationToken).ConfigureAwait(false);
                 var result = await call(member, options.Value).ConfigureAwait(false);
                 if (attempt > 0)
