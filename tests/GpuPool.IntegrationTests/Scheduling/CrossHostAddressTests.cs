@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using GpuPool.Client;
 using GpuPool.Coordination.Etcd;
 using GpuPool.IntegrationTests.Cli;
 using GpuPool.IntegrationTests.Infrastructure;
@@ -118,6 +119,36 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
             Assert.Contains("session over tcp\n", check.Stdout, StringComparison.Ordinal);
             Assert.Matches(@"copied 24 MiB to the device and back in [\d.]+ s \(\d+ MB/s, 1 data connection\(s\)\): identical", Flat(check.Stdout));
             Assert.DoesNotContain("gpupool:", check.Stderr, StringComparison.Ordinal);
+
+            // A broker's link is cut (its veth down): the holder of a lease on it is told once its heartbeat lapses,
+            // the other broker's lease lives on, and new leases go to the broker that can still be reached.
+            const ulong MiB = 1UL << 20;
+            var gpu2Id = $"{Environment.MachineName.ToLowerInvariant()}-{gpu2.MachineId[..6]}";
+            using var operatorClient = new GpuPoolClient($"https://{store.Address}:7070", pki.Client("operator", PoolRole.Admin));
+            var held = new List<Lease>();
+            for (var i = 0; i < 2; i++)
+            {
+                held.Add(await operatorClient.AllocateAsync(new LeaseRequest { Tenant = "crosshost", MemoryBytes = 600 * MiB, ComputeShare = 100, Ttl = TimeSpan.FromSeconds(5), WaitTimeout = TimeSpan.FromSeconds(20) }));
+            }
+
+            var onGpu1 = held.Single(l => l.Record.BrokerId == gpu1Id);
+            var onGpu2 = held.Single(l => l.Record.BrokerId == gpu2Id);
+            var cut = await VirtualNetwork.RunInAsync(gpu1, "ip", "link", "set", "eth0", "down");
+            Assert.True(cut.Code == 0, cut.Stderr);
+            Note(clock, "gpu1's link cut");
+            await Poll.UntilAsync(() => onGpu1.Lost.IsCancellationRequested, TimeSpan.FromSeconds(45), "the holder of the lease on the cut-off broker is told");
+            Note(clock, $"told: {onGpu1.LostReason?.Message}");
+            Assert.Contains($"its broker {gpu1Id} stopped heartbeating", onGpu1.LostReason!.Message, StringComparison.Ordinal);
+            Assert.False(onGpu2.Lost.IsCancellationRequested, $"the lease on gpu2 was lost: {onGpu2.LostReason?.Message}");
+            await using (var placed = await operatorClient.AllocateAsync(new LeaseRequest { Tenant = "crosshost", MemoryBytes = 300 * MiB, ComputeShare = 100, Ttl = TimeSpan.FromSeconds(5), WaitTimeout = TimeSpan.FromSeconds(20) }))
+            {
+                Assert.Equal(gpu2Id, placed.Record.BrokerId);
+            }
+
+            foreach (var lease in held)
+            {
+                await lease.DisposeAsync();
+            }
         }
         finally
         {

@@ -20,7 +20,7 @@ namespace GpuPool.IntegrationTests.Scheduling;
 /// and three brokers (`gpupool scheduler`, `gpupool broker`, cpu backend). Several tenants allocate and
 /// release concurrently while the leader, a broker and an etcd member are killed; the store is checked all
 /// along for over-committed devices and broken quotas. Everything is secured as a shared pool should be: TLS on
-/// every daemon's ports, and etcd serving over TLS, asking for client certificates of the pool's CA, with its
+/// every daemon's ports, tenants allocating as themselves with client certificates of the pool's CA, and etcd serving over TLS, asking for client certificates of the pool's CA, with its
 /// password authentication on and the daemons' user allowed the pool's key prefix only.
 /// </summary>
 public sealed class MultiHostTests(ITestOutputHelper output)
@@ -111,10 +111,13 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             Assert.Equal(3 * DevicesPerBroker, sentinels.Select(s => (s.Record.BrokerId, s.Record.DeviceIndex)).Distinct().Count());
             Note("sentinels granted; the workload starts");
 
+            // The tenants allocate as themselves, each with a client certificate of the pool's CA naming it.
+            var tenantClients = Tenants.ToDictionary(t => t, t => new GpuPoolClient(string.Join(",", schedulers.Keys), pki.Client(t, PoolRole.Tenant)), StringComparer.Ordinal);
+            using var disposeTenantClients = new CompositeDisposable(tenantClients.Values);
             var checker = new InvariantChecker(store, quotas);
             using var stop = new CancellationTokenSource();
             var stats = new WorkloadStats();
-            var workers = Enumerable.Range(0, 12).Select(w => Task.Run(() => WorkAsync(client, store, w, stats, stop.Token))).ToArray();
+            var workers = Enumerable.Range(0, 12).Select(w => Task.Run(() => WorkAsync(tenantClients, store, w, stats, stop.Token))).ToArray();
             var checking = Task.Run(() => checker.RunAsync(stop.Token));
 
             async Task StepAsync(string what)
@@ -223,7 +226,7 @@ public sealed class MultiHostTests(ITestOutputHelper output)
     }
 
     /// <summary>Allocates, holds briefly and releases in a loop; a lease whose record vanishes must be reported lost to its holder.</summary>
-    private static async Task WorkAsync(GpuPoolClient client, IClusterStore store, int worker, WorkloadStats stats, CancellationToken stop)
+    private static async Task WorkAsync(IReadOnlyDictionary<string, GpuPoolClient> clients, IClusterStore store, int worker, WorkloadStats stats, CancellationToken stop)
     {
         var random = new Random(worker);
         while (!stop.IsCancellationRequested)
@@ -240,7 +243,7 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             Lease lease;
             try
             {
-                lease = await client.AllocateAsync(request, CancellationToken.None);
+                lease = await clients[request.Tenant].AllocateAsync(request, CancellationToken.None);
             }
             catch (GpuPoolException ex) when (ex.Code is ErrorCode.ResourceExhausted or ErrorCode.QuotaExceeded or ErrorCode.Unavailable)
             {
@@ -379,6 +382,18 @@ public sealed class MultiHostTests(ITestOutputHelper output)
                     Violations.Add($"revision {leases.Revision}: tenant {tenant.Key} holds {milli} milli-GPU, {memory / MiB} MiB, {tenant.Count()} leases");
                 }
             }
+        }
+    }
+}
+
+/// <summary>Disposes a set of things at once.</summary>
+internal sealed class CompositeDisposable(IEnumerable<IDisposable> items) : IDisposable
+{
+    public void Dispose()
+    {
+        foreach (var item in items)
+        {
+            item.Dispose();
         }
     }
 }

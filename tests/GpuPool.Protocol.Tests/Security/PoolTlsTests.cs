@@ -97,7 +97,7 @@ public sealed class PoolTlsTests
             var issued = PoolCertificates.Issue(Ca, new PoolIdentity("x-1", role), ["h1"], Year);
             Assert.Equal(new PoolIdentity("x-1", role), PoolIdentity.FromCertificate(issued));
             Assert.True(PoolCertificates.Verify(issued, Ca, server: false, out var clientError), clientError);
-            Assert.Equal(role is PoolRole.Broker or PoolRole.Scheduler, PoolCertificates.Verify(issued, Ca, server: true, out _));
+            Assert.Equal(role is PoolRole.Broker or PoolRole.Scheduler or PoolRole.Store, PoolCertificates.Verify(issued, Ca, server: true, out _));
         }
 
         Assert.Throws<ArgumentException>(() => PoolCertificates.Issue(Ca, new PoolIdentity("a,O=gpupool admin", PoolRole.Tenant), [], Year));
