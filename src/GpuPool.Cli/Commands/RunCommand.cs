@@ -57,7 +57,7 @@ internal static class RunCommand
             if (parse.GetValue(verbose))
             {
                 await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                    $"gpupool run: lease {lease.Id}: {Units.FormatBytes(lease.Record.MemoryBytes)}, share {lease.Record.ComputeShare} on {lease.Record.BrokerId} device {lease.Record.DeviceIndex}"));
+                    $"gpupool run: lease {lease.Id}: {Units.FormatBytes(lease.Record.MemoryBytes)}, share {lease.Record.ComputeShare} on {lease.Record.BrokerId} device {lease.Record.DeviceIndex}, tenant {lease.Record.Tenant}"));
             }
 
             var folder = Directory.CreateTempSubdirectory("gpupool-run-");

@@ -117,6 +117,10 @@ internal sealed class CliProcess : IAsyncDisposable
     public static CliProcess StartInNamespace(string networkNamespace, string configDir, params string[] args)
         => new(configDir, args, networkNamespace: networkNamespace);
 
+    /// <summary>Starts the CLI inside a network namespace, in <paramref name="workingDirectory"/>, with environment variables set.</summary>
+    public static CliProcess StartInNamespace(string networkNamespace, string configDir, IReadOnlyDictionary<string, string?> environment, string workingDirectory, params string[] args)
+        => new(configDir, args, environment, workingDirectory, networkNamespace);
+
     /// <summary>Runs a command to completion; fails the test if it takes longer than <paramref name="timeout"/>.</summary>
     public static async Task<CliProcess> RunAsync(string configDir, TimeSpan timeout, params string[] args)
     {

@@ -120,6 +120,34 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
             Assert.Matches(@"copied 24 MiB to the device and back in [\d.]+ s \(\d+ MB/s, 1 data connection\(s\)\): identical", Flat(check.Stdout));
             Assert.DoesNotContain("gpupool:", check.Stderr, StringComparison.Ordinal);
 
+            // A tenant of its own: the operator issues its token from the client host; with only the pool's CA and that
+            // token, the tenant trains the demo's classifier and runs NVIDIA's vectorAdd through the shim, each on a
+            // lease placed across the network.
+            var schedulerUrl = $"https://{standby.Address}:7070";
+            var add = Start(processes, client, dir, "check", "tenant", "add", "team-x", "--scheduler", schedulerUrl, "--admin-token", await File.ReadAllTextAsync(adminTokenPath));
+            Assert.True(await add.WaitForExitAsync(StartTimeout) && add.ExitCode == 0, $"gpupool tenant add failed:\n{add.Stdout}\n{add.Stderr}");
+            var tenantDir = Path.Combine(dir, "tenant");
+            Directory.CreateDirectory(Path.Combine(tenantDir, "pki"));
+            File.Copy(pki.CaPath, Path.Combine(tenantDir, "pki", "ca.crt"));
+            var asTenant = new Dictionary<string, string?> { ["GPUPOOL_TENANT_TOKEN"] = add.Stdout.Trim() };
+            var demo = CliProcess.StartInNamespace(client.Namespace, tenantDir, asTenant, "", "demo", "--scheduler", schedulerUrl, "--quick");
+            processes.Add(demo);
+            Assert.True(await demo.WaitForExitAsync(TimeSpan.FromMinutes(3)), $"gpupool demo did not finish; stdout:\n{demo.Stdout}");
+            Assert.True(demo.ExitCode == 0, $"gpupool demo failed ({demo.ExitCode}); stdout:\n{demo.Stdout}\nstderr:\n{demo.Stderr}");
+            Assert.Matches(@"of broker https://10\.77\.\d+\.[34]:7071, session over tcp", Flat(demo.Stdout));
+            Assert.Contains("released l-", demo.Stdout, StringComparison.Ordinal);
+            Note(clock, "the tenant's demo trained across the network");
+            _ = GpuPool.IntegrationTests.Shim.ShimArtifacts.Shim;
+            var vectorAdd = CliProcess.StartInNamespace(
+                client.Namespace, tenantDir, asTenant, GpuPool.IntegrationTests.Shim.ShimArtifacts.CudaSamples,
+                "run", "--scheduler", schedulerUrl, "--memory", "256MiB", "--verbose", "--", GpuPool.IntegrationTests.Shim.ShimArtifacts.CudaSample("vectorAdd"));
+            processes.Add(vectorAdd);
+            Assert.True(await vectorAdd.WaitForExitAsync(TimeSpan.FromMinutes(3)), $"gpupool run -- vectorAdd did not finish; stdout:\n{vectorAdd.Stdout}");
+            Assert.True(vectorAdd.ExitCode == 0, $"gpupool run -- vectorAdd failed ({vectorAdd.ExitCode}); stdout:\n{vectorAdd.Stdout}\nstderr:\n{vectorAdd.Stderr}");
+            Assert.Contains("Test PASSED", vectorAdd.Stdout, StringComparison.Ordinal);
+            Assert.Contains("tenant team-x", Flat(vectorAdd.Stderr), StringComparison.Ordinal);
+            Note(clock, "the tenant's vectorAdd ran across the network");
+
             // A broker's link is cut (its veth down): the holder of a lease on it is told once its heartbeat lapses,
             // the other broker's lease lives on, and new leases go to the broker that can still be reached.
             const ulong MiB = 1UL << 20;
