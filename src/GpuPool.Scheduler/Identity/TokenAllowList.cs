@@ -28,15 +28,21 @@ internal sealed class TokenAllowList : IAsyncDisposable
         _loop = Task.Run(() => FollowAsync(_stop.Token));
     }
 
-    /// <summary>The record of token <paramref name="tokenId"/> of <paramref name="tenant"/>; null when there is none (revoked, or never issued).</summary>
+    /// <summary>
+    /// The record of token <paramref name="tokenId"/> of <paramref name="tenant"/>; null when there is none (revoked, or
+    /// never issued). From the watched cache, or the store when the cache does not have it.
+    /// </summary>
     public async ValueTask<TenantTokenRecord?> FindAsync(string tenant, string tokenId, CancellationToken cancellationToken)
     {
         var key = StoreKeys.TenantToken(tenant, tokenId);
-        if (_inStep)
+        if (_inStep && _records.TryGetValue(key, out var record))
         {
-            return _records.TryGetValue(key, out var record) ? record : null;
+            return record;
         }
 
+        // Not cached (or the cache is not in step): the store says. A token issued a moment ago, perhaps through another
+        // replica, is in the store before this replica's watch brings it; only a signed token gets here, so a miss costs
+        // one read for a token this pool issued.
         var entry = await _store.GetAsync(key, cancellationToken).ConfigureAwait(false);
         return entry is null ? null : TenantTokenRecord.Parser.ParseFrom(entry.Value.Span);
     }

@@ -45,21 +45,23 @@ public sealed class LeaseManager : IDisposable
     internal async Task<AllocateReply> AllocateAsync(AllocateRequest request, Caller caller, bool forwarded, CancellationToken cancellationToken)
     {
         var normalized = Normalize(request, caller);
-        if (_leader() is { } allocator)
+        var (allocator, leader) = await RouteAsync(cancellationToken).ConfigureAwait(false);
+        if (allocator is not null)
         {
             return await allocator.AllocateAsync(normalized, cancellationToken).ConfigureAwait(false);
         }
 
         var timeout = TimeSpan.FromMilliseconds(normalized.WaitTimeoutMs) + _options.PreemptionGrace * 2 + TimeSpan.FromSeconds(30);
-        return await ForwardAsync((client, headers, deadline) => client.AllocateAsync(normalized, headers, deadline, cancellationToken), caller, timeout, forwarded, cancellationToken).ConfigureAwait(false);
+        return await ForwardAsync(leader, (client, headers, deadline) => client.AllocateAsync(normalized, headers, deadline, cancellationToken), caller, timeout, forwarded).ConfigureAwait(false);
     }
 
     internal async Task<KeepAliveReply> KeepAliveAsync(KeepAliveRequest request, Caller caller, bool forwarded, CancellationToken cancellationToken)
     {
         Authorize(request.LeaseId, request.Token, caller, "keep alive");
-        if (_leader() is not { } allocator)
+        var (allocator, leader) = await RouteAsync(cancellationToken).ConfigureAwait(false);
+        if (allocator is null)
         {
-            return await ForwardAsync((client, headers, deadline) => client.KeepAliveAsync(request, headers, deadline, cancellationToken), caller, ForwardTimeout, forwarded, cancellationToken).ConfigureAwait(false);
+            return await ForwardAsync(leader, (client, headers, deadline) => client.KeepAliveAsync(request, headers, deadline, cancellationToken), caller, ForwardTimeout, forwarded).ConfigureAwait(false);
         }
 
         var record = await allocator.RenewAsync(request.LeaseId, cancellationToken).ConfigureAwait(false)
@@ -79,13 +81,14 @@ public sealed class LeaseManager : IDisposable
     internal async Task ReleaseAsync(ReleaseRequest request, Caller caller, bool forwarded, CancellationToken cancellationToken)
     {
         Authorize(request.LeaseId, request.Token, caller, "release");
-        if (_leader() is { } allocator)
+        var (allocator, leader) = await RouteAsync(cancellationToken).ConfigureAwait(false);
+        if (allocator is not null)
         {
             await allocator.ReleaseAsync(request.LeaseId, cancellationToken).ConfigureAwait(false);
             return;
         }
 
-        await ForwardAsync((client, headers, deadline) => client.ReleaseAsync(request, headers, deadline, cancellationToken), caller, ForwardTimeout, forwarded, cancellationToken).ConfigureAwait(false);
+        await ForwardAsync(leader, (client, headers, deadline) => client.ReleaseAsync(request, headers, deadline, cancellationToken), caller, ForwardTimeout, forwarded).ConfigureAwait(false);
     }
 
     public void Dispose()
@@ -174,14 +177,52 @@ public sealed class LeaseManager : IDisposable
 
     private static readonly TimeSpan ForwardTimeout = TimeSpan.FromSeconds(30);
 
+    /// <summary>How long a call waits for this replica to finish taking over once it has won an election.</summary>
+    private static readonly TimeSpan TakeoverWait = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Where a call goes: this replica's allocator when it leads; else the replica the store names as leader. A replica
+    /// that has won the election but is still taking over (reading the pool's state) serves the call once it has,
+    /// rather than refusing it, for up to <see cref="TakeoverWait"/>.
+    /// </summary>
+    private async Task<(Allocator? Local, string? Leader)> RouteAsync(CancellationToken cancellationToken)
+    {
+        if (_leader() is { } allocator)
+        {
+            return (allocator, null);
+        }
+
+        var leader = await LeaderElection.GetLeaderAsync(_store, StoreKeys.Leader, cancellationToken).ConfigureAwait(false);
+        if (leader != _options.AdvertisedEndpoint)
+        {
+            return (null, leader);
+        }
+
+        // Real time: taking over is real work, whatever clock the leases keep.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            if (_leader() is { } taken)
+            {
+                return (taken, null);
+            }
+
+            if (waited.Elapsed >= TakeoverWait)
+            {
+                return (null, leader);
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(50), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>
     /// Sends a call to the replica that leads (once: a forwarded call is never forwarded again), with an assertion of
     /// the caller this replica verified, signed with the key the replicas share, so that the leader trusts the identity
     /// of no one but a replica.
     /// </summary>
-    private async Task<T> ForwardAsync<T>(Func<Protocol.V1.Leases.LeasesClient, Metadata, DateTime, AsyncUnaryCall<T>> call, Caller caller, TimeSpan timeout, bool forwarded, CancellationToken cancellationToken)
+    private async Task<T> ForwardAsync<T>(string? leader, Func<Protocol.V1.Leases.LeasesClient, Metadata, DateTime, AsyncUnaryCall<T>> call, Caller caller, TimeSpan timeout, bool forwarded)
     {
-        var leader = await LeaderElection.GetLeaderAsync(_store, StoreKeys.Leader, cancellationToken).ConfigureAwait(false);
         if (forwarded || leader is null || leader == _options.AdvertisedEndpoint)
         {
             throw new GpuPoolException(ErrorCode.Unavailable, "no scheduler replica leads the pool right now (an election is under way); retry in a few seconds");

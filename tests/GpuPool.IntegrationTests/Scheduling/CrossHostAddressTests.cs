@@ -4,6 +4,7 @@ using GpuPool.Client;
 using GpuPool.Coordination.Etcd;
 using GpuPool.IntegrationTests.Cli;
 using GpuPool.IntegrationTests.Infrastructure;
+using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.Security;
 using GpuPool.Protocol.Tokens;
 using GpuPool.Protocol.V1;
@@ -30,17 +31,28 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
         var clock = Stopwatch.StartNew();
         var dir = Directory.CreateTempSubdirectory("gpupool-crosshost-").FullName;
         var processes = new List<CliProcess>();
-        Process? etcd = null;
-        var network = await VirtualNetwork.CreateAsync("store", "standby", "gpu1", "gpu2", "client");
+        var etcd = new Dictionary<string, Process>(StringComparer.Ordinal);
+        var network = await VirtualNetwork.CreateAsync("store", "standby", "gpu1", "gpu2", "gpu3", "client");
         using var pki = new TestPki();
         try
         {
-            var (store, standby, gpu1, gpu2, client) = (network["store"], network["standby"], network["gpu1"], network["gpu2"], network["client"]);
-            Note(clock, $"network up: {store.Address} etcd and scheduler, {standby.Address} standby, {gpu1.Address} and {gpu2.Address} brokers, {client.Address} client");
+            var (store, standby, gpu1, gpu2, gpu3, client) = (network["store"], network["standby"], network["gpu1"], network["gpu2"], network["gpu3"], network["client"]);
+            Note(clock, $"network up: {store.Address} scheduler, {standby.Address} standby, {gpu1.Address}, {gpu2.Address} and {gpu3.Address} brokers, {client.Address} client; etcd members on the first, second and fifth");
 
-            etcd = StartEtcd(store, Path.Combine(dir, "etcd"));
-            var storeSpec = $"etcd://{store.Address}:2379";
-            await WaitForEtcdAsync($"http://{store.Address}:2379", etcd);
+            // A three-member etcd, one member on each of three hosts.
+            VirtualNetwork.Host[] members = [store, standby, gpu3];
+            var initialCluster = string.Join(",", members.Select(m => $"{m.Name}=http://{m.Address}:2380"));
+            foreach (var member in members)
+            {
+                etcd[member.Name] = StartEtcd(member, Path.Combine(dir, "etcd-" + member.Name), initialCluster);
+            }
+
+            var storeSpec = "etcd://" + string.Join(",", members.Select(m => $"{m.Address}:2379"));
+            foreach (var member in members)
+            {
+                await WaitForEtcdAsync($"http://{member.Address}:2379", etcd[member.Name]);
+            }
+
             Note(clock, "etcd up");
 
             var keyPath = Path.Combine(dir, "scheduler-key.pem");
@@ -64,28 +76,30 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
             var second = Start(processes, standby, dir, "standby", SchedulerArgs(standby));
             var broker1 = Start(processes, gpu1, dir, "gpu1", BrokerArgs(gpu1));
             var broker2 = Start(processes, gpu2, dir, "gpu2", BrokerArgs(gpu2));
+            var broker3 = Start(processes, gpu3, dir, "gpu3", BrokerArgs(gpu3));
             await Task.WhenAll(
                 second.WaitForLineAsync(l => l.StartsWith("role standby", StringComparison.Ordinal), StartTimeout),
                 broker1.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C", StringComparison.Ordinal), StartTimeout),
-                broker2.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C", StringComparison.Ordinal), StartTimeout));
+                broker2.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C", StringComparison.Ordinal), StartTimeout),
+                broker3.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C", StringComparison.Ordinal), StartTimeout));
             Note(clock, "schedulers and brokers up");
 
             // What each prints: its own host's address, found on the default route, never 0.0.0.0 or 127.0.0.1.
             Assert.Contains($"scheduler https://{store.Address}:7070\n", leader.Stdout, StringComparison.Ordinal);
             Assert.Contains($"scheduler https://{standby.Address}:7070\n", second.Stdout, StringComparison.Ordinal);
-            foreach (var (process, host) in new[] { (broker1, gpu1), (broker2, gpu2) })
+            foreach (var (process, host) in new[] { (broker1, gpu1), (broker2, gpu2), (broker3, gpu3) })
             {
                 Assert.Contains($"broker https://{host.Address}:7071\n", process.Stdout, StringComparison.Ordinal);
                 Assert.Contains($"listen 0.0.0.0, advertised as {host.Address} (eth0's address: the default route's interface)\n", process.Stdout, StringComparison.Ordinal);
             }
 
             // What the store holds, read from the test's side of the bridge.
-            await using (var etcdStore = new EtcdClusterStore(EtcdClusterStoreOptions.FromEndpoints($"http://{store.Address}:2379")))
+            await using (var etcdStore = new EtcdClusterStore(EtcdClusterStoreOptions.FromEndpoints(string.Join(",", members.Select(m => $"http://{m.Address}:2379")))))
             {
                 Assert.Equal($"https://{store.Address}:7070", Encoding.UTF8.GetString((await etcdStore.GetAsync(StoreKeys.Leader))!.Value.Span));
                 var records = (await etcdStore.ListAsync(StoreKeys.Brokers)).Entries.Select(e => BrokerRecord.Parser.ParseFrom(e.Value.Span)).OrderBy(r => r.Endpoint, StringComparer.Ordinal).ToList();
-                Assert.Equal(2, records.Count);
-                foreach (var (record, host) in records.Zip(new[] { gpu1, gpu2 }))
+                Assert.Equal(3, records.Count);
+                foreach (var (record, host) in records.Zip(new[] { gpu1, gpu2, gpu3 }))
                 {
                     Assert.Equal(($"https://{host.Address}:7071", $"{host.Address}:7072", host.MachineId), (record.Endpoint, record.FastPathTcp, record.MachineId));
 
@@ -115,7 +129,7 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
             Note(clock, "check done");
             Assert.True(check.ExitCode == 0, $"gpupool check failed ({check.ExitCode}); stdout:\n{check.Stdout}\nstderr:\n{check.Stderr}");
             output.WriteLine($"gpupool check:\n{check.Stdout}");
-            Assert.Matches($@"lease l-[0-9a-f]+ on broker \S+ at https://10\.77\.\d+\.[34]:7071 \(fast path tcp 10\.77\.\d+\.[34]:7072, unix \S+, machine ({gpu1.MachineId}|{gpu2.MachineId})\)", Flat(check.Stdout));
+            Assert.Matches($@"lease l-[0-9a-f]+ on broker \S+ at https://10\.77\.\d+\.[345]:7071 \(fast path tcp 10\.77\.\d+\.[345]:7072, unix \S+, machine ({gpu1.MachineId}|{gpu2.MachineId}|{gpu3.MachineId})\)", Flat(check.Stdout));
             Assert.Contains("session over tcp\n", check.Stdout, StringComparison.Ordinal);
             Assert.Matches(@"copied 24 MiB to the device and back in [\d.]+ s \(\d+ MB/s, 1 data connection\(s\)\): identical", Flat(check.Stdout));
             Assert.DoesNotContain("gpupool:", check.Stderr, StringComparison.Ordinal);
@@ -134,7 +148,7 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
             processes.Add(demo);
             Assert.True(await demo.WaitForExitAsync(TimeSpan.FromMinutes(3)), $"gpupool demo did not finish; stdout:\n{demo.Stdout}");
             Assert.True(demo.ExitCode == 0, $"gpupool demo failed ({demo.ExitCode}); stdout:\n{demo.Stdout}\nstderr:\n{demo.Stderr}");
-            Assert.Matches(@"of broker https://10\.77\.\d+\.[34]:7071, session over tcp", Flat(demo.Stdout));
+            Assert.Matches(@"of broker https://10\.77\.\d+\.[345]:7071, session over tcp", Flat(demo.Stdout));
             Assert.Contains("released l-", demo.Stdout, StringComparison.Ordinal);
             Note(clock, "the tenant's demo trained across the network");
             _ = GpuPool.IntegrationTests.Shim.ShimArtifacts.Shim;
@@ -148,29 +162,84 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
             Assert.Contains("tenant team-x", Flat(vectorAdd.Stderr), StringComparison.Ordinal);
             Note(clock, "the tenant's vectorAdd ran across the network");
 
-            // A broker's link is cut (its veth down): the holder of a lease on it is told once its heartbeat lapses,
-            // the other broker's lease lives on, and new leases go to the broker that can still be reached.
+            // The chaos, one host at a time: the leading scheduler killed, an etcd member killed, a broker killed in
+            // the middle of a copy, a broker's link cut (its veth down). One lease is held on each broker throughout.
             const ulong MiB = 1UL << 20;
-            var gpu2Id = $"{Environment.MachineName.ToLowerInvariant()}-{gpu2.MachineId[..6]}";
-            using var operatorClient = new GpuPoolClient($"https://{store.Address}:7070", pki.Client("operator", PoolRole.Admin));
+            string IdOf(VirtualNetwork.Host host) => $"{Environment.MachineName.ToLowerInvariant()}-{host.MachineId[..6]}";
+            using var operatorClient = new GpuPoolClient(schedulerUrl, pki.Client("operator", PoolRole.Admin));
+            LeaseRequest Request(ulong mib) => new() { Tenant = "crosshost", MemoryBytes = mib * MiB, ComputeShare = 100, Ttl = TimeSpan.FromSeconds(5), WaitTimeout = TimeSpan.FromSeconds(20) };
             var held = new List<Lease>();
-            for (var i = 0; i < 2; i++)
+            for (var i = 0; i < 3; i++)
             {
-                held.Add(await operatorClient.AllocateAsync(new LeaseRequest { Tenant = "crosshost", MemoryBytes = 600 * MiB, ComputeShare = 100, Ttl = TimeSpan.FromSeconds(5), WaitTimeout = TimeSpan.FromSeconds(20) }));
+                held.Add(await operatorClient.AllocateAsync(Request(600)));
             }
 
-            var onGpu1 = held.Single(l => l.Record.BrokerId == gpu1Id);
-            var onGpu2 = held.Single(l => l.Record.BrokerId == gpu2Id);
+            var (onGpu1, onGpu2, onGpu3) = (held.Single(l => l.Record.BrokerId == IdOf(gpu1)), held.Single(l => l.Record.BrokerId == IdOf(gpu2)), held.Single(l => l.Record.BrokerId == IdOf(gpu3)));
+
+            // 1. The leading scheduler dies: the standby leads, and grants.
+            await leader.DisposeAsync();
+            async Task<bool> StandbyLeadsAsync()
+            {
+                try
+                {
+                    return (await operatorClient.ListClusterAsync()).Leader == schedulerUrl;
+                }
+                catch (GpuPoolException ex) when (ex.Code == ErrorCode.Unavailable)
+                {
+                    // An election under way: the standby says so, and a client asks again.
+                    return false;
+                }
+            }
+
+            await Poll.UntilAsync(StandbyLeadsAsync, TimeSpan.FromSeconds(30), "the standby leads");
+            await (await operatorClient.AllocateAsync(Request(100))).DisposeAsync();
+            Note(clock, "leader killed; the standby leads and grants");
+
+            // 2. An etcd member that does not lead dies: the other two keep a quorum, and the pool grants.
+            var follower = await EtcdFollowerAsync(members);
+            etcd[follower.Name].Kill(entireProcessTree: true);
+            await (await operatorClient.AllocateAsync(Request(100))).DisposeAsync();
+            Note(clock, $"etcd member on {follower.Name} killed; the pool grants");
+
+            // 3. A broker is killed in the middle of a copy over its fast path: the copy fails at once naming the broker.
+            await using (var session = await onGpu2.OpenSessionAsync(SessionTransportKind.Tcp))
+            {
+                var bytes = new byte[32 << 20];
+                var target = await session.AllocAsync((ulong)bytes.Length);
+                var copiesDone = 0;
+                var copying = Task.Run(async () =>
+                {
+                    while (true)
+                    {
+                        await session.CopyToDeviceAsync(target, bytes);
+                        Interlocked.Increment(ref copiesDone);
+                    }
+                });
+                await Poll.UntilAsync(() => Volatile.Read(ref copiesDone) >= 1 || copying.IsCompleted, TimeSpan.FromSeconds(30), "copies to gpu2 are under way");
+                await broker2.DisposeAsync();
+                var failed = await Assert.ThrowsAsync<GpuPoolException>(() => copying.WaitAsync(TimeSpan.FromSeconds(30)));
+                Note(clock, $"broker on gpu2 killed mid-copy: {failed.Code}: {failed.Message}");
+                Assert.Equal(ErrorCode.Unavailable, failed.Code);
+                Assert.Contains(IdOf(gpu2), failed.Message, StringComparison.Ordinal);
+            }
+
+            // 4. A broker's link is cut: nothing ends its process, yet it is out of the pool once its heartbeat lapses.
             var cut = await VirtualNetwork.RunInAsync(gpu1, "ip", "link", "set", "eth0", "down");
             Assert.True(cut.Code == 0, cut.Stderr);
             Note(clock, "gpu1's link cut");
-            await Poll.UntilAsync(() => onGpu1.Lost.IsCancellationRequested, TimeSpan.FromSeconds(45), "the holder of the lease on the cut-off broker is told");
-            Note(clock, $"told: {onGpu1.LostReason?.Message}");
-            Assert.Contains($"its broker {gpu1Id} stopped heartbeating", onGpu1.LostReason!.Message, StringComparison.Ordinal);
-            Assert.False(onGpu2.Lost.IsCancellationRequested, $"the lease on gpu2 was lost: {onGpu2.LostReason?.Message}");
-            await using (var placed = await operatorClient.AllocateAsync(new LeaseRequest { Tenant = "crosshost", MemoryBytes = 300 * MiB, ComputeShare = 100, Ttl = TimeSpan.FromSeconds(5), WaitTimeout = TimeSpan.FromSeconds(20) }))
+
+            // The holders of the leases on both are told; the lease on the third broker lives on, and new leases go there.
+            foreach (var (lease, host) in new[] { (onGpu1, gpu1), (onGpu2, gpu2) })
             {
-                Assert.Equal(gpu2Id, placed.Record.BrokerId);
+                await Poll.UntilAsync(() => lease.Lost.IsCancellationRequested, TimeSpan.FromSeconds(45), $"the holder of the lease on {host.Name} is told");
+                Note(clock, $"told: {lease.LostReason?.Message}");
+                Assert.Contains($"its broker {IdOf(host)} stopped heartbeating", lease.LostReason!.Message, StringComparison.Ordinal);
+            }
+
+            Assert.False(onGpu3.Lost.IsCancellationRequested, $"the lease on gpu3 was lost: {onGpu3.LostReason?.Message}");
+            await using (var placed = await operatorClient.AllocateAsync(Request(300)))
+            {
+                Assert.Equal(IdOf(gpu3), placed.Record.BrokerId);
             }
 
             foreach (var lease in held)
@@ -185,11 +254,15 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
                 await process.DisposeAsync();
             }
 
-            if (etcd is not null)
+            foreach (var member in etcd.Values)
             {
-                etcd.Kill(entireProcessTree: true);
-                await etcd.WaitForExitAsync();
-                etcd.Dispose();
+                if (!member.HasExited)
+                {
+                    member.Kill(entireProcessTree: true);
+                    await member.WaitForExitAsync();
+                }
+
+                member.Dispose();
             }
 
             foreach (var process in processes.Where(p => p.Stderr.Length > 0))
@@ -214,17 +287,19 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
         return process;
     }
 
-    private static Process StartEtcd(VirtualNetwork.Host host, string dataDir)
+    /// <summary>An etcd member in <paramref name="host"/>'s namespace, named after the host, of the cluster <paramref name="initialCluster"/> lists.</summary>
+    private static Process StartEtcd(VirtualNetwork.Host host, string dataDir, string initialCluster)
     {
         var client = $"http://{host.Address}:2379";
+        var peer = $"http://{host.Address}:2380";
         var start = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in new[]
         {
             "netns", "exec", host.Namespace, EtcdCluster.FindBinary(),
-            "--name", "m0", "--data-dir", dataDir,
+            "--name", host.Name, "--data-dir", dataDir,
             "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-            "--initial-cluster", "m0=http://127.0.0.1:2380", "--initial-cluster-state", "new",
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", initialCluster, "--initial-cluster-state", "new", "--initial-cluster-token", Path.GetFileName(Path.GetDirectoryName(dataDir))!,
             "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
         })
         {
@@ -237,6 +312,22 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return process;
+    }
+
+    /// <summary>An etcd member that does not lead, from the members' metrics (etcd_server_is_leader).</summary>
+    private static async Task<VirtualNetwork.Host> EtcdFollowerAsync(IReadOnlyList<VirtualNetwork.Host> members)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        foreach (var member in members)
+        {
+            var metrics = await http.GetStringAsync($"http://{member.Address}:2379/metrics");
+            if (metrics.Split('\n').Any(l => l.Trim() == "etcd_server_is_leader 0"))
+            {
+                return member;
+            }
+        }
+
+        throw new InvalidOperationException("every etcd member says it leads");
     }
 
     private static async Task WaitForEtcdAsync(string url, Process etcd)

@@ -18,7 +18,7 @@ namespace GpuPool.IntegrationTests.Scheduling;
 /// <summary>
 /// A pool of many hosts, all real processes on loopback: a three-member etcd cluster, two scheduler replicas
 /// and three brokers (`gpupool scheduler`, `gpupool broker`, cpu backend). Several tenants allocate and
-/// release concurrently while the leader, a broker and an etcd member are killed; the store is checked all
+/// release concurrently while the leader, a broker (in the middle of a copy to it) and an etcd member are killed; the store is checked all
 /// along for over-committed devices and broken quotas. Everything is secured as a shared pool should be: TLS on
 /// every daemon's ports, tenants allocating as themselves with client certificates of the pool's CA, and etcd serving over TLS, asking for client certificates of the pool's CA, with its
 /// password authentication on and the daemons' user allowed the pool's key prefix only.
@@ -154,9 +154,27 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             await GrantsGoOnAsync("the new leader grants");
             await StepAsync("leader killed");
 
-            // 2. A broker dies: its sentinels' holders are told, the others' are not.
-            await brokers["b0"].DisposeAsync();
+            // 2. A broker is killed in the middle of a copy: the copy fails at once naming the broker (it does not hang),
+            // its sentinels' holders are told, the others' are not.
             var onB0 = sentinels.Where(s => s.Record.BrokerId == "b0").ToArray();
+            await using var midCopy = await onB0[0].OpenSessionAsync(SessionTransportKind.Grpc);
+            var bytes = new byte[64 << 20];
+            var target = await midCopy.AllocAsync((ulong)bytes.Length);
+            var copiesDone = 0;
+            var copying = Task.Run(async () =>
+            {
+                while (true)
+                {
+                    await midCopy.CopyToDeviceAsync(target, bytes);
+                    Interlocked.Increment(ref copiesDone);
+                }
+            });
+            await Poll.UntilAsync(() => Volatile.Read(ref copiesDone) >= 1 || copying.IsCompleted, TimeSpan.FromSeconds(30), "copies to b0 are under way");
+            await brokers["b0"].DisposeAsync();
+            var cut = await Assert.ThrowsAsync<GpuPoolException>(() => copying.WaitAsync(TimeSpan.FromSeconds(30)));
+            Note($"the copy under way when b0 was killed: {cut.Code}: {cut.Message}");
+            Assert.Equal(ErrorCode.Unavailable, cut.Code);
+            Assert.Contains("broker b0", cut.Message, StringComparison.Ordinal);
             await Poll.UntilAsync(() => onB0.All(s => s.Lost.IsCancellationRequested), TimeSpan.FromSeconds(30), "the holders of b0's sentinels are told");
             Assert.All(onB0, s => Assert.Contains("its broker b0 stopped heartbeating", s.LostReason!.Message, StringComparison.Ordinal));
             await StepAsync("broker b0 killed");
