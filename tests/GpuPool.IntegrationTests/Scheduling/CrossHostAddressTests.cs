@@ -135,8 +135,8 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
             Assert.DoesNotContain("gpupool:", check.Stderr, StringComparison.Ordinal);
 
             // A tenant of its own: the operator issues its token from the client host; with only the pool's CA and that
-            // token, the tenant trains the demo's classifier and runs NVIDIA's vectorAdd through the shim, each on a
-            // lease placed across the network.
+            // token, the tenant trains the demo's classifier (its session over the fast path) and runs NVIDIA's vectorAdd
+            // through the shim (over gRPC), each on a lease placed across the network.
             var schedulerUrl = $"https://{standby.Address}:7070";
             var add = Start(processes, client, dir, "check", "tenant", "add", "team-x", "--scheduler", schedulerUrl, "--admin-token", await File.ReadAllTextAsync(adminTokenPath));
             Assert.True(await add.WaitForExitAsync(StartTimeout) && add.ExitCode == 0, $"gpupool tenant add failed:\n{add.Stdout}\n{add.Stderr}");
@@ -154,7 +154,7 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
             _ = GpuPool.IntegrationTests.Shim.ShimArtifacts.Shim;
             var vectorAdd = CliProcess.StartInNamespace(
                 client.Namespace, tenantDir, asTenant, GpuPool.IntegrationTests.Shim.ShimArtifacts.CudaSamples,
-                "run", "--scheduler", schedulerUrl, "--memory", "256MiB", "--verbose", "--", GpuPool.IntegrationTests.Shim.ShimArtifacts.CudaSample("vectorAdd"));
+                "run", "--scheduler", schedulerUrl, "--memory", "256MiB", "--transport", "grpc", "--verbose", "--", GpuPool.IntegrationTests.Shim.ShimArtifacts.CudaSample("vectorAdd"));
             processes.Add(vectorAdd);
             Assert.True(await vectorAdd.WaitForExitAsync(TimeSpan.FromMinutes(3)), $"gpupool run -- vectorAdd did not finish; stdout:\n{vectorAdd.Stdout}");
             Assert.True(vectorAdd.ExitCode == 0, $"gpupool run -- vectorAdd failed ({vectorAdd.ExitCode}); stdout:\n{vectorAdd.Stdout}\nstderr:\n{vectorAdd.Stderr}");
@@ -168,6 +168,27 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
             string IdOf(VirtualNetwork.Host host) => $"{Environment.MachineName.ToLowerInvariant()}-{host.MachineId[..6]}";
             using var operatorClient = new GpuPoolClient(schedulerUrl, pki.Client("operator", PoolRole.Admin));
             LeaseRequest Request(ulong mib) => new() { Tenant = "crosshost", MemoryBytes = mib * MiB, ComputeShare = 100, Ttl = TimeSpan.FromSeconds(5), WaitTimeout = TimeSpan.FromSeconds(20) };
+
+            // As a client should: a call refused as Unavailable (a store member that went away with a write in flight,
+            // an election) is tried again, for a while. A lease whose write did land after all is held by no one and
+            // ends at its TTL.
+            async Task<Lease> AllocateAsync(ulong mib)
+            {
+                var clock = Stopwatch.StartNew();
+                while (true)
+                {
+                    try
+                    {
+                        return await operatorClient.AllocateAsync(Request(mib));
+                    }
+                    catch (GpuPoolException ex) when (ex.Code == ErrorCode.Unavailable && clock.Elapsed < TimeSpan.FromSeconds(20))
+                    {
+                        output.WriteLine($"allocation refused, tried again: {ex.Message}");
+                        await Task.Delay(200);
+                    }
+                }
+            }
+
             var held = new List<Lease>();
             for (var i = 0; i < 3; i++)
             {
@@ -192,13 +213,13 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
             }
 
             await Poll.UntilAsync(StandbyLeadsAsync, TimeSpan.FromSeconds(30), "the standby leads");
-            await (await operatorClient.AllocateAsync(Request(100))).DisposeAsync();
+            await (await AllocateAsync(100)).DisposeAsync();
             Note(clock, "leader killed; the standby leads and grants");
 
             // 2. An etcd member that does not lead dies: the other two keep a quorum, and the pool grants.
             var follower = await EtcdFollowerAsync(members);
             etcd[follower.Name].Kill(entireProcessTree: true);
-            await (await operatorClient.AllocateAsync(Request(100))).DisposeAsync();
+            await (await AllocateAsync(100)).DisposeAsync();
             Note(clock, $"etcd member on {follower.Name} killed; the pool grants");
 
             // 3. A broker is killed in the middle of a copy over its fast path: the copy fails at once naming the broker.
@@ -237,7 +258,7 @@ public sealed class CrossHostAddressTests(ITestOutputHelper output)
             }
 
             Assert.False(onGpu3.Lost.IsCancellationRequested, $"the lease on gpu3 was lost: {onGpu3.LostReason?.Message}");
-            await using (var placed = await operatorClient.AllocateAsync(Request(300)))
+            await using (var placed = await AllocateAsync(300))
             {
                 Assert.Equal(IdOf(gpu3), placed.Record.BrokerId);
             }

@@ -276,7 +276,7 @@ internal sealed class LeaseCommitter(SchedulerOptions options, IClusterStore sto
     private static GpuPoolException CommitError(Exception ex) => ex switch
     {
         GpuPoolException gp => gp,
-        StoreUnavailableException => new GpuPoolException(ErrorCode.Unavailable, "the coordination store is unavailable, so nothing was allocated: " + ex.Message),
+        StoreUnavailableException => new GpuPoolException(ErrorCode.Unavailable, "the coordination store failed while the lease was written, so nothing was allocated (a record that may have reached it is removed, or ends at its TTL); retry in a moment. The store said: " + ex.Message),
         OperationCanceledException => Allocator.NotLeading(),
         _ => new GpuPoolException(ErrorCode.Internal, "allocation failed while writing the lease: " + ex.Message),
     };
