@@ -78,6 +78,39 @@ internal static class CliOptions
             => Hosting.PoolPki.ForDaemon(parse.GetValue(Insecure), parse.GetValue(Ca), parse.GetValue(Cert), parse.GetValue(Key), role);
     }
 
+    /// <summary>
+    /// What a lease is asked for, as `gpupool lease` and `gpupool run` both take it: memory, share, tenant, time to live,
+    /// device model, priority class and how long to wait in the queue.
+    /// </summary>
+    /// <param name="DefaultTtl">The time to live without --ttl; null: the pool's default (the scheduler's --lease-ttl).</param>
+    public sealed record LeaseAsk(
+        Option<ulong> Memory, Option<int> Share, Option<string?> Tenant, Option<TimeSpan?> Ttl, Option<string> Model, Option<string> Priority, Option<string?> Wait, TimeSpan? DefaultTtl)
+    {
+        public static LeaseAsk Create(string memoryDescription, string ttlDescription, TimeSpan? defaultTtl) => new(
+            Bytes("--memory", memoryDescription, "1GiB"),
+            Ranged("--share", "Compute share in milli-GPU (1000 = a whole device)", 1000, 1, 1000),
+            CliOptions.Tenant(),
+            OptionalDuration("--ttl", ttlDescription),
+            new Option<string>("--model") { Description = "Only devices whose name contains this", DefaultValueFactory = _ => "" },
+            new Option<string>("--priority") { Description = "Priority class (default: normal; see gpupool priority ls)", DefaultValueFactory = _ => "" },
+            new Option<string?>("--wait") { Description = "Wait this long in the queue when nothing fits now (e.g. 30s, 5m)" },
+            defaultTtl);
+
+        public IEnumerable<Option> All => [Memory, Share, Tenant, Ttl, Model, Priority, Wait];
+
+        /// <summary>The request these options ask for, for a client whose credential decides the default tenant.</summary>
+        public Client.LeaseRequest Request(ParseResult parse, Client.GpuPoolClient client) => new()
+        {
+            MemoryBytes = parse.GetValue(Memory),
+            ComputeShare = parse.GetValue(Share),
+            Tenant = Hosting.CliPaths.TenantFor(client, parse.GetValue(Tenant)),
+            Ttl = parse.GetValue(Ttl) ?? DefaultTtl,
+            DeviceModel = parse.GetValue(Model)!,
+            PriorityClass = parse.GetValue(Priority)!,
+            WaitTimeout = parse.GetValue(Wait) is { } w ? ParseDuration("--wait", w) : null,
+        };
+    }
+
     /// <summary>How a daemon proves itself to etcd and checks it: TLS for etcds:// and etcd's user and password.</summary>
     public sealed record StoreAccess(Option<string?> Ca, Option<string?> Cert, Option<string?> Key, Option<string?> User, Option<string?> PasswordFile)
     {
@@ -118,18 +151,27 @@ internal static class CliOptions
     {
         Description = description + " (e.g. 30s, 5m, 2h)",
         DefaultValueFactory = _ => defaultValue,
-        CustomParser = result =>
-        {
-            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
-            if (TryParseDuration(text, out var value) && value > TimeSpan.Zero)
-            {
-                return value;
-            }
-
-            result.AddError($"{name} '{text}' is not a duration: write it like 30s, 5m or 2h");
-            return default;
-        },
+        CustomParser = result => PositiveDuration(name, result) ?? default,
     };
+
+    /// <summary>A duration option that may be left out (null).</summary>
+    public static Option<TimeSpan?> OptionalDuration(string name, string description) => new(name)
+    {
+        Description = description + " (e.g. 30s, 5m, 2h)",
+        CustomParser = result => PositiveDuration(name, result),
+    };
+
+    private static TimeSpan? PositiveDuration(string name, System.CommandLine.Parsing.ArgumentResult result)
+    {
+        var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+        if (TryParseDuration(text, out var value) && value > TimeSpan.Zero)
+        {
+            return value;
+        }
+
+        result.AddError($"{name} '{text}' is not a duration: write it like 30s, 5m or 2h");
+        return null;
+    }
 
     public static Option<int> Ranged(string name, string description, int defaultValue, int min, int max) => new(name)
     {

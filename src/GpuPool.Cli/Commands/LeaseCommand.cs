@@ -12,32 +12,20 @@ internal static class LeaseCommand
     public static Command Create()
     {
         var scheduler = CliOptions.Scheduler();
-        var memory = CliOptions.Bytes("--memory", "Memory limit of the slice", "1GiB");
-        var share = CliOptions.Ranged("--share", "Compute share in milli-GPU (1000 = a whole device)", 1000, 1, 1000);
-        var tenant = CliOptions.Tenant();
+        var ask = CliOptions.LeaseAsk.Create("Memory limit of the slice", "Lease time to live, 5m by default; without --hold the lease ends this long after it is granted", TimeSpan.FromMinutes(5));
         var token = CliOptions.Token();
-        var ttl = CliOptions.Duration("--ttl", "Lease time to live; without --hold the lease ends this long after it is granted", TimeSpan.FromMinutes(5));
-        var model = new Option<string>("--model") { Description = "Only devices whose name contains this", DefaultValueFactory = _ => "" };
         var hold = new Option<bool>("--hold") { Description = "Keep the lease alive until Ctrl-C, then release it" };
-        var priority = new Option<string>("--priority") { Description = "Priority class (default: normal; see gpupool priority ls)", DefaultValueFactory = _ => "" };
-        var wait = new Option<string?>("--wait") { Description = "Wait this long in the queue when nothing fits now (e.g. 30s, 5m)" };
 
-        var command = new Command("lease", "Lease a slice of a device and print it") { scheduler, memory, share, tenant, token, ttl, model, hold, priority, wait };
+        var command = new Command("lease", "Lease a slice of a device and print it") { scheduler, token, hold };
+        foreach (var option in ask.All)
+        {
+            command.Options.Add(option);
+        }
+
         command.SetAction(async (parse, cancellationToken) =>
         {
             using var client = CliPaths.Client(parse.GetValue(scheduler), tokenOption: parse.GetValue(token));
-            var lease = await client.AllocateAsync(
-                new LeaseRequest
-                {
-                    MemoryBytes = parse.GetValue(memory),
-                    ComputeShare = parse.GetValue(share),
-                    Tenant = CliPaths.TenantFor(client, parse.GetValue(tenant)),
-                    Ttl = parse.GetValue(ttl),
-                    DeviceModel = parse.GetValue(model)!,
-                    PriorityClass = parse.GetValue(priority)!,
-                    WaitTimeout = parse.GetValue(wait) is { } w ? CliOptions.ParseDuration("--wait", w) : null,
-                },
-                cancellationToken);
+            var lease = await client.AllocateAsync(ask.Request(parse, client), cancellationToken);
 
             var r = lease.Record;
             var table = new Table().AddColumns("lease", "tenant", "class", "broker", "endpoint", "device", "memory", "share", "expires");

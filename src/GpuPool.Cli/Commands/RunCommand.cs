@@ -23,9 +23,10 @@ internal static class RunCommand
     public static Command Create()
     {
         var scheduler = CliOptions.Scheduler();
-        var memory = CliOptions.Bytes("--memory", "Memory limit of the slice (the program sees it as the device's memory)", "1GiB");
-        var share = CliOptions.Ranged("--share", "Compute share in milli-GPU (1000 = a whole device)", 1000, 1, 1000);
-        var tenant = CliOptions.Tenant();
+        var ask = CliOptions.LeaseAsk.Create(
+            "Memory limit of the slice (the program sees it as the device's memory)",
+            "Lease time to live, the pool's default if not given: the lease is renewed while the program runs, and ends this long after the last renewal if this command dies",
+            null);
         var token = CliOptions.Token();
         var transport = new Option<string>("--transport") { Description = "How the program's calls reach the broker: auto, tcp, unix or grpc", DefaultValueFactory = _ => "auto" };
         transport.AcceptOnlyFromAmong("auto", "tcp", "unix", "grpc");
@@ -38,8 +39,13 @@ internal static class RunCommand
 
         var command = new Command("run", "Run an unmodified CUDA program on a leased device, through the libcuda shim")
         {
-            scheduler, memory, share, tenant, token, transport, verbose, program,
+            scheduler, token, transport, verbose, program,
         };
+        foreach (var option in ask.All)
+        {
+            command.Options.Add(option);
+        }
+
         command.SetAction(async (parse, cancellationToken) =>
         {
             var shim = ShimPaths.Find();
@@ -51,13 +57,11 @@ internal static class RunCommand
 
             var argv = parse.GetValue(program)!;
             using var client = CliPaths.Client(parse.GetValue(scheduler), tokenOption: parse.GetValue(token));
-            await using var lease = await client.AllocateAsync(
-                new LeaseRequest { MemoryBytes = parse.GetValue(memory), ComputeShare = parse.GetValue(share), Tenant = CliPaths.TenantFor(client, parse.GetValue(tenant)) },
-                cancellationToken);
+            await using var lease = await client.AllocateAsync(ask.Request(parse, client), cancellationToken);
             if (parse.GetValue(verbose))
             {
                 await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                    $"gpupool run: lease {lease.Id}: {Units.FormatBytes(lease.Record.MemoryBytes)}, share {lease.Record.ComputeShare} on {lease.Record.BrokerId} device {lease.Record.DeviceIndex}, tenant {lease.Record.Tenant}"));
+                    $"gpupool run: lease {lease.Id}: {Units.FormatBytes(lease.Record.MemoryBytes)}, share {lease.Record.ComputeShare} on {lease.Record.BrokerId} device {lease.Record.DeviceIndex}, tenant {lease.Record.Tenant}, class {lease.Record.PriorityClass}, ttl {lease.Record.TtlSeconds} s"));
             }
 
             var folder = Directory.CreateTempSubdirectory("gpupool-run-");

@@ -20,6 +20,30 @@ public sealed class RunCommandTests(ShortLeasePoolFixture pool) : IClassFixture<
     }
 
     [Fact]
+    public async Task The_lease_is_asked_for_with_the_priority_class_ttl_and_wait_given_as_gpupool_lease_takes_them()
+    {
+        var run = await GpuPoolRun.RunAsync(pool, _configDir, ["--verbose", "--priority", "high", "--ttl", "7s", "--wait", "2s", "--model", "cpu"], "sh", "-c", "echo \"lease=$GPUPOOL_LEASE_ID\"");
+
+        Assert.True(run.ExitCode == 0, GpuPoolRun.Describe(run));
+        Assert.Matches(@"gpupool run: lease l-[0-9a-f]+: 256 MiB, share 500 on \S+ device \d+, tenant default, class high, ttl 7 s", run.Stderr);
+    }
+
+    [Theory]
+    [InlineData("--priority", "urgent", "priority class 'urgent'")]
+    [InlineData("--wait", "soon", "--wait")]
+    [InlineData("--ttl", "0s", "--ttl")]
+    [InlineData("--model", "no-such-device", "no-such-device")]
+    public async Task A_lease_option_that_cannot_be_met_is_one_sentence_and_the_program_never_starts(string option, string value, string named)
+    {
+        var run = await GpuPoolRun.RunAsync(pool, _configDir, [option, value], "sh", "-c", "echo started");
+
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.DoesNotContain("started", run.Stdout, StringComparison.Ordinal);
+        Assert.Contains(named, run.Stdout + run.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", run.Stdout + run.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task The_program_finds_the_shim_as_libcuda_first_on_the_loader_path()
     {
         var run = await GpuPoolRun.RunAsync(pool, _configDir, [], "sh", "-c",
