@@ -175,7 +175,13 @@ internal sealed class Allocator : IAsyncDisposable
     }
 
     internal static GpuPoolException NotLeading()
-        => new(ErrorCode.Unavailable, "this scheduler replica stopped leading the pool while the request waited; retry (another replica takes over)");
+        => new(ErrorCode.Unavailable, NotLeadingMessage);
+
+    private const string NotLeadingMessage = "this scheduler replica stopped leading the pool while the request waited; retry (another replica takes over)";
+
+    /// <summary>The request failed because this replica's term ended under it: nothing of it was written.</summary>
+    internal static bool IsLeadershipLoss(GpuPoolException ex)
+        => ex.Code == ErrorCode.Unavailable && ex.Message is NotLeadingMessage or Internal.LeaseCommitter.LostLeadership;
 
     private void Post(AllocatorWork work)
     {

@@ -48,7 +48,20 @@ public sealed class LeaseManager : IDisposable
         var (allocator, leader) = await RouteAsync(cancellationToken).ConfigureAwait(false);
         if (allocator is not null)
         {
-            return await allocator.AllocateAsync(normalized, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await allocator.AllocateAsync(normalized, cancellationToken).ConfigureAwait(false);
+            }
+            catch (GpuPoolException ex) when (Allocator.IsLeadershipLoss(ex))
+            {
+                // This replica's term ended under the request and nothing of it was written: it goes once more to
+                // whichever replica leads now (this one again, once it has taken over).
+                (allocator, leader) = await RouteAsync(cancellationToken).ConfigureAwait(false);
+                if (allocator is not null)
+                {
+                    return await allocator.AllocateAsync(normalized, cancellationToken).ConfigureAwait(false);
+                }
+            }
         }
 
         var timeout = TimeSpan.FromMilliseconds(normalized.WaitTimeoutMs) + _options.PreemptionGrace * 2 + TimeSpan.FromSeconds(30);
@@ -181,9 +194,9 @@ public sealed class LeaseManager : IDisposable
     private static readonly TimeSpan TakeoverWait = TimeSpan.FromSeconds(10);
 
     /// <summary>
-    /// Where a call goes: this replica's allocator when it leads; else the replica the store names as leader. A replica
-    /// that has won the election but is still taking over (reading the pool's state) serves the call once it has,
-    /// rather than refusing it, for up to <see cref="TakeoverWait"/>.
+    /// Where a call goes: this replica's allocator when it leads; else the replica the store names as leader. While an
+    /// election is under way (no replica named), and while this replica has won but is still taking over (reading the
+    /// pool's state), the call waits for it rather than being refused, for up to <see cref="TakeoverWait"/>.
     /// </summary>
     private async Task<(Allocator? Local, string? Leader)> RouteAsync(CancellationToken cancellationToken)
     {
@@ -192,14 +205,21 @@ public sealed class LeaseManager : IDisposable
             return (allocator, null);
         }
 
+        // Real time: an election and a takeover are real work, whatever clock the leases keep.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
         var leader = await LeaderElection.GetLeaderAsync(_store, StoreKeys.Leader, cancellationToken).ConfigureAwait(false);
+        while (leader is null && waited.Elapsed < TakeoverWait)
+        {
+            // An election under way: a replica is named within moments.
+            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken).ConfigureAwait(false);
+            leader = await LeaderElection.GetLeaderAsync(_store, StoreKeys.Leader, cancellationToken).ConfigureAwait(false);
+        }
+
         if (leader != _options.AdvertisedEndpoint)
         {
             return (null, leader);
         }
 
-        // Real time: taking over is real work, whatever clock the leases keep.
-        var waited = System.Diagnostics.Stopwatch.StartNew();
         while (true)
         {
             if (_leader() is { } taken)

@@ -19,7 +19,7 @@ namespace GpuPool.Scheduler.Leases.Internal;
 /// </summary>
 internal sealed class LeaseCommitter(SchedulerOptions options, IClusterStore store, LeaderTerm? term, LeaseBook book, ILogger logger) : IDisposable
 {
-    private const string LostLeadership = "this scheduler replica lost the leadership while writing to the store; retry";
+    internal const string LostLeadership = "this scheduler replica lost the leadership while writing to the store; retry";
 
     private readonly TimeProvider _time = options.TimeProvider;
 
