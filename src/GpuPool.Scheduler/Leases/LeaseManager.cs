@@ -55,8 +55,8 @@ public sealed class LeaseManager : IDisposable
             catch (GpuPoolException ex) when (Allocator.IsLeadershipLoss(ex))
             {
                 // This replica's term ended under the request and nothing of it was written: it goes once more to
-                // whichever replica leads now (this one again, once it has taken over).
-                (allocator, leader) = await RouteAsync(cancellationToken).ConfigureAwait(false);
+                // whichever replica leads now (this one again, once it has taken over with a new term).
+                (allocator, leader) = await RouteAsync(cancellationToken, ended: allocator).ConfigureAwait(false);
                 if (allocator is not null)
                 {
                     return await allocator.AllocateAsync(normalized, cancellationToken).ConfigureAwait(false);
@@ -198,9 +198,10 @@ public sealed class LeaseManager : IDisposable
     /// election is under way (no replica named), and while this replica has won but is still taking over (reading the
     /// pool's state), the call waits for it rather than being refused, for up to <see cref="TakeoverWait"/>.
     /// </summary>
-    private async Task<(Allocator? Local, string? Leader)> RouteAsync(CancellationToken cancellationToken)
+    /// <param name="ended">An allocator whose term has ended: this replica leads again only with another.</param>
+    private async Task<(Allocator? Local, string? Leader)> RouteAsync(CancellationToken cancellationToken, Allocator? ended = null)
     {
-        if (_leader() is { } allocator)
+        if (_leader() is { } allocator && allocator != ended)
         {
             return (allocator, null);
         }
@@ -222,7 +223,7 @@ public sealed class LeaseManager : IDisposable
 
         while (true)
         {
-            if (_leader() is { } taken)
+            if (_leader() is { } taken && taken != ended)
             {
                 return (taken, null);
             }
