@@ -24,7 +24,7 @@ public sealed class EtcdSecurityTests : IDisposable
     [Fact]
     public async Task Over_TLS_a_store_with_a_certificate_of_the_CA_works_and_one_without_or_trusting_another_CA_is_refused_saying_why()
     {
-        await using var etcd = await StartTlsAsync();
+        await using var etcd = await SecuredEtcdFixture.StartTlsAsync(_ca, _dir);
         var endpoint = etcd.Members[0].ClientUrl;
         Assert.StartsWith("https://", endpoint, StringComparison.Ordinal);
         var client = PoolCertificates.Issue(_ca, new PoolIdentity("broker-1", PoolRole.Broker), ["127.0.0.1"], TimeSpan.FromDays(1));
@@ -132,13 +132,4 @@ public sealed class EtcdSecurityTests : IDisposable
         => new(new EtcdClusterStoreOptions { Endpoints = [endpoint], KeyPrefix = prefix, Tls = tls, User = user, Password = password, RequestTimeout = timeout ?? TimeSpan.FromSeconds(5) });
 
     private static X509Certificate2 Public(X509Certificate2 certificate) => SecuredEtcdFixture.PublicOnly(certificate);
-
-    private async Task<EtcdCluster> StartTlsAsync()
-    {
-        var server = PoolCertificates.Issue(_ca, new PoolIdentity("etcd0", PoolRole.Store), ["127.0.0.1"], TimeSpan.FromDays(1));
-        string caFile = Path.Combine(_dir, "ca.crt"), certFile = Path.Combine(_dir, "etcd0.crt"), keyFile = Path.Combine(_dir, "etcd0.key");
-        PoolCertificates.Write(Public(_ca), caFile, null);
-        PoolCertificates.Write(server, certFile, keyFile);
-        return await EtcdCluster.StartAsync(tls: new EtcdServerTls(certFile, keyFile, caFile, ClientCertAuth: true));
-    }
 }

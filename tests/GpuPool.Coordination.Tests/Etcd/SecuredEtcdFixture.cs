@@ -42,12 +42,8 @@ public sealed class SecuredEtcdFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var server = PoolCertificates.Issue(Authority, new PoolIdentity("etcd0", PoolRole.Store), ["127.0.0.1"], TimeSpan.FromDays(1));
         ClientCertificate = PoolCertificates.Issue(Authority, new PoolIdentity("broker-1", PoolRole.Broker), ["127.0.0.1"], TimeSpan.FromDays(1));
-        string caFile = Path.Combine(_dir, "ca.crt"), certFile = Path.Combine(_dir, "etcd0.crt"), keyFile = Path.Combine(_dir, "etcd0.key");
-        PoolCertificates.Write(PublicOnly(Authority), caFile, null);
-        PoolCertificates.Write(server, certFile, keyFile);
-        _cluster = await EtcdCluster.StartAsync(tls: new EtcdServerTls(certFile, keyFile, caFile, ClientCertAuth: true));
+        _cluster = await StartTlsAsync(Authority, _dir);
         await Cluster.EnableAuthAsync(User, Password, Prefix, Tls);
     }
 
@@ -62,6 +58,19 @@ public sealed class SecuredEtcdFixture : IAsyncLifetime
     }
 
     public static X509Certificate2 PublicOnly(X509Certificate2 certificate) => X509CertificateLoader.LoadCertificate(certificate.RawData);
+
+    /// <summary>
+    /// One etcd member serving clients over TLS with a certificate of <paramref name="authority"/> for 127.0.0.1 and
+    /// asking for client certificates of it; its files are written to <paramref name="dir"/>.
+    /// </summary>
+    public static Task<EtcdCluster> StartTlsAsync(X509Certificate2 authority, string dir)
+    {
+        var server = PoolCertificates.Issue(authority, new PoolIdentity("etcd0", PoolRole.Store), ["127.0.0.1"], TimeSpan.FromDays(1));
+        string caFile = Path.Combine(dir, "ca.crt"), certFile = Path.Combine(dir, "etcd0.crt"), keyFile = Path.Combine(dir, "etcd0.key");
+        PoolCertificates.Write(PublicOnly(authority), caFile, null);
+        PoolCertificates.Write(server, certFile, keyFile);
+        return EtcdCluster.StartAsync(tls: new EtcdServerTls(certFile, keyFile, caFile, ClientCertAuth: true));
+    }
 }
 
 /// <summary>The whole store contract against an etcd with TLS, client certificates and password authentication on.</summary>
