@@ -23,6 +23,12 @@ public sealed record LeaseRequest
     /// <summary>Compute share in milli-GPU, 1..1000.</summary>
     public int ComputeShare { get; init; } = 1000;
 
+    /// <summary>
+    /// How the share holds when the device has time to spare: work-conserving (the default) lends the lease idle share
+    /// of its neighbours; capped never gives it more than its share.
+    /// </summary>
+    public ShareMode ShareMode { get; init; } = ShareMode.WorkConserving;
+
     /// <summary>Time to live; the SDK renews it in the background. Null: the scheduler's default.</summary>
     public TimeSpan? Ttl { get; init; }
 
@@ -163,6 +169,7 @@ public sealed class GpuPoolClient : IDisposable
                     DeviceModel = request.DeviceModel,
                     WaitTimeoutMs = request.WaitTimeout is { } w ? (uint)Math.Ceiling(w.TotalMilliseconds) : 0,
                     WholeDevices = (uint)Math.Max(0, request.WholeDevices),
+                    ShareMode = request.ShareMode,
                 },
                 cancellationToken: cancellationToken).ResponseAsync).ConfigureAwait(false);
             return reply;

@@ -30,6 +30,9 @@ public interface IDevice
 
     int MultiprocessorCount { get; }
 
+    /// <summary>The execution slots its leases' work shares by compute share (the cpu backend's workers, the cuda backend's kernel slots).</summary>
+    int ExecutionSlots { get; }
+
     /// <summary>The CUDA driver's version as cuDriverGetVersion gives it (12080 for 12.8); 0 where no driver runs the device.</summary>
     int DriverVersion { get; }
 
@@ -53,8 +56,24 @@ public interface IDevice
 /// </summary>
 public sealed record DeviceTelemetry(ulong? MemoryTotal, ulong? MemoryUsed, uint? UtilizationPercent, int? TemperatureC);
 
-/// <summary>What a lease is allowed on a device.</summary>
-public sealed record ContextOptions(string LeaseId, ulong MemoryLimit, int ComputeShare);
+/// <summary>What a lease is allowed on a device: its memory limit, its compute share (1..1000) and how the share holds.</summary>
+public sealed record ContextOptions(string LeaseId, ulong MemoryLimit, int ComputeShare, ShareMode ShareMode = ShareMode.WorkConserving);
+
+/// <summary>How a lease's compute share holds when the device has time to spare.</summary>
+public enum ShareMode
+{
+    /// <summary>A backlogged lease gets at least its share of the device's time, and the share its neighbours leave idle.</summary>
+    WorkConserving = 0,
+
+    /// <summary>Never more than its share of the device's time, even when the device is otherwise idle.</summary>
+    Capped = 1,
+}
+
+/// <summary>
+/// What a lease's work has taken of its device: the device time measured for it, the fraction of the device's time it
+/// took over the last 10 s (1 is the whole device), and its memory in use.
+/// </summary>
+public readonly record struct LeaseUsage(TimeSpan DeviceTime, double RecentShare, ulong MemoryUsed);
 
 /// <summary>Launch geometry, as cuLaunchKernel takes it.</summary>
 public readonly record struct LaunchDims(uint GridX, uint GridY, uint GridZ, uint BlockX, uint BlockY, uint BlockZ, uint SharedMemBytes);
@@ -80,6 +99,11 @@ public interface IDeviceContext : IAsyncDisposable
     ulong MemoryUsed { get; }
 
     int ComputeShare { get; }
+
+    ShareMode ShareMode { get; }
+
+    /// <summary>The device time measured for the lease's work so far, its share of the device lately, and its memory in use.</summary>
+    LeaseUsage Usage { get; }
 
     /// <summary>Allocates device memory (256-byte aligned, zeroed so no lease sees another's data).</summary>
     ulong Allocate(ulong bytes);

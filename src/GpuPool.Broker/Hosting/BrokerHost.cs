@@ -106,7 +106,7 @@ public sealed class BrokerHost : IAsyncDisposable
 
         leases.Start();
         var endpoint = $"{(options.Tls is null ? "http" : "https")}://{advertised.UrlHost}:{port}";
-        var registration = new BrokerRegistration(options, store, endpoint, fastPath, loggerFactory.CreateLogger<BrokerRegistration>());
+        var registration = new BrokerRegistration(options, store, endpoint, fastPath, loggerFactory.CreateLogger<BrokerRegistration>(), () => leases.Leases);
         try
         {
             // A broker given another pool's key would take placements whose sessions all fail: refused before it registers.

@@ -78,7 +78,7 @@ public sealed class LeaseTable : IAsyncDisposable
                 IDeviceContext context;
                 try
                 {
-                    context = device.CreateContext(new ContextOptions(leaseId, claims.MemoryBytes, (int)claims.ComputeShare));
+                    context = device.CreateContext(new ContextOptions(leaseId, claims.MemoryBytes, (int)claims.ComputeShare, (GpuPool.Devices.ShareMode)claims.ShareMode));
                 }
                 catch (DeviceException ex)
                 {

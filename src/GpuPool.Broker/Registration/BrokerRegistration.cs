@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using GpuPool.Coordination;
+using GpuPool.Protocol;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.Hosts;
 using GpuPool.Protocol.V1;
@@ -31,9 +32,12 @@ public sealed class BrokerRegistration : IAsyncDisposable
     private Task? _heartbeat;
     private bool _claimed;
     private bool _holdsRecord;
+    private readonly Func<IEnumerable<Leases.BrokerLease>> _leases;
 
-    public BrokerRegistration(BrokerOptions options, IClusterStore store, string endpoint, Hosting.FastPathEndpoints fastPath, ILogger logger)
+    /// <param name="leases">The leases open on this broker, whose measured use each heartbeat publishes (none when null).</param>
+    public BrokerRegistration(BrokerOptions options, IClusterStore store, string endpoint, Hosting.FastPathEndpoints fastPath, ILogger logger, Func<IEnumerable<Leases.BrokerLease>>? leases = null)
     {
+        _leases = leases ?? (static () => []);
         _fastPath = fastPath;
         _options = options;
         _store = store;
@@ -83,6 +87,7 @@ public sealed class BrokerRegistration : IAsyncDisposable
             InstanceId = _instanceId,
             Heartbeat = Timestamp.FromDateTimeOffset(_options.TimeProvider.GetUtcNow()),
         };
+        var usage = _leases().ToLookup(l => l.Device.Index);
         foreach (var d in _options.Backend.Devices)
         {
             var info = new DeviceInfo
@@ -95,7 +100,20 @@ public sealed class BrokerRegistration : IAsyncDisposable
                 MemoryUsedBytes = d.MemoryUsed,
                 MultiprocessorCount = (uint)d.MultiprocessorCount,
                 ComputeCapacity = 1000,
+                ExecutionSlots = (uint)d.ExecutionSlots,
             };
+            foreach (var lease in usage[d.Index])
+            {
+                var use = lease.Context.Usage;
+                info.LeaseUsage.Add(new LeaseUsage
+                {
+                    LeaseId = lease.Claims.LeaseId,
+                    DeviceTimeNs = Units.ToNanoseconds(use.DeviceTime),
+                    RecentSharePpm = Units.ToPpm(use.RecentShare),
+                    MemoryUsedBytes = use.MemoryUsed,
+                });
+            }
+
             if (d.ReadTelemetry() is { } telemetry)
             {
                 if (telemetry.UtilizationPercent is { } utilization)

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using GpuPool.Devices;
+using GpuPool.Protocol;
 using GpuPool.Protocol.Ops;
 using GpuPool.Protocol.Transport;
 
@@ -19,6 +20,13 @@ internal sealed partial class SessionExecutor
     }
 
     public ValueTask MemGetInfo(ulong seq) => Answer(seq, ReplyKind.MemInfo, _context.MemoryLimit - _context.MemoryUsed, _context.MemoryLimit);
+
+    /// <summary>The lease's measured device time (ns) and its share of the device over the last 10 s (parts per million).</summary>
+    public ValueTask Usage(ulong seq)
+    {
+        var usage = _context.Usage;
+        return Answer(seq, ReplyKind.Usage, Units.ToNanoseconds(usage.DeviceTime), Units.ToPpm(usage.RecentShare));
+    }
 
     /// <summary>
     /// Puts a copy's bytes on the device straight from the connection's buffer when its stream is idle, numbering the

@@ -84,11 +84,12 @@ internal static class CliOptions
     /// </summary>
     /// <param name="DefaultTtl">The time to live without --ttl; null: the pool's default (the scheduler's --lease-ttl).</param>
     public sealed record LeaseAsk(
-        Option<ulong> Memory, Option<int> Share, Option<string?> Tenant, Option<TimeSpan?> Ttl, Option<string> Model, Option<string> Priority, Option<string?> Wait, TimeSpan? DefaultTtl)
+        Option<ulong> Memory, Option<int> Share, Option<string> ShareMode, Option<string?> Tenant, Option<TimeSpan?> Ttl, Option<string> Model, Option<string> Priority, Option<string?> Wait, TimeSpan? DefaultTtl)
     {
         public static LeaseAsk Create(string memoryDescription, string ttlDescription, TimeSpan? defaultTtl) => new(
             Bytes("--memory", memoryDescription, "1GiB"),
             Ranged("--share", "Compute share in milli-GPU (1000 = a whole device)", 1000, 1, 1000),
+            ShareModeOption(),
             CliOptions.Tenant(),
             OptionalDuration("--ttl", ttlDescription),
             new Option<string>("--model") { Description = "Only devices whose name contains this", DefaultValueFactory = _ => "" },
@@ -96,13 +97,14 @@ internal static class CliOptions
             new Option<string?>("--wait") { Description = "Wait this long in the queue when nothing fits now (e.g. 30s, 5m)" },
             defaultTtl);
 
-        public IEnumerable<Option> All => [Memory, Share, Tenant, Ttl, Model, Priority, Wait];
+        public IEnumerable<Option> All => [Memory, Share, ShareMode, Tenant, Ttl, Model, Priority, Wait];
 
         /// <summary>The request these options ask for, for a client whose credential decides the default tenant.</summary>
         public Client.LeaseRequest Request(ParseResult parse, Client.GpuPoolClient client) => new()
         {
             MemoryBytes = parse.GetValue(Memory),
             ComputeShare = parse.GetValue(Share),
+            ShareMode = parse.GetValue(ShareMode) == "capped" ? Protocol.V1.ShareMode.Capped : Protocol.V1.ShareMode.WorkConserving,
             Tenant = Hosting.CliPaths.TenantFor(client, parse.GetValue(Tenant)),
             Ttl = parse.GetValue(Ttl) ?? DefaultTtl,
             DeviceModel = parse.GetValue(Model)!,
@@ -172,6 +174,25 @@ internal static class CliOptions
         result.AddError($"{name} '{text}' is not a duration: write it like 30s, 5m or 2h");
         return null;
     }
+
+    private static Option<string> ShareModeOption()
+    {
+        var option = new Option<string>("--share-mode")
+        {
+            Description = "How the share holds when the device has time to spare: work-conserving (the default) also takes share others leave idle; capped never takes more than its share",
+            DefaultValueFactory = _ => "work-conserving",
+        };
+        option.AcceptOnlyFromAmong("work-conserving", "capped");
+        return option;
+    }
+
+    /// <summary>--device-slots: 0 when not given (the backend's default).</summary>
+    public static Option<int> DeviceSlots() => Ranged(
+        "--device-slots",
+        "Execution slots per device, shared by the leases' compute shares (default: the host's cores on cpu, one kernel at a time on cuda); 1 makes every lease's work take turns",
+        0,
+        1,
+        1024);
 
     public static Option<int> Ranged(string name, string description, int defaultValue, int min, int max) => new(name)
     {

@@ -43,13 +43,20 @@ internal static class LsCommand
 
             AnsiConsole.Write(devices);
 
-            var leases = new Table().Title("leases").AddColumns("lease", "tenant", "class", "broker", "device", "memory", "share", "created", "ttl", "state");
+            // Each lease's measured use, as its broker published it at its last heartbeat (a few seconds old at most).
+            var usage = view.Brokers.SelectMany(b => b.Devices.SelectMany(d => d.LeaseUsage.Select(u => (b.BrokerId, u))))
+                .ToDictionary(x => (x.BrokerId, x.u.LeaseId), x => x.u);
+            var leases = new Table().Title("leases").AddColumns("lease", "tenant", "class", "broker", "device", "memory", "in use", "share", "device time", "last 10 s", "created", "ttl", "state");
             foreach (var l in view.Leases.OrderBy(l => l.Created.ToDateTimeOffset()))
             {
                 var state = l.PreemptDeadline is not null ? "preempting" : l.Borrowed ? "borrowed" : string.IsNullOrEmpty(l.GangId) ? "" : $"gang {l.GangId}";
+                var use = usage.GetValueOrDefault((l.BrokerId, l.LeaseId));
                 leases.AddRow(
                     Markup.Escape(l.LeaseId), Markup.Escape(l.Tenant), Markup.Escape(l.PriorityClass), Markup.Escape(l.BrokerId), l.DeviceIndex.ToString(CultureInfo.InvariantCulture),
-                    Units.FormatBytes(l.MemoryBytes), l.ComputeShare.ToString(CultureInfo.InvariantCulture),
+                    Units.FormatBytes(l.MemoryBytes), use is null ? "-" : Units.FormatBytes(use.MemoryUsedBytes),
+                    l.ComputeShare.ToString(CultureInfo.InvariantCulture) + (l.ShareMode == Protocol.V1.ShareMode.Capped ? " capped" : ""),
+                    use is null ? "-" : Units.FormatDuration(Units.FromNanoseconds(use.DeviceTimeNs)),
+                    use is null ? "-" : $"{(use.RecentSharePpm / 1e4).ToString("0.0", CultureInfo.InvariantCulture)}%",
                     l.Created.ToDateTimeOffset().ToLocalTime().ToString("HH:mm:ss", CultureInfo.InvariantCulture), $"{l.TtlSeconds}s", Markup.Escape(state));
             }
 

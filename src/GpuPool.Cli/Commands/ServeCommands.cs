@@ -123,6 +123,7 @@ internal static class ServeCommands
         backend.AcceptOnlyFromAmong("auto", "cpu", "cuda");
         var devices = CliOptions.Ranged("--devices", "Number of cpu devices to emulate", 1, 1, 64);
         var memory = CliOptions.Bytes("--device-memory", "Memory of each cpu device", "8GiB");
+        var deviceSlots = CliOptions.DeviceSlots();
         var kernelDeadline = CliOptions.Duration("--kernel-deadline", "How long one launch of a program's kernel may run on a cpu device before it is stopped", TimeSpan.FromMinutes(2));
         var heartbeat = CliOptions.Duration("--heartbeat-ttl", "How long after its last heartbeat the pool counts this broker down", TimeSpan.FromSeconds(10));
         var verbose = DaemonLogging.Verbose();
@@ -131,7 +132,7 @@ internal static class ServeCommands
         var storeAccess = CliOptions.StoreAccess.Create();
         var command = new Command("broker", "Run a broker that lends this host's devices to a pool until Ctrl-C")
         {
-            store, id, listen, advertise, port, fastPathPort, key, backend, devices, memory, kernelDeadline, heartbeat, verbose, logFormat,
+            store, id, listen, advertise, port, fastPathPort, key, backend, devices, memory, deviceSlots, kernelDeadline, heartbeat, verbose, logFormat,
         };
         foreach (var option in tls.All.Concat(storeAccess.All))
         {
@@ -141,7 +142,7 @@ internal static class ServeCommands
         command.SetAction(async (parse, cancellationToken) =>
         {
             using var loggerFactory = DaemonLogging.Create(parse.GetValue(verbose), parse.GetValue(logFormat)!);
-            var (devicesBackend, note) = LocalPool.CreateBackend(parse.GetValue(backend)!, parse.GetValue(devices), parse.GetValue(memory), parse.GetValue(kernelDeadline));
+            var (devicesBackend, note) = LocalPool.CreateBackend(parse.GetValue(backend)!, parse.GetValue(devices), parse.GetValue(memory), parse.GetValue(kernelDeadline), parse.GetValue(deviceSlots));
             using (devicesBackend)
             {
                 var serverTls = tls.Resolve(parse, "broker");

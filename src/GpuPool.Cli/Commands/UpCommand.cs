@@ -20,6 +20,7 @@ internal static class UpCommand
         backend.AcceptOnlyFromAmong("auto", "cpu", "cuda");
         var devices = CliOptions.Ranged("--devices", "Number of cpu devices to emulate", 1, 1, 64);
         var memory = CliOptions.Bytes("--device-memory", "Memory of each cpu device", "8GiB");
+        var deviceSlots = CliOptions.DeviceSlots();
         var kernelDeadline = CliOptions.Duration("--kernel-deadline", "How long one launch of a program's kernel may run on a cpu device before it is stopped", TimeSpan.FromMinutes(2));
         var ttl = CliOptions.Duration("--lease-ttl", "Default lease time to live", TimeSpan.FromSeconds(30));
         var verbose = DaemonLogging.Verbose();
@@ -28,7 +29,7 @@ internal static class UpCommand
 
         var command = new Command("up", "Run a whole pool on this machine (embedded store, scheduler, broker) until Ctrl-C")
         {
-            listen, advertise, port, brokerPort, fastPathPort, backend, devices, memory, kernelDeadline, ttl, insecure, verbose, logFormat,
+            listen, advertise, port, brokerPort, fastPathPort, backend, devices, memory, deviceSlots, kernelDeadline, ttl, insecure, verbose, logFormat,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -44,6 +45,7 @@ internal static class UpCommand
                 Devices = parse.GetValue(devices),
                 DeviceMemory = parse.GetValue(memory),
                 KernelDeadline = parse.GetValue(kernelDeadline),
+                DeviceSlots = parse.GetValue(deviceSlots),
                 LeaseTtl = parse.GetValue(ttl),
                 KeyPath = CliPaths.SchedulerKey,
                 AdminToken = CliPaths.LoadOrCreateAdminToken(),

@@ -36,6 +36,9 @@ internal sealed record LocalPoolOptions
     /// <summary>How long one launch of a program's kernel may run on a cpu device before it is stopped.</summary>
     public TimeSpan KernelDeadline { get; init; } = TimeSpan.FromMinutes(2);
 
+    /// <summary>Execution slots per device; 0: the backend's default (the host's cores on cpu, one on cuda).</summary>
+    public int DeviceSlots { get; init; }
+
     public TimeSpan LeaseTtl { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Where the scheduler's key pair lives; null makes a throwaway key (the demo).</summary>
@@ -90,7 +93,7 @@ internal sealed class LocalPool : IAsyncDisposable
 
     public static async Task<LocalPool> StartAsync(LocalPoolOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
-        var (backend, note) = CreateBackend(options.Backend, options.Devices, options.DeviceMemory, options.KernelDeadline);
+        var (backend, note) = CreateBackend(options.Backend, options.Devices, options.DeviceMemory, options.KernelDeadline, options.DeviceSlots);
         var key = options.KeyPath is null ? LeaseToken.CreateKey() : LeaseToken.LoadOrCreatePrivateKey(options.KeyPath);
         var tls = options.PkiDir is null ? default : PoolPki.ForLocalPool(options.PkiDir, options.Advertise);
         var store = options.StorePath is null ? new EmbeddedClusterStore() : EmbeddedClusterStore.Open(options.StorePath);
@@ -143,25 +146,33 @@ internal sealed class LocalPool : IAsyncDisposable
     /// <summary>
     /// The device backend a --backend value names, and why it was chosen, for the user. <c>cuda</c> that cannot start
     /// is an ArgumentException whose message is one sentence saying why; <c>auto</c> then falls back to <c>cpu</c> and
-    /// says why in the note. --devices and --device-memory shape only cpu devices.
+    /// says why in the note. --devices and --device-memory shape only cpu devices; <paramref name="slots"/> (0: the
+    /// backend's default) is either backend's execution slots per device.
     /// </summary>
-    public static (IDeviceBackend Backend, string Note) CreateBackend(string name, int devices, ulong deviceMemory, TimeSpan? kernelDeadline = null)
+    public static (IDeviceBackend Backend, string Note) CreateBackend(string name, int devices, ulong deviceMemory, TimeSpan? kernelDeadline = null, int slots = 0)
     {
         if (devices is < 1 or > 64)
         {
             throw new ArgumentException($"--devices must be 1..64, not {devices}");
         }
 
+        if (slots is < 0 or > 1024)
+        {
+            throw new ArgumentException($"--device-slots must be 1..1024, not {slots}");
+        }
+
+        int? cpuSlots = slots > 0 ? slots : null;
+        var cudaOptions = slots > 0 ? CudaOptions.FromEnvironment() with { KernelSlots = slots } : CudaOptions.FromEnvironment();
         switch (name)
         {
             case "cpu":
-                return (new CpuBackend(devices, deviceMemory, kernelDeadline: kernelDeadline), "cpu backend (emulated devices in host memory), as asked");
+                return (new CpuBackend(devices, deviceMemory, cpuSlots, kernelDeadline), "cpu backend (emulated devices in host memory), as asked");
             case "auto":
-                return CudaBackend.TryCreate(CudaOptions.FromEnvironment(), out var found, out var why)
+                return CudaBackend.TryCreate(cudaOptions, out var found, out var why)
                     ? (found, CudaNote(found, "an NVIDIA driver and GPU were found"))
-                    : (new CpuBackend(devices, deviceMemory, kernelDeadline: kernelDeadline), $"cpu backend, because the cuda backend cannot start: {why}");
+                    : (new CpuBackend(devices, deviceMemory, cpuSlots, kernelDeadline), $"cpu backend, because the cuda backend cannot start: {why}");
             case "cuda":
-                return CudaBackend.TryCreate(CudaOptions.FromEnvironment(), out var cuda, out var reason)
+                return CudaBackend.TryCreate(cudaOptions, out var cuda, out var reason)
                     ? (cuda, CudaNote(cuda, "as asked"))
                     : throw new ArgumentException($"--backend cuda cannot start: {reason}");
             default:

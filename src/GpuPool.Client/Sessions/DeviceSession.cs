@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using GpuPool.Client.Transport;
 using GpuPool.Client.Transport.FastPath;
+using GpuPool.Protocol;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.Hosts;
 using GpuPool.Protocol.Ops;
@@ -453,6 +454,20 @@ public sealed class DeviceSession : IAsyncDisposable, IReplyTarget, IDeviceOps
     {
         var info = await CallAsync(default(MemGetInfoOp), cancellationToken).ConfigureAwait(false);
         return (info.Value, info.Value2);
+    }
+
+    /// <summary>
+    /// What the lease's work has taken of its device, as the broker measured it: its device time so far, the fraction of
+    /// the device's time it took over the last 10 s (1 is the whole device), and its memory in use.
+    /// </summary>
+    public async Task<DeviceUsage> GetUsageAsync(CancellationToken cancellationToken = default)
+    {
+        // Both go out before either answer is awaited: one round trip.
+        var usage = CallAsync(default(UsageOp), cancellationToken).AsTask();
+        var memory = CallAsync(default(MemGetInfoOp), cancellationToken).AsTask();
+        var time = await usage.ConfigureAwait(false);
+        var info = await memory.ConfigureAwait(false);
+        return new DeviceUsage(Units.FromNanoseconds(time.Value), Units.FromPpm(time.Value2), info.Value2 - info.Value, info.Value2);
     }
 
     /// <summary>Sends an op and waits for its reply; an error reply becomes a GpuPoolException.</summary>

@@ -31,3 +31,10 @@ public readonly record struct Dim3(uint X, uint Y = 1, uint Z = 1)
 {
     public static implicit operator Dim3(uint x) => new(x);
 }
+
+/// <summary>
+/// What a lease's work has taken of its device, as its broker measured it: the device time so far, the fraction of the
+/// device's time it took over the last 10 s (1 is the whole device; a capped lease of share 250 stays near 0.25), and its
+/// memory in use of its limit.
+/// </summary>
+public readonly record struct DeviceUsage(TimeSpan DeviceTime, double RecentShare, ulong MemoryUsed, ulong MemoryLimit);

@@ -222,6 +222,9 @@ internal sealed class GrpcSessionTransport : SessionTransport
             case OpReply.ResultOneofCase.Global:
                 _target.OnValue(reply.Seq, new ReplyValue(reply.Global.DevicePtr, reply.Global.Bytes, null));
                 break;
+            case OpReply.ResultOneofCase.Usage:
+                _target.OnValue(reply.Seq, new ReplyValue(reply.Usage.DeviceTimeNs, reply.Usage.RecentSharePpm, null));
+                break;
             case OpReply.ResultOneofCase.Notice:
                 _target.OnNotice(reply.Notice);
                 break;

@@ -34,8 +34,11 @@ internal interface IDeviceMemory
 /// </summary>
 internal interface ICopyEngine
 {
-    /// <summary>A copy's cost for the fair-share dispatcher; 0 takes no slot (a GPU's copy engines run beside its kernels).</summary>
-    double CopyCost(ulong bytes);
+    /// <summary>
+    /// Whether a copy takes an execution slot, and so is timed and charged to its lease: false on a GPU, whose copy engines
+    /// run beside its kernels.
+    /// </summary>
+    bool CopiesTakeSlots { get; }
 
     void CopyToDevice(WorkStream stream, ulong dst, ReadOnlySpan<byte> data);
 
@@ -107,9 +110,6 @@ internal interface IKernelFunction
 
     /// <summary>Its parameter list, for errors.</summary>
     string Signature { get; }
-
-    /// <summary>A launch's cost for the fair-share dispatcher.</summary>
-    double Cost(LaunchDims dims, ReadOnlySpan<byte> parameters);
 }
 
 /// <summary>A backend's own side of a context: its streams and events, and its end.</summary>

@@ -47,7 +47,7 @@ internal sealed partial class DeviceContext
 
     /// <summary>
     /// Runs a stream's items for the context, one at a time: waits for what an item waits on, skips device work while an
-    /// error is pending or the context is closed, holds a fair-share slot while the work runs, keeps its failure and
+    /// error is pending or the context is closed, holds a fair-share slot while the work runs (timed, and charged to the lease), keeps its failure and
     /// finishes it. Never throws: an escaping exception would leave the stream's worker dead and every later sync hanging.
     /// Every wait goes through the stream (<see cref="WorkStream.WaitAsync"/>), so on a stream with a thread of its own an
     /// item has run to its end when <see cref="TryRun"/> returns.
@@ -67,8 +67,9 @@ internal sealed partial class DeviceContext
         private StreamWork? _work;
         private Stage _next;
         private ValueTask _pending;
-        private double _cost;
+        private bool _takesSlot;
         private bool _holdsSlot;
+        private long _slotTaken;
 
         public StreamRunner(DeviceContext context, WorkStream stream)
         {
@@ -170,9 +171,9 @@ internal sealed partial class DeviceContext
                             return true;
                         }
 
-                        _cost = work.SlotCost(_context);
+                        _takesSlot = work.TakesSlot(_context);
                         _next = Stage.SlotTaken;
-                        if (_cost > 0 && Waits(_stream.WaitAsync(_context._leases.Dispatcher.AcquireAsync(_context._account, _cost))))
+                        if (_takesSlot && Waits(_stream.WaitAsync(_context._leases.Dispatcher.AcquireAsync(_context._account))))
                         {
                             return false;
                         }
@@ -181,7 +182,14 @@ internal sealed partial class DeviceContext
 
                     case Stage.SlotTaken:
                         TakePending();
-                        _holdsSlot = _cost > 0;
+                        if (_takesSlot)
+                        {
+                            // The item's device time runs from here to the slot's release: on the cpu backend its time
+                            // on the worker, on the cuda backend its launch until the stream is synchronized after it.
+                            _holdsSlot = true;
+                            _slotTaken = _context._leases.Dispatcher.Time.GetTimestamp();
+                        }
+
                         _next = Stage.Ran;
                         if (Waits(work.RunAsync(_context, _stream)))
                         {
@@ -222,7 +230,8 @@ internal sealed partial class DeviceContext
             if (_holdsSlot)
             {
                 _holdsSlot = false;
-                _context._leases.Dispatcher.Release();
+                var dispatcher = _context._leases.Dispatcher;
+                dispatcher.Release(_context._account, dispatcher.Time.GetElapsedTime(_slotTaken), _stream.HasQueued);
             }
         }
     }

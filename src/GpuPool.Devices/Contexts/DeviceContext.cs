@@ -44,7 +44,8 @@ internal sealed partial class DeviceContext : IDeviceContext
         LeaseId = options.LeaseId;
         MemoryLimit = options.MemoryLimit;
         ComputeShare = options.ComputeShare;
-        _account = new FairShareDispatcher.Account(options.ComputeShare);
+        _account = leases.Dispatcher.Open(options.ComputeShare, options.ShareMode);
+        ShareMode = options.ShareMode;
         Allocations = backend.Allocations;
         _memory = backend.Memory;
         Copies = backend.Copies;
@@ -61,6 +62,10 @@ internal sealed partial class DeviceContext : IDeviceContext
     public ulong MemoryUsed => Allocations.BytesInUse;
 
     public int ComputeShare { get; }
+
+    public ShareMode ShareMode { get; }
+
+    public LeaseUsage Usage => new(_account.DeviceTime, _account.RecentShare, MemoryUsed);
 
     internal AllocationTable Allocations { get; }
 

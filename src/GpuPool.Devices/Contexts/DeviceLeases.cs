@@ -58,6 +58,11 @@ internal sealed class DeviceLeases(FairShareDispatcher dispatcher)
             throw new DeviceException(DeviceErrorCode.InvalidArgument, $"compute share must be 1..1000 milli-GPU, not {options.ComputeShare}");
         }
 
+        if (!Enum.IsDefined(options.ShareMode))
+        {
+            throw new DeviceException(DeviceErrorCode.InvalidArgument, $"share mode {(int)options.ShareMode} is not one this broker knows: work-conserving (0) or capped (1)");
+        }
+
         lock (_gate)
         {
             ulong reserved = 0, promised = 0;

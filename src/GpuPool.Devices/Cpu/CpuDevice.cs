@@ -55,6 +55,8 @@ public sealed class CpuDevice : IDevice
 
     public int MultiprocessorCount { get; }
 
+    public int ExecutionSlots => _leases.Dispatcher.Slots;
+
     public int DriverVersion => 0;
 
     public IReadOnlyDictionary<int, long> Attributes { get; }

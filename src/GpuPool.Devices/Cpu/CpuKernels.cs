@@ -275,8 +275,6 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
         public string Name => Kernel.Name;
 
         public int? ParamBytes => Kernel.ParameterBytes;
-
-        public double Cost(LaunchDims dims, ReadOnlySpan<byte> parameters) => 1;
     }
 
     /// <summary>A built-in kernel as a function of one module.</summary>
@@ -287,8 +285,6 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
         public int? ParamBytes => Kernel.ParamBytes;
 
         public string Signature => Kernel.Signature;
-
-        public double Cost(LaunchDims dims, ReadOnlySpan<byte> parameters) => Kernel.Cost(parameters);
     }
 
     /// <summary>
@@ -298,7 +294,5 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     private sealed record UnrunnableFunction(ulong Module, string Name, string Signature, string Reason) : IKernelFunction
     {
         public int? ParamBytes => null;
-
-        public double Cost(LaunchDims dims, ReadOnlySpan<byte> parameters) => 1;
     }
 }

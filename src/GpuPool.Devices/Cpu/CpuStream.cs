@@ -30,6 +30,8 @@ internal sealed class CpuStream : WorkStream, IThreadPoolWorkItem
     /// </summary>
     public override bool IsIdle => Volatile.Read(ref _running) == 0 && _queue.IsEmpty;
 
+    public override bool HasQueued => !_queue.IsEmpty;
+
     public override void Enqueue(StreamWork work)
     {
         _queue.Enqueue(work);

@@ -79,7 +79,8 @@ internal sealed unsafe class HostMemory(AllocationTable allocations) : IDeviceMe
         return bytes == 0 ? [] : MemoryMarshal.Cast<byte, T>(HostView(pointer, bytes, what));
     }
 
-    public double CopyCost(ulong bytes) => Math.Max(1, bytes / 4.0);
+    /// <summary>A copy here is work of the host's cores, as a kernel is.</summary>
+    public bool CopiesTakeSlots => true;
 
     public void CopyToDevice(WorkStream stream, ulong dst, ReadOnlySpan<byte> data)
         => data.CopyTo(HostView(dst, (ulong)data.Length, RangeNames.CopyToDevice));

@@ -12,7 +12,7 @@ namespace GpuPool.Devices.Cuda;
 internal sealed unsafe class CudaCopies(CudaContext context, PinnedStagingPool staging) : ICopyEngine
 {
     /// <summary>Copies take no kernel slot: they run on the copy engines, beside kernels.</summary>
-    public double CopyCost(ulong bytes) => 0;
+    public bool CopiesTakeSlots => false;
 
     public void CopyToDevice(WorkStream stream, ulong dst, ReadOnlySpan<byte> data)
     {

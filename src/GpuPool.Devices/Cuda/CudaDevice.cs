@@ -76,6 +76,8 @@ public sealed unsafe class CudaDevice : IDevice
 
     public int MultiprocessorCount { get; }
 
+    public int ExecutionSlots => _leases.Dispatcher.Slots;
+
     public int DriverVersion { get; }
 
     public IReadOnlyDictionary<int, long> Attributes { get; }

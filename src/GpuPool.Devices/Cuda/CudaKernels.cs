@@ -227,8 +227,4 @@ internal sealed record CudaFunction(ulong Module, string Name, nint Handle, Kern
     public int? ParamBytes => Layout?.Bytes;
 
     public string Signature => Builtin?.Signature ?? $"{Name} with {Layout?.Count} parameters";
-
-    public double Cost(LaunchDims dims, ReadOnlySpan<byte> parameters) => Builtin is { } kernel
-        ? kernel.Cost(parameters)
-        : Math.Max(1.0, (double)dims.GridX * dims.GridY * dims.GridZ * dims.BlockX * dims.BlockY * dims.BlockZ);
 }

@@ -31,6 +31,17 @@ internal sealed class CudaStream : WorkStream
         thread.Start();
     }
 
+    public override bool HasQueued
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _queue.Count > 0;
+            }
+        }
+    }
+
     public override void Enqueue(StreamWork work)
     {
         lock (_gate)

@@ -18,7 +18,7 @@ internal sealed class CopyToDeviceWork(WorkPool<CopyToDeviceWork> pool) : Pooled
         return this;
     }
 
-    public override double SlotCost(DeviceContext context) => context.Copies.CopyCost((ulong)_data.Length);
+    public override bool TakesSlot(DeviceContext context) => context.Copies.CopiesTakeSlots;
 
     public override void Run(DeviceContext context, WorkStream stream)
     {
@@ -48,7 +48,7 @@ internal sealed class CopyToHostWork(WorkPool<CopyToHostWork> pool) : PooledWork
         return this;
     }
 
-    public override double SlotCost(DeviceContext context) => context.Copies.CopyCost(_bytes);
+    public override bool TakesSlot(DeviceContext context) => context.Copies.CopiesTakeSlots;
 
     public override ValueTask RunAsync(DeviceContext context, WorkStream stream)
     {
@@ -74,7 +74,7 @@ internal sealed class CopyDeviceToDeviceWork(WorkPool<CopyDeviceToDeviceWork> po
         return this;
     }
 
-    public override double SlotCost(DeviceContext context) => context.Copies.CopyCost(_bytes);
+    public override bool TakesSlot(DeviceContext context) => context.Copies.CopiesTakeSlots;
 
     public override void Run(DeviceContext context, WorkStream stream)
     {
@@ -107,7 +107,7 @@ internal sealed class MemsetWork(WorkPool<MemsetWork> pool) : PooledWork<MemsetW
         return this;
     }
 
-    public override double SlotCost(DeviceContext context) => Math.Max(1, _count * (ulong)_elementSize / 4.0);
+    public override bool TakesSlot(DeviceContext context) => true;
 
     public override void Run(DeviceContext context, WorkStream stream)
     {
@@ -167,7 +167,7 @@ internal sealed class LaunchWork(WorkPool<LaunchWork> pool) : PooledWork<LaunchW
         return this;
     }
 
-    public override double SlotCost(DeviceContext context) => _function!.Cost(_dims, Parameters);
+    public override bool TakesSlot(DeviceContext context) => true;
 
     public override void Run(DeviceContext context, WorkStream stream) => context.Kernels.Launch(stream, _function!, _dims, Parameters);
 

@@ -16,8 +16,8 @@ internal abstract class StreamWork
     /// <summary>What to wait for before the work runs (an event recorded on another stream); completed when nothing.</summary>
     public virtual ValueTask WaitBeforeAsync(DeviceContext context) => default;
 
-    /// <summary>Cost for the fair-share dispatcher; 0 takes no slot.</summary>
-    public virtual double SlotCost(DeviceContext context) => 0;
+    /// <summary>Whether it runs holding one of the device's execution slots, timed and charged to its lease.</summary>
+    public virtual bool TakesSlot(DeviceContext context) => false;
 
     public virtual void Run(DeviceContext context, WorkStream stream)
     {

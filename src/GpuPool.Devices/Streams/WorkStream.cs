@@ -17,6 +17,9 @@ internal abstract class WorkStream(ulong id, nint handle)
     /// </summary>
     public virtual bool IsIdle => false;
 
+    /// <summary>Whether items wait in the queue behind the one running (a hint for the dispatcher: the stream will ask for a slot again).</summary>
+    public abstract bool HasQueued { get; }
+
     /// <summary>
     /// For a blocking stream other than stream 0, how it stands with stream 0's order (its context keeps it, under its
     /// lock); null for stream 0 and for a non-blocking stream.

@@ -26,4 +26,7 @@ public enum ReplyKind
 
     /// <summary>A module variable's device address and size (ModuleGetGlobal).</summary>
     Global,
+
+    /// <summary>The lease's device time in nanoseconds and its share of the device over the last 10 s in parts per million (Usage).</summary>
+    Usage,
 }

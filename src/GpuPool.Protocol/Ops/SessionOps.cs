@@ -32,3 +32,20 @@ public readonly record struct MemGetInfoOp : IOp<MemGetInfoOp>
 
     public void ToProto(OpRequest request, ReadOnlySpan<byte> payload) => request.MemGetInfo = new MemGetInfo();
 }
+
+/// <summary>
+/// The lease's measured device time and its share of the device over the last 10 s; answered {device time in ns,
+/// share in parts per million} (<see cref="ReplyKind.Usage"/>).
+/// </summary>
+public readonly record struct UsageOp : IOp<UsageOp>
+{
+    public static FrameType Type => FrameType.Usage;
+
+    public static UsageOp Read(ref FixedFields fields) => default;
+
+    public void Write(ref FixedBuilder fields)
+    {
+    }
+
+    public void ToProto(OpRequest request, ReadOnlySpan<byte> payload) => request.Usage = new UsageQuery();
+}

@@ -16,7 +16,13 @@ public sealed record LeaseClaims(
     [property: JsonPropertyName("dev")] uint DeviceIndex,
     [property: JsonPropertyName("mem")] ulong MemoryBytes,
     [property: JsonPropertyName("shr")] uint ComputeShare,
-    [property: JsonPropertyName("exp")] long ExpiresUnixMs);
+    [property: JsonPropertyName("exp")] long ExpiresUnixMs)
+{
+    /// <summary>How the share holds: 0 work-conserving, 1 capped (<c>ShareMode</c> of lease.proto); absent from older tokens, so 0.</summary>
+    [JsonPropertyName("smd")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public uint ShareMode { get; init; }
+}
 
 [JsonSerializable(typeof(LeaseClaims))]
 internal sealed partial class TokenJsonContext : JsonSerializerContext;

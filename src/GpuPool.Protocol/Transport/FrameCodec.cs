@@ -74,7 +74,7 @@ public static class FrameCodec
         FrameType.ModuleGetGlobal => 8,          // module
         FrameType.Launch => 48,                  // function, stream, grid xyz, block xyz, shared mem, u32 reserved
         FrameType.StreamCreate => 8,             // u32 flags, u32 reserved
-        FrameType.EventCreate or FrameType.Synchronize or FrameType.MemGetInfo => 0,
+        FrameType.EventCreate or FrameType.Synchronize or FrameType.MemGetInfo or FrameType.Usage => 0,
         FrameType.StreamDestroy or FrameType.StreamSynchronize => 8,
         FrameType.StreamWaitEvent or FrameType.EventRecord => 16,  // stream/event pairs
         FrameType.EventDestroy or FrameType.EventSynchronize or FrameType.EventQuery => 8,

@@ -46,6 +46,9 @@ public enum FrameType : ushort
     /// </summary>
     ModuleStage = 26,
 
+    /// <summary>The lease's measured device time and recent share of the device: no fixed fields; answered with Reply {ns, ppm}.</summary>
+    Usage = 27,
+
     /// <summary>
     /// Client → broker, first frame of an extra data connection of an open session (seq 0): fixed {u64 session,
     /// u16 lease id length, u16 token length, u32 reserved}, payload lease id + token (UTF-8). Answered with a

@@ -157,6 +157,11 @@ public sealed class LeaseManager : IDisposable
             }
         }
 
+        if (!System.Enum.IsDefined(request.ShareMode))
+        {
+            throw new GpuPoolException(ErrorCode.InvalidArgument, $"share_mode {(int)request.ShareMode} is not one this scheduler knows: work-conserving (0) or capped (1)");
+        }
+
         var ttl = request.TtlSeconds == 0 ? _options.DefaultLeaseTtl : TimeSpan.FromSeconds(request.TtlSeconds);
         if (ttl > _options.MaxLeaseTtl)
         {
@@ -268,7 +273,10 @@ public sealed class LeaseManager : IDisposable
 
     internal static string Sign(SchedulerOptions options, LeaseRecord record, DateTimeOffset now)
         => LeaseToken.Sign(
-            new LeaseClaims(record.LeaseId, record.Tenant, record.BrokerId, record.DeviceIndex, record.MemoryBytes, record.ComputeShare, (now + options.TokenLifetime).ToUnixTimeMilliseconds()),
+            new LeaseClaims(record.LeaseId, record.Tenant, record.BrokerId, record.DeviceIndex, record.MemoryBytes, record.ComputeShare, (now + options.TokenLifetime).ToUnixTimeMilliseconds())
+            {
+                ShareMode = (uint)record.ShareMode,
+            },
             options.SigningKey);
 
     /// <summary>The error for a lease that is gone: with the reason when the scheduler ended it (preempted, broker lost).</summary>

@@ -109,17 +109,21 @@ internal sealed class CopySink : ICopyToHostSink
 public sealed class SlotGate : IDisposable
 {
     private readonly FairShareDispatcher _dispatcher;
+    private readonly FairShareDispatcher.Account _account;
     private int _held;
 
-    private SlotGate(FairShareDispatcher dispatcher) => _dispatcher = dispatcher;
+    private SlotGate(FairShareDispatcher dispatcher)
+    {
+        _dispatcher = dispatcher;
+        _account = dispatcher.Open(1000);
+    }
 
     public static async Task<SlotGate> CloseAsync(FairShareDispatcher dispatcher)
     {
         var gate = new SlotGate(dispatcher);
-        var account = new FairShareDispatcher.Account(1000);
         for (var i = 0; i < dispatcher.Slots; i++)
         {
-            await dispatcher.AcquireAsync(account, 1);
+            await dispatcher.AcquireAsync(gate._account);
             gate._held++;
         }
 
@@ -130,7 +134,7 @@ public sealed class SlotGate : IDisposable
     {
         for (; _held > 0; _held--)
         {
-            _dispatcher.Release();
+            _dispatcher.Release(_account, TimeSpan.Zero);
         }
     }
 }

@@ -41,6 +41,9 @@ internal static class OpRequestFrames
             case OpRequest.OpOneofCase.MemGetInfo:
                 OpFrames.Write(writer, seq, default(MemGetInfoOp));
                 break;
+            case OpRequest.OpOneofCase.Usage:
+                OpFrames.Write(writer, seq, default(UsageOp));
+                break;
             case OpRequest.OpOneofCase.ModuleLoad:
                 OpFrames.Write(writer, seq, ModuleLoadOp.From(r.ModuleLoad), r.ModuleLoad.Image.Span);
                 break;

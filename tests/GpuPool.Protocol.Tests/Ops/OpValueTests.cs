@@ -34,6 +34,7 @@ public sealed class OpValueTests
             r => (LaunchOp.From(r.Launch), r.Launch.Params.ToByteArray())),
         For(Gen.Const(default(SynchronizeOp)), NoPayload, _ => (default, [])),
         For(Gen.Const(default(MemGetInfoOp)), NoPayload, _ => (default, [])),
+        For(Gen.Const(default(UsageOp)), NoPayload, _ => (default, [])),
         For(U32.Select(f => new StreamCreateOp((StreamFlags)f)), NoPayload, r => (StreamCreateOp.From(r.StreamCreate), [])),
         For(U64.Select(s => new StreamDestroyOp(s)), NoPayload, r => (StreamDestroyOp.From(r.StreamDestroy), [])),
         For(U64.Select(s => new StreamSynchronizeOp(s)), NoPayload, r => (StreamSynchronizeOp.From(r.StreamSynchronize), [])),

@@ -14,7 +14,7 @@ internal static class FrameOps
     /// <summary>Whether a frame of <paramref name="type"/> is an op this map runs.</summary>
     public static bool Runs(FrameType type) => type switch
     {
-        FrameType.MemAlloc or FrameType.MemFree or FrameType.MemcpyDtoH or FrameType.MemcpyDtoD or FrameType.Memset or FrameType.MemGetInfo
+        FrameType.MemAlloc or FrameType.MemFree or FrameType.MemcpyDtoH or FrameType.MemcpyDtoD or FrameType.Memset or FrameType.MemGetInfo or FrameType.Usage
             or FrameType.ModuleLoad or FrameType.ModuleUnload or FrameType.ModuleGetFunction or FrameType.ModuleGetGlobal or FrameType.ModuleStage or FrameType.Launch
             or FrameType.StreamCreate or FrameType.StreamDestroy or FrameType.StreamSynchronize or FrameType.StreamWaitEvent
             or FrameType.EventCreate or FrameType.EventDestroy or FrameType.EventRecord or FrameType.EventSynchronize
@@ -38,6 +38,7 @@ internal static class FrameOps
             FrameType.MemcpyDtoD => s.MemcpyDtoD(seq, OpFrames.Read<MemcpyDtoDOp>(frame)),
             FrameType.Memset => s.Memset(seq, OpFrames.Read<MemsetOp>(frame)),
             FrameType.MemGetInfo => s.MemGetInfo(seq),
+            FrameType.Usage => s.Usage(seq),
             FrameType.ModuleLoad => s.ModuleLoad(seq, OpFrames.Read<ModuleLoadOp>(frame), frame.Payload),
             FrameType.ModuleUnload => s.ModuleUnload(seq, OpFrames.Read<ModuleUnloadOp>(frame)),
             FrameType.ModuleGetFunction => s.ModuleGetFunction(seq, OpFrames.Read<ModuleGetFunctionOp>(frame), frame.Payload),

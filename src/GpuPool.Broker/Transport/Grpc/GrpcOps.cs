@@ -46,6 +46,7 @@ internal static class GrpcOps
             OpRequest.OpOneofCase.MemcpyDtod => s.MemcpyDtoD(seq, MemcpyDtoDOp.From(r.MemcpyDtod)),
             OpRequest.OpOneofCase.Memset => s.Memset(seq, MemsetOp.From(r.Memset)),
             OpRequest.OpOneofCase.MemGetInfo => s.MemGetInfo(seq),
+            OpRequest.OpOneofCase.Usage => s.Usage(seq),
             OpRequest.OpOneofCase.ModuleLoad => s.ModuleLoad(seq, ModuleLoadOp.From(r.ModuleLoad), new ReadOnlySequence<byte>(r.ModuleLoad.Image.Memory)),
             OpRequest.OpOneofCase.ModuleUnload => s.ModuleUnload(seq, ModuleUnloadOp.From(r.ModuleUnload)),
             OpRequest.OpOneofCase.ModuleGetFunction => s.ModuleGetFunction(seq, ModuleGetFunctionOp.From(r.ModuleGetFunction), Utf8(r.ModuleGetFunction.Name)),

@@ -58,6 +58,9 @@ internal sealed class GrpcReplies : ISessionReplies
             case ReplyKind.Global:
                 reply.Global = new ModuleGlobal { DevicePtr = value, Bytes = value2 };
                 break;
+            case ReplyKind.Usage:
+                reply.Usage = new SessionUsage { DeviceTimeNs = value, RecentSharePpm = (uint)value2 };
+                break;
             default:
                 reply.Done = new Empty();
                 break;

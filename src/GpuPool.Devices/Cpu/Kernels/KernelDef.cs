@@ -23,17 +23,15 @@ internal delegate void KernelBody(ref KernelCall call);
 
 /// <summary>
 /// A built-in kernel: its name (the same as the PTX entry in native/kernels), its parameter list laid out
-/// the way cuLaunchKernel packs it, its CPU body, and which parameters multiply into its cost for the
-/// fair-share dispatcher.
+/// the way cuLaunchKernel packs it, and its CPU body.
 /// </summary>
 internal sealed class KernelDef
 {
-    public KernelDef(string name, KernelParam[] parameters, KernelBody body, int[] costParams)
+    public KernelDef(string name, KernelParam[] parameters, KernelBody body)
     {
         Name = name;
         Params = parameters;
         Body = body;
-        CostParams = costParams;
         Offsets = new int[parameters.Length];
         var offset = 0;
         for (var i = 0; i < parameters.Length; i++)
@@ -59,23 +57,6 @@ internal sealed class KernelDef
     public string Signature { get; }
 
     public KernelBody Body { get; }
-
-    public int[] CostParams { get; }
-
-    /// <summary>Work estimate: the product of the cost parameters, each clamped to at least 1.</summary>
-    public double Cost(ReadOnlySpan<byte> parameters)
-    {
-        double cost = 1;
-        foreach (var i in CostParams)
-        {
-            double value = Params[i].Kind == ParamKind.I32
-                ? BinaryPrimitives.ReadInt32LittleEndian(parameters[Offsets[i]..])
-                : BinaryPrimitives.ReadUInt64LittleEndian(parameters[Offsets[i]..]);
-            cost *= Math.Max(1, value);
-        }
-
-        return cost;
-    }
 }
 
 /// <summary>One running launch: decodes parameters by index and resolves pointer parameters through the lease's host memory.</summary>

@@ -49,6 +49,7 @@ internal sealed class LeaseCommitter(SchedulerOptions options, IClusterStore sto
                 DeviceIndex = index,
                 MemoryBytes = pending.Ask.IsGang ? device.MemoryTotalBytes : request.MemoryBytes,
                 ComputeShare = pending.Ask.IsGang ? device.ComputeCapacity : request.ComputeShare,
+                ShareMode = request.ShareMode,
                 PriorityClass = pending.Class.Name,
                 PriorityValue = pending.Class.Value,
                 Preemptible = pending.Class.Preemptible || borrowed,
