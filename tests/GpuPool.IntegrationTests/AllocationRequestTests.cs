@@ -69,6 +69,19 @@ public sealed class AllocationRequestTests(PoolFixture pool) : IClassFixture<Poo
     }
 
     [Fact]
+    public async Task Scheduler_refuses_a_share_mode_it_does_not_know_with_InvalidArgument()
+    {
+        using var channel = GrpcChannel.ForAddress(pool.Scheduler.Endpoint);
+        var leases = new Leases.LeasesClient(channel);
+
+        var rpc = await Assert.ThrowsAsync<RpcException>(() => leases.AllocateAsync(new AllocateRequest { Tenant = "it", MemoryBytes = 1 << 20, ComputeShare = 100, ShareMode = (ShareMode)7 }, new Metadata { { "authorization", "Bearer " + pool.AdminToken } }).ResponseAsync);
+
+        Assert.Equal(StatusCode.InvalidArgument, rpc.StatusCode);
+        Assert.Equal("share_mode 7 is not one this scheduler knows: work-conserving (0) or capped (1)", GpuPoolException.FromRpc(rpc, "allocate").Message);
+        Assert.DoesNotContain((await pool.Client.ListClusterAsync()).Leases, l => l.Tenant == "it" && l.ShareMode == (ShareMode)7);
+    }
+
+    [Fact]
     public async Task Lease_with_a_ttl_past_the_pool_maximum_fails_with_InvalidArgument()
     {
         var error = await Assert.ThrowsAsync<GpuPoolException>(() => pool.Client.AllocateAsync(

@@ -31,7 +31,7 @@ internal static class LeaseCommand
             var table = new Table().AddColumns("lease", "tenant", "class", "broker", "endpoint", "device", "memory", "share", "expires");
             table.AddRow(
                 Markup.Escape(r.LeaseId), Markup.Escape(r.Tenant), Markup.Escape(r.PriorityClass), Markup.Escape(r.BrokerId), Markup.Escape(r.BrokerEndpoint),
-                r.DeviceIndex.ToString(System.Globalization.CultureInfo.InvariantCulture), Units.FormatBytes(r.MemoryBytes), r.ComputeShare.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                r.DeviceIndex.ToString(System.Globalization.CultureInfo.InvariantCulture), Units.FormatBytes(r.MemoryBytes), r.ComputeShare.ToString(System.Globalization.CultureInfo.InvariantCulture) + (r.ShareMode == Protocol.V1.ShareMode.Capped ? " capped" : ""),
                 lease.Expires.ToLocalTime().ToString("HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture));
             AnsiConsole.Write(table);
             // Plain output, not the console's: it would wrap the token at the terminal's width (80 columns when piped).

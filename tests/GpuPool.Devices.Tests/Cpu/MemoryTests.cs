@@ -159,6 +159,21 @@ public sealed class MemoryTests
         Assert.Equal(1, device.ContextCount);
     }
 
+    [Theory]
+    [InlineData(0, ShareMode.WorkConserving, "compute share must be 1..1000 milli-GPU, not 0")]
+    [InlineData(1001, ShareMode.WorkConserving, "compute share must be 1..1000 milli-GPU, not 1001")]
+    [InlineData(500, (ShareMode)5, "share mode 5 is not one this broker knows: work-conserving (0) or capped (1)")]
+    public void CreateContext_refuses_a_share_or_share_mode_out_of_range_and_reserves_nothing(int share, ShareMode mode, string message)
+    {
+        var device = Dev.Device(memory: 100 * Dev.MiB);
+
+        var e = Assert.Throws<DeviceException>(() => device.CreateContext(new ContextOptions("lease-b", Dev.MiB, share, mode)));
+
+        Assert.Equal((DeviceErrorCode.InvalidArgument, message), (e.Code, e.Message));
+        Assert.Equal(0UL, device.MemoryReserved);
+        Assert.Equal(0, device.ContextCount);
+    }
+
     [Fact]
     public async Task Disposing_a_context_gives_its_reservation_back()
     {

@@ -143,6 +143,41 @@ public sealed class UpCommandTests(UpProcessFixture up) : IClassFixture<UpProces
     }
 
     [Fact]
+    public async Task A_capped_lease_says_so_in_lease_and_ls_and_its_record_keeps_the_mode()
+    {
+        await using var lease = await CliProcess.RunAsync(up.ConfigDir, CommandTimeout, "lease", "--memory", "64MiB", "--share", "250", "--share-mode", "capped");
+
+        Assert.True(lease.ExitCode == 0, $"exit code {lease.ExitCode}; stdout:\n{lease.Stdout}\nstderr:\n{lease.Stderr}");
+        var id = SpectreTable.Parse(lease.Stdout)[0].Column(0);
+        Assert.Equal("250capped", SpectreTable.Parse(lease.Stdout)[0].Column(7));
+        using var client = UpProcessFixture.AdminClient(up.ConfigDir, up.SchedulerEndpoint);
+        Assert.Equal(GpuPool.Protocol.V1.ShareMode.Capped, Assert.Single((await client.ListClusterAsync()).Leases, l => l.LeaseId == id).ShareMode);
+
+        await using var ls = await CliProcess.RunAsync(up.ConfigDir, CommandTimeout, "ls");
+        Assert.True(ls.ExitCode == 0, $"exit code {ls.ExitCode}; stdout:\n{ls.Stdout}\nstderr:\n{ls.Stderr}");
+        Assert.Contains("250 capped", ls.Stdout, StringComparison.Ordinal);
+        Assert.Contains("device time", ls.Stdout, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("lease", "--share-mode", "sometimes")]
+    [InlineData("up", "--device-slots", "0")]
+    [InlineData("broker", "--device-slots", "0")]
+    [InlineData("lease", "--share", "0")]
+    [InlineData("lease", "--share", "1001")]
+    public async Task A_bad_share_or_slot_option_exits_non_zero_with_one_line_naming_it(string command, string option, string value)
+    {
+        await using var run = await CliProcess.RunAsync(up.ConfigDir, CommandTimeout, command, option, value);
+
+        Assert.True(run.ExitCode != 0, $"exit code 0; stdout:\n{run.Stdout}\nstderr:\n{run.Stderr}");
+        var output = run.Stdout + run.Stderr;
+        var error = Assert.Single(output.Split('\n'), l => l.Contains(value, StringComparison.Ordinal) && (l.Contains(option, StringComparison.Ordinal) || l.Contains("sometimes", StringComparison.Ordinal)));
+        Assert.DoesNotContain("   at ", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Exception", output, StringComparison.Ordinal);
+        Assert.NotEmpty(error.Trim());
+    }
+
+    [Fact]
     public async Task Lease_with_a_memory_size_that_is_not_a_size_exits_non_zero_with_one_line_naming_the_option()
     {
         await using var lease = await CliProcess.RunAsync(up.ConfigDir, CommandTimeout, "lease", "--memory", "banana");

@@ -45,7 +45,7 @@ public class PoolFixture : IAsyncLifetime
     /// <summary>The admin credential of this pool's scheduler.</summary>
     public string AdminToken { get; } = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
 
-    public CpuBackend Backend => _backend ??= new(deviceCount: 1, memoryPerDevice: DeviceMemory, kernelDeadline: KernelDeadline);
+    public CpuBackend Backend => _backend ??= new(deviceCount: 1, memoryPerDevice: DeviceMemory, slotsPerDevice: DeviceSlots, kernelDeadline: KernelDeadline);
 
     public IDevice Device => Backend.Devices[0];
 
@@ -54,6 +54,9 @@ public class PoolFixture : IAsyncLifetime
     public BrokerHost Broker => _broker ?? throw new InvalidOperationException("the pool is not started");
 
     public GpuPoolClient Client => _client ?? throw new InvalidOperationException("the pool is not started");
+
+    /// <summary>The device's execution slots (null: the backend's default, one per core).</summary>
+    protected virtual int? DeviceSlots => null;
 
     /// <summary>How long one launch of a program's kernel may run (null: the backend's default).</summary>
     protected virtual TimeSpan? KernelDeadline => null;
@@ -175,4 +178,10 @@ public sealed class ShortKernelDeadlinePoolFixture : PoolFixture
     public static readonly TimeSpan Deadline = TimeSpan.FromSeconds(2);
 
     protected override TimeSpan? KernelDeadline => Deadline;
+}
+
+/// <summary>A pool whose one cpu device has a single execution slot: every lease's work takes turns, so shares show.</summary>
+public sealed class OneSlotPoolFixture : PoolFixture
+{
+    protected override int? DeviceSlots => 1;
 }
