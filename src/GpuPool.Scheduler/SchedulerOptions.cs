@@ -44,6 +44,17 @@ public sealed class SchedulerOptions
     /// <summary>How long a preempted lease's holder has, after being told, before the lease is revoked.</summary>
     public TimeSpan PreemptionGrace { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>The default of <see cref="MaxPassOver"/>.</summary>
+    public static readonly TimeSpan DefaultMaxPassOver = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long a waiting request may be passed over by requests of its class that arrived after it. Within a class the
+    /// queue serves the tenant holding least first, so a tenant that holds more waits behind tenants that keep asking;
+    /// a request that has waited this long goes ahead of every request of its class that came after it, and, once
+    /// first of its class to find no room, holds the site where it is closest to fitting (see docs/operations.md).
+    /// </summary>
+    public TimeSpan MaxPassOver { get; set; } = DefaultMaxPassOver;
+
     /// <summary>Makes lease ids ("l-" and 12 random hex digits); a test may hand out ids that collide.</summary>
     public Func<string> NewLeaseId { get; set; } = static () => "l-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
 
@@ -109,6 +120,11 @@ public sealed class SchedulerOptions
         if (PreemptionGrace < TimeSpan.Zero || TickInterval <= TimeSpan.Zero || LeaderTtl < TimeSpan.FromSeconds(1))
         {
             throw new ArgumentException($"PreemptionGrace {PreemptionGrace} must not be negative, TickInterval {TickInterval} must be positive and LeaderTtl {LeaderTtl} at least 1 s");
+        }
+
+        if (MaxPassOver <= TimeSpan.Zero)
+        {
+            throw new ArgumentException($"MaxPassOver {MaxPassOver} must be positive", nameof(MaxPassOver));
         }
 
         if (Port is < 0 or > 65535)

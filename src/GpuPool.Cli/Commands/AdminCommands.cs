@@ -119,14 +119,17 @@ internal static class AdminCommands
         var name = new Argument<string>("name") { Description = "The class name" };
         var value = new Option<int>("--value") { Description = "Higher wins; a request may preempt preemptible leases of a lower value", Required = true };
         var preemptible = new Option<bool>("--preemptible") { Description = "Leases of this class may be evicted by higher classes" };
+        var minRuntime = CliOptions.OptionalDuration("--min-runtime", "How long a lease of this class runs before it may be preempted or reclaimed at all (default: no minimum; at most the scheduler's longest lease TTL)");
         var (scheduler, token) = (CliOptions.Scheduler(), AdminToken());
-        var set = new Command("set", "Define or change a priority class") { name, value, preemptible, scheduler, token };
+        var set = new Command("set", "Define or change a priority class") { name, value, preemptible, minRuntime, scheduler, token };
         set.SetAction(async (parse, cancellationToken) =>
         {
+            // Whole seconds, rounded up; a value past what the field holds is left for the scheduler to refuse.
+            var seconds = parse.GetValue(minRuntime) is { } runtime ? (uint)Math.Min(uint.MaxValue, Math.Ceiling(runtime.TotalSeconds)) : 0;
             var (client, admin) = Connect(parse.GetValue(scheduler), parse.GetValue(token));
             using (client)
             {
-                WriteClasses([await admin.SetPriorityClassAsync(new PriorityClass { Name = parse.GetValue(name)!, Value = parse.GetValue(value), Preemptible = parse.GetValue(preemptible) }, cancellationToken)]);
+                WriteClasses([await admin.SetPriorityClassAsync(new PriorityClass { Name = parse.GetValue(name)!, Value = parse.GetValue(value), Preemptible = parse.GetValue(preemptible), MinRuntimeSeconds = seconds }, cancellationToken)]);
             }
 
             return 0;
@@ -302,12 +305,20 @@ internal static class AdminCommands
 
     private static void WriteClasses(IEnumerable<PriorityClass> classes)
     {
-        var table = new Table().Title("priority classes").AddColumns("name", "value", "preemptible");
+        var table = new Table().Title("priority classes").AddColumns("name", "value", "preemptible", "min runtime");
         foreach (var c in classes)
         {
-            table.AddRow(Markup.Escape(c.Name), c.Value.ToString(CultureInfo.InvariantCulture), c.Preemptible ? "yes" : "no");
+            table.AddRow(Markup.Escape(c.Name), c.Value.ToString(CultureInfo.InvariantCulture), c.Preemptible ? "yes" : "no", c.MinRuntimeSeconds == 0 ? "-" : FormatSeconds(c.MinRuntimeSeconds));
         }
 
         AnsiConsole.Write(table);
+    }
+
+    /// <summary>Seconds as the duration options take them: 90 is 1m30s, 7200 is 2h.</summary>
+    internal static string FormatSeconds(uint seconds)
+    {
+        var (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+        var text = (h > 0 ? $"{h}h" : "") + (m > 0 ? $"{m}m" : "") + (s > 0 ? $"{s}s" : "");
+        return text.Length == 0 ? "0s" : text;
     }
 }

@@ -35,6 +35,7 @@ internal static class ServeCommands
         var adminToken = new Option<string?>("--admin-token-file") { Description = "File holding the admin credential (default: the config dir's admin-token, made if missing)" };
         var ttl = CliOptions.Duration("--lease-ttl", "Default lease time to live", TimeSpan.FromSeconds(30));
         var grace = CliOptions.Duration("--preemption-grace", "How long a preempted lease's holder has before it is revoked", TimeSpan.FromSeconds(10));
+        var passOver = CliOptions.Duration("--max-pass-over", "How long a waiting request may be passed over by later requests of its class before it goes ahead of them", GpuPool.Scheduler.SchedulerOptions.DefaultMaxPassOver);
         var openTenants = new Option<bool>("--open-tenants") { Description = "Give tenants without a quota an unlimited one (default: refuse them)" };
         var verbose = DaemonLogging.Verbose();
         var logFormat = DaemonLogging.Format();
@@ -42,7 +43,7 @@ internal static class ServeCommands
         var storeAccess = CliOptions.StoreAccess.Create();
         var command = new Command("scheduler", "Run a scheduler replica of a pool of many hosts until Ctrl-C")
         {
-            store, listen, advertise, port, key, adminToken, ttl, grace, openTenants, verbose, logFormat,
+            store, listen, advertise, port, key, adminToken, ttl, grace, passOver, openTenants, verbose, logFormat,
         };
         foreach (var option in tls.All.Concat(storeAccess.All))
         {
@@ -65,6 +66,7 @@ internal static class ServeCommands
                     AdminToken = tokenFile is null ? CliPaths.LoadOrCreateAdminToken() : File.ReadAllText(tokenFile).Trim(),
                     DefaultLeaseTtl = parse.GetValue(ttl),
                     PreemptionGrace = parse.GetValue(grace),
+                    MaxPassOver = parse.GetValue(passOver),
                     OpenTenants = parse.GetValue(openTenants),
                     Tls = serverTls,
                 },

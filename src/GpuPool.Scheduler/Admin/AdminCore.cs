@@ -104,6 +104,7 @@ internal sealed class AdminCore(SchedulerOptions options, IClusterStore store, F
         }
 
         PriorityClasses.ValidateName(cls.Name, "priority class");
+        PriorityClasses.ValidateMinRuntime(cls, options.MaxLeaseTtl);
         await Put(StoreKeys.Priorities + cls.Name, cls, cancellationToken).ConfigureAwait(false);
         Audit(caller, "set priority class", $"{cls.Name} ({cls})");
         return cls;

@@ -59,7 +59,7 @@ internal sealed class Allocator : IAsyncDisposable
         _book = new LeaseBook(logger);
         var policy = new PoolPolicy(options.OpenTenants);
         _mirror = new StoreMirror(options, store, _work.Writer, _book, policy, logger);
-        _decider = new QueueDecider(_book.Model, policy, _book.IsEnding, options.PreemptionGrace);
+        _decider = new QueueDecider(_book.Model, policy, _book.IsEnding, options.PreemptionGrace, options.MaxPassOver);
         _committer = new LeaseCommitter(options, store, term, _book, logger);
     }
 
@@ -404,7 +404,8 @@ internal sealed class Allocator : IAsyncDisposable
 
         var grants = new List<Grant>();
         var victims = new List<LeaseRecord>();
-        foreach (var pending in _decider.Order(_pending))
+        var round = _decider.NewRound(_pending);
+        foreach (var pending in _decider.Order(_pending, now))
         {
             if (pending.Reply.Task.IsCompleted)
             {
@@ -413,7 +414,7 @@ internal sealed class Allocator : IAsyncDisposable
             }
 
             // Each decision is applied before the next is made: a grant's room is taken, a victim is marked.
-            switch (_decider.Decide(pending, now))
+            switch (_decider.Decide(pending, now, round))
             {
                 case QueueDecision.Place place:
                     var grant = _committer.CreateGrant(pending, place.Site, place.Borrowed, now);
@@ -434,10 +435,15 @@ internal sealed class Allocator : IAsyncDisposable
                     }
 
                     pending.Evicting = true;
+                    pending.EvictionSite = preempt.Site;
                     pending.Deadline = preempt.WaitUntil;
                     break;
-                case QueueDecision.Wait { NoEvictionAt: { } generation }:
+                case QueueDecision.Wait { NoEvictionAt: { } generation } wait:
                     pending.NoEvictionAt = generation;
+                    pending.SearchAgainAt = wait.SearchAgainAt;
+                    break;
+                case QueueDecision.Wait { SearchAgainAt: { } again }:
+                    pending.SearchAgainAt = again;
                     break;
                 case QueueDecision.Refuse refuse:
                     _pending.Remove(pending);
@@ -491,7 +497,7 @@ internal sealed class Allocator : IAsyncDisposable
         view.Devices.AddRange(model.DeviceViews().OrderBy(d => d.BrokerId, StringComparer.Ordinal).ThenBy(d => d.Device.Index));
         view.Leases.AddRange(model.Leases.OrderBy(l => l.LeaseId, StringComparer.Ordinal));
         view.Draining.AddRange(model.Drained.Order(StringComparer.Ordinal));
-        foreach (var pending in _decider.Order(_pending))
+        foreach (var pending in _decider.Order(_pending, _time.GetUtcNow()))
         {
             view.Queue.Add(new QueuedRequest
             {

@@ -19,6 +19,64 @@ public sealed record Site(string BrokerId, IReadOnlyList<uint> DeviceIndexes);
 public sealed record Eviction(Site Site, IReadOnlyList<LeaseRecord> Victims);
 
 /// <summary>
+/// Which leases a request may evict, and which devices it may not touch: preemptible leases of a class below
+/// <see cref="Priority"/>; with <see cref="ReclaimingTenant"/>, also leases other tenants borrowed past their quota at
+/// <see cref="Priority"/> or below; never a lease already being preempted, nor one younger than its class's minimum
+/// runtime (<see cref="MinRuntime"/>, by <see cref="Now"/>), nor one on a device <see cref="Excluded"/> names.
+/// </summary>
+public sealed class EvictionRule(int priority)
+{
+    public int Priority { get; } = priority;
+
+    /// <summary>The asking tenant, when it is within its quota: it may take back capacity others borrowed (null: it may not).</summary>
+    public string? ReclaimingTenant { get; init; }
+
+    /// <summary>The time a lease's age is taken at (its <c>created</c> to now).</summary>
+    public DateTimeOffset Now { get; init; }
+
+    /// <summary>A lease's minimum runtime before it may be evicted (its class's); null: none.</summary>
+    public Func<LeaseRecord, TimeSpan>? MinRuntime { get; init; }
+
+    /// <summary>Devices (broker id, index) the request may not evict on: reserved for a request ahead of it. Null: none.</summary>
+    public Func<string, uint, bool>? Excluded { get; init; }
+
+    /// <summary>
+    /// After a search: the earliest time at which a lease its minimum runtime kept out becomes a candidate (null: none
+    /// was kept out), so that a request that found no eviction searches again then, though no room came.
+    /// </summary>
+    public DateTimeOffset? ProtectedUntil { get; private set; }
+
+    /// <summary>Whether <paramref name="lease"/> may be a victim (notes when the minimum runtime alone kept it out).</summary>
+    internal bool IsCandidate(LeaseRecord lease)
+    {
+        if (!lease.Preemptible || lease.PreemptDeadline is not null)
+        {
+            return false;
+        }
+
+        var reclaimable = ReclaimingTenant is not null && lease.Borrowed && lease.PriorityValue <= Priority && !string.Equals(lease.Tenant, ReclaimingTenant, StringComparison.Ordinal);
+        if (lease.PriorityValue >= Priority && !reclaimable)
+        {
+            return false;
+        }
+
+        if (MinRuntime is not null && lease.Created is not null && MinRuntime(lease) is { } min && min > TimeSpan.Zero)
+        {
+            var oldEnough = lease.Created.ToDateTimeOffset() + min;
+            if (Now < oldEnough)
+            {
+                ProtectedUntil = ProtectedUntil is { } earliest && earliest <= oldEnough ? earliest : oldEnough;
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    internal bool Excludes(string brokerId, uint index) => Excluded is not null && Excluded(brokerId, index);
+}
+
+/// <summary>
 /// The leader's in-memory picture of the pool: brokers and their devices, the leases on each device, and
 /// each tenant's usage, kept in step with the store by watches and by the leader's own commits. Indexes
 /// make placement cheap on a large pool: devices ordered by free memory (best fit for slices is the first
@@ -270,15 +328,20 @@ public sealed class PoolModel
         return count;
     }
 
-    /// <summary>Best fit: the slice goes where it leaves the least free memory; a gang goes to the host with the fewest wholly free devices that still has enough.</summary>
-    public Site? TryPlace(PlacementAsk ask)
+    /// <summary>
+    /// Best fit: the slice goes where it leaves the least free memory; a gang goes to the host with the fewest wholly
+    /// free devices that still has enough. Devices <paramref name="excluded"/> names (broker id, index) are passed
+    /// over, as if full: they are reserved for a request ahead of this one.
+    /// </summary>
+    public Site? TryPlace(PlacementAsk ask, Func<string, uint, bool>? excluded = null)
     {
         if (ask.IsGang)
         {
             foreach (var (_, brokerId) in _byWholeFree.GetViewBetween((checked((int)ask.WholeDevices), ""), (int.MaxValue, "\uffff")))
             {
                 var broker = _brokers[brokerId];
-                var free = broker.Devices.Values.Where(d => d.IsWhollyFree && ModelMatches(d, ask.DeviceModel)).Take((int)ask.WholeDevices).ToArray();
+                var free = broker.Devices.Values.Where(d => d.IsWhollyFree && ModelMatches(d, ask.DeviceModel) && !(excluded?.Invoke(brokerId, d.Info.Index) ?? false))
+                    .Take((int)ask.WholeDevices).ToArray();
                 if (free.Length == ask.WholeDevices)
                 {
                     return new Site(brokerId, [.. free.Select(d => d.Info.Index)]);
@@ -290,7 +353,7 @@ public sealed class PoolModel
 
         if (string.IsNullOrEmpty(ask.DeviceModel))
         {
-            return BestFit(_byFreeMemory, ask, null) is { } device ? new Site(device.Broker.Record.BrokerId, [device.Info.Index]) : null;
+            return BestFit(_byFreeMemory, ask, null, excluded) is { } device ? new Site(device.Broker.Record.BrokerId, [device.Info.Index]) : null;
         }
 
         // The best fit among the device names that match: the same device a scan of every device would find.
@@ -299,15 +362,15 @@ public sealed class PoolModel
         {
             if (name.Contains(ask.DeviceModel, StringComparison.OrdinalIgnoreCase))
             {
-                best = BestFit(devices, ask, best) ?? best;
+                best = BestFit(devices, ask, best, excluded) ?? best;
             }
         }
 
         return best is null ? null : new Site(best.Broker.Record.BrokerId, [best.Info.Index]);
     }
 
-    /// <summary>The first device in (free memory, key) order with room for the ask, if it comes before <paramref name="better"/>.</summary>
-    private static DeviceSlot? BestFit(SortedSet<(ulong Free, DeviceSlot Device)> devices, PlacementAsk ask, DeviceSlot? better)
+    /// <summary>The first device in (free memory, key) order with room for the ask and not excluded, if it comes before <paramref name="better"/>.</summary>
+    private static DeviceSlot? BestFit(SortedSet<(ulong Free, DeviceSlot Device)> devices, PlacementAsk ask, DeviceSlot? better, Func<string, uint, bool>? excluded)
     {
         foreach (var entry in devices.GetViewBetween((ask.MemoryBytes, DeviceSlot.Lowest), (ulong.MaxValue, DeviceSlot.Highest)))
         {
@@ -316,7 +379,7 @@ public sealed class PoolModel
                 return null;
             }
 
-            if (entry.Device.FreeShare >= ask.ComputeShare)
+            if (entry.Device.FreeShare >= ask.ComputeShare && !(excluded?.Invoke(entry.Device.Broker.Record.BrokerId, entry.Device.Info.Index) ?? false))
             {
                 return entry.Device;
             }
@@ -326,13 +389,73 @@ public sealed class PoolModel
     }
 
     /// <summary>
+    /// Where an ask that fits nowhere now is closest to fitting, for a reservation: for a gang, the host whose
+    /// matching devices, taken most free first, have the most wholly free and then the fewest leases; for a slice,
+    /// the device that large enough whose shortfall (of memory or share, as a part of the device) is least. Ties go
+    /// to the lowest broker id and index. Devices <paramref name="excluded"/> names are left out; null when no
+    /// placeable device or host could ever hold the ask.
+    /// </summary>
+    public Site? ClosestSite(PlacementAsk ask, Func<string, uint, bool>? excluded = null)
+    {
+        Site? best = null;
+        (double Shortfall, int Leases) bestCost = (double.MaxValue, int.MaxValue);
+        foreach (var broker in _brokers.Values.Where(IsPlaceable).OrderBy(b => b.Record.BrokerId, StringComparer.Ordinal))
+        {
+            var id = broker.Record.BrokerId;
+            var devices = broker.Devices.Values
+                .Where(d => ModelMatches(d, ask.DeviceModel) && !(excluded?.Invoke(id, d.Info.Index) ?? false))
+                .OrderBy(d => d.Leases.Count).ThenBy(d => d.Info.Index);
+            if (ask.IsGang)
+            {
+                var chosen = devices.Take((int)ask.WholeDevices).ToArray();
+                if (chosen.Length < ask.WholeDevices)
+                {
+                    continue;
+                }
+
+                Consider((chosen.Count(d => !d.IsWhollyFree), chosen.Sum(d => d.Leases.Count)), new Site(id, [.. chosen.Select(d => d.Info.Index).Order()]));
+                continue;
+            }
+
+            foreach (var device in devices.OrderBy(d => d.Info.Index))
+            {
+                if (device.Info.MemoryTotalBytes < ask.MemoryBytes || device.Info.ComputeCapacity < ask.ComputeShare)
+                {
+                    continue;
+                }
+
+                var memory = (double)Deficit(device.MemoryLeased, ask.MemoryBytes, device.Info.MemoryTotalBytes) / Math.Max(1UL, device.Info.MemoryTotalBytes);
+                var share = (double)Deficit(device.ShareLeased, ask.ComputeShare, device.Info.ComputeCapacity) / Math.Max(1U, device.Info.ComputeCapacity);
+                Consider((Math.Max(memory, share), device.Leases.Count), new Site(id, [device.Info.Index]));
+            }
+        }
+
+        return best;
+
+        void Consider((double Shortfall, int Leases) cost, Site site)
+        {
+            if (cost.CompareTo(bestCost) < 0)
+            {
+                (best, bestCost) = (site, cost);
+            }
+        }
+    }
+
+    /// <summary>
     /// The cheapest eviction that makes room for <paramref name="ask"/> at priority <paramref name="priority"/>:
     /// only preemptible leases of a lower priority not already being preempted are candidates; the fewest
     /// victims win, then the lowest highest class among them (per device for a slice, per host for a gang, and
     /// across them); within a class the youngest go first. Null when no eviction makes room.
     /// </summary>
-    public Eviction? FindEviction(PlacementAsk ask, int priority)
+    public Eviction? FindEviction(PlacementAsk ask, int priority) => FindEviction(ask, new EvictionRule(priority));
+
+    /// <summary>
+    /// As <see cref="FindEviction(PlacementAsk, int)"/>, with the candidates <paramref name="rule"/> allows: within a
+    /// class, the youngest still go first (so a reclaim takes the youngest borrowed leases first).
+    /// </summary>
+    public Eviction? FindEviction(PlacementAsk ask, EvictionRule rule)
     {
+        ArgumentNullException.ThrowIfNull(rule);
         Eviction? best = null;
         (int Count, int MaxClass) bestCost = (int.MaxValue, int.MaxValue);
         foreach (var broker in _brokers.Values)
@@ -347,7 +470,7 @@ public sealed class PoolModel
                 var options = new List<(DeviceSlot Device, List<LeaseRecord> Victims)>();
                 foreach (var device in broker.Devices.Values)
                 {
-                    if (ModelMatches(device, ask.DeviceModel) && device.Leases.Values.All(l => Evictable(l, priority)))
+                    if (ModelMatches(device, ask.DeviceModel) && !rule.Excludes(broker.Record.BrokerId, device.Info.Index) && device.Leases.Values.All(rule.IsCandidate))
                     {
                         options.Add((device, [.. device.Leases.Values]));
                     }
@@ -366,12 +489,12 @@ public sealed class PoolModel
 
             foreach (var device in broker.Devices.Values)
             {
-                if (!ModelMatches(device, ask.DeviceModel) || device.Info.MemoryTotalBytes < ask.MemoryBytes || device.Info.ComputeCapacity < ask.ComputeShare)
+                if (!ModelMatches(device, ask.DeviceModel) || device.Info.MemoryTotalBytes < ask.MemoryBytes || device.Info.ComputeCapacity < ask.ComputeShare || rule.Excludes(broker.Record.BrokerId, device.Info.Index))
                 {
                     continue;
                 }
 
-                if (SliceVictims(device, ask, priority) is { Count: > 0 } victims)
+                if (SliceVictims(device, ask, rule) is { Count: > 0 } victims)
                 {
                     Consider(new Site(broker.Record.BrokerId, [device.Info.Index]), victims);
                 }
@@ -396,7 +519,7 @@ public sealed class PoolModel
     /// sets the one whose highest class is lowest (younger before older within a class). Empty when the slice
     /// fits already; null when evicting every candidate is not enough.
     /// </summary>
-    private static List<LeaseRecord>? SliceVictims(DeviceSlot device, PlacementAsk ask, int priority)
+    private static List<LeaseRecord>? SliceVictims(DeviceSlot device, PlacementAsk ask, EvictionRule rule)
     {
         // What must be freed, from what is leased rather than from the free figures (which stop at zero): on a
         // device leased past its size, as after its broker re-registered smaller, the excess must go too.
@@ -407,7 +530,7 @@ public sealed class PoolModel
             return [];
         }
 
-        var candidates = device.Leases.Values.Where(l => Evictable(l, priority))
+        var candidates = device.Leases.Values.Where(rule.IsCandidate)
             .OrderBy(l => l.PriorityValue).ThenByDescending(l => l.Created?.ToDateTimeOffset() ?? default).ThenBy(l => l.LeaseId, StringComparer.Ordinal)
             .ToArray();
 
@@ -577,8 +700,6 @@ public sealed class PoolModel
     }
 
     public static IEnumerable<uint> DeviceIndexes(LeaseRecord lease) => [lease.DeviceIndex];
-
-    private static bool Evictable(LeaseRecord lease, int priority) => lease.Preemptible && lease.PriorityValue < priority && lease.PreemptDeadline is null;
 
     private static bool ModelMatches(DeviceSlot device, string model)
         => string.IsNullOrEmpty(model) || device.Info.Name.Contains(model, StringComparison.OrdinalIgnoreCase);

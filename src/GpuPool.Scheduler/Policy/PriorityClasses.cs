@@ -16,6 +16,19 @@ public static class PriorityClasses
         new PriorityClass { Name = "high", Value = 1000, Preemptible = false },
     ];
 
+    /// <summary>
+    /// A class's minimum runtime is at most the longest lease TTL the scheduler grants: it is a short guarantee
+    /// against churn, and a longer one would make a preemptible class unpreemptible in effect.
+    /// </summary>
+    public static void ValidateMinRuntime(PriorityClass cls, TimeSpan maxLeaseTtl)
+    {
+        ArgumentNullException.ThrowIfNull(cls);
+        if (TimeSpan.FromSeconds(cls.MinRuntimeSeconds) > maxLeaseTtl)
+        {
+            throw new GpuPoolException(ErrorCode.InvalidArgument, $"the minimum runtime of priority class '{cls.Name}' ({cls.MinRuntimeSeconds} s) is longer than this scheduler's longest lease TTL ({(long)maxLeaseTtl.TotalSeconds} s): give at most that, or 0 for none");
+        }
+    }
+
     public static void ValidateName(string name, string what, int maxLength = 64)
     {
         if (string.IsNullOrEmpty(name) || name.Length > maxLength || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))

@@ -27,4 +27,10 @@ internal sealed class PendingRequest(AllocateRequest request, DateTimeOffset rec
 
     /// <summary>The model's <see cref="PoolModel.RoomGeneration"/> when a search found no eviction (-1: none yet).</summary>
     public long NoEvictionAt { get; set; } = -1;
+
+    /// <summary>When that search is made again though no room came: a lease its class's minimum runtime kept out comes of age (null: never).</summary>
+    public DateTimeOffset? SearchAgainAt { get; set; }
+
+    /// <summary>Where the victims chosen for it are going: the room it holds until it is placed.</summary>
+    public Site? EvictionSite { get; set; }
 }

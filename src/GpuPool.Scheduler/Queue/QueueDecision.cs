@@ -15,16 +15,19 @@ internal abstract record QueueDecision
     public sealed record Place(Site Site, bool Borrowed) : QueueDecision;
 
     /// <summary>
-    /// No room, but evicting <paramref name="Victims"/> (their records as marked: deadline and reason) makes some:
-    /// they are revoked at <paramref name="RevokeAt"/>, and the request waits until <paramref name="WaitUntil"/> at least.
+    /// No room, but evicting <paramref name="Victims"/> (their records as marked: deadline and reason) makes some on
+    /// <paramref name="Site"/>: they are revoked at <paramref name="RevokeAt"/>, and the request waits until
+    /// <paramref name="WaitUntil"/> at least, holding the site (<see cref="QueueDecider.NewRound"/>).
     /// </summary>
-    public sealed record Preempt(IReadOnlyList<LeaseRecord> Victims, DateTimeOffset RevokeAt, DateTimeOffset WaitUntil) : QueueDecision;
+    public sealed record Preempt(IReadOnlyList<LeaseRecord> Victims, DateTimeOffset RevokeAt, DateTimeOffset WaitUntil, Site Site) : QueueDecision;
 
     /// <summary>
     /// Keep waiting. <paramref name="NoEvictionAt"/>: the model's room generation at which a search for an eviction
-    /// found none, so the request does not search again until room may have come; null when no search was made.
+    /// found none, so the request does not search again until room may have come; null when no search was made, or
+    /// its answer holds for this round only. <paramref name="SearchAgainAt"/>: when a lease that its class's minimum
+    /// runtime kept out of that search becomes a candidate (null: none was kept out).
     /// </summary>
-    public sealed record Wait(long? NoEvictionAt) : QueueDecision
+    public sealed record Wait(long? NoEvictionAt, DateTimeOffset? SearchAgainAt = null) : QueueDecision
     {
         public static readonly Wait WithoutSearch = new((long?)null);
     }

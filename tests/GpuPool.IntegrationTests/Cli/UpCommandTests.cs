@@ -26,10 +26,14 @@ public sealed partial class UpProcessFixture : IAsyncLifetime
     internal static GpuPoolClient AdminClient(string configDir, string scheduler)
         => new(scheduler, TestPki.FromConfigDir(configDir));
 
-    /// <summary>Starts <c>gpupool up</c> on free ports and waits until it says it is up; returns the endpoints it printed.</summary>
-    internal static async Task<(CliProcess Up, string Scheduler, string Broker)> StartUpAsync(string configDir)
+    /// <summary>
+    /// Starts <c>gpupool up</c> on free ports (with <paramref name="extraArgs"/>, such as --devices 2) and waits until
+    /// it says it is up; returns the endpoints it printed.
+    /// </summary>
+    internal static async Task<(CliProcess Up, string Scheduler, string Broker)> StartUpAsync(string configDir, params string[] extraArgs)
     {
-        var up = CliProcess.Start(configDir, "up", "--port", "0", "--broker-port", "0", "--fast-path-port", "0", "--lease-ttl", "5s");
+        string[] args = ["up", "--port", "0", "--broker-port", "0", "--fast-path-port", "0", "--lease-ttl", "5s", .. extraArgs];
+        var up = CliProcess.Start(configDir, args);
         try
         {
             await up.WaitForLineAsync(l => l.StartsWith("Press Ctrl-C to stop.", StringComparison.Ordinal), StartTimeout);

@@ -141,6 +141,34 @@ public sealed class PriorityTests
     }
 
     [Fact]
+    public async Task A_class_minimum_runtime_is_kept_and_one_longer_than_the_longest_lease_ttl_is_refused()
+    {
+        await using var pool = await MultiPool.StartAsync([1], configure: o => (o.OpenTenants, o.MaxLeaseTtl) = (true, TimeSpan.FromHours(1)));
+        var admin = pool.Admin();
+
+        await admin.SetPriorityClassAsync(new PriorityClass { Name = "batch", Value = 10, Preemptible = true, MinRuntimeSeconds = 3600 });
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => admin.SetPriorityClassAsync(new PriorityClass { Name = "batch", Value = 10, Preemptible = true, MinRuntimeSeconds = 3601 }));
+
+        Assert.Equal(ErrorCode.InvalidArgument, error.Code);
+        Assert.Equal("the minimum runtime of priority class 'batch' (3601 s) is longer than this scheduler's longest lease TTL (3600 s): give at most that, or 0 for none", error.Message);
+        Assert.Equal(3600u, Assert.Single(await admin.ListPriorityClassesAsync(), c => c.Name == "batch").MinRuntimeSeconds);
+    }
+
+    [Fact]
+    public async Task A_lease_younger_than_its_class_minimum_runtime_is_not_preempted()
+    {
+        await using var pool = await StartAsync([1]);
+        await pool.Admin().SetPriorityClassAsync(new PriorityClass { Name = "low", Value = 0, Preemptible = true, MinRuntimeSeconds = 3600 });
+        var client = pool.Client();
+        await using var young = await client.AllocateAsync(new LeaseRequest { Tenant = "batch", MemoryBytes = 512 * MiB, ComputeShare = 1000, PriorityClass = "low" });
+
+        var error = await Assert.ThrowsAsync<GpuPoolException>(() => client.AllocateAsync(new LeaseRequest { Tenant = "prod", MemoryBytes = 512 * MiB, ComputeShare = 1000, PriorityClass = "high", WaitTimeout = TimeSpan.FromMilliseconds(800) }));
+
+        Assert.Equal(ErrorCode.ResourceExhausted, error.Code);
+        Assert.False(young.Preempting.IsCancellationRequested);
+    }
+
+    [Fact]
     public async Task Priority_classes_can_be_defined_listed_and_deleted_but_not_the_default()
     {
         await using var pool = await StartAsync([1]);

@@ -112,6 +112,39 @@ public sealed class QuotaTests
     }
 
     [Fact]
+    public async Task A_lender_within_its_quota_reclaims_what_a_borrower_of_the_same_class_took_and_the_borrowers_session_is_told_first()
+    {
+        await using var pool = await MultiPool.StartAsync([1]);
+        await pool.Admin().SetQuotaAsync(QuotaFor("lender", milli: 1000));
+        await pool.Admin().SetQuotaAsync(QuotaFor("borrower", milli: 100, borrow: true));
+        var client = pool.Client();
+
+        // The borrower takes the whole idle device past its quota; a long TTL, so only the session can bring the news in time.
+        var borrowed = await client.AllocateAsync(new LeaseRequest { Tenant = "borrower", MemoryBytes = 512 * MiB, ComputeShare = 1000, Ttl = TimeSpan.FromSeconds(30) });
+        Assert.True(borrowed.Record.Borrowed);
+        await using var session = await borrowed.OpenSessionAsync();
+
+        var reclaiming = client.AllocateAsync(new LeaseRequest { Tenant = "lender", MemoryBytes = 512 * MiB, ComputeShare = 1000, WaitTimeout = TimeSpan.FromSeconds(1) });
+
+        await Poll.UntilAsync(() => session.Preempting.IsCancellationRequested, TimeSpan.FromSeconds(5), "the broker tells the borrower's session");
+        Assert.Equal("reclaimed by tenant 'lender' within its quota (priority class 'normal'): this lease borrowed capacity past tenant 'borrower''s quota", session.PreemptReason);
+        await using var granted = await reclaiming;
+        Assert.Equal(("lender", "normal", false), (granted.Record.Tenant, granted.Record.PriorityClass, granted.Record.Borrowed));
+
+        // Past the grace the borrowed lease is gone.
+        var ended = await Assert.ThrowsAsync<GpuPoolException>(async () =>
+        {
+            while (true)
+            {
+                await session.AllocAsync(MiB);
+                await Task.Delay(50);
+            }
+        });
+        Assert.Equal(ErrorCode.LeaseEnded, ended.Code);
+        await borrowed.DisposeAsync();
+    }
+
+    [Fact]
     public async Task A_class_outside_the_tenants_allowed_classes_is_refused()
     {
         await using var pool = await MultiPool.StartAsync([1]);

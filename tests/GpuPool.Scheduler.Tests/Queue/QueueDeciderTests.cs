@@ -1,3 +1,4 @@
+using Google.Protobuf.WellKnownTypes;
 using GpuPool.Protocol.Errors;
 using GpuPool.Protocol.V1;
 using GpuPool.Scheduler.Placement;
@@ -328,6 +329,129 @@ public sealed class QueueDeciderTests
         var error = Assert.Throws<GpuPoolException>(() => Gang("t0", 3));
 
         Assert.Equal("no host of this pool has 3 devices", error.Message);
+    }
+
+    [Fact]
+    public void A_lease_younger_than_its_class_minimum_runtime_is_not_a_victim_and_an_older_one_of_the_same_class_is()
+    {
+        _policy.Classes["low"] = new PriorityClass { Name = "low", Value = 0, Preemptible = true, MinRuntimeSeconds = 300 };
+        _model.UpsertBroker(Broker("b0", Device(0, 40)));
+        _model.UpsertLease(LowLease("old", 20, created: T0 - TimeSpan.FromMinutes(6)));
+        _model.UpsertLease(LowLease("young", 20, created: T0 - TimeSpan.FromMinutes(1)));
+
+        // Without a minimum runtime the youngest would go first.
+        var preempt = Assert.IsType<QueueDecision.Preempt>(_decider.Decide(Ask("t1", 20, 100, "high"), T0));
+
+        Assert.Equal("old", Assert.Single(preempt.Victims).LeaseId);
+    }
+
+    [Fact]
+    public void Without_a_minimum_runtime_the_youngest_lease_of_a_class_is_the_victim()
+    {
+        _model.UpsertBroker(Broker("b0", Device(0, 40)));
+        _model.UpsertLease(LowLease("old", 20, created: T0 - TimeSpan.FromMinutes(6)));
+        _model.UpsertLease(LowLease("young", 20, created: T0 - TimeSpan.FromMinutes(1)));
+
+        var preempt = Assert.IsType<QueueDecision.Preempt>(_decider.Decide(Ask("t1", 20, 100, "high"), T0));
+
+        Assert.Equal("young", Assert.Single(preempt.Victims).LeaseId);
+    }
+
+    [Fact]
+    public void A_request_that_only_a_young_lease_stands_in_the_way_of_waits_and_preempts_it_once_it_comes_of_age()
+    {
+        _policy.Classes["low"] = new PriorityClass { Name = "low", Value = 0, Preemptible = true, MinRuntimeSeconds = 300 };
+        _model.UpsertBroker(Broker("b0", Device(0, 40)));
+        _model.UpsertLease(LowLease("young", 40, created: T0 - TimeSpan.FromMinutes(1)));
+        var pending = Ask("t1", 40, 100, "high", wait: TimeSpan.FromMinutes(10));
+
+        var wait = Assert.IsType<QueueDecision.Wait>(_decider.Decide(pending, T0));
+        pending.NoEvictionAt = wait.NoEvictionAt!.Value;
+        pending.SearchAgainAt = wait.SearchAgainAt;
+        var stillYoung = _decider.Decide(pending, T0 + TimeSpan.FromMinutes(4) - TimeSpan.FromTicks(1));
+        var ofAge = _decider.Decide(pending, T0 + TimeSpan.FromMinutes(4));
+
+        Assert.Equal(T0 + TimeSpan.FromMinutes(4), wait.SearchAgainAt);
+        Assert.IsType<QueueDecision.Wait>(stillYoung);
+        Assert.Equal("young", Assert.Single(Assert.IsType<QueueDecision.Preempt>(ofAge).Victims).LeaseId);
+    }
+
+    [Fact]
+    public void A_tenant_within_its_quota_reclaims_what_another_tenant_borrowed_at_the_same_class_the_youngest_first()
+    {
+        _model.UpsertBroker(Broker("b0", Device(0, 40)));
+        _model.UpsertLease(Borrowed("older", "t1", 20, created: T0 - TimeSpan.FromMinutes(5)));
+        _model.UpsertLease(Borrowed("younger", "t1", 20, created: T0 - TimeSpan.FromMinutes(1)));
+
+        var preempt = Assert.IsType<QueueDecision.Preempt>(_decider.Decide(Ask("t0", 20, 100, "normal"), T0));
+
+        var victim = Assert.Single(preempt.Victims);
+        Assert.Equal("younger", victim.LeaseId);
+        Assert.Equal(T0 + Grace, victim.PreemptDeadline.ToDateTimeOffset());
+        Assert.Equal("reclaimed by tenant 't0' within its quota (priority class 'normal'): this lease borrowed capacity past tenant 't1''s quota", victim.PreemptReason);
+    }
+
+    [Fact]
+    public void A_borrower_of_the_same_class_reclaims_nothing()
+    {
+        _model.UpsertBroker(Broker("b0", Device(0, 40)));
+        _model.UpsertLease(Borrowed("borrowed", "t1", 40, created: T0 - TimeSpan.FromMinutes(5)));
+        SetQuota("t0", milliGpus: 50, memoryGiB: 80, leases: 10, borrow: true);
+
+        Assert.IsType<QueueDecision.Wait>(_decider.Decide(Ask("t0", 20, 100, "normal", wait: TimeSpan.FromMinutes(1)), T0));
+    }
+
+    [Fact]
+    public void A_tenant_within_its_quota_does_not_reclaim_what_was_borrowed_at_a_higher_class_nor_leases_within_quota()
+    {
+        _model.UpsertBroker(Broker("b0", Device(0, 40)));
+        var high = Borrowed("high-borrowed", "t1", 20, created: T0 - TimeSpan.FromMinutes(5));
+        (high.PriorityClass, high.PriorityValue) = ("high", 1000);
+        _model.UpsertLease(high);
+        _model.UpsertLease(Lease("within", "b0", 0, 20, 100, tenant: "t2", priority: 100, preemptible: false));
+
+        Assert.IsType<QueueDecision.Wait>(_decider.Decide(Ask("t0", 20, 100, "normal", wait: TimeSpan.FromMinutes(1)), T0));
+    }
+
+    [Fact]
+    public void A_tenant_does_not_reclaim_from_itself()
+    {
+        _model.UpsertBroker(Broker("b0", Device(0, 40)));
+        _model.UpsertLease(Borrowed("own", "t0", 40, created: T0 - TimeSpan.FromMinutes(5)));
+        SetQuota("t0", milliGpus: 4000, memoryGiB: 400, leases: 10, borrow: true);
+
+        Assert.IsType<QueueDecision.Wait>(_decider.Decide(Ask("t0", 20, 100, "normal", wait: TimeSpan.FromMinutes(1)), T0));
+    }
+
+    [Fact]
+    public void A_reclaim_waits_for_the_borrowed_lease_to_reach_its_class_minimum_runtime()
+    {
+        _policy.Classes["normal"] = new PriorityClass { Name = "normal", Value = 100, MinRuntimeSeconds = 120 };
+        _model.UpsertBroker(Broker("b0", Device(0, 40)));
+        _model.UpsertLease(Borrowed("young", "t1", 40, created: T0 - TimeSpan.FromMinutes(1)));
+        var pending = Ask("t0", 20, 100, "normal", wait: TimeSpan.FromMinutes(10));
+
+        Assert.Equal(T0 + TimeSpan.FromMinutes(1), Assert.IsType<QueueDecision.Wait>(_decider.Decide(pending, T0)).SearchAgainAt);
+        Assert.IsType<QueueDecision.Preempt>(_decider.Decide(pending, T0 + TimeSpan.FromMinutes(1)));
+    }
+
+    /// <summary>A lease of the low class (preemptible) of t0 on b0's device 0.</summary>
+    private static LeaseRecord LowLease(string id, ulong memoryGiB, DateTimeOffset created)
+    {
+        var lease = Lease(id, "b0", 0, memoryGiB, 100, tenant: "t0", priority: 0, preemptible: true);
+        lease.PriorityClass = "low";
+        lease.Created = Timestamp.FromDateTimeOffset(created);
+        return lease;
+    }
+
+    /// <summary>A lease of the normal class that <paramref name="tenant"/> borrowed past its quota, on b0's device 0.</summary>
+    private static LeaseRecord Borrowed(string id, string tenant, ulong memoryGiB, DateTimeOffset created)
+    {
+        var lease = Lease(id, "b0", 0, memoryGiB, 100, tenant: tenant, priority: 100, preemptible: true);
+        lease.PriorityClass = "normal";
+        lease.Borrowed = true;
+        lease.Created = Timestamp.FromDateTimeOffset(created);
+        return lease;
     }
 
     /// <summary>One 40 GiB device on b0 wholly taken by t0's lease "victim" of the low class.</summary>
