@@ -13,8 +13,8 @@ namespace GpuPool.IntegrationTests;
 /// </summary>
 public sealed class ComputeShareTests(OneSlotPoolFixture pool, ITestOutputHelper output) : IClassFixture<OneSlotPoolFixture>
 {
-    /// <summary>The side of the square matrices each kernel multiplies: a few milliseconds of one core.</summary>
-    private const int Side = 320;
+    /// <summary>The side of the square matrices each kernel multiplies: 5-10 ms of one core.</summary>
+    private const int Side = 480;
 
     [Fact]
     public async Task Two_busy_leases_of_750_and_250_split_the_device_3_to_1_and_the_broker_publishes_it()
@@ -140,12 +140,16 @@ public sealed class ComputeShareTests(OneSlotPoolFixture pool, ITestOutputHelper
     }
 
     /// <summary>
-    /// A lease whose session keeps its device busy: batches of eight matrix products launched back to back, then a
-    /// synchronize, until disposed. With <c>longEvery</c>, one kernel in that many multiplies a matrix twice as tall and
-    /// wide (eight times the work).
+    /// A lease whose session keeps its device busy: batches of eight matrix products, each batch followed by an event,
+    /// the client waiting for the batch <see cref="Ahead"/> back, so that many batches are queued while it waits (a
+    /// loaded machine that is slow to run the client does not leave the lease with nothing queued: it is busy). With <c>longEvery</c>, one kernel in
+    /// that many multiplies a matrix twice as tall and wide (eight times the work).
     /// </summary>
     private sealed class Worker : IAsyncDisposable
     {
+        /// <summary>Batches queued ahead of the one the client waits for: a few hundred milliseconds of work.</summary>
+        private const int Ahead = 4;
+
         private readonly CancellationTokenSource _stop = new();
         private Task _loop = Task.CompletedTask;
         private long _items;
@@ -186,7 +190,13 @@ public sealed class ComputeShareTests(OneSlotPoolFixture pool, ITestOutputHelper
         private async Task RunAsync(KernelFunction gemm, KernelArgs small, KernelArgs big, int longEvery)
         {
             var launched = 0L;
-            while (!_stop.IsCancellationRequested)
+            var done = new DeviceEvent[Ahead + 1];
+            for (var i = 0; i < done.Length; i++)
+            {
+                done[i] = await Session.CreateEventAsync();
+            }
+
+            for (var batch = 0L; !_stop.IsCancellationRequested; batch++)
             {
                 var started = DateTimeOffset.UtcNow;
                 for (var i = 0; i < 8; i++)
@@ -195,10 +205,16 @@ public sealed class ComputeShareTests(OneSlotPoolFixture pool, ITestOutputHelper
                     await Session.LaunchAsync(gemm, new Dim3(1), new Dim3(1), args);
                 }
 
-                await Session.SynchronizeAsync();
-                Interlocked.Add(ref _itemTicks, (DateTimeOffset.UtcNow - started).Ticks / 8);
-                Interlocked.Add(ref _items, 1);
+                await Session.RecordEventAsync(done[batch % done.Length]);
+                if (batch >= Ahead)
+                {
+                    await Session.SynchronizeEventAsync(done[(batch - Ahead) % done.Length]);
+                    Interlocked.Add(ref _itemTicks, (DateTimeOffset.UtcNow - started).Ticks / 8);
+                    Interlocked.Add(ref _items, 1);
+                }
             }
+
+            await Session.SynchronizeAsync();
         }
 
         /// <summary>Stops launching: the lease stays, idle.</summary>

@@ -32,7 +32,8 @@ internal sealed class BenchPool : IAsyncDisposable
     public CpuBackend Backend { get; }
 
     /// <param name="tls">TLS on every port with a CA made for this run (the scheduler's and the broker's certificates name loopback).</param>
-    public static async Task<BenchPool> StartAsync(ulong deviceMemory, CancellationToken cancellationToken, int maxMessageBytes = 16 << 20, bool tls = false)
+    /// <param name="slots">The device's execution slots (null: one per core).</param>
+    public static async Task<BenchPool> StartAsync(ulong deviceMemory, CancellationToken cancellationToken, int maxMessageBytes = 16 << 20, bool tls = false, int? slots = null)
     {
         // The hosts would watch their content root, the working directory, for changes to config files; on a shared
         // build machine that tree churns (the watcher took 13% of a training benchmark's CPU in a profile run from /tmp).
@@ -40,7 +41,7 @@ internal sealed class BenchPool : IAsyncDisposable
         Environment.SetEnvironmentVariable("DOTNET_hostBuilder__reloadConfigOnChange", "false");
         var key = LeaseToken.CreateKey();
         var store = new EmbeddedClusterStore();
-        var backend = new CpuBackend(1, deviceMemory);
+        var backend = new CpuBackend(1, deviceMemory, slots);
         System.Security.Cryptography.X509Certificates.X509Certificate2? authority = null;
         PoolTls? Server(string name, PoolRole role)
             => authority is null ? null : new PoolTls(authority, PoolCertificates.Issue(authority, new PoolIdentity(name, role), ["127.0.0.1", "localhost"], TimeSpan.FromDays(1)));

@@ -30,7 +30,7 @@ public sealed class FairShareDispatcher
     public static readonly TimeSpan CapBurst = TimeSpan.FromMilliseconds(100);
 
     /// <summary>How long a slot stays kept for an account whose stream said it has more work, before anyone else may have it.</summary>
-    public static readonly TimeSpan HoldTimeout = TimeSpan.FromMilliseconds(2);
+    public static readonly TimeSpan HoldTimeout = TimeSpan.FromMilliseconds(10);
 
     /// <summary>The window of <see cref="Account.RecentShare"/>.</summary>
     public static readonly TimeSpan RecentWindow = TimeSpan.FromSeconds(10);

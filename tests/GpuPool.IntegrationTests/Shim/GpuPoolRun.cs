@@ -9,14 +9,15 @@ internal static class GpuPoolRun
 
     /// <summary>
     /// Starts <c>gpupool run [options] -- program args</c> against <paramref name="pool"/>: a lease of
-    /// <paramref name="memory"/> and half a device, the program run in <paramref name="workingDirectory"/> (else this process's).
+    /// <paramref name="memory"/> and <paramref name="share"/> of a device (half by default), the program run in
+    /// <paramref name="workingDirectory"/> (else this process's).
     /// </summary>
     public static CliProcess Start(
         PoolFixture pool, string configDir, string[] options, string[] programAndArgs, IReadOnlyDictionary<string, string?>? environment = null,
-        string memory = "256MiB", string? workingDirectory = null)
+        string memory = "256MiB", string? workingDirectory = null, int share = 500)
     {
         _ = ShimArtifacts.Shim;
-        string[] args = ["run", "--scheduler", pool.Scheduler.Endpoint, "--token", pool.AdminToken, "--memory", memory, "--share", "500", .. options, "--", .. programAndArgs];
+        string[] args = ["run", "--scheduler", pool.Scheduler.Endpoint, "--token", pool.AdminToken, "--memory", memory, "--share", share.ToString(System.Globalization.CultureInfo.InvariantCulture), .. options, "--", .. programAndArgs];
         return CliProcess.StartIn(workingDirectory ?? "", configDir, environment ?? new Dictionary<string, string?>(), args);
     }
 
