@@ -75,6 +75,35 @@ public sealed class CudaBackendOnMockTests
     }
 
     [Fact]
+    public async Task Kernels_and_memsets_are_charged_device_time_and_copies_which_take_no_slot_are_not()
+    {
+        await using var context = Context();
+        var x = context.Allocate(1 << 20);
+        var data = new byte[1 << 20];
+        context.EnqueueCopyToDevice(0, x, data, Tag("memcpy_htod"));
+        await DownloadAsync(context, x, 1 << 20);
+        Assert.Equal(TimeSpan.Zero, context.Usage.DeviceTime);
+
+        var fill = Function(context, "fill_f32");
+        for (var i = 0; i < 20; i++)
+        {
+            context.EnqueueLaunch(0, fill, Dims, Params(1000, 2f, x), Tag("launch"));
+        }
+
+        await context.SynchronizeAsync(CancellationToken.None);
+        Assert.Null(context.TakeError());
+        var afterKernels = context.Usage;
+        context.EnqueueMemset(0, x, 0, 4, 1 << 18, Tag("memset"));
+        await context.SynchronizeAsync(CancellationToken.None);
+
+        // Each kernel is timed from its launch to the synchronize after it, on the stream's own thread.
+        Assert.True(afterKernels.DeviceTime > TimeSpan.Zero, "the kernels were charged nothing");
+        Assert.True(context.Usage.DeviceTime > afterKernels.DeviceTime, "the memset was charged nothing");
+        Assert.Equal(1UL << 20, context.Usage.MemoryUsed);
+        Assert.Null(context.TakeError());
+    }
+
+    [Fact]
     public async Task A_built_in_kernel_pointer_past_its_allocation_never_reaches_the_driver_and_is_sticky_until_taken()
     {
         await using var context = Context();
