@@ -34,6 +34,7 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     internal const int OutputLimit = 1 << 20;
 
     private readonly Lock _outputGate = new();
+    private Action<string>? _printed;
     private StringBuilder? _output;
     private long _outputDropped;
 
@@ -221,13 +222,22 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     /// <summary>Runs a launch of a program's kernel on the PTX engine, on this stream's worker.</summary>
     private void RunOnEngine(EngineFunction function, LaunchDims dims, ReadOnlySpan<byte> parameters)
     {
-        var launch = new PtxLaunch(dims.GridX, dims.GridY, dims.GridZ, dims.BlockX, dims.BlockY, dims.BlockZ, dims.SharedMemBytes, memory)
+        // A kernel is mostly launched with the shape of its last launch: that launch's settings serve again (they are
+        // immutable, so streams launching the same kernel at once may share them), and a launch allocates less.
+        var launch = function.Last;
+        if (launch is null || launch.GridX != dims.GridX || launch.GridY != dims.GridY || launch.GridZ != dims.GridZ
+            || launch.BlockX != dims.BlockX || launch.BlockY != dims.BlockY || launch.BlockZ != dims.BlockZ || launch.DynamicSharedBytes != dims.SharedMemBytes)
         {
-            Parallelism = Parallelism,
-            Deadline = Deadline,
-            SharedLimit = SharedLimit,
-            Printf = Printed,
-        };
+            launch = new PtxLaunch(dims.GridX, dims.GridY, dims.GridZ, dims.BlockX, dims.BlockY, dims.BlockZ, dims.SharedMemBytes, memory)
+            {
+                Parallelism = Parallelism,
+                Deadline = Deadline,
+                SharedLimit = SharedLimit,
+                Printf = _printed ??= Printed,
+            };
+            function.Last = launch;
+        }
+
         try
         {
             function.Kernel.Launch(launch, parameters, function.Owner.Symbols);
@@ -272,6 +282,9 @@ internal sealed class CpuKernels(HostMemory memory) : IKernelRunner
     /// <summary>A program's kernel that the PTX engine runs.</summary>
     private sealed record EngineFunction(ulong Module, CpuModule Owner, PtxKernel Kernel, string Signature) : IKernelFunction
     {
+        /// <summary>The settings of its last launch, for the next of the same shape.</summary>
+        public PtxLaunch? Last { get; set; }
+
         public string Name => Kernel.Name;
 
         public int? ParamBytes => Kernel.ParameterBytes;

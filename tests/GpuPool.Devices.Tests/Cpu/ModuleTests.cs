@@ -60,6 +60,44 @@ public sealed class ModuleTests
     }
 
     [Fact]
+    public async Task An_engine_kernel_launched_again_in_another_shape_runs_in_that_shape()
+    {
+        const string shape = """
+            .visible .entry shape(.param .u64 shape_param_0)
+            {
+            	.reg .b32 %r<7>;
+            	.reg .b64 %rd<5>;
+            	ld.param.u64 %rd1, [shape_param_0];
+            	cvta.to.global.u64 %rd2, %rd1;
+            	mov.u32 %r1, %ctaid.x;
+            	mov.u32 %r2, %ntid.x;
+            	mov.u32 %r3, %tid.x;
+            	mov.u32 %r4, %nctaid.x;
+            	mad.lo.s32 %r5, %r1, %r2, %r3;
+            	mad.lo.s32 %r6, %r4, 1000, %r2;
+            	mul.wide.u32 %rd3, %r5, 4;
+            	add.s64 %rd4, %rd2, %rd3;
+            	st.global.u32 [%rd4], %r6;
+            	ret;
+            }
+            """;
+        var device = Dev.Device();
+        await using var context = Dev.Context(device);
+        var output = context.Allocate(64 * 4);
+        var kernel = context.GetFunction(context.LoadModule(OwnPtx.Module(shape)), "shape");
+        var args = new ParamPacker().Ptr(output).ToArray();
+
+        context.EnqueueLaunch(0, kernel, new LaunchDims(2, 1, 1, 32, 1, 1, 0), args, Dev.Tag("launch"));
+        var first = await Dev.DownloadAsync<uint>(context, output, 64);
+        context.EnqueueLaunch(0, kernel, new LaunchDims(4, 1, 1, 16, 1, 1, 0), args, Dev.Tag("launch"));
+        var second = await Dev.DownloadAsync<uint>(context, output, 64);
+
+        Assert.All(first, v => Assert.Equal(2032u, v));
+        Assert.All(second, v => Assert.Equal(4016u, v));
+        Assert.Null(context.TakeError());
+    }
+
+    [Fact]
     public async Task A_kernel_with_a_builtin_name_and_its_parameters_but_another_body_runs_its_own_body()
     {
         var device = Dev.Device();
