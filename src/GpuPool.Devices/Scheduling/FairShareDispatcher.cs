@@ -242,7 +242,7 @@ public sealed class FairShareDispatcher
                 return ValueTask.CompletedTask;
             }
 
-            var waiter = new Waiter(account);
+            var waiter = new Waiter();
             if (account.Waiters.Count == 0)
             {
                 _backlogged.Add(account);
@@ -419,10 +419,9 @@ public sealed class FairShareDispatcher
         }
     }
 
-    internal sealed class Waiter(Account account) : TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
+    /// <summary>An item waiting for a slot, in its account's queue.</summary>
+    internal sealed class Waiter() : TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
     {
-        public Account Account { get; } = account;
-
         public CancellationTokenRegistration Registration { get; set; }
     }
 }
