@@ -31,7 +31,7 @@ internal sealed unsafe class BlockState : IDisposable
 
     /// <summary>Per group of eight: whether it runs in the vector method (until its threads diverge).</summary>
     private readonly bool[] _inVector;
-    private readonly Vector256<int>[] _groupIds;
+    private readonly int[] _groupIds;
 
     private readonly uint _blockX, _blockY, _blockZ;
     private readonly ulong _dynamicShared;
@@ -58,14 +58,11 @@ internal sealed unsafe class BlockState : IDisposable
         // what the vector code assumes (SimdCompiler's uniform registers).
         _vector = launch.BlockX % Simd.Lanes == 0 ? kernel.Vector : null;
         _inVector = new bool[_threads / Simd.Lanes];
-        _groupIds = new Vector256<int>[_vector is null ? 0 : 4 * _inVector.Length];
+        _groupIds = new int[_vector is null ? 0 : 4 * _inVector.Length];
         for (var g = 0; g < _groupIds.Length / 4; g++)
         {
             var t = g * Simd.Lanes;
-            _groupIds[4 * g] = Vector256.Create([.. Enumerable.Range(t, Simd.Lanes).Select(k => (int)_tid[3 * k])]);
-            _groupIds[(4 * g) + 1] = Vector256.Create([.. Enumerable.Range(t, Simd.Lanes).Select(k => (int)_tid[(3 * k) + 1])]);
-            _groupIds[(4 * g) + 2] = Vector256.Create([.. Enumerable.Range(t, Simd.Lanes).Select(k => (int)_tid[(3 * k) + 2])]);
-            _groupIds[(4 * g) + 3] = Vector256.Create([.. Enumerable.Range(t, Simd.Lanes).Select(k => k & 31)]);
+            (_groupIds[4 * g], _groupIds[(4 * g) + 1], _groupIds[(4 * g) + 2], _groupIds[(4 * g) + 3]) = ((int)_tid[3 * t], (int)_tid[(3 * t) + 1], (int)_tid[(3 * t) + 2], t & 31);
         }
         var sharedBytes = KernelCompiler.Align(kernel.StaticSharedBytes, 16) + launch.DynamicSharedBytes;
         _shared = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(sharedBytes, 16), 64);
@@ -143,7 +140,9 @@ internal sealed unsafe class BlockState : IDisposable
                 }
             }
 
-            for (var t = 0; t < _threads;)
+            // Every group still a vector (the common case): no thread to run alone, none to regroup.
+            var allVector = _vector is not null && Array.IndexOf(_inVector, false) < 0;
+            for (var t = allVector ? _threads : 0; t < _threads;)
             {
                 if (_vector is not null && (t & (Simd.Lanes - 1)) == 0 && _inVector[t / Simd.Lanes])
                 {
@@ -180,21 +179,42 @@ internal sealed unsafe class BlockState : IDisposable
             // The common case, every live thread at a plain bar.sync (each having arrived in this round): all go on.
             if (atBarrier == live)
             {
-                for (var t = 0; t < _threads; t++)
+                GoAll();
+                if (!allVector)
                 {
-                    if (_resume[t] >= 0)
-                    {
-                        Go(t);
-                    }
+                    Regroup();
                 }
 
-                Regroup();
                 continue;
             }
 
             if (!Release() && !ran)
             {
                 throw Deadlock();
+            }
+        }
+    }
+
+    /// <summary>Every live thread goes on after the collective it waits at (<see cref="Go"/>), eight at a time.</summary>
+    private void GoAll()
+    {
+        ref var resume = ref MemoryMarshal.GetArrayDataReference(_resume);
+        ref var at = ref MemoryMarshal.GetArrayDataReference(_at);
+        var t = 0;
+        for (; t + Simd.Lanes <= _threads; t += Simd.Lanes)
+        {
+            var r = Vector256.LoadUnsafe(ref resume, (nuint)t);
+            var a = Vector256.LoadUnsafe(ref at, (nuint)t);
+            var live = Vector256.GreaterThanOrEqual(r, Vector256<int>.Zero);
+            Vector256.ConditionalSelect(live, a + Vector256<int>.One, r).StoreUnsafe(ref resume, (nuint)t);
+            Vector256.ConditionalSelect(live, Vector256.Create(Waiting), a).StoreUnsafe(ref at, (nuint)t);
+        }
+
+        for (; t < _threads; t++)
+        {
+            if (_resume[t] >= 0)
+            {
+                Go(t);
             }
         }
     }
@@ -241,15 +261,19 @@ internal sealed unsafe class BlockState : IDisposable
                 same = _resume[t + l] == resume && _at[t + l] == Waiting;
             }
 
-            // Threads that went their own ways may hold different values in registers the vector code takes as the same
-            // for all eight (each written the same way, but on different paths): then they stay apart.
+            // Threads that went their own ways may hold values in registers the vector code keeps as one scalar (the
+            // same for all eight, or stepping by a constant from lane to lane) that do not follow that shape (each
+            // written the same way, but on different paths): then they stay apart.
             var spill = _context.Spill;
             var registers = _kernel.RegisterCount;
-            foreach (var r in same ? _kernel.VectorUniformAfter[resume - 1] : [])
+            foreach (var (r, stride, wide) in same ? _kernel.VectorScalarsAfter[resume - 1] : [])
             {
+                var first = spill[(t * registers) + r];
                 for (var l = 1; l < Simd.Lanes && same; l++)
                 {
-                    same = spill[((t + l) * registers) + r] == spill[(t * registers) + r];
+                    var expected = first + (ulong)(stride * l);
+                    var value = spill[((t + l) * registers) + r];
+                    same = wide ? value == expected : (uint)value == (uint)expected;
                 }
             }
 
@@ -357,7 +381,7 @@ internal sealed unsafe class BlockState : IDisposable
         var g = t / Simd.Lanes;
         c.GroupBase = t;
         c.Group = g;
-        (c.VTidX, c.VTidY, c.VTidZ, c.VLane) = (_groupIds[4 * g], _groupIds[(4 * g) + 1], _groupIds[(4 * g) + 2], _groupIds[(4 * g) + 3]);
+        (c.GroupTidX, c.GroupTidY, c.GroupTidZ, c.GroupLane) = (_groupIds[4 * g], _groupIds[(4 * g) + 1], _groupIds[(4 * g) + 2], _groupIds[(4 * g) + 3]);
     }
 
     /// <summary>Points the context's thread fields at thread <paramref name="t"/> (a fault's message names it).</summary>

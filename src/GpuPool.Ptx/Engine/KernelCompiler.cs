@@ -211,7 +211,7 @@ internal sealed partial class KernelCompiler
             _unit.CachedSites)
         {
             Vector = vector?.Run,
-            VectorUniformAfter = vector?.UniformAfter ?? [],
+            VectorScalarsAfter = vector?.ScalarsAfter ?? [],
         };
     }
 
@@ -332,6 +332,13 @@ internal sealed partial class KernelCompiler
 
     private void EmitGuarded(PtxInstruction i)
     {
+        if (_vectorEntries && SimdCompiler.MayLeave(i))
+        {
+            var before = _il.DefineLabel();
+            _il.MarkLabel(before);
+            _entries.Add((before, i));
+        }
+
         if (i.Guard is null)
         {
             EmitInstruction(i);
@@ -339,12 +346,6 @@ internal sealed partial class KernelCompiler
         }
 
         var skip = _il.DefineLabel();
-        if (_vectorEntries)
-        {
-            var before = _il.DefineLabel();
-            _il.MarkLabel(before);
-            _entries.Add((before, i));
-        }
 
         LoadRegister(i.Guard.Predicate, Kind.I32);
         _il.Emit(i.Guard.Negated ? OpCodes.Brtrue : OpCodes.Brfalse, skip);
@@ -583,8 +584,8 @@ internal sealed record CompiledKernel(
     /// <summary>The method that runs eight threads at once (<see cref="SimdCompiler"/>), where the kernel has one.</summary>
     public Func<LaneContext, int, int>? Vector { get; init; }
 
-    /// <summary>For each collective, the registers live after it that the vector code takes as the same in all eight threads.</summary>
-    public int[][] VectorUniformAfter { get; init; } = [];
+    /// <summary>For each collective, the registers live after it that the vector code keeps as scalars (uniform or affine).</summary>
+    public ScalarAfter[][] VectorScalarsAfter { get; init; } = [];
 }
 
 /// <summary>

@@ -25,15 +25,16 @@ internal sealed unsafe class LaneContext
 
     /// <summary>Each group's registers where they wait at a barrier in the vector code: two vectors a register.</summary>
     public System.Runtime.Intrinsics.Vector256<long>[] VectorSpill = [];
-    public System.Runtime.Intrinsics.Vector256<int> VTidX, VTidY, VTidZ, VLane;
+    /// <summary>The first of the eight threads' ids and lane (the others follow in x and in lane).</summary>
+    public int GroupTidX, GroupTidY, GroupTidZ, GroupLane;
 
     /// <summary>The block runner's state the vector code keeps up as it goes from group to group within a round.</summary>
     public int[] Resume = [], At = [];
     public bool[] InVector = [];
     public int ArrivedInRound, ExitedInRound;
 
-    /// <summary>Each group's ids and lanes, four vectors a group (the block runner's).</summary>
-    public System.Runtime.Intrinsics.Vector256<int>[] GroupIds = [];
+    /// <summary>Each group's first thread's ids and lane, four a group (the block runner's).</summary>
+    public int[] GroupIds = [];
     public byte* Shared;
     public ulong SharedBytes;
     public byte* Local;

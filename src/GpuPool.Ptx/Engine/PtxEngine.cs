@@ -167,11 +167,7 @@ public sealed class PtxKernel
         }
     }
 
-    /// <summary>
-    /// Runs the launch to its end, its blocks spread over <see cref="PtxLaunch.Parallelism"/> workers. <paramref name="symbols"/>
-    /// are the device addresses of the module's variables (<see cref="PtxModuleProgram.Variables"/>). A fault of any thread
-    /// stops every block and is thrown as <see cref="PtxFault"/>.
-    /// </summary>
+    /// <summary>The printf text of a launch's blocks in block order, within the launch's limit, and a line for what was dropped.</summary>
     private static string Printed(System.Collections.Concurrent.ConcurrentDictionary<long, (string Text, long Dropped)> printed)
     {
         var text = new System.Text.StringBuilder();
@@ -197,6 +193,11 @@ public sealed class PtxKernel
         return text.ToString();
     }
 
+    /// <summary>
+    /// Runs the launch to its end, its blocks spread over <see cref="PtxLaunch.Parallelism"/> workers. <paramref name="symbols"/>
+    /// are the device addresses of the module's variables (<see cref="PtxModuleProgram.Variables"/>). A fault of any thread
+    /// stops every block and is thrown as <see cref="PtxFault"/>.
+    /// </summary>
     public unsafe void Launch(PtxLaunch launch, ReadOnlySpan<byte> parameters, ulong[] symbols)
     {
         ArgumentNullException.ThrowIfNull(launch);
@@ -224,8 +225,10 @@ public sealed class PtxKernel
             parameters.CopyTo(new Span<byte>(block, parameters.Length));
             var control = new LaunchControl();
             using var deadline = DeadlineWatch.Start(control, launch.Deadline);
-            var next = -1L;
+            var next = 0L;
+            var done = 0L;
             var workers = (int)Math.Min(Math.Max(1, launch.Parallelism), blocks);
+            var chunk = Math.Clamp(blocks / (workers * 16L), 1, 64);
             Exception? failure = null;
             var run = (nint)block;
             // Made when a block first prints: most launches print nothing, and a concurrent dictionary is not free.
@@ -239,16 +242,23 @@ public sealed class PtxKernel
                     ? kept.Rebind(launch, control, (byte*)run, symbols)
                     : new BlockState(kernel, launch, control, (byte*)run, symbols);
                 long b = -1;
+                var ran = 0L;
                 var clean = false;
                 try
                 {
-                    while ((b = Interlocked.Increment(ref next)) < blocks && Volatile.Read(ref control.Stop) == 0)
+                    // Runs of consecutive blocks: each worker's accesses stay sequential where the blocks' are (what the
+                    // cores' prefetchers follow), and the shared counter is touched once a run.
+                    for (long first; (first = Interlocked.Add(ref next, chunk) - chunk) < blocks;)
                     {
-                        var x = (uint)(b % launch.GridX);
-                        var y = (uint)(b / launch.GridX % launch.GridY);
-                        var z = (uint)(b / ((long)launch.GridX * launch.GridY));
-                        state.Run(x, y, z);
-                        Keep(b, state);
+                        for (b = first; b < Math.Min(first + chunk, blocks) && Volatile.Read(ref control.Stop) == 0; b++)
+                        {
+                            var x = (uint)(b % launch.GridX);
+                            var y = (uint)(b / launch.GridX % launch.GridY);
+                            var z = (uint)(b / ((long)launch.GridX * launch.GridY));
+                            state.Run(x, y, z);
+                            Keep(b, state);
+                            ran++;
+                        }
                     }
 
                     clean = true;
@@ -261,6 +271,8 @@ public sealed class PtxKernel
                 }
                 finally
                 {
+                    Interlocked.Add(ref done, ran);
+
                     // Kept only after a clean run, and only one (the others' memory goes now).
                     if (!clean || Interlocked.CompareExchange(ref _spare, state.Detach(), null) is not null)
                     {
@@ -303,7 +315,7 @@ public sealed class PtxKernel
                 throw failure is PtxFault ? failure : new PtxFault(PtxFaultKind.Trap, $"kernel {Name} failed: {failure.Message}");
             }
 
-            if (Volatile.Read(ref control.Stop) != 0 && Interlocked.Read(ref next) < blocks)
+            if (Volatile.Read(ref control.Stop) != 0 && Interlocked.Read(ref done) < blocks)
             {
                 throw new PtxFault(PtxFaultKind.Timeout, $"kernel {Name}: the launch ran past its deadline of {launch.Deadline.TotalSeconds:0.###} s and was stopped");
             }

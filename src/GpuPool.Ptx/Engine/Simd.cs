@@ -78,6 +78,12 @@ internal static unsafe class Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vec8L ShlI64(Vec8L a, int count) => new(Vector256.ShiftLeft(a.Lo, count), Vector256.ShiftLeft(a.Hi, count));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec8L ShrU64(Vec8L a, int count) => new(Vector256.ShiftRightLogical(a.Lo, count), Vector256.ShiftRightLogical(a.Hi, count));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec8L ShrS64(Vec8L a, int count) => new(Vector256.ShiftRightArithmetic(a.Lo, count), Vector256.ShiftRightArithmetic(a.Hi, count));
+
     /// <summary>cvt.s64.s32 (and mul.wide's operands): each lane sign-extended.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vec8L WidenS32(Vector256<int> a)
@@ -327,7 +333,7 @@ internal static unsafe class Simd
 
         c.Group = g;
         c.GroupBase = g * Lanes;
-        (c.VTidX, c.VTidY, c.VTidZ, c.VLane) = (c.GroupIds[4 * g], c.GroupIds[(4 * g) + 1], c.GroupIds[(4 * g) + 2], c.GroupIds[(4 * g) + 3]);
+        (c.GroupTidX, c.GroupTidY, c.GroupTidZ, c.GroupLane) = (c.GroupIds[4 * g], c.GroupIds[(4 * g) + 1], c.GroupIds[(4 * g) + 2], c.GroupIds[(4 * g) + 3]);
         return true;
     }
 
@@ -366,13 +372,137 @@ internal static unsafe class Simd
             {
                 c.Group = g;
                 c.GroupBase = t;
-                (c.VTidX, c.VTidY, c.VTidZ, c.VLane) = (c.GroupIds[4 * g], c.GroupIds[(4 * g) + 1], c.GroupIds[(4 * g) + 2], c.GroupIds[(4 * g) + 3]);
+                (c.GroupTidX, c.GroupTidY, c.GroupTidZ, c.GroupLane) = (c.GroupIds[4 * g], c.GroupIds[(4 * g) + 1], c.GroupIds[(4 * g) + 2], c.GroupIds[(4 * g) + 3]);
                 return c.Resume[t];
             }
         }
 
         return -1;
     }
+
+    // ---- scalar registers: a uniform or affine register's first lane -------------------------------------------
+
+    /// <summary>The eight lanes of an affine 32-bit register: its first lane plus each lane's multiple of the stride (<paramref name="ramp"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> AffineI32(int first, Vector256<int> ramp) => Vector256.Create(first) + ramp;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec8L AffineI64(long first, Vector256<long> rampLo, Vector256<long> rampHi)
+    {
+        var b = Vector256.Create(first);
+        return new(b + rampLo, b + rampHi);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int FirstI32(Vector256<int> v) => v.ToScalar();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float FirstF32(Vector256<float> v) => v.ToScalar();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static long FirstI64(Vec8L v) => v.Lo.ToScalar();
+
+    /// <summary>The last lane: what stays where eight threads store to one place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int LastLane(Vector256<int> v) => v.GetElement(Lanes - 1);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float IntBitsF32(int bits) => BitConverter.Int32BitsToSingle(bits);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int F32IntBits(float value) => BitConverter.SingleToInt32Bits(value);
+
+    /// <summary>Whether an unsigned 32-bit index whose lanes step by <paramref name="stride"/> from <paramref name="first"/> stays in range over the eight (then its widening steps alike).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool WidensU32(int first, long stride) => (ulong)((long)(uint)first + (7 * stride)) <= uint.MaxValue;
+
+    /// <summary>The same for a signed index.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool WidensS32(int first, long stride) => (long)first + (7 * stride) is >= int.MinValue and <= int.MaxValue;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int ParamI32(LaneContext c, int offset) => *(int*)(c.Params + offset);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static long ParamI64(LaneContext c, int offset) => *(long*)(c.Params + offset);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ParamF32(LaneContext c, int offset) => *(float*)(c.Params + offset);
+
+    /// <summary>An affine register's lanes into each thread's 64-bit slot, as the scalar code keeps them (32-bit values sign-extended).</summary>
+    public static void SpillAffineI32(LaneContext c, long first, long stride, int register, int registers)
+    {
+        for (var l = 0; l < Lanes; l++)
+        {
+            c.Spill[((c.GroupBase + l) * registers) + register] = (ulong)(long)(int)(first + (stride * l));
+        }
+    }
+
+    public static void SpillAffineI64(LaneContext c, long first, long stride, int register, int registers)
+    {
+        for (var l = 0; l < Lanes; l++)
+        {
+            c.Spill[((c.GroupBase + l) * registers) + register] = (ulong)(first + (stride * l));
+        }
+    }
+
+    /// <summary>A scalar register's first lane into the group's vector slot, where it waits at a barrier.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StashScalar(LaneContext c, long bits, int register, int registers) => c.VectorSpill[2 * ((c.Group * registers) + register)] = Vector256.CreateScalarUnsafe(bits);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static long UnstashScalar(LaneContext c, int register, int registers) => c.VectorSpill[2 * ((c.Group * registers) + register)].ToScalar();
+
+    /// <summary>A scalar register from the group's first thread's slot (the block runner checked that the other seven follow it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static long ReloadScalar(LaneContext c, int register, int registers) => (long)c.Spill[(c.GroupBase * registers) + register];
+
+    // ---- accesses at a scalar address: checked once for the eight -------------------------------------------------
+
+    /// <summary>
+    /// A site's cache missed at <paramref name="address"/>: it takes the allocation of the lease that holds the address,
+    /// where one does (the access itself is then made and checked by the scalar code).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Refill(LaneContext c, long address, int slot)
+    {
+        if (c.Memory.TryFind((ulong)address, out var start, out var end))
+        {
+            c.SiteCache[slot] = (long)start;
+            c.SiteCache[slot + 1] = (long)(end - start);
+        }
+    }
+
+    /// <summary>A 64-bit shared address as an offset in the window, or -1 (which fits no window) where it is past an int.</summary>
+    public static int SharedOffset(long address) => (ulong)address <= int.MaxValue ? (int)address : -1;
+
+    /// <summary>Whether [offset, offset + bytes) lies in the block's shared window, offset aligned to 4.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool SharedFits(LaneContext c, int offset, int bytes) => (ulong)(uint)offset + (ulong)bytes <= c.SharedBytes && (offset & 3) == 0;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> LoadAt(long address) => Vector256.Load((int*)address);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreAt(long address, Vector256<int> value) => value.Store((int*)address);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> LoadSharedAt(LaneContext c, int offset) => Vector256.Load((int*)(c.Shared + (uint)offset));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreSharedAt(LaneContext c, int offset, Vector256<int> value) => value.Store((int*)(c.Shared + (uint)offset));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int LoadScalarAt(long address) => *(int*)address;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreScalarAt(long address, int value) => *(int*)address = value;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int LoadSharedScalar(LaneContext c, int offset) => *(int*)(c.Shared + (uint)offset);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreSharedScalar(LaneContext c, int offset, int value) => *(int*)(c.Shared + (uint)offset) = value;
 
     // ---- memory ----------------------------------------------------------------------------------------------
 
@@ -478,24 +608,6 @@ internal static unsafe class Simd
         }
     }
 
-    /// <summary>A 4-byte global (or generic) load at an address the eight share (a uniform register): one load.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> LoadGlobal32Uniform(LaneContext c, Vec8L address, int site, int slot, bool generic)
-    {
-        var a0 = address.Lo.GetElement(0);
-        return Vector256.Create(*(int*)(Fits(c, a0, 4, slot) ? (nint)a0 : Checked(c, 0, a0, 4, site, slot, generic)));
-    }
-
-    /// <summary>A 4-byte shared load at an offset the eight share (a uniform register): one load.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> LoadShared32Uniform(LaneContext c, Vector256<int> offset, int site)
-    {
-        var o0 = offset.GetElement(0);
-        return (ulong)(uint)o0 + 4 <= c.SharedBytes && (o0 & 3) == 0
-            ? Vector256.Create(*(int*)(c.Shared + o0))
-            : Vector256.Create(*(int*)SharedChecked(c, 0, o0, site));
-    }
-
     /// <summary>A 4-byte load of eight threads from the kernel's parameters at a constant offset checked when compiled.</summary>
     public static Vector256<int> LoadParam32(LaneContext c, int offset) => Vector256.Create(*(int*)(c.Params + offset));
 
@@ -511,7 +623,7 @@ internal static unsafe class Simd
 
     /// <summary>Whether [a0, a0 + bytes) lies in the allocation the site last hit, a0 aligned to 4.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool Fits(LaneContext c, long a0, int bytes, int slot)
+    public static bool Fits(LaneContext c, long a0, int bytes, int slot)
     {
         // The slot is one the compiler numbered, below the cache's length (2 × the kernel's cached sites).
         ref var entry = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(c.SiteCache), slot);

@@ -7,12 +7,18 @@ using GpuPool.Ptx.Syntax;
 namespace GpuPool.Ptx.Engine;
 
 /// <summary>
-/// Compiles a kernel a second time, to run eight consecutive threads of a block at once, each PTX register a vector of
-/// their eight values (<see cref="Simd"/>): the approach of POCL's and CuPBoP's work-group vectorisation, for the code
-/// where the eight go the same way. A guarded instruction whose predicate differs between them is where they diverge:
-/// the code hands their registers to their scalar slots and each goes on alone in the scalar method, from an entry the
-/// scalar compiler made before that instruction. A kernel with anything this compiler does not vectorise (an
-/// instruction, a type, local memory, a call, a collective other than bar.sync) gets no vector method at all.
+/// Compiles a kernel a second time, to run eight consecutive threads of a block at once: the approach of POCL's and
+/// CuPBoP's work-group vectorisation, for the code where the eight go the same way. Each register has a shape
+/// (<see cref="ShapeAnalysis"/>): a varying one is a vector of the eight values (<see cref="Simd"/>); a uniform or affine
+/// one (the same value in all eight, or the first lane's plus a constant step per lane, as an index from %tid.x is) is one
+/// scalar, its first lane's value, so the address arithmetic of most kernels is scalar, and an access whose address steps
+/// by its size from lane to lane is one bounds check and one vector access. A guarded instruction whose predicate differs
+/// between the eight is where they diverge, and an access that the fast check does not pass (its allocation not the one
+/// its site last hit, misaligned, out of bounds, lanes whose 32-bit index wraps) is where they leave: the code hands
+/// their registers to their scalar slots and each goes on alone in the scalar method, from an entry the scalar compiler
+/// made before that instruction (<see cref="MayLeave"/>), which checks and faults as it always does. A kernel with
+/// anything this compiler does not vectorise (an instruction, a type, local memory, a call, a collective other than
+/// bar.sync) gets no vector method at all.
 /// </summary>
 /// <remarks>
 /// The method is <c>int Run(LaneContext group, int resume)</c>, resume 0 at the start and k+1 after collective k, as
@@ -38,7 +44,21 @@ internal sealed class SimdCompiler
     private readonly HashSet<string> _marked = new(StringComparer.Ordinal);
     private readonly List<(Label After, PtxInstruction At)> _collectives = [];
     private readonly Label _stop;
-    private readonly HashSet<string> _varying;
+    private readonly Dictionary<string, Shape> _shapes;
+
+    /// <summary>Where the eight leave the vector code before an instruction (out of the hot path, at the method's end).</summary>
+    private readonly List<(Label Stub, PtxInstruction At, int Refill)> _leaves = [];
+
+    /// <summary>
+    /// The accesses checked since the last label, by base register, offset, window (shared or not) and bytes: code that
+    /// goes on past a check passed it (a failed one leaves), so another access there needs none until the register is
+    /// written again.
+    /// </summary>
+    private readonly HashSet<(string Base, long Offset, bool Shared, int Bytes)> _checked = [];
+    private IReadOnlyList<PtxStatement> _block = [];
+    private int _at;
+    private LocalBuilder? _address64;
+    private LocalBuilder? _address32;
 
     /// <summary>
     /// For a kernel without barriers: the group that ends goes on to the next of its block here, in the method, rather
@@ -81,7 +101,7 @@ internal sealed class SimdCompiler
         _method.InitLocals = false;
         _il = _method.GetILGenerator();
         _stop = _il.DefineLabel();
-        _varying = Varying(kernel.Body!);
+        _shapes = ShapeAnalysis.Analyze(kernel.Body!);
         _loop = !Opcodes(kernel.Body!).Any(o => o is "bar" or "barrier");
         _hoisted = _loop ? Hoisted(kernel.Body!) : [];
         _hoistedSet = new HashSet<PtxInstruction>(_hoisted, ReferenceEqualityComparer.Instance);
@@ -91,71 +111,13 @@ internal sealed class SimdCompiler
     }
 
     /// <summary>
-    /// The registers whose eight values may differ (by name: a name declared in two scopes counts as one, which can only
-    /// add to the set). The rest are uniform: written only from uniform operands — immediates, parameters, module
-    /// addresses, the block's ids and sizes, %tid.y and %tid.z (the vector code runs only where a group shares them) —
-    /// by instructions that give equal results for equal operands, so a load through one is one load for all eight.
-    /// Guards need no care: in the vector code a guard is uniform, or the threads have left it.
+    /// Whether the vector code may leave its threads to the scalar code before <paramref name="i"/>, so the scalar
+    /// compiler makes an entry there: a guarded instruction (where they may diverge), a memory access (where a fast
+    /// check may fail) and a widening of a 32-bit index (where its lanes may wrap).
     /// </summary>
-    private static HashSet<string> Varying(IReadOnlyList<PtxStatement> body)
-    {
-        var instructions = new List<PtxInstruction>();
-        void Collect(IReadOnlyList<PtxStatement> statements)
-        {
-            foreach (var statement in statements)
-            {
-                if (statement is PtxInstruction i)
-                {
-                    instructions.Add(i);
-                }
-                else if (statement is PtxBlock b)
-                {
-                    Collect(b.Body);
-                }
-            }
-        }
+    public static bool MayLeave(PtxInstruction i)
+        => i.Guard is not null || (i.Opcode is "ld" or "st" && !i.Has("param")) || ShapeAnalysis.Widens(i) || (i.Opcode == "mul" && i.Has("wide"));
 
-        Collect(body);
-        var varying = new HashSet<string>(StringComparer.Ordinal);
-        bool Varies(PtxOperand operand) => operand switch
-        {
-            PtxRegister r => varying.Contains(r.Name) || r.Name is "%tid.x" or "%laneid" or "%clock" or "%clock64" or "%globaltimer",
-            PtxAddress { Base: { } b } => Varies(b),
-            PtxNot n => Varies(n.Operand),
-            PtxVector v => v.Elements.Any(Varies),
-            _ => false,
-        };
-
-        for (var changed = true; changed;)
-        {
-            changed = false;
-            foreach (var i in instructions)
-            {
-                if (i.Operands.Count == 0 || i.Opcode is "st" or "bra" or "ret" or "exit" or "bar" or "barrier" || i.Operands[0] is not PtxRegister d)
-                {
-                    continue;
-                }
-
-                if (!varying.Contains(d.Name) && (i.Operands.Skip(1).Any(Varies) || i.Opcode is not ("mov" or "ld" or "add" or "sub" or "mul" or "mad" or "fma" or "div"
-                    or "sqrt" or "neg" or "abs" or "not" or "min" or "max" or "shl" or "shr" or "and" or "or" or "xor" or "setp" or "selp" or "cvta" or "cvt")))
-                {
-                    varying.Add(d.Name);
-                    changed = true;
-                }
-            }
-        }
-
-        return varying;
-    }
-
-    /// <summary>
-    /// For a kernel without barriers, whose groups loop in the method: the top-level instructions that give every group
-    /// of a block the same value, which the method then computes once for the block (loop-invariant code motion over
-    /// the group loop) — an unguarded, pure instruction that cannot fault (arithmetic other than division, mov, cvt,
-    /// cvta, ld.param), whose operands are constants, the block's ids and sizes (never %tid, %laneid or a clock) or
-    /// registers so computed, and whose destination is written nowhere else in the kernel, so that the value it leaves
-    /// holds wherever the body reads it. Only the group loop skips the prologue: every entry at resume 0 runs it.
-    /// </summary>
     private static List<PtxInstruction> Hoisted(IReadOnlyList<PtxStatement> body)
     {
         var writes = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -226,9 +188,9 @@ internal sealed class SimdCompiler
 
     /// <summary>
     /// The vector method, or null where the kernel has something this compiler does not vectorise; with it, for each
-    /// collective, the registers live after it that the method takes as uniform.
+    /// collective, the registers live after it that the method keeps as scalars (see <see cref="ScalarAfter"/>).
     /// </summary>
-    public static (Func<LaneContext, int, int> Run, int[][] UniformAfter)? TryCompile(
+    public static (Func<LaneContext, int, int> Run, ScalarAfter[][] ScalarsAfter)? TryCompile(
         ModuleLayout module,
         PtxFunction kernel,
         Liveness liveness,
@@ -252,12 +214,14 @@ internal sealed class SimdCompiler
         }
     }
 
-    private (Func<LaneContext, int, int>, int[][]) Build()
+    private (Func<LaneContext, int, int>, ScalarAfter[][]) Build()
     {
         _scopes.Add(new(StringComparer.Ordinal));
 
         // The carry flag's slot, which this code never uses (an instruction with a carry is not vectorised).
-        _slots.Add(new Slot(Kind.I32, null));
+        _slots.Add(new Slot(Kind.I32, null, Shape.Varying));
+        _address64 = _il.DeclareLocal(typeof(long));
+        _address32 = _il.DeclareLocal(typeof(int));
         var dispatch = _dispatch;
         var start = _il.DefineLabel();
         var prologue = _il.DefineLabel();
@@ -316,6 +280,22 @@ internal sealed class SimdCompiler
             throw new NotVectorised();
         }
 
+        foreach (var (stub, at, refill) in _leaves)
+        {
+            _il.MarkLabel(stub);
+            if (refill >= 0)
+            {
+                // A global access whose site's cache missed: the cache learns the allocation the address is in (if
+                // any) for the next group, and the scalar code makes this access, checked, thread by thread.
+                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldloc, _address64!);
+                _il.Emit(OpCodes.Ldc_I4, refill);
+                Call(nameof(Simd.Refill));
+            }
+
+            EmitLeave(at);
+        }
+
         // Resume k+1: after collective k from the vector slots; 1+K+k: from each thread's scalar slots, for a group that
         // diverged before and whose threads meet again at that barrier.
         var stubs = new Label[2 * _collectives.Count];
@@ -336,14 +316,18 @@ internal sealed class SimdCompiler
         _il.Emit(OpCodes.Ldarg_1);
         _il.Emit(OpCodes.Switch, [start, .. stubs]);
         _il.Emit(OpCodes.Br, start);
-        var uniformAfter = _collectives.Select(c => _liveness.LiveOut(c.At).Where(r => _slots[r].Name is { } n && !_varying.Contains(n)).ToArray()).ToArray();
-        return (_method.CreateDelegate<Func<LaneContext, int, int>>(), uniformAfter);
+        var scalarsAfter = _collectives
+            .Select(c => _liveness.LiveOut(c.At).Where(r => _slots[r].Scalar).Select(r => new ScalarAfter(r, _slots[r].Shape.Stride, _slots[r].Kind == Kind.I64)).ToArray())
+            .ToArray();
+        return (_method.CreateDelegate<Func<LaneContext, int, int>>(), scalarsAfter);
     }
 
     private void EmitBody(IReadOnlyList<PtxStatement> body)
     {
-        foreach (var statement in body)
+        for (var at = 0; at < body.Count; at++)
         {
+            var statement = body[at];
+            (_block, _at) = (body, at);
             switch (statement)
             {
                 case PtxRegisterDeclaration r:
@@ -354,21 +338,36 @@ internal sealed class SimdCompiler
                 case PtxLabel l:
                     _il.MarkLabel(LabelOf(l.Name));
                     _marked.Add(l.Name);
+                    _checked.Clear();
                     break;
                 case PtxBlock b:
+                    // A name of the inner scope may stand for another register than the same name outside it.
+                    _checked.Clear();
                     _scopes.Add(new(StringComparer.Ordinal));
                     EmitBody(b.Body);
                     _scopes.RemoveAt(_scopes.Count - 1);
+                    _checked.Clear();
                     break;
                 case PtxInstruction i when _hoistedSet.Contains(i):
                     break;
                 case PtxInstruction i:
                     _current = i;
                     EmitGuarded(i);
+                    Written(i);
                     break;
                 default:
                     throw new NotVectorised();
             }
+        }
+    }
+
+    /// <summary>The checks through a register that <paramref name="i"/> writes no longer hold.</summary>
+    private void Written(PtxInstruction i)
+    {
+        if (i.Operands.Count > 0 && i.Opcode is not ("st" or "bra" or "ret" or "exit" or "bar" or "barrier"))
+        {
+            var written = Destinations(i.Operands[0]).ToHashSet(StringComparer.Ordinal);
+            _checked.RemoveWhere(c => written.Contains(c.Base));
         }
     }
 
@@ -386,7 +385,14 @@ internal sealed class SimdCompiler
             : Enumerable.Range(0, declaration.Count).Select(i => declaration.Name + i.ToString(CultureInfo.InvariantCulture));
         foreach (var name in names)
         {
-            var slot = new Slot(kind, _il.DeclareLocal(VectorType(kind)), name);
+            // A register never written is uniform (its value is undefined, and the same undefined value for all eight).
+            var shape = _shapes.TryGetValue(name, out var s) ? s : Shape.Uniform;
+            if (kind == Kind.F32 && !shape.Varies && shape.Stride != 0)
+            {
+                shape = Shape.Varying;
+            }
+
+            var slot = new Slot(kind, _il.DeclareLocal(shape.Varies ? VectorType(kind) : ScalarType(kind)), shape, name);
             _slots.Add(slot);
             _scopes[^1][name] = slot;
         }
@@ -400,6 +406,14 @@ internal sealed class SimdCompiler
         _ => throw new NotVectorised(),
     };
 
+    private static Type ScalarType(Kind kind) => kind switch
+    {
+        Kind.I32 => typeof(int),
+        Kind.F32 => typeof(float),
+        Kind.I64 => typeof(long),
+        _ => throw new NotVectorised(),
+    };
+
     // ---- control --------------------------------------------------------------------------------------------
 
     private void EmitGuarded(PtxInstruction i)
@@ -410,27 +424,52 @@ internal sealed class SimdCompiler
             return;
         }
 
-        // All eight agree: run it (or not) for all; else they diverge here, each to go on alone.
         var skip = _il.DefineLabel();
+        var predicate = Find(i.Guard.Predicate);
+        if (predicate.Scalar)
+        {
+            // A uniform guard: all eight run it, or none does.
+            _il.Emit(OpCodes.Ldloc, predicate.Local!);
+            _il.Emit(i.Guard.Negated ? OpCodes.Brtrue : OpCodes.Brfalse, skip);
+            EmitInstruction(i);
+            _il.MarkLabel(skip);
+            return;
+        }
+
+        // All eight agree: run it (or not) for all; else they diverge here, each to go on alone.
         var run = _il.DefineLabel();
-        var diverge = _il.DefineLabel();
-        LoadSlot(Find(i.Guard.Predicate), Kind.I32);
+        LoadSlot(predicate, Kind.I32);
         Call(nameof(Simd.Uniform));
         _il.Emit(OpCodes.Switch, i.Guard.Negated ? [run, skip] : [skip, run]);
-        _il.Emit(OpCodes.Br, diverge);
-        _il.MarkLabel(diverge);
-        if (!_entries.TryGetValue(i, out var entry))
+        _il.Emit(OpCodes.Br, LeaveStub());
+        _il.MarkLabel(run);
+        EmitInstruction(i);
+        _il.MarkLabel(skip);
+    }
+
+    /// <summary>A label that leaves the vector code before the current instruction (see <see cref="EmitLeave"/>).</summary>
+    private Label LeaveStub(int refill = -1)
+    {
+        if (!_entries.ContainsKey(_current))
         {
             throw new NotVectorised();
         }
 
-        foreach (var r in _liveness.LiveIn(i))
+        var stub = _il.DefineLabel();
+        _leaves.Add((stub, _current, refill));
+        return stub;
+    }
+
+    /// <summary>The eight hand their registers to their scalar slots and go on alone from the scalar entry before <paramref name="at"/>.</summary>
+    private void EmitLeave(PtxInstruction at)
+    {
+        foreach (var r in _liveness.LiveIn(at))
         {
             Spill(r);
         }
 
         _il.Emit(OpCodes.Ldarg_0);
-        _il.Emit(OpCodes.Ldc_I4, entry);
+        _il.Emit(OpCodes.Ldc_I4, _entries[at]);
         Call(nameof(Simd.Leave));
         if (_loop)
         {
@@ -441,13 +480,15 @@ internal sealed class SimdCompiler
             _il.Emit(OpCodes.Pop);
             _il.Emit(OpCodes.Br, _nextInRound);
         }
-        _il.MarkLabel(run);
-        EmitInstruction(i);
-        _il.MarkLabel(skip);
     }
 
     private void EmitInstruction(PtxInstruction i)
     {
+        if (i.Operands.Count > 0 && i.Operands[0] is PtxRegister d && FindOrNull(d.Name) is { Scalar: true } slot && TryEmitScalar(i, slot))
+        {
+            return;
+        }
+
         switch (i.Opcode)
         {
             case "bra":
@@ -479,6 +520,7 @@ internal sealed class SimdCompiler
                 _il.Emit(OpCodes.Br, _nextInRound);
                 _il.MarkLabel(after);
                 _collectives.Add((after, i));
+                _checked.Clear();
                 return;
             case "mov" when i.Operands.Count == 2:
                 var kind = KindOf(Type(i));
@@ -529,6 +571,236 @@ internal sealed class SimdCompiler
         _il.Emit(OpCodes.Br, _nextInRound);
     }
 
+    // ---- scalar code: registers kept as their first lane's value --------------------------------------------
+
+    /// <summary>
+    /// The instructions whose scalar form gives a scalar register its first lane's value: integer ring operations (a
+    /// lane-wise operation's first lane is the operation on the operands' first lanes; the stride is the analysis's),
+    /// moves, parameter loads and loads at an address the eight share. Anything else writing a scalar register (a uniform
+    /// comparison, a uniform float operation) runs as a vector, and the register keeps its first lane.
+    /// </summary>
+    private bool TryEmitScalar(PtxInstruction i, Slot destination)
+    {
+        var type = Type(i);
+        var kind = KindOf(type);
+        var sources = i.Operands.Skip(1).ToArray();
+        var plain = i.Modifiers.All(m => m == type);
+        switch (i.Opcode)
+        {
+            case "mov" when sources.Length == 1:
+                LoadScalar(sources[0], kind);
+                break;
+            case "cvta" when i.Has("u64") && i.Has("global") && sources.Length == 1:
+                LoadScalar(sources[0], Kind.I64);
+                break;
+            case "ld" when i.Has("param"):
+                var (_, loaded) = Access(i);
+                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldc_I4, ParamOffset(sources[0], PtxTypes.SizeOf(loaded)));
+                Call(kind switch { Kind.I64 => nameof(Simd.ParamI64), Kind.F32 => nameof(Simd.ParamF32), _ => nameof(Simd.ParamI32) });
+                break;
+            case "ld":
+                var (space, _) = Access(i);
+                if (kind == Kind.I64 || !ShapeOf(sources[0]).IsUniform)
+                {
+                    return false;
+                }
+
+                EmitUniformAccess(sources[0], space, load: true);
+                if (kind == Kind.F32)
+                {
+                    Call(nameof(Simd.IntBitsF32));
+                }
+
+                break;
+            case "add" or "sub" when kind != Kind.F32 && plain && sources.Length == 2:
+                LoadScalar(sources[0], kind);
+                LoadScalar(sources[1], kind);
+                _il.Emit(i.Opcode == "add" ? OpCodes.Add : OpCodes.Sub);
+                break;
+            case "mul" when kind != Kind.F32 && i.Has("lo") && i.Modifiers.Count == 2 && sources.Length == 2:
+                LoadScalar(sources[0], kind);
+                LoadScalar(sources[1], kind);
+                _il.Emit(OpCodes.Mul);
+                break;
+            case "mad" when kind != Kind.F32 && i.Has("lo") && i.Modifiers.Count == 2 && sources.Length == 3:
+                LoadScalar(sources[0], kind);
+                LoadScalar(sources[1], kind);
+                _il.Emit(OpCodes.Mul);
+                LoadScalar(sources[2], kind);
+                _il.Emit(OpCodes.Add);
+                break;
+            case "mul" when kind == Kind.I32 && i.Has("wide") && i.Modifiers.Count == 2 && sources.Length == 2:
+                var signed = type == "s32";
+                CheckWidening(sources[0], signed);
+                CheckWidening(sources[1], signed);
+                LoadScalar(sources[0], Kind.I32);
+                _il.Emit(signed ? OpCodes.Conv_I8 : OpCodes.Conv_U8);
+                LoadScalar(sources[1], Kind.I32);
+                _il.Emit(signed ? OpCodes.Conv_I8 : OpCodes.Conv_U8);
+                _il.Emit(OpCodes.Mul);
+                kind = Kind.I64;
+                break;
+            case "shl" when kind != Kind.F32 && plain && sources is [_, PtxInteger { Value: >= 0 } count] && count.Value < (kind == Kind.I64 ? 64 : 32):
+                LoadScalar(sources[0], kind);
+                _il.Emit(OpCodes.Ldc_I4, (int)count.Value);
+                _il.Emit(OpCodes.Shl);
+                break;
+            case "neg" or "not" when kind != Kind.F32 && type != "pred" && plain && sources.Length == 1:
+                LoadScalar(sources[0], kind);
+                _il.Emit(i.Opcode == "neg" ? OpCodes.Neg : OpCodes.Not);
+                break;
+            case "cvt" when ShapeAnalysis.Widens(i) && sources.Length == 1:
+                CheckWidening(sources[0], signed: i.Has("s32"));
+                LoadScalar(sources[0], Kind.I32);
+                _il.Emit(i.Has("s32") ? OpCodes.Conv_I8 : OpCodes.Conv_U8);
+                kind = Kind.I64;
+                break;
+            case "cvt" when string.Join('.', i.Modifiers) is "u32.u64" or "s32.s64" or "u32.s64" or "s32.u64" && sources.Length == 1:
+                LoadScalar(sources[0], Kind.I64);
+                _il.Emit(OpCodes.Conv_I4);
+                kind = Kind.I32;
+                break;
+            default:
+                return false;
+        }
+
+        StoreScalar(destination, kind);
+        return true;
+    }
+
+    /// <summary>
+    /// A 32-bit index widened to 64 bits keeps its stride only where its eight lanes do not wrap around 2^32 (2^31
+    /// signed): checked here, the eight leaving the vector code where they do.
+    /// </summary>
+    private void CheckWidening(PtxOperand source, bool signed)
+    {
+        var shape = ShapeOf(source);
+        if (shape.Stride == 0)
+        {
+            return;
+        }
+
+        LoadScalar(source, Kind.I32);
+        _il.Emit(OpCodes.Ldc_I8, shape.Stride);
+        Call(signed ? nameof(Simd.WidensS32) : nameof(Simd.WidensU32));
+        _il.Emit(OpCodes.Brfalse, LeaveStub());
+    }
+
+    /// <summary>Pushes an operand's first lane as <paramref name="kind"/> (int, float or long): a scalar register, a special register, an immediate or a symbol.</summary>
+    private void LoadScalar(PtxOperand operand, Kind kind)
+    {
+        switch (operand)
+        {
+            case PtxRegister r when FindOrNull(r.Name) is { } slot:
+                if (!slot.Scalar)
+                {
+                    throw new NotVectorised();
+                }
+
+                _il.Emit(OpCodes.Ldloc, slot.Local!);
+                ConvertScalar(slot.Kind, kind);
+                return;
+            case PtxRegister r when kind == Kind.I32:
+                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldfld, typeof(LaneContext).GetField(r.Name switch
+                {
+                    "%tid.x" => nameof(LaneContext.GroupTidX),
+                    "%tid.y" => nameof(LaneContext.GroupTidY),
+                    "%tid.z" => nameof(LaneContext.GroupTidZ),
+                    "%laneid" => nameof(LaneContext.GroupLane),
+                    "%ntid.x" => nameof(LaneContext.NtidX),
+                    "%ntid.y" => nameof(LaneContext.NtidY),
+                    "%ntid.z" => nameof(LaneContext.NtidZ),
+                    "%ctaid.x" => nameof(LaneContext.CtaX),
+                    "%ctaid.y" => nameof(LaneContext.CtaY),
+                    "%ctaid.z" => nameof(LaneContext.CtaZ),
+                    "%nctaid.x" => nameof(LaneContext.NctaX),
+                    "%nctaid.y" => nameof(LaneContext.NctaY),
+                    "%nctaid.z" => nameof(LaneContext.NctaZ),
+                    _ => throw new NotVectorised(),
+                })!);
+                return;
+            case PtxInteger n when kind == Kind.F32:
+                _il.Emit(OpCodes.Ldc_R4, (float)n.Value);
+                return;
+            case PtxInteger n:
+                EmitInteger(kind, n.Value);
+                return;
+            case PtxFloat f when kind == Kind.F32:
+                _il.Emit(OpCodes.Ldc_R4, (float)f.Value);
+                return;
+            case PtxFloat f:
+                EmitInteger(kind, f.Single ? BitConverter.SingleToInt32Bits((float)f.Value) : BitConverter.DoubleToInt64Bits(f.Value));
+                return;
+            case PtxSymbol s when _windows.TryGetValue(s.Name, out var w) && w.Space == PtxStateSpace.Shared && kind != Kind.F32:
+                EmitInteger(kind, (long)w.Offset + s.Offset);
+                return;
+            case PtxSymbol s when _module.Globals.TryGetValue(s.Name, out var index) && kind == Kind.I64:
+                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldfld, typeof(LaneContext).GetField(nameof(LaneContext.Symbols))!);
+                _il.Emit(OpCodes.Ldc_I4, index);
+                _il.Emit(OpCodes.Ldelem_I8);
+                if (s.Offset != 0)
+                {
+                    _il.Emit(OpCodes.Ldc_I8, s.Offset);
+                    _il.Emit(OpCodes.Add);
+                }
+
+                return;
+            default:
+                throw new NotVectorised();
+        }
+    }
+
+    private void EmitInteger(Kind kind, long value)
+    {
+        if (kind == Kind.I64)
+        {
+            _il.Emit(OpCodes.Ldc_I8, value);
+        }
+        else
+        {
+            _il.Emit(OpCodes.Ldc_I4, unchecked((int)value));
+        }
+    }
+
+    /// <summary>A scalar's bits as another kind of the same width: int and float reinterpret each other.</summary>
+    private void ConvertScalar(Kind from, Kind to)
+    {
+        switch ((from, to))
+        {
+            case var same when same.from == same.to:
+                return;
+            case (Kind.I32, Kind.F32):
+                Call(nameof(Simd.IntBitsF32));
+                return;
+            case (Kind.F32, Kind.I32):
+                Call(nameof(Simd.F32IntBits));
+                return;
+            default:
+                throw new NotVectorised();
+        }
+    }
+
+    /// <summary>Stores the scalar on the stack (of <paramref name="kind"/>) in a scalar register.</summary>
+    private void StoreScalar(Slot slot, Kind kind)
+    {
+        ConvertScalar(kind, slot.Kind);
+        _il.Emit(OpCodes.Stloc, slot.Local!);
+    }
+
+    /// <summary>The shape of an operand where the vector code reads it.</summary>
+    private Shape ShapeOf(PtxOperand operand) => operand switch
+    {
+        PtxRegister r when FindOrNull(r.Name) is { } slot => slot.Shape,
+        PtxRegister r => ShapeAnalysis.Special(r.Name),
+        PtxNot n => ShapeOf(n.Operand),
+        PtxAddress { Base: { } b } => ShapeOf(b),
+        PtxAddress or PtxInteger or PtxFloat or PtxSymbol => Shape.Uniform,
+        _ => Shape.Varying,
+    };
+
     // ---- arithmetic -----------------------------------------------------------------------------------------
 
     private void EmitArithmetic(PtxInstruction i)
@@ -570,6 +842,8 @@ internal sealed class SimdCompiler
             ("shr", "b32" or "u32", "") => nameof(Simd.ShrU32),
             ("shr", "s32", "") => nameof(Simd.ShrS32),
             ("shl", "b64", "") => nameof(Simd.ShlI64),
+            ("shr", "b64" or "u64", "") => nameof(Simd.ShrU64),
+            ("shr", "s64", "") => nameof(Simd.ShrS64),
             _ => throw new NotVectorised(),
         };
         var kind = KindOf(type);
@@ -661,7 +935,21 @@ internal sealed class SimdCompiler
             throw new NotVectorised();
         }
 
-        EmitAddressed(i.Operands[1], space, load: true);
+        switch (ShapeOf(i.Operands[1]))
+        {
+            case { IsUniform: true }:
+                // One load for all eight (a scalar destination took it in TryEmitScalar).
+                EmitUniformAccess(i.Operands[1], space, load: true);
+                Call(nameof(Simd.BroadcastI32));
+                break;
+            case { Varies: false, Stride: 4 }:
+                EmitConsecutiveAccess(i.Operands[1], space, load: true);
+                break;
+            default:
+                EmitAddressed(i.Operands[1], space, load: true);
+                break;
+        }
+
         Store(i.Operands[0], Kind.I32, reinterpretAs: kind);
     }
 
@@ -674,10 +962,214 @@ internal sealed class SimdCompiler
             throw new NotVectorised();
         }
 
-        EmitAddressed(i.Operands[0], space, load: false, value: i.Operands[1], kind: kind);
+        switch (ShapeOf(i.Operands[0]))
+        {
+            case { IsUniform: true }:
+                EmitUniformAccess(i.Operands[0], space, load: false, value: i.Operands[1], kind: kind);
+                break;
+            case { Varies: false, Stride: 4 }:
+                EmitConsecutiveAccess(i.Operands[0], space, load: false, value: i.Operands[1], kind: kind);
+                break;
+            default:
+                EmitAddressed(i.Operands[0], space, load: false, value: i.Operands[1], kind: kind);
+                break;
+        }
     }
 
-    /// <summary>A 4-byte access of eight threads: pushes what it loads, or stores <paramref name="value"/>.</summary>
+    /// <summary>
+    /// Pushes an access's first-lane address (a long, or an int offset in the shared window) from its scalar base and
+    /// offset, and keeps it in the address local for the access after the check; whether it is a shared one.
+    /// </summary>
+    private bool EmitScalarAddress(PtxOperand operand, string space, out string baseName)
+    {
+        if (operand is not PtxAddress address)
+        {
+            throw new NotVectorised();
+        }
+
+        var shared = space == "shared";
+        switch (address.Base)
+        {
+            case PtxRegister r when FindOrNull(r.Name) is { Scalar: true } slot && slot.Kind == (shared ? Kind.I32 : Kind.I64):
+                _il.Emit(OpCodes.Ldloc, slot.Local!);
+                baseName = r.Name;
+                AddOffset(shared ? Kind.I32 : Kind.I64, address.Offset);
+                break;
+            case PtxRegister r when shared && FindOrNull(r.Name) is { Scalar: true, Kind: Kind.I64 } slot:
+                // A 64-bit shared address (clang's): offset in the window where it fits an int, else -1, which no
+                // check passes, so the scalar code faults it.
+                _il.Emit(OpCodes.Ldloc, slot.Local!);
+                baseName = r.Name;
+                AddOffset(Kind.I64, address.Offset);
+                Call(nameof(Simd.SharedOffset));
+                break;
+            case PtxSymbol s when shared && _windows.TryGetValue(s.Name, out var w) && w.Space == PtxStateSpace.Shared:
+                _il.Emit(OpCodes.Ldc_I4, checked((int)((long)w.Offset + s.Offset)));
+                baseName = s.Name;
+                AddOffset(Kind.I32, address.Offset);
+                break;
+            default:
+                throw new NotVectorised();
+        }
+
+        _il.Emit(OpCodes.Stloc, shared ? _address32! : _address64!);
+        return shared;
+    }
+
+    private void AddOffset(Kind kind, long offset)
+    {
+        if (offset != 0)
+        {
+            EmitInteger(kind, offset);
+            _il.Emit(OpCodes.Add);
+        }
+    }
+
+    /// <summary>
+    /// The check of an access of <paramref name="bytes"/> at the address in the address local: the eight leave where it
+    /// fails; none where an access checked since the last label already covered it.
+    /// </summary>
+    private void EmitCheck(PtxOperand operand, string baseName, bool shared, int bytes)
+    {
+        var offset = ((PtxAddress)operand).Offset;
+        if (_checked.Contains((baseName, offset, shared, bytes)))
+        {
+            return;
+        }
+
+        // An unguarded access checks, with its own, the accesses through the same base that follow it up to the next
+        // label, branch, barrier or write of the base (a tile's sixteen loads at constant offsets: one check): the
+        // span from the lowest offset to the end of the highest, each aligned as the first. Where that check fails
+        // the eight leave here, and the scalar code makes each access, checked, in turn.
+        var offsets = _current.Guard is null ? Following(baseName, shared) : [];
+        offsets.Add(offset);
+        var (low, high) = (offsets.Min(), offsets.Max() + bytes);
+        _il.Emit(OpCodes.Ldarg_0);
+        if (shared)
+        {
+            _il.Emit(OpCodes.Ldloc, _address32!);
+            EmitInteger(Kind.I32, low - offset);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Ldc_I4, checked((int)(high - low)));
+            Call(nameof(Simd.SharedFits));
+            _il.Emit(OpCodes.Brfalse, LeaveStub());
+        }
+        else
+        {
+            var slot = 2 * _unit.CachedSites++;
+            _il.Emit(OpCodes.Ldloc, _address64!);
+            EmitInteger(Kind.I64, low - offset);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Ldc_I4, checked((int)(high - low)));
+            _il.Emit(OpCodes.Ldc_I4, slot);
+            Call(nameof(Simd.Fits));
+            _il.Emit(OpCodes.Brfalse, LeaveStub(slot));
+        }
+
+        if (_current.Guard is null)
+        {
+            foreach (var o in offsets)
+            {
+                _checked.Add((baseName, o, shared, bytes));
+            }
+        }
+    }
+
+    /// <summary>
+    /// The offsets of the accesses through <paramref name="baseName"/> (shared or not) after the current instruction
+    /// and before the next label, branch, barrier, nested block or write of the base, where each is a multiple of 4
+    /// from the current one's (so one alignment check holds for all) and they span at most 4 KiB.
+    /// </summary>
+    private List<long> Following(string baseName, bool shared)
+    {
+        var from = ((PtxAddress)(_current.Opcode == "st" ? _current.Operands[0] : _current.Operands[1])).Offset;
+        var offsets = new List<long>();
+        for (var k = _at + 1; k < _block.Count && _block[k] is PtxInstruction i && i.Opcode is not ("bra" or "ret" or "exit" or "bar" or "barrier"); k++)
+        {
+            if (i.Opcode is "ld" or "st" && !i.Has("param") && i.Operands.Count == 2
+                && (i.Opcode == "st" ? i.Operands[0] : i.Operands[1]) is PtxAddress { Base: PtxRegister or PtxSymbol } a
+                && (a.Base is PtxRegister r ? r.Name : ((PtxSymbol)a.Base).Name) == baseName
+                && i.Has("shared") == shared && (a.Offset - from) % 4 == 0 && Math.Abs(a.Offset - from) <= 4096)
+            {
+                offsets.Add(a.Offset);
+            }
+
+            if (i.Operands.Count > 0 && i.Opcode != "st" && Destinations(i.Operands[0]).Contains(baseName))
+            {
+                break;
+            }
+        }
+
+        return offsets;
+    }
+
+    /// <summary>
+    /// An access whose eight addresses step by 4 (an affine base of stride 4): one check of the first lane's address for
+    /// 32 bytes, then one vector load (pushed) or store of <paramref name="value"/>.
+    /// </summary>
+    private void EmitConsecutiveAccess(PtxOperand operand, string space, bool load, PtxOperand? value = null, Kind kind = Kind.I32)
+    {
+        var shared = EmitScalarAddress(operand, space, out var baseName);
+        EmitCheck(operand, baseName, shared, 32);
+        if (shared)
+        {
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldloc, _address32!);
+        }
+        else
+        {
+            _il.Emit(OpCodes.Ldloc, _address64!);
+        }
+
+        if (load)
+        {
+            Call(shared ? nameof(Simd.LoadSharedAt) : nameof(Simd.LoadAt));
+            return;
+        }
+
+        LoadBits(value!, kind);
+        Call(shared ? nameof(Simd.StoreSharedAt) : nameof(Simd.StoreAt));
+    }
+
+    /// <summary>
+    /// An access at an address the eight share: one check and one 4-byte load (its value pushed as an int) or store
+    /// (of the last lane's value, which is what stays where eight threads store to one place).
+    /// </summary>
+    private void EmitUniformAccess(PtxOperand operand, string space, bool load, PtxOperand? value = null, Kind kind = Kind.I32)
+    {
+        var shared = EmitScalarAddress(operand, space, out var baseName);
+        EmitCheck(operand, baseName, shared, 4);
+        if (shared)
+        {
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldloc, _address32!);
+        }
+        else
+        {
+            _il.Emit(OpCodes.Ldloc, _address64!);
+        }
+
+        if (load)
+        {
+            Call(shared ? nameof(Simd.LoadSharedScalar) : nameof(Simd.LoadScalarAt));
+            return;
+        }
+
+        if (ShapeOf(value!).IsUniform)
+        {
+            LoadScalar(value!, kind);
+            ConvertScalar(kind, kind == Kind.F32 ? Kind.I32 : kind);
+        }
+        else
+        {
+            LoadBits(value!, kind);
+            Call(nameof(Simd.LastLane));
+        }
+
+        Call(shared ? nameof(Simd.StoreSharedScalar) : nameof(Simd.StoreScalarAt));
+    }
+
+    /// <summary>A 4-byte access of eight threads at addresses of any shape: pushes what it loads, or stores <paramref name="value"/>.</summary>
     private void EmitAddressed(PtxOperand operand, string space, bool load, PtxOperand? value = null, Kind kind = Kind.I32)
     {
         if (operand is not PtxAddress address)
@@ -690,16 +1182,10 @@ internal sealed class SimdCompiler
         _il.Emit(OpCodes.Ldarg_0);
         if (space == "shared")
         {
-            var uniform = true;
             switch (address.Base)
             {
                 case PtxRegister r when Find(r.Name).Kind == Kind.I32:
-                    LoadSlot(Find(r.Name), Kind.I32);
-                    uniform = !_varying.Contains(r.Name);
-                    break;
-                case PtxSymbol s when _windows.TryGetValue(s.Name, out var w) && w.Space == PtxStateSpace.Shared:
-                    _il.Emit(OpCodes.Ldc_I4, checked((int)((long)w.Offset + s.Offset)));
-                    Call(nameof(Simd.BroadcastI32));
+                    Load(r, Kind.I32);
                     break;
                 default:
                     throw new NotVectorised();
@@ -718,7 +1204,7 @@ internal sealed class SimdCompiler
             }
 
             _il.Emit(OpCodes.Ldc_I4, site);
-            Call(load ? uniform ? nameof(Simd.LoadShared32Uniform) : nameof(Simd.LoadShared32) : nameof(Simd.StoreShared32));
+            Call(load ? nameof(Simd.LoadShared32) : nameof(Simd.StoreShared32));
             return;
         }
 
@@ -727,7 +1213,7 @@ internal sealed class SimdCompiler
             throw new NotVectorised();
         }
 
-        LoadSlot(Find(b.Name), Kind.I64);
+        Load(b, Kind.I64);
         if (address.Offset != 0)
         {
             _il.Emit(OpCodes.Ldc_I8, address.Offset);
@@ -744,7 +1230,7 @@ internal sealed class SimdCompiler
         _il.Emit(OpCodes.Ldc_I4, site);
         _il.Emit(OpCodes.Ldc_I4, slot);
         _il.Emit(space == "global" ? OpCodes.Ldc_I4_0 : OpCodes.Ldc_I4_1);
-        Call(load ? _varying.Contains(b.Name) ? nameof(Simd.LoadGlobal32) : nameof(Simd.LoadGlobal32Uniform) : nameof(Simd.StoreGlobal32));
+        Call(load ? nameof(Simd.LoadGlobal32) : nameof(Simd.StoreGlobal32));
     }
 
     /// <summary>The state space (global, shared, param or generic) and the type of a plain 4- or 8-byte ld/st.</summary>
@@ -802,110 +1288,77 @@ internal sealed class SimdCompiler
         _ => throw new NotVectorised(),
     };
 
-    /// <summary>Pushes <paramref name="operand"/> as a vector of <paramref name="kind"/>.</summary>
+    /// <summary>Pushes <paramref name="operand"/> as a vector of <paramref name="kind"/>: a scalar one made the eight lanes it stands for.</summary>
     private void Load(PtxOperand operand, Kind kind)
     {
         switch (operand)
         {
-            case PtxRegister r when FindOrNull(r.Name) is { } slot:
+            case PtxRegister r when FindOrNull(r.Name) is { Scalar: false } slot:
                 LoadSlot(slot, kind);
                 return;
-            case PtxRegister r:
-                LoadSpecial(r.Name, kind);
+            case PtxRegister r when FindOrNull(r.Name) is { } slot:
+                _il.Emit(OpCodes.Ldloc, slot.Local!);
+                Spread(slot.Kind, slot.Shape.Stride);
+                Reinterpret(slot.Kind, kind);
+                return;
+            case PtxRegister r when kind == Kind.I32:
+                LoadScalar(r, Kind.I32);
+                Spread(Kind.I32, ShapeAnalysis.Special(r.Name).Stride);
                 return;
             case PtxNot { Operand: PtxRegister p } when kind == Kind.I32:
-                LoadSlot(Find(p.Name), Kind.I32);
+                Load(p, Kind.I32);
                 Call(nameof(Simd.NotPred));
                 return;
-            case PtxInteger n:
-                Constant(kind, n.Value, n.Value);
-                return;
-            case PtxFloat f:
-                Constant(kind, f.Single ? BitConverter.SingleToInt32Bits((float)f.Value) : BitConverter.DoubleToInt64Bits(f.Value), f.Value);
-                return;
-            case PtxSymbol s when _windows.TryGetValue(s.Name, out var w) && w.Space == PtxStateSpace.Shared:
-                Constant(kind, (long)w.Offset + s.Offset, double.NaN);
-                return;
-            case PtxSymbol s when _module.Globals.TryGetValue(s.Name, out var index) && kind == Kind.I64:
-                _il.Emit(OpCodes.Ldarg_0);
-                _il.Emit(OpCodes.Ldfld, typeof(LaneContext).GetField(nameof(LaneContext.Symbols))!);
-                _il.Emit(OpCodes.Ldc_I4, index);
-                _il.Emit(OpCodes.Ldelem_I8);
-                if (s.Offset != 0)
-                {
-                    _il.Emit(OpCodes.Ldc_I8, s.Offset);
-                    _il.Emit(OpCodes.Add);
-                }
-
-                Call(nameof(Simd.BroadcastI64));
+            case PtxInteger or PtxFloat or PtxSymbol:
+                LoadScalar(operand, kind);
+                Spread(kind, 0);
                 return;
             default:
                 throw new NotVectorised();
         }
     }
 
-    /// <summary>An immediate: integer bits for integer kinds, its value for f32 (an integer immediate of an f32 op is its value).</summary>
-    private void Constant(Kind kind, long bits, double value)
+    /// <summary>The scalar on the stack (a first lane) as the eight lanes of its shape: lane l is it plus l × <paramref name="stride"/>.</summary>
+    private void Spread(Kind kind, long stride)
     {
         switch (kind)
         {
-            case Kind.I32:
-                _il.Emit(OpCodes.Ldc_I4, unchecked((int)bits));
+            case Kind.I32 when stride == 0:
                 Call(nameof(Simd.BroadcastI32));
-                break;
-            case Kind.I64:
-                _il.Emit(OpCodes.Ldc_I8, bits);
+                return;
+            case Kind.I32:
+                for (var l = 0; l < Simd.Lanes; l++)
+                {
+                    _il.Emit(OpCodes.Ldc_I4, unchecked((int)(stride * l)));
+                }
+
+                _il.Emit(OpCodes.Call, typeof(Vector256).GetMethod(nameof(Vector256.Create), [.. Enumerable.Repeat(typeof(int), Simd.Lanes)])!);
+                Call(nameof(Simd.AffineI32));
+                return;
+            case Kind.I64 when stride == 0:
                 Call(nameof(Simd.BroadcastI64));
-                break;
-            case Kind.F32 when !double.IsNaN(value):
-                _il.Emit(OpCodes.Ldc_R4, (float)value);
+                return;
+            case Kind.I64:
+                for (var l = 0; l < Simd.Lanes; l++)
+                {
+                    _il.Emit(OpCodes.Ldc_I8, stride * l);
+                    if (l % 4 == 3)
+                    {
+                        _il.Emit(OpCodes.Call, typeof(Vector256).GetMethod(nameof(Vector256.Create), [.. Enumerable.Repeat(typeof(long), 4)])!);
+                    }
+                }
+
+                Call(nameof(Simd.AffineI64));
+                return;
+            case Kind.F32 when stride == 0:
                 Call(nameof(Simd.BroadcastF32));
-                break;
+                return;
             default:
                 throw new NotVectorised();
         }
     }
 
-    private void LoadSpecial(string name, Kind kind)
-    {
-        if (kind != Kind.I32)
-        {
-            throw new NotVectorised();
-        }
-
-        var vector = name switch
-        {
-            "%tid.x" => nameof(LaneContext.VTidX),
-            "%tid.y" => nameof(LaneContext.VTidY),
-            "%tid.z" => nameof(LaneContext.VTidZ),
-            "%laneid" => nameof(LaneContext.VLane),
-            _ => null,
-        };
-        _il.Emit(OpCodes.Ldarg_0);
-        if (vector is not null)
-        {
-            _il.Emit(OpCodes.Ldfld, typeof(LaneContext).GetField(vector)!);
-            return;
-        }
-
-        var scalar = name switch
-        {
-            "%ntid.x" => nameof(LaneContext.NtidX),
-            "%ntid.y" => nameof(LaneContext.NtidY),
-            "%ntid.z" => nameof(LaneContext.NtidZ),
-            "%ctaid.x" => nameof(LaneContext.CtaX),
-            "%ctaid.y" => nameof(LaneContext.CtaY),
-            "%ctaid.z" => nameof(LaneContext.CtaZ),
-            "%nctaid.x" => nameof(LaneContext.NctaX),
-            "%nctaid.y" => nameof(LaneContext.NctaY),
-            "%nctaid.z" => nameof(LaneContext.NctaZ),
-            _ => throw new NotVectorised(),
-        };
-        _il.Emit(OpCodes.Ldfld, typeof(LaneContext).GetField(scalar)!);
-        Call(nameof(Simd.BroadcastI32));
-    }
-
-    /// <summary>Pushes a register as <paramref name="kind"/>: f32 and 32-bit integer registers reinterpret each other's bits.</summary>
+    /// <summary>Pushes a vector register as <paramref name="kind"/>: f32 and 32-bit integer registers reinterpret each other's bits.</summary>
     private void LoadSlot(Slot slot, Kind kind)
     {
         _il.Emit(OpCodes.Ldloc, slot.Local!);
@@ -922,6 +1375,7 @@ internal sealed class SimdCompiler
         }
     }
 
+    /// <summary>Stores the vector on the stack in a register: a scalar register keeps its first lane (the analysis says the rest follow from it).</summary>
     private void Store(PtxOperand operand, Kind kind, Kind? reinterpretAs = null)
     {
         if (reinterpretAs is { } k && k != kind)
@@ -938,6 +1392,11 @@ internal sealed class SimdCompiler
             case PtxRegister r:
                 var slot = Find(r.Name);
                 Reinterpret(kind, slot.Kind);
+                if (slot.Scalar)
+                {
+                    Call(slot.Kind switch { Kind.I64 => nameof(Simd.FirstI64), Kind.F32 => nameof(Simd.FirstF32), _ => nameof(Simd.FirstI32) });
+                }
+
                 _il.Emit(OpCodes.Stloc, slot.Local!);
                 return;
             default:
@@ -962,6 +1421,32 @@ internal sealed class SimdCompiler
         }
     }
 
+    /// <summary>Pushes a scalar register's first lane as the bits of a 64-bit slot (an int's and a float's sign-extended).</summary>
+    private void LoadScalarBits(Slot slot)
+    {
+        _il.Emit(OpCodes.Ldloc, slot.Local!);
+        if (slot.Kind == Kind.F32)
+        {
+            Call(nameof(Simd.F32IntBits));
+        }
+
+        if (slot.Kind != Kind.I64)
+        {
+            _il.Emit(OpCodes.Conv_I8);
+        }
+    }
+
+    /// <summary>A 64-bit slot's bits back into a scalar register.</summary>
+    private void StoreScalarBits(Slot slot)
+    {
+        if (slot.Kind != Kind.I64)
+        {
+            _il.Emit(OpCodes.Conv_I4);
+        }
+
+        StoreScalar(slot, slot.Kind == Kind.I64 ? Kind.I64 : Kind.I32);
+    }
+
     private void Spill(int register, bool toVector = false)
     {
         var slot = _slots[register];
@@ -971,6 +1456,20 @@ internal sealed class SimdCompiler
         }
 
         _il.Emit(OpCodes.Ldarg_0);
+        if (slot.Scalar)
+        {
+            LoadScalarBits(slot);
+            if (!toVector)
+            {
+                _il.Emit(OpCodes.Ldc_I8, slot.Shape.Stride);
+            }
+
+            _il.Emit(OpCodes.Ldc_I4, register);
+            _il.Emit(OpCodes.Ldc_I4, _registerCount);
+            Call(toVector ? nameof(Simd.StashScalar) : slot.Kind == Kind.I64 ? nameof(Simd.SpillAffineI64) : nameof(Simd.SpillAffineI32));
+            return;
+        }
+
         _il.Emit(OpCodes.Ldloc, slot.Local);
         Reinterpret(slot.Kind, slot.Kind == Kind.I64 ? Kind.I64 : Kind.I32);
         _il.Emit(OpCodes.Ldc_I4, register);
@@ -995,6 +1494,14 @@ internal sealed class SimdCompiler
         _il.Emit(OpCodes.Ldarg_0);
         _il.Emit(OpCodes.Ldc_I4, register);
         _il.Emit(OpCodes.Ldc_I4, _registerCount);
+        if (slot.Scalar)
+        {
+            // From the vector slots, or the first thread's scalar slot (the block runner checked the others follow it).
+            Call(fromVector ? nameof(Simd.UnstashScalar) : nameof(Simd.ReloadScalar));
+            StoreScalarBits(slot);
+            return;
+        }
+
         Call((slot.Kind == Kind.I64, fromVector) switch
         {
             (true, true) => nameof(Simd.UnstashI64),
@@ -1034,8 +1541,19 @@ internal sealed class SimdCompiler
 
     private void Call(string name) => _il.Emit(OpCodes.Call, typeof(Simd).GetMethod(name, BindingFlags.Public | BindingFlags.Static)!);
 
-    private sealed record Slot(Kind Kind, LocalBuilder? Local, string? Name = null);
+    /// <summary>A register's local: a vector of the eight values, or (<see cref="Scalar"/>) the first lane's value of a uniform or affine register.</summary>
+    private sealed record Slot(Kind Kind, LocalBuilder? Local, Shape Shape, string? Name = null)
+    {
+        public bool Scalar => Local is not null && !Shape.Varies;
+    }
 
     /// <summary>Something this compiler does not vectorise: the kernel runs on its scalar method alone.</summary>
     private sealed class NotVectorised : Exception;
 }
+
+/// <summary>
+/// A register live after a collective that the vector code keeps as a scalar: a group whose threads went their own ways
+/// runs as a vector again there only where each thread's value is the first one's plus its lane × <see cref="Stride"/>
+/// (in 64 bits where <see cref="Wide"/>, else in the low 32).
+/// </summary>
+internal readonly record struct ScalarAfter(int Register, long Stride, bool Wide);
