@@ -299,27 +299,36 @@ internal static unsafe class Simd
             Vector256.Create((long)s[b + (4 * registers)], (long)s[b + (5 * registers)], (long)s[b + (6 * registers)], (long)s[b + (7 * registers)]));
     }
 
-    /// <summary>A register of the group into its vector slot (where it waits at a barrier, to go on as a vector).</summary>
+    /// <summary>
+    /// The first of the group's vector slots (two per register), where its registers wait at a barrier to go on as a
+    /// vector: the stashes and unstashes of one barrier address their registers from it at constant offsets.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StashI32(LaneContext c, Vector256<int> v, int register, int registers) => c.VectorSpill[2 * ((c.Group * registers) + register)] = v.AsInt64();
+    public static ref Vector256<long> GroupSlots(LaneContext c, int registers) => ref c.VectorSpill[2 * c.Group * registers];
+
+    // The register numbers below are the compiler's, each under the kernel's register count: inside the group's slots.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StashI32(ref Vector256<long> slots, Vector256<int> v, int register) => Unsafe.Add(ref slots, 2 * register) = v.AsInt64();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StashI64(LaneContext c, Vec8L v, int register, int registers)
+    public static void StashI64(ref Vector256<long> slots, Vec8L v, int register)
     {
-        var at = 2 * ((c.Group * registers) + register);
-        c.VectorSpill[at] = v.Lo;
-        c.VectorSpill[at + 1] = v.Hi;
+        Unsafe.Add(ref slots, 2 * register) = v.Lo;
+        Unsafe.Add(ref slots, (2 * register) + 1) = v.Hi;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> UnstashI32(LaneContext c, int register, int registers) => c.VectorSpill[2 * ((c.Group * registers) + register)].AsInt32();
+    public static Vector256<int> UnstashI32(ref Vector256<long> slots, int register) => Unsafe.Add(ref slots, 2 * register).AsInt32();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec8L UnstashI64(LaneContext c, int register, int registers)
-    {
-        var at = 2 * ((c.Group * registers) + register);
-        return new(c.VectorSpill[at], c.VectorSpill[at + 1]);
-    }
+    public static Vec8L UnstashI64(ref Vector256<long> slots, int register) => new(Unsafe.Add(ref slots, 2 * register), Unsafe.Add(ref slots, (2 * register) + 1));
+
+    /// <summary>A scalar register's first lane into the group's vector slot, where it waits at a barrier.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StashScalar(ref Vector256<long> slots, long bits, int register) => Unsafe.As<Vector256<long>, long>(ref Unsafe.Add(ref slots, 2 * register)) = bits;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static long UnstashScalar(ref Vector256<long> slots, int register) => Unsafe.As<Vector256<long>, long>(ref Unsafe.Add(ref slots, 2 * register));
 
     /// <summary>Moves the context to the block's next group of eight; false when the block has none.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -445,13 +454,6 @@ internal static unsafe class Simd
             c.Spill[((c.GroupBase + l) * registers) + register] = (ulong)(first + (stride * l));
         }
     }
-
-    /// <summary>A scalar register's first lane into the group's vector slot, where it waits at a barrier.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StashScalar(LaneContext c, long bits, int register, int registers) => c.VectorSpill[2 * ((c.Group * registers) + register)] = Vector256.CreateScalarUnsafe(bits);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static long UnstashScalar(LaneContext c, int register, int registers) => c.VectorSpill[2 * ((c.Group * registers) + register)].ToScalar();
 
     /// <summary>A scalar register from the group's first thread's slot (the block runner checked that the other seven follow it).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -59,6 +59,7 @@ internal sealed class SimdCompiler
     private int _at;
     private LocalBuilder? _address64;
     private LocalBuilder? _address32;
+    private LocalBuilder? _groupSlots;
 
     /// <summary>
     /// For a kernel without barriers: the group that ends goes on to the next of its block here, in the method, rather
@@ -222,6 +223,7 @@ internal sealed class SimdCompiler
         _slots.Add(new Slot(Kind.I32, null, Shape.Varying));
         _address64 = _il.DeclareLocal(typeof(long));
         _address32 = _il.DeclareLocal(typeof(int));
+        _groupSlots = _il.DeclareLocal(typeof(Vector256<long>).MakeByRefType());
         var dispatch = _dispatch;
         var start = _il.DefineLabel();
         var prologue = _il.DefineLabel();
@@ -304,6 +306,11 @@ internal sealed class SimdCompiler
             var (after, at) = _collectives[k % _collectives.Count];
             stubs[k] = _il.DefineLabel();
             _il.MarkLabel(stubs[k]);
+            if (k < _collectives.Count)
+            {
+                LoadGroupSlots();
+            }
+
             foreach (var r in _liveness.LiveOut(at))
             {
                 Reload(r, fromVector: k < _collectives.Count);
@@ -508,6 +515,7 @@ internal sealed class SimdCompiler
                 EmitExit();
                 return;
             case "bar" or "barrier" when i.Operands is [PtxInteger { Value: 0 }] && i.Modifiers.All(m => m is "sync" or "aligned"):
+                LoadGroupSlots();
                 foreach (var r in _liveness.LiveIn(i))
                 {
                     Spill(r, toVector: true);
@@ -1455,18 +1463,33 @@ internal sealed class SimdCompiler
             throw new NotVectorised();
         }
 
+        if (toVector)
+        {
+            // Into the group's slots, whose start the barrier's code has put in its local.
+            _il.Emit(OpCodes.Ldloc, _groupSlots!);
+            if (slot.Scalar)
+            {
+                LoadScalarBits(slot);
+            }
+            else
+            {
+                _il.Emit(OpCodes.Ldloc, slot.Local);
+                Reinterpret(slot.Kind, slot.Kind == Kind.I64 ? Kind.I64 : Kind.I32);
+            }
+
+            _il.Emit(OpCodes.Ldc_I4, register);
+            Call(slot.Scalar ? nameof(Simd.StashScalar) : slot.Kind == Kind.I64 ? nameof(Simd.StashI64) : nameof(Simd.StashI32));
+            return;
+        }
+
         _il.Emit(OpCodes.Ldarg_0);
         if (slot.Scalar)
         {
             LoadScalarBits(slot);
-            if (!toVector)
-            {
-                _il.Emit(OpCodes.Ldc_I8, slot.Shape.Stride);
-            }
-
+            _il.Emit(OpCodes.Ldc_I8, slot.Shape.Stride);
             _il.Emit(OpCodes.Ldc_I4, register);
             _il.Emit(OpCodes.Ldc_I4, _registerCount);
-            Call(toVector ? nameof(Simd.StashScalar) : slot.Kind == Kind.I64 ? nameof(Simd.SpillAffineI64) : nameof(Simd.SpillAffineI32));
+            Call(slot.Kind == Kind.I64 ? nameof(Simd.SpillAffineI64) : nameof(Simd.SpillAffineI32));
             return;
         }
 
@@ -1474,13 +1497,16 @@ internal sealed class SimdCompiler
         Reinterpret(slot.Kind, slot.Kind == Kind.I64 ? Kind.I64 : Kind.I32);
         _il.Emit(OpCodes.Ldc_I4, register);
         _il.Emit(OpCodes.Ldc_I4, _registerCount);
-        Call((slot.Kind == Kind.I64, toVector) switch
-        {
-            (true, true) => nameof(Simd.StashI64),
-            (false, true) => nameof(Simd.StashI32),
-            (true, false) => nameof(Simd.SpillI64),
-            _ => nameof(Simd.SpillI32),
-        });
+        Call(slot.Kind == Kind.I64 ? nameof(Simd.SpillI64) : nameof(Simd.SpillI32));
+    }
+
+    /// <summary>Puts the start of the current group's vector slots in its local, for the stashes or unstashes that follow.</summary>
+    private void LoadGroupSlots()
+    {
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldc_I4, _registerCount);
+        Call(nameof(Simd.GroupSlots));
+        _il.Emit(OpCodes.Stloc, _groupSlots!);
     }
 
     private void Reload(int register, bool fromVector)
@@ -1491,9 +1517,19 @@ internal sealed class SimdCompiler
             throw new NotVectorised();
         }
 
-        _il.Emit(OpCodes.Ldarg_0);
-        _il.Emit(OpCodes.Ldc_I4, register);
-        _il.Emit(OpCodes.Ldc_I4, _registerCount);
+        if (fromVector)
+        {
+            // From the group's slots, whose start the resume stub has put in its local.
+            _il.Emit(OpCodes.Ldloc, _groupSlots!);
+            _il.Emit(OpCodes.Ldc_I4, register);
+        }
+        else
+        {
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldc_I4, register);
+            _il.Emit(OpCodes.Ldc_I4, _registerCount);
+        }
+
         if (slot.Scalar)
         {
             // From the vector slots, or the first thread's scalar slot (the block runner checked the others follow it).
