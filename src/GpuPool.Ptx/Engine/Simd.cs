@@ -357,7 +357,8 @@ internal static unsafe class Simd
     /// <summary>The eight wait at (plain) barrier <paramref name="collective"/>.</summary>
     public static void Arrive(LaneContext c, int collective)
     {
-        c.At.AsSpan(c.GroupBase, Lanes).Fill(collective);
+        // GroupBase + 8 is within At (a slot per thread of a block whose groups are whole).
+        Vector256.Create(collective).StoreUnsafe(ref MemoryMarshal.GetArrayDataReference(c.At), (nuint)c.GroupBase);
         c.ArrivedInRound += Lanes;
     }
 
@@ -374,15 +375,23 @@ internal static unsafe class Simd
     /// </summary>
     public static int NextVectorGroup(LaneContext c)
     {
-        for (var g = c.Group + 1; g < c.InVector.Length; g++)
+        // Called once per group and barrier: the arrays are read without bounds checks, which hold by construction
+        // (a block's At and Resume have a slot per thread, GroupIds four per group, InVector one per group).
+        var groups = c.InVector.Length;
+        ref var inVector = ref MemoryMarshal.GetArrayDataReference(c.InVector);
+        ref var at = ref MemoryMarshal.GetArrayDataReference(c.At);
+        ref var resume = ref MemoryMarshal.GetArrayDataReference(c.Resume);
+        for (var g = c.Group + 1; g < groups; g++)
         {
             var t = g * Lanes;
-            if (c.InVector[g] && c.At[t] == BlockState.Waiting && c.Resume[t] >= 0)
+            var r = Unsafe.Add(ref resume, t);
+            if (r >= 0 && Unsafe.Add(ref inVector, g) && Unsafe.Add(ref at, t) == BlockState.Waiting)
             {
                 c.Group = g;
                 c.GroupBase = t;
-                (c.GroupTidX, c.GroupTidY, c.GroupTidZ, c.GroupLane) = (c.GroupIds[4 * g], c.GroupIds[(4 * g) + 1], c.GroupIds[(4 * g) + 2], c.GroupIds[(4 * g) + 3]);
-                return c.Resume[t];
+                ref var ids = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(c.GroupIds), 4 * g);
+                (c.GroupTidX, c.GroupTidY, c.GroupTidZ, c.GroupLane) = (ids, Unsafe.Add(ref ids, 1), Unsafe.Add(ref ids, 2), Unsafe.Add(ref ids, 3));
+                return r;
             }
         }
 
