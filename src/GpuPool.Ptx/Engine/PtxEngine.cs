@@ -134,8 +134,11 @@ public sealed class PtxKernel
     private readonly ModuleLayout _layout;
     private readonly PtxFunction _function;
 
-    /// <summary>A worker's block state from an earlier launch, for the next (<see cref="BlockState.Rebind"/>).</summary>
-    private BlockState? _spare;
+    /// <summary>
+    /// Workers' block states from earlier launches, for the next (<see cref="BlockState.Rebind"/>): up to four, so a
+    /// launch over a few workers makes none.
+    /// </summary>
+    private readonly BlockState?[] _spares = new BlockState?[4];
 
     internal PtxKernel(ModuleLayout layout, PtxFunction function)
     {
@@ -165,6 +168,38 @@ public sealed class PtxKernel
         {
             KernelCompiler.Check(_layout, _function);
         }
+    }
+
+    /// <summary>A kept block state of the launch's shape, or null; one of another shape is let go.</summary>
+    private BlockState? TakeSpare(PtxLaunch launch)
+    {
+        for (var i = 0; i < _spares.Length; i++)
+        {
+            if (Interlocked.Exchange(ref _spares[i], null) is { } kept)
+            {
+                if (kept.Fits(launch))
+                {
+                    return kept;
+                }
+
+                kept.Dispose();
+            }
+        }
+
+        return null;
+    }
+
+    private bool KeepSpare(BlockState state)
+    {
+        for (var i = 0; i < _spares.Length; i++)
+        {
+            if (Interlocked.CompareExchange(ref _spares[i], state, null) is null)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>The printf text of a launch's blocks in block order, within the launch's limit, and a line for what was dropped.</summary>
@@ -238,9 +273,8 @@ public sealed class PtxKernel
             {
                 // One worker's state kept from the kernel's last launch, where it fits: a launch of a small grid costs
                 // little more than its blocks.
-                var state = Interlocked.Exchange(ref _spare, null) is { } kept && kept.Fits(launch)
-                    ? kept.Rebind(launch, control, (byte*)run, symbols)
-                    : new BlockState(kernel, launch, control, (byte*)run, symbols);
+                var state = TakeSpare(launch)?.Rebind(launch, control, (byte*)run, symbols)
+                    ?? new BlockState(kernel, launch, control, (byte*)run, symbols);
                 long b = -1;
                 var ran = 0L;
                 var clean = false;
@@ -273,8 +307,8 @@ public sealed class PtxKernel
                 {
                     Interlocked.Add(ref done, ran);
 
-                    // Kept only after a clean run, and only one (the others' memory goes now).
-                    if (!clean || Interlocked.CompareExchange(ref _spare, state.Detach(), null) is not null)
+                    // Kept only after a clean run, where a slot is free (the others' memory goes now).
+                    if (!clean || !KeepSpare(state.Detach()))
                     {
                         state.Dispose();
                     }

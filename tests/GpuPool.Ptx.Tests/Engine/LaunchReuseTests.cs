@@ -68,4 +68,28 @@ public sealed class LaunchReuseTests
         Assert.Equal(PtxFaultKind.IllegalAddress, fault.Kind);
         Assert.All(memory.Download<int>(buffer, 4 * 64), v => Assert.Equal(4001, v));
     }
+
+    [Fact]
+    public void Launches_of_one_kernel_from_two_threads_in_two_shapes_each_get_a_state_of_their_own_shape()
+    {
+        // Each launch takes kept states (up to four, of either shape) and leaves its own: every round's output must be
+        // its own launch's, whichever states the two threads happened to take. Each thread has its own memory (the test's
+        // table is not shared between threads; the broker's is).
+        var kernel = PtxModuleProgram.Compile(Stamp).Kernels["stamp"];
+        void Rounds(uint grid, uint block, int v)
+        {
+            using var memory = new HostMemory();
+            var n = (int)(grid * block);
+            for (var round = 0; round < 40; round++)
+            {
+                var buffer = memory.Upload(Enumerable.Repeat(-1, n).ToArray());
+                kernel.Launch(Launch(memory, grid, block), new Params().Add(buffer).Add(v + round).ToArray(), []);
+                Assert.All(memory.Download<int>(buffer, n), x => Assert.Equal(((int)grid * 1000) + v + round, x));
+            }
+        }
+
+        Parallel.Invoke(() => Rounds(6, 64, 100), () => Rounds(9, 40, 500));
+
+        Assert.True(kernel.Vectorised);
+    }
 }
