@@ -67,6 +67,30 @@ internal sealed class RandomPtxGenerator(Random random)
         var columns = _registers.Select(r => Chance(forVectorCode && r.Class == RegClass.Pred ? 75 : 30)
             ? Enumerable.Repeat(InputFor(r), Threads).ToArray()
             : Enumerable.Range(0, Threads).Select(_ => InputFor(r)).ToArray()).ToArray();
+        // In a program for the vector code some registers are computed in the kernel rather than loaded: integers that
+        // step by a constant from thread to thread (the vector code keeps those as one scalar, and what add, sub, mul,
+        // mad and shl make of them stays one), floats and predicates the same in every thread (a scalar each). Their
+        // values start near the edges, so a 32-bit one may wrap inside a group of eight.
+        var computed = new Dictionary<int, (ulong Start, ulong Stride)>();
+        if (forVectorCode)
+        {
+            foreach (var r in _registers)
+            {
+                var same = columns[r.Slot].Distinct().Count() == 1;
+                if (r.Class == RegClass.B32 && Chance(35))
+                {
+                    var start = Chance(50) ? InputFor(r) : Pick(new ulong[] { 0xFFFF_FFF8, 0xFFFF_FFFC, 0x7FFF_FFFA, 0x8000_0000, 0 });
+                    var stride = Pick(new ulong[] { 0, 1, 4, 16, 0xFFFF_FFFF, 0xFFFF_FFFD, 0x4000_0000, 0x8000_0000, (ulong)random.Next() });
+                    computed[r.Slot] = (start, stride);
+                    columns[r.Slot] = [.. Enumerable.Range(0, Threads).Select(t => (start + (stride * (ulong)t)) & 0xFFFF_FFFF)];
+                }
+                else if (r.Class is RegClass.F32 or RegClass.Pred && same && Chance(50))
+                {
+                    computed[r.Slot] = (columns[r.Slot][0], 0);
+                }
+            }
+        }
+
         var inputs = Enumerable.Range(0, Threads).Select(t => columns.Select(c => c[t]).ToArray()).ToArray();
         var instructions = new List<Instr>();
         while (instructions.Count < count)
@@ -80,7 +104,7 @@ internal sealed class RandomPtxGenerator(Random random)
             instructions.Add(i);
         }
 
-        return new RandomPtxProgram(_registers, instructions, inputs) { ForVectorCode = forVectorCode };
+        return new RandomPtxProgram(_registers, instructions, inputs) { ForVectorCode = forVectorCode, Computed = computed };
     }
 
     private void Declare(RegClass c, params (string Type, string Prefix, int Count)[] groups)

@@ -148,6 +148,13 @@ internal sealed record RandomPtxProgram(IReadOnlyList<Reg> Registers, IReadOnlyL
     public bool ForVectorCode { get; init; }
 
     /// <summary>
+    /// Registers (by slot) that the kernel computes instead of loading: thread t's value is Start + Stride × t in the
+    /// register's width (a 32-bit integer), or Start in every thread (Stride 0: an integer, a float or a predicate).
+    /// <see cref="Inputs"/> holds the same values, for the reference.
+    /// </summary>
+    public IReadOnlyDictionary<int, (ulong Start, ulong Stride)> Computed { get; init; } = new Dictionary<int, (ulong Start, ulong Stride)>();
+
+    /// <summary>
     /// The carry flag before the first instruction, set in each thread by one .cc instruction of the family that reads it
     /// (from that thread's <see cref="InputRow"/>'s last slot); null leaves it unset.
     /// </summary>
@@ -197,7 +204,7 @@ internal sealed record RandomPtxProgram(IReadOnlyList<Reg> Registers, IReadOnlyL
         var ptx = new StringBuilder();
         ptx.Append(".version 7.8\n.target sm_80\n.address_size 64\n");
         ptx.Append(".visible .entry random_kernel(.param .u64 random_kernel_in, .param .u64 random_kernel_out)\n{\n");
-        ptx.Append(".reg .b64 %in_base;\n.reg .b64 %out_base;\n.reg .b64 %row;\n.reg .b32 %t;\n");
+        ptx.Append(".reg .b64 %in_base;\n.reg .b64 %out_base;\n.reg .b64 %row;\n.reg .b32 %t;\n.reg .b32 %tx;\n.reg .b32 %u;\n");
         foreach (var group in Registers.GroupBy(r => (r.DeclaredType, Prefix: r.Name.TrimEnd("0123456789".ToCharArray()))))
         {
             ptx.Append(CultureInfo.InvariantCulture, $".reg .{group.Key.DeclaredType} {group.Key.Prefix}<{group.Max(r => int.Parse(r.Name[group.Key.Prefix.Length..], CultureInfo.InvariantCulture)) + 1}>;\n");
@@ -206,10 +213,22 @@ internal sealed record RandomPtxProgram(IReadOnlyList<Reg> Registers, IReadOnlyL
         ptx.Append("ld.param.u64 %in_base, [random_kernel_in];\nld.param.u64 %out_base, [random_kernel_out];\nmov.u32 %t, %tid.x;\n");
         ptx.Append(CultureInfo.InvariantCulture, $"mul.wide.u32 %row, %t, {RowBytes + 8};\nadd.s64 %in_base, %in_base, %row;\n");
         ptx.Append(CultureInfo.InvariantCulture, $"mul.wide.u32 %row, %t, {RowBytes};\nadd.s64 %out_base, %out_base, %row;\n");
+        ptx.Append("mov.u32 %tx, %tid.x;\n");
         foreach (var r in Registers)
         {
             var at = r.Slot * 8;
-            if (r.Class == RegClass.Pred)
+            if (Computed.TryGetValue(r.Slot, out var c))
+            {
+                // %tx and %u have no other writers: %tx steps by 1 from thread to thread, %u is the same in all.
+                ptx.Append(r.Class switch
+                {
+                    RegClass.Pred => string.Create(CultureInfo.InvariantCulture, $"mov.u32 %u, {c.Start};\nsetp.ne.u32 {r.Name}, %u, 0;\n"),
+                    RegClass.F32 => string.Create(CultureInfo.InvariantCulture, $"mov.b32 {r.Name}, 0f{(uint)c.Start:X8};\n"),
+                    _ when c.Stride == 0 => string.Create(CultureInfo.InvariantCulture, $"mov.b32 {r.Name}, {(uint)c.Start};\n"),
+                    _ => string.Create(CultureInfo.InvariantCulture, $"mad.lo.s32 {r.Name}, %tx, {(int)(uint)c.Stride}, {(int)(uint)c.Start};\n"),
+                });
+            }
+            else if (r.Class == RegClass.Pred)
             {
                 ptx.Append(CultureInfo.InvariantCulture, $"ld.global.u32 %t, [%in_base+{at}];\nsetp.ne.u32 {r.Name}, %t, 0;\n");
             }

@@ -77,6 +77,8 @@ public sealed class RandomPtxPropertyTests
             PtxModuleProgram.Compile(p.ToPtx()).Kernels["random_kernel"].Vectorised == p.ForVectorCode,
             $"{(p.ForVectorCode ? "not vectorised" : "vectorised")}:\n{p.ToPtx()}"));
         Assert.Contains(programs, p => p.ForVectorCode && p.Instructions.Any(i => i.Guard is not null));
+        Assert.Contains(programs, p => p.ForVectorCode && p.Computed.Values.Any(c => c.Stride != 0));
+        Assert.Contains(programs, p => p.ForVectorCode && p.Computed.Any(c => c.Value.Stride == 0 && p.Registers[c.Key].Class == RegClass.Pred));
     }
 
     /// <summary>
