@@ -175,6 +175,62 @@ public sealed class AffineCodeTests
         Assert.Equal(Enumerable.Range(0, n), memory.Download<int>(pout, n));
     }
 
+    /// <summary>out[i] = in[i] + in[i + 64]: two consecutive loads through one base, whose checks are made as one.</summary>
+    private const string Pair = Header + """
+        .visible .entry pair(.param .u64 in, .param .u64 out)
+        {
+        .reg .b32 %r<8>;
+        .reg .b64 %rd<8>;
+        ld.param.u64 %rd1, [in];
+        ld.param.u64 %rd2, [out];
+        mov.u32 %r1, %ctaid.x;
+        mov.u32 %r2, %ntid.x;
+        mov.u32 %r3, %tid.x;
+        mad.lo.s32 %r4, %r1, %r2, %r3;
+        mul.wide.u32 %rd3, %r4, 4;
+        add.s64 %rd4, %rd1, %rd3;
+        ld.global.u32 %r5, [%rd4];
+        ld.global.u32 %r6, [%rd4+256];
+        add.s32 %r7, %r5, %r6;
+        add.s64 %rd5, %rd2, %rd3;
+        st.global.u32 [%rd5], %r7;
+        ret;
+        }
+        """;
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public void Where_one_check_covers_two_loads_the_load_past_the_buffer_faults_and_the_one_before_it_does_not(int missing)
+    {
+        // in has room for every thread's first load and for all but the last `missing` threads' second: with none
+        // missing the launch runs; with one, the last thread faults at the second load (line 17 of the kernel's text).
+        using var memory = new HostMemory();
+        const int n = 128;
+        var input = Enumerable.Range(0, n + 64 - missing).ToArray();
+        var pin = memory.Upload(input);
+        var pout = memory.Upload(Enumerable.Repeat(-1, n).ToArray());
+        var kernel = PtxModuleProgram.Compile(Pair).Kernels["pair"];
+        var launch = Launch(memory, 2, 64) with { Parallelism = 1 };
+        var parameters = new Params().Add(pin).Add(pout).ToArray();
+
+        if (missing == 0)
+        {
+            kernel.Launch(launch, parameters, []);
+            Assert.True(kernel.Vectorised);
+            Assert.Equal(Enumerable.Range(0, n).Select(i => i + i + 64), memory.Download<int>(pout, n));
+            return;
+        }
+
+        var fault = Assert.Throws<PtxFault>(() => kernel.Launch(launch, parameters, []));
+
+        Assert.True(kernel.Vectorised);
+        Assert.Equal(PtxFaultKind.IllegalAddress, fault.Kind);
+        Assert.Contains("kernel pair, thread (63,0,0) of block (1,0,0), line 17 ", fault.Message, StringComparison.Ordinal);
+        Assert.Contains("ld.global.u32 %r6, [%rd4+256]", fault.Message, StringComparison.Ordinal);
+        Assert.Equal(Enumerable.Range(0, 120).Select(i => i + i + 64), memory.Download<int>(pout, 120));
+    }
+
     /// <summary>
     /// Thread t writes t × 10 + r to shared word 2t (even t, r = 0) or 2t + 1 (odd t, r from a loop of its own length),
     /// through a register that steps by 8 on each path but not across them; after a barrier it reads both of its words and
