@@ -202,6 +202,14 @@ internal static unsafe class Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> S32ToF32(Vector256<int> a) => Vector256.ConvertToSingle(a);
 
+    /// <summary>
+    /// cvt.rn.f32.u32: the high and low 16 bits are each exact as floats (the high scaled by 2^16), so their sum is
+    /// rounded once, to nearest even, as the conversion is.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> U32ToF32(Vector256<int> a)
+        => (Vector256.ConvertToSingle(Vector256.ShiftRightLogical(a, 16)) * 65536f) + Vector256.ConvertToSingle(a & Vector256.Create(0xFFFF));
+
     /// <summary>A comparison's lanes (all ones or zero) as predicates, 1 or 0.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Predicate(Vector256<int> mask) => mask & Vector256<int>.One;
@@ -227,6 +235,36 @@ internal static unsafe class Simd
         4 => Vector256.Equals(a, b),
         _ => ~Vector256.Equals(a, b),
     });
+
+    /// <summary>setp on 64-bit integers, signed: the two halves' masks narrowed to the eight 32-bit predicates.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> SetpS64(Vec8L a, Vec8L b, int op) => Predicate(Vector256.Narrow(CompareS64(a.Lo, b.Lo, op), CompareS64(a.Hi, b.Hi, op)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> SetpU64(Vec8L a, Vec8L b, int op)
+        => Predicate(Vector256.Narrow(CompareU64(a.Lo.AsUInt64(), b.Lo.AsUInt64(), op), CompareU64(a.Hi.AsUInt64(), b.Hi.AsUInt64(), op)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<long> CompareS64(Vector256<long> a, Vector256<long> b, int op) => op switch
+    {
+        0 => Vector256.LessThan(a, b),
+        1 => Vector256.LessThanOrEqual(a, b),
+        2 => Vector256.GreaterThan(a, b),
+        3 => Vector256.GreaterThanOrEqual(a, b),
+        4 => Vector256.Equals(a, b),
+        _ => ~Vector256.Equals(a, b),
+    };
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<long> CompareU64(Vector256<ulong> a, Vector256<ulong> b, int op) => (op switch
+    {
+        0 => Vector256.LessThan(a, b),
+        1 => Vector256.LessThanOrEqual(a, b),
+        2 => Vector256.GreaterThan(a, b),
+        3 => Vector256.GreaterThanOrEqual(a, b),
+        4 => Vector256.Equals(a, b),
+        _ => ~Vector256.Equals(a, b),
+    }).AsInt64();
 
     /// <summary>setp on f32: ordered comparisons (false where either is NaN), and ne ordered too, as PTX's plain ne.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

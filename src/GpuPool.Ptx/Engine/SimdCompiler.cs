@@ -899,6 +899,8 @@ internal sealed class SimdCompiler
             "s32" => (nameof(Simd.SetpS32), Kind.I32),
             "u32" or "b32" when type == "u32" || op >= 4 => (nameof(Simd.SetpU32), Kind.I32),
             "f32" => (nameof(Simd.SetpF32), Kind.F32),
+            "s64" => (nameof(Simd.SetpS64), Kind.I64),
+            "u64" or "b64" when type == "u64" || op >= 4 => (nameof(Simd.SetpU64), Kind.I64),
             _ => throw new NotVectorised(),
         };
         Load(i.Operands[1], kind);
@@ -916,6 +918,7 @@ internal sealed class SimdCompiler
             "s64.s32" => (nameof(Simd.WidenS32), Kind.I32, Kind.I64),
             "u32.u64" or "s32.s64" or "u32.s64" or "s32.u64" => (nameof(Simd.NarrowI64), Kind.I64, Kind.I32),
             "rn.f32.s32" => (nameof(Simd.S32ToF32), Kind.I32, Kind.F32),
+            "rn.f32.u32" => (nameof(Simd.U32ToF32), Kind.I32, Kind.F32),
             _ => throw new NotVectorised(),
         };
         Load(i.Operands[1], from);

@@ -405,6 +405,110 @@ public sealed class VectorCodeTests
         Assert.Equal(x.Zip(y, Math.Min).Select(v => (uint)v), Enumerable.Range(0, n).Select(i => scalar[(i * 16) + 6]));
     }
 
+    /// <summary>
+    /// Each thread: a = (x[2i+1] << 32) + x[2i] and b likewise from y, then the six comparisons of a and b as s64 and as
+    /// u64 (as 0 or 1), and x[2i] converted to f32 as unsigned.
+    /// </summary>
+    private const string Wide = Header + """
+        .visible .entry wide(.param .u64 x, .param .u64 y, .param .u64 out)
+        {
+        .reg .pred %p<13>;
+        .reg .f32 %f<2>;
+        .reg .b32 %r<24>;
+        .reg .b64 %rd<16>;
+        ld.param.u64 %rd1, [x];
+        ld.param.u64 %rd2, [y];
+        ld.param.u64 %rd3, [out];
+        mov.u32 %r1, %ctaid.x;
+        mov.u32 %r2, %ntid.x;
+        mov.u32 %r3, %tid.x;
+        mad.lo.s32 %r4, %r1, %r2, %r3;
+        mul.wide.u32 %rd4, %r4, 8;
+        add.s64 %rd5, %rd1, %rd4;
+        ld.global.u32 %r5, [%rd5];
+        ld.global.u32 %r6, [%rd5+4];
+        add.s64 %rd6, %rd2, %rd4;
+        ld.global.u32 %r7, [%rd6];
+        ld.global.u32 %r8, [%rd6+4];
+        cvt.u64.u32 %rd7, %r5;
+        cvt.u64.u32 %rd8, %r6;
+        shl.b64 %rd8, %rd8, 32;
+        add.s64 %rd9, %rd8, %rd7;
+        cvt.u64.u32 %rd7, %r7;
+        cvt.u64.u32 %rd8, %r8;
+        shl.b64 %rd8, %rd8, 32;
+        add.s64 %rd10, %rd8, %rd7;
+        setp.lt.s64 %p1, %rd9, %rd10;
+        setp.le.s64 %p2, %rd9, %rd10;
+        setp.gt.s64 %p3, %rd9, %rd10;
+        setp.ge.s64 %p4, %rd9, %rd10;
+        setp.eq.s64 %p5, %rd9, %rd10;
+        setp.ne.s64 %p6, %rd9, %rd10;
+        setp.lt.u64 %p7, %rd9, %rd10;
+        setp.le.u64 %p8, %rd9, %rd10;
+        setp.gt.u64 %p9, %rd9, %rd10;
+        setp.ge.u64 %p10, %rd9, %rd10;
+        setp.eq.b64 %p11, %rd9, %rd10;
+        setp.ne.b64 %p12, %rd9, %rd10;
+        cvt.rn.f32.u32 %f1, %r5;
+        mul.wide.u32 %rd11, %r4, 52;
+        add.s64 %rd12, %rd3, %rd11;
+        selp.u32 %r10, 1, 0, %p1;
+        st.global.u32 [%rd12], %r10;
+        selp.u32 %r11, 1, 0, %p2;
+        st.global.u32 [%rd12+4], %r11;
+        selp.u32 %r12, 1, 0, %p3;
+        st.global.u32 [%rd12+8], %r12;
+        selp.u32 %r13, 1, 0, %p4;
+        st.global.u32 [%rd12+12], %r13;
+        selp.u32 %r14, 1, 0, %p5;
+        st.global.u32 [%rd12+16], %r14;
+        selp.u32 %r15, 1, 0, %p6;
+        st.global.u32 [%rd12+20], %r15;
+        selp.u32 %r16, 1, 0, %p7;
+        st.global.u32 [%rd12+24], %r16;
+        selp.u32 %r17, 1, 0, %p8;
+        st.global.u32 [%rd12+28], %r17;
+        selp.u32 %r18, 1, 0, %p9;
+        st.global.u32 [%rd12+32], %r18;
+        selp.u32 %r19, 1, 0, %p10;
+        st.global.u32 [%rd12+36], %r19;
+        selp.u32 %r20, 1, 0, %p11;
+        st.global.u32 [%rd12+40], %r20;
+        selp.u32 %r21, 1, 0, %p12;
+        st.global.u32 [%rd12+44], %r21;
+        st.global.f32 [%rd12+48], %f1;
+        ret;
+        }
+        """;
+
+    [Fact]
+    public void Sixty_four_bit_comparisons_and_the_unsigned_conversion_to_f32_give_what_the_host_does()
+    {
+        const int n = 512;
+        var random = new Random(64);
+        var specials = new ulong[] { 0UL, 1UL, ulong.MaxValue, 0x8000_0000_0000_0000, 0x7FFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF, 0x1_0000_0000, 0x8000_0000, 0x8000_0080, 0xFFFF_FF80, 0x0100_0001, 0xFFFF_FFFF_0000_0000 };
+        ulong Draw(int i) => i % 3 == 0 ? specials[random.Next(specials.Length)] : (ulong)random.NextInt64() ^ ((ulong)random.Next(2) << 63);
+        var x = Enumerable.Range(0, n).Select(Draw).ToArray();
+        var y = Enumerable.Range(0, n).Select(i => i % 7 == 0 ? x[i] : Draw(i)).ToArray();
+        using var memory = new HostMemory();
+        var pout = memory.Upload(Enumerable.Repeat(0xCDCDCDCDu, n * 13).ToArray());
+        var kernel = PtxModuleProgram.Compile(Wide).Kernels["wide"];
+
+        kernel.Launch(Launch(memory, n / 64, 64), new Params().Add(memory.Upload(x)).Add(memory.Upload(y)).Add(pout).ToArray(), []);
+
+        Assert.True(kernel.Vectorised);
+        var output = memory.Download<uint>(pout, n * 13);
+        for (var i = 0; i < n; i++)
+        {
+            var (a, b) = (x[i], y[i]);
+            var (sa, sb) = ((long)a, (long)b);
+            bool[] expected = [sa < sb, sa <= sb, sa > sb, sa >= sb, a == b, a != b, a < b, a <= b, a > b, a >= b, a == b, a != b];
+            Assert.Equal(expected.Select(e => e ? 1u : 0u), output.Skip(i * 13).Take(12));
+            Assert.Equal(BitConverter.SingleToUInt32Bits((float)(uint)a), output[(i * 13) + 12]);
+        }
+    }
+
     [Fact]
     public void A_fault_in_the_vector_code_names_the_thread_that_made_it()
     {
