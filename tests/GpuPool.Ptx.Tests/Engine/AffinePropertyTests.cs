@@ -166,9 +166,11 @@ public sealed class AffinePropertyTests
 
         int Compare()
         {
-            var sources = new[] { Src.Reg(Pick(false)), random.Next(2) == 0 ? Src.Imm(Constant()) : Src.Reg(Pick(false)) };
+            var wide = random.Next(3) == 0;
+            var sources = new[] { Src.Reg(Pick(wide)), random.Next(2) == 0 ? Src.Imm(Constant()) : Src.Reg(Pick(wide)) };
             var p = chain.NewRegister(false, predicate: true);
-            chain.Ops.Add(new Op(new[] { "setp.lt.s32", "setp.ne.u32", "setp.ge.u32" }[random.Next(3)], p, sources));
+            var compares = wide ? new[] { "setp.lt.s64", "setp.ne.b64", "setp.ge.u64" } : new[] { "setp.lt.s32", "setp.ne.u32", "setp.ge.u32" };
+            chain.Ops.Add(new Op(compares[random.Next(3)], p, sources));
             return p;
         }
     }
@@ -318,6 +320,9 @@ public sealed class AffinePropertyTests
                 "setp.lt.s32" => I(0) < I(1) ? 1UL : 0,
                 "setp.ne.u32" => U(0) != U(1) ? 1UL : 0,
                 "setp.ge.u32" => U(0) >= U(1) ? 1UL : 0,
+                "setp.lt.s64" => (long)S(0) < (long)S(1) ? 1UL : 0,
+                "setp.ne.b64" => S(0) != S(1) ? 1UL : 0,
+                "setp.ge.u64" => S(0) >= S(1) ? 1UL : 0,
                 _ => throw new InvalidOperationException(op.Name),
             };
         }
