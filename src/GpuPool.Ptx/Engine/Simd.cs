@@ -535,6 +535,35 @@ internal static unsafe class Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreAt(long address, Vector256<int> value) => value.Store((int*)address);
 
+    // ---- vector accesses (ld/st .v2 and .v4 of 32-bit words): lane l's vector at address + l × stride ------------
+
+    /// <summary>Word <paramref name="k"/> of each lane's vector, the lanes' vectors <paramref name="stride"/> bytes apart from <paramref name="address"/>.</summary>
+    public static Vector256<int> GatherWord(long address, int stride, int k)
+    {
+        var p = (byte*)address + (4 * k);
+        return Vector256.Create(
+            *(int*)p, *(int*)(p + stride), *(int*)(p + (2 * stride)), *(int*)(p + (3 * stride)),
+            *(int*)(p + (4 * stride)), *(int*)(p + (5 * stride)), *(int*)(p + (6 * stride)), *(int*)(p + (7 * stride)));
+    }
+
+    public static Vector256<int> GatherSharedWord(LaneContext c, int offset, int stride, int k) => GatherWord((long)(c.Shared + (uint)offset), stride, k);
+
+    /// <summary>Stores word <paramref name="k"/> of each lane's vector, lane by lane (where two lanes share an address the last one's stays).</summary>
+    public static void ScatterWord(long address, int stride, int k, Vector256<int> value)
+    {
+        var p = (byte*)address + (4 * k);
+        for (var l = 0; l < Lanes; l++)
+        {
+            *(int*)(p + (l * stride)) = value.GetElement(l);
+        }
+    }
+
+    public static void ScatterSharedWord(LaneContext c, int offset, int stride, int k, Vector256<int> value) => ScatterWord((long)(c.Shared + (uint)offset), stride, k, value);
+
+    /// <summary>Whether an address is a multiple of mask + 1 (a power of two).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool Aligned(long address, int mask) => (address & mask) == 0;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> LoadSharedAt(LaneContext c, int offset) => Vector256.Load((int*)(c.Shared + (uint)offset));
 

@@ -932,6 +932,12 @@ internal sealed class SimdCompiler
     {
         var (space, type) = Access(i);
         var kind = KindOf(type);
+        if (i.Operands[0] is PtxVector vector)
+        {
+            EmitVectorAccess(i.Operands[1], space, kind, vector, load: true);
+            return;
+        }
+
         if (space == "param")
         {
             _il.Emit(OpCodes.Ldarg_0);
@@ -968,6 +974,12 @@ internal sealed class SimdCompiler
     {
         var (space, type) = Access(i);
         var kind = KindOf(type);
+        if (i.Operands[1] is PtxVector vector)
+        {
+            EmitVectorAccess(i.Operands[0], space, kind, vector, load: false);
+            return;
+        }
+
         if (space == "param" || kind == Kind.I64)
         {
             throw new NotVectorised();
@@ -1115,6 +1127,74 @@ internal sealed class SimdCompiler
     }
 
     /// <summary>
+    /// A .v2 or .v4 access of 32-bit words where the eight addresses are the same or step by a multiple of the vector's
+    /// size, up to 1 KiB: one check of the span the eight touch and of the first address's alignment to the vector's
+    /// size (which then holds for all), then each word of the eight vectors loaded (into its register) or stored (from
+    /// its operand). Any other address shape is not vectorised.
+    /// </summary>
+    private void EmitVectorAccess(PtxOperand operand, string space, Kind kind, PtxVector vector, bool load)
+    {
+        var count = vector.Elements.Count;
+        var size = 4 * count;
+        if (kind == Kind.I64 || count is not (2 or 4) || (load && vector.Elements.Any(e => e is not PtxRegister)) || space == "param"
+            || ShapeOf(operand) is not { Varies: false, Stride: var stride } || stride < 0 || stride > 1024 || stride % size != 0)
+        {
+            throw new NotVectorised();
+        }
+
+        var shared = EmitScalarAddress(operand, space, out _);
+        var leave = LeaveStub(shared ? -1 : 2 * _unit.CachedSites);
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldloc, shared ? _address32! : _address64!);
+        _il.Emit(OpCodes.Ldc_I4, checked((int)((7 * stride) + size)));
+        if (shared)
+        {
+            Call(nameof(Simd.SharedFits));
+        }
+        else
+        {
+            _il.Emit(OpCodes.Ldc_I4, 2 * _unit.CachedSites++);
+            Call(nameof(Simd.Fits));
+        }
+
+        _il.Emit(OpCodes.Brfalse, leave);
+        _il.Emit(OpCodes.Ldloc, shared ? _address32! : _address64!);
+        if (shared)
+        {
+            _il.Emit(OpCodes.Conv_I8);
+        }
+
+        _il.Emit(OpCodes.Ldc_I4, size - 1);
+        Call(nameof(Simd.Aligned));
+        _il.Emit(OpCodes.Brfalse, leave);
+        for (var k = 0; k < count; k++)
+        {
+            if (shared)
+            {
+                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldloc, _address32!);
+            }
+            else
+            {
+                _il.Emit(OpCodes.Ldloc, _address64!);
+            }
+
+            _il.Emit(OpCodes.Ldc_I4, (int)stride);
+            _il.Emit(OpCodes.Ldc_I4, k);
+            if (load)
+            {
+                Call(shared ? nameof(Simd.GatherSharedWord) : nameof(Simd.GatherWord));
+                Store(vector.Elements[k], Kind.I32, reinterpretAs: kind);
+            }
+            else
+            {
+                LoadBits(vector.Elements[k], kind);
+                Call(shared ? nameof(Simd.ScatterSharedWord) : nameof(Simd.ScatterWord));
+            }
+        }
+    }
+
+    /// <summary>
     /// An access whose eight addresses step by 4 (an affine base of stride 4): one check of the first lane's address for
     /// 32 bytes, then one vector load (pushed) or store of <paramref name="value"/>.
     /// </summary>
@@ -1257,6 +1337,8 @@ internal sealed class SimdCompiler
                     space = m;
                     break;
                 case "nc" or "ca" or "cg" or "cs" or "lu" or "cv" or "wb" or "wt":
+                    break;
+                case "v2" or "v4" when i.Opcode is "ld" or "st":
                     break;
                 default:
                     throw new NotVectorised();

@@ -299,6 +299,80 @@ public sealed class AffineCodeTests
         Assert.Equal(Enumerable.Range(0, (int)block).Select(Expected), memory.Download<int>(pout, (int)block));
     }
 
+    /// <summary>
+    /// Thread i: a float4 from in[i] (through shared memory, as a v4 store and a v4 load), the pair (scale, bias) loaded
+    /// as one v2 by all eight from the same place, out[i] = in[i] × scale + bias as a v4 store; `shift` words past the
+    /// start of in (a multiple of 4 keeps the vectors aligned).
+    /// </summary>
+    private const string Float4 = Header + """
+        .visible .entry float4(.param .u64 in, .param .u64 coefficients, .param .u64 out, .param .u32 shift)
+        {
+        .reg .b32 %r<9>;
+        .reg .f32 %f<16>;
+        .reg .b64 %rd<12>;
+        .shared .align 16 .b8 staging[1024];
+        ld.param.u64 %rd1, [in];
+        ld.param.u64 %rd2, [coefficients];
+        ld.param.u64 %rd3, [out];
+        ld.param.u32 %r7, [shift];
+        mul.wide.u32 %rd9, %r7, 4;
+        add.s64 %rd1, %rd1, %rd9;
+        mov.u32 %r1, %ctaid.x;
+        mov.u32 %r2, %ntid.x;
+        mov.u32 %r3, %tid.x;
+        mad.lo.s32 %r4, %r1, %r2, %r3;
+        mul.wide.u32 %rd4, %r4, 16;
+        add.s64 %rd5, %rd1, %rd4;
+        ld.global.v4.f32 {%f1, %f2, %f3, %f4}, [%rd5];
+        mov.u32 %r5, staging;
+        shl.b32 %r6, %r3, 4;
+        add.s32 %r8, %r5, %r6;
+        st.shared.v4.f32 [%r8], {%f1, %f2, %f3, %f4};
+        ld.shared.v4.f32 {%f5, %f6, %f7, %f8}, [%r8];
+        ld.global.nc.v2.f32 {%f9, %f10}, [%rd2];
+        fma.rn.f32 %f11, %f5, %f9, %f10;
+        fma.rn.f32 %f12, %f6, %f9, %f10;
+        fma.rn.f32 %f13, %f7, %f9, %f10;
+        fma.rn.f32 %f14, %f8, %f9, %f10;
+        add.s64 %rd6, %rd3, %rd4;
+        st.global.v4.f32 [%rd6], {%f11, %f12, %f13, %f14};
+        ret;
+        }
+        """;
+
+    [Fact]
+    public void Vector_loads_and_stores_of_consecutive_float4s_and_a_shared_pair_compute_what_the_host_does()
+    {
+        using var memory = new HostMemory();
+        const int n = 128;
+        var input = Enumerable.Range(0, 4 * n).Select(k => (k * 0.25f) - 7f).ToArray();
+        var pin = memory.Upload(input);
+        var pout = memory.Upload(Enumerable.Repeat(-1f, 4 * n).ToArray());
+        var kernel = PtxModuleProgram.Compile(Float4).Kernels["float4"];
+
+        kernel.Launch(Launch(memory, 2, 64), new Params().Add(pin).Add(memory.Upload(new[] { 3f, 0.5f })).Add(pout).Add(0u).ToArray(), []);
+
+        Assert.True(kernel.Vectorised);
+        Assert.Equal(input.Select(v => MathF.FusedMultiplyAdd(v, 3f, 0.5f)), memory.Download<float>(pout, 4 * n));
+    }
+
+    [Fact]
+    public void A_vector_load_that_is_not_aligned_to_its_size_faults_in_the_first_thread_as_the_scalar_code_says()
+    {
+        using var memory = new HostMemory();
+        const int n = 64;
+        var pin = memory.Upload(new float[(4 * n) + 4]);
+        var pout = memory.Upload(new float[4 * n]);
+        var kernel = PtxModuleProgram.Compile(Float4).Kernels["float4"];
+
+        // One word past the start: every thread's float4 is 4 bytes off its 16-byte alignment.
+        var fault = Assert.Throws<PtxFault>(() => kernel.Launch(Launch(memory, 1, 64) with { Parallelism = 1 }, new Params().Add(pin).Add(memory.Upload(new[] { 1f, 0f })).Add(pout).Add(1u).ToArray(), []));
+
+        Assert.True(kernel.Vectorised);
+        Assert.Contains("kernel float4, thread (0,0,0) of block (0,0,0)", fault.Message, StringComparison.Ordinal);
+        Assert.Contains("ld.global.v4.f32", fault.Message, StringComparison.Ordinal);
+    }
+
     private static IReadOnlyList<PtxStatement> Body(string ptx) => PtxParser.Parse(ptx).Functions.Single().Body!;
 
     [Fact]
