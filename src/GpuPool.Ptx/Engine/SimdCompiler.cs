@@ -175,7 +175,7 @@ internal sealed class SimdCompiler
 
     /// <summary>Whether the scalar compiler should make entries for this kernel's vector code: a cheap look at its opcodes.</summary>
     public static bool Worth(PtxFunction kernel) => kernel.Body is { } body && Opcodes(body).All(o => o is "mov" or "ld" or "st" or "add" or "sub" or "mul"
-        or "mad" or "fma" or "div" or "sqrt" or "neg" or "abs" or "not" or "min" or "max" or "shl" or "shr" or "and" or "or" or "xor" or "setp"
+        or "mad" or "fma" or "div" or "sqrt" or "neg" or "abs" or "not" or "min" or "max" or "shl" or "shr" or "and" or "or" or "xor" or "setp" or "bfe"
         or "selp" or "cvta" or "cvt" or "bra" or "ret" or "exit" or "bar" or "barrier");
 
     private static IEnumerable<string> Opcodes(IReadOnlyList<PtxStatement> body)
@@ -548,6 +548,11 @@ internal sealed class SimdCompiler
             case "cvt":
                 EmitCvt(i);
                 return;
+            case "bfe" when i.Operands is [PtxRegister, _, PtxInteger { Value: >= 0 and < 32 } position, PtxInteger { Value: >= 1 and <= 32 } length]
+                && position.Value + length.Value <= 32 && Type(i) is "u32" or "s32" && i.Modifiers.Count == 1:
+                // A field at a constant place: shifted to the top, then back down with or without its sign.
+                EmitField(i.Operands[1], i.Operands[0], (int)position.Value, (int)length.Value, Type(i) == "s32");
+                return;
             case "setp" when i.Operands.Count == 3 && i.Operands[0] is PtxRegister:
                 EmitSetp(i);
                 return;
@@ -910,8 +915,28 @@ internal sealed class SimdCompiler
         Store(i.Operands[0], Kind.I32);
     }
 
+    /// <summary>The <paramref name="length"/> bits of <paramref name="source"/> from bit <paramref name="position"/>, zero- or sign-extended, into <paramref name="destination"/>.</summary>
+    private void EmitField(PtxOperand source, PtxOperand destination, int position, int length, bool signed)
+    {
+        Load(source, Kind.I32);
+        _il.Emit(OpCodes.Ldc_I4, 32 - position - length);
+        Call(nameof(Simd.ShlI32));
+        _il.Emit(OpCodes.Ldc_I4, 32 - length);
+        Call(signed ? nameof(Simd.ShrS32) : nameof(Simd.ShrU32));
+        Store(destination, Kind.I32);
+    }
+
     private void EmitCvt(PtxInstruction i)
     {
+        switch (string.Join('.', i.Modifiers))
+        {
+            // From an 8- or 16-bit integer held in a 32-bit register: its low bits, extended.
+            case "s32.s8" or "u32.s8" or "s32.s16" or "u32.s16" or "s32.u8" or "u32.u8" or "s32.u16" or "u32.u16" when i.Operands.Count == 2:
+                var narrow = i.Modifiers[1];
+                EmitField(i.Operands[1], i.Operands[0], 0, narrow.EndsWith('8') ? 8 : 16, narrow[0] == 's');
+                return;
+        }
+
         var (helper, from, to) = string.Join('.', i.Modifiers) switch
         {
             "u64.u32" => (nameof(Simd.WidenU32), Kind.I32, Kind.I64),

@@ -509,6 +509,80 @@ public sealed class VectorCodeTests
         }
     }
 
+    private static readonly (int Position, int Length)[] Fields = [(0, 1), (0, 8), (8, 8), (16, 8), (24, 8), (3, 5), (31, 1), (0, 32), (1, 31), (12, 20), (0, 16), (16, 16)];
+
+    private static readonly string[] NarrowConversions = ["s32.s8", "u32.s8", "s32.u8", "u32.u8", "s32.s16", "u32.s16", "s32.u16", "u32.u16"];
+
+    /// <summary>out[i × outputs + k]: bfe.u32 and bfe.s32 of x[i] for each field, then each conversion from 8 and 16 bits.</summary>
+    private static string FieldsKernel()
+    {
+        var outputs = (2 * Fields.Length) + NarrowConversions.Length;
+        var ptx = new System.Text.StringBuilder(Header + $$"""
+            .visible .entry fields(.param .u64 x, .param .u64 out)
+            {
+            .reg .b32 %r<{{outputs + 8}}>;
+            .reg .b64 %rd<8>;
+            ld.param.u64 %rd1, [x];
+            ld.param.u64 %rd2, [out];
+            mov.u32 %r1, %ctaid.x;
+            mov.u32 %r2, %ntid.x;
+            mov.u32 %r3, %tid.x;
+            mad.lo.s32 %r4, %r1, %r2, %r3;
+            mul.wide.u32 %rd3, %r4, 4;
+            add.s64 %rd4, %rd1, %rd3;
+            ld.global.u32 %r5, [%rd4];
+            mul.wide.u32 %rd5, %r4, {{outputs * 4}};
+            add.s64 %rd6, %rd2, %rd5;
+
+            """);
+        var k = 0;
+        foreach (var signed in new[] { false, true })
+        {
+            foreach (var (position, length) in Fields)
+            {
+                ptx.Append(System.Globalization.CultureInfo.InvariantCulture, $"bfe.{(signed ? "s32" : "u32")} %r{k + 8}, %r5, {position}, {length};\nst.global.u32 [%rd6+{k * 4}], %r{k + 8};\n");
+                k++;
+            }
+        }
+
+        foreach (var conversion in NarrowConversions)
+        {
+            ptx.Append(System.Globalization.CultureInfo.InvariantCulture, $"cvt.{conversion} %r{k + 8}, %r5;\nst.global.u32 [%rd6+{k * 4}], %r{k + 8};\n");
+            k++;
+        }
+
+        return ptx.Append("ret;\n}\n").ToString();
+    }
+
+    [Fact]
+    public void Bit_fields_at_constant_places_and_conversions_from_8_and_16_bits_give_what_the_host_does()
+    {
+        const int n = 256;
+        var outputs = (2 * Fields.Length) + NarrowConversions.Length;
+        var random = new Random(17);
+        var x = Enumerable.Range(0, n).Select(i => i % 5 == 0 ? new[] { 0u, uint.MaxValue, 0x8000_0000u, 0x7FFF_FFFFu, 0x0000_0080u, 0x0000_8000u }[i % 6] : (uint)random.NextInt64(0, 1L << 32)).ToArray();
+        using var memory = new HostMemory();
+        var pout = memory.Upload(Enumerable.Repeat(0xCDCDCDCDu, n * outputs).ToArray());
+        var kernel = PtxModuleProgram.Compile(FieldsKernel()).Kernels["fields"];
+
+        kernel.Launch(Launch(memory, n / 64, 64), new Params().Add(memory.Upload(x)).Add(pout).ToArray(), []);
+
+        Assert.True(kernel.Vectorised);
+        var output = memory.Download<uint>(pout, n * outputs);
+        static uint Field(uint v, int position, int length, bool signed)
+        {
+            var field = (ulong)v >> position & ((1UL << length) - 1);
+            return signed && (field >> (length - 1) & 1) == 1 ? (uint)(field | (ulong.MaxValue << length)) : (uint)field;
+        }
+
+        for (var i = 0; i < n; i++)
+        {
+            var expected = new[] { false, true }.SelectMany(signed => Fields.Select(f => Field(x[i], f.Position, f.Length, signed)))
+                .Concat(NarrowConversions.Select(c => Field(x[i], 0, c.EndsWith('8') ? 8 : 16, c[4] == 's')));
+            Assert.Equal(expected, output.Skip(i * outputs).Take(outputs));
+        }
+    }
+
     [Fact]
     public void A_fault_in_the_vector_code_names_the_thread_that_made_it()
     {
