@@ -1194,16 +1194,7 @@ internal sealed class SimdCompiler
         _il.Emit(OpCodes.Brfalse, leave);
         for (var k = 0; k < count; k++)
         {
-            if (shared)
-            {
-                _il.Emit(OpCodes.Ldarg_0);
-                _il.Emit(OpCodes.Ldloc, _address32!);
-            }
-            else
-            {
-                _il.Emit(OpCodes.Ldloc, _address64!);
-            }
-
+            PushAddress(shared);
             _il.Emit(OpCodes.Ldc_I4, (int)stride);
             _il.Emit(OpCodes.Ldc_I4, k);
             if (load)
@@ -1220,13 +1211,20 @@ internal sealed class SimdCompiler
     }
 
     /// <summary>
-    /// An access whose eight addresses step by 4 (an affine base of stride 4): one check of the first lane's address for
-    /// 32 bytes, then one vector load (pushed) or store of <paramref name="value"/>.
+    /// The first lane's address of an access (<see cref="EmitScalarAddress"/>) checked for <paramref name="bytes"/>
+    /// (<see cref="EmitCheck"/>) and pushed as a shared or global accessor takes it; whether it is a shared one.
     /// </summary>
-    private void EmitConsecutiveAccess(PtxOperand operand, string space, bool load, PtxOperand? value = null, Kind kind = Kind.I32)
+    private bool EmitCheckedAddress(PtxOperand operand, string space, int bytes)
     {
         var shared = EmitScalarAddress(operand, space, out var baseName);
-        EmitCheck(operand, baseName, shared, 32);
+        EmitCheck(operand, baseName, shared, bytes);
+        PushAddress(shared);
+        return shared;
+    }
+
+    /// <summary>Pushes the address local as the accessors take it: the context and the shared offset, or the global address.</summary>
+    private void PushAddress(bool shared)
+    {
         if (shared)
         {
             _il.Emit(OpCodes.Ldarg_0);
@@ -1236,6 +1234,15 @@ internal sealed class SimdCompiler
         {
             _il.Emit(OpCodes.Ldloc, _address64!);
         }
+    }
+
+    /// <summary>
+    /// An access whose eight addresses step by 4 (an affine base of stride 4): one check of the first lane's address for
+    /// 32 bytes, then one vector load (pushed) or store of <paramref name="value"/>.
+    /// </summary>
+    private void EmitConsecutiveAccess(PtxOperand operand, string space, bool load, PtxOperand? value = null, Kind kind = Kind.I32)
+    {
+        var shared = EmitCheckedAddress(operand, space, 32);
 
         if (load)
         {
@@ -1253,17 +1260,7 @@ internal sealed class SimdCompiler
     /// </summary>
     private void EmitUniformAccess(PtxOperand operand, string space, bool load, PtxOperand? value = null, Kind kind = Kind.I32)
     {
-        var shared = EmitScalarAddress(operand, space, out var baseName);
-        EmitCheck(operand, baseName, shared, 4);
-        if (shared)
-        {
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Ldloc, _address32!);
-        }
-        else
-        {
-            _il.Emit(OpCodes.Ldloc, _address64!);
-        }
+        var shared = EmitCheckedAddress(operand, space, 4);
 
         if (load)
         {
