@@ -214,38 +214,9 @@ internal static unsafe class Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Predicate(Vector256<int> mask) => mask & Vector256<int>.One;
 
+    /// <summary>Comparison <paramref name="op"/> (lt, le, gt, ge, eq, ne, in PTX's order of them here) of each lane: all ones or zero.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> SetpS32(Vector256<int> a, Vector256<int> b, int op) => Predicate(op switch
-    {
-        0 => Vector256.LessThan(a, b),
-        1 => Vector256.LessThanOrEqual(a, b),
-        2 => Vector256.GreaterThan(a, b),
-        3 => Vector256.GreaterThanOrEqual(a, b),
-        4 => Vector256.Equals(a, b),
-        _ => ~Vector256.Equals(a, b),
-    });
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> SetpU32(Vector256<int> a, Vector256<int> b, int op) => Predicate(op switch
-    {
-        0 => Vector256.LessThan(a.AsUInt32(), b.AsUInt32()).AsInt32(),
-        1 => Vector256.LessThanOrEqual(a.AsUInt32(), b.AsUInt32()).AsInt32(),
-        2 => Vector256.GreaterThan(a.AsUInt32(), b.AsUInt32()).AsInt32(),
-        3 => Vector256.GreaterThanOrEqual(a.AsUInt32(), b.AsUInt32()).AsInt32(),
-        4 => Vector256.Equals(a, b),
-        _ => ~Vector256.Equals(a, b),
-    });
-
-    /// <summary>setp on 64-bit integers, signed: the two halves' masks narrowed to the eight 32-bit predicates.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> SetpS64(Vec8L a, Vec8L b, int op) => Predicate(Vector256.Narrow(CompareS64(a.Lo, b.Lo, op), CompareS64(a.Hi, b.Hi, op)));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> SetpU64(Vec8L a, Vec8L b, int op)
-        => Predicate(Vector256.Narrow(CompareU64(a.Lo.AsUInt64(), b.Lo.AsUInt64(), op), CompareU64(a.Hi.AsUInt64(), b.Hi.AsUInt64(), op)));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<long> CompareS64(Vector256<long> a, Vector256<long> b, int op) => op switch
+    private static Vector256<T> Compare<T>(Vector256<T> a, Vector256<T> b, int op) => op switch
     {
         0 => Vector256.LessThan(a, b),
         1 => Vector256.LessThanOrEqual(a, b),
@@ -256,15 +227,18 @@ internal static unsafe class Simd
     };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<long> CompareU64(Vector256<ulong> a, Vector256<ulong> b, int op) => (op switch
-    {
-        0 => Vector256.LessThan(a, b),
-        1 => Vector256.LessThanOrEqual(a, b),
-        2 => Vector256.GreaterThan(a, b),
-        3 => Vector256.GreaterThanOrEqual(a, b),
-        4 => Vector256.Equals(a, b),
-        _ => ~Vector256.Equals(a, b),
-    }).AsInt64();
+    public static Vector256<int> SetpS32(Vector256<int> a, Vector256<int> b, int op) => Predicate(Compare(a, b, op));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> SetpU32(Vector256<int> a, Vector256<int> b, int op) => Predicate(Compare(a.AsUInt32(), b.AsUInt32(), op).AsInt32());
+
+    /// <summary>setp on 64-bit integers, signed: the two halves' masks narrowed to the eight 32-bit predicates.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> SetpS64(Vec8L a, Vec8L b, int op) => Predicate(Vector256.Narrow(Compare(a.Lo, b.Lo, op), Compare(a.Hi, b.Hi, op)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> SetpU64(Vec8L a, Vec8L b, int op)
+        => Predicate(Vector256.Narrow(Compare(a.Lo.AsUInt64(), b.Lo.AsUInt64(), op).AsInt64(), Compare(a.Hi.AsUInt64(), b.Hi.AsUInt64(), op).AsInt64()));
 
     /// <summary>setp on f32: ordered comparisons (false where either is NaN), and ne ordered too, as PTX's plain ne.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
